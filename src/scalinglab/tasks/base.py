@@ -1,0 +1,116 @@
+"""What every task shares: the problem record and the task interface.
+
+A task is one file (STYLE.md example 9): a seeded generator with a difficulty knob, the
+prompt format, worked step-by-step solutions for SFT, answer extraction and a checker.
+Problems serialise to the JSONL format of DESIGN.md:
+`{"id", "task", "prompt", "answer", "solution"?, "steps"?, "meta"?}`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Protocol
+
+from scalinglab.errors import UserError
+from scalinglab.verify.verdict import Verdict
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str
+    task: str
+    prompt: str  # exactly what the model sees
+    answer: str  # the reference final answer
+    solution: str | None = None  # the worked completion (steps + answer line), what SFT trains on
+    steps: tuple[str, ...] | None = None  # the solution cut into reasoning steps (for PRMs)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        d = {"id": self.id, "task": self.task, "prompt": self.prompt, "answer": self.answer}
+        if self.solution is not None:
+            d["solution"] = self.solution
+        if self.steps is not None:
+            d["steps"] = list(self.steps)
+        if self.meta:
+            d["meta"] = self.meta
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict, default_task: str = "custom") -> "Problem":
+        missing = [k for k in ("prompt", "answer") if k not in d]
+        if missing:
+            raise UserError(f"problem {d.get('id', '?')!r} lacks field(s) {missing}")
+        return cls(
+            id=str(d.get("id", "")),
+            task=str(d.get("task", default_task)),
+            prompt=str(d["prompt"]),
+            answer=str(d["answer"]),
+            solution=d.get("solution"),
+            steps=tuple(d["steps"]) if d.get("steps") is not None else None,
+            meta=dict(d.get("meta") or {}),
+        )
+
+
+class Task(Protocol):
+    """The interface every task family implements."""
+
+    name: str
+    stop: tuple[str, ...]  # strings that end a completion (besides EOS)
+
+    def generate(self, n: int, seed: int, difficulty: int | None = None) -> list[Problem]:
+        """`n` seeded problems; the same (n, seed, difficulty) always gives the same list."""
+        ...
+
+    def extract_answer(self, completion: str) -> str | None:
+        """The final answer in a completion, or None when there is none."""
+        ...
+
+    def check(self, problem: Problem, completion: str) -> Verdict:
+        """Judge a completion against the problem's reference answer."""
+        ...
+
+    def split_steps(self, completion: str) -> list[str]:
+        """Cut a completion into reasoning steps (the units a PRM scores)."""
+        ...
+
+    def equivalent(self, a: str, b: str) -> bool:
+        """Whether two extracted answers are the same answer (used by majority vote)."""
+        ...
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
+    """Write rows atomically as JSONL; returns the number of rows."""
+    from scalinglab.runs.store import atomic_write_text, dumps
+
+    lines = [dumps(r) for r in rows]
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return len(lines)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Read a JSONL file; a bad line gives an error naming the file and line."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    rows = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{i}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}:{i}: expected a JSON object per line")
+        rows.append(row)
+    return rows
+
+
+def load_problems(path: str | os.PathLike, default_task: str = "custom") -> list[Problem]:
+    rows = read_jsonl(path)
+    if not rows:
+        raise UserError(f"{path}: no problems in file")
+    return [Problem.from_json({"id": r.get("id", str(i)), **r}, default_task) for i, r in enumerate(rows)]
