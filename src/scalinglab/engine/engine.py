@@ -1,0 +1,385 @@
+"""Batched generation with a KV cache, shared prompt prefill and continuous batching.
+
+Layout. A generate call with `n` samples per prompt works on G *groups* of n sample slots
+(G·n ≤ `max_batch`). Each group holds one prompt: its keys/values live once in the
+*prefix* cache (G, Hkv, Tp, D); each sample's generated tokens live in the *suffix* cache
+(G·n, Hkv, Ts, D). So n samples cost one prefill and one copy of the prompt's KV (the
+cascade/Hydragen trick): decode attention is computed over the prefix with the n·rep
+queries of a group as one matrix product, over each sample's own suffix, and the two
+softmax pieces are merged by their log-sum-exp.
+
+Continuous batching. When every sample of a group has finished (EOS, a stop string or
+the length limit), the group is refilled with the next waiting prompt at once; when no
+prompt waits, the last active group is moved into the hole, so a step always computes
+exactly the active groups. Long and short answers therefore do not hold compute hostage
+(within a group, samples wait for the group's longest one).
+
+Sampling: temperature, top-k, top-p or greedy, with a seeded generator. The log-prob
+returned for each sampled token is under the temperature-scaled *full* distribution
+(before top-k/top-p truncation; RL_CHECKLIST item 7).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from scalinglab.errors import UserError
+from scalinglab.model.transformer import Transformer, apply_rope, rope_cos_sin
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    n: int = 1  # samples per prompt; they share one prefill of the prompt
+    max_new_tokens: int = 64  # generated-token limit per sample (EOS included)
+    temperature: float = 1.0  # softmax temperature; ignored when greedy
+    top_k: int = 0  # keep the k most likely tokens (0 = all)
+    top_p: float = 1.0  # nucleus sampling mass (1 = all)
+    greedy: bool = False  # argmax decoding
+    stop: tuple[str, ...] = ()  # strings that end a sample (kept in its text)
+    ignore_eos: bool = False  # keep generating past EOS (benchmarks)
+    seed: int = 0
+
+
+@dataclass
+class Completion:
+    text: str
+    token_ids: list[int]  # generated ids, EOS included when the sample stopped on it
+    logprobs: list[float]  # one per token id
+    finish_reason: str  # "eos", "stop" or "length"
+
+
+@dataclass
+class Generation:
+    prompt: str
+    prompt_ids: list[int]
+    completions: list[Completion]
+
+
+@dataclass
+class GenerationResult:
+    generations: list[Generation]
+    prompt_tokens: int = 0  # tokens actually prefilled (each prompt once)
+    generated_tokens: int = 0  # tokens sampled over all samples
+    prefills: int = 0  # prompts prefilled
+    prompt_flops: float = 0.0
+    generated_flops: float = 0.0
+    seconds: float = 0.0
+    kv_bytes: int = 0  # bytes allocated for the prefix + suffix caches
+    prefix_kv_bytes: int = 0  # of which the shared prompt caches
+    steps: int = 0  # decode steps taken
+
+    @property
+    def flops(self) -> float:
+        return self.prompt_flops + self.generated_flops
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.generated_tokens / self.seconds if self.seconds > 0 else 0.0
+
+    def accounting(self) -> dict:
+        return {"prompt_tokens": self.prompt_tokens, "generated_tokens": self.generated_tokens, "prefills": self.prefills,
+                "prompt_flops": self.prompt_flops, "generated_flops": self.generated_flops, "flops": self.flops,
+                "seconds": self.seconds, "tokens_per_s": self.tokens_per_s, "kv_bytes": self.kv_bytes}
+
+
+def sequence_flops(cfg, start: int, count: int) -> float:
+    """Forward FLOPs of `count` tokens at positions start..start+count-1 (closed form)."""
+    if count <= 0:
+        return 0.0
+    per_pos = cfg.flops_per_token(1) - cfg.flops_per_token(0)
+    ctx_sum = count * start + count * (count - 1) / 2 + count  # each token attends to itself and all before
+    return count * cfg.flops_per_token(0) + per_pos * ctx_sum
+
+
+def sample_tokens(logits: torch.Tensor, p: SamplingParams, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sampled ids (B,) and their log-probs (B,) from logits (B, V)."""
+    logits = logits.float()
+    if p.greedy:
+        tok = logits.argmax(-1)
+        return tok, logits.log_softmax(-1).gather(-1, tok[:, None])[:, 0]
+    logits = logits / max(p.temperature, 1e-5)
+    logp = logits.log_softmax(-1)  # (B, V) full distribution, for the returned log-probs
+    masked = logp
+    if p.top_k and p.top_k < logits.shape[-1]:
+        kth = masked.topk(p.top_k, dim=-1).values[:, -1:]
+        masked = masked.masked_fill(masked < kth, -math.inf)
+    if p.top_p < 1.0:
+        sorted_lp, idx = masked.sort(-1, descending=True)
+        cum = sorted_lp.exp().cumsum(-1)
+        drop = cum - sorted_lp.exp() > p.top_p  # keep the smallest prefix with mass >= top_p
+        masked = masked.scatter(-1, idx, sorted_lp.masked_fill(drop, -math.inf))
+    u = torch.rand(masked.shape, generator=gen, device=masked.device).clamp_(1e-10, 1.0)
+    tok = (masked - torch.log(-torch.log(u))).argmax(-1)  # Gumbel-max: exact categorical sample
+    return tok, logp.gather(-1, tok[:, None])[:, 0]
+
+
+class _Cache:
+    """Prefix and suffix KV buffers for one generate call."""
+
+    def __init__(self, cfg, groups: int, n: int, tp: int, ts: int, device, dtype):
+        L, kv, hd = cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim
+        self.kp = torch.zeros(L, groups, kv, tp, hd, device=device, dtype=dtype)
+        self.vp = torch.zeros_like(self.kp)
+        self.ks = torch.zeros(L, groups * n, kv, ts, hd, device=device, dtype=dtype)
+        self.vs = torch.zeros_like(self.ks)
+        self.prefix_bytes = 2 * self.kp.numel() * self.kp.element_size()
+        self.bytes = self.prefix_bytes + 2 * self.ks.numel() * self.ks.element_size()
+
+
+class Engine:
+    """Generation for a `Transformer` and its tokenizer. See the module docstring."""
+
+    def __init__(self, model: Transformer, tokenizer, max_batch: int = 64):
+        self.model = model.eval()
+        self.tok = tokenizer
+        self.cfg = model.config
+        self.max_batch = max_batch
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.lm_head.weight.device
+
+    # -- the two forward passes --------------------------------------------------
+    @torch.no_grad()
+    def _prefill(self, cache: _Cache, groups: list[int], ids: list[list[int]]) -> torch.Tensor:
+        """Run prompts `ids` into the prefix cache at `groups`; logits at each last token (k, V)."""
+        m, dev = self.model, self.device
+        T = max(len(x) for x in ids)
+        batch = torch.full((len(ids), T), self.tok.pad_id, dtype=torch.long)
+        for i, x in enumerate(ids):
+            batch[i, : len(x)] = torch.tensor(x)
+        batch = batch.to(dev)
+        gidx = torch.tensor(groups, device=dev)
+        x = m.model.embed_tokens(batch)  # (k, T, d)
+        cos, sin = rope_cos_sin(m.inv_freq, torch.arange(T, device=dev), x.dtype)
+        for li, block in enumerate(m.model.layers):
+            attn = block.self_attn
+            q, k, v = attn.qkv(block.input_layernorm(x), cos, sin)  # (k, H|Hkv, T, D)
+            cache.kp[li, gidx, :, :T] = k
+            cache.vp[li, gidx, :, :T] = v
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=attn.n_kv != attn.n_heads)
+            x = x + attn.o_proj(y.transpose(1, 2).reshape(len(ids), T, -1))
+            x = x + block.mlp(block.post_attention_layernorm(x))
+        last = torch.tensor([len(s) - 1 for s in ids], device=dev)
+        h = m.model.norm(x[torch.arange(len(ids), device=dev), last])  # (k, d)
+        return m.lm_head(h)
+
+    @torch.no_grad()
+    def _decode(self, cache: _Cache, G: int, n: int, tokens: torch.Tensor, plen: torch.Tensor, slen: torch.Tensor, tcur: int) -> torch.Tensor:
+        """One decode step for the first G groups (S = G·n samples); logits (S, V).
+
+        tokens (S,) the last sampled ids; plen (G,) prompt lengths; slen (S,) generated
+        tokens so far (the new token is written at suffix position slen).
+        """
+        m, cfg = self.model, self.cfg
+        S, H, Hkv, D = G * n, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        rep = H // Hkv
+        scale = 1.0 / math.sqrt(D)
+        dev = tokens.device
+        x = m.model.embed_tokens(tokens)  # (S, d)
+        pos = plen.repeat_interleave(n) + slen  # (S,)
+        cos, sin = rope_cos_sin(m.inv_freq, pos, x.dtype)  # (S, D)
+        cos, sin = cos[:, None, None, None, :], sin[:, None, None, None, :]  # broadcast over (Hkv, rep, 1)
+        Tp = cache.kp.shape[3]
+        pmask = torch.arange(Tp, device=dev)[None, :] >= plen[:, None]  # (G, Tp) padding
+        smask = torch.arange(tcur, device=dev)[None, :] > slen[:, None]  # (S, tcur) future
+        rows = torch.arange(S, device=dev)
+        wpos = slen.clamp(max=cache.ks.shape[3] - 1)  # finished samples keep stepping; keep their writes in bounds
+        for li, block in enumerate(m.model.layers):
+            attn = block.self_attn
+            h = block.input_layernorm(x)
+            q = attn.q_proj(h).view(S, Hkv, rep, 1, D)
+            k = attn.k_proj(h).view(S, Hkv, 1, 1, D)
+            v = attn.v_proj(h).view(S, Hkv, D)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)[:, :, 0, 0]
+            ks, vs = cache.ks[li], cache.vs[li]
+            ks[rows, :, wpos] = k
+            vs[rows, :, wpos] = v
+            # prefix: the n·rep queries of each group against the group's prompt, as one matmul
+            qg = q.view(G, n, Hkv, rep, D).transpose(1, 2).reshape(G, Hkv, n * rep, D)
+            sp = (qg @ cache.kp[li, :G].transpose(-1, -2)).float() * scale  # (G, Hkv, n·rep, Tp)
+            sp.masked_fill_(pmask[:, None, None, :], -math.inf)
+            mp = sp.amax(-1, keepdim=True)
+            ep = (sp - mp).exp()
+            op = ep.to(x.dtype) @ cache.vp[li, :G]  # (G, Hkv, n·rep, D)
+            # regroup the prefix pieces per sample: (S, Hkv, rep, ·)
+            op = op.view(G, Hkv, n, rep, D).transpose(1, 2).reshape(S, Hkv, rep, D).float()
+            zp = ep.sum(-1, keepdim=True).view(G, Hkv, n, rep, 1).transpose(1, 2).reshape(S, Hkv, rep, 1)
+            mp = mp.view(G, Hkv, n, rep, 1).transpose(1, 2).reshape(S, Hkv, rep, 1)
+            # suffix: each sample against its own generated tokens
+            qs = q.view(S, Hkv, rep, D)
+            ss = (qs @ ks[:S, :, :tcur].transpose(-1, -2)).float() * scale  # (S, Hkv, rep, tcur)
+            ss.masked_fill_(smask[:, None, None, :], -math.inf)
+            ms = ss.amax(-1, keepdim=True)
+            es = (ss - ms).exp()
+            os_ = (es.to(x.dtype) @ vs[:S, :, :tcur]).float()  # (S, Hkv, rep, D)
+            zs = es.sum(-1, keepdim=True)
+            # merge the two softmax pieces by their maxima (log-sum-exp)
+            mx = torch.maximum(mp, ms)
+            a, b = (mp - mx).exp(), (ms - mx).exp()
+            y = (op * a + os_ * b) / (zp * a + zs * b)  # (S, Hkv, rep, D)
+            x = x + attn.o_proj(y.to(x.dtype).reshape(S, H * D))
+            x = x + block.mlp(block.post_attention_layernorm(x))
+        return m.lm_head(m.model.norm(x))
+
+    # -- the scheduler -----------------------------------------------------------
+    def encode_prompts(self, prompts: Sequence[str | Sequence[int]]) -> list[list[int]]:
+        ids = [list(p) if not isinstance(p, str) else self.tok.encode(p) for p in prompts]
+        for i, x in enumerate(ids):
+            if not x:
+                raise UserError(f"prompt {i} is empty")
+        return ids
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str | Sequence[int]], params: SamplingParams = SamplingParams(),
+                 progress: Callable[..., None] | None = None) -> GenerationResult:
+        """Complete every prompt `params.n` times. Prompts are strings or token-id lists."""
+        if params.n < 1 or params.max_new_tokens < 1:
+            raise UserError("n and max_new_tokens must be >= 1")
+        t0 = time.perf_counter()
+        prompt_ids = self.encode_prompts(prompts)
+        n, dev, cfg = params.n, self.device, self.cfg
+        G = max(1, min(len(prompt_ids), self.max_batch // n))
+        Tp, Ts = max(len(x) for x in prompt_ids), params.max_new_tokens
+        dtype = self.model.lm_head.weight.dtype
+        cache = _Cache(cfg, G, n, Tp, Ts, dev, dtype)
+        gen = torch.Generator(device=dev).manual_seed(params.seed)
+        stop_strs = tuple(params.stop)
+        eos = None if params.ignore_eos else self.tok.eos_id
+
+        result = GenerationResult(generations=[Generation(prompt=p if isinstance(p, str) else self.tok.decode(p), prompt_ids=ids, completions=[])
+                                               for p, ids in zip(prompts, prompt_ids)])
+        out_tok: list[list[list[int]]] = [[[] for _ in range(n)] for _ in prompt_ids]
+        out_lp: list[list[list[float]]] = [[[] for _ in range(n)] for _ in prompt_ids]
+        out_reason: list[list[str | None]] = [[None] * n for _ in prompt_ids]
+
+        queue = deque(range(len(prompt_ids)))
+        group_prompt = [-1] * G  # prompt index held by each group slot
+        active_groups = 0  # groups [0, active_groups) are live
+        plen = torch.zeros(G, dtype=torch.long, device=dev)
+        slen = torch.zeros(G * n, dtype=torch.long, device=dev)
+        slen_host = np.zeros(G * n, dtype=np.int64)
+        tokens = torch.zeros(G * n, dtype=torch.long, device=dev)
+        done_host = np.ones(G * n, dtype=bool)
+        finished_prompts = 0
+
+        def record(slots: np.ndarray, toks: list[int], lps: list[float]) -> None:
+            """Append sampled tokens of live slots and mark the ones that finish."""
+            for s, t, lp in zip(slots, toks, lps):
+                g, j = divmod(int(s), n)
+                pi = group_prompt[g]
+                out_tok[pi][j].append(t)
+                out_lp[pi][j].append(lp)
+                reason = None
+                if eos is not None and t == eos:
+                    reason = "eos"
+                elif stop_strs:
+                    tail = self.tok.decode(out_tok[pi][j][-32:])
+                    if any(tail.endswith(st) or st in tail[-(len(st) + 8):] for st in stop_strs):
+                        reason = "stop"
+                if reason is None and len(out_tok[pi][j]) >= Ts:
+                    reason = "length"
+                if reason is not None:
+                    out_reason[pi][j] = reason
+                    done_host[s] = True
+
+        def admit(free: list[int]) -> None:
+            nonlocal active_groups
+            take = [queue.popleft() for _ in range(min(len(free), len(queue)))]
+            if not take:
+                return
+            groups = free[: len(take)]
+            logits = self._prefill(cache, groups, [prompt_ids[p] for p in take])  # (k, V)
+            for g, p in zip(groups, take):
+                group_prompt[g] = p
+                plen[g] = len(prompt_ids[p])
+                result.prompt_tokens += len(prompt_ids[p])
+                result.prompt_flops += sequence_flops(cfg, 0, len(prompt_ids[p]))
+            result.prefills += len(take)
+            gi = torch.tensor(groups, device=dev)
+            tok, lp = sample_tokens(logits.repeat_interleave(n, 0), params, gen)  # n samples per prompt
+            slots = (gi[:, None] * n + torch.arange(n, device=dev)[None, :]).reshape(-1)
+            tokens[slots] = tok
+            slen[slots] = 0
+            slots_h = slots.cpu().numpy()
+            slen_host[slots_h] = 0
+            done_host[slots_h] = False
+            record(slots_h, tok.tolist(), lp.tolist())
+            active_groups = max(active_groups, max(groups) + 1)
+
+        def retire(g: int) -> None:
+            """Group g is finished: save its outputs and free the slot."""
+            nonlocal finished_prompts
+            p = group_prompt[g]
+            gen_out = result.generations[p]
+            for j in range(n):
+                ids = out_tok[p][j]
+                text_ids = ids[:-1] if out_reason[p][j] == "eos" else ids
+                gen_out.completions.append(Completion(self.tok.decode(text_ids), ids, out_lp[p][j], out_reason[p][j] or "length"))
+                result.generated_tokens += len(ids)
+                result.generated_flops += sequence_flops(cfg, len(prompt_ids[p]), len(ids))
+            group_prompt[g] = -1
+            finished_prompts += 1
+
+        def move(src: int, dst: int) -> None:
+            """Move live group src into free slot dst (keeps live groups contiguous)."""
+            cache.kp[:, dst] = cache.kp[:, src]
+            cache.vp[:, dst] = cache.vp[:, src]
+            a, b = slice(src * n, src * n + n), slice(dst * n, dst * n + n)
+            cache.ks[:, b] = cache.ks[:, a]
+            cache.vs[:, b] = cache.vs[:, a]
+            plen[dst] = plen[src]
+            slen[b], tokens[b] = slen[a], tokens[a]
+            slen_host[b], done_host[b] = slen_host[a], done_host[a]
+            done_host[a] = True
+            group_prompt[dst], group_prompt[src] = group_prompt[src], -1
+
+        admit(list(range(G)))
+        while active_groups > 0:
+            # retire finished groups; refill them from the queue or compact
+            for g in range(active_groups):
+                if group_prompt[g] >= 0 and done_host[g * n:(g + 1) * n].all():
+                    retire(g)
+            free = [g for g in range(active_groups) if group_prompt[g] < 0]
+            if free and queue:
+                admit(free)
+                free = [g for g in range(active_groups) if group_prompt[g] < 0]
+            for g in sorted(free, reverse=True):  # fill holes with the last live group
+                last = active_groups - 1
+                while last >= 0 and group_prompt[last] < 0:
+                    last -= 1
+                if last > g:
+                    move(last, g)
+                active_groups = max((i + 1 for i in range(G) if group_prompt[i] >= 0), default=0)
+            if active_groups == 0:
+                break
+            if progress is not None:
+                progress(finished_prompts, len(prompt_ids))
+            S = active_groups * n
+            # the token sampled last step goes in at suffix position slen; attend over slen+1
+            tcur = int(slen_host[:S][~done_host[:S]].max(initial=0)) + 1
+            logits = self._decode(cache, active_groups, n, tokens[:S], plen[:active_groups], slen[:S], tcur)
+            result.steps += 1
+            tok, lp = sample_tokens(logits, params, gen)
+            slen[:S] += 1
+            slen_host[:S] += 1
+            tokens[:S] = tok
+            live = np.nonzero(~done_host[:S])[0]
+            tok_h, lp_h = tok.tolist(), lp.tolist()
+            record(live, [tok_h[i] for i in live], [lp_h[i] for i in live])
+        for g in range(G):
+            if group_prompt[g] >= 0:
+                retire(g)
+        if progress is not None:
+            progress(finished_prompts, len(prompt_ids))
+        result.seconds = time.perf_counter() - t0
+        result.kv_bytes, result.prefix_kv_bytes = cache.bytes, cache.prefix_bytes
+        return result

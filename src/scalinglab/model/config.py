@@ -1,0 +1,76 @@
+"""The model's architecture, with one size dial: `depth`.
+
+`ModelConfig.from_depth(d)` sets width = 64·d, head_dim 32, heads = width/32, two query
+heads per KV head (GQA) and an MLP of 8/3·width rounded to 32, so a scaling ladder loops
+over one integer (nanochat's `--depth`). Field names are those of Hugging Face's
+`LlamaConfig`/`Qwen2Config`, so `config.json` maps one-to-one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = 128
+    hidden_size: int = 128
+    intermediate_size: int = 352
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2  # < num_attention_heads: grouped-query attention
+    head_dim: int = 32
+    max_position_embeddings: int = 1024
+    rope_theta: float = 10000.0
+    rope_scaling: dict | None = None  # Llama-3.1 style {"rope_type": "llama3", ...} or None
+    rms_norm_eps: float = 1e-6
+    tie_word_embeddings: bool = True
+    attention_bias: bool = False  # bias on q/k/v projections (True for Qwen2)
+    arch: Literal["llama", "qwen2"] = "llama"  # which Hugging Face class the weights map onto
+    bos_token_id: int = 1
+    eos_token_id: int = 2
+    pad_token_id: int = 0
+    depth: int | None = None  # the dial this config came from, if any
+
+    @classmethod
+    def from_depth(cls, depth: int, vocab_size: int, **overrides) -> "ModelConfig":
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        width = 64 * depth
+        heads = width // 32
+        kv = heads // 2 if heads % 2 == 0 else heads
+        mlp = int(math.ceil(8 * width / 3 / 32) * 32)
+        base = dict(vocab_size=vocab_size, hidden_size=width, intermediate_size=mlp, num_hidden_layers=depth,
+                    num_attention_heads=heads, num_key_value_heads=kv, head_dim=32, depth=depth)
+        base.update(overrides)
+        return cls(**base)
+
+    @property
+    def default_lr(self) -> float:
+        """AdamW learning rate that follows the width (muP-like 1/sqrt(width) scaling)."""
+        return 3e-3 * math.sqrt(128 / self.hidden_size)
+
+    @property
+    def num_params(self) -> int:
+        """All parameters, counting tied embeddings once."""
+        return self.non_embedding_params + self.vocab_size * self.hidden_size * (1 if self.tie_word_embeddings else 2)
+
+    @property
+    def non_embedding_params(self) -> int:
+        """Parameters outside the embedding and the LM head: the N of Kaplan et al."""
+        d, h, kv, hd = self.hidden_size, self.num_attention_heads, self.num_key_value_heads, self.head_dim
+        attn = d * h * hd + 2 * d * kv * hd + h * hd * d + (h * hd + 2 * kv * hd if self.attention_bias else 0)
+        mlp = 3 * d * self.intermediate_size
+        return self.num_hidden_layers * (attn + mlp + 2 * d) + d
+
+    def flops_per_token(self, context: int = 0) -> float:
+        """Forward FLOPs for one token attending to `context` earlier tokens.
+
+        2 FLOPs per weight multiply-add (LM head included), plus 4·layers·heads·head_dim
+        per attended position (QK^T and AV). Training costs 3× this.
+        """
+        weights = self.non_embedding_params + self.vocab_size * self.hidden_size
+        attn = 4 * self.num_hidden_layers * self.num_attention_heads * self.head_dim * context
+        return 2.0 * weights + attn
