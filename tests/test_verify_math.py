@@ -140,3 +140,30 @@ def test_crash_and_exception_are_reported_per_call():
         out = pool.map([("7",), ("x",)], timeout_s=5)
         assert out[0].kind == "ok" and out[0].value == 7
         assert out[1].kind == "exception" and "ValueError" in out[1].error
+
+
+def test_verify_math_command_json(tmp_path):
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from scalinglab.commands import common, verify_math  # noqa: F401  (registers the command)
+
+    app = typer.Typer()
+    app.add_typer(common.verify_app, name="verify")
+    f = tmp_path / "in.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in [
+        {"id": "a", "candidate": "so \\boxed{\\frac{1}{2}}", "reference": "0.5"},
+        {"id": "b", "candidate": "3", "reference": "4"},
+        {"id": "c", "candidate": "1000000!", "reference": "1000001!"},
+    ]) + "\n")
+    res = CliRunner().invoke(app, ["verify", "math", "--input", str(f), "--timeout", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert [(r["id"], r["correct"], r["error"]) for r in out["results"]] == [("a", True, False), ("b", False, False), ("c", False, True)]
+    assert (out["n"], out["correct"], out["wrong"], out["errors"], out["timeouts"]) == (3, 1, 1, 1, 1)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": 1, "candidate": "3"}\n')
+    res = CliRunner().invoke(app, ["verify", "math", "--input", str(bad), "--json"])
+    assert res.exit_code != 0 and "reference" in str(res.exception)

@@ -150,8 +150,7 @@ def get_pool(workers: int | None = None) -> WorkerPool:
     n = workers or default_workers()
     with _lock:
         if n not in _pools:
-            _pools[n] = WorkerPool(judge_pair, workers=n, initializer=warm_up, memory_mb=4096,
-                                   preload=["scalinglab.verify.math", "math_verify"])
+            _pools[n] = WorkerPool(judge_pair, workers=n, initializer=warm_up, memory_mb=4096)
         return _pools[n]
 
 
