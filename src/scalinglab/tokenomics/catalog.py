@@ -1,8 +1,8 @@
 """Hardware and model catalogs, each value with its source.
 
 Hardware numbers are per chip and DENSE (datasheets quote 2:4-sparse FLOP/s, twice these).
-HBM capacity is in decimal GB as the datasheet prints it (NVIDIA's "80GB" is 80 GiB =
-85.9 GB, so H100/H200 capacities here are ~7% conservative). Scale-up bandwidth is the
+HBM capacity is the datasheet number read as GiB, which is what DRAM vendors mean: an
+"80GB" H100 reports 81,559 MiB to nvidia-smi, i.e. 85.5e9 bytes, not 80e9. Scale-up bandwidth is the
 bidirectional per-chip figure vendors quote (NVLink 900 GB/s = 450 GB/s each way).
 Prices are editable defaults for on-demand rental, not quotes: pass `--usd-per-hour`.
 
@@ -28,7 +28,7 @@ class Hardware:
     bf16_tflops: float  # dense BF16 tensor FLOP/s, 1e12
     fp8_tflops: float | None  # dense 8-bit FLOP/s (FP8; INT8 TOPS on chips without FP8), None = no 8-bit path
     fp4_tflops: float | None  # dense FP4 FLOP/s, None = no FP4 path (falls back to the 8-bit rate)
-    hbm_gb: float  # device memory, decimal GB
+    hbm_gib: float  # device memory as the datasheet prints it, GiB (2^30 bytes)
     hbm_tbps: float  # device memory bandwidth, TB/s
     scaleup_gbps: float  # scale-up link bandwidth per chip, bidirectional GB/s
     scaleup_domain: int  # chips in one scale-up (NVLink/ICI/IF) domain
@@ -47,6 +47,10 @@ class Hardware:
         if d in ("fp4", "nvfp4", "mxfp4", "fp8", "int8") and self.fp8_tflops:
             return self.fp8_tflops * 1e12
         return self.bf16_tflops * 1e12
+
+    @property
+    def hbm_bytes(self) -> float:
+        return self.hbm_gib * 2**30
 
     def with_(self, **changes) -> "Hardware":
         return dataclasses.replace(self, **changes)
@@ -76,15 +80,15 @@ HARDWARE: dict[str, Hardware] = {h.name: h for h in [
     # 256-chip 2D torus. The 8-bit slot holds INT8 TOPS (v5e has no FP8). $1.20/chip-h: recalled list price, unverified.
     Hardware("TPU-v5e", 197.0, 393.0, None, 16, 0.819, 400, 256, 1.20, source="Cloud TPU v5e docs"),
     # docs.cloud.google.com/tpu/docs/v5p: 459 TF bf16, "459 FP8" in the newer table (no faster 8-bit path),
-    # 95 GiB = 102 GB HBM2e at 2,765 GB/s, ICI 1,200 GB/s bidir, 8,960-chip 3D torus. $4.20/chip-h: recalled, unverified.
-    Hardware("TPU-v5p", 459.0, 459.0, None, 102, 2.765, 1200, 8960, 4.20, source="Cloud TPU v5p docs"),
+    # 95 GiB HBM2e at 2,765 GB/s, ICI 1,200 GB/s bidir, 8,960-chip 3D torus. $4.20/chip-h: recalled, unverified.
+    Hardware("TPU-v5p", 459.0, 459.0, None, 95, 2.765, 1200, 8960, 4.20, source="Cloud TPU v5p docs"),
     # docs.cloud.google.com/tpu/docs/v6e: 918 TF bf16, 1,836 TOPS int8, 32 GB at 1,638 GB/s, ICI 800 GB/s bidir,
     # 256-chip 2D torus. $2.70/chip-h: recalled list price, unverified.
     Hardware("TPU-v6e", 918.0, 1836.0, None, 32, 1.638, 800, 256, 2.70, source="Cloud TPU v6e docs"),
-    # awsdocs-neuron trainium2.rst: 667 TF BF16, 1,299 TF FP8 dense; NKI trainium2_arch: 96 GiB (= 103 GB) at 2.9 TB/s
+    # awsdocs-neuron trainium2.rst: 667 TF BF16, 1,299 TF FP8 dense; NKI trainium2_arch: 96 GiB at 2.9 TB/s
     # (trn2 instance table: 46.4 TB/s / 16 chips). 16 chips per trn2.48xlarge, 64 per UltraServer (NeuronLink-v3).
     # NeuronLink-v3 per-chip bandwidth is cut off in the stored page: 1,024 GB/s is unverified. $/h: assumption.
-    Hardware("Trainium2", 667.0, 1299.0, None, 103, 2.9, 1024, 64, 2.50, source="AWS Neuron docs (Trainium2, Trn2)"),
+    Hardware("Trainium2", 667.0, 1299.0, None, 96, 2.9, 1024, 64, 2.50, source="AWS Neuron docs (Trainium2, Trn2)"),
     # DeepSeek's anchor (open-infra-index day 6): H800 = H100 compute and HBM with NVLink cut to 400 GB/s;
     # DeepSeek's own cost sheet assumes $2/GPU-h.
     Hardware("H800", 989.0, 1979.0, None, 80, 3.35, 400, 8, 2.00, source="DeepSeek open-infra-index day 6"),

@@ -153,7 +153,7 @@ class MemoryPlan:
             "model": self.model.name, "hardware": self.hw.name, "n_gpus": self.cfg.par.n_gpus,
             "tp": self.cfg.par.tp, "pp": self.cfg.par.pp, "ep": self.cfg.par.ep,
             "weights_dtype": self.cfg.weights_dtype, "kv_dtype": self.cfg.kv_dtype,
-            "hbm_gb_per_gpu": self.hw.hbm_gb, "usable_gb_per_gpu": self.usable_bytes / GB,
+            "hbm_gib_per_gpu": self.hw.hbm_gib, "usable_gb_per_gpu": self.usable_bytes / GB,
             "weights_gb_per_gpu": self.weight_bytes / GB, "activations_gb_per_gpu": self.activation_bytes / GB,
             "runtime_overhead_gb_per_gpu": self.cfg.runtime_overhead_gb,
             "kv_gb_per_gpu": max(self.kv_free_bytes, 0.0) / GB, "fits": self.fits,
@@ -169,7 +169,7 @@ class MemoryPlan:
 def memory_plan(model: ModelSpec, hw: Hardware, cfg: ServeConfig = ServeConfig()) -> MemoryPlan:
     if not 0 < cfg.gpu_memory_utilization <= 1:
         raise UserError(f"--gpu-memory-utilization {cfg.gpu_memory_utilization}: must be in (0, 1]")
-    usable = hw.hbm_gb * GB * cfg.gpu_memory_utilization - cfg.runtime_overhead_gb * GB
+    usable = hw.hbm_bytes * cfg.gpu_memory_utilization - cfg.runtime_overhead_gb * GB
     w = weight_bytes_per_gpu(model, cfg)
     a = activation_bytes_per_gpu(model, cfg)
     return MemoryPlan(model, hw, cfg, usable, w, a, usable - w - a)
