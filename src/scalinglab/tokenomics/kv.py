@@ -19,7 +19,7 @@ from __future__ import annotations
 from scalinglab.errors import UserError
 from scalinglab.tokenomics.spec import ModelSpec
 
-KV_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
+KV_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
 
 
 def kv_elem_bytes(kv_dtype: str) -> float:

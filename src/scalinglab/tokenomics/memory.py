@@ -13,7 +13,7 @@ Usable memory = HBM x gpu_memory_utilization (vLLM's default 0.9) - a fixed runt
 forward chunk of `max_num_batched_tokens`; the rest is KV cache, allocated in 16-token blocks.
 
 Weight dtypes apply to the linear layers of the blocks; embeddings, lm_head and norms stay
-BF16, as FP8/FP4 checkpoints ship them. Bytes/element include block scales: fp4 = NVFP4
+BF16 (FP32 for an FP32 model), as FP8/FP4 checkpoints ship them. Bytes/element include block scales: fp4 = NVFP4
 (4 bits + an FP8 scale per 16), mxfp4 (+ an 8-bit scale per 32), int4 (+ an FP16 scale per 128).
 """
 
@@ -27,7 +27,7 @@ from scalinglab.tokenomics.catalog import Hardware
 from scalinglab.tokenomics.kv import kv_bytes_per_sequence, kv_elem_bytes, kv_elems_per_layer_token
 from scalinglab.tokenomics.spec import ModelSpec
 
-WEIGHT_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0,
+WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0,
                 "fp4": 4.5 / 8, "nvfp4": 4.5 / 8, "mxfp4": 4.25 / 8, "int4": 4.125 / 8}
 GB = 1e9
 
@@ -87,7 +87,7 @@ class ServeConfig:
 def weight_bytes_per_gpu(model: ModelSpec, cfg: ServeConfig) -> float:
     p = cfg.par
     wb, eb = weight_elem_bytes(cfg.weights_dtype), weight_elem_bytes(cfg.routed_dtype)
-    bf16_part = 2.0 * (model.embedding_params + model.lm_head_params + model.norm_params)
+    bf16_part = max(2.0, wb) * (model.embedding_params + model.lm_head_params + model.norm_params)
     dense = (model.dense_body_params * wb + bf16_part) / (p.tp * p.pp)
     return dense + model.total_routed_expert_params * eb / p.expert_shard
 

@@ -69,12 +69,12 @@ class StepModel:
         wb, eb = weight_elem_bytes(cfg.weights_dtype), weight_elem_bytes(cfg.routed_dtype)
         head = m.lm_head_params or m.embedding_params
         # bytes each chip reads every step regardless of batch (its shard of the dense weights)
-        self.dense_bytes_per_gpu = (m.dense_body_params * wb + 2.0 * (head + m.norm_params)) / (p.tp * p.pp)
+        self.dense_bytes_per_gpu = (m.dense_body_params * wb + max(2.0, wb) * (head + m.norm_params)) / (p.tp * p.pp)
         self.routed_bytes_per_gpu = m.total_routed_expert_params * eb / p.expert_shard
         self.body_flops_per_token = 2.0 * (m.dense_body_params + m.n_moe_layers * m.top_k * m.expert_params)
         self.head_flops_per_row = 2.0 * head
         self.peak_linear = hw.peak_flops(cfg.weights_dtype) * hw.mfu
-        self.peak_attn = hw.peak_flops("bf16") * hw.mfu
+        self.peak_attn = hw.peak_flops("fp32" if cfg.kv_dtype == "fp32" else "bf16") * hw.mfu
         self.bw = hw.hbm_tbps * 1e12 * hw.mbu
         self.kv_div = p.attn_groups * p.pp * kv_shard(m, p)  # KV bytes of the instance -> per chip
         self.kv_elem = kv_elem_bytes(cfg.kv_dtype)
