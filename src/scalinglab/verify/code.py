@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Iterable
 
 from scalinglab.errors import UserError
-from scalinglab.verify.sandbox import RawRun, SandboxLimits, WarmPool
+from scalinglab.verify.sandbox import Isolation, RawRun, SandboxLimits, WarmPool
 from scalinglab.verify.verdict import Verdict
 
 STATUSES = ("passed", "wrong_answer", "runtime_error", "syntax_error", "timeout", "memory_limit",
@@ -177,23 +177,28 @@ def judge(program: str, entry_point: str, cases: list[dict], timeout_s: float = 
     return _judge_with(_pool(), id, program, entry_point, _check_cases(cases, id or "cases"), timeout_s)
 
 
+def default_workers() -> int:
+    """Two sandboxes per core: each spends part of its life blocked in namespace set-up."""
+    import os
+
+    return 2 * (os.cpu_count() or 1)
+
+
 def judge_many(items: Iterable[dict], workers: int | None = None, timeout_s: float = 5.0,
-               limits: SandboxLimits | None = None,
+               limits: SandboxLimits | None = None, iso: Isolation | None = None,
                progress: Callable[[int, int], None] | None = None) -> list[CodeResult]:
     """Judge `{"id", "program", "entry_point", "cases"}` items in parallel on a warm pool.
 
     Results come back in input order. One hostile program only ever costs its own sandbox.
     """
-    import os
-
     items = list(items)
     for k, it in enumerate(items):
         who = f"item {k} (id {it.get('id', '?')!r})" if isinstance(it, dict) else f"item {k}"
         if not isinstance(it, dict) or not isinstance(it.get("program"), str) or not isinstance(it.get("entry_point"), str):
             raise UserError(f"{who}: needs string fields 'program' and 'entry_point'")
         _check_cases(it.get("cases"), who)
-    workers = max(1, workers or os.cpu_count() or 2)
-    pool = WarmPool(limits or SandboxLimits())
+    workers = max(1, workers or default_workers())
+    pool = WarmPool(limits or SandboxLimits(), iso)
     done = 0
     lock = threading.Lock()
 

@@ -112,6 +112,10 @@ def _bwrap_args(limits: SandboxLimits, as_root: bool) -> list[str]:
             args += ["--ro-bind", d, d]
     prefix = os.path.realpath(sys.base_prefix)
     if not prefix.startswith("/usr/"):
+        # bwrap would create missing parents with the host's modes (e.g. /root 0700), which the
+        # dropped uid could not traverse: create them world-searchable first.
+        for parent in reversed(Path(prefix).parents[:-1]):
+            args += ["--perms", "0755", "--dir", str(parent)]
         args += ["--ro-bind", prefix, prefix]
     args += ["--proc", "/proc", "--dev", "/dev",
              "--perms", "1777", "--size", str(limits.tmp_mb << 20), "--tmpfs", "/tmp",
