@@ -227,6 +227,7 @@ class SandboxProcess:
         self._res_eof = False
         self._lines: list[bytes] = []
         self.ready = False
+        self.killed = False
 
     def _pump(self, timeout: float) -> None:
         """Read whatever both pipes have within `timeout` seconds."""
@@ -316,6 +317,9 @@ class SandboxProcess:
 
     def kill(self) -> None:
         """Kill the sandbox and everything in it; remove its working directory."""
+        if self.killed:
+            return
+        self.killed = True
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -375,7 +379,9 @@ class WarmPool:
 
     def take(self) -> SandboxProcess:
         """A warm sandbox for this thread (a cold one if none), with the next spare started."""
-        box = getattr(self._local, "spare", None) or self._spawn()
+        box = getattr(self._local, "spare", None)
+        if box is None or box.killed:  # none yet, or killed by close()
+            box = self._spawn()
         self._local.spare = self._spawn()
         with self._lock:
             self._spares.discard(box)
