@@ -1,0 +1,18 @@
+"""Engine throughput vs transformers generate (same as `scalinglab bench engine --json`).
+
+    python benchmarks/bench_engine.py [--device cuda] [--sequences 64] [--new-tokens 64]
+"""
+
+import argparse
+import json
+
+from scalinglab.engine.bench import run_benchmark
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--sequences", type=int, default=64)
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args()
+    print(json.dumps(run_benchmark(sequences=a.sequences, new_tokens=a.new_tokens, device=a.device, repeats=a.repeats), indent=2))

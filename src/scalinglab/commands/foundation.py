@@ -1,0 +1,124 @@
+"""Foundation commands: pretrain, generate, export-hf, bench engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from scalinglab.commands.common import JSON_OPT, bench_app, emit, progress_bar
+from scalinglab.errors import UserError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pretrain")(pretrain_cmd)
+    app.command("generate")(generate_cmd)
+    app.command("export-hf")(export_hf_cmd)
+
+
+def pretrain_cmd(
+    task: str = typer.Option("arithmetic", help="Task whose worked solutions form the corpus (see `scalinglab tasks`)."),
+    depth: int = typer.Option(2, help="Model size dial: width 64·depth, depth layers, heads and LR follow."),
+    steps: int = typer.Option(300, help="Optimizer steps (ignored when --tokens is given)."),
+    tokens: int = typer.Option(0, help="Training-token budget D; sets the number of steps."),
+    seed: int = typer.Option(0, help="Seed for initialisation and data order."),
+    out: Path = typer.Option(..., help="Run directory to create (or to continue with --resume)."),
+    resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override any PretrainConfig field: --set lr=3e-3 --set batch_size=16."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Pre-train a transformer from scratch on a task's worked solutions.
+
+    Example: scalinglab pretrain --task arithmetic --depth 2 --steps 1500 --seed 0 --out runs/A
+    """
+    from scalinglab.config import override
+    from scalinglab.train.pretrain import PretrainConfig, pretrain
+
+    cfg = override(PretrainConfig(), {"task": task, "depth": depth, "steps": steps, "tokens": tokens, "seed": seed})
+    cfg = override(cfg, set_ or [])
+    with progress_bar(f"pretrain d{cfg.depth}", enabled=True) as bar:
+        summary = pretrain(cfg, str(out), resume=resume, progress=bar)
+    emit(summary, as_json, human=_human_summary(summary))
+
+
+def _human_summary(s: dict) -> str:
+    keys = ["params", "tokens", "flops", "train_loss", "val_loss", "accuracy", "seconds", "model"]
+    return "\n".join(f"{k:>12}: {s[k]:.4g}" if isinstance(s.get(k), float) else f"{k:>12}: {s.get(k)}" for k in keys if k in s)
+
+
+def generate_cmd(
+    model: Path = typer.Option(..., help="Run directory or local Hugging Face model directory."),
+    prompts: Path = typer.Option(..., help="Text file, one prompt per line (write \\n for a newline inside a prompt)."),
+    n: int = typer.Option(1, help="Samples per prompt; they share one prefill of the prompt."),
+    max_new_tokens: int = typer.Option(64, help="Generated-token limit per sample."),
+    temperature: float = typer.Option(1.0, help="Sampling temperature."),
+    top_k: int = typer.Option(0, help="Keep the k most likely tokens (0 = all)."),
+    top_p: float = typer.Option(1.0, help="Nucleus sampling mass (1 = all)."),
+    greedy: bool = typer.Option(False, help="Greedy (argmax) decoding."),
+    ignore_eos: bool = typer.Option(False, help="Keep generating past EOS (for benchmarks)."),
+    stop: Optional[List[str]] = typer.Option(None, help="Stop string (repeatable)."),
+    seed: int = typer.Option(0),
+    max_batch: int = typer.Option(64, help="Sequences decoded together."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Sample completions; prints completions, token counts and tokens/s."""
+    from scalinglab.engine import Engine, SamplingParams
+    from scalinglab.model.hf import load_model
+    from scalinglab.train.common import pick_device
+
+    lines = _read_prompts(prompts)
+    dev = pick_device(device)
+    import torch
+
+    m, tok = load_model(model, device=dev, dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32)
+    params = SamplingParams(n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                            greedy=greedy, ignore_eos=ignore_eos, stop=tuple(stop or ()), seed=seed)
+    with progress_bar("generate", enabled=True) as bar:
+        res = Engine(m, tok, max_batch=max_batch).generate(lines, params, progress=bar)
+    out = {"completions": [[c.text for c in g.completions] for g in res.generations], "prompt_tokens": res.prompt_tokens,
+           "generated_tokens": res.generated_tokens, "seconds": res.seconds, "tokens_per_s": res.tokens_per_s,
+           "flops": res.flops, "finish_reasons": [[c.finish_reason for c in g.completions] for g in res.generations]}
+    emit(out, as_json, human="\n".join(f"[{i}] {c!r}" for i, g in enumerate(out["completions"]) for c in g)
+         + f"\n{res.generated_tokens} tokens in {res.seconds:.2f}s ({res.tokens_per_s:.0f} tok/s)")
+
+
+def _read_prompts(path: Path) -> list[str]:
+    if not path.exists():
+        raise UserError(f"prompts file {path}: no such file")
+    lines = [line.replace("\\n", "\n") for line in path.read_text().splitlines() if line.strip()]
+    if not lines:
+        raise UserError(f"prompts file {path}: no prompts (it is empty)")
+    return lines
+
+
+def export_hf_cmd(
+    run: Path = typer.Argument(..., help="Run directory (or model directory) to export."),
+    out: Path = typer.Argument(..., help="Directory to write config.json, model.safetensors and tokenizer files into."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Write a checkpoint as a Hugging Face model directory that `transformers` loads."""
+    from scalinglab.model.hf import load_model, save_model
+
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out}: directory exists and is not empty")
+    m, tok = load_model(run)
+    save_model(m, tok, out)
+    emit({"out": str(out), "files": sorted(p.name for p in out.iterdir())}, as_json, human=f"exported to {out}")
+
+
+@bench_app.command("engine")
+def bench_engine_cmd(
+    model: Optional[Path] = typer.Option(None, help="Model to benchmark (default: a depth-2 model trained for a few steps here)."),
+    sequences: int = typer.Option(64, help="Sequences generated (one prompt each)."),
+    new_tokens: int = typer.Option(64, help="New tokens per sequence (EOS ignored)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    repeats: int = typer.Option(3, help="Timed repeats per side; the best is reported."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """scalinglab generate vs transformers generate on the same exported model, side by side."""
+    from scalinglab.engine.bench import run_benchmark
+
+    res = run_benchmark(model=model, sequences=sequences, new_tokens=new_tokens, device=device, repeats=repeats)
+    emit(res, as_json, human=f"scalinglab {res['scalinglab_tokens_per_s']:.0f} tok/s, transformers {res['transformers_tokens_per_s']:.0f} tok/s: {res['speedup']:.2f}x")

@@ -1,0 +1,87 @@
+"""Engine benchmark: scalinglab's engine vs `transformers` `generate`, same model, same prompts.
+
+Both sides load the same exported Hugging Face directory, get the same prompts (one per
+sequence, arithmetic problems of varying length; transformers pads them on the left),
+sample with temperature 1 and no truncation, and generate exactly `new_tokens` tokens
+per sequence (EOS ignored). Each side runs `repeats` times after a warm-up; the best
+time counts. Reported: generated tokens/s of each and their ratio.
+"""
+
+from __future__ import annotations
+
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def _model_dir(model: Path | None, depth: int, tmp: Path) -> Path:
+    from scalinglab.model import ModelConfig, Transformer
+    from scalinglab.model.hf import resolve_model_dir, save_model
+    from scalinglab.model.tokenizer import CharTokenizer
+
+    if model is not None:
+        return resolve_model_dir(model)
+    torch.manual_seed(0)
+    m = Transformer(ModelConfig.from_depth(depth, vocab_size=128))
+    return save_model(m, CharTokenizer(), tmp / "model")
+
+
+def run_benchmark(model: Path | None = None, sequences: int = 64, new_tokens: int = 64, device: str = "cpu",
+                  repeats: int = 3, depth: int = 2) -> dict:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from scalinglab.engine import Engine, SamplingParams
+    from scalinglab.model.hf import load_model
+    from scalinglab.tasks import get_task
+
+    dev = torch.device(device)
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    with tempfile.TemporaryDirectory() as td:
+        d = _model_dir(model, depth, Path(td))
+        prompts = [p.prompt for p in get_task("arithmetic").generate(sequences, seed=12345, difficulty=3)]
+
+        ours, tok = load_model(d, device=dev, dtype=dtype)
+        engine = Engine(ours, tok, max_batch=sequences)
+        params = SamplingParams(n=1, max_new_tokens=new_tokens, temperature=1.0, ignore_eos=True, seed=0)
+
+        hf = AutoModelForCausalLM.from_pretrained(d, dtype=dtype).to(dev).eval()
+        hf_tok = AutoTokenizer.from_pretrained(d)
+        hf_tok.padding_side = "left"
+        enc = hf_tok(prompts, return_tensors="pt", padding=True).to(dev)
+
+        def run_ours() -> int:
+            r = engine.generate(prompts, params)
+            return r.generated_tokens
+
+        def run_hf() -> int:
+            with torch.no_grad():
+                out = hf.generate(**enc, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=new_tokens,
+                                  min_new_tokens=new_tokens, pad_token_id=hf_tok.pad_token_id)
+            return int((out.shape[1] - enc["input_ids"].shape[1]) * out.shape[0])
+
+        def best(fn) -> tuple[float, int]:
+            fn()  # warm-up
+            times, count = [], 0
+            for _ in range(repeats):
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                t = time.perf_counter()
+                count = fn()
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter() - t)
+            return min(times), count
+
+        t_ours, n_ours = best(run_ours)
+        t_hf, n_hf = best(run_hf)
+    ours_tps, hf_tps = n_ours / t_ours, n_hf / t_hf
+    return {
+        "benchmark": "engine", "device": str(dev), "threads": torch.get_num_threads(), "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(), "sequences": sequences, "new_tokens": new_tokens,
+        "model_params": sum(p.numel() for p in ours.parameters()), "scalinglab_tokens": n_ours, "transformers_tokens": n_hf,
+        "scalinglab_seconds": t_ours, "transformers_seconds": t_hf, "scalinglab_tokens_per_s": ours_tps,
+        "transformers_tokens_per_s": hf_tps, "speedup": ours_tps / hf_tps, "torch": torch.__version__,
+    }

@@ -1,0 +1,1 @@
+"""Strategies that turn more inference compute into accuracy."""

@@ -1,0 +1,127 @@
+"""Small pieces every trainer shares: device choice, LR schedule, log-probs, masked means,
+finite checks, and atomic training-state checkpoints for exact `--resume`."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scalinglab.errors import UserError
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int, min_ratio: float = 0.1) -> float:
+    """Linear warmup for `warmup` steps, then cosine decay to `min_ratio`·peak at `total`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    frac = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas=(0.9, 0.95), eps: float = 1e-8) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not norms, biases or embeddings' gains)."""
+    decay, no_decay = [], []
+    seen = set()
+    for _, p in model.named_parameters():
+        if not p.requires_grad or id(p) in seen:
+            continue
+        seen.add(id(p))
+        (decay if p.dim() >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fused = all(p.is_cuda for p in decay + no_decay)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused or None)
+
+
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log p(target) per position: logits (B, T, V), targets (B, T) -> (B, T), in fp32.
+
+    Divides by the sampling temperature so training-side log-probs match the sampler's
+    (RL_CHECKLIST item 4).
+    """
+    logits = logits.float() / temperature
+    return logits.log_softmax(-1).gather(-1, targets[..., None])[..., 0]
+
+
+def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Entropy of the softmax per position (B, T)."""
+    logp = (logits.float() / temperature).log_softmax(-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim=None) -> torch.Tensor:
+    mask = mask.to(x.dtype)
+    if dim is None:
+        return (x * mask).sum() / mask.sum().clamp_min(1)
+    return (x * mask).sum(dim) / mask.sum(dim).clamp_min(1)
+
+
+def grad_norm(model: torch.nn.Module) -> float:
+    norms = [p.grad.detach().float().norm() for p in model.parameters() if p.grad is not None]
+    return float(torch.stack(norms).norm()) if norms else 0.0
+
+
+class NonFiniteError(RuntimeError):
+    """Raised when a loss or gradient norm is NaN/inf; the last good checkpoint is kept."""
+
+
+def check_finite(step: int, **values: float) -> None:
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+    if bad:
+        raise NonFiniteError(f"step {step}: non-finite {', '.join(f'{k}={v}' for k, v in bad.items())}; stopped, last good checkpoint kept")
+
+
+# -- training state (model + optimizer + RNG + data position) --------------------------
+
+def rng_state() -> dict:
+    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st: dict) -> None:
+    random.setstate(st["python"])
+    np.random.set_state(st["numpy"])
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def save_train_state(run, step: int, model, tokenizer, optimizer, extra: dict | None = None, modules: dict | None = None, keep: int = 2) -> Path:
+    """Write checkpoints/step-N atomically: HF model dir + optimizer/RNG/data state."""
+    from scalinglab.model.hf import save_model
+
+    tmp = run.new_checkpoint_tmp(step)
+    save_model(model, tokenizer, tmp / "model")
+    state = {"step": step, "optimizer": optimizer.state_dict() if optimizer is not None else None, "rng": rng_state(), "extra": extra or {},
+             "modules": {k: m.state_dict() for k, m in (modules or {}).items()}}
+    torch.save(state, tmp / "train_state.pt")
+    return run.commit_checkpoint(tmp, step, keep=keep)
+
+
+def load_train_state(ckpt: Path) -> dict:
+    p = Path(ckpt) / "train_state.pt"
+    if not p.exists():
+        raise UserError(f"{ckpt}: checkpoint has no train_state.pt")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as e:  # a torn or corrupt file
+        raise UserError(f"{p}: unreadable checkpoint ({e})") from None

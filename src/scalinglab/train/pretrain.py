@@ -1,0 +1,196 @@
+"""Pre-training from scratch: next-token loss on a task's worked solutions.
+
+    scalinglab pretrain --task arithmetic --depth 2 --steps 1500 --seed 0 --out runs/A
+
+Each training sequence is `<bos> prompt solution <eos>`; sequences are packed back to
+back into rows of `seq_len + 1` tokens (loss on every token, as in pre-training). AdamW
+(β = 0.9, 0.95; decay on matrices only), linear warmup then cosine decay, gradient
+clipping. Problems come from the task's seeded generator in a namespace disjoint from
+evaluation seeds, so held-out accuracy is on problems drawn with a seed never used here.
+
+A run writes `metrics.jsonl` every `log_every` steps, checkpoints every
+`checkpoint_every` steps (atomic; `--resume` continues exactly), and at the end the
+model in `RUN/model/` (Hugging Face layout) and `summary.json` with N, D, C = 6·N·D, the
+final losses and greedy accuracy on held-out problems.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from scalinglab.model import ModelConfig, Transformer
+from scalinglab.model.hf import save_model
+from scalinglab.model.tokenizer import CharTokenizer
+from scalinglab.runs import Run
+from scalinglab.tasks import get_task
+from scalinglab.train.common import (
+    check_finite, grad_norm, load_train_state, lr_at, make_optimizer, pick_device, save_train_state, seed_everything, set_rng_state,
+)
+
+TRAIN_SEED_BASE = 1_000_000  # training problems use generator seeds >= this; eval seeds stay below
+VAL_SEED_BASE = 900_000  # the validation-loss problems
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    task: str = "arithmetic"  # task whose worked solutions are the corpus
+    difficulty: int = 0  # task difficulty knob (0 = the task's default)
+    depth: int = 2  # the size dial: width 64·depth, depth layers
+    steps: int = 300  # optimizer steps (ignored when tokens > 0)
+    tokens: int = 0  # training-token budget D; sets steps = ceil(D / (batch_size·seq_len))
+    batch_size: int = 32  # rows per step
+    seq_len: int = 128  # tokens per row (packed)
+    lr: float = 0.0  # peak learning rate (0 = the depth's default, ModelConfig.default_lr)
+    warmup_steps: int = 30  # linear warmup
+    min_lr_ratio: float = 0.1  # cosine floor as a fraction of the peak
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 0
+    log_every: int = 10  # steps between metrics records
+    checkpoint_every: int = 0  # steps between checkpoints (0 = only the final model)
+    eval_problems: int = 100  # held-out problems for the final greedy accuracy (0 = skip)
+    eval_seed: int = 777  # generator seed of the held-out problems
+    val_tokens: int = 8192  # held-out tokens for the validation loss
+    device: str = "auto"  # auto, cpu or cuda
+
+    @property
+    def total_steps(self) -> int:
+        if self.tokens > 0:
+            return max(1, math.ceil(self.tokens / (self.batch_size * self.seq_len)))
+        return self.steps
+
+
+class PackedStream:
+    """Packs `<bos> prompt solution <eos>` sequences into rows; resumable by its state."""
+
+    def __init__(self, task, tokenizer, difficulty: int | None, chunk_seed: Callable[[int], int], chunk: int = 512):
+        self.task, self.tok, self.difficulty, self.chunk_seed, self.chunk = task, tokenizer, difficulty, chunk_seed, chunk
+        self.consumed = 0  # problems taken from the generator so far
+        self.carry: list[int] = []
+
+    def _problems(self, start: int, count: int):
+        out, i = [], start
+        while len(out) < count:
+            c, off = divmod(i, self.chunk)
+            batch = self.task.generate(self.chunk, seed=self.chunk_seed(c), difficulty=self.difficulty)
+            take = batch[off: off + count - len(out)]
+            out.extend(take)
+            i += len(take)
+        return out
+
+    def next_rows(self, rows: int, length: int) -> torch.Tensor:
+        need = rows * length
+        buf = self.carry
+        while len(buf) < need:
+            for p in self._problems(self.consumed, 64):
+                buf.extend(self.tok.encode(p.prompt + (p.solution or p.answer)) + [self.tok.eos_id])
+            self.consumed += 64
+        self.carry = buf[need:]
+        return torch.tensor(buf[:need], dtype=torch.long).view(rows, length)
+
+    def state(self) -> dict:
+        return {"consumed": self.consumed, "carry": list(self.carry)}
+
+    def load(self, st: dict) -> None:
+        self.consumed, self.carry = st["consumed"], list(st["carry"])
+
+
+@torch.no_grad()
+def validation_loss(model: Transformer, task, tok, cfg: PretrainConfig, device) -> float:
+    stream = PackedStream(task, tok, cfg.difficulty or None, chunk_seed=lambda c: VAL_SEED_BASE + c)
+    rows = max(1, cfg.val_tokens // (cfg.seq_len + 1))
+    data = stream.next_rows(rows, cfg.seq_len + 1).to(device)
+    losses = []
+    for i in range(0, rows, cfg.batch_size):
+        b = data[i: i + cfg.batch_size]
+        logits = model(b[:, :-1])
+        losses.append(F.cross_entropy(logits.float().flatten(0, 1), b[:, 1:].flatten(), reduction="sum").item())
+    return sum(losses) / (rows * cfg.seq_len)
+
+
+def pretrain(cfg: PretrainConfig, out: str, resume: bool = False, progress: Callable[..., None] | None = None) -> dict:
+    """Train one model; returns the run summary (also written to OUT/summary.json)."""
+    task = get_task(cfg.task)
+    tok = CharTokenizer()
+    device = pick_device(cfg.device)
+    run = Run.create(out, kind="pretrain", config=asdict(cfg), resume=resume)
+    if resume and run.finished:
+        return run.summary
+    seed_everything(cfg.seed)
+    mcfg = ModelConfig.from_depth(cfg.depth, vocab_size=128, max_position_embeddings=max(1024, cfg.seq_len))
+    model = Transformer(mcfg).to(device)
+    peak_lr = cfg.lr or mcfg.default_lr
+    opt = make_optimizer(model, peak_lr, cfg.weight_decay)
+    stream = PackedStream(task, tok, cfg.difficulty or None, chunk_seed=lambda c: TRAIN_SEED_BASE + cfg.seed * 100_000 + c)
+    start, total = 0, cfg.total_steps
+    elapsed0 = 0.0
+    ckpt = run.latest_checkpoint() if resume else None
+    if ckpt is not None:
+        st = load_train_state(ckpt)
+        from safetensors.torch import load_file
+
+        sd = load_file(str(ckpt / "model" / "model.safetensors"))
+        model.load_state_dict(sd, strict=False)
+        opt.load_state_dict(st["optimizer"])
+        set_rng_state(st["rng"])
+        stream.load(st["extra"]["stream"])
+        start, elapsed0 = st["step"], st["extra"].get("elapsed", 0.0)
+        run.trim_metrics(start)
+    use_amp = device.type == "cuda"
+    model.train()
+    t0 = time.perf_counter() - elapsed0
+    tokens_seen = start * cfg.batch_size * cfg.seq_len
+    loss_hist: list[float] = []
+    t_log, tok_log = time.perf_counter(), 0
+    for step in range(start, total):
+        lr = lr_at(step, total, peak_lr, min(cfg.warmup_steps, max(1, total // 10)), cfg.min_lr_ratio)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        batch = stream.next_rows(cfg.batch_size, cfg.seq_len + 1).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits = model(batch[:, :-1])  # (B, T, V)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+        check_finite(step, loss=loss.item(), grad_norm=gn)
+        opt.step()
+        tokens_seen += cfg.batch_size * cfg.seq_len
+        tok_log += cfg.batch_size * cfg.seq_len
+        loss_hist.append(loss.item())
+        done = step + 1
+        if done % cfg.log_every == 0 or done == total:
+            now = time.perf_counter()
+            rec = {"step": done, "loss": loss.item(), "lr": lr, "grad_norm": gn, "tokens": tokens_seen,
+                   "flops": 6.0 * mcfg.num_params * tokens_seen, "tokens_per_s": tok_log / max(now - t_log, 1e-9),
+                   "wall_time": now - t0}
+            run.log(rec)
+            t_log, tok_log = now, 0
+            if progress:
+                progress(done, total, loss=loss.item())
+        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < total:
+            save_train_state(run, done, model, tok, opt, extra={"stream": stream.state(), "elapsed": time.perf_counter() - t0})
+    model.eval()
+    save_model(model, tok, run.path / "model", extra={"task": cfg.task, "difficulty": cfg.difficulty})
+    tail = loss_hist[-max(1, len(loss_hist) // 10):] if loss_hist else [float("nan")]
+    summary = {
+        "kind": "pretrain", "task": cfg.task, "depth": cfg.depth, "params": mcfg.num_params,
+        "non_embedding_params": mcfg.non_embedding_params, "tokens": tokens_seen, "steps": total,
+        "flops": 6.0 * mcfg.num_params * tokens_seen, "train_loss": sum(tail) / len(tail),
+        "val_loss": validation_loss(model, task, tok, cfg, device), "seconds": time.perf_counter() - t0,
+        "model": str(run.path / "model"),
+    }
+    if cfg.eval_problems:
+        from scalinglab.testtime.greedy import greedy_accuracy
+
+        problems = task.generate(cfg.eval_problems, seed=cfg.eval_seed, difficulty=cfg.difficulty or None)
+        summary["accuracy"] = greedy_accuracy(model, tok, task, problems)["accuracy"]
+        summary["eval_seed"] = cfg.eval_seed
+    run.finish(summary)
+    return summary
