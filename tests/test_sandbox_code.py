@@ -90,6 +90,16 @@ def test_tuples_and_floats_come_back_as_json():
 
 
 @needs_bwrap
+def test_large_and_odd_return_values():
+    big = list(range(100_000))  # ~600 kB of JSON: under the 16 MB result cap
+    assert judge("def f(xs):\n    return xs\n", "f", [{"input": [big], "output": big}]).passed
+    odd = "\ud800\u00e9\n\"" + chr(0)  # a lone surrogate, non-ASCII, escapes, NUL
+    prog = 'def f():\n    return "\\ud800\\u00e9\\n\\"" + chr(0)\n'
+    assert judge(prog, "f", [{"input": [], "output": odd}]).passed
+    assert judge("def f():\n    return ['x' * 100] * 200_000\n", "f", [{"input": [], "output": 1}]).status == "output_limit"
+
+
+@needs_bwrap
 def test_sandbox_view_is_minimal():
     prog = ("import os\ndef f():\n    return [sorted(os.listdir('/')), sorted(os.environ), os.getcwd(), "
             "os.getuid() == 0, os.path.exists('/etc/passwd'), os.path.exists('/work')]\n")

@@ -41,6 +41,7 @@ expected outputs that never enter the sandbox (see `code.py`).
 from __future__ import annotations
 
 import functools
+from collections import deque
 import os
 import selectors
 import shutil
@@ -77,7 +78,8 @@ class SandboxLimits:
     fsize_mb: int = 16  # RLIMIT_FSIZE: the largest file it may write
     nofile: int = 64  # RLIMIT_NOFILE: open file descriptors
     tmp_mb: int = 64  # size of the private tmpfs working directory (bwrap mode)
-    output_bytes: int = 1_000_000  # stdout+stderr, and separately the result channel
+    output_bytes: int = 1_000_000  # the program's stdout+stderr
+    result_bytes: int = 16_000_000  # the result channel (the JSON of all return values)
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,7 @@ class SandboxProcess:
         self._res, self._out_tail = bytearray(), bytearray()
         self._res_total = self._out_total = 0
         self._res_eof = False
-        self._lines: list[bytes] = []
+        self._lines: deque[bytes] = deque()
         self.ready = False
         self.killed = False
 
@@ -239,9 +241,10 @@ class SandboxProcess:
             elif key.data == "res":
                 self._res_total += len(chunk)
                 self._res += chunk
-                *lines, rest = self._res.split(b"\n")
-                self._lines += lines
-                self._res = bytearray(rest)
+                if b"\n" in chunk:  # split only then: a huge single line stays linear
+                    *lines, rest = self._res.split(b"\n")
+                    self._lines.extend(lines)
+                    self._res = bytearray(rest)
             else:
                 self._out_total += len(chunk)
                 self._out_tail = (self._out_tail + chunk)[-2000:]
@@ -250,7 +253,7 @@ class SandboxProcess:
         deadline = time.monotonic() + timeout
         while not self.ready and not self._res_eof and time.monotonic() < deadline:
             if self._lines:
-                self.ready = self._lines.pop(0) == b'{"ready":true}'
+                self.ready = self._lines.popleft() == b'{"ready":true}'
                 if not self.ready:
                     return False
                 break
@@ -283,7 +286,7 @@ class SandboxProcess:
         exited_at = None
         while not stop:
             while self._lines and not stop:
-                line = self._lines.pop(0)
+                line = self._lines.popleft()
                 try:
                     ev = loads(line[len(nonce):]) if line.startswith(nonce.encode()) else None
                 except ValueError:
@@ -296,7 +299,7 @@ class SandboxProcess:
             if stop:
                 break
             now = time.monotonic()
-            if max(self._out_total, self._res_total) > lim.output_bytes:
+            if self._out_total > lim.output_bytes or self._res_total > lim.result_bytes:
                 stop = "output_limit"
             elif self._res_eof:
                 stop = "eof"
