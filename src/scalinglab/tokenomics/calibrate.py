@@ -10,7 +10,8 @@
      overlapped:  t = max(compute / MFU, memory / MBU) + overhead   (grid over MFU, MBU)
      additive:    t = compute / MFU + memory / MBU + overhead       (non-negative least squares)
    CPUs usually fit the additive model (one core does both).
-The result is stored as JSON (default ~/.cache/scalinglab/calibration.json, or
+Measure under the thread settings the engine will serve with (OMP/BLAS threads): on a shared
+2-core machine single-threaded timings are far steadier. The result is stored as JSON (default ~/.cache/scalinglab/calibration.json, or
 $SCALINGLAB_CALIBRATION) and `get_hardware("local-cpu")` builds its entry from it.
 """
 
@@ -91,7 +92,7 @@ def fit_efficiency(compute_s: np.ndarray, memory_s: np.ndarray, measured_s: np.n
                 best = (e, f, g, ov)
     err_max, f, g, ov = best
     if err_add <= err_max:
-        return {"overlap": False, "mfu": 1.0 / a if a > 0 else 1.0, "mbu": 1.0 / b if b > 0 else 1.0,
+        return {"overlap": False, "mfu": float(1.0 / a) if a > 0 else 1.0, "mbu": float(1.0 / b) if b > 0 else 1.0,
                 "step_overhead_s": float(o), "fit_mean_rel_error": err_add}
     return {"overlap": True, "mfu": float(f), "mbu": float(g), "step_overhead_s": ov, "fit_mean_rel_error": err_max}
 
