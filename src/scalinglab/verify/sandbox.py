@@ -170,7 +170,7 @@ def isolation(force: str | None = None) -> Isolation:
             return iso
         reason = "bwrap is installed but could not create its namespaces here"
     else:
-        reason = "forced by SCALINGLAB_SANDBOX=fallback" if force == "fallback" else "bwrap is not installed (scripts/install_system_deps.sh)"
+        reason = "fallback mode requested" if force == "fallback" else "bwrap is not installed (scripts/install_system_deps.sh)"
     if force == "bwrap":
         raise RuntimeError(f"bwrap sandbox requested but unavailable: {reason}")
     drop = root and _world_readable_path(sys.base_prefix)
