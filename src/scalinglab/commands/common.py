@@ -39,7 +39,7 @@ class ProgressReporter:
 
     def __init__(self, progress: Progress, description: str):
         self.progress = progress
-        self.task = progress.add_task(description, total=None)
+        self.task = progress.add_task(description, total=None, info="")
 
     def __call__(self, done: int, total: int | None = None, **info: Any) -> None:
         desc = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
@@ -56,5 +56,4 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Any]:
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
     with Progress(*columns, console=err, transient=False, refresh_per_second=4) as p:
         rep = ProgressReporter(p, description)
-        p.update(rep.task, info="")
         yield rep

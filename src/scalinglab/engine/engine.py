@@ -122,13 +122,20 @@ def sample_tokens(logits: torch.Tensor, p: SamplingParams, gen: torch.Generator)
 
 
 class _Cache:
-    """Prefix and suffix KV buffers for one generate call."""
+    """KV buffers for one generate call.
+
+    Shared mode (n > 1): prompts in the prefix cache kp/vp (L, G, Hkv, Tp, D), generated
+    tokens in the suffix cache ks/vs (L, G·n, Hkv, Ts, D). Flat mode (n == 1): there is
+    nothing to share, so each sequence's prompt and continuation sit together in ks/vs
+    (L, G, Hkv, Tp + Ts, D) and attention is one fused call.
+    """
 
     def __init__(self, cfg, groups: int, n: int, tp: int, ts: int, device, dtype):
         L, kv, hd = cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim
-        self.kp = torch.zeros(L, groups, kv, tp, hd, device=device, dtype=dtype)
+        self.flat = n == 1
+        self.kp = torch.zeros(L, 0 if self.flat else groups, kv, tp, hd, device=device, dtype=dtype)
         self.vp = torch.zeros_like(self.kp)
-        self.ks = torch.zeros(L, groups * n, kv, ts, hd, device=device, dtype=dtype)
+        self.ks = torch.zeros(L, groups * n, kv, tp + ts if self.flat else ts, hd, device=device, dtype=dtype)
         self.vs = torch.zeros_like(self.ks)
         self.prefix_bytes = 2 * self.kp.numel() * self.kp.element_size()
         self.bytes = self.prefix_bytes + 2 * self.ks.numel() * self.ks.element_size()
@@ -147,88 +154,132 @@ class Engine:
     def device(self) -> torch.device:
         return self.model.lm_head.weight.device
 
+    # -- fused weights ------------------------------------------------------------
+    def _fused(self) -> list[tuple]:
+        """Per layer: (ln1, Wqkv, bqkv, Wo, ln2, Wgate_up, Wdown), rebuilt when weights change.
+
+        Fusing q/k/v and gate/up into one matrix each halves the matmul launches per step.
+        Parameters' version counters tell when an optimizer step changed them in place.
+        """
+        version = sum(p._version for p in self.model.parameters())
+        if getattr(self, "_fused_version", None) != version:
+            layers = []
+            for b in self.model.model.layers:
+                a = b.self_attn
+                wqkv = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach()
+                bqkv = torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias]).detach() if a.q_proj.bias is not None else None
+                wgu = torch.cat([b.mlp.gate_proj.weight, b.mlp.up_proj.weight]).detach()
+                layers.append((b.input_layernorm, wqkv, bqkv, a.o_proj.weight.detach(), b.post_attention_layernorm, wgu,
+                               b.mlp.down_proj.weight.detach()))
+            self._fused_layers, self._fused_version = layers, version
+        return self._fused_layers
+
+    def _qkv(self, h: torch.Tensor, wqkv: torch.Tensor, bqkv, cos: torch.Tensor, sin: torch.Tensor):
+        """h (..., d) -> rotated q (..., H, D), k (..., Hkv, D), v (..., Hkv, D)."""
+        cfg = self.cfg
+        H, Hkv, D = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        qkv = F.linear(h, wqkv, bqkv).unflatten(-1, (H + 2 * Hkv, D))
+        qk = apply_rope(qkv[..., : H + Hkv, :], cos, sin)  # one rotation for q and k together
+        return qk[..., :H, :], qk[..., H:, :], qkv[..., H + Hkv:, :]
+
+    @staticmethod
+    def _mlp(x: torch.Tensor, ln2, wgu: torch.Tensor, wdown: torch.Tensor) -> torch.Tensor:
+        gate, up = F.linear(ln2(x), wgu).chunk(2, dim=-1)
+        return x + F.linear(F.silu(gate) * up, wdown)
+
     # -- the two forward passes --------------------------------------------------
     @torch.no_grad()
     def _prefill(self, cache: _Cache, groups: list[int], ids: list[list[int]]) -> torch.Tensor:
-        """Run prompts `ids` into the prefix cache at `groups`; logits at each last token (k, V)."""
+        """Run prompts `ids` into the cache at `groups`; logits at each last token (k, V)."""
         m, dev = self.model, self.device
-        T = max(len(x) for x in ids)
-        batch = torch.full((len(ids), T), self.tok.pad_id, dtype=torch.long)
+        k_, T = len(ids), max(len(x) for x in ids)
+        batch = torch.full((k_, T), self.tok.pad_id, dtype=torch.long)
         for i, x in enumerate(ids):
             batch[i, : len(x)] = torch.tensor(x)
         batch = batch.to(dev)
         gidx = torch.tensor(groups, device=dev)
+        kc, vc = (cache.ks, cache.vs) if cache.flat else (cache.kp, cache.vp)
         x = m.model.embed_tokens(batch)  # (k, T, d)
         cos, sin = rope_cos_sin(m.inv_freq, torch.arange(T, device=dev), x.dtype)
-        for li, block in enumerate(m.model.layers):
-            attn = block.self_attn
-            q, k, v = attn.qkv(block.input_layernorm(x), cos, sin)  # (k, H|Hkv, T, D)
-            cache.kp[li, gidx, :, :T] = k
-            cache.vp[li, gidx, :, :T] = v
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=attn.n_kv != attn.n_heads)
-            x = x + attn.o_proj(y.transpose(1, 2).reshape(len(ids), T, -1))
-            x = x + block.mlp(block.post_attention_layernorm(x))
+        cos, sin = cos[:, None, :], sin[:, None, :]  # broadcast over heads in (k, T, H, D)
+        gqa = self.cfg.num_key_value_heads != self.cfg.num_attention_heads
+        for li, (ln1, wqkv, bqkv, wo, ln2, wgu, wdown) in enumerate(self._fused()):
+            q, k, v = self._qkv(ln1(x), wqkv, bqkv, cos, sin)  # (k, T, H|Hkv, D)
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+            kc[li, gidx, :, :T] = k
+            vc[li, gidx, :, :T] = v
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)  # (k, H, T, D)
+            x = x + F.linear(y.transpose(1, 2).reshape(k_, T, -1), wo)
+            x = self._mlp(x, ln2, wgu, wdown)
         last = torch.tensor([len(s) - 1 for s in ids], device=dev)
-        h = m.model.norm(x[torch.arange(len(ids), device=dev), last])  # (k, d)
-        return m.lm_head(h)
+        return m.lm_head(m.model.norm(x[torch.arange(k_, device=dev), last]))
 
     @torch.no_grad()
     def _decode(self, cache: _Cache, G: int, n: int, tokens: torch.Tensor, plen: torch.Tensor, slen: torch.Tensor, tcur: int) -> torch.Tensor:
         """One decode step for the first G groups (S = G·n samples); logits (S, V).
 
-        tokens (S,) the last sampled ids; plen (G,) prompt lengths; slen (S,) generated
-        tokens so far (the new token is written at suffix position slen).
+        tokens (S,) the last sampled ids; plen (G,) prompt lengths; slen (S,) tokens
+        generated so far. The new token's K/V go at suffix position slen (shared mode) or
+        at plen + slen (flat mode); `tcur` bounds the positions attended to.
         """
         m, cfg = self.model, self.cfg
         S, H, Hkv, D = G * n, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         rep = H // Hkv
-        scale = 1.0 / math.sqrt(D)
         dev = tokens.device
         x = m.model.embed_tokens(tokens)  # (S, d)
-        pos = plen.repeat_interleave(n) + slen  # (S,)
+        pos = (plen.repeat_interleave(n) if n > 1 else plen) + slen  # (S,)
         cos, sin = rope_cos_sin(m.inv_freq, pos, x.dtype)  # (S, D)
-        cos, sin = cos[:, None, None, None, :], sin[:, None, None, None, :]  # broadcast over (Hkv, rep, 1)
-        Tp = cache.kp.shape[3]
-        pmask = torch.arange(Tp, device=dev)[None, :] >= plen[:, None]  # (G, Tp) padding
-        smask = torch.arange(tcur, device=dev)[None, :] > slen[:, None]  # (S, tcur) future
+        cos, sin = cos[:, None, :], sin[:, None, :]  # broadcast over heads
         rows = torch.arange(S, device=dev)
-        wpos = slen.clamp(max=cache.ks.shape[3] - 1)  # finished samples keep stepping; keep their writes in bounds
-        for li, block in enumerate(m.model.layers):
-            attn = block.self_attn
-            h = block.input_layernorm(x)
-            q = attn.q_proj(h).view(S, Hkv, rep, 1, D)
-            k = attn.k_proj(h).view(S, Hkv, 1, 1, D)
-            v = attn.v_proj(h).view(S, Hkv, D)
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)[:, :, 0, 0]
+        wpos = (pos if cache.flat else slen).clamp(max=cache.ks.shape[3] - 1)  # finished samples keep stepping
+        future = torch.arange(tcur, device=dev)[None, :] > wpos[:, None]  # (S, tcur)
+        if not cache.flat:
+            scale = 1.0 / math.sqrt(D)
+            pmask = torch.arange(cache.kp.shape[3], device=dev)[None, :] >= plen[:, None]  # (G, Tp) padding
+        for li, (ln1, wqkv, bqkv, wo, ln2, wgu, wdown) in enumerate(self._fused()):
+            q, k, v = self._qkv(ln1(x), wqkv, bqkv, cos, sin)  # (S, H|Hkv, D)
             ks, vs = cache.ks[li], cache.vs[li]
             ks[rows, :, wpos] = k
             vs[rows, :, wpos] = v
-            # prefix: the n·rep queries of each group against the group's prompt, as one matmul
-            qg = q.view(G, n, Hkv, rep, D).transpose(1, 2).reshape(G, Hkv, n * rep, D)
-            sp = (qg @ cache.kp[li, :G].transpose(-1, -2)).float() * scale  # (G, Hkv, n·rep, Tp)
-            sp.masked_fill_(pmask[:, None, None, :], -math.inf)
-            mp = sp.amax(-1, keepdim=True)
-            ep = (sp - mp).exp()
-            op = ep.to(x.dtype) @ cache.vp[li, :G]  # (G, Hkv, n·rep, D)
-            # regroup the prefix pieces per sample: (S, Hkv, rep, ·)
-            op = op.view(G, Hkv, n, rep, D).transpose(1, 2).reshape(S, Hkv, rep, D).float()
-            zp = ep.sum(-1, keepdim=True).view(G, Hkv, n, rep, 1).transpose(1, 2).reshape(S, Hkv, rep, 1)
-            mp = mp.view(G, Hkv, n, rep, 1).transpose(1, 2).reshape(S, Hkv, rep, 1)
-            # suffix: each sample against its own generated tokens
-            qs = q.view(S, Hkv, rep, D)
-            ss = (qs @ ks[:S, :, :tcur].transpose(-1, -2)).float() * scale  # (S, Hkv, rep, tcur)
-            ss.masked_fill_(smask[:, None, None, :], -math.inf)
-            ms = ss.amax(-1, keepdim=True)
-            es = (ss - ms).exp()
-            os_ = (es.to(x.dtype) @ vs[:S, :, :tcur]).float()  # (S, Hkv, rep, D)
-            zs = es.sum(-1, keepdim=True)
-            # merge the two softmax pieces by their maxima (log-sum-exp)
-            mx = torch.maximum(mp, ms)
-            a, b = (mp - mx).exp(), (ms - mx).exp()
-            y = (op * a + os_ * b) / (zp * a + zs * b)  # (S, Hkv, rep, D)
-            x = x + attn.o_proj(y.to(x.dtype).reshape(S, H * D))
-            x = x + block.mlp(block.post_attention_layernorm(x))
+            if cache.flat:
+                y = F.scaled_dot_product_attention(q[:, :, None], ks[:S, :, :tcur], vs[:S, :, :tcur], attn_mask=~future[:, None, None, :],
+                                                   enable_gqa=rep > 1)  # (S, H, 1, D)
+            else:
+                y = self._shared_attention(q, cache, li, G, n, rep, scale, pmask, future, tcur)
+            x = x + F.linear(y.reshape(S, H * D).to(x.dtype), wo)
+            x = self._mlp(x, ln2, wgu, wdown)
         return m.lm_head(m.model.norm(x))
+
+    @staticmethod
+    def _shared_attention(q, cache: _Cache, li: int, G: int, n: int, rep: int, scale: float, pmask, future, tcur: int) -> torch.Tensor:
+        """Attention over a shared prompt prefix and each sample's own suffix, merged by LSE."""
+        S, H, D = q.shape
+        Hkv = H // rep
+        dt = q.dtype
+        # prefix: the n·rep queries of a group against its prompt, as one matrix product
+        qg = q.view(G, n, Hkv, rep, D).transpose(1, 2).reshape(G, Hkv, n * rep, D)
+        sp = (qg @ cache.kp[li, :G].transpose(-1, -2)).float() * scale  # (G, Hkv, n·rep, Tp)
+        sp.masked_fill_(pmask[:, None, None, :], -math.inf)
+        mp = sp.amax(-1, keepdim=True)
+        ep = (sp - mp).exp()
+        op = ep.to(dt) @ cache.vp[li, :G]  # (G, Hkv, n·rep, D)
+
+        def per_sample(t):  # (G, Hkv, n·rep, x) -> (S, Hkv, rep, x)
+            return t.view(G, Hkv, n, rep, -1).transpose(1, 2).reshape(S, Hkv, rep, -1)
+
+        op, zp, mp = per_sample(op).float(), per_sample(ep.sum(-1, keepdim=True)), per_sample(mp)
+        # suffix: each sample against its own generated tokens
+        qs = q.view(S, Hkv, rep, D)
+        ss = (qs @ cache.ks[li, :S, :, :tcur].transpose(-1, -2)).float() * scale  # (S, Hkv, rep, tcur)
+        ss.masked_fill_(future[:, None, None, :], -math.inf)
+        ms = ss.amax(-1, keepdim=True)
+        es = (ss - ms).exp()
+        os_ = (es.to(dt) @ cache.vs[li, :S, :, :tcur]).float()  # (S, Hkv, rep, D)
+        zs = es.sum(-1, keepdim=True)
+        # merge the two softmax pieces by their maxima (log-sum-exp)
+        mx = torch.maximum(mp, ms)
+        a, b = (mp - mx).exp(), (ms - mx).exp()
+        return (op * a + os_ * b) / (zp * a + zs * b)  # (S, Hkv, rep, D)
 
     # -- the scheduler -----------------------------------------------------------
     def encode_prompts(self, prompts: Sequence[str | Sequence[int]]) -> list[list[int]]:
@@ -267,6 +318,7 @@ class Engine:
         plen = torch.zeros(G, dtype=torch.long, device=dev)
         slen = torch.zeros(G * n, dtype=torch.long, device=dev)
         slen_host = np.zeros(G * n, dtype=np.int64)
+        plen_host = np.zeros(G, dtype=np.int64)  # used in flat mode (n == 1), where slot == group
         tokens = torch.zeros(G * n, dtype=torch.long, device=dev)
         done_host = np.ones(G * n, dtype=bool)
         finished_prompts = 0
@@ -301,6 +353,7 @@ class Engine:
             for g, p in zip(groups, take):
                 group_prompt[g] = p
                 plen[g] = len(prompt_ids[p])
+                plen_host[g] = len(prompt_ids[p])
                 result.prompt_tokens += len(prompt_ids[p])
                 result.prompt_flops += sequence_flops(cfg, 0, len(prompt_ids[p]))
             result.prefills += len(take)
@@ -331,12 +384,13 @@ class Engine:
 
         def move(src: int, dst: int) -> None:
             """Move live group src into free slot dst (keeps live groups contiguous)."""
-            cache.kp[:, dst] = cache.kp[:, src]
-            cache.vp[:, dst] = cache.vp[:, src]
+            if not cache.flat:
+                cache.kp[:, dst] = cache.kp[:, src]
+                cache.vp[:, dst] = cache.vp[:, src]
             a, b = slice(src * n, src * n + n), slice(dst * n, dst * n + n)
             cache.ks[:, b] = cache.ks[:, a]
             cache.vs[:, b] = cache.vs[:, a]
-            plen[dst] = plen[src]
+            plen[dst], plen_host[dst] = plen[src], plen_host[src]
             slen[b], tokens[b] = slen[a], tokens[a]
             slen_host[b], done_host[b] = slen_host[a], done_host[a]
             done_host[a] = True
@@ -365,7 +419,8 @@ class Engine:
                 progress(finished_prompts, len(prompt_ids))
             S = active_groups * n
             # the token sampled last step goes in at suffix position slen; attend over slen+1
-            tcur = int(slen_host[:S][~done_host[:S]].max(initial=0)) + 1
+            live_pos = slen_host[:S][~done_host[:S]] + (plen_host[:S][~done_host[:S]] if cache.flat else 0)
+            tcur = int(live_pos.max(initial=0)) + 1
             logits = self._decode(cache, active_groups, n, tokens[:S], plen[:active_groups], slen[:S], tcur)
             result.steps += 1
             tok, lp = sample_tokens(logits, params, gen)
