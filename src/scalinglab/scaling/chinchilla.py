@@ -168,9 +168,12 @@ def fit_chinchilla(N, D, loss, *, bootstrap: int = 4000, seed: int = 0, grid: st
     warns = diagnose(params, bounds, None, len(np.unique(N)), 3, "model sizes N")
     warns += diagnose(params, None, None, len(np.unique(D)), 3, "token counts D")
     if samples is not None:
-        # correlations are judged in the coordinates the law is identified in (log A, log B, log E)
-        warns += diagnose(dict(zip(("log E", "log A", "log B", "alpha", "beta"), theta)), None,
-                          np.column_stack([np.log(samples[:, :3]), samples[:, 3:]]), 10**9, 0)
+        # Correlations are judged with each amplitude taken at the centre of the data (A/N̄^α, B/D̄^β):
+        # log A and α are always nearly collinear merely because log N is far from 0.
+        mN, mD = logN.mean(), logD.mean()
+        view = np.column_stack([np.log(samples[:, 0]), np.log(samples[:, 1]) - samples[:, 3] * mN,
+                                np.log(samples[:, 2]) - samples[:, 4] * mD, samples[:, 3], samples[:, 4]])
+        warns += diagnose(dict(zip(("log E", "log A/N̄^α", "log B/D̄^β", "alpha", "beta"), view[0])), None, view, 10**9, 0)
         if boot_conv < 0.95:
             warns.append(f"only {boot_conv:.0%} of bootstrap refits converged")
     success = bool(conv[k]) or hits > 1

@@ -146,12 +146,16 @@ def fit_curve(law: str, names: Sequence[str], model: Callable[[np.ndarray, np.nd
               *, bootstrap: int = 200, seed: int = 0, loss: str = "linear", f_scale: float = 1.0,
               transform: Callable[[np.ndarray], np.ndarray] | None = None,
               to_params: Callable[[np.ndarray], dict[str, float]] | None = None,
-              min_distinct: int | None = None, distinct_what: str = "x values") -> FitResult:
+              min_distinct: int | None = None, distinct_what: str = "x values",
+              corr_view: Callable[[np.ndarray], tuple[Sequence[str], np.ndarray]] | None = None) -> FitResult:
     """Least-squares fit of `model(theta, x) ≈ y` from several starts, keep the best, then bootstrap.
 
     `theta` lives in the optimiser's space (e.g. log-amplitudes); `to_params` maps it to the law's
     named parameters (defaults to zip(names, theta)). `transform` is applied to both model output
     and y before taking residuals (e.g. np.log to fit in log space). `bounds` are on theta.
+    `corr_view(samples) -> (names, columns)` re-expresses bootstrap samples in coordinates where a
+    high correlation really means "not separately determined" (e.g. a power law's amplitude taken at
+    the centre of the data rather than at x = 1).
     """
     x = np.asarray(x, float)
     y = np.asarray(y, float)
@@ -182,23 +186,37 @@ def fit_curve(law: str, names: Sequence[str], model: Callable[[np.ndarray, np.nd
             return failed(law, names, "no start gave a finite objective", n)
         theta = best.x
         rng = np.random.default_rng(seed)
-        samples = None
+        samples = theta_samples = None
         if bootstrap > 0:
-            rows = []
+            rows, thetas = [], []
             for _ in range(bootstrap):
                 i = rng.integers(0, n, n)
                 try:
-                    rows.append(list(to_params(solve(x[i], y[i], theta).x).values()))
+                    th = solve(x[i], y[i], theta).x
+                    rows.append(list(to_params(th).values()))
+                    thetas.append(th)
                 except (ValueError, FloatingPointError):
                     rows.append([np.nan] * len(names))
             samples = np.array(rows)
+            theta_samples = np.array(thetas) if thetas else None
         resid = tf(y) - tf(model(theta, x))
     params = to_params(theta)
     # bounds in theta space name the optimiser's coordinates; report them on the matching params
     theta_named = dict(zip(bounds, theta))
     warns = diagnose(theta_named, bounds, None, len(np.unique(x if x.ndim == 1 else x[:, 0])),
                      min_distinct or len(names) + 1, distinct_what)
-    warns += diagnose(params, None, samples, 10**9, 0)
+    if theta_samples is not None:
+        # a 95% interval that runs into the search box means the data does not bound that parameter
+        qlo, qhi = np.percentile(theta_samples, [2.5, 97.5], axis=0)
+        for j, (k, (blo, bhi)) in enumerate(bounds.items()):
+            tol = AT_BOUND_RTOL * (bhi - blo)
+            if (qlo[j] - blo <= tol or bhi - qhi[j] <= tol) and not any(w.startswith(f"{k}=") for w in warns):
+                warns.append(f"the 95% interval of {k} runs into its bound [{blo:g}, {bhi:g}]: the data does not pin it")
+    if samples is not None and corr_view is not None:
+        cn, cs = corr_view(samples)
+        warns += diagnose(dict(zip(cn, cs[0])), None, cs, 10**9, 0)
+    else:
+        warns += diagnose(params, None, samples, 10**9, 0)
     msg = "converged" if best.success else f"optimizer: {best.message}"
     if warns:
         msg += "; ill-determined: " + "; ".join(warns)
