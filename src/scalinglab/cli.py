@@ -27,7 +27,7 @@ def _register() -> None:
     from scalinglab.commands import foundation
 
     foundation.register(app)
-    for name in ("scaling", "tokenomics", "verify_math", "verify_code", "synth", "posttrain", "testtime", "pipeline", "distributed"):
+    for name in ("scaling", "sweep", "tokenomics", "verify_math", "verify_code", "synth", "posttrain", "rl", "testtime", "pipeline", "distributed"):
         try:
             mod = __import__(f"scalinglab.commands.{name}", fromlist=["register"])
         except ModuleNotFoundError as e:
@@ -37,6 +37,7 @@ def _register() -> None:
         mod.register(app)
     app.add_typer(common.bench_app, name="bench")
     app.add_typer(common.verify_app, name="verify")
+    app.add_typer(common.train_app, name="train")
 
 
 _register()

@@ -20,6 +20,8 @@ bench_app = typer.Typer(help="The project's benchmarks, each measured side by si
 
 verify_app = typer.Typer(help="Judge candidates: math answers by equivalence, programs in the sandbox.", no_args_is_help=True)
 
+train_app = typer.Typer(help="Post-training: sft, reward-model, dpo, ppo, grpo (each --help shows its recipe).", no_args_is_help=True)
+
 JSON_OPT = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
 
 
