@@ -195,6 +195,8 @@ def cost_cmd(model: str = MODEL, hardware: str = HW, tp: int = TP, pp: int = PP,
              prompt_len: int = typer.Option(1000, "--prompt-len"),
              cot_len: str = typer.Option("1000,4000,16000,32000", "--cot-len", help="Chain-of-thought lengths, comma-separated."),
              samples: int = typer.Option(1, "--samples", "-n", help="Majority vote over N samples sharing the prompt."),
+             batch: int = typer.Option(None, "--batch", help="Decode batch (default: the largest that fits, i.e. the "
+                                       "cheapest and slowest per user)."),
              plot: Path = typer.Option(None, "--plot", help="Write $ per answer vs CoT length to this image file."),
              as_json: bool = common.JSON_OPT) -> None:
     """$/M input and output tokens, and $ per answer as the chain of thought grows (batch shrinks as KV grows).
@@ -204,7 +206,7 @@ def cost_cmd(model: str = MODEL, hardware: str = HW, tp: int = TP, pp: int = PP,
     """
     from scalinglab.tokenomics.cost import cost_curve, plot_cost_curve, token_prices
 
-    _positive(prompt_len=prompt_len, samples=samples)
+    _positive(prompt_len=prompt_len, samples=samples, batch=batch)
     try:
         lens = [int(x) for x in cot_len.split(",") if x.strip()]
     except ValueError:
@@ -212,7 +214,7 @@ def cost_cmd(model: str = MODEL, hardware: str = HW, tp: int = TP, pp: int = PP,
     _positive(cot_len=min(lens) if lens else 0)
     s = _step(model, hardware, tp, pp, ep, weights_dtype, expert_dtype, kv_dtype, gpu_memory_utilization,
               max_num_seqs, mfu=mfu, mbu=mbu, price=usd_per_hour)
-    curve = cost_curve(s, prompt_len, lens, samples)
+    curve = cost_curve(s, prompt_len, lens, samples, batch)
     r = {"prices": token_prices(s, context=prompt_len + max(lens), input_len=prompt_len), "answers": curve}
     if plot:
         label = f"{s.model.name} on {s.n_gpus}x{s.hw.name}" + (f", vote@{samples}" if samples > 1 else "")

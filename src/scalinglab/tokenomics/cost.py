@@ -61,7 +61,10 @@ def answer_cost(step: StepModel, prompt_len: int, cot_len: int, n_samples: int =
     if prompt_len < 1 or cot_len < 1 or n_samples < 1:
         raise UserError("--prompt-len, --cot-len and --samples must be >= 1")
     plan = memory_plan(step.model, step.hw, step.cfg)
-    b = batch or vote_batch(plan, prompt_len, cot_len, n_samples, shared_prefix)
+    fits = vote_batch(plan, prompt_len, cot_len, n_samples, shared_prefix)
+    if batch and batch > fits:
+        raise UserError(f"--batch {batch}: only {fits} sequences of {prompt_len}+{cot_len} tokens fit")
+    b = batch or fits
     if b < 1:
         raise UserError(f"a {prompt_len}+{cot_len}-token sequence does not fit on {step.n_gpus} x {step.hw.name}")
     ctx = np.linspace(prompt_len, prompt_len + cot_len, 33)
@@ -82,9 +85,10 @@ def answer_cost(step: StepModel, prompt_len: int, cot_len: int, n_samples: int =
             "usd_per_m_output": decode_usd / (n_samples * cot_len) * 1e6}
 
 
-def cost_curve(step: StepModel, prompt_len: int, cot_lengths: list[int], n_samples: int = 1) -> list[dict]:
-    """`answer_cost` across chain-of-thought lengths (batch re-fitted at each length)."""
-    return [answer_cost(step, prompt_len, L, n_samples) for L in cot_lengths]
+def cost_curve(step: StepModel, prompt_len: int, cot_lengths: list[int], n_samples: int = 1,
+               batch: int | None = None) -> list[dict]:
+    """`answer_cost` across chain-of-thought lengths (batch re-fitted at each length unless given)."""
+    return [answer_cost(step, prompt_len, L, n_samples, batch=batch) for L in cot_lengths]
 
 
 def plot_cost_curve(curves: dict[str, list[dict]], path: str) -> None:
