@@ -1,0 +1,201 @@
+"""Direct Preference Optimization (DPO; Rafailov et al. 2023, arXiv 2305.18290, eq. 7).
+
+    scalinglab train dpo --model A --task arithmetic --steps 50 --seed 0 --out D
+    scalinglab train dpo --model A --task arithmetic --data pairs.jsonl --out D
+
+For a pair (prompt x, chosen y_c, rejected y_r), with sequence log-probs summed over the
+completion tokens (EOS included) under the policy π and the frozen reference π_ref:
+
+    loss = −log σ(β·[(log π(y_c|x) − log π_ref(y_c|x)) − (log π(y_r|x) − log π_ref(y_r|x))])
+
+averaged over the pairs of the optimizer step (the count is taken over all micro-batches,
+so accumulation is exact). Logged: loss, reward accuracy (implicit reward of chosen >
+rejected), reward margin, chosen/rejected implicit rewards β·(log π − log π_ref).
+
+Pairs come from `--data` (rows `prompt, chosen, rejected` — e.g. judge-labelled, RLAIF —
+or labelled samples `prompt, completion, correct`), or are built on-policy: k samples per
+problem from the engine, verified by the task; a prompt with both a correct and a wrong
+sample yields up to `max_pairs_per_problem` (chosen = verified, rejected = failed) pairs.
+The reference is the starting model; its log-probs are computed once, before training.
+The pairs are written to `OUT/data.jsonl` (re-read on `--resume`).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from scalinglab.errors import UserError
+from scalinglab.runs import Run
+from scalinglab.train.common import make_optimizer, pick_device, seed_everything, token_logprobs
+from scalinglab.train.data import check_data_file, build_pairs, encode_example, pairs_from_rows, sample_and_verify
+from scalinglab.train.posttrain_loop import StepResult, micro_batches, tail_mean, train_steps
+from scalinglab.train.sft import POSTTRAIN_SEED_BASE, _accuracy
+
+
+@dataclass(frozen=True)
+class DPOConfig:
+    task: str = "arithmetic"  # task: generates problems, verifies samples, evaluates
+    difficulty: int = 0  # task difficulty (0 = the task's default)
+    data: str = ""  # JSONL of pairs (prompt/chosen/rejected) or labelled samples; "" = sample on-policy
+    num_problems: int = 256  # problems sampled to build pairs (without --data)
+    samples_per_problem: int = 8  # completions per problem
+    sample_temperature: float = 1.0  # sampling temperature for pair building
+    max_pairs_per_problem: int = 2  # pairs kept per prompt
+    beta: float = 0.1  # DPO β: strength of the implicit KL to the reference
+    steps: int = 50  # optimizer steps
+    batch_size: int = 16  # pairs per optimizer step
+    micro_batch_size: int = 0  # pairs per forward/backward (0 = batch_size); exact accumulation
+    lr: float = 1e-4  # peak learning rate
+    warmup_steps: int = 5
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0  # max gradient norm (0 = no clipping)
+    stop_grad_norm: float = 1e4  # stop when the pre-clip gradient norm exceeds this
+    seed: int = 0
+    log_every: int = 1
+    checkpoint_every: int = 0  # steps between checkpoints (0 = only the final model)
+    eval_problems: int = 200  # held-out problems for greedy accuracy before/after (0 = skip)
+    eval_seed: int = 777
+    device: str = "auto"
+
+
+def dpo_loss(pi_c: torch.Tensor, pi_r: torch.Tensor, ref_c: torch.Tensor, ref_r: torch.Tensor, beta: float,
+             normaliser: float | None = None) -> tuple[torch.Tensor, dict]:
+    """Σ −log σ(β[(π_c − ref_c) − (π_r − ref_r)]) / normaliser; inputs are (N,) sequence log-probs."""
+    r_c = beta * (pi_c.float() - ref_c.float())  # implicit rewards (N,)
+    r_r = beta * (pi_r.float() - ref_r.float())
+    per = -F.logsigmoid(r_c - r_r)
+    loss = per.sum() / (normaliser if normaliser is not None else max(1, per.numel()))
+    d = (r_c - r_r).detach()
+    return loss, {"correct": float((d > 0).sum()), "margin_sum": float(d.sum()),
+                  "chosen_sum": float(r_c.detach().sum()), "rejected_sum": float(r_r.detach().sum())}
+
+
+def sequence_logprobs(model, tok, prompts: list[str], completions: list[str], device) -> tuple[torch.Tensor, int]:
+    """Σ log p(completion tokens incl. EOS | prompt) per sequence (N,), and the token count."""
+    exs = [encode_example(tok, p, c) for p, c in zip(prompts, completions)]
+    T = max(len(e.prompt_ids) + len(e.completion_ids) for e in exs)
+    ids = torch.full((len(exs), T), tok.pad_id, dtype=torch.long)
+    mask = torch.zeros(len(exs), T - 1)
+    for i, e in enumerate(exs):
+        seq = e.prompt_ids + e.completion_ids
+        ids[i, : len(seq)] = torch.tensor(seq)
+        mask[i, len(e.prompt_ids) - 1: len(seq) - 1] = 1.0  # targets that are completion tokens
+    ids, mask = ids.to(device), mask.to(device)
+    logp = token_logprobs(model(ids[:, :-1]), ids[:, 1:])  # (N, T-1) fp32
+    return (logp * mask).sum(-1), int(mask.sum())
+
+
+class PairData:
+    """Epochs of seeded shuffles over the pairs; one step = `batch_size` pair indices."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.bs, self.seed, self.pos = n, batch_size, seed, 0
+        self._perm: tuple[int, list[int]] = (-1, [])
+
+    def next_batch(self) -> list[int]:
+        out = []
+        for i in range(self.pos, self.pos + self.bs):
+            epoch, k = divmod(i, self.n)
+            if self._perm[0] != epoch:
+                perm = list(range(self.n))
+                random.Random(f"{self.seed}:{epoch}").shuffle(perm)
+                self._perm = (epoch, perm)
+            out.append(self._perm[1][k])
+        self.pos += self.bs
+        return out
+
+    def state(self) -> dict:
+        return {"pos": self.pos}
+
+    def load(self, st: dict) -> None:
+        self.pos = st["pos"]
+
+
+@torch.no_grad()
+def reference_logprobs(model, tok, pairs: list[dict], device, batch: int = 64) -> torch.Tensor:
+    """(N, 2) reference log-probs of (chosen, rejected), computed once."""
+    out = []
+    for i in range(0, len(pairs), batch):
+        ch = pairs[i: i + batch]
+        lp, _ = sequence_logprobs(model, tok, [p["prompt"] for p in ch] * 2, [p["chosen"] for p in ch] + [p["rejected"] for p in ch], device)
+        out.append(torch.stack([lp[: len(ch)], lp[len(ch):]], -1).cpu())
+    return torch.cat(out)
+
+
+def make_dpo_step(model, tok, pairs: list[dict], ref: torch.Tensor, cfg: DPOConfig, device) -> Callable[[list[int]], StepResult]:
+    def step_fn(idx: list[int]) -> StepResult:
+        n = len(idx)
+        agg = {"correct": 0.0, "margin_sum": 0.0, "chosen_sum": 0.0, "rejected_sum": 0.0}
+        loss_sum, toks = 0.0, 0
+        for mb in micro_batches(idx, cfg.micro_batch_size):
+            ps = [pairs[i] for i in mb]
+            lp, t = sequence_logprobs(model, tok, [p["prompt"] for p in ps] * 2, [p["chosen"] for p in ps] + [p["rejected"] for p in ps], device)
+            r = ref[mb].to(device)
+            loss, st = dpo_loss(lp[: len(ps)], lp[len(ps):], r[:, 0], r[:, 1], cfg.beta, normaliser=n)
+            loss.backward()
+            loss_sum, toks = loss_sum + loss.item(), toks + t
+            agg = {k: agg[k] + st[k] for k in agg}
+        return StepResult(loss_sum, toks, {"accuracy": agg["correct"] / n, "reward_margin": agg["margin_sum"] / n,
+                                           "chosen_reward": agg["chosen_sum"] / n, "rejected_reward": agg["rejected_sum"] / n})
+
+    return step_fn
+
+
+def training_pairs(cfg: DPOConfig, task, model, tok, run, resume: bool) -> tuple[list[dict], dict]:
+    from scalinglab.tasks.base import read_jsonl, write_jsonl
+
+    cache = run.path / "data.jsonl"
+    if resume and cache.exists():
+        return read_jsonl(cache), {}
+    info: dict = {}
+    if cfg.data:
+        pairs = pairs_from_rows(read_jsonl(cfg.data), task, cfg.seed, cfg.max_pairs_per_problem, cfg.data)
+    else:
+        problems = task.generate(cfg.num_problems, seed=POSTTRAIN_SEED_BASE + 10_000 + cfg.seed, difficulty=cfg.difficulty or None)
+        rows = sample_and_verify(model, tok, task, problems, cfg.samples_per_problem, cfg.sample_temperature, cfg.seed)
+        pairs = build_pairs(rows, cfg.seed, cfg.max_pairs_per_problem)
+        info = {"samples": len(rows), "sample_accuracy": sum(r["correct"] for r in rows) / max(1, len(rows))}
+    if not pairs:
+        raise UserError("dpo: no preference pairs (no prompt had both a correct and a wrong sample); "
+                        "raise samples_per_problem or sample_temperature, or pass --data")
+    write_jsonl(cache, pairs)
+    return pairs, info
+
+
+def dpo(cfg: DPOConfig, model_path: str, out: str, resume: bool = False, progress: Callable[..., None] | None = None) -> dict:
+    """Train the policy on preference pairs; returns the summary (also OUT/summary.json)."""
+    from scalinglab.model.hf import load_model, save_model
+    from scalinglab.tasks import get_task
+
+    task = get_task(cfg.task)
+    check_data_file(cfg.data)
+    device = pick_device(cfg.device)
+    model, tok = load_model(model_path, device=device)
+    run = Run.create(out, kind="dpo", config={**asdict(cfg), "model": str(model_path)}, resume=resume)
+    if resume and run.finished:
+        return run.summary
+    seed_everything(cfg.seed)
+    t0 = time.perf_counter()
+    evals = task.generate(cfg.eval_problems, seed=cfg.eval_seed, difficulty=cfg.difficulty or None) if cfg.eval_problems else []
+    base_acc = _accuracy(model, tok, task, evals)
+    pairs, info = training_pairs(cfg, task, model, tok, run, resume)
+    model.eval()  # no dropout in this model, but keep the reference pass in eval mode on principle
+    ref = reference_logprobs(model, tok, pairs, device)  # the starting model is the reference
+    opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
+    records = train_steps(run, cfg, model, tok, opt, PairData(len(pairs), cfg.batch_size, cfg.seed),
+                          make_dpo_step(model, tok, pairs, ref, cfg, device), model.parameters(), progress=progress, kind="dpo")
+    save_model(model, tok, run.path / "model", extra={"task": cfg.task, "difficulty": cfg.difficulty, "posttrain": "dpo"})
+    summary = {"kind": "dpo", "task": cfg.task, "steps": cfg.steps, "pairs": len(pairs), **info, "beta": cfg.beta,
+               "train_loss": tail_mean(records, "loss"), "reward_accuracy": tail_mean(records, "accuracy"),
+               "reward_margin": tail_mean(records, "reward_margin"), "base_accuracy": base_acc,
+               "accuracy": _accuracy(model, tok, task, evals), "eval_seed": cfg.eval_seed if evals else None,
+               "seconds": time.perf_counter() - t0, "model": str(run.path / "model")}
+    run.finish(summary)
+    return summary

@@ -1,0 +1,111 @@
+"""The optimisation loop SFT, DPO and reward-model training share.
+
+Per optimizer step: set the LR (linear warmup, cosine decay), zero the gradients, let the
+algorithm's `step_fn` run forward/backward over its micro-batches (each micro-batch loss is
+already divided by the normaliser of the *whole* step, so accumulation is exact and never
+divided by the micro-batch count again), clip, check that loss and gradient norm are
+finite (and the norm below `stop_grad_norm`) *before* the update, step, log one metrics
+record, and checkpoint atomically every `checkpoint_every` steps. `--resume` reloads model,
+head, optimizer, RNG and data position from the last checkpoint and trims metrics past it,
+so every step appears exactly once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from scalinglab.errors import UserError
+from scalinglab.train.common import (
+    NonFiniteError, check_finite, load_train_state, lr_at, save_train_state, set_rng_state,
+)
+
+
+@dataclass
+class StepResult:
+    loss: float  # the step's loss (sum over micro-batches of the globally normalised losses)
+    tokens: int  # tokens processed (for tokens/s)
+    stats: dict[str, float] = field(default_factory=dict)  # accuracy, margins, ...
+
+
+def restore(run, model, opt, data, modules: dict | None = None) -> tuple[int, float, dict]:
+    """Load the last checkpoint of `run` into model/opt/data/modules; (step, elapsed, extra)."""
+    ckpt = run.latest_checkpoint()
+    if ckpt is None:
+        return 0, 0.0, {}
+    from safetensors.torch import load_file
+
+    st = load_train_state(ckpt)
+    sd = load_file(str(ckpt / "model" / "model.safetensors"))
+    model.load_state_dict({k: v.to(model.lm_head.weight.device) for k, v in sd.items()}, strict=False)
+    for name, m in (modules or {}).items():
+        m.load_state_dict(st["modules"][name])
+    opt.load_state_dict(st["optimizer"])
+    set_rng_state(st["rng"])
+    data.load(st["extra"]["data"])
+    run.trim_metrics(st["step"])
+    return st["step"], st["extra"].get("elapsed", 0.0), st["extra"]
+
+
+def train_steps(run, cfg, model, tok, opt, data, step_fn: Callable[[Any], StepResult], params,
+                modules: dict | None = None, progress: Callable[..., None] | None = None, kind: str = "train") -> list[dict]:
+    """Run steps [start, cfg.steps) (resuming if the run has a checkpoint); returns the records.
+
+    `data.next_batch()` gives one optimizer step's batch; `data.state()/load()` its position.
+    """
+    start, elapsed0, _ = restore(run, model, opt, data, modules)
+    total, peak = cfg.steps, cfg.lr
+    warmup = min(cfg.warmup_steps, max(1, total // 10))
+    params = [p for p in params if p.requires_grad]
+    records = []
+    t0 = time.perf_counter() - elapsed0
+    model.train()
+    for step in range(start, total):
+        t_step = time.perf_counter()
+        lr = lr_at(step, total, peak, warmup, cfg.min_lr_ratio)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        batch = data.next_batch()
+        opt.zero_grad(set_to_none=True)
+        res = step_fn(batch)
+        gn = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf))
+        try:
+            check_finite(step + 1, loss=res.loss, grad_norm=gn)
+            if gn > cfg.stop_grad_norm:
+                raise NonFiniteError(f"step {step + 1}: gradient norm {gn:.3g} > stop_grad_norm={cfg.stop_grad_norm:g} (exploding); stopped, last good checkpoint kept")
+        except NonFiniteError as e:  # the update is not applied; the last checkpoint stays the newest
+            run.fail(str(e))
+            last = run.latest_checkpoint()
+            raise UserError(f"{kind}: {e} ({last if last else 'no checkpoint yet; lower lr or set checkpoint_every'})") from None
+        opt.step()
+        done = step + 1
+        now = time.perf_counter()
+        rec = {"step": done, "loss": res.loss, **res.stats, "grad_norm": gn, "lr": lr, "tokens": res.tokens,
+               "tokens_per_s": res.tokens / max(now - t_step, 1e-9), "wall_time": now - t0}
+        records.append(rec)
+        if done % cfg.log_every == 0 or done == total:
+            run.log(rec)
+        if progress:
+            progress(done, total, loss=res.loss)
+        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < total:
+            save_train_state(run, done, model, tok, opt, extra={"data": data.state(), "elapsed": now - t0}, modules=modules)
+    model.eval()
+    return records
+
+
+def tail_mean(records: list[dict], key: str, frac: float = 0.1) -> float | None:
+    vals = [r[key] for r in records if r.get(key) is not None]
+    if not vals:
+        return None
+    tail = vals[-max(1, int(len(vals) * frac)):]
+    return sum(tail) / len(tail)
+
+
+def micro_batches(items: list, micro: int) -> list[list]:
+    """Split one step's items into micro-batches of at most `micro` (0 = one batch)."""
+    micro = micro or len(items)
+    return [items[i: i + micro] for i in range(0, len(items), micro)]

@@ -1,0 +1,222 @@
+"""Training the outcome and process reward models of `train/reward_model.py`.
+
+    scalinglab train reward-model --model A --task arithmetic --steps 200 --out RM                 # ORM, BCE
+    scalinglab train reward-model --model A --task arithmetic --set objective=bt --out RM          # ORM, Bradley–Terry
+    scalinglab train reward-model --model A --task arithmetic --data pairs.jsonl --set objective=bt --out RM  # RLAIF pairs
+    scalinglab train reward-model --model A --task arithmetic --set kind=prm --data steps.jsonl --out PRM
+
+Data (written to `OUT/data.jsonl`, re-read on `--resume`):
+- ORM + bce: labelled samples — `--data` rows `prompt, completion|solution, correct?` (no
+  `correct`: judged by the task), or k samples per problem from the starting model,
+  verified by the task (Cobbe et al. 2021).
+- ORM + bt: pairs — `--data` rows `prompt, chosen, rejected` (a judge's preferences, RLAIF),
+  or pairs built from verified vs failed samples.
+- PRM: per-step labels — `--data` rows from `scalinglab annotate` (`prompt, steps,
+  soft_labels/hard_labels` or `labels`), or Math-Shepherd rollout labels computed here.
+
+The backbone starts from `--model` (the policy), the head from a small random init.
+Losses: BCE (soft targets allowed) averaged over every labelled position of the step;
+Bradley–Terry averaged over the step's pairs. After training, the RM scores fresh samples
+of held-out problems (seed 777) and the summary reports the AUC of correct vs wrong (for
+the PRM with min and last aggregation of the step scores).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Literal
+
+import torch
+
+from scalinglab.errors import UserError
+from scalinglab.runs import Run
+from scalinglab.train.common import make_optimizer, pick_device, seed_everything
+from scalinglab.train.data import check_data_file, label_rows, math_shepherd_labels, pairs_from_rows, sample_and_verify, build_pairs, step_label_rows
+from scalinglab.train.dpo import PairData
+from scalinglab.train.posttrain_loop import StepResult, micro_batches, tail_mean, train_steps
+from scalinglab.train.reward_model import (
+    RewardModel, auc, bce_soft_loss, bradley_terry_loss, outcome_ids, pad_right, save_reward_model, step_ids,
+)
+from scalinglab.train.sft import POSTTRAIN_SEED_BASE
+
+
+@dataclass(frozen=True)
+class RewardModelConfig:
+    kind: Literal["orm", "prm"] = "orm"  # outcome RM (one score per answer) or process RM (one per step)
+    objective: Literal["bce", "bt"] = "bce"  # ORM: verifier labels (BCE) or preference pairs (Bradley–Terry); PRM: bce
+    label: Literal["soft", "hard"] = "soft"  # PRM: Math-Shepherd soft (fraction of rollouts correct) or hard (any correct)
+    task: str = "arithmetic"  # task: generates problems, verifies samples
+    difficulty: int = 0
+    data: str = ""  # JSONL (see the module docstring); "" = sample and label here
+    num_problems: int = 256  # problems sampled for training data (without --data)
+    samples_per_problem: int = 8  # completions per problem
+    sample_temperature: float = 1.0  # sampling temperature (diverse answers, some wrong)
+    rollouts: int = 4  # PRM without --data: rollouts per step for Math-Shepherd labels
+    max_pairs_per_problem: int = 4  # bt without --data: pairs kept per prompt
+    steps: int = 200  # optimizer steps
+    batch_size: int = 32  # sequences (bce) or pairs (bt) per optimizer step
+    micro_batch_size: int = 0  # per forward/backward (0 = batch_size); exact accumulation
+    lr: float = 3e-4
+    warmup_steps: int = 10
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    stop_grad_norm: float = 1e4
+    seed: int = 0
+    log_every: int = 1
+    checkpoint_every: int = 0
+    eval_problems: int = 100  # held-out problems whose samples measure the AUC (0 = skip)
+    eval_samples: int = 4  # samples per held-out problem
+    eval_seed: int = 777
+    device: str = "auto"
+
+
+# -- data -----------------------------------------------------------------------------
+
+def _items(cfg: RewardModelConfig, task, model, tok, run, resume: bool) -> tuple[list[dict], dict]:
+    """Training rows: labelled samples (orm/bce), pairs (orm/bt) or step-labelled rows (prm)."""
+    from scalinglab.tasks.base import read_jsonl, write_jsonl
+
+    cache = run.path / "data.jsonl"
+    if resume and cache.exists():
+        return read_jsonl(cache), {}
+    info: dict = {}
+    if cfg.data:
+        rows = read_jsonl(cfg.data)
+        if cfg.kind == "prm":
+            items = step_label_rows(rows, task, cfg.label, cfg.data)
+        elif cfg.objective == "bt":
+            items = pairs_from_rows(rows, task, cfg.seed, cfg.max_pairs_per_problem, cfg.data)
+        else:
+            items = label_rows(rows, task, cfg.data)
+    else:
+        problems = task.generate(cfg.num_problems, seed=POSTTRAIN_SEED_BASE + 20_000 + cfg.seed, difficulty=cfg.difficulty or None)
+        samples = sample_and_verify(model, tok, task, problems, cfg.samples_per_problem, cfg.sample_temperature, cfg.seed)
+        info = {"samples": len(samples), "sample_accuracy": sum(r["correct"] for r in samples) / max(1, len(samples))}
+        if cfg.kind == "prm":
+            labelled = math_shepherd_labels(model, tok, task, samples, cfg.rollouts, cfg.sample_temperature, cfg.seed + 1)
+            items = step_label_rows(labelled, task, cfg.label, "math-shepherd labels")
+        elif cfg.objective == "bt":
+            items = build_pairs(samples, cfg.seed, cfg.max_pairs_per_problem)
+        else:
+            items = samples
+    if not items:
+        raise UserError("reward-model: no training examples (for bt: no prompt had both a correct and a wrong sample)")
+    if cfg.kind == "orm" and cfg.objective == "bce" and len({bool(r["correct"]) for r in items}) < 2:
+        raise UserError("reward-model: every training sample has the same label; an ORM needs both correct and wrong answers")
+    write_jsonl(cache, items)
+    return items, info
+
+
+def _encode(cfg: RewardModelConfig, tok, item: dict):
+    """(ids, positions, targets) for bce; (chosen ids, rejected ids) for bt."""
+    if cfg.kind == "prm":
+        ids, ends = step_ids(tok, item["prompt"], item["steps"])
+        return ids, ends, item["labels"]
+    if cfg.objective == "bt":
+        return outcome_ids(tok, item["prompt"], item["chosen"]), outcome_ids(tok, item["prompt"], item["rejected"])
+    ids = outcome_ids(tok, item["prompt"], item["completion"])
+    return ids, [len(ids) - 1], [1.0 if item["correct"] else 0.0]
+
+
+def make_rm_step(rm: RewardModel, cfg: RewardModelConfig, encoded: list, device) -> Callable[[list[int]], StepResult]:
+    pad = rm.tok.pad_id
+
+    def bce_step(idx: list[int]) -> StepResult:
+        norm = float(sum(len(encoded[i][1]) for i in idx))  # labelled positions in the whole step
+        loss_sum, hits, toks = 0.0, 0.0, 0
+        for mb in micro_batches(idx, cfg.micro_batch_size):
+            ids = pad_right([encoded[i][0] for i in mb], pad, device)
+            z = rm(ids)  # (b, T)
+            rows = torch.tensor([r for r, i in enumerate(mb) for _ in encoded[i][1]], device=device)
+            cols = torch.tensor([p for i in mb for p in encoded[i][1]], device=device)
+            tgt = torch.tensor([t for i in mb for t in encoded[i][2]], device=device)
+            logit = z[rows, cols]  # (positions,)
+            loss = bce_soft_loss(logit, tgt, torch.ones_like(tgt), normaliser=norm)
+            loss.backward()
+            loss_sum += loss.item()
+            hits += float(((logit.detach() > 0) == (tgt > 0.5)).sum())
+            toks += sum(len(encoded[i][0]) for i in mb)
+        return StepResult(loss_sum, toks, {"accuracy": hits / max(norm, 1)})
+
+    def bt_step(idx: list[int]) -> StepResult:
+        n = len(idx)
+        loss_sum, hits, margin, toks = 0.0, 0.0, 0.0, 0
+        for mb in micro_batches(idx, cfg.micro_batch_size):
+            seqs = [encoded[i][0] for i in mb] + [encoded[i][1] for i in mb]
+            z = rm(pad_right(seqs, pad, device))  # (2b, T)
+            last = torch.tensor([len(s) - 1 for s in seqs], device=device)
+            r = z[torch.arange(len(seqs), device=device), last]
+            rc, rr = r[: len(mb)], r[len(mb):]
+            loss = bradley_terry_loss(rc, rr, normaliser=n)
+            loss.backward()
+            loss_sum += loss.item()
+            hits += float((rc > rr).sum())
+            margin += float((rc - rr).detach().sum())
+            toks += sum(len(s) for s in seqs)
+        return StepResult(loss_sum, toks, {"accuracy": hits / n, "reward_margin": margin / n})
+
+    return bt_step if (cfg.kind == "orm" and cfg.objective == "bt") else bce_step
+
+
+# -- evaluation -------------------------------------------------------------------------
+
+def heldout_samples(cfg: RewardModelConfig, task, model, tok) -> list[dict]:
+    if not cfg.eval_problems:
+        return []
+    problems = task.generate(cfg.eval_problems, seed=cfg.eval_seed, difficulty=cfg.difficulty or None)
+    return sample_and_verify(model, tok, task, problems, cfg.eval_samples, cfg.sample_temperature, cfg.eval_seed)
+
+
+def ranking_auc(rm: RewardModel, samples: list[dict]) -> dict:
+    """AUC of the RM's outcome scores, correct vs wrong answers (PRM: min and last)."""
+    if not samples:
+        return {}
+    labels = [bool(s["correct"]) for s in samples]
+    prompts, comps = [s["prompt"] for s in samples], [s["completion"] for s in samples]
+    out = {"eval_samples": len(samples), "eval_positive_rate": sum(labels) / len(labels)}
+    if rm.kind == "prm":
+        for agg in ("min", "last"):
+            out[f"auc_{agg}"] = auc(rm.score_outcomes(prompts, comps, aggregate=agg), labels)
+        out["auc"] = out["auc_min"]
+    else:
+        out["auc"] = auc(rm.score_outcomes(prompts, comps), labels)
+    return out
+
+
+# -- the trainer ------------------------------------------------------------------------
+
+def train_reward_model(cfg: RewardModelConfig, model_path: str, out: str, resume: bool = False,
+                       progress: Callable[..., None] | None = None) -> dict:
+    """Train an ORM or PRM on `model_path`'s backbone; returns the summary (OUT/summary.json)."""
+    from scalinglab.model.hf import load_model
+    from scalinglab.tasks import get_task
+
+    if cfg.kind == "prm" and cfg.objective != "bce":
+        raise UserError("reward-model: a PRM trains with objective=bce (per-step labels); bt is for the ORM")
+    task = get_task(cfg.task)
+    check_data_file(cfg.data)
+    device = pick_device(cfg.device)
+    backbone, tok = load_model(model_path, device=device)
+    run = Run.create(out, kind="reward-model", config={**asdict(cfg), "model": str(model_path)}, resume=resume)
+    if resume and run.finished:
+        return run.summary
+    seed_everything(cfg.seed)
+    t0 = time.perf_counter()
+    heldout = heldout_samples(cfg, task, backbone, tok)  # sampled by the policy before its weights become the RM's
+    items, info = _items(cfg, task, backbone, tok, run, resume)
+    rm = RewardModel(backbone, tok, kind=cfg.kind, meta={"task": cfg.task, "objective": cfg.objective, "label": cfg.label})
+    encoded = [_encode(cfg, tok, it) for it in items]
+    opt = make_optimizer(rm, cfg.lr, cfg.weight_decay)
+    records = train_steps(run, cfg, backbone, tok, opt, PairData(len(encoded), cfg.batch_size, cfg.seed),
+                          make_rm_step(rm, cfg, encoded, device), rm.parameters(), modules={"head": rm.score},
+                          progress=progress, kind="reward-model")
+    rm.eval()
+    save_reward_model(rm, run.path / "model", extra={"task": cfg.task, "reward_model": cfg.kind})
+    summary = {"kind": "reward-model", "rm_kind": cfg.kind, "objective": cfg.objective, "task": cfg.task, "steps": cfg.steps,
+               "examples": len(items), **info, "train_loss": tail_mean(records, "loss"),
+               "train_accuracy": tail_mean(records, "accuracy"), **ranking_auc(rm, heldout),
+               "seconds": time.perf_counter() - t0, "model": str(run.path / "model")}
+    run.finish(summary)
+    return summary

@@ -1,0 +1,185 @@
+"""Supervised fine-tuning (SFT) with the loss on answer tokens only, on packed rows.
+
+    scalinglab train sft --model A --task arithmetic --steps 100 --seed 0 --out S
+    scalinglab train sft --model A --task arithmetic --data synth.jsonl --steps 100 --out S
+    scalinglab train sft --model A --task arithmetic --set source=samples --out S   # RFT / STaR
+
+Loss: the mean next-token cross-entropy over completion tokens (the answer and its EOS)
+of every example in the optimizer step — a token mean over the *whole* step, so one row ×
+8 micro-batches equals 8 rows × 1 (the normaliser is counted before the backward passes).
+Prompt tokens are context only. Examples are packed into rows with block-diagonal
+attention and per-example positions (`train/data.py`), so packing changes speed, never
+the loss.
+
+Data, in order of precedence: `--data FILE` (problems with `solution`, or a synthetic
+JSONL from `scalinglab synth` with `completion` and optional `correct`); else
+`source=solutions`, the task's worked solutions of freshly generated problems; or
+`source=samples`, rejection sampling from the model itself (k samples per problem, kept
+when the verifier says correct, duplicates dropped) — rejection-sampling fine-tuning
+(Yuan et al. 2023) / STaR without rationalisation (Zelikman et al. 2022). The examples
+used are written to `OUT/data.jsonl` (re-read on `--resume`). Training problems use
+generator seeds disjoint from the evaluation seed (777).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+import torch
+import torch.nn.functional as F
+
+from scalinglab.errors import UserError
+from scalinglab.runs import Run
+from scalinglab.train.common import make_optimizer, pick_device, seed_everything
+from scalinglab.train.data import check_data_file, Packer, encode_example, epoch_source, packed_hidden_states, sample_and_verify, sft_pairs_from_rows
+from scalinglab.train.posttrain_loop import StepResult, micro_batches, tail_mean, train_steps
+
+POSTTRAIN_SEED_BASE = 3_000_000  # problem seeds for post-training data; evaluation seeds stay far below
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    task: str = "arithmetic"  # task: generates problems, checks answers, evaluates
+    difficulty: int = 0  # task difficulty (0 = the task's default)
+    data: str = ""  # JSONL to train on (problems with `solution` or synth rows with `completion`); "" = generate
+    source: Literal["solutions", "samples"] = "solutions"  # without --data: worked solutions, or the model's own verified samples
+    num_problems: int = 2000  # problems generated for the training set (without --data)
+    samples_per_problem: int = 4  # source=samples: completions drawn per problem
+    sample_temperature: float = 1.0  # source=samples: sampling temperature
+    steps: int = 100  # optimizer steps
+    batch_size: int = 16  # packed rows per optimizer step
+    micro_batch_size: int = 0  # rows per forward/backward (0 = batch_size); gradients accumulate exactly
+    seq_len: int = 128  # positions per packed row
+    lr: float = 3e-4  # peak learning rate (post-training: well below pre-training's)
+    warmup_steps: int = 10  # linear warmup
+    min_lr_ratio: float = 0.1  # cosine floor as a fraction of the peak
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0  # max gradient norm (0 = no clipping)
+    stop_grad_norm: float = 1e4  # stop the run when the (pre-clip) gradient norm exceeds this
+    seed: int = 0
+    log_every: int = 1  # steps between metrics records
+    checkpoint_every: int = 0  # steps between checkpoints (0 = only the final model)
+    eval_problems: int = 200  # held-out problems for greedy accuracy before/after (0 = skip)
+    eval_seed: int = 777  # generator seed of the held-out problems
+    device: str = "auto"  # auto, cpu or cuda
+
+
+def sft_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, normaliser: float) -> tuple[torch.Tensor, dict]:
+    """Σ_mask CE(logits, targets) / normaliser; logits (B, T, V), targets/mask (B, T).
+
+    Also returns the answer-token accuracy (argmax == target) on the masked positions.
+    """
+    ce = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none").view_as(targets)  # (B, T)
+    m = mask.to(ce.dtype)
+    loss = (ce * m).sum() / normaliser
+    hits = ((logits.argmax(-1) == targets).to(ce.dtype) * m).sum()
+    return loss, {"correct_tokens": float(hits), "tokens": float(m.sum())}
+
+
+class PackedData:
+    """One optimizer step = `batch_size` packed rows; position saved for resume."""
+
+    def __init__(self, packer: Packer, rows: int):
+        self.packer, self.rows = packer, rows
+
+    def next_batch(self) -> dict:
+        return self.packer.next_rows(self.rows)
+
+    def state(self) -> dict:
+        return self.packer.state()
+
+    def load(self, st: dict) -> None:
+        self.packer.load(st)
+
+
+def make_sft_step(model, cfg: SFTConfig, device) -> Callable[[dict], StepResult]:
+    use_amp = device.type == "cuda"
+
+    def step_fn(batch: dict) -> StepResult:
+        norm = float(batch["mask"].sum().clamp_min(1))  # answer tokens in the whole step
+        rows = list(range(batch["ids"].shape[0]))
+        loss_sum, hits, toks = 0.0, 0.0, 0.0
+        for mb in micro_batches(rows, cfg.micro_batch_size):
+            b = {k: v[mb].to(device) for k, v in batch.items()}
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                h = packed_hidden_states(model, b["ids"], b["doc"], b["pos"])
+                logits = model.lm_head(h)  # (b, T, V)
+            loss, st = sft_loss(logits, b["targets"], b["mask"], norm)
+            loss.backward()
+            loss_sum += loss.item()
+            hits, toks = hits + st["correct_tokens"], toks + st["tokens"]
+        return StepResult(loss_sum, int((batch["doc"] >= 0).sum()), {"accuracy": hits / max(toks, 1), "answer_tokens": toks})
+
+    return step_fn
+
+
+def training_pairs(cfg: SFTConfig, task, model, tok, run_dir: Path, resume: bool, progress=None) -> list[tuple[str, str]]:
+    """The (prompt, completion) pairs to train on; written to / re-read from RUN/data.jsonl."""
+    from scalinglab.tasks.base import read_jsonl, write_jsonl
+
+    cache = run_dir / "data.jsonl"
+    if resume and cache.exists():
+        return sft_pairs_from_rows(read_jsonl(cache), str(cache))
+    if cfg.data:
+        pairs = sft_pairs_from_rows(read_jsonl(cfg.data), cfg.data)
+    else:
+        problems = task.generate(cfg.num_problems, seed=POSTTRAIN_SEED_BASE + cfg.seed, difficulty=cfg.difficulty or None)
+        if cfg.source == "solutions":
+            missing = [p.id for p in problems if not p.solution]
+            if missing:
+                raise UserError(f"task {cfg.task}: problems have no worked solutions (e.g. {missing[0]}); use --data or --set source=samples")
+            pairs = [(p.prompt, p.solution) for p in problems]
+        else:
+            rows = sample_and_verify(model, tok, task, problems, cfg.samples_per_problem, cfg.sample_temperature, cfg.seed, progress=progress)
+            seen, pairs = set(), []
+            for r in rows:
+                if r["correct"] and (r["prompt"], r["completion"]) not in seen:
+                    seen.add((r["prompt"], r["completion"]))
+                    pairs.append((r["prompt"], r["completion"]))
+            if not pairs:
+                raise UserError(f"source=samples: none of {len(rows)} samples was correct; nothing to fine-tune on")
+    write_jsonl(cache, [{"prompt": p, "completion": c} for p, c in pairs])
+    return pairs
+
+
+def sft(cfg: SFTConfig, model_path: str, out: str, resume: bool = False, progress: Callable[..., None] | None = None) -> dict:
+    """Fine-tune `model_path` on answer tokens; returns the summary (also OUT/summary.json)."""
+    from scalinglab.model.hf import load_model, save_model
+    from scalinglab.tasks import get_task
+
+    task = get_task(cfg.task)
+    check_data_file(cfg.data)
+    device = pick_device(cfg.device)
+    model, tok = load_model(model_path, device=device)
+    run = Run.create(out, kind="sft", config={**asdict(cfg), "model": str(model_path)}, resume=resume)
+    if resume and run.finished:
+        return run.summary
+    seed_everything(cfg.seed)
+    t0 = time.perf_counter()
+    evals = task.generate(cfg.eval_problems, seed=cfg.eval_seed, difficulty=cfg.difficulty or None) if cfg.eval_problems else []
+    base_acc = _accuracy(model, tok, task, evals)
+    pairs = training_pairs(cfg, task, model, tok, run.path, resume)
+    examples = [encode_example(tok, p, c) for p, c in pairs]
+    packer = Packer(epoch_source(examples, cfg.seed), cfg.seq_len, tok.pad_id)
+    opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
+    records = train_steps(run, cfg, model, tok, opt, PackedData(packer, cfg.batch_size), make_sft_step(model, cfg, device),
+                          model.parameters(), progress=progress, kind="sft")
+    save_model(model, tok, run.path / "model", extra={"task": cfg.task, "difficulty": cfg.difficulty, "posttrain": "sft"})
+    summary = {"kind": "sft", "task": cfg.task, "steps": cfg.steps, "examples": len(examples), "epochs": packer.pos / len(examples),
+               "truncated_examples": packer.truncated, "train_loss": tail_mean(records, "loss"),
+               "train_token_accuracy": tail_mean(records, "accuracy"), "base_accuracy": base_acc,
+               "accuracy": _accuracy(model, tok, task, evals), "eval_seed": cfg.eval_seed if evals else None,
+               "seconds": time.perf_counter() - t0, "model": str(run.path / "model")}
+    run.finish(summary)
+    return summary
+
+
+def _accuracy(model, tok, task, problems) -> float | None:
+    if not problems:
+        return None
+    from scalinglab.testtime.greedy import greedy_accuracy
+
+    return greedy_accuracy(model, tok, task, problems)["accuracy"]
