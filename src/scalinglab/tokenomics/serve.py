@@ -226,7 +226,7 @@ def _pct(x: np.ndarray) -> dict:
             "p99": float(np.percentile(x, 99))}
 
 
-def _split(req: Requests, parts: int, arrival: np.ndarray | None = None) -> list[np.ndarray]:
+def _split(req: Requests, parts: int) -> list[np.ndarray]:
     return [np.arange(i, len(req.arrival), parts) for i in range(parts)]
 
 
@@ -261,7 +261,6 @@ def simulate(step: StepModel, w: Workload, prefix_caching: bool = False, n_insta
         if w.concurrency:
             raise UserError("--concurrency is not supported with --disagg; give --rate instead")
         n_p, n_d = disagg
-        handoff = np.full(n, np.nan)
         for idx in _split(req, n_p):
             r = run_instance(step, plan, _sub(req, idx), "prefill")
             first[idx] = r["first"]
