@@ -1,0 +1,111 @@
+"""Test-time compute command: `scalinglab eval` (accuracy against inference compute)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from scalinglab.commands.common import JSON_OPT, emit, progress_bar
+from scalinglab.errors import UserError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_cmd)
+
+
+def parse_ns(text: str) -> tuple[int, ...]:
+    """`1,2,4,16` -> (1, 2, 4, 16); a bad list is a UserError naming it."""
+    try:
+        ns = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise UserError(f"--n {text!r}: expected comma-separated integers such as 1,2,4,8") from None
+    if not ns or min(ns) < 0:
+        raise UserError(f"--n {text!r}: expected non-negative integers such as 1,2,4,8")
+    return ns
+
+
+def eval_cmd(
+    model: Path = typer.Option(..., help="Run directory or local Hugging Face model directory."),
+    task: str = typer.Option("arithmetic", help="Task name (see `scalinglab tasks`); judges the answers."),
+    problems: Optional[Path] = typer.Option(None, help="JSONL of problems (id, prompt, answer); default: generate them."),
+    seed: int = typer.Option(777, help="Generator seed of the problems when --problems is not given."),
+    num_problems: int = typer.Option(100, help="Problems generated when --problems is not given."),
+    difficulty: int = typer.Option(0, help="Task difficulty of generated problems (0 = the task's default)."),
+    strategy: str = typer.Option("majority", help="greedy | sample | majority | best-of-n | weighted | beam | budget."),
+    n: str = typer.Option("1,2,4,8,16", help="Budgets: samples per problem (beam: candidates per step; budget: thinking tokens)."),
+    verifier: str = typer.Option("functional", help="functional (task checker, oracle) | orm | prm, for best-of-n, weighted and beam."),
+    reward_model: Optional[Path] = typer.Option(None, help="Reward model directory (from `scalinglab train reward-model`) for orm/prm."),
+    aggregation: str = typer.Option("", help="PRM step aggregation: min | prod | last (default min; last for beam)."),
+    temperature: float = typer.Option(1.0, help="Sampling temperature."),
+    top_p: float = typer.Option(1.0, help="Nucleus sampling mass."),
+    max_new_tokens: int = typer.Option(0, help="Tokens per sample (0 = room for the task's longest worked solution)."),
+    sample_seed: int = typer.Option(0, help="Seed of the sampler."),
+    max_batch: int = typer.Option(64, help="Sequences decoded together."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    out: Optional[Path] = typer.Option(None, help="Run directory to write (summary.json, metrics.jsonl, accuracy_vs_flops.png)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Accuracy against test-time compute for one strategy over budgets n.
+
+    Sampling strategies draw once with the largest n and score each smaller n on the first
+    n samples; each point reports the tokens and FLOPs that n alone costs.
+
+    Example: scalinglab eval --model runs/A --task arithmetic --strategy majority --n 1,4,16 --json
+    """
+    from scalinglab.tasks import get_task, load_problems
+    from scalinglab.testtime.evaluate import STRATEGIES, EvalConfig
+
+    if strategy not in STRATEGIES:
+        raise UserError(f"--strategy {strategy!r}: known strategies are {', '.join(STRATEGIES)}")
+    if verifier in ("orm", "prm") and reward_model is None and strategy in ("best-of-n", "weighted", "beam"):
+        raise UserError(f"--verifier {verifier} needs --reward-model DIR")
+    if verifier not in ("functional", "orm", "prm"):
+        raise UserError(f"--verifier {verifier!r}: expected functional, orm or prm")
+    if not model.exists():
+        raise UserError(f"--model {model}: no such directory")
+    t = get_task(task)
+    probs = load_problems(problems, default_task=task) if problems else t.generate(num_problems, seed=seed, difficulty=difficulty or None)
+    cfg = EvalConfig(strategy=strategy, ns=parse_ns(n), verifier=verifier, aggregation=aggregation, temperature=temperature,
+                     top_p=top_p, max_new_tokens=max_new_tokens, seed=sample_seed, max_batch=max_batch)
+    summary = run_eval(model, t, probs, cfg, reward_model=reward_model, device=device, out=out)
+    emit(summary, as_json, human=_human(summary))
+
+
+def run_eval(model: Path, task, problems, cfg, reward_model: Path | None = None, device: str = "auto", out: Path | None = None) -> dict:
+    """Load the model (and reward model), evaluate, and with `out` write a run directory."""
+    import dataclasses
+
+    import torch
+
+    from scalinglab.model.hf import load_model
+    from scalinglab.runs import Run
+    from scalinglab.testtime.best_of_n import load_reward_model
+    from scalinglab.testtime.evaluate import evaluate, plot
+    from scalinglab.train.common import pick_device
+
+    run = Run.create(out, "eval", {**dataclasses.asdict(cfg), "model": str(model), "task": task.name,
+                                   "reward_model": str(reward_model) if reward_model else None,
+                                   "problems": len(problems)}) if out else None
+    dev = pick_device(device)
+    m, tok = load_model(model, device=dev, dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32)
+    rm = load_reward_model(reward_model, dev) if reward_model and cfg.verifier != "functional" else None
+    with torch.no_grad(), progress_bar(f"eval {cfg.strategy}") as bar:
+        summary = evaluate(m, tok, task, problems, cfg, reward_model=rm, progress=bar)
+    if run is not None:
+        for p in summary["points"]:
+            run.log(p)
+        summary["figure"] = str(plot(summary, run.path / "accuracy_vs_flops.png"))
+        run.finish(summary)
+    return summary
+
+
+def _human(s: dict) -> str:
+    rows = [f"{s['task']} · {s['strategy']} · {s['problems']} problems",
+            f"{'n':>5} {'accuracy':>9} {'pass@k':>7} {'prompt tok':>11} {'gen tok':>9} {'FLOPs':>10}"]
+    rows += [f"{p['n']:>5} {p['accuracy']:>9.3f} {p['pass_at_k']:>7.3f} {p['prompt_tokens']:>11} {p['generated_tokens']:>9} {p['flops']:>10.3g}"
+             for p in s["points"]]
+    if s.get("figure"):
+        rows.append(f"figure: {s['figure']}")
+    return "\n".join(rows)
