@@ -73,11 +73,11 @@ from scalinglab.tokenomics.roofline import StepModel
 m = from_hf_config({"num_hidden_layers": 4, "hidden_size": 512, "num_attention_heads": 8, "num_key_value_heads": 2,
                     "intermediate_size": 1536, "vocab_size": 8192}, name="tiny")
 d = NumpyDecoder(m)
-calibrate(lambda b, c: d.measure(b, c, repeats=5), m, path=sys.argv[1])
+calibrate(lambda b, c: d.measure(b, c, repeats=11), m, path=sys.argv[1])
 s = StepModel(m, local_hardware(sys.argv[1]), ServeConfig(weights_dtype="fp32", kv_dtype="fp32"))
 errs = []
 for b, c in ((2, 256), (8, 128), (16, 512), (4, 1024), (32, 64), (64, 256)):  # held out from the fit
-    t = d.measure(b, c, repeats=5)
+    t = d.measure(b, c, repeats=11)
     errs.append(abs(s.decode(b, c).seconds - t) / t)
 print(errs)
 sys.exit(0 if np.median(errs) < 0.25 else 1)
