@@ -1,0 +1,45 @@
+"""Where synthetic data's samples come from: one small, swappable function.
+
+A `Sampler` is any callable `(prompts, SamplingParams) -> GenerationResult` (the engine's
+types). Rejection sampling, process annotation and the model judge only call a sampler, so
+a distributed backend replaces `local_sampler` and nothing else changes. Only the `local`
+backend (one process, `scalinglab.engine.Engine`) exists today.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from scalinglab.engine import Engine, GenerationResult, SamplingParams
+from scalinglab.errors import UserError
+
+Sampler = Callable[[Sequence[str], SamplingParams], GenerationResult]
+BACKENDS = ("local",)
+
+
+def engine_sampler(engine: Engine, progress: Callable[..., None] | None = None) -> Sampler:
+    """A sampler over an already-built engine (n samples of a prompt share one prefill)."""
+    def sample(prompts: Sequence[str], params: SamplingParams) -> GenerationResult:
+        return engine.generate(list(prompts), params, progress=progress)
+
+    return sample
+
+
+def local_sampler(model: str, device: str = "auto", max_batch: int = 64,
+                  progress: Callable[..., None] | None = None) -> Sampler:
+    """Load a run or Hugging Face model directory and sample from it in this process."""
+    import torch
+
+    from scalinglab.model.hf import load_model
+    from scalinglab.train.common import pick_device
+
+    dev = pick_device(device)
+    m, tok = load_model(model, device=dev, dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32)
+    return engine_sampler(Engine(m, tok, max_batch=max_batch), progress)
+
+
+def make_sampler(backend: str, model: str, device: str = "auto", max_batch: int = 64,
+                 progress: Callable[..., None] | None = None) -> Sampler:
+    if backend not in BACKENDS:
+        raise UserError(f"--backend {backend!r} is not available (available: {', '.join(BACKENDS)})")
+    return local_sampler(model, device, max_batch, progress)
