@@ -102,3 +102,9 @@ def test_subset_cost_is_prompt_once_plus_first_n_decodes():
     c = select([a], 2, "majority", ARITH).cost
     assert (c.prompt_tokens, c.generated_tokens, c.prefills) == (len("47+85=?\n") + 1, 6 + 7, 1)
     assert c.flops == pytest.approx(100.0 + 60.0 + 70.0)
+
+
+def test_majority_with_no_parseable_answer_submits_nothing():
+    a = _attempt(["no answer", "A: x\n", "7+5"])
+    s = select([a], 3, "majority", ARITH).solutions[0]
+    assert s.answer is None and s.correct == 0.0 and s.candidates == 3

@@ -1,0 +1,43 @@
+"""On a small model trained here: majority@16 beats greedy, best-of-16 with the functional
+verifier equals pass@16, and accuracy rises with compute (slow: it pre-trains a model unless
+SCALINGLAB_TESTTIME_MODEL names a run directory, e.g. from
+`scalinglab pretrain --task arithmetic --depth 2 --steps 600 --seed 0 --out X`)."""
+
+import os
+
+import pytest
+
+from scalinglab.tasks import get_task
+from scalinglab.testtime.evaluate import EvalConfig, evaluate
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from scalinglab.model.hf import load_model
+
+    path = os.environ.get("SCALINGLAB_TESTTIME_MODEL")
+    if not path:
+        from scalinglab.train.pretrain import PretrainConfig, pretrain
+
+        path = str(tmp_path_factory.mktemp("tt") / "arith_d2")
+        pretrain(PretrainConfig(task="arithmetic", depth=2, steps=600, seed=0, eval_problems=0), path)
+    return load_model(path, device="cpu")
+
+
+def test_majority_beats_greedy_and_best_of_n_is_coverage(trained):
+    model, tok = trained
+    task = get_task("arithmetic")
+    problems = task.generate(100, seed=777)
+    greedy = evaluate(model, tok, task, problems, EvalConfig(strategy="greedy"))["points"][0]["accuracy"]
+    maj = evaluate(model, tok, task, problems, EvalConfig(strategy="majority", ns=(1, 4, 16), seed=1))
+    bon = evaluate(model, tok, task, problems, EvalConfig(strategy="best-of-n", ns=(1, 4, 16), seed=1))
+    print(f"greedy {greedy:.3f}; majority {[p['accuracy'] for p in maj['points']]}; "
+          f"best-of-n {[p['accuracy'] for p in bon['points']]}; pass@k {[p['pass_at_k'] for p in bon['points']]}")
+    assert maj["points"][-1]["accuracy"] > greedy
+    top = bon["points"][-1]
+    assert top["n"] == 16 and top["accuracy"] == pytest.approx(top["pass_at_k"])
+    accs = [p["accuracy"] for p in bon["points"]]
+    flops = [p["flops"] for p in bon["points"]]
+    assert accs == sorted(accs) and flops == sorted(flops) and flops[0] < flops[-1]
