@@ -42,3 +42,11 @@ def test_mean_and_bad_input():
         pass_at_k(4, 5, 1)
     with pytest.raises(UserError):
         pass_at_k(4, 1, 5)
+
+
+def test_pure_modules_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, scalinglab.testtime.passk, scalinglab.testtime.vote; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -49,8 +49,9 @@ def eval_cmd(
 ) -> None:
     """Accuracy against test-time compute for one strategy over budgets n.
 
-    Sampling strategies draw once with the largest n and score each smaller n on the first
-    n samples; each point reports the tokens and FLOPs that n alone costs.
+    Strategies: greedy (the baseline); sample (n samples, accuracy per sample, pass@k = coverage); majority (self-consistency vote over answers); best-of-n (the verifier's pick); weighted (reward-weighted vote); beam (step-level search, PRM-scored, or roll-out-scored with --verifier functional); budget (n = thinking-token cap, then the answer is forced with 'A: ').
+
+    Sampling strategies draw once with the largest n and score each smaller n on the first n samples; each point reports the tokens and FLOPs that n alone costs. The functional verifier uses the reference answer (an oracle).
 
     Example: scalinglab eval --model runs/A --task arithmetic --strategy majority --n 1,4,16 --json
     """
