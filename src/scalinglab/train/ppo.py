@@ -120,11 +120,15 @@ class PPOConfig:
 
 
 def step_end_tokens(tok, token_ids: list[int], text: str, steps: list[str]) -> list[int]:
-    """Index (within the response) of the last token of each step of `text`."""
+    """Index (within the response) of the last token of each step of `text` (the PRM reads
+    its step score there, as `reward_model.step_ids` does)."""
     ends, pos = [], 0
     for s in steps:
-        k = text.find(s.rstrip("\n"), pos)
-        pos = (k if k >= 0 else pos) + len(s.rstrip("\n"))
+        k, n = text.find(s, pos), len(s)
+        if k < 0:  # the splitter normalised the step's whitespace
+            core = s.strip()
+            k, n = text.find(core, pos), len(core)
+        pos = k + n if k >= 0 else pos
         ends.append(pos)
     out, j, n = [], 0, len(token_ids)
     for e in ends:  # first token whose decoded prefix covers the step's last character
