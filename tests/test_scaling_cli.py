@@ -33,7 +33,7 @@ def test_fit_chinchilla_csv_with_aliases(tmp_path):
     L = laws.chinchilla(N, D, E=1.7, A=400.0, B=1500.0, alpha=0.34, beta=0.30)
     f = tmp_path / "ladder.csv"
     f.write_text("params,tokens,loss\n" + "".join(f"{a},{b},{c}\n" for a, b, c in zip(N, D, L)))
-    out = _json("fit", "chinchilla", str(f), "--bootstrap", "50")
+    out = _json("fit", "chinchilla", str(f), "--bootstrap", "50", "--grid", "small")
     assert set(out) >= {"law", "params", "ci95", "success", "message", "n_points"}
     assert out["law"] == "chinchilla" and out["n_points"] == 36 and out["success"]
     assert out["params"]["alpha"] == pytest.approx(0.34, rel=1e-3)
@@ -73,6 +73,7 @@ def test_failed_fit_is_reported_not_raised(tmp_path):
     assert out["success"] is False and "points" in out["message"]
 
 
+@pytest.mark.slow  # runs the full 4,500-start grid plus a few SciPy solves: ~10 s
 def test_bench_fit_small(tmp_path):
     if not (REF / "epoch_chinchilla_svg_extracted_data.csv").is_file():
         pytest.skip("Epoch data not present")

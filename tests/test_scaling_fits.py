@@ -126,7 +126,7 @@ def test_kaplan_recovers_params():
     N, D = (a.ravel() for a in np.meshgrid(np.geomspace(1e7, 1e10, 7), np.geomspace(1e8, 1e11, 7)))
     truth = {"Nc": 8.8e13, "Dc": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095}
     L = laws.kaplan(N, D, **truth) * np.exp(rng.normal(0, 0.002, N.size))
-    fit = fit_kaplan(N, D, L, bootstrap=60)
+    fit = fit_kaplan(N, D, L, bootstrap=30)
     assert fit.success
     assert fit.params["alpha_N"] == pytest.approx(0.076, rel=0.1) and fit.params["alpha_D"] == pytest.approx(0.095, rel=0.1)
     _inside(fit, {"alpha_N": 0.076, "alpha_D": 0.095})

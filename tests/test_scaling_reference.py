@@ -93,12 +93,12 @@ def test_o1mini_aime_fits_stay_sane():
     x = np.array([r["avg_tokens_used"] for r in rows])
     y = np.array([r["accuracy"] for r in rows])
     grid = np.geomspace(1e2, 1e7, 50)
-    cov = fit_coverage(x, y, bootstrap=300)
+    cov = fit_coverage(x, y, bootstrap=150)
     assert cov.success and cov.params["a"] < 0 and -1 < cov.params["b"] < 0
     pc = cov.predict(grid)
     assert np.all(np.diff(pc) > 0) and np.all((pc > 0) & (pc < 1))
     assert np.sqrt(np.mean((cov.predict(x) - y) ** 2)) < 0.08  # 1/30 steps of noise: a loose but real bound
-    sig = fit_sigmoid(x, y, bootstrap=300)
+    sig = fit_sigmoid(x, y, bootstrap=150)
     ps = sig.predict(grid)
     assert sig.success and np.all(np.diff(ps) >= 0) and np.all((ps >= 0) & (ps <= 1))
     assert np.sqrt(np.mean((sig.predict(x) - y) ** 2)) < 0.08

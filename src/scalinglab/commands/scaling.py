@@ -42,11 +42,12 @@ def fit_cmd(
     bootstrap: Optional[int] = typer.Option(None, "--bootstrap", help="Bootstrap resamples for the 95% intervals (0 = none; default depends on the law)."),
     drop_highest: int = typer.Option(0, "--drop-highest", help="Drop this many highest-y rows first (Epoch drop 5)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the bootstrap resamples."),
+    grid: str = typer.Option("hoffmann", "--grid", help="chinchilla starts: hoffmann (4,500, as published) or small (243, quick)."),
     as_json: bool = common.JSON_OPT,
 ) -> None:
     from scalinglab.scaling import fit_file
 
-    res = fit_file(law.replace("-", "_"), data, x=x, y=y, bootstrap=bootstrap, seed=seed, drop_highest=drop_highest)
+    res = fit_file(law.replace("-", "_"), data, x=x, y=y, bootstrap=bootstrap, seed=seed, drop_highest=drop_highest, grid=grid)
     common.emit(res.to_dict(), as_json, human=res.summary())
 
 

@@ -67,9 +67,10 @@ def _pick(cols: dict[str, np.ndarray], wanted: str | None, aliases: tuple[str, .
 
 
 def fit_file(law: str, path: str | Path, *, x: str | None = None, y: str | None = None, bootstrap: int | None = None,
-             seed: int = 0, drop_highest: int = 0) -> FitResult:
+             seed: int = 0, drop_highest: int = 0, grid: str = "hoffmann") -> FitResult:
     """Fit `law` to the table at `path`; `drop_highest` removes that many highest-y rows first
-    (Epoch AI drop the 5 highest-loss Chinchilla points)."""
+    (Epoch AI drop the 5 highest-loss Chinchilla points). `grid` (Chinchilla only): "hoffmann"
+    (4,500 starts) or "small" (243)."""
     from scalinglab.scaling import chinchilla, kaplan, power, rl, testtime
 
     if law not in LAWS:
@@ -88,8 +89,11 @@ def fit_file(law: str, path: str | Path, *, x: str | None = None, y: str | None 
         if N is None or D is None or L is None:
             raise UserError(f"{law} needs columns N, D (or FLOP) and loss in {path}; numeric columns: {', '.join(cols)}")
         keep = _drop(L, drop_highest)
-        fn = chinchilla.fit_chinchilla if law == "chinchilla" else kaplan.fit_kaplan
-        return fn(N[keep], D[keep], L[keep], **kw)
+        if law == "kaplan":
+            return kaplan.fit_kaplan(N[keep], D[keep], L[keep], **kw)
+        if grid not in ("hoffmann", "small"):
+            raise UserError(f"--grid must be 'hoffmann' or 'small', got {grid!r}")
+        return chinchilla.fit_chinchilla(N[keep], D[keep], L[keep], grid=grid, **kw)
     names = list(cols)
     xv = _pick(cols, x, (), "x", path) if x else cols[names[0]]
     yv = _pick(cols, y, (), "y", path) if y else (cols[names[1]] if len(names) > 1 else None)

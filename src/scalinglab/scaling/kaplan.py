@@ -34,7 +34,7 @@ def fit_kaplan(N, D, loss, *, bootstrap: int = 200, seed: int = 0, delta: float 
         return np.exp(th[3] * np.logaddexp(t1, t2))
 
     starts = [(np.log(8.8e13), np.log(5.4e13), 0.076, 0.095)]
-    starts += list(itertools.product((20.0, 30.0, 40.0), (20.0, 30.0, 40.0), (0.05, 0.3), (0.05, 0.3)))
+    starts += list(itertools.product((25.0, 35.0), (25.0, 35.0), (0.05, 0.3), (0.05, 0.3)))
     bounds = {"log Nc": (0.0, 200.0), "log Dc": (0.0, 200.0), "alpha_N": (1e-4, 3.0), "alpha_D": (1e-4, 3.0)}
 
     def to_params(th):
