@@ -1,9 +1,8 @@
-"""RL post-training commands: `scalinglab train grpo|ppo` (and a minimal greedy `eval`
-when the test-time module, which owns `eval`, is not installed)."""
+"""RL post-training commands: `scalinglab train grpo|ppo`. (Held-out evaluation is
+`scalinglab eval`, in commands/testtime.py.)"""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import List, Optional
 
@@ -24,8 +23,6 @@ RESUME_OPT = typer.Option(False, help="Continue a killed run from its last check
 def register(app: typer.Typer) -> None:
     train_app.command("grpo")(grpo_cmd)
     train_app.command("ppo")(ppo_cmd)
-    if importlib.util.find_spec("scalinglab.commands.testtime") is None:
-        app.command("eval")(eval_cmd)
 
 
 def _human(s: dict) -> str:
@@ -91,34 +88,3 @@ def ppo_cmd(
     cfg = override(PPOConfig(), {"task": task, "steps": steps, "seed": seed, "checkpoint_every": checkpoint_every})
     cfg = override(cfg, set_ or [])
     _run("ppo", cfg, model, out, resume, as_json)
-
-
-def eval_cmd(
-    model: Path = typer.Option(..., help="Run directory or Hugging Face model directory."),
-    task: str = typer.Option("arithmetic", help="Task to evaluate on."),
-    seed: int = typer.Option(777, help="Generator seed of the held-out problems (training never uses seeds below 900000)."),
-    num_problems: int = typer.Option(200, help="Number of problems."),
-    strategy: str = typer.Option("greedy", help="Only 'greedy' here (the full test-time module adds more)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    as_json: bool = JSON_OPT,
-) -> None:
-    """Greedy accuracy of a model on held-out problems (minimal version)."""
-    import torch
-
-    from scalinglab.model.hf import load_model
-    from scalinglab.tasks import get_task
-    from scalinglab.testtime.greedy import greedy_accuracy
-    from scalinglab.train.common import pick_device
-
-    if strategy != "greedy":
-        raise UserError(f"--strategy {strategy!r}: only 'greedy' is available in this build")
-    if num_problems < 1:
-        raise UserError("--num-problems must be >= 1")
-    t = get_task(task)
-    m, tok = load_model(model, device=pick_device(device), dtype=torch.float32)
-    problems = t.generate(num_problems, seed=seed)
-    res = greedy_accuracy(m, tok, t, problems)
-    out = {"model": str(model), "task": task, "seed": seed, "num_problems": num_problems, "strategy": "greedy",
-           "accuracy": res["accuracy"], "correct": sum(res["correct"]), "generated_tokens": res["generated_tokens"],
-           "seconds": res["seconds"]}
-    emit(out, as_json, human=f"greedy accuracy {out['accuracy']:.3f} ({out['correct']}/{num_problems})")
