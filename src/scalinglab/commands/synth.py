@@ -39,9 +39,7 @@ def synth_cmd(
 ) -> None:
     """Rejection sampling: sample K solutions per problem, keep the verified ones, deduplicate.
 
-    The summary reports the acceptance rate, problems with at least one kept sample,
-    verifier errors (apart from wrong answers), and the compute the data cost: prompt and
-    generated tokens, FLOPs, and tokens per kept sample.
+    The summary (also written to OUT.summary.json) reports the acceptance rate, problems with at least one kept sample, verifier errors (apart from wrong answers), and the compute the data cost: prompt and generated tokens, FLOPs, and tokens per kept sample. With --retry, each wrong sample is re-prompted once with its attempt and the verifier's reason (reference answer masked); see docs/synth.md.
 
     Example: scalinglab synth --task addition --model runs/A --n 200 --k 8 --out data/add.jsonl --retry --json
     """
@@ -116,8 +114,9 @@ def judge_cmd(
 ) -> None:
     """LLM-as-judge: a chorus of models grades each candidate (VERDICT/SCORE), votes aggregated.
 
-    Replies that cannot be parsed abstain; an undecided candidate (tie, all abstained) is
-    counted apart. Example: scalinglab judge -i cands.jsonl --model runs/A --model runs/B --json
+    Each judge replies 'VERDICT: PASS|FAIL' and 'SCORE: 0-10'; replies that cannot be parsed abstain; an undecided candidate (tie, all abstained) is counted apart.
+
+    Example: scalinglab judge -i cands.jsonl --model runs/A --model runs/B --json
     """
     from scalinglab.synth.judge import judge_file
     from scalinglab.verify.judge import AGGREGATORS, DEFAULT_RUBRIC
