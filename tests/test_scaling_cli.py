@@ -38,6 +38,10 @@ def test_fit_chinchilla_csv_with_aliases(tmp_path):
     assert out["law"] == "chinchilla" and out["n_points"] == 36 and out["success"]
     assert out["params"]["alpha"] == pytest.approx(0.34, rel=1e-3)
     assert len(out["ci95"]["beta"]) == 2
+    plan = _json("fit", "chinchilla", str(f), "--bootstrap", "20", "--grid", "small", "--compute", "1e20,1e22")["compute_optimal"]
+    # N* ∝ C^(β/(α+β)): 100x the compute gives 100^(0.30/0.64) x the parameters
+    assert plan["N"][1] / plan["N"][0] == pytest.approx(100 ** (0.30 / 0.64), rel=1e-3)
+    assert len(plan["bands"]["N"][0]) == 2
 
 
 def test_fit_power_json_and_x_y_columns(tmp_path):

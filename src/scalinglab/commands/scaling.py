@@ -43,12 +43,29 @@ def fit_cmd(
     drop_highest: int = typer.Option(0, "--drop-highest", help="Drop this many highest-y rows first (Epoch drop 5)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the bootstrap resamples."),
     grid: str = typer.Option("hoffmann", "--grid", help="chinchilla starts: hoffmann (4,500, as published) or small (243, quick)."),
+    compute: Optional[str] = typer.Option(None, "--compute", help="chinchilla: also plan N*(C), D*(C) with bootstrap bands at these FLOP budgets, e.g. 1e21,5.76e23."),
     as_json: bool = common.JSON_OPT,
 ) -> None:
-    from scalinglab.scaling import fit_file
+    from scalinglab.scaling import compute_optimal, fit_file
 
+    budgets = _floats(compute, "--compute") if compute else None
+    if budgets and law != "chinchilla":
+        raise UserError("--compute plans a compute-optimal allocation and needs the chinchilla law")
     res = fit_file(law.replace("-", "_"), data, x=x, y=y, bootstrap=bootstrap, seed=seed, drop_highest=drop_highest, grid=grid)
-    common.emit(res.to_dict(), as_json, human=res.summary())
+    out = res.to_dict()
+    human = res.summary()
+    if budgets and res.success:
+        out["compute_optimal"] = plan = compute_optimal(res, budgets)
+        human += "\n" + "\n".join(f"C={c:.3g}: N*={n:.3g} D*={d:.3g} ({d / n:.1f} tokens/param)"
+                                   for c, n, d in zip(plan["C"], plan["N"], plan["D"]))
+    common.emit(out, as_json, human=human)
+
+
+def _floats(text: str, flag: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{flag} takes comma-separated numbers, got {text!r}") from None
 
 
 def bench_fit(
