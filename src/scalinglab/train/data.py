@@ -247,64 +247,30 @@ def pairs_from_rows(rows: Sequence[dict], task, seed: int, max_per_prompt: int, 
     return build_pairs(label_rows(rows, task, source), seed, max_per_prompt)
 
 
-# -- process labels (for the PRM when no `scalinglab annotate` file is given) -------------
-
-def math_shepherd_labels(model, tok, task, rows: Sequence[dict], rollouts: int, temperature: float, seed: int,
-                         max_new_tokens: int | None = None) -> list[dict]:
-    """Per-step labels by completion rollouts (Math-Shepherd, Wang et al. 2023, arXiv 2312.08935).
-
-    For step i of a sampled completion, `rollouts` continuations are sampled from
-    `prompt + steps[:i+1]`; the soft label is the fraction that reach a correct answer, the
-    hard label whether any does. The last step's label is the completion's own verdict.
-    """
-    from scalinglab.engine import Engine, SamplingParams
-    from scalinglab.tasks.base import Problem
-    from scalinglab.testtime.greedy import default_max_new_tokens
-
-    problems = {r["prompt"]: Problem.from_json(r, getattr(task, "name", "custom")) for r in rows}
-    queries = []  # (row index, step index, prefix text)
-    split = [task.split_steps(r["completion"]) for r in rows]
-    for i, (r, steps) in enumerate(zip(rows, split)):
-        for j in range(len(steps) - 1):
-            queries.append((i, j, r["prompt"] + "".join(steps[: j + 1])))
-    hits: dict[tuple[int, int], float] = {}
-    if queries:
-        mx = max_new_tokens or default_max_new_tokens(task, list(problems.values()))
-        params = SamplingParams(n=rollouts, temperature=temperature, seed=seed, stop=tuple(task.stop), max_new_tokens=mx)
-        was_training = model.training
-        model.eval()
-        res = Engine(model, tok, max_batch=64).generate([q[2] for q in queries], params)
-        model.train(was_training)
-        for (i, j, _), g in zip(queries, res.generations):
-            prefix = "".join(split[i][: j + 1])
-            ok = [task.check(problems[rows[i]["prompt"]], prefix + c.text).correct for c in g.completions]
-            hits[(i, j)] = sum(ok) / len(ok)
-    out = []
-    for i, (r, steps) in enumerate(zip(rows, split)):
-        soft = [hits[(i, j)] for j in range(len(steps) - 1)] + ([1.0 if r["correct"] else 0.0] if steps else [])
-        out.append({**r, "steps": steps, "soft_labels": soft, "hard_labels": [1.0 if s > 0 else 0.0 for s in soft]})
-    return out
-
+# -- process labels -----------------------------------------------------------------
 
 def step_label_rows(rows: Sequence[dict], task, label: str, source: str = "data") -> list[dict]:
     """Rows `prompt, steps, labels` for the PRM from an annotation file.
 
-    Accepts per-step labels as `soft_labels` / `hard_labels` (or `soft` / `hard`), else
-    `labels`; steps as `steps`, or cut from `completion` with the task's splitter.
+    Accepts per-step labels as `soft` / `hard` (what `scalinglab annotate` writes) or
+    `soft_labels` / `hard_labels`, else `labels`; steps as `steps`, or cut from
+    `completion` with the task's splitter. A `null` label (the annotator's rollouts all
+    failed to verify) leaves that step out of the loss.
     """
     out = []
     for i, r in enumerate(rows):
         steps = r.get("steps")
         if steps is None and completion_of(r) is not None:
             steps = task.split_steps(completion_of(r))
-        labels = r.get(f"{label}_labels", r.get(label, r.get("labels")))
+        labels = r.get(label, r.get(f"{label}_labels", r.get("labels")))
         if "prompt" not in r or steps is None or labels is None:
             raise UserError(f"{source}: row {i + 1} needs 'prompt', 'steps' (or 'completion') and '{label}_labels' (or 'labels')")
         if len(labels) != len(steps):
             raise UserError(f"{source}: row {i + 1} has {len(steps)} steps but {len(labels)} labels")
-        if any(not (0.0 <= float(x) <= 1.0) for x in labels):
+        if any(x is not None and not (0.0 <= float(x) <= 1.0) for x in labels):
             raise UserError(f"{source}: row {i + 1} has a label outside [0, 1]")
-        out.append({"prompt": str(r["prompt"]), "steps": [str(s) for s in steps], "labels": [float(x) for x in labels]})
+        out.append({"prompt": str(r["prompt"]), "steps": [str(s) for s in steps],
+                    "labels": [None if x is None else float(x) for x in labels]})
     if not out:
         raise UserError(f"{source}: no rows")
     return out

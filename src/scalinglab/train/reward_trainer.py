@@ -12,7 +12,8 @@ Data (written to `OUT/data.jsonl`, re-read on `--resume`):
 - ORM + bt: pairs — `--data` rows `prompt, chosen, rejected` (a judge's preferences, RLAIF),
   or pairs built from verified vs failed samples.
 - PRM: per-step labels — `--data` rows from `scalinglab annotate` (`prompt, steps,
-  soft_labels/hard_labels` or `labels`), or Math-Shepherd rollout labels computed here.
+  soft, hard`), or the same Math-Shepherd annotation (`synth/annotate.py`) run here on
+  the model's own samples.
 
 The backbone starts from `--model` (the policy), the head from a small random init.
 Losses: BCE (soft targets allowed) averaged over every labelled position of the step;
@@ -32,7 +33,7 @@ import torch
 from scalinglab.errors import UserError
 from scalinglab.runs import Run
 from scalinglab.train.common import make_optimizer, pick_device, seed_everything
-from scalinglab.train.data import check_data_file, label_rows, math_shepherd_labels, pairs_from_rows, sample_and_verify, build_pairs, step_label_rows
+from scalinglab.train.data import build_pairs, check_data_file, label_rows, pairs_from_rows, sample_and_verify, step_label_rows
 from scalinglab.train.dpo import PairData
 from scalinglab.train.posttrain_loop import StepResult, micro_batches, tail_mean, train_steps
 from scalinglab.train.reward_model import (
@@ -51,8 +52,9 @@ class RewardModelConfig:
     data: str = ""  # JSONL (see the module docstring); "" = sample and label here
     num_problems: int = 256  # problems sampled for training data (without --data)
     samples_per_problem: int = 8  # completions per problem
-    sample_temperature: float = 1.0  # sampling temperature (diverse answers, some wrong)
+    sample_temperature: float = 1.5  # sampling temperature, training and held-out samples (hot: enough wrong answers to learn and rank)
     rollouts: int = 4  # PRM without --data: rollouts per step for Math-Shepherd labels
+    rollout_temperature: float = 1.0  # PRM without --data: the completer's temperature
     max_pairs_per_problem: int = 4  # bt without --data: pairs kept per prompt
     steps: int = 200  # optimizer steps
     batch_size: int = 32  # sequences (bce) or pairs (bt) per optimizer step
@@ -67,7 +69,7 @@ class RewardModelConfig:
     log_every: int = 1
     checkpoint_every: int = 0
     eval_problems: int = 100  # held-out problems whose samples measure the AUC (0 = skip)
-    eval_samples: int = 4  # samples per held-out problem
+    eval_samples: int = 8  # samples per held-out problem
     eval_seed: int = 777
     device: str = "auto"
 
@@ -95,7 +97,14 @@ def _items(cfg: RewardModelConfig, task, model, tok, run, resume: bool) -> tuple
         samples = sample_and_verify(model, tok, task, problems, cfg.samples_per_problem, cfg.sample_temperature, cfg.seed)
         info = {"samples": len(samples), "sample_accuracy": sum(r["correct"] for r in samples) / max(1, len(samples))}
         if cfg.kind == "prm":
-            labelled = math_shepherd_labels(model, tok, task, samples, cfg.rollouts, cfg.sample_temperature, cfg.seed + 1)
+            from scalinglab.engine import Engine
+            from scalinglab.synth.annotate import AnnotateConfig, annotate
+            from scalinglab.synth.sampler import engine_sampler
+
+            model.eval()
+            labelled, ann = annotate(task, samples, engine_sampler(Engine(model, tok)),
+                                     AnnotateConfig(m=cfg.rollouts, temperature=cfg.rollout_temperature, seed=cfg.seed + 1))
+            info["annotation_rollouts"] = ann.get("rollouts")
             items = step_label_rows(labelled, task, cfg.label, "math-shepherd labels")
         elif cfg.objective == "bt":
             items = build_pairs(samples, cfg.seed, cfg.max_pairs_per_problem)
@@ -113,7 +122,8 @@ def _encode(cfg: RewardModelConfig, tok, item: dict):
     """(ids, positions, targets) for bce; (chosen ids, rejected ids) for bt."""
     if cfg.kind == "prm":
         ids, ends = step_ids(tok, item["prompt"], item["steps"])
-        return ids, ends, item["labels"]
+        kept = [(e, y) for e, y in zip(ends, item["labels"]) if y is not None]  # null label: no loss there
+        return ids, [e for e, _ in kept], [y for _, y in kept]
     if cfg.objective == "bt":
         return outcome_ids(tok, item["prompt"], item["chosen"]), outcome_ids(tok, item["prompt"], item["rejected"])
     ids = outcome_ids(tok, item["prompt"], item["completion"])
@@ -124,7 +134,7 @@ def make_rm_step(rm: RewardModel, cfg: RewardModelConfig, encoded: list, device)
     pad = rm.tok.pad_id
 
     def bce_step(idx: list[int]) -> StepResult:
-        norm = float(sum(len(encoded[i][1]) for i in idx))  # labelled positions in the whole step
+        norm = float(max(1, sum(len(encoded[i][1]) for i in idx)))  # labelled positions in the whole step
         loss_sum, hits, toks = 0.0, 0.0, 0
         for mb in micro_batches(idx, cfg.micro_batch_size):
             ids = pad_right([encoded[i][0] for i in mb], pad, device)
@@ -175,7 +185,7 @@ def ranking_auc(rm: RewardModel, samples: list[dict]) -> dict:
         return {}
     labels = [bool(s["correct"]) for s in samples]
     prompts, comps = [s["prompt"] for s in samples], [s["completion"] for s in samples]
-    out = {"eval_samples": len(samples), "eval_positive_rate": sum(labels) / len(labels)}
+    out = {"eval_samples": len(samples), "eval_negatives": len(labels) - sum(labels), "eval_positive_rate": sum(labels) / len(labels)}
     if rm.kind == "prm":
         for agg in ("min", "last"):
             out[f"auc_{agg}"] = auc(rm.score_outcomes(prompts, comps, aggregate=agg), labels)
