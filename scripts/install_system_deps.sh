@@ -5,11 +5,17 @@
 #                 (src/scalinglab/verify/sandbox.py; without it the verifier falls back to a
 #                 weaker rlimits + unshare mode and warns loudly).
 #
+#   chromium, chromium-driver - only with --browser: headless Chromium for the report's
+#                 browser test (tests/test_report_browser.py).
+#
 # Idempotent: a no-op when everything is already installed. Needs root for apt; as a normal
 # user it only reports what is missing (run it again with sudo).
 set -euo pipefail
 
 PACKAGES=(bubblewrap)
+if [ "${1:-}" = "--browser" ]; then
+    PACKAGES+=(chromium chromium-driver)
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

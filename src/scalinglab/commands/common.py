@@ -58,4 +58,8 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Any]:
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
     with Progress(*columns, console=err, transient=False, refresh_per_second=4) as p:
         rep = ProgressReporter(p, description)
-        yield rep
+        try:
+            yield rep
+        except BaseException:
+            p.live.transient = True  # an error leaves its one line, not a half bar
+            raise

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Set up scalinglab in ./.venv on a fresh machine.
+#
+#   bash scripts/setup.sh            the package, its dependencies and bubblewrap
+#   bash scripts/setup.sh --dev      also the test and benchmark extras (pytest, Ray, TRL) and Chromium
+#
+# PyTorch: on a machine whose Python already has a CUDA build of torch, the venv sees it
+# (--system-site-packages) and nothing is reinstalled. Otherwise the CPU build torch==2.13.0
+# is installed first (pip takes it from this machine's disk), so the `torch>=2.3` range in
+# pyproject.toml installs nothing more — never a multi-GB CUDA build on a CPU machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+DEV=0
+[ "${1:-}" = "--dev" ] && DEV=1
+
+if [ "$DEV" = 1 ]; then
+    bash scripts/install_system_deps.sh --browser || echo "setup: WARNING: system packages not installed" >&2
+else
+    bash scripts/install_system_deps.sh || echo "setup: WARNING: system packages not installed" >&2
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    if "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" >/dev/null 2>&1; then
+        echo "setup: using the CUDA PyTorch already installed ($("$PY" -c 'import torch; print(torch.__version__)'))"
+        "$PY" -m venv --system-site-packages .venv
+    else
+        "$PY" -m venv .venv
+    fi
+fi
+PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+    echo "setup: installing the CPU build torch==2.13.0"
+    "${PIP[@]}" install "torch==2.13.0"
+fi
+if [ "$DEV" = 1 ]; then
+    "${PIP[@]}" install -e ".[dev,ray,bench]"
+else
+    "${PIP[@]}" install -e .
+fi
+.venv/bin/scalinglab --help >/dev/null
+echo "setup: ok ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__, "cuda" if torch.cuda.is_available() else "cpu")'))"

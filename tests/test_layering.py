@@ -1,0 +1,87 @@
+"""Import layering (DESIGN.md): torch-free packages stay torch-free; model/ does not import
+train/; only cli.py, commands/ and report/ print to a terminal."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "scalinglab"
+TORCH_FREE = ["tasks", "verify", "scaling", "tokenomics"]
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(SRC.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def graph() -> dict[str, set[str]]:
+    return {module_name(p): imports_of(p) for p in SRC.rglob("*.py")}
+
+
+def reachable(start: str, g: dict[str, set[str]]) -> set[str]:
+    """Modules reachable by static imports from `start` (package __init__s included)."""
+    seen, todo = set(), [start]
+    while todo:
+        m = todo.pop()
+        if m in seen:
+            continue
+        seen.add(m)
+        for imp in g.get(m, ()):
+            cands = [imp] + [imp.rsplit(".", i)[0] for i in range(1, imp.count(".") + 1)]
+            todo.extend(c for c in cands if c in g or not c.startswith("scalinglab"))
+    return seen
+
+
+@pytest.mark.parametrize("pkg", TORCH_FREE)
+def test_torch_free_packages_do_not_import_torch(pkg):
+    g = graph()
+    for mod in [m for m in g if m == f"scalinglab.{pkg}" or m.startswith(f"scalinglab.{pkg}.")]:
+        bad = {m for m in reachable(mod, g) if m == "torch" or m.startswith("torch.") or m in ("transformers", "safetensors.torch")}
+        assert not bad, f"{mod} reaches {sorted(bad)}"
+
+
+@pytest.mark.parametrize("pkg", TORCH_FREE)
+def test_torch_free_packages_import_without_torch_at_runtime(pkg):
+    code = (f"import sys, pkgutil, importlib, scalinglab.{pkg} as p\n"
+            "for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.'):\n"
+            "    if not m.name.endswith('_runner'):  # scripts run inside the sandbox, not modules\n"
+            "        importlib.import_module(m.name)\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_model_does_not_import_train():
+    g = graph()
+    for mod in [m for m in g if m.startswith("scalinglab.model")]:
+        assert not any(i.startswith("scalinglab.train") for i in g[mod]), mod
+
+
+def test_only_cli_commands_and_report_print():
+    allowed = ("commands", "report", "cli.py", "__main__.py")
+    offenders = []
+    for p in SRC.rglob("*.py"):
+        rel = p.relative_to(SRC).as_posix()
+        if rel.startswith(allowed) or p.name.startswith("_sandbox_runner") or "bench" in p.name:
+            continue
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                if not any(isinstance(k, ast.keyword) and k.arg == "file" for k in node.keywords):
+                    offenders.append(f"{rel}:{node.lineno}")
+    assert not offenders, f"print to stdout outside the CLI: {offenders}"
