@@ -5,7 +5,6 @@ Seeds are fixed: a 95% interval misses the truth 5% of the time by design, so a 
 parameters at a random seed would fail now and then even for a correct fit. (Seed 6 of the sigmoid
 test is one such miss: A's interval [0.8007, 0.817] just excludes 0.8.)"""
 
-import itertools
 
 import numpy as np
 import pytest

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from scalinglab.errors import UserError
 from scalinglab.scaling.fit import FitResult, diagnose, failed, percentile_ci
 from scalinglab.scaling.lbfgs import minimize_batch
 
@@ -144,7 +144,12 @@ def fit_chinchilla(N, D, loss, *, bootstrap: int = 4000, seed: int = 0, grid: st
     N, D, L = N[good], D[good], L[good]
     n = len(L)
     logN, logD, logL = np.log(N), np.log(D), np.log(L)
-    starts = hoffmann_grid() if isinstance(grid, str) and grid == "hoffmann" else small_grid() if isinstance(grid, str) else np.asarray(grid, float)
+    if isinstance(grid, str):
+        if grid not in ("hoffmann", "small"):
+            raise UserError(f"grid must be 'hoffmann', 'small' or an (S, 5) array, got {grid!r}")
+        starts = hoffmann_grid() if grid == "hoffmann" else small_grid()
+    else:
+        starts = np.asarray(grid, float).reshape(-1, 5)
 
     t0 = time.perf_counter()
     with np.errstate(all="ignore"):
