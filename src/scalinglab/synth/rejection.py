@@ -135,8 +135,8 @@ def rejection_sample(task, problems: Sequence[Problem], sampler: Sampler, cfg: S
             accepted += [(pi, j, c, 2) for (pi, j, _, _), c, v in zip(failed, second, v2) if v.correct]
             retry_stats.update(retry_correct=sum(v.correct for v in v2), retry_errors=sum(v.error for v in v2),
                                retry_success_rate=sum(v.correct for v in v2) / len(failed))
-        if progress:
-            progress(len(problems), len(problems), retries=len(failed))
+    if progress:
+        progress(len(problems), len(problems), **retry_stats)
 
     rows, seen = [], set()
     for pi, j, c, attempt in accepted:
