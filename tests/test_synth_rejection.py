@@ -113,3 +113,18 @@ def test_zero_kept_reports_none_cost_and_bad_k():
 
 def test_normalise():
     assert normalise("  A:\n 5 \n") == "A: 5"
+
+
+def test_load_task_problems(tmp_path):
+    from scalinglab.synth.rejection import load_task_problems
+
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"id": "a", "prompt": "1+1=?\\n", "answer": "2"}\n{"id": "b", "prompt": "Q?", "answer": "x #### 3"}\n')
+    task, probs = load_task_problems("addition", 1, 0, problems_file=str(f))
+    assert task.name == "addition" and [p.id for p in probs] == ["a"]
+    task, probs = load_task_problems("math", 2, 0, problems_file=str(f))
+    assert task.name == "math" and sorted(p.answer for p in probs) == ["2", "3"]  # GSM8K '####' split on load
+    _, probs = load_task_problems("addition", 3, 5, difficulty=1)
+    assert len(probs) == 3 and all(p.meta["a"] < 10 and p.meta["b"] < 10 for p in probs)
+    with pytest.raises(UserError, match="--n"):
+        load_task_problems("addition", 0, 0)
