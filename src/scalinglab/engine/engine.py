@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from scalinglab.errors import UserError
-from scalinglab.model.transformer import Transformer, apply_rope, rope_cos_sin
+from scalinglab.model.transformer import Transformer
 
 
 @dataclass(frozen=True)
@@ -159,36 +159,58 @@ class Engine:
         """Per layer: (ln1, Wqkv, bqkv, Wo, ln2, Wgate_up, Wdown), rebuilt when weights change.
 
         Fusing q/k/v and gate/up into one matrix each halves the matmul launches per step.
+        The q and k rows of each head are permuted from the rotate-half layout to
+        interleaved pairs, so RoPE becomes one complex multiply; q·k is unchanged because
+        both sides get the same permutation (the cache holds permuted keys, read only here).
         Parameters' version counters tell when an optimizer step changed them in place.
         """
         version = sum(p._version for p in self.model.parameters())
         if getattr(self, "_fused_version", None) != version:
+            D = self.cfg.head_dim
+            perm = torch.arange(D, device=self.device).view(2, D // 2).t().reshape(-1)  # [0, D/2, 1, D/2+1, ...]
+
+            def interleave(w: torch.Tensor) -> torch.Tensor:  # rows (heads·D, ...) -> pairs per head
+                return w.unflatten(0, (-1, D))[:, perm].flatten(0, 1)
+
             layers = []
             for b in self.model.model.layers:
                 a = b.self_attn
-                wqkv = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach()
-                bqkv = torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias]).detach() if a.q_proj.bias is not None else None
+                wqkv = torch.cat([interleave(a.q_proj.weight), interleave(a.k_proj.weight), a.v_proj.weight]).detach()
+                bqkv = (torch.cat([interleave(a.q_proj.bias), interleave(a.k_proj.bias), a.v_proj.bias]).detach()
+                        if a.q_proj.bias is not None else None)
                 wgu = torch.cat([b.mlp.gate_proj.weight, b.mlp.up_proj.weight]).detach()
                 layers.append((b.input_layernorm, wqkv, bqkv, a.o_proj.weight.detach(), b.post_attention_layernorm, wgu,
                                b.mlp.down_proj.weight.detach()))
             self._fused_layers, self._fused_version = layers, version
         return self._fused_layers
 
-    def _qkv(self, h: torch.Tensor, wqkv: torch.Tensor, bqkv, cos: torch.Tensor, sin: torch.Tensor):
-        """h (..., d) -> rotated q (..., H, D), k (..., Hkv, D), v (..., Hkv, D)."""
+    def _rope(self, positions: torch.Tensor) -> torch.Tensor:
+        """Complex rotations e^{i·pos·freq}, (*positions.shape, D/2)."""
+        angles = positions.float()[..., None] * self.model.inv_freq
+        return torch.polar(torch.ones_like(angles), angles)
+
+    @staticmethod
+    def _norm(x: torch.Tensor, ln) -> torch.Tensor:
+        if x.dtype == torch.float32:  # one fused kernel; same maths as RMSNorm.forward
+            return F.rms_norm(x, (x.shape[-1],), ln.weight, ln.eps)
+        return ln(x)
+
+    def _qkv(self, h: torch.Tensor, wqkv: torch.Tensor, bqkv, rot: torch.Tensor):
+        """h (..., d) -> rotated q (..., H, D), k (..., Hkv, D), v (..., Hkv, D); rot (..., 1, D/2)."""
         cfg = self.cfg
         H, Hkv, D = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         qkv = F.linear(h, wqkv, bqkv).unflatten(-1, (H + 2 * Hkv, D))
-        qk = apply_rope(qkv[..., : H + Hkv, :], cos, sin)  # one rotation for q and k together
+        qk = torch.view_as_complex(qkv[..., : H + Hkv, :].float().unflatten(-1, (D // 2, 2)))  # one rotation for q and k
+        qk = torch.view_as_real(qk * rot).flatten(-2).to(h.dtype)
         return qk[..., :H, :], qk[..., H:, :], qkv[..., H + Hkv:, :]
 
     @staticmethod
     def _mlp(x: torch.Tensor, ln2, wgu: torch.Tensor, wdown: torch.Tensor) -> torch.Tensor:
-        gate, up = F.linear(ln2(x), wgu).chunk(2, dim=-1)
+        gate, up = F.linear(Engine._norm(x, ln2), wgu).chunk(2, dim=-1)
         return x + F.linear(F.silu(gate) * up, wdown)
 
     # -- the two forward passes --------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def _prefill(self, cache: _Cache, groups: list[int], ids: list[list[int]]) -> torch.Tensor:
         """Run prompts `ids` into the cache at `groups`; logits at each last token (k, V)."""
         m, dev = self.model, self.device
@@ -200,11 +222,10 @@ class Engine:
         gidx = torch.tensor(groups, device=dev)
         kc, vc = (cache.ks, cache.vs) if cache.flat else (cache.kp, cache.vp)
         x = m.model.embed_tokens(batch)  # (k, T, d)
-        cos, sin = rope_cos_sin(m.inv_freq, torch.arange(T, device=dev), x.dtype)
-        cos, sin = cos[:, None, :], sin[:, None, :]  # broadcast over heads in (k, T, H, D)
+        rot = self._rope(torch.arange(T, device=dev))[:, None, :]  # (T, 1, D/2): broadcast over heads
         gqa = self.cfg.num_key_value_heads != self.cfg.num_attention_heads
         for li, (ln1, wqkv, bqkv, wo, ln2, wgu, wdown) in enumerate(self._fused()):
-            q, k, v = self._qkv(ln1(x), wqkv, bqkv, cos, sin)  # (k, T, H|Hkv, D)
+            q, k, v = self._qkv(self._norm(x, ln1), wqkv, bqkv, rot)  # (k, T, H|Hkv, D)
             q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
             kc[li, gidx, :, :T] = k
             vc[li, gidx, :, :T] = v
@@ -212,9 +233,9 @@ class Engine:
             x = x + F.linear(y.transpose(1, 2).reshape(k_, T, -1), wo)
             x = self._mlp(x, ln2, wgu, wdown)
         last = torch.tensor([len(s) - 1 for s in ids], device=dev)
-        return m.lm_head(m.model.norm(x[torch.arange(k_, device=dev), last]))
+        return m.lm_head(self._norm(x[torch.arange(k_, device=dev), last], m.model.norm))
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _decode(self, cache: _Cache, G: int, n: int, tokens: torch.Tensor, plen: torch.Tensor, slen: torch.Tensor, tcur: int) -> torch.Tensor:
         """One decode step for the first G groups (S = G·n samples); logits (S, V).
 
@@ -228,8 +249,7 @@ class Engine:
         dev = tokens.device
         x = m.model.embed_tokens(tokens)  # (S, d)
         pos = (plen.repeat_interleave(n) if n > 1 else plen) + slen  # (S,)
-        cos, sin = rope_cos_sin(m.inv_freq, pos, x.dtype)  # (S, D)
-        cos, sin = cos[:, None, :], sin[:, None, :]  # broadcast over heads
+        rot = self._rope(pos)[:, None, :]  # (S, 1, D/2): broadcast over heads
         rows = torch.arange(S, device=dev)
         wpos = (pos if cache.flat else slen).clamp(max=cache.ks.shape[3] - 1)  # finished samples keep stepping
         future = torch.arange(tcur, device=dev)[None, :] > wpos[:, None]  # (S, tcur)
@@ -237,7 +257,7 @@ class Engine:
             scale = 1.0 / math.sqrt(D)
             pmask = torch.arange(cache.kp.shape[3], device=dev)[None, :] >= plen[:, None]  # (G, Tp) padding
         for li, (ln1, wqkv, bqkv, wo, ln2, wgu, wdown) in enumerate(self._fused()):
-            q, k, v = self._qkv(ln1(x), wqkv, bqkv, cos, sin)  # (S, H|Hkv, D)
+            q, k, v = self._qkv(self._norm(x, ln1), wqkv, bqkv, rot)  # (S, H|Hkv, D)
             ks, vs = cache.ks[li], cache.vs[li]
             ks[rows, :, wpos] = k
             vs[rows, :, wpos] = v
@@ -248,7 +268,7 @@ class Engine:
                 y = self._shared_attention(q, cache, li, G, n, rep, scale, pmask, future, tcur)
             x = x + F.linear(y.reshape(S, H * D).to(x.dtype), wo)
             x = self._mlp(x, ln2, wgu, wdown)
-        return m.lm_head(m.model.norm(x))
+        return m.lm_head(self._norm(x, m.model.norm))
 
     @staticmethod
     def _shared_attention(q, cache: _Cache, li: int, G: int, n: int, rep: int, scale: float, pmask, future, tcur: int) -> torch.Tensor:
@@ -289,7 +309,7 @@ class Engine:
                 raise UserError(f"prompt {i} is empty")
         return ids
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, prompts: Sequence[str | Sequence[int]], params: SamplingParams = SamplingParams(),
                  progress: Callable[..., None] | None = None) -> GenerationResult:
         """Complete every prompt `params.n` times. Prompts are strings or token-id lists."""
