@@ -1,0 +1,159 @@
+"""A small executor interface (submit work, gather results), run in-process or on Ray.
+
+    ex = make_executor("ray", address="auto")       # or "local" (the default; never imports Ray)
+    handles = [ex.submit(train_rung, spec, resources=Resources(num_cpus=1)) for spec in specs]
+    results = ex.gather(handles, on_result=lambda i, r: print(i, r))  # results in submission order
+    ex.close()
+
+Stages (the scaling ladder, synthetic data, evaluation) are written against `Executor`, so the
+same code runs sequentially in this process or as Ray tasks on a cluster.
+
+- `LocalExecutor`: runs each submitted call when it is gathered, one after another, in this
+  process. No retries: an exception propagates (a crash of this process ends the stage; a rerun
+  picks up where the stage's own bookkeeping left it, e.g. finished rungs are reused).
+- `RayExecutor`: each call is a Ray task (`ray.remote(fn).options(num_cpus, num_gpus, max_retries)`).
+  A task whose worker process dies (killed, OOM, lost node) is re-executed up to `max_retries`
+  times by Ray; an exception raised by the function itself is NOT retried (it is a bug or bad
+  input, and retrying would only repeat it). The function must therefore be safe to run again
+  from the start: it must clean up or resume the partial output of a killed attempt.
+  `ray.init(address=...)` joins a running cluster ("auto" finds the local head started with
+  `ray start --head`); without an address it reuses an initialised Ray or starts a local instance.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence
+
+from scalinglab.errors import UserError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one unit of work needs; only the Ray backend acts on it."""
+
+    num_cpus: float = 1.0  # CPUs reserved for the task (Ray also sets OMP_NUM_THREADS from it)
+    num_gpus: float = 0.0  # GPUs (fractions share a device)
+    max_retries: int = 3  # re-executions after the worker process dies (not after an exception)
+
+
+class Executor(Protocol):
+    name: str
+
+    def submit(self, fn: Callable[..., Any], *args: Any, resources: Resources | None = None, **kwargs: Any) -> Any:
+        """Schedule `fn(*args, **kwargs)`; returns a handle for `gather`."""
+
+    def gather(self, handles: Sequence[Any], on_result: Callable[[int, Any], None] | None = None) -> list[Any]:
+        """Wait for every handle; results in submission order. `on_result(i, result)` is called as each
+        finishes (completion order). The first failure is raised after the others have finished."""
+
+    def close(self) -> None: ...
+
+
+class LocalExecutor:
+    """Sequential, in-process execution; the default backend."""
+
+    name = "local"
+
+    def submit(self, fn, *args, resources: Resources | None = None, **kwargs):
+        return (fn, args, kwargs)  # run lazily in gather, so on_result reports progress as work ends
+
+    def gather(self, handles, on_result=None):
+        out = []
+        for i, (fn, args, kwargs) in enumerate(handles):
+            r = fn(*args, **kwargs)
+            if on_result:
+                on_result(i, r)
+            out.append(r)
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def import_ray():
+    """Ray, or a UserError that says how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--backend ray needs Ray: pip install 'scalinglab[ray]' (or pip install 'ray[default]')") from None
+    return ray
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Connect to (or start) Ray; returns True when this call started it (and so should shut it down)."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
+    if address:
+        kw["address"] = address
+    elif num_cpus is not None:
+        kw["num_cpus"] = num_cpus
+    try:
+        ray.init(**kw)
+    except ConnectionError as e:
+        raise UserError(f"--address {address}: cannot reach a Ray cluster there ({e})") from None
+    return True
+
+
+class RayExecutor:
+    """Each submitted call is a Ray task with its resource needs and retries on worker death."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None):
+        self.ray = import_ray()
+        self._owns = init_ray(address, num_cpus)
+        self._remote: dict[Callable, Any] = {}
+
+    def submit(self, fn, *args, resources: Resources | None = None, **kwargs):
+        r = resources or Resources()
+        if fn not in self._remote:
+            self._remote[fn] = self.ray.remote(fn)
+        # retry_exceptions=False: only a dead worker is retried, never a Python exception
+        opts = self._remote[fn].options(num_cpus=r.num_cpus, num_gpus=r.num_gpus, max_retries=r.max_retries,
+                                        retry_exceptions=False)
+        return opts.remote(*args, **kwargs)
+
+    def gather(self, handles, on_result=None):
+        ray = self.ray
+        index = {h: i for i, h in enumerate(handles)}
+        results: list[Any] = [None] * len(handles)
+        pending, first_error = list(handles), None
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for h in done:
+                try:
+                    results[index[h]] = r = ray.get(h)
+                except Exception as e:  # keep gathering so finished work is not lost
+                    log.error("ray task %d failed: %s", index[h], e)
+                    first_error = first_error or e
+                    continue
+                if on_result:
+                    on_result(index[h], r)
+        if first_error is not None:
+            cause = getattr(first_error, "cause", None)
+            raise cause if isinstance(cause, Exception) else first_error
+        return results
+
+    def close(self) -> None:
+        if self._owns and self.ray.is_initialized():
+            self.ray.shutdown()
+            self._owns = False
+
+
+def make_executor(backend: str = "local", address: str | None = None, num_cpus: int | None = None) -> Executor:
+    """The executor for `--backend` (and `--address` for Ray)."""
+    if backend == "local":
+        if address:
+            raise UserError("--address is only used with --backend ray")
+        return LocalExecutor()
+    if backend == "ray":
+        return RayExecutor(address, num_cpus)
+    raise UserError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
