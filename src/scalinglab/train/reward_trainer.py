@@ -52,7 +52,7 @@ class RewardModelConfig:
     data: str = ""  # JSONL (see the module docstring); "" = sample and label here
     num_problems: int = 256  # problems sampled for training data (without --data)
     samples_per_problem: int = 8  # completions per problem
-    sample_temperature: float = 1.5  # sampling temperature, training and held-out samples (hot: enough wrong answers to learn and rank)
+    sample_temperature: float = 1.0  # sampling temperature of training and held-out samples (1.5 ranked worse in one run: docs/posttrain.md)
     rollouts: int = 4  # PRM without --data: rollouts per step for Math-Shepherd labels
     rollout_temperature: float = 1.0  # PRM without --data: the completer's temperature
     max_pairs_per_problem: int = 4  # bt without --data: pairs kept per prompt
