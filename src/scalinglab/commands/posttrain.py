@@ -47,9 +47,9 @@ def sft_cmd(model: Path = MODEL_OPT, task: str = TASK_OPT, data: Optional[Path] 
             set_: Optional[List[str]] = SET_OPT, as_json: bool = JSON_OPT) -> None:
     """Supervised fine-tuning, loss on answer tokens only, examples packed with document masks.
 
-    Data: --data (problems with `solution`, or `scalinglab synth` rows with `completion`
-    and `correct`), else the task's worked solutions, or with --set source=samples the
-    model's own verified samples (rejection-sampling fine-tuning).
+    Data: --data (problems with `solution`, or `scalinglab synth` rows with `completion`, `correct`).
+
+    Without --data: the task's worked solutions, or with --set source=samples the model's own verified samples.
 
     Example: scalinglab train sft --model runs/A --task arithmetic --set source=samples --steps 100 --out runs/S
     """
@@ -68,8 +68,9 @@ def dpo_cmd(model: Path = MODEL_OPT, task: str = TASK_OPT, data: Optional[Path] 
             set_: Optional[List[str]] = SET_OPT, as_json: bool = JSON_OPT) -> None:
     """Direct Preference Optimization on (verified, failed) sample pairs; reference log-probs precomputed.
 
-    Data: --data (rows `prompt, chosen, rejected`, or labelled samples `prompt, completion,
-    correct`), else k samples per problem from the model, verified by the task.
+    Data: --data (rows `prompt, chosen, rejected`, or labelled samples `prompt, completion, correct`).
+
+    Without --data: k samples per problem from the model, verified by the task, paired correct vs wrong.
 
     Example: scalinglab train dpo --model runs/A --task arithmetic --steps 50 --out runs/D
     """
@@ -90,11 +91,13 @@ def reward_model_cmd(model: Path = MODEL_OPT, task: str = TASK_OPT, data: Option
                      set_: Optional[List[str]] = SET_OPT, as_json: bool = JSON_OPT) -> None:
     """Train an outcome (ORM) or process (PRM) reward model: the backbone plus a scalar head.
 
-    ORM data: --data labelled samples (`prompt, completion, correct`) or pairs (`prompt,
-    chosen, rejected`, e.g. judge-labelled: RLAIF) with --objective bt; else samples of
-    the model verified by the task. PRM data: --data from `scalinglab annotate` (`prompt,
-    steps, soft_labels|hard_labels`), else Math-Shepherd rollout labels computed here.
-    The summary reports the AUC of correct vs wrong held-out answers. Load the result with
+    ORM data: --data labelled samples (`prompt, completion, correct`), or pairs (`prompt, chosen, rejected`,
+    e.g. judge-labelled: RLAIF) with --objective bt; without --data, the model's samples verified by the task.
+
+    PRM data: --data from `scalinglab annotate` (`prompt, steps, soft, hard`); without it, the same
+    Math-Shepherd annotation runs here on the model's samples.
+
+    The summary reports the AUC of correct vs wrong held-out answers. Load the result in Python with
     scalinglab.train.reward_model.load_reward_model(OUT).
 
     Example: scalinglab train reward-model --model runs/A --task arithmetic --kind prm --steps 200 --out runs/PRM
