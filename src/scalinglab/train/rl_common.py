@@ -322,6 +322,7 @@ class RLRun:
             self._restore(ckpt)
         elif cfg.eval_problems:
             self.baseline = self.evaluate()
+        self.tb = _tensorboard(self.run.path / "tb")
         self.t_start = time.perf_counter()
         return self
 
@@ -356,6 +357,10 @@ class RLRun:
         dt = time.perf_counter() - t0
         rec.update(step_seconds=dt, tokens_per_s=tokens / max(dt, 1e-9), wall_time=self.wall())
         self.run.log(rec)
+        if self.tb is not None:
+            for k, v in rec.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    self.tb.add_scalar(f"{self.kind}/{k}", v, step + 1)
         done = step + 1
         every = self.cfg.checkpoint_every
         if every and done % every == 0 and done < self.cfg.steps:
@@ -366,6 +371,8 @@ class RLRun:
         self.run.fail(str(e)[:200])
 
     def finish(self, extra: dict | None = None) -> dict:
+        if self.tb is not None:
+            self.tb.close()
         from scalinglab.model.hf import save_model
 
         save_model(self.model, self.tok, self.run.path / "model", extra={"task": self.cfg.task, "difficulty": self.cfg.difficulty})
@@ -382,3 +389,12 @@ class RLRun:
                            gain=(acc - self.baseline) if self.baseline is not None else None)
         self.run.finish(summary)
         return summary
+
+
+def _tensorboard(path):
+    """A TensorBoard writer when the `tensorboard` package is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(path))
