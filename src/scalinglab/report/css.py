@@ -56,8 +56,9 @@ section.card h3 { font-size: 14px; text-transform: uppercase; letter-spacing: 0.
 .badge.failed { color: var(--bad); background: var(--bad-bg); }
 .badge.skipped { color: var(--skip); background: var(--skip-bg); }
 
-.tiles { display: grid; grid-template-columns: repeat(auto-fill, minmax(200px, 1fr)); gap: 12px; margin: 6px 0 4px; }
-.tile { border: 1px solid var(--line); border-radius: 10px; padding: 12px 14px; background: #fbfcfd; }
+.tiles { display: grid; grid-template-columns: repeat(4, 1fr); gap: 12px; margin: 6px 0 4px; }
+.tile { border: 1px solid var(--line); border-radius: 10px; padding: 12px 14px; background: #fbfcfd; color: inherit; }
+a.tile:hover { text-decoration: none; border-color: #b9c3d0; background: #f4f7fb; }
 .tile .axis { font-size: 12px; text-transform: uppercase; letter-spacing: 0.06em; color: var(--muted); }
 .tile .value { font-size: 24px; font-weight: 650; letter-spacing: -0.02em; margin: 2px 0 0;
                font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
@@ -78,9 +79,11 @@ tr.group-start td { border-top: 1px solid #cfd6df; }
 td .msg { color: var(--muted); font-size: 12.5px; }
 sup { font-size: 0.72em; }
 
-.figs { display: grid; grid-template-columns: repeat(auto-fit, minmax(440px, 1fr)); gap: 18px; margin-top: 6px; }
+.figs { display: grid; grid-template-columns: repeat(auto-fill, minmax(440px, 1fr)); gap: 18px; margin-top: 6px;
+        align-items: start; }
 figure { margin: 0; border: 1px solid var(--line); border-radius: 10px; padding: 10px 10px 12px; background: #fff; }
-figure img { display: block; width: 100%; height: auto; }
+figure.wide { grid-column: 1 / -1; }
+figure img { display: block; width: 100%; height: auto; margin: 0 auto; }
 figcaption { font-size: 13.5px; color: #374151; margin: 8px 4px 0; }
 figcaption b { color: var(--ink); }
 .missing { border: 1px dashed #d0d5dd; border-radius: 8px; padding: 28px 14px; text-align: center;
@@ -92,9 +95,10 @@ figcaption b { color: var(--ink); }
 details summary { cursor: pointer; color: var(--accent); font-size: 13.5px; margin: 6px 0; }
 footer { color: var(--muted); font-size: 12.5px; text-align: center; padding: 8px 0 0; }
 
+@media (max-width: 980px) { .tiles { grid-template-columns: repeat(2, 1fr); } }
 @media (max-width: 720px) {
   main { padding: 4px 12px 32px; } nav.top .inner { padding: 8px 12px; }
-  section.card { padding: 16px 14px; } .figs { grid-template-columns: 1fr; }
+  section.card { padding: 16px 14px; } .figs { grid-template-columns: 1fr; } figure.wide { grid-column: auto; }
 }
 @media print { nav.top { display: none; } section.card { break-inside: avoid; box-shadow: none; } }
 """

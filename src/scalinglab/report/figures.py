@@ -48,7 +48,8 @@ STYLE: dict[str, Any] = {
     "grid.linewidth": 0.6,
     "grid.alpha": 0.8,
     "axes.titlesize": 11,
-    "axes.titleweight": "semibold",
+    "axes.titleweight": "bold",
+    "axes.axisbelow": True,  # grid lines behind bars and markers
     "axes.labelsize": 10,
     "axes.labelcolor": "#222222",
     "xtick.labelsize": 9,

@@ -31,21 +31,26 @@ from scalinglab.report.css import CSS
 from scalinglab.runs.store import atomic_write_text, read_json
 
 # Pipeline order and the scaling axis each stage measures (shown on the summary tiles).
-STAGES: dict[str, tuple[str, str]] = {
-    "pretrain": ("Pre-training ladder", "pre-training compute"),
-    "synth": ("Synthetic data by rejection sampling", "synthetic data"),
-    "sft": ("Supervised fine-tuning", "SFT"),
-    "reward_models": ("Reward models (ORM and PRM)", "reward models"),
-    "rl": ("Reinforcement learning (GRPO, PPO)", "RL compute"),
-    "testtime": ("Test-time compute", "test-time compute"),
-    "tradeoff": ("Trade-off: where compute buys accuracy", "compute allocation"),
-    "tokenomics": ("Tokenomics of serving", "serving cost"),
+# key: (default title, axis on the summary tile, short name in the top bar)
+STAGES: dict[str, tuple[str, str, str]] = {
+    "pretrain": ("Pre-training ladder", "pre-training compute", "Pre-training"),
+    "synth": ("Synthetic data by rejection sampling", "synthetic data", "Synthetic data"),
+    "sft": ("Supervised fine-tuning", "SFT", "SFT"),
+    "reward_models": ("Reward models (ORM and PRM)", "reward models", "Reward models"),
+    "rl": ("Reinforcement learning (GRPO, PPO)", "RL compute", "RL"),
+    "testtime": ("Test-time compute", "test-time compute", "Test-time"),
+    "tradeoff": ("Trade-off: where compute buys accuracy", "compute allocation", "Trade-off"),
+    "tokenomics": ("Tokenomics of serving", "serving cost", "Tokenomics"),
 }
+# Figures are drawn at figures.DPI (150); shown at ~0.62 px per pixel their text matches the
+# page's ~10-11 px figure text, the same in every figure whatever its width.
+FIG_SCALE = 0.62
+WIDE_ASPECT = 1.9  # wider figures (side-by-side panels) span the whole row
 MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
         ".webp": "image/webp", ".svg": "image/svg+xml"}
 GREEK = {"alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "eta": "η", "kappa": "κ", "lambda": "λ",
          "mu": "μ", "sigma": "σ", "tau": "τ"}
-MAX_TABLE_ROWS = 25  # longer stage tables fold the rest under a <details>
+MAX_TABLE_ROWS = 10  # longer stage tables fold the rest under a <details>
 
 
 def resolve_run_dir(path: str | Path) -> Path:
@@ -209,8 +214,9 @@ def render(summary: dict, run_dir: Path) -> str:
     """The whole page as a string."""
     stages = ordered_stages(summary)
     preset = summary.get("preset", "?")
-    nav = "".join(f'<a class="stage" href="#stage-{esc(k)}"><span class="dot {stage_status(s)}"></span>'
-                  f'{esc(_title(k, s))}</a>' for k, s in stages)
+    nav = "".join(f'<a class="stage" href="#stage-{esc(k)}" title="{esc(_title(k, s))}">'
+                  f'<span class="dot {stage_status(s)}"></span>{esc(STAGES[k][2] if k in STAGES else k)}</a>'
+                  for k, s in stages)
     counter = [0]  # figure numbers run through the whole page
     sections = "".join(render_stage(i + 1, k, s, run_dir, counter) for i, (k, s) in enumerate(stages))
     built = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -236,7 +242,7 @@ Self-contained: figures are embedded, no network is needed to read this page.</f
 def _title(key: str, stage: Any) -> str:
     if isinstance(stage, dict) and stage.get("title"):
         return str(stage["title"])
-    return STAGES.get(key, (key.replace("_", " ").capitalize(), ""))[0]
+    return STAGES[key][0] if key in STAGES else key.replace("_", " ").capitalize()
 
 
 def render_header(summary: dict, stages: list[tuple[str, Any]]) -> str:
@@ -262,7 +268,7 @@ def render_overview(stages: list[tuple[str, Any]], run_dir: Path) -> str:
     tiles, rows = [], []
     for key, stage in stages:
         status, title = stage_status(stage), _title(key, stage)
-        axis = STAGES.get(key, ("", key.replace("_", " ")))[1]
+        axis = STAGES[key][1] if key in STAGES else key.replace("_", " ")
         head = (stage.get("headline") or {}) if status == "ok" and isinstance(stage, dict) else {}
         if status == "ok" and head:
             name, value = next(iter(head.items()))
@@ -337,8 +343,8 @@ def render_stage(num: int, key: str, stage: Any, run_dir: Path, counter: list[in
     sub = [f"stage <code>{esc(key)}</code>"] + ([f"model <code>{esc(_display_path(run_dir, model))}</code>"] if model else [])
     parts.append(f'<p class="sub">{" · ".join(sub)}</p>')
     if status == "failed":
-        parts.append(f'<div class="error"><b>This stage failed.</b> Later stages that needed it were skipped or '
-                     f'used what was available.<pre>{esc(stage.get("error") or "no error message recorded")}</pre></div>')
+        error = esc(stage.get("error") or "no error message recorded")
+        parts.append(f'<div class="error"><b>This stage failed</b> with this error:<pre>{error}</pre></div>')
     if stage.get("notes"):
         paras = [p.strip() for p in str(stage["notes"]).split("\n\n") if p.strip()]
         parts.append('<div class="notes">' + "".join(f"<p>{esc(p)}</p>" for p in paras) + "</div>")
@@ -366,9 +372,11 @@ def render_figure(fig: Any, run_dir: Path, counter: list[int]) -> str:
         return f'<figure><div class="missing">figure {why}: <code>{esc(rel)}</code></div>{cap}</figure>'
     data = path.read_bytes()
     size = _png_size(data)
-    dims = f' width="{size[0]}" height="{size[1]}"' if size else ""
+    dims = (f' width="{size[0]}" height="{size[1]}" style="max-width:{round(size[0] * FIG_SCALE)}px"'
+            if size else "")
+    wide = ' class="wide"' if size and size[0] > WIDE_ASPECT * size[1] else ""
     uri = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-    return f'<figure><img src="{uri}"{dims} alt="{esc(caption or rel)}" loading="eager">{cap}</figure>'
+    return f'<figure{wide}><img src="{uri}"{dims} alt="{esc(caption or rel)}">{cap}</figure>'
 
 
 def render_table(rows: list[Any]) -> str:
