@@ -22,10 +22,9 @@ def report(
 ) -> None:
     """(Re)build DIR/report.html from DIR/summary.json and the figures it names.
 
-    The page is self-contained: figures are embedded as data URIs, the CSS is inline and
-    there are no scripts, so it opens offline from a file:// URL or as an attachment.
-    It reads the run store only, so it can be rebuilt after editing captions in
-    summary.json, or on a machine without the models.
+    The page is self-contained: figures are embedded as data URIs, the CSS is inline and there are no scripts, so it opens offline from a file:// URL or as an attachment.
+
+    It reads the run store only, so it can be rebuilt after editing captions in summary.json, or on a machine without the models.
 
     Examples:
       scalinglab report runs/smoke            then open runs/smoke/report.html

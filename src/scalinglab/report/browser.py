@@ -27,6 +27,7 @@ import fcntl
 import json
 import os
 import select
+import signal
 import shutil
 import subprocess
 import tempfile
@@ -136,7 +137,7 @@ def _launch(chromium: str, user_dir: str, width: int, height: int) -> tuple[subp
     # close_fds=False is safe: Python's own fds are non-inheritable (PEP 446); only the two
     # dup2'd ones (inheritable by default) cross exec.
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            preexec_fn=child_fds, close_fds=False)
+                            preexec_fn=child_fds, close_fds=False, start_new_session=True)
     os.close(to_r)
     os.close(from_w)
     return proc, _Pipe(proc, to_w, from_r)
@@ -182,7 +183,8 @@ def visit(page: str | Path, width: int = 1280, height: int = 800, chromium: str 
             try:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                # Its own session (start_new_session): this kills Chromium's helpers and nothing else.
+                os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
     return out
 
