@@ -48,15 +48,29 @@ class ProgressReporter:
         self.progress.update(self.task, completed=done, total=total, info=desc)
 
 
+def _columns() -> list:
+    return [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
+
+
+@contextlib.contextmanager
+def progress_group() -> Iterator[Any]:
+    """Yield `new(description) -> progress callback`: many bars under one live display."""
+    with Progress(*_columns(), console=err, transient=False, refresh_per_second=4) as p:
+        try:
+            yield lambda description: ProgressReporter(p, description)
+        except BaseException:
+            p.live.transient = True
+            raise
+
+
 @contextlib.contextmanager
 def progress_bar(description: str, enabled: bool = True) -> Iterator[Any]:
     """Yield a progress callback; a no-op when disabled or stderr is not a terminal."""
     if not enabled:
         yield lambda *a, **k: None
         return
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
-    with Progress(*columns, console=err, transient=False, refresh_per_second=4) as p:
+    with Progress(*_columns(), console=err, transient=False, refresh_per_second=4) as p:
         rep = ProgressReporter(p, description)
         try:
             yield rep
