@@ -95,22 +95,23 @@ class GenerationWorker:
         log.info("generator %d (pid %d): weights v%d -> v%d", self.rank, os.getpid(), self.version, version)
         self.version = version
 
-    def set_weights(self, version: int, box: list) -> int:
+    def set_weights(self, published: tuple) -> int:
+        """Load the published (version, [weights ref]) unless already holding that version."""
         import ray
 
+        version, box = published
         if version != self.version:
             self._load(version, ray.get(box[0]))
         return self.version
 
-    def generate(self, prompts: list[str], params: Any, version: int, box: list | None) -> dict:
-        import ray
-
+    def generate(self, prompts: list[str], params: Any, expected: int, published: tuple | None) -> dict:
+        """Sample with the weights of version `expected`; `published` = (version, [ref]) of the latest weights."""
         if self.trace_dir:
             Path(self.trace_dir, f"gen-{self.rank}.pid").write_text(f"{os.getpid()}\n")
-        if version != self.version and box:
-            self._load(version, ray.get(box[0]))  # behind (e.g. restarted): catch up before sampling
-        if version != self.version:
-            log.warning("generator %d: STALE weights v%d (trainer expects v%d)", self.rank, self.version, version)
+        if published is not None and published[0] != self.version:
+            self.set_weights(published)  # behind (e.g. restarted with the initial weights): catch up first
+        if expected != self.version:
+            log.warning("generator %d: STALE weights v%d (trainer expects v%d)", self.rank, self.version, expected)
         res = self.engine.generate(prompts, params)
         return {"result": res, "version": self.version, "pid": os.getpid(), "rank": self.rank}
 
@@ -174,7 +175,9 @@ class RayRolloutPool:
         self.generators = [Gen.remote(self.model_path, r, cfg.threads, cfg.max_batch, cfg.trace_dir) for r in range(cfg.generators)]
         self.verifiers = [Ver.remote() for _ in range(cfg.verifiers)]
         self.version = 0
-        self._box: list | None = None  # [ObjectRef] of the latest weights; a list so Ray does not resolve it
+        # (version, [ObjectRef]) of the latest published weights; the ref sits in a list so Ray passes
+        # it through unresolved and an actor fetches the weights only when it is behind
+        self._published: tuple[int, list] | None = None
         self._pids = {i["rank"]: i["pid"] for i in self.info()}
 
     def info(self) -> list[dict]:
@@ -183,10 +186,10 @@ class RayRolloutPool:
 
     def update_weights(self, model_or_weights: Any, version: int) -> None:
         """Publish new weights as `version` (put once; every generator loads them before its next call)."""
-        ref = self.ray.put(model_weights(model_or_weights))
-        self._box, self.version = [ref], version
+        self._published = (version, [self.ray.put(model_weights(model_or_weights))])
+        self.version = version
         for g in self.generators:
-            g.set_weights.remote(version, self._box)  # ordered before any later call to the same actor
+            g.set_weights.remote(self._published)  # runs before any later call to the same actor
 
     def generate_and_verify(self, task: Any, problems: Sequence[Any], params: Any, version: int | None = None,
                             weights: Any = None) -> PoolBatch:
@@ -208,7 +211,7 @@ class RayRolloutPool:
         gen_refs, ver_refs = [], []
         for i, (lo, hi) in enumerate(spans):
             p_i = replace(params, seed=params.seed + i)
-            gref = self.generators[i].generate.remote([p.prompt for p in problems[lo:hi]], p_i, expected, self._box)
+            gref = self.generators[i].generate.remote([p.prompt for p in problems[lo:hi]], p_i, expected, self._published)
             gen_refs.append(gref)
             per = max(1, len(self.verifiers) // len(spans))  # verifiers per chunk
             for j, (a, b) in enumerate(_chunks(hi - lo, per)):
