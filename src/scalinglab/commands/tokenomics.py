@@ -267,22 +267,28 @@ def rl_cmd(model: str = MODEL, hardware: str = HW, tp: int = TP, weights_dtype: 
 
 @app.command("calibrate")
 def calibrate_cmd(quick: bool = typer.Option(False, "--quick", help="Smaller, faster measurements."),
-                  reference_model: str = typer.Option(None, "--reference-model", help="Also time the NumPy reference "
+                  model: Path = typer.Option(None, "--model", help="Time scalinglab's engine on this run or Hugging Face model "
+                                             "directory and fit MFU/MBU/overhead to its decode steps."),
+                  reference_model: str = typer.Option(None, "--reference-model", help="Instead time the NumPy reference "
                                                       "decoder on this dense GQA model and fit MFU/MBU/overhead."),
                   path: Path = typer.Option(None, "--path", help="Where to store (default $SCALINGLAB_CALIBRATION or "
                                             "~/.cache/scalinglab/calibration.json)."),
                   as_json: bool = common.JSON_OPT) -> None:
     """Measure this machine's matmul FLOP/s and memory bandwidth (NumPy) and store them for --hardware local-cpu.
 
-    With --reference-model, decode steps of a NumPy decoder are timed and efficiencies fitted; the
-    engine's own decode step is wired in through `tokenomics.calibrate.calibrate(measure_decode=...)`.
+    With --model, the engine's own decode steps are timed at several (batch, context) points and
+    the efficiencies fitted, so `--hardware local-cpu` predictions describe this machine running it.
 
-    Example:  scalinglab tokenomics calibrate --json
+    Example:  scalinglab tokenomics calibrate --model runs/A --json
     """
     from scalinglab.tokenomics.calibrate import calibrate
 
     measure, spec = None, None
-    if reference_model:
+    if model is not None:
+        from scalinglab.engine.measure import engine_measure
+
+        measure, spec = engine_measure(model)
+    elif reference_model:
         from scalinglab.tokenomics.catalog import get_model
         from scalinglab.tokenomics.reference_decode import NumpyDecoder
 

@@ -1,0 +1,35 @@
+"""`scalinglab run`: the whole pipeline, then the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from scalinglab.commands.common import JSON_OPT, emit, progress_group
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_cmd)
+
+
+def run_cmd(
+    preset: str = typer.Option("cpu", help="smoke (a few minutes; what the tests run), cpu (default: models that clearly learn, "
+                               "< 30 min on 2 cores) or gpu (bigger; uses CUDA when present)."),
+    out: Path = typer.Option(Path("runs/main"), help="Run directory: one sub-directory per stage, summary.json, report.html."),
+    resume: bool = typer.Option(False, help="Continue a stopped run: finished stages are skipped."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """o1 in miniature: pre-training ladder, synthetic data, SFT, reward models, GRPO and PPO,
+    test-time compute, the compute trade-off and tokenomics, then DIR/report.html.
+
+    Example: scalinglab run --preset smoke --out runs/smoke
+    """
+    from scalinglab.pipeline import run_pipeline
+
+    with progress_group() as progress:  # one live display; each piece of work adds its own bar
+        summary = run_pipeline(preset, str(out), resume=resume, progress=progress)
+    lines = [f"[bold]{s.get('title', name)}[/bold]: " + ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
+                                                             for k, v in (s.get("headline") or {}).items())
+             for name, s in summary["stages"].items()]
+    emit(summary, as_json, human="\n".join(lines) + f"\n\nreport: {summary.get('report')}")

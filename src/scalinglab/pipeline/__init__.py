@@ -1,0 +1,103 @@
+"""The main job, `scalinglab run`: o1 in miniature, end to end, then the report.
+
+    scalinglab run --preset smoke|cpu|gpu --out DIR [--resume]
+
+Stages run in order (`stages.py`), each a library call a user could also make alone:
+pre-training ladder + Chinchilla fit → rejection-sampled synthetic data → SFT → ORM and PRM
+→ GRPO and PPO → test-time strategies → the training vs test-time trade-off → tokenomics →
+`DIR/report.html`. A finished stage leaves `DIR/<stage>/stage.json`; `--resume` skips those,
+and Ctrl-C or a crash never touches them; an unfinished stage restarts from scratch (the
+ladder keeps its finished rungs). `DIR/summary.json` holds every headline number
+and each stage's model path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+from scalinglab.errors import UserError
+from scalinglab.pipeline import stages
+from scalinglab.pipeline.presets import PRESETS, Preset
+from scalinglab.runs.store import atomic_write_json, dumps
+
+STAGES: list[tuple[str, Callable]] = [
+    ("pretrain", stages.pretrain), ("synth", stages.synth), ("sft", stages.sft), ("reward_models", stages.reward_models),
+    ("rl", stages.rl), ("testtime", stages.testtime), ("tradeoff", stages.tradeoff), ("tokenomics", stages.tokenomics),
+]
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
+    p = PRESETS[name]
+    if p.device == "auto":
+        import torch
+
+        from dataclasses import replace
+
+        p = replace(p, device="cuda" if torch.cuda.is_available() else "cpu")
+    return p
+
+
+def _summary(out: Path, preset: Preset, records: dict, failed: dict, t0: float, started: str) -> dict:
+    keep = ("title", "headline", "model", "figures", "table", "notes")
+    st = {name: {k: r.get(k) for k in keep if r.get(k) is not None} for name, r in records.items()}
+    st.update({name: {"status": "failed", "error": err} for name, err in failed.items()})
+    laws = {r["law"]["name"]: {k: r["law"].get(k) for k in ("params", "ci95", "success", "message")}
+            for r in records.values() if r.get("law")}
+    return {"preset": preset.name, "task": preset.task, "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "seconds": time.time() - t0, "machine": f"{os.cpu_count()}-core {platform.machine()}", "stages": st, "laws": laws,
+            "models": {name: r.get("model") for name, r in records.items()}}
+
+
+def run_pipeline(preset: str = "cpu", out: str = "runs/main", resume: bool = False,
+                 progress: Callable[[str], Callable[..., None]] | None = None, only: tuple[str, ...] = ()) -> dict:
+    """Run every stage (or resume the unfinished ones); returns the summary written to OUT/summary.json."""
+    p = get_preset(preset)
+    root = Path(out)
+    if root.exists() and any(root.iterdir()) and not resume:
+        raise UserError(f"{root}: not empty (use --resume to continue that run, or another --out)")
+    root.mkdir(parents=True, exist_ok=True)
+    cfg_path = root / "preset.json"
+    if cfg_path.exists() and json.loads(cfg_path.read_text()).get("name") != p.name:
+        raise UserError(f"{root}: was started with preset {json.loads(cfg_path.read_text()).get('name')!r}, not {p.name!r}")
+    atomic_write_json(cfg_path, p.__dict__)
+    ctx = stages.Context(out=root, preset=p, progress=progress or (lambda name: (lambda *a, **k: None)))
+    t0, started = time.time(), time.strftime("%Y-%m-%dT%H:%M:%S")
+    failed: dict[str, str] = {}
+    for name, fn in STAGES:
+        if only and name not in only:
+            continue
+        marker = root / name / "stage.json"
+        if marker.exists():
+            ctx.records[name] = json.loads(marker.read_text())
+            continue
+        if name != "pretrain" and (root / name).exists():  # an unfinished stage restarts (the ladder reuses finished rungs)
+            shutil.rmtree(root / name)
+        try:
+            record = fn(ctx)
+        except UserError:
+            raise
+        except Exception as e:  # a failed stage is reported; the stages that need it are skipped
+            failed[name] = f"{type(e).__name__}: {e}"
+            atomic_write_json(root / "summary.json", _summary(root, p, ctx.records, failed, t0, started))
+            raise
+        atomic_write_json(marker, json.loads(dumps(record)))
+        ctx.records[name] = record
+        atomic_write_json(root / "summary.json", _summary(root, p, ctx.records, failed, t0, started))
+    summary = _summary(root, p, ctx.records, failed, t0, started)
+    atomic_write_json(root / "summary.json", summary)
+    try:
+        from scalinglab.report import build_report
+    except ImportError:
+        summary["report"] = None
+    else:
+        summary["report"] = str(build_report(root))
+    atomic_write_json(root / "summary.json", summary)
+    return summary

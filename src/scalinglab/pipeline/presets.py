@@ -1,0 +1,52 @@
+"""Presets of the main job: how big each stage is.
+
+`smoke` finishes in a few minutes on 2 CPU cores and is what the tests run; `cpu` (the
+default) trains models that clearly learn in under half an hour on 2 cores; `gpu` scales the
+models and budgets up and uses a CUDA device when one is present.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str = "cpu"
+    task: str = "arithmetic"  # the reasoning task every stage works on
+    device: str = "cpu"  # where training and sampling run
+    # 1. pre-training ladder (sizes × token budgets); the best rung is the base model
+    depths: tuple[int, ...] = (1, 2)
+    tokens: tuple[int, ...] = (400_000, 1_000_000, 2_500_000)
+    pretrain_overrides: tuple[str, ...] = ("batch_size=32", "seq_len=128")
+    base_depth: int = 2  # the base model of post-training: this depth at the largest token budget
+    bootstrap: int = 1000  # bootstrap resamples of the Chinchilla fit
+    # 2. synthetic data and SFT
+    synth_problems: int = 400
+    synth_k: int = 4
+    sft_steps: int = 60
+    # 3. reward models
+    rm_steps: int = 80
+    rm_problems: int = 128
+    # 4. RL
+    grpo_steps: int = 60
+    ppo_steps: int = 40
+    rl_prompts_per_step: int = 16
+    # 5. test-time compute and evaluation
+    eval_problems: int = 200  # held-out problems (seed 777, never used in training)
+    ns: tuple[int, ...] = (1, 2, 4, 8, 16)
+    # 6. trade-off: serving this many queries with the model
+    queries: float = 1e6
+    target_accuracy: float = 0.0  # 0 = the best accuracy reached by any measured configuration minus 2 points
+
+
+PRESETS = {
+    "smoke": Preset(name="smoke", task="addition", depths=(1, 2), tokens=(100_000, 300_000), pretrain_overrides=("batch_size=16", "seq_len=64"),
+                    base_depth=2, bootstrap=200, synth_problems=24, synth_k=4, sft_steps=4, rm_steps=4, rm_problems=12,
+                    grpo_steps=3, ppo_steps=2, rl_prompts_per_step=4, eval_problems=24, ns=(1, 2, 4), queries=1e5),
+    "cpu": Preset(),
+    "gpu": Preset(name="gpu", device="auto", depths=(2, 3, 4), tokens=(2_000_000, 5_000_000, 12_000_000),
+                  pretrain_overrides=("batch_size=64", "seq_len=256"), base_depth=4, bootstrap=2000, synth_problems=2000,
+                  synth_k=8, sft_steps=200, rm_steps=300, rm_problems=512, grpo_steps=200, ppo_steps=150,
+                  rl_prompts_per_step=64, eval_problems=500, ns=(1, 2, 4, 8, 16, 32, 64)),
+}

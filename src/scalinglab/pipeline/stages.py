@@ -1,0 +1,396 @@
+"""The stages of `scalinglab run`. Each is a function `stage(ctx) -> record` that calls the
+library (the same functions the individual commands call), writes its runs and figures under
+`DIR/<stage>/`, and returns the record the report shows:
+
+    {"title", "headline": {...}, "model": path | None, "figures": [{"path", "caption"}], "table"?, "notes"?}
+
+Compute is counted in FLOPs throughout. Pre-training uses C = 6·N·D. Post-training compute
+is estimated from what the trainers log: sampled tokens cost 2·N FLOPs each (forward), trained
+tokens 6·N (forward + backward), and RL recomputes old log-probs (another 2·N per token).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from scalinglab.pipeline.presets import Preset
+
+EVAL_SEED = 777
+
+
+@dataclass
+class Context:
+    out: Path
+    preset: Preset
+    progress: Callable[[str], Callable[..., None]]  # stage name -> progress callback
+    records: dict = field(default_factory=dict)  # finished stage records, by name
+
+    def dir(self, stage: str) -> Path:
+        d = self.out / stage
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def rel(self, path: str | Path) -> str:
+        return str(Path(path).resolve().relative_to(self.out.resolve()))
+
+    def model_of(self, stage: str, key: str = "model") -> str:
+        return self.records[stage][key]
+
+    @property
+    def threads_note(self) -> str:
+        import torch
+
+        return f"{torch.get_num_threads()} threads"
+
+
+def _fig(ctx: Context, stage: str, name: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    return fig, ax, ctx.dir(stage) / f"{name}.png"
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _params(model_path: str) -> int:
+    from scalinglab.model.hf import config_from_hf, resolve_model_dir
+
+    cfg = config_from_hf(json.loads((resolve_model_dir(model_path) / "config.json").read_text()))
+    return cfg.num_params
+
+
+def _heldout(ctx: Context):
+    from scalinglab.tasks import get_task
+
+    task = get_task(ctx.preset.task)
+    return task, task.generate(ctx.preset.eval_problems, seed=EVAL_SEED)
+
+
+def _greedy(ctx: Context, model_path: str) -> float:
+    from scalinglab.model.hf import load_model
+    from scalinglab.testtime.greedy import greedy_accuracy
+
+    task, problems = _heldout(ctx)
+    model, tok = load_model(model_path)
+    return greedy_accuracy(model, tok, task, problems)["accuracy"]
+
+
+# -- 1. pre-training ladder -----------------------------------------------------------------
+
+def pretrain(ctx: Context) -> dict:
+    from scalinglab.train.ladder import LadderConfig, run_ladder
+
+    p = ctx.preset
+    cfg = LadderConfig(task=p.task, depths=p.depths, tokens=p.tokens, seed=0, eval_problems=p.eval_problems,
+                       bootstrap=p.bootstrap, grid="small", overrides=p.pretrain_overrides + (f"device={p.device}",))
+    s = run_ladder(cfg, str(ctx.dir("pretrain") / "ladder"), progress=ctx.progress("pretrain ladder"))
+    rungs = s["rungs"]
+    base = max((r for r in rungs if r["depth"] == p.base_depth), key=lambda r: r["tokens_budget"])
+    base_path = str(ctx.dir("pretrain") / "ladder" / base["run"] / "model")
+    fit = s["fit"]
+    headline = {"rungs": len(rungs), "best val loss": min(r["loss"] for r in rungs),
+                "base model": f"depth {base['depth']}, {base['N']:.3g} params, {base['D']:.3g} tokens",
+                "base accuracy (greedy)": base.get("accuracy"), "pre-training FLOPs (all rungs)": sum(r["C"] for r in rungs)}
+    if fit.get("success"):
+        headline["Chinchilla α, β"] = f"{fit['params']['alpha']:.3f}, {fit['params']['beta']:.3f}"
+        headline["fit"] = "ill-determined (see notes)" if fit.get("ill_determined") else "well-determined"
+    plan = s.get("compute_optimal")
+    captions = {"loss_vs_compute": "Validation loss against training compute C = 6ND, one line per model size: "
+                "the lower envelope is the compute-efficient frontier.",
+                "fit": "The fitted Chinchilla law L(N, D) = E + A/N^α + B/D^β against the measured points."}
+    figures = [{"path": ctx.rel(f), "caption": next((c for k, c in captions.items() if k in Path(f).stem), Path(f).stem.replace("_", " "))}
+               for f in s.get("figures", [])]
+    notes = "; ".join(fit.get("warnings", []) or []) or None
+    if plan and plan.get("note"):
+        notes = (notes + ". " if notes else "") + plan["note"]
+    table = [{"depth": r["depth"], "N": r["N"], "D": r["D"], "C": r["C"], "val loss": r["loss"], "accuracy": r.get("accuracy")}
+             for r in rungs]
+    return {"title": "Pre-training ladder and Chinchilla fit", "headline": headline, "model": base_path, "figures": figures,
+            "table": table, "notes": notes, "law": {"name": "chinchilla", **{k: fit.get(k) for k in ("params", "ci95", "success", "message")}},
+            "compute_optimal": plan, "base_flops": base["C"], "base_params": base["N"], "base_accuracy": base.get("accuracy"),
+            "rungs": rungs}
+
+
+# -- 2. synthetic data + SFT --------------------------------------------------------------------
+
+def synth(ctx: Context) -> dict:
+    from scalinglab.synth.rejection import SynthConfig, rejection_sample, write_synth
+    from scalinglab.synth.sampler import local_sampler
+    from scalinglab.tasks import get_task
+
+    p = ctx.preset
+    task = get_task(p.task)
+    problems = task.generate(p.synth_problems, seed=31_337)
+    sampler = local_sampler(ctx.model_of("pretrain"), device=p.device, progress=ctx.progress("rejection sampling"))
+    rows, summary = rejection_sample(task, problems, sampler, SynthConfig(k=p.synth_k, seed=0))
+    out = ctx.dir("synth") / "data.jsonl"
+    write_synth(rows, summary, str(out))
+    headline = {k: summary.get(k) for k in ("acceptance_rate", "kept", "problems_with_kept", "tokens_per_kept_sample") if k in summary}
+    return {"title": "Synthetic data by rejection sampling", "headline": headline, "model": None, "figures": [],
+            "data": str(out), "summary": summary}
+
+
+def sft(ctx: Context) -> dict:
+    from scalinglab.train.sft import SFTConfig, sft as run_sft
+
+    p = ctx.preset
+    kept = ctx.records["synth"]["summary"].get("kept", 0)
+    data = ctx.records["synth"]["data"] if kept else ""  # nothing kept: fall back to the task's worked solutions
+    cfg = SFTConfig(task=p.task, data=data, steps=p.sft_steps, eval_problems=p.eval_problems, eval_seed=EVAL_SEED, device=p.device)
+    s = run_sft(cfg, ctx.model_of("pretrain"), str(ctx.dir("sft") / "run"), progress=ctx.progress("sft"))
+    n = ctx.records["pretrain"]["base_params"]
+    flops = 6.0 * n * p.sft_steps * cfg.batch_size * cfg.seq_len  # packed rows: every position is processed
+    return {"title": "Supervised fine-tuning on the kept samples", "model": s["model"], "figures": [],
+            "notes": None if kept else "rejection sampling kept nothing, so SFT used the task's worked solutions",
+            "headline": {"accuracy before": s.get("base_accuracy"), "accuracy after": s.get("accuracy"), "steps": p.sft_steps,
+                         "training FLOPs (est.)": flops},
+            "accuracy": s.get("accuracy"), "flops": flops}
+
+
+# -- 3. reward models -------------------------------------------------------------------------
+
+def reward_models(ctx: Context) -> dict:
+    from scalinglab.train.reward_trainer import RewardModelConfig, train_reward_model
+
+    p = ctx.preset
+    out = {}
+    for kind in ("orm", "prm"):
+        cfg = RewardModelConfig(kind=kind, task=p.task, steps=p.rm_steps, num_problems=p.rm_problems,
+                                eval_problems=max(8, p.eval_problems // 4), eval_seed=EVAL_SEED, device=p.device)
+        out[kind] = train_reward_model(cfg, ctx.model_of("sft"), str(ctx.dir("reward_models") / kind), progress=ctx.progress(kind))
+    headline = {}
+    for kind, s in out.items():
+        for k, v in s.items():
+            if "auc" in k.lower() and isinstance(v, (int, float)):
+                headline[f"{kind.upper()} {k}"] = v
+    return {"title": "Outcome and process reward models", "headline": headline, "model": out["orm"]["model"],
+            "figures": [], "orm": out["orm"]["model"], "prm": out["prm"]["model"]}
+
+
+# -- 4. RL -----------------------------------------------------------------------------------------
+
+def _rl_curve(run_dir: Path, n_params: float, train_mult: float) -> tuple[list[float], list[float]]:
+    """Cumulative estimated RL FLOPs and the rollout accuracy at each logged step."""
+    flops, xs, ys = 0.0, [], []
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        flops += (2.0 + train_mult) * n_params * r.get("generated_tokens", 0)  # prompts' share is left out: a lower bound
+        xs.append(flops)
+        ys.append(r.get("accuracy", float("nan")))
+    return xs, ys
+
+
+def rl(ctx: Context) -> dict:
+    import numpy as np
+
+    from scalinglab.scaling import fit_sigmoid
+    from scalinglab.train.grpo import GRPOConfig, train_grpo
+    from scalinglab.train.ppo import PPOConfig, train_ppo
+
+    p = ctx.preset
+    start = ctx.model_of("sft")
+    g = train_grpo(GRPOConfig(task=p.task, steps=p.grpo_steps, prompts_per_step=p.rl_prompts_per_step, eval_problems=p.eval_problems,
+                              eval_seed=EVAL_SEED, device=p.device), start, str(ctx.dir("rl") / "grpo"), progress=ctx.progress("grpo"))
+    q = train_ppo(PPOConfig(task=p.task, steps=p.ppo_steps, prompts_per_step=p.rl_prompts_per_step, eval_problems=p.eval_problems,
+                            eval_seed=EVAL_SEED, device=p.device), start, str(ctx.dir("rl") / "ppo"), progress=ctx.progress("ppo"))
+    n = ctx.records["pretrain"]["base_params"]
+    fig, ax, path = _fig(ctx, "rl", "accuracy_vs_rl_compute")
+    law, curves = None, {}
+    for name, run in (("GRPO", "grpo"), ("PPO", "ppo")):
+        xs, ys = _rl_curve(ctx.dir("rl") / run, n, 8.0)  # old-logp recompute (2N) + forward/backward (6N) per token
+        curves[name] = (xs, ys)
+        ax.plot(xs, ys, ".", alpha=0.5, label=f"{name} rollout accuracy")
+    xs, ys = curves["GRPO"]
+    ok = [(x, y) for x, y in zip(xs, ys) if x > 0 and math.isfinite(y)]
+    if len(ok) >= 5:
+        fit = fit_sigmoid([x for x, _ in ok], [y for _, y in ok], bootstrap=200)
+        law = {"name": "rl_sigmoid", "params": fit.params, "ci95": fit.ci, "success": fit.success, "message": fit.message}
+        if fit.success:
+            grid = np.geomspace(min(x for x, _ in ok), max(x for x, _ in ok), 100)
+            ax.plot(grid, fit.predict(grid), "-", color="C0", label="sigmoid fit (GRPO)")
+    ax.set_xscale("log")
+    ax.set_xlabel("RL compute (FLOPs, estimated)")
+    ax.set_ylabel("accuracy of sampled rollouts")
+    ax.legend()
+    _save(fig, path)
+    rl_flops = {name: (c[0][-1] if c[0] else 0.0) for name, c in curves.items()}
+    best = max((("grpo", g), ("ppo", q)), key=lambda t: t[1].get("accuracy") or 0)
+    return {"title": "Reinforcement learning against the verifier", "model": best[1]["model"],
+            "headline": {"GRPO accuracy": f"{g.get('accuracy_before')} → {g.get('accuracy')}",
+                         "PPO accuracy": f"{q.get('accuracy_before')} → {q.get('accuracy')}",
+                         "GRPO FLOPs (est.)": rl_flops["GRPO"], "PPO FLOPs (est.)": rl_flops["PPO"]},
+            "figures": [{"path": ctx.rel(path), "caption": "Accuracy of sampled rollouts against cumulative RL compute, "
+                         "with the sigmoidal compute–performance fit R(C) = R0 + (A − R0)/(1 + (C_mid/C)^B)."}],
+            "law": law, "grpo": g, "ppo": q, "grpo_model": g["model"], "ppo_model": q["model"],
+            "grpo_flops": rl_flops["GRPO"], "ppo_flops": rl_flops["PPO"]}
+
+
+# -- 5. test-time compute ------------------------------------------------------------------------
+
+def testtime(ctx: Context) -> dict:
+    from scalinglab.model.hf import load_model
+    from scalinglab.scaling import fit_coverage
+    from scalinglab.testtime.evaluate import EvalConfig, evaluate
+    from scalinglab.train.reward_model import load_reward_model
+
+    p = ctx.preset
+    task, problems = _heldout(ctx)
+    model_path = ctx.model_of("rl")
+    model, tok = load_model(model_path)
+    rms = {"orm": load_reward_model(ctx.records["reward_models"]["orm"]), "prm": load_reward_model(ctx.records["reward_models"]["prm"])}
+    runs = [("greedy", "functional"), ("sample", "functional"), ("majority", "functional"), ("best-of-n", "functional"),
+            ("best-of-n", "orm"), ("best-of-n", "prm"), ("weighted", "orm"), ("budget", "functional")]
+    results = {}
+    for strategy, verifier in runs:
+        label = strategy if verifier == "functional" else f"{strategy} ({verifier.upper()})"
+        ns = (1,) if strategy == "greedy" else ((8, 16, 32, 48) if strategy == "budget" else p.ns)
+        cfg = EvalConfig(strategy=strategy, ns=ns, verifier=verifier, seed=0)
+        results[label] = evaluate(model, tok, task, problems, cfg, reward_model=rms.get(verifier), progress=ctx.progress(label))
+    fig, ax, path = _fig(ctx, "testtime", "accuracy_vs_flops")
+    for label, r in results.items():
+        pts = r["points"]
+        ax.plot([q["flops"] for q in pts], [q["accuracy"] for q in pts], "o-", label=label, ms=4)
+    sample = results["sample"]["points"]
+    cov = fit_coverage([q["n"] for q in sample], [max(q["pass_at_k"], 1e-6) for q in sample], bootstrap=200)
+    ax.plot([q["flops"] for q in sample], [q["pass_at_k"] for q in sample], "k--", lw=1, label="pass@k (coverage)")
+    ax.set_xscale("log")
+    ax.set_xlabel("inference FLOPs for the whole eval set")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=7, ncol=2)
+    _save(fig, path)
+    table = [{"strategy": label, "n": q["n"], "accuracy": q["accuracy"], "pass@k": q.get("pass_at_k"), "generated tokens": q["generated_tokens"],
+              "FLOPs": q["flops"]} for label, r in results.items() for q in r["points"]]
+    best = max(table, key=lambda r: r["accuracy"])
+    greedy = results["greedy"]["points"][0]["accuracy"]
+    maj = results["majority"]["points"][-1]
+    return {"title": "Test-time compute", "model": model_path,
+            "headline": {"greedy": greedy, f"majority@{maj['n']}": maj["accuracy"],
+                         f"pass@{sample[-1]['n']}": sample[-1]["pass_at_k"], "best": f"{best['strategy']} n={best['n']}: {best['accuracy']:.3f}"},
+            "figures": [{"path": ctx.rel(path), "caption": "Accuracy against inference compute for each strategy on held-out problems "
+                         "(one model, the RL-trained one); the dashed line is pass@k, what a perfect verifier could pick."}],
+            "table": table, "law": {"name": "coverage", "params": cov.params, "ci95": cov.ci, "success": cov.success, "message": cov.message},
+            "results": {k: v["points"] for k, v in results.items()}}
+
+
+# -- 6. trade-off --------------------------------------------------------------------------------
+
+def tradeoff(ctx: Context) -> dict:
+    """Which measured mix of training and test-time compute reaches a target accuracy cheapest."""
+    p = ctx.preset
+    pre = ctx.records["pretrain"]
+    sft_flops = ctx.records["sft"]["flops"]
+    rl = ctx.records["rl"]
+    n_eval = p.eval_problems
+    options = []
+    # pre-trained rungs, greedy
+    for r in pre["rungs"]:
+        if r.get("accuracy") is not None:
+            infer = 2.0 * r["N"] * 40 * p.queries  # ~40 tokens per answer, greedy
+            options.append({"option": f"pretrain d{r['depth']} {r['D']:.2g} tok, greedy", "train_flops": r["C"],
+                            "test_flops": infer, "accuracy": r["accuracy"]})
+    train_rl = pre["base_flops"] + sft_flops + rl["grpo_flops"]
+    for q in ctx.records["testtime"]["results"].get("majority", []):
+        per_query = q["flops"] / n_eval
+        options.append({"option": f"pretrain + SFT + GRPO, majority@{q['n']}", "train_flops": train_rl,
+                        "test_flops": per_query * p.queries, "accuracy": q["accuracy"]})
+    for q in ctx.records["testtime"]["results"].get("best-of-n", []):
+        per_query = q["flops"] / n_eval
+        options.append({"option": f"pretrain + SFT + GRPO, best-of-{q['n']} (verifier)", "train_flops": train_rl,
+                        "test_flops": per_query * p.queries, "accuracy": q["accuracy"]})
+    for o in options:
+        o["total_flops"] = o["train_flops"] + o["test_flops"]
+    best_acc = max(o["accuracy"] for o in options)
+    target = p.target_accuracy or max(0.0, best_acc - 0.02)
+    feasible = [o for o in options if o["accuracy"] >= target]
+    cheapest = min(feasible, key=lambda o: o["total_flops"])
+    fig, ax, path = _fig(ctx, "tradeoff", "frontier")
+    for o in options:
+        ax.scatter(o["total_flops"], o["accuracy"], s=18, color="C1" if "GRPO" in o["option"] else "C0")
+    frontier, best = [], -1.0
+    for o in sorted(options, key=lambda o: o["total_flops"]):
+        if o["accuracy"] > best:
+            frontier.append(o)
+            best = o["accuracy"]
+    ax.plot([o["total_flops"] for o in frontier], [o["accuracy"] for o in frontier], "k-", lw=1, label="frontier")
+    ax.axhline(target, color="grey", ls=":", label=f"target {target:.2f}")
+    ax.scatter([cheapest["total_flops"]], [cheapest["accuracy"]], s=80, facecolors="none", edgecolors="red", label="cheapest at target")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"training + serving FLOPs ({p.queries:.0e} queries)")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    return {"title": "Where compute is best spent", "model": None,
+            "headline": {"target accuracy": target, "cheapest option": cheapest["option"], "its total FLOPs": cheapest["total_flops"],
+                         "its accuracy": cheapest["accuracy"]},
+            "figures": [{"path": ctx.rel(path), "caption": f"Every measured configuration (blue: pre-trained only, greedy; orange: "
+                         f"post-trained with test-time strategies) by total compute to train it and serve {p.queries:.0e} queries. "
+                         "The red circle is the cheapest one that reaches the target."}],
+            "table": sorted(options, key=lambda o: o["total_flops"])}
+
+
+# -- 7. tokenomics --------------------------------------------------------------------------------
+
+def tokenomics(ctx: Context) -> dict:
+    from scalinglab.engine.measure import engine_measure
+    from scalinglab.tokenomics.calibrate import calibrate, local_hardware
+    from scalinglab.tokenomics.catalog import get_hardware, get_model
+    from scalinglab.tokenomics.cost import answer_cost
+    from scalinglab.tokenomics.memory import Parallel, ServeConfig
+    from scalinglab.tokenomics.roofline import StepModel
+
+    d = ctx.dir("tokenomics")
+    # (a) this lab's own model on this CPU: measured decode steps against the calibrated roofline
+    measure, spec = engine_measure(ctx.model_of("rl"))
+    cal_path = d / "calibration.json"
+    points = ((1, 64), (4, 128), (16, 128), (16, 512), (64, 128), (64, 256))
+    cal = calibrate(measure, spec, points=points, path=cal_path, quick=True)
+    hw = local_hardware(cal_path)
+    step = StepModel(spec, hw, ServeConfig(weights_dtype="fp32", kv_dtype="fp32"))
+    rows = []
+    for b, c in ((2, 96), (8, 192), (32, 384), (48, 200)):  # held-out points, not used in the fit
+        meas = measure(b, c)
+        pred = step.decode(b, c).seconds
+        rows.append({"batch": b, "context": c, "measured_ms": meas * 1e3, "predicted_ms": pred * 1e3, "error": pred / meas - 1})
+    # (b) frontier configurations: $ per answer against chain-of-thought length, and N-sample votes
+    fig, ax, path = _fig(ctx, "tokenomics", "cost_per_answer")
+    configs = [("Llama-3.1-405B", "H100", 8, "fp8"), ("Llama-3.1-405B", "H200", 8, "fp8"), ("Llama-3.1-405B", "B200", 8, "fp8"),
+               ("DeepSeek-V3", "H200", 8, "fp8"), ("DeepSeek-V3", "GB200-NVL72", 8, "fp8")]
+    cots = [1_000, 2_000, 4_000, 8_000, 16_000, 32_000]
+    frontier = []
+    for model_name, hw_name, n_gpu, wdt in configs:
+        try:
+            st = StepModel(get_model(model_name), get_hardware(hw_name), ServeConfig(weights_dtype=wdt, par=Parallel(tp=n_gpu)))
+            costs = [answer_cost(st, 1_000, L)["usd_per_answer"] for L in cots]
+        except Exception as e:  # a configuration that does not fit is reported, not fatal
+            frontier.append({"config": f"{model_name} on {n_gpu}×{hw_name}", "error": str(e)})
+            continue
+        ax.plot(cots, costs, "o-", ms=3, label=f"{model_name} {n_gpu}×{hw_name} {wdt}")
+        vote = answer_cost(st, 1_000, 8_000, n_samples=8)["usd_per_answer"]
+        frontier.append({"config": f"{model_name} on {n_gpu}×{hw_name}", "$ per answer (8k CoT)": costs[3], "$ per 8-vote (8k CoT)": vote})
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("chain-of-thought length (tokens)")
+    ax.set_ylabel("$ per answer")
+    ax.legend(fontsize=7)
+    _save(fig, path)
+    med = sorted(abs(r["error"]) for r in rows)[len(rows) // 2]
+    return {"title": "Tokenomics: what answers cost", "model": None,
+            "headline": {"CPU decode: median |error| of calibrated prediction": med, "matmul GFLOP/s (this CPU)": cal["matmul_flops"] / 1e9,
+                         "bandwidth GB/s (this CPU)": cal["bandwidth_bytes_per_s"] / 1e9},
+            "figures": [{"path": ctx.rel(path), "caption": "Rental cost of one answer against the length of its chain of thought "
+                         "(1k-token prompt), from the roofline model on the catalogued hardware: long reasoning shrinks the batch "
+                         "that fits in HBM, so cost grows faster than linearly."}],
+            "table": rows + frontier}
