@@ -17,8 +17,8 @@ class Preset:
     device: str = "cpu"  # where training and sampling run
     # 1. pre-training ladder (sizes × token budgets); the best rung is the base model
     depths: tuple[int, ...] = (1, 2)
-    tokens: tuple[int, ...] = (400_000, 1_000_000, 2_500_000)
-    pretrain_overrides: tuple[str, ...] = ("batch_size=32", "seq_len=128")
+    tokens: tuple[int, ...] = (192_000, 384_000, 768_000)  # 768k = 1,500 steps of 4 × 128 tokens
+    pretrain_overrides: tuple[str, ...] = ("batch_size=4", "seq_len=128")
     base_depth: int = 2  # the base model of post-training: this depth at the largest token budget
     bootstrap: int = 1000  # bootstrap resamples of the Chinchilla fit
     # 2. synthetic data and SFT
@@ -29,8 +29,8 @@ class Preset:
     rm_steps: int = 80
     rm_problems: int = 128
     # 4. RL
-    grpo_steps: int = 60
-    ppo_steps: int = 40
+    grpo_steps: int = 200
+    ppo_steps: int = 200
     rl_prompts_per_step: int = 16
     # 5. test-time compute and evaluation
     eval_problems: int = 200  # held-out problems (seed 777, never used in training)

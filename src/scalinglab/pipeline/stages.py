@@ -229,13 +229,18 @@ def rl(ctx: Context) -> dict:
     rl_flops = {name: (c[0][-1] if c[0] else 0.0) for name, c in curves.items()}
     best = max((("grpo", g), ("ppo", q)), key=lambda t: t[1].get("accuracy") or 0)
     return {"title": "Reinforcement learning against the verifier", "model": best[1]["model"],
-            "headline": {"GRPO accuracy": f"{g.get('accuracy_before')} → {g.get('accuracy')}",
-                         "PPO accuracy": f"{q.get('accuracy_before')} → {q.get('accuracy')}",
+            "headline": {"GRPO accuracy": _change(g.get("accuracy_before"), g.get("accuracy")),
+                         "PPO accuracy": _change(q.get("accuracy_before"), q.get("accuracy")),
                          "GRPO FLOPs (est.)": rl_flops["GRPO"], "PPO FLOPs (est.)": rl_flops["PPO"]},
             "figures": [{"path": ctx.rel(path), "caption": "Accuracy of sampled rollouts against cumulative RL compute, "
                          "with the sigmoidal compute–performance fit R(C) = R0 + (A − R0)/(1 + (C_mid/C)^B)."}],
             "law": law, "grpo": g, "ppo": q, "grpo_model": g["model"], "ppo_model": q["model"],
             "grpo_flops": rl_flops["GRPO"], "ppo_flops": rl_flops["PPO"]}
+
+
+def _change(before, after) -> str:
+    fmt = lambda v: "?" if v is None else f"{v:.3f}"  # noqa: E731
+    return f"{fmt(before)} → {fmt(after)}"
 
 
 # -- 5. test-time compute ------------------------------------------------------------------------
