@@ -153,6 +153,16 @@ def test_grad_accumulation_exact_grpo(tiny, toy):
     torch.testing.assert_close(deltas[1], deltas[0], rtol=1e-5, atol=1e-7)
 
 
+def test_grpo_minibatches_recompute_old_logprobs(tiny, toy):
+    model, _, ro = _batch(tiny, toy)
+    adv = ADVANTAGES["center"](ro.rewards.view(2, 4)).reshape(-1)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    st = grpo_step(model, opt, ro, adv, GRPOConfig(minibatches=2, epochs=2, micro_batch=3), step=0, max_new_tokens=10)
+    assert st["optimizer_steps"] == 4
+    assert st["mismatch_abs"] < 1e-4  # old log-probs from a separate pass before any update
+    assert st["ppo_kl"] != 0.0  # later minibatches see a moved policy
+
+
 def test_grad_accumulation_exact_ppo(tiny, toy):
     model, tok, ro = _batch(tiny, toy)
     scores = token_rewards(ro, PPOConfig(), None, tok, toy)

@@ -170,10 +170,12 @@ def grpo_step(model, opt, ro: Rollout, adv: torch.Tensor, cfg: GRPOConfig, step:
 
 def train_grpo(cfg: GRPOConfig, model_path: str, out: str, resume: bool = False, progress: Callable[..., None] | None = None) -> dict:
     """Run GRPO from the model at `model_path`; returns the summary (also OUT/summary.json)."""
-    if cfg.advantage not in ADVANTAGES:
-        from scalinglab.errors import UserError
+    from scalinglab.errors import UserError
 
+    if cfg.advantage not in ADVANTAGES:
         raise UserError(f"advantage {cfg.advantage!r} is not one of {sorted(ADVANTAGES)}")
+    if cfg.loss_norm not in ("token", "constant"):
+        raise UserError(f"loss_norm {cfg.loss_norm!r} is not 'token' or 'constant'")
     rl = RLRun.start("grpo", cfg, model_path, out, resume, need_ref=cfg.beta > 0)
     if rl.done:
         return rl.summary
