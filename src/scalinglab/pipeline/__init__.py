@@ -24,7 +24,7 @@ from typing import Callable
 from scalinglab.errors import UserError
 from scalinglab.pipeline import stages
 from scalinglab.pipeline.presets import PRESETS, Preset
-from scalinglab.runs.store import atomic_write_json, dumps
+from scalinglab.runs.store import atomic_write_json, atomic_write_text, dumps
 
 STAGES: list[tuple[str, Callable]] = [
     ("pretrain", stages.pretrain), ("synth", stages.synth), ("sft", stages.sft), ("reward_models", stages.reward_models),
@@ -54,6 +54,25 @@ def _summary(out: Path, preset: Preset, records: dict, failed: dict, t0: float, 
     return {"preset": preset.name, "task": preset.task, "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "seconds": time.time() - t0, "machine": f"{os.cpu_count()}-core {platform.machine()}", "stages": st, "laws": laws,
             "models": {name: r.get("model") for name, r in records.items()}}
+
+
+def results_markdown(summary: dict) -> str:
+    """The run's headline numbers as a Markdown table (what the README shows)."""
+    def fmt(v) -> str:
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) >= 1e4 or abs(v) < 1e-2 else f"{v:.3f}"
+        return str(v)
+
+    lines = [f"Preset `{summary['preset']}`, task `{summary['task']}`, {summary['machine']}, "
+             f"{summary['seconds'] / 60:.1f} min, finished {summary['finished']}.", "",
+             "| stage | result |", "|---|---|"]
+    for name, st in summary["stages"].items():
+        if st.get("status") == "failed":
+            lines.append(f"| {name} | failed: {st.get('error')} |")
+            continue
+        items = "; ".join(f"{k}: {fmt(v)}" for k, v in (st.get("headline") or {}).items())
+        lines.append(f"| {st.get('title', name)} | {items} |")
+    return "\n".join(lines) + "\n"
 
 
 def run_pipeline(preset: str = "cpu", out: str = "runs/main", resume: bool = False,
@@ -93,6 +112,7 @@ def run_pipeline(preset: str = "cpu", out: str = "runs/main", resume: bool = Fal
         atomic_write_json(root / "summary.json", _summary(root, p, ctx.records, failed, t0, started))
     summary = _summary(root, p, ctx.records, failed, t0, started)
     atomic_write_json(root / "summary.json", summary)
+    atomic_write_text(root / "results.md", results_markdown(summary))
     try:
         from scalinglab.report import build_report
     except ImportError:

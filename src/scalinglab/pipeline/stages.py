@@ -393,7 +393,7 @@ def tokenomics(ctx: Context) -> dict:
     _save(fig, path)
     med = sorted(abs(r["error"]) for r in rows)[len(rows) // 2]
     return {"title": "Tokenomics: what answers cost", "model": None,
-            "headline": {"CPU decode: median |error| of calibrated prediction": med, "matmul GFLOP/s (this CPU)": cal["matmul_flops"] / 1e9,
+            "headline": {"CPU decode: median abs error of calibrated prediction": med, "matmul GFLOP/s (this CPU)": cal["matmul_flops"] / 1e9,
                          "bandwidth GB/s (this CPU)": cal["bandwidth_bytes_per_s"] / 1e9},
             "figures": [{"path": ctx.rel(path), "caption": "Rental cost of one answer against the length of its chain of thought "
                          "(1k-token prompt), from the roofline model on the catalogued hardware: long reasoning shrinks the batch "

@@ -1,0 +1,89 @@
+"""The main job end to end: `scalinglab run --preset smoke` (issue 8's acceptance)."""
+
+import io
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+
+from scalinglab.cli import main
+from scalinglab.pipeline import STAGES, run_pipeline
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("main") / "run"
+    summary = run_pipeline("smoke", str(out))
+    return out, summary
+
+
+def test_every_stage_has_headline_numbers_and_model(smoke):
+    out, summary = smoke
+    saved = json.loads((out / "summary.json").read_text())
+    assert list(saved["stages"]) == [name for name, _ in STAGES]
+    for name, st in saved["stages"].items():
+        assert st.get("status") != "failed", (name, st)
+        assert st["headline"], name
+        assert (out / name / "stage.json").exists()
+    for name in ("pretrain", "sft", "reward_models", "rl", "testtime"):
+        assert Path(saved["stages"][name]["model"]).exists(), name
+    assert {"chinchilla", "coverage"} <= set(saved["laws"])
+    for st in saved["stages"].values():
+        for fig in st.get("figures", []):
+            assert (out / fig["path"]).stat().st_size > 5_000, fig  # a real plot, not an empty canvas
+    assert (out / "report.html").exists()
+
+
+def test_stated_accuracy_is_reproduced_by_eval(smoke, capsys):
+    """summary.json's greedy accuracy of the test-time model equals `scalinglab eval` on it."""
+    out, summary = smoke
+    st = summary["stages"]["testtime"]
+    problems = json.loads((out / "preset.json").read_text())["eval_problems"]
+    try:
+        main(["eval", "--model", st["model"], "--task", "addition", "--seed", "777", "--num-problems", str(problems),
+              "--strategy", "greedy", "--n", "1", "--json"])
+    except SystemExit as e:
+        assert not e.code
+    res = json.loads(capsys.readouterr().out)
+    assert res["points"][0]["accuracy"] == pytest.approx(st["headline"]["greedy"])
+
+
+def test_resume_skips_finished_stages(smoke):
+    out, _ = smoke
+    stamps = {name: (out / name / "stage.json").stat().st_mtime_ns for name, _ in STAGES}
+    run_pipeline("smoke", str(out), resume=True)
+    assert stamps == {name: (out / name / "stage.json").stat().st_mtime_ns for name, _ in STAGES}
+
+
+def test_refuses_to_overwrite_and_wrong_preset(smoke):
+    from scalinglab.errors import UserError
+
+    out, _ = smoke
+    with pytest.raises(UserError, match="not empty"):
+        run_pipeline("smoke", str(out))
+    with pytest.raises(UserError, match="preset"):
+        run_pipeline("cpu", str(out), resume=True)
+    with pytest.raises(UserError, match="unknown preset"):
+        run_pipeline("huge", str(out.parent / "other"))
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.mark.browser
+def test_report_opens_in_headless_chromium_with_every_figure(smoke):
+    from scalinglab.report.browser import find_chromium, visit
+
+    if not find_chromium():
+        pytest.skip("chromium not installed (scripts/install_system_deps.sh --browser)")
+    out, summary = smoke
+    v = visit(out / "report.html")
+    assert v.errors == [] and v.network_requests == []
+    n_figs = sum(len(st.get("figures", [])) for st in summary["stages"].values())
+    assert len(v.images) == n_figs >= 5
+    assert all(img["naturalWidth"] > 300 and img["naturalHeight"] > 200 for img in v.images)
+    w, h = _png_size(v.screenshot)
+    assert w == 1280 and h > 2000
