@@ -236,3 +236,11 @@ def test_sigkill_then_resume_logs_every_step_once(tiny, tmp_path):
     assert summary["steps"] == 12
     steps = [json.loads(x)["step"] for x in metrics.read_text().splitlines()]
     assert steps == list(range(1, 13))
+
+
+def test_resume_before_first_checkpoint_starts_over_cleanly(tiny, toy, tmp_path):
+    cfg = GRPOConfig(steps=2, group_size=2, **SMALL)
+    train_grpo(cfg, str(tiny), str(tmp_path / "r"))
+    (tmp_path / "r" / "summary.json").unlink()  # as if killed after logging both steps, with no checkpoint
+    train_grpo(cfg, str(tiny), str(tmp_path / "r"), resume=True)
+    assert [json.loads(x)["step"] for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()] == [1, 2]

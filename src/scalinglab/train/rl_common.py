@@ -320,8 +320,11 @@ class RLRun:
         ckpt = self.run.latest_checkpoint() if resume else None
         if ckpt is not None:
             self._restore(ckpt)
-        elif cfg.eval_problems:
-            self.baseline = self.evaluate()
+        else:
+            if resume:  # killed before its first checkpoint: start over, forget its logged steps
+                self.run.trim_metrics(0)
+            if cfg.eval_problems:
+                self.baseline = self.evaluate()
         self.tb = _tensorboard(self.run.path / "tb")
         self.t_start = time.perf_counter()
         return self
