@@ -23,7 +23,9 @@ same code runs sequentially in this process or as Ray tasks on a cluster.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 from scalinglab.errors import UserError
@@ -85,8 +87,37 @@ def import_ray():
     return ray
 
 
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a HOST:PORT nobody listens on (ray.init would retry for minutes)."""
+    import socket
+
+    if address == "auto" or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UserError(f"--address {address!r}: expected HOST:PORT (e.g. 10.0.0.5:6379), 'auto' or ray://HOST:10001")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise UserError(f"--address {address}: no Ray head reachable there ({e.strerror or e}); "
+                        "start one with `ray start --head`") from None
+
+
+def _token_auth_for_clients() -> None:
+    """Send the cluster token when joining a cluster. Ray >= 2.5x heads enable token auth when a token
+    exists (~/.ray/auth_token, RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH), but a client joining with an
+    address did not send it unless RAY_AUTH_MODE=token was set (measured with Ray 2.60)."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or Path("~/.ray/auth_token").expanduser().exists():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     """Connect to (or start) Ray; returns True when this call started it (and so should shut it down)."""
+    if address:
+        check_reachable(address)
+        _token_auth_for_clients()  # before Ray is imported: it reads its auth mode once
     ray = import_ray()
     if ray.is_initialized():
         return False
@@ -98,7 +129,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     try:
         ray.init(**kw)
     except ConnectionError as e:
-        raise UserError(f"--address {address}: cannot reach a Ray cluster there ({e})") from None
+        raise UserError(f"--address {address}: cannot join a Ray cluster there ({e})") from None
     return True
 
 
@@ -108,8 +139,8 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None):
+        self._owns = init_ray(address, num_cpus)  # first: it may set Ray's auth mode before the import
         self.ray = import_ray()
-        self._owns = init_ray(address, num_cpus)
         self._remote: dict[Callable, Any] = {}
 
     def submit(self, fn, *args, resources: Resources | None = None, **kwargs):

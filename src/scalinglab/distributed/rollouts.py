@@ -164,9 +164,9 @@ class RayRolloutPool:
     """Generation actors + verifier actors on Ray (local instance, or the cluster at `address`)."""
 
     def __init__(self, model_path: str, cfg: RolloutPoolConfig = RolloutPoolConfig(), address: str | None = None):
+        self._owns = init_ray(address)  # first: it may set Ray's auth mode before the import
         ray = self.ray = import_ray()
         self.cfg, self.model_path = cfg, str(model_path)
-        self._owns = init_ray(address)
         if cfg.trace_dir:
             Path(cfg.trace_dir).mkdir(parents=True, exist_ok=True)
         restarts = dict(max_restarts=cfg.max_restarts, max_task_retries=cfg.max_restarts)
