@@ -96,6 +96,7 @@ def evaluate(model, tokenizer, task, problems: Sequence[Problem], cfg: EvalConfi
 def plot(summary: dict, path: str | Path) -> Path:
     """Accuracy (solid) and pass@k (dashed) against FLOPs, log x, written as a PNG."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -109,6 +110,7 @@ def plot(summary: dict, path: str | Path) -> Path:
         ax.annotate(f"n={p['n']}", (p["flops"], p["accuracy"]), textcoords="offset points", xytext=(3, -10), fontsize=7)
     if len(set(x)) > 1:
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # major decades only: readable
     ax.set_xlabel("inference FLOPs (all problems)")
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
