@@ -17,7 +17,8 @@ same code runs sequentially in this process or as Ray tasks on a cluster.
   input, and retrying would only repeat it). The function must therefore be safe to run again
   from the start: it must clean up or resume the partial output of a killed attempt.
   `ray.init(address=...)` joins a running cluster ("auto" finds the local head started with
-  `ray start --head`); without an address it reuses an initialised Ray or starts a local instance.
+  `ray start --head`); without an address it reuses an initialised Ray or starts a fresh local
+  instance (shut down again by `close()`).
 """
 
 from __future__ import annotations
@@ -121,10 +122,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     ray = import_ray()
     if ray.is_initialized():
         return False
-    kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
-    if address:
-        kw["address"] = address
-    elif num_cpus is not None:
+    # "local": a fresh instance for this process, never a cluster some earlier `ray start` left
+    # recorded in /tmp/ray (ray.init() alone would try to join it); use --address auto for that
+    kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "address": address or "local"}
+    if not address and num_cpus is not None:
         kw["num_cpus"] = num_cpus
     try:
         ray.init(**kw)
