@@ -36,11 +36,9 @@ def sweep_pretrain_cmd(
 ) -> None:
     """Train a scaling ladder (every depth x every token budget), fit L(N, D) = E + A/N^a + B/D^b, plan N*(C), D*(C).
 
-    \b
-    Writes OUT/rung-d{depth}-t{tokens}/ (one pre-training run each), OUT/ladder.csv (N, D, C, loss),
-    OUT/loss_vs_compute.png, OUT/fit.png and OUT/summary.json (rungs, fit with 95% CIs and warnings,
-    compute-optimal plan). Rerunning reuses finished rungs; a rung killed half-way is trained again.
-    A ladder of a few tiny sizes rarely pins five parameters: read fit.warnings.
+    Writes OUT/rung-d{depth}-t{tokens}/ (one pre-training run each), OUT/ladder.csv (N, D, C, loss), OUT/loss_vs_compute.png, OUT/fit.png and OUT/summary.json (rungs, fit with 95% CIs and warnings, compute-optimal plan).
+
+    Rerunning reuses finished rungs; a rung killed half-way is trained again. A ladder of a few tiny sizes rarely pins five parameters: read fit.warnings.
 
     \b
     Example (about 2 minutes on 2 CPU cores):
