@@ -34,7 +34,8 @@ VICTIM = rung_name(2, 1024)
 def local_ray():
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        # address="local": a private instance, even if a `ray start` elsewhere left its address recorded
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     if started:
         ray.shutdown()
