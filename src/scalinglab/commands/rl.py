@@ -48,6 +48,9 @@ def _run(kind: str, cfg, model: Path, out: Path, resume: bool, as_json: bool) ->
 def grpo_cmd(
     model: Path = MODEL_OPT, task: str = TASK_OPT, steps: int = STEPS_OPT, seed: int = SEED_OPT, checkpoint_every: int = CKPT_OPT,
     out: Path = OUT_OPT, resume: bool = RESUME_OPT,
+    backend: str = typer.Option("local", help="local: sample in this process; ray: generation and verifier actors on Ray."),
+    address: str = typer.Option("", help="Ray cluster address to join (--backend ray; default: a private local instance)."),
+    workers: int = typer.Option(2, help="Generation actors on the Ray backend."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override any GRPOConfig field: --set lr=3e-4 --set group_size=16 --set advantage=center."),
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -63,7 +66,8 @@ def grpo_cmd(
     from scalinglab.config import override
     from scalinglab.train.grpo import GRPOConfig
 
-    cfg = override(GRPOConfig(), {"task": task, "steps": steps, "seed": seed, "checkpoint_every": checkpoint_every})
+    cfg = override(GRPOConfig(), {"task": task, "steps": steps, "seed": seed, "checkpoint_every": checkpoint_every,
+                                  "backend": backend, "ray_address": address, "ray_generators": workers})
     cfg = override(cfg, set_ or [])
     _run("grpo", cfg, model, out, resume, as_json)
 

@@ -110,6 +110,9 @@ class GRPOConfig:
     eval_problems: int = 200  # held-out problems for greedy accuracy before and after (0 = skip)
     eval_seed: int = 777  # generator seed of the held-out problems (never used in training)
     device: str = "auto"  # auto, cpu or cuda
+    backend: str = "local"  # local (one engine in this process) or ray (generation + verifier actors)
+    ray_address: str = ""  # Ray cluster to join ("" = a private local instance)
+    ray_generators: int = 2  # generation actors on the ray backend
 
 
 def _normaliser(mask: torch.Tensor, cfg: GRPOConfig, max_new_tokens: int) -> torch.Tensor:
@@ -176,10 +179,13 @@ def train_grpo(cfg: GRPOConfig, model_path: str, out: str, resume: bool = False,
         raise UserError(f"advantage {cfg.advantage!r} is not one of {sorted(ADVANTAGES)}")
     if cfg.loss_norm not in ("token", "constant"):
         raise UserError(f"loss_norm {cfg.loss_norm!r} is not 'token' or 'constant'")
+    if cfg.backend not in ("local", "ray"):
+        raise UserError(f"backend {cfg.backend!r} is not 'local' or 'ray'")
     rl = RLRun.start("grpo", cfg, model_path, out, resume, need_ref=cfg.beta > 0)
     if rl.done:
         return rl.summary
     model, opt, task = rl.model, rl.opt, rl.task
+    pool = _ray_pool(cfg, model_path, model, rl.start) if cfg.backend == "ray" else None
     try:
         for step in range(rl.start, cfg.steps):
             t0 = time.perf_counter()
@@ -187,8 +193,12 @@ def train_grpo(cfg: GRPOConfig, model_path: str, out: str, resume: bool = False,
             for g in opt.param_groups:
                 g["lr"] = lr
             problems = prompt_batch(task, cfg.seed, step, cfg.prompts_per_step, cfg.difficulty or None)
-            ro = rollout(rl.engine, task, problems, cfg.group_size, rl.max_new_tokens, cfg.temperature,
-                         seed=rollout_seed(cfg.seed, step), missing_eos_penalty=cfg.missing_eos_penalty)
+            if pool is None:
+                ro = rollout(rl.engine, task, problems, cfg.group_size, rl.max_new_tokens, cfg.temperature,
+                             seed=rollout_seed(cfg.seed, step), missing_eos_penalty=cfg.missing_eos_penalty)
+            else:  # the same rollout on Ray actors holding weight version `step`
+                ro = pool.rollout(task, problems, cfg.group_size, rl.max_new_tokens, cfg.temperature, seed=rollout_seed(cfg.seed, step),
+                                  missing_eos_penalty=cfg.missing_eos_penalty, tokenizer=rl.tok, device=rl.device, version=step)
             r = ro.rewards.view(-1, cfg.group_size)  # (G, n)
             zero = zero_std_groups(r)  # (G,)
             adv = ADVANTAGES[cfg.advantage](r).reshape(-1)  # (B,)
@@ -201,11 +211,28 @@ def train_grpo(cfg: GRPOConfig, model_path: str, out: str, resume: bool = False,
                 model.eval()
             rec = {"step": step + 1, **rollout_record(ro), "frac_reward_zero_std": float(zero.float().mean()), **stats,
                    "advantage_abs": float(adv[rows].abs().mean()) if len(rows) else 0.0, "lr": lr}
+            if pool is not None:
+                pool.update_weights(model, version=step + 1)
+                rec.update(getattr(ro, "extra", None) or {})
             rl.end_step(step, rec, t0, tokens=ro.generated_tokens + int(ro.mask[rows].sum()) if len(rows) else ro.generated_tokens)
             if progress:
                 progress(step + 1, cfg.steps, reward=rec["reward"], acc=rec["accuracy"])
     except NonFiniteError as e:
         rl.fail(e)
         raise
+    finally:
+        if pool is not None:
+            pool.close()
     return rl.finish()
+
+
+def _ray_pool(cfg: GRPOConfig, model_path: str, model, version: int):
+    """Generation and verifier actors on Ray, holding the current weights as `version`."""
+    from scalinglab.distributed.rollouts import RayRolloutPool, RolloutPoolConfig
+    from scalinglab.model.hf import resolve_model_dir
+
+    pool = RayRolloutPool(str(resolve_model_dir(model_path)), RolloutPoolConfig(generators=cfg.ray_generators),
+                          address=cfg.ray_address or None)
+    pool.update_weights(model, version=version)  # a resumed run starts from its checkpoint's weights
+    return pool
 
