@@ -16,7 +16,7 @@ class Preset:
     task: str = "arithmetic"  # the reasoning task every stage works on
     device: str = "cpu"  # where training and sampling run
     # 1. pre-training ladder (sizes × token budgets); the best rung is the base model
-    depths: tuple[int, ...] = (1, 2)
+    depths: tuple[int, ...] = (1, 2, 3)  # three sizes: the fewest that can pin the law's size exponent
     tokens: tuple[int, ...] = (192_000, 384_000, 768_000)  # 768k = 1,500 steps of 4 × 128 tokens
     pretrain_overrides: tuple[str, ...] = ("batch_size=4", "seq_len=128")
     base_depth: int = 2  # the base model of post-training: this depth at the largest token budget

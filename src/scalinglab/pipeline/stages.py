@@ -101,7 +101,7 @@ def pretrain(ctx: Context) -> dict:
     base = max((r for r in rungs if r["depth"] == p.base_depth), key=lambda r: r["tokens_budget"])
     base_path = str(ctx.dir("pretrain") / "ladder" / base["run"] / "model")
     fit = s["fit"]
-    headline = {"rungs": len(rungs), "best val loss": min(r["loss"] for r in rungs),
+    headline = {"best val loss": min(r["loss"] for r in rungs), "rungs": len(rungs),
                 "base model": f"depth {base['depth']}, {base['N']:.3g} params, {base['D']:.3g} tokens",
                 "base accuracy (greedy)": base.get("accuracy"), "pre-training FLOPs (all rungs)": sum(r["C"] for r in rungs)}
     if fit.get("success"):
@@ -155,7 +155,7 @@ def sft(ctx: Context) -> dict:
     flops = 6.0 * n * p.sft_steps * cfg.batch_size * cfg.seq_len  # packed rows: every position is processed
     return {"title": "Supervised fine-tuning on the kept samples", "model": s["model"], "figures": [],
             "notes": None if kept else "rejection sampling kept nothing, so SFT used the task's worked solutions",
-            "headline": {"accuracy before": s.get("base_accuracy"), "accuracy after": s.get("accuracy"), "steps": p.sft_steps,
+            "headline": {"accuracy after": s.get("accuracy"), "accuracy before": s.get("base_accuracy"), "steps": p.sft_steps,
                          "training FLOPs (est.)": flops},
             "accuracy": s.get("accuracy"), "flops": flops}
 
@@ -338,7 +338,7 @@ def tradeoff(ctx: Context) -> dict:
     ax.legend(fontsize=8)
     _save(fig, path)
     return {"title": "Where compute is best spent", "model": None,
-            "headline": {"target accuracy": target, "cheapest option": cheapest["option"], "its total FLOPs": cheapest["total_flops"],
+            "headline": {"cheapest option": cheapest["option"], "target accuracy": target, "its total FLOPs": cheapest["total_flops"],
                          "its accuracy": cheapest["accuracy"]},
             "figures": [{"path": ctx.rel(path), "caption": f"Every measured configuration (blue: pre-trained only, greedy; orange: "
                          f"post-trained with test-time strategies) by total compute to train it and serve {p.queries:.0e} queries. "
