@@ -9,7 +9,7 @@ over one integer (nanochat's `--depth`). Field names are those of Hugging Face's
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 

@@ -20,7 +20,7 @@ from typing import Sequence
 from scalinglab.engine import Engine, SamplingParams
 from scalinglab.errors import UserError
 from scalinglab.tasks.base import Problem
-from scalinglab.testtime.base import Cost, SolveResult
+from scalinglab.testtime.base import SolveResult
 from scalinglab.testtime.budget import BudgetStrategy
 from scalinglab.testtime.greedy import default_max_new_tokens
 from scalinglab.testtime.passk import mean_pass_at_k

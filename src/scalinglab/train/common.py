@@ -4,7 +4,6 @@ finite checks, and atomic training-state checkpoints for exact `--resume`."""
 from __future__ import annotations
 
 import math
-import os
 import random
 from pathlib import Path
 

@@ -26,17 +26,16 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from scalinglab.errors import UserError
-from scalinglab.runs import Run
-from scalinglab.train.common import make_optimizer, pick_device, seed_everything, token_logprobs
-from scalinglab.train.data import check_data_file, build_pairs, encode_example, pairs_from_rows, sample_and_verify
-from scalinglab.train.posttrain_loop import StepResult, micro_batches, tail_mean, train_steps
+from scalinglab.train.common import make_optimizer, token_logprobs
+from scalinglab.train.data import build_pairs, encode_example, pairs_from_rows, sample_and_verify
+from scalinglab.train.posttrain_loop import StepResult, open_run, micro_batches, tail_mean, train_steps
 from scalinglab.train.sft import POSTTRAIN_SEED_BASE, _accuracy
 
 
@@ -176,17 +175,12 @@ def training_pairs(cfg: DPOConfig, task, model, tok, run, resume: bool) -> tuple
 
 def dpo(cfg: DPOConfig, model_path: str, out: str, resume: bool = False, progress: Callable[..., None] | None = None) -> dict:
     """Train the policy on preference pairs; returns the summary (also OUT/summary.json)."""
-    from scalinglab.model.hf import load_model, save_model
-    from scalinglab.tasks import get_task
+    from scalinglab.model.hf import save_model
 
-    task = get_task(cfg.task)
-    check_data_file(cfg.data)
-    device = pick_device(cfg.device)
-    model, tok = load_model(model_path, device=device)
-    run = Run.create(out, kind="dpo", config={**asdict(cfg), "model": str(model_path)}, resume=resume)
-    if resume and run.finished:
-        return run.summary
-    seed_everything(cfg.seed)
+    st = open_run("dpo", cfg, model_path, out, resume)
+    if st.finished is not None:
+        return st.finished
+    task, device, model, tok, run = st.task, st.device, st.model, st.tok, st.run
     t0 = time.perf_counter()
     evals = task.generate(cfg.eval_problems, seed=cfg.eval_seed, difficulty=cfg.difficulty or None) if cfg.eval_problems else []
     base_acc = _accuracy(model, tok, task, evals)

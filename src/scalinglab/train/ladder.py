@@ -37,7 +37,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from scalinglab.config import override
 from scalinglab.distributed.executor import BACKENDS, Resources, make_executor

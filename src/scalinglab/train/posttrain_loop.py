@@ -26,6 +26,42 @@ from scalinglab.train.common import (
 
 
 @dataclass
+class Opened:
+    """What a post-training run starts from (see `open_run`)."""
+
+    task: Any
+    device: torch.device
+    model: Any
+    tok: Any
+    run: Any
+    finished: dict | None  # the saved summary when `--resume` found the run already finished
+
+
+def open_run(kind: str, cfg, model_path: str, out: str, resume: bool) -> Opened:
+    """Check inputs, load the starting model, create (or reopen) the run directory, seed.
+
+    Every input is validated before the run directory is created, so bad input leaves nothing.
+    """
+    from dataclasses import asdict
+
+    from scalinglab.model.hf import load_model
+    from scalinglab.runs import Run
+    from scalinglab.tasks import get_task
+    from scalinglab.train.common import pick_device, seed_everything
+    from scalinglab.train.data import check_data_file
+
+    task = get_task(cfg.task)
+    check_data_file(cfg.data)
+    device = pick_device(cfg.device)
+    model, tok = load_model(model_path, device=device)
+    run = Run.create(out, kind=kind, config={**asdict(cfg), "model": str(model_path)}, resume=resume)
+    if resume and run.finished:
+        return Opened(task, device, model, tok, run, run.summary)
+    seed_everything(cfg.seed)
+    return Opened(task, device, model, tok, run, None)
+
+
+@dataclass
 class StepResult:
     loss: float  # the step's loss (sum over micro-batches of the globally normalised losses)
     tokens: int  # tokens processed (for tokens/s)

@@ -30,7 +30,7 @@ from scalinglab.model.tokenizer import CharTokenizer
 from scalinglab.runs import Run
 from scalinglab.tasks import get_task
 from scalinglab.train.common import (
-    check_finite, grad_norm, load_train_state, lr_at, make_optimizer, pick_device, save_train_state, seed_everything, set_rng_state,
+    check_finite, load_train_state, lr_at, make_optimizer, pick_device, save_train_state, seed_everything, set_rng_state,
 )
 
 TRAIN_SEED_BASE = 1_000_000  # training problems use generator seeds >= this; eval seeds stay below

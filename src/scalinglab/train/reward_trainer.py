@@ -25,17 +25,16 @@ the PRM with min and last aggregation of the step scores).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Literal
 
 import torch
 
 from scalinglab.errors import UserError
-from scalinglab.runs import Run
-from scalinglab.train.common import make_optimizer, pick_device, seed_everything
-from scalinglab.train.data import build_pairs, check_data_file, label_rows, pairs_from_rows, sample_and_verify, step_label_rows
+from scalinglab.train.common import make_optimizer
+from scalinglab.train.data import build_pairs, label_rows, pairs_from_rows, sample_and_verify, step_label_rows
 from scalinglab.train.dpo import PairData
-from scalinglab.train.posttrain_loop import StepResult, micro_batches, tail_mean, train_steps
+from scalinglab.train.posttrain_loop import StepResult, open_run, micro_batches, tail_mean, train_steps
 from scalinglab.train.reward_model import (
     RewardModel, auc, bce_soft_loss, bradley_terry_loss, outcome_ids, pad_right, save_reward_model, step_ids,
 )
@@ -200,19 +199,13 @@ def ranking_auc(rm: RewardModel, samples: list[dict]) -> dict:
 def train_reward_model(cfg: RewardModelConfig, model_path: str, out: str, resume: bool = False,
                        progress: Callable[..., None] | None = None) -> dict:
     """Train an ORM or PRM on `model_path`'s backbone; returns the summary (OUT/summary.json)."""
-    from scalinglab.model.hf import load_model
-    from scalinglab.tasks import get_task
 
     if cfg.kind == "prm" and cfg.objective != "bce":
         raise UserError("reward-model: a PRM trains with objective=bce (per-step labels); bt is for the ORM")
-    task = get_task(cfg.task)
-    check_data_file(cfg.data)
-    device = pick_device(cfg.device)
-    backbone, tok = load_model(model_path, device=device)
-    run = Run.create(out, kind="reward-model", config={**asdict(cfg), "model": str(model_path)}, resume=resume)
-    if resume and run.finished:
-        return run.summary
-    seed_everything(cfg.seed)
+    st = open_run("reward-model", cfg, model_path, out, resume)
+    if st.finished is not None:
+        return st.finished
+    task, device, backbone, tok, run = st.task, st.device, st.model, st.tok, st.run
     t0 = time.perf_counter()
     heldout = heldout_samples(cfg, task, backbone, tok)  # sampled by the policy before its weights become the RM's
     items, info = _items(cfg, task, backbone, tok, run, resume)

@@ -24,7 +24,7 @@ generator seeds disjoint from the evaluation seed (777).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -32,10 +32,9 @@ import torch
 import torch.nn.functional as F
 
 from scalinglab.errors import UserError
-from scalinglab.runs import Run
-from scalinglab.train.common import make_optimizer, pick_device, seed_everything
-from scalinglab.train.data import check_data_file, Packer, encode_example, epoch_source, packed_hidden_states, sample_and_verify, sft_pairs_from_rows
-from scalinglab.train.posttrain_loop import StepResult, micro_batches, tail_mean, train_steps
+from scalinglab.train.common import make_optimizer
+from scalinglab.train.data import Packer, encode_example, epoch_source, packed_hidden_states, sample_and_verify, sft_pairs_from_rows
+from scalinglab.train.posttrain_loop import StepResult, open_run, micro_batches, tail_mean, train_steps
 
 POSTTRAIN_SEED_BASE = 3_000_000  # problem seeds for post-training data; evaluation seeds stay far below
 
@@ -147,17 +146,12 @@ def training_pairs(cfg: SFTConfig, task, model, tok, run_dir: Path, resume: bool
 
 def sft(cfg: SFTConfig, model_path: str, out: str, resume: bool = False, progress: Callable[..., None] | None = None) -> dict:
     """Fine-tune `model_path` on answer tokens; returns the summary (also OUT/summary.json)."""
-    from scalinglab.model.hf import load_model, save_model
-    from scalinglab.tasks import get_task
+    from scalinglab.model.hf import save_model
 
-    task = get_task(cfg.task)
-    check_data_file(cfg.data)
-    device = pick_device(cfg.device)
-    model, tok = load_model(model_path, device=device)
-    run = Run.create(out, kind="sft", config={**asdict(cfg), "model": str(model_path)}, resume=resume)
-    if resume and run.finished:
-        return run.summary
-    seed_everything(cfg.seed)
+    st = open_run("sft", cfg, model_path, out, resume)
+    if st.finished is not None:
+        return st.finished
+    task, device, model, tok, run = st.task, st.device, st.model, st.tok, st.run
     t0 = time.perf_counter()
     evals = task.generate(cfg.eval_problems, seed=cfg.eval_seed, difficulty=cfg.difficulty or None) if cfg.eval_problems else []
     base_acc = _accuracy(model, tok, task, evals)
