@@ -25,7 +25,8 @@ def pretrained(tmp_path_factory):
     from scalinglab.train.pretrain import PretrainConfig, pretrain
 
     path = str(tmp_path_factory.mktemp("pt") / "W")
-    pretrain(PretrainConfig(task="arithmetic", depth=2, steps=400, seed=0, eval_problems=0), path)
+    # batch 32: the batch these 400 steps were measured with (the default is now 4, for RL's acceptance chain)
+    pretrain(PretrainConfig(task="arithmetic", depth=2, steps=400, batch_size=32, seed=0, eval_problems=0), path)
     return path
 
 

@@ -106,7 +106,7 @@ def test_pretrain_resume_after_sigkill(tmp_path):
 def test_tiny_model_learns_two_digit_addition(tmp_path):
     from scalinglab.train.pretrain import PretrainConfig, pretrain
 
-    s = pretrain(PretrainConfig(task="addition", depth=2, steps=400, eval_problems=100), str(tmp_path / "add"))
+    s = pretrain(PretrainConfig(task="addition", depth=2, steps=400, batch_size=32, eval_problems=100), str(tmp_path / "add"))
     # the worked-solution stream is mostly predictable digits once the operands are read
     assert s["val_loss"] < 0.45
     assert s["accuracy"] >= 0.5
