@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Set up (with test extras) and run the whole test suite.
 #
-#   bash scripts/test.sh              default suite, plus the slow "it learns" tests when CI=true
+#   bash scripts/test.sh              the default suite (what CI runs)
+#   SLOW=1 bash scripts/test.sh       also the slow "it learns" tests (30+ minutes on 2 cores)
 #   bash scripts/test.sh -k engine    extra arguments go to pytest
 #
-# The default suite runs in a few minutes on 2 CPU cores. Slow tests (marked `slow`) train
-# models end to end; set SLOW=1 to run them locally, SLOW=0 to skip them in CI.
+# The default suite runs in a few minutes on 2 CPU cores, the smoke pipeline and the browser
+# check included. Slow tests (marked `slow`) train models end to end and assert learning
+# thresholds; they are not in CI's default run: a shared 2-core machine makes their wall
+# time unpredictable, and docs/*.md record their measured results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
 export TOKENIZERS_PARALLELISM=false
-SLOW=${SLOW:-$([ "${CI:-}" = "true" ] && echo 1 || echo 0)}
+SLOW=${SLOW:-0}
 marker="not slow"
 [ "$SLOW" = 1 ] && marker=""
 status=0
