@@ -31,6 +31,8 @@ task whose `check` returns the verdicts the verifier actors already computed).
 
 from __future__ import annotations
 
+import math
+
 import logging
 import os
 import time
@@ -164,7 +166,11 @@ class RayRolloutPool:
     """Generation actors + verifier actors on Ray (local instance, or the cluster at `address`)."""
 
     def __init__(self, model_path: str, cfg: RolloutPoolConfig = RolloutPoolConfig(), address: str | None = None):
-        self._owns = init_ray(address)  # first: it may set Ray's auth mode before the import
+        # first: it may set Ray's auth mode before the import. A private instance declares enough
+        # logical CPUs for every actor (Ray would otherwise leave the verifiers unscheduled on a
+        # 2-core machine and the first rollout would wait forever); on a cluster Ray places them.
+        need = cfg.generators * cfg.cpus_per_generator + cfg.verifiers * cfg.cpus_per_verifier
+        self._owns = init_ray(address, num_cpus=max(os.cpu_count() or 1, math.ceil(need)))
         ray = self.ray = import_ray()
         self.cfg, self.model_path = cfg, str(model_path)
         if cfg.trace_dir:
