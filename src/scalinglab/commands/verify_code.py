@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 from rich.markup import escape
 
 from scalinglab.commands import common
-from scalinglab.errors import UserError
-
-
-def _read_items(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise UserError(f"--input {path}: no such file")
-    items = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except ValueError as e:
-            raise UserError(f"--input {path}: line {n} is not JSON ({e.msg})") from None
-        if not isinstance(item, dict):
-            raise UserError(f"--input {path}: line {n} is not a JSON object")
-        items.append(item)
-    return items
+from scalinglab.tasks.base import read_jsonl
 
 
 @common.verify_app.command("code")
@@ -50,7 +32,7 @@ def verify_code(
 
     from scalinglab.verify.code import judge_many
 
-    items = _read_items(input)
+    items = read_jsonl(input)  # one clear error naming the file and line for a bad line
     t = time.perf_counter()
     # No progress bar: common.progress_bar's task lacks its "info" field (KeyError in rich).
     results = judge_many(items, workers=workers or None, timeout_s=timeout)

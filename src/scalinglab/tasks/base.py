@@ -102,9 +102,9 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{i}: not valid JSON ({e.msg})") from None
+            raise UserError(f"{path}: line {i} is not valid JSON ({e.msg})") from None
         if not isinstance(row, dict):
-            raise UserError(f"{path}:{i}: expected a JSON object per line")
+            raise UserError(f"{path}: line {i} is not a JSON object")
         rows.append(row)
     return rows
 
