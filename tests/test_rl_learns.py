@@ -36,3 +36,14 @@ def test_rl_raises_heldout_accuracy_by_15_points(pretrained, algo, tmp_path):
              "--checkpoint-every", "20", "--out", str(tmp_path / algo))
     assert s["eval_problems"] == 200 and s["eval_seed"] == 777
     assert s["accuracy"] >= s["accuracy_before"] + 0.15, s
+
+
+@pytest.mark.ray
+def test_grpo_on_ray_learns_like_local(pretrained, tmp_path):
+    """Issue 9: GRPO with 2 Ray rollout workers lands in the local run's accuracy band."""
+    pytest.importorskip("ray")
+    common = ("--model", str(pretrained), "--task", "arithmetic", "--steps", "200", "--seed", "0")
+    local = _cli("train", "grpo", *common, "--out", str(tmp_path / "local"))
+    ray_run = _cli("train", "grpo", *common, "--backend", "ray", "--workers", "2", "--out", str(tmp_path / "ray"))
+    assert ray_run["accuracy"] >= ray_run["accuracy_before"] + 0.15, ray_run
+    assert abs(ray_run["accuracy"] - local["accuracy"]) <= 0.05, (local["accuracy"], ray_run["accuracy"])
