@@ -38,3 +38,16 @@ def test_unknown_backend_is_a_clear_error(base, tmp_path):
 
     with pytest.raises(UserError, match="backend 'spark'"):
         train_grpo(GRPOConfig(backend="spark", steps=1, eval_problems=0), str(base), str(tmp_path / "C"))
+
+
+def test_grpo_on_ray_json_stdout_is_one_object(base, tmp_path):
+    """--json prints exactly one JSON object even though Ray actors are started and killed."""
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "scalinglab.cli", "train", "grpo", "--model", str(base), "--task", "addition",
+                        "--steps", "2", "--backend", "ray", "--out", str(tmp_path / "J"), "--set", "eval_problems=0",
+                        "--set", "prompts_per_step=4", "--set", "group_size=4", "--json"],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads(p.stdout)["steps"] == 2 and len(p.stdout.strip().splitlines()) == 1

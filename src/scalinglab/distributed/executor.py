@@ -124,7 +124,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
         return False
     # "local": a fresh instance for this process, never a cluster some earlier `ray start` left
     # recorded in /tmp/ray (ray.init() alone would try to join it); use --address auto for that
-    kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "address": address or "local"}
+    # log_to_driver=False: workers' log lines would otherwise land on the driver's stdout and break `--json`
+    kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "address": address or "local"}
     if not address and num_cpus is not None:
         kw["num_cpus"] = num_cpus
     try:

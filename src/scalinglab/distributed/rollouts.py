@@ -194,8 +194,8 @@ class RayRolloutPool:
         """Publish new weights as `version` (put once; every generator loads them before its next call)."""
         self._published = (version, [self.ray.put(model_weights(model_or_weights))])
         self.version = version
-        for g in self.generators:
-            g.set_weights.remote(self._published)  # runs before any later call to the same actor
+        # each runs before any later call to the same actor; kept so `close` can let them finish
+        self._loading = [g.set_weights.remote(self._published) for g in self.generators]
 
     def generate_and_verify(self, task: Any, problems: Sequence[Any], params: Any, version: int | None = None,
                             weights: Any = None) -> PoolBatch:
@@ -250,6 +250,9 @@ class RayRolloutPool:
         return ro
 
     def close(self) -> None:
+        # let weight loads still in flight finish: killing an actor under them makes Ray report
+        # (on stdout) a failed task it is about to retry
+        self.ray.wait(getattr(self, "_loading", []), num_returns=len(getattr(self, "_loading", [])), timeout=60)
         for a in self.generators + self.verifiers:
             self.ray.kill(a)
         self.generators, self.verifiers = [], []
