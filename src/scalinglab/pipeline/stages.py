@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from scalinglab.pipeline.presets import Preset
+from scalinglab.report.figures import save_fig
 
 EVAL_SEED = 777
 
@@ -40,12 +41,6 @@ class Context:
     def model_of(self, stage: str, key: str = "model") -> str:
         return self.records[stage][key]
 
-    @property
-    def threads_note(self) -> str:
-        import torch
-
-        return f"{torch.get_num_threads()} threads"
-
 
 def _fig(ctx: Context, stage: str, name: str):
     import matplotlib
@@ -57,35 +52,11 @@ def _fig(ctx: Context, stage: str, name: str):
     return fig, ax, ctx.dir(stage) / f"{name}.png"
 
 
-def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def _params(model_path: str) -> int:
-    from scalinglab.model.hf import config_from_hf, resolve_model_dir
-
-    cfg = config_from_hf(json.loads((resolve_model_dir(model_path) / "config.json").read_text()))
-    return cfg.num_params
-
-
 def _heldout(ctx: Context):
     from scalinglab.tasks import get_task
 
     task = get_task(ctx.preset.task)
     return task, task.generate(ctx.preset.eval_problems, seed=EVAL_SEED)
-
-
-def _greedy(ctx: Context, model_path: str) -> float:
-    from scalinglab.model.hf import load_model
-    from scalinglab.testtime.greedy import greedy_accuracy
-
-    task, problems = _heldout(ctx)
-    model, tok = load_model(model_path)
-    return greedy_accuracy(model, tok, task, problems)["accuracy"]
 
 
 # -- 1. pre-training ladder -----------------------------------------------------------------
@@ -225,7 +196,7 @@ def rl(ctx: Context) -> dict:
     ax.set_xlabel("RL compute (FLOPs, estimated)")
     ax.set_ylabel("accuracy of sampled rollouts")
     ax.legend()
-    _save(fig, path)
+    save_fig(fig, path)  # atomic write; closes the figure
     rl_flops = {name: (c[0][-1] if c[0] else 0.0) for name, c in curves.items()}
     best = max((("grpo", g), ("ppo", q)), key=lambda t: t[1].get("accuracy") or 0)
     return {"title": "Reinforcement learning against the verifier", "model": best[1]["model"],
@@ -275,7 +246,7 @@ def testtime(ctx: Context) -> dict:
     ax.set_xlabel("inference FLOPs for the whole eval set")
     ax.set_ylabel("accuracy")
     ax.legend(fontsize=7, ncol=2)
-    _save(fig, path)
+    save_fig(fig, path)  # atomic write; closes the figure
     table = [{"strategy": label, "n": q["n"], "accuracy": q["accuracy"], "pass@k": q.get("pass_at_k"), "generated tokens": q["generated_tokens"],
               "FLOPs": q["flops"]} for label, r in results.items() for q in r["points"]]
     best = max(table, key=lambda r: r["accuracy"])
@@ -336,7 +307,7 @@ def tradeoff(ctx: Context) -> dict:
     ax.set_xlabel(f"training + serving FLOPs ({p.queries:.0e} queries)")
     ax.set_ylabel("accuracy")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_fig(fig, path)  # atomic write; closes the figure
     return {"title": "Where compute is best spent", "model": None,
             "headline": {"cheapest option": cheapest["option"], "target accuracy": target, "its total FLOPs": cheapest["total_flops"],
                          "its accuracy": cheapest["accuracy"]},
@@ -390,7 +361,7 @@ def tokenomics(ctx: Context) -> dict:
     ax.set_xlabel("chain-of-thought length (tokens)")
     ax.set_ylabel("$ per answer")
     ax.legend(fontsize=7)
-    _save(fig, path)
+    save_fig(fig, path)  # atomic write; closes the figure
     med = sorted(abs(r["error"]) for r in rows)[len(rows) // 2]
     return {"title": "Tokenomics: what answers cost", "model": None,
             "headline": {"CPU decode: median abs error of calibrated prediction": med, "matmul GFLOP/s (this CPU)": cal["matmul_flops"] / 1e9,
