@@ -7,6 +7,7 @@ command). `countdown-all` demands every number be used exactly once.
 
 from __future__ import annotations
 
+from scalinglab.tasks.arithmetic_paths import ArithmeticPaths
 from scalinglab.tasks.code import Code
 from scalinglab.tasks.countdown import Countdown
 from scalinglab.tasks.linear import Linear
@@ -20,6 +21,7 @@ TASKS = {
     "code": lambda: Code(),
     "needle": lambda: Needle(),
     "math": lambda: MathFile(),
+    "arithmetic-paths": lambda: ArithmeticPaths(),  # sums whose solutions take several routes (self-consistency)
 }
 
 

@@ -1,0 +1,116 @@
+"""Sums of several numbers whose worked solutions take different routes to one answer.
+
+The model sees (prompt, then one worked completion it is trained on):
+
+    47+85+23=?
+    85+23=108
+    108+47=155
+    A: 155
+
+The solution adds the terms one at a time, keeping a running total, in an ORDER drawn at
+random per example (`route`, a permutation of the terms; 3 terms give 3! = 6 routes, whose
+first lines compute 3 different pair sums). Every route ends in the same `A: <integer>`
+line, checked like `arithmetic`.
+
+Why this task exists: self-consistency (Wang et al. 2023, "Self-Consistency Improves Chain
+of Thought Reasoning in Language Models") marginalises over diverse reasoning paths, and it
+gains only when the paths' errors are not the same error. `arithmetic` has ONE canonical
+chain of thought per problem, so a small model's mistakes are systematic and greedy is
+already the mode of its samples (docs/testtime.md: majority@16 ≈ greedy). Here a model
+trained on all routes samples several of them; a mistake in one route's intermediate sum
+(e.g. `47+85`) does not occur on a route that never computes it, so errors spread over
+different wrong answers and the right one wins the vote more often than greedy (one route)
+is right. Difficulty is the number of digits of each term (default 2).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from itertools import permutations
+
+from scalinglab.tasks.base import Problem
+from scalinglab.verify.verdict import Verdict
+
+_ANSWER = re.compile(r"A:\s*(-?\d+)")
+
+
+def route_steps(terms: tuple[int, ...], route: tuple[int, ...]) -> list[str]:
+    """Running-sum lines adding `terms` in the order of the indices in `route`."""
+    total = terms[route[0]]
+    steps = []
+    for i in route[1:]:
+        steps.append(f"{total}+{terms[i]}={total + terms[i]}")
+        total += terms[i]
+    return steps
+
+
+@dataclass(frozen=True)
+class ArithmeticPaths:
+    """Sum of `terms` numbers of `difficulty` digits; each worked solution follows a random order."""
+
+    terms: int = 3
+    default_difficulty: int = 2
+    name: str = "arithmetic-paths"
+    stop: tuple[str, ...] = ()
+
+    def routes(self) -> list[tuple[int, ...]]:
+        """Every order of the terms (the routes a worked solution can take)."""
+        return list(permutations(range(self.terms)))
+
+    def make(self, terms: tuple[int, ...], route: tuple[int, ...] | None = None, id: str = "") -> Problem:
+        terms = tuple(int(t) for t in terms)
+        route = tuple(route) if route is not None else tuple(range(len(terms)))
+        if sorted(route) != list(range(len(terms))):
+            raise ValueError(f"route {route} is not an order of {len(terms)} terms")
+        answer = sum(terms)
+        steps = tuple(s + "\n" for s in route_steps(terms, route)) + (f"A: {answer}\n",)
+        expr = "+".join(map(str, terms))
+        return Problem(id=id or expr, task=self.name, prompt=f"{expr}=?\n", answer=str(answer),
+                       solution="".join(steps), steps=steps, meta={"terms": list(terms), "route": list(route)})
+
+    def generate(self, n: int, seed: int, difficulty: int | None = None) -> list[Problem]:
+        digits = difficulty or self.default_difficulty
+        rng = random.Random(f"{self.name}:{self.terms}:{digits}:{seed}")
+        lo, hi = (0 if digits == 1 else 10 ** (digits - 1)), 10**digits - 1
+        routes = self.routes()
+        out = []
+        for i in range(n):
+            terms = tuple(rng.randint(lo, hi) for _ in range(self.terms))
+            out.append(self.make(terms, rng.choice(routes), id=f"{self.name}-s{seed}-{i}"))
+        return out
+
+    def extract_answer(self, completion: str) -> str | None:
+        m = _ANSWER.findall(completion)
+        return m[-1] if m else None
+
+    def check(self, problem: Problem, completion: str) -> Verdict:
+        got = self.extract_answer(completion)
+        if got is None:
+            return Verdict.wrong("no 'A: <integer>' answer line")
+        if int(got) == int(problem.answer):
+            return Verdict.right()
+        return Verdict.wrong(f"answered {got}, expected {problem.answer}")
+
+    def split_steps(self, completion: str) -> list[str]:
+        return [line + "\n" for line in completion.split("\n") if line.strip()]
+
+    def equivalent(self, a: str, b: str) -> bool:
+        try:
+            return int(a) == int(b)
+        except ValueError:
+            return a.strip() == b.strip()
+
+    def first_pair(self, problem: Problem, completion: str) -> tuple[int, int] | None:
+        """Indices of the two terms a completion adds first (which route it took), or None."""
+        terms = list(problem.meta.get("terms") or ())
+        m = re.match(r"\s*(\d+)\+(\d+)=", completion)
+        if not m:
+            return None
+        x, y = int(m.group(1)), int(m.group(2))
+        if x not in terms or y not in terms:
+            return None
+        i = terms.index(x)
+        j = next((k for k, t in enumerate(terms) if t == y and k != i), None)
+        return None if j is None else (i, j)
