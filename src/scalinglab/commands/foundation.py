@@ -61,6 +61,8 @@ def generate_cmd(
     seed: int = typer.Option(0),
     max_batch: int = typer.Option(64, help="Sequences decoded together."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    compile: bool = typer.Option(False, "--compile", help="Decode through torch.compile (n=1): about 1.3x faster per "
+                                 "step on a CPU, after a one-off compilation of 10-20 s (cached on disk)."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Sample completions; prints completions, token counts and tokens/s."""
@@ -76,7 +78,7 @@ def generate_cmd(
     params = SamplingParams(n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                             greedy=greedy, ignore_eos=ignore_eos, stop=tuple(stop or ()), seed=seed)
     with progress_bar("generate", enabled=True) as bar:
-        res = Engine(m, tok, max_batch=max_batch).generate(lines, params, progress=bar)
+        res = Engine(m, tok, max_batch=max_batch, compile=compile).generate(lines, params, progress=bar)
     out = {"completions": [[c.text for c in g.completions] for g in res.generations], "prompt_tokens": res.prompt_tokens,
            "generated_tokens": res.generated_tokens, "seconds": res.seconds, "tokens_per_s": res.tokens_per_s,
            "flops": res.flops, "finish_reasons": [[c.finish_reason for c in g.completions] for g in res.generations]}

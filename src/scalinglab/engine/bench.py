@@ -45,6 +45,7 @@ def run_benchmark(model: Path | None = None, sequences: int = 64, new_tokens: in
 
         ours, tok = load_model(d, device=dev, dtype=dtype)
         engine = Engine(ours, tok, max_batch=sequences)
+        compiled = Engine(ours, tok, max_batch=sequences, compile=True)
         params = SamplingParams(n=1, max_new_tokens=new_tokens, temperature=1.0, ignore_eos=True, seed=0)
 
         hf = AutoModelForCausalLM.from_pretrained(d, dtype=dtype).to(dev).eval()
@@ -53,8 +54,10 @@ def run_benchmark(model: Path | None = None, sequences: int = 64, new_tokens: in
         enc = hf_tok(prompts, return_tensors="pt", padding=True).to(dev)
 
         def run_ours() -> int:
-            r = engine.generate(prompts, params)
-            return r.generated_tokens
+            return engine.generate(prompts, params).generated_tokens
+
+        def run_compiled() -> int:
+            return compiled.generate(prompts, params).generated_tokens
 
         def run_hf() -> int:
             with torch.no_grad():
@@ -75,13 +78,19 @@ def run_benchmark(model: Path | None = None, sequences: int = 64, new_tokens: in
                 times.append(time.perf_counter() - t)
             return min(times), count
 
+        t_compile = time.perf_counter()
+        run_compiled()  # compiles (or loads the compiled code from the on-disk cache)
+        t_compile = time.perf_counter() - t_compile
         t_ours, n_ours = best(run_ours)
+        t_comp, n_comp = best(run_compiled)
         t_hf, n_hf = best(run_hf)
-    ours_tps, hf_tps = n_ours / t_ours, n_hf / t_hf
+    ours_tps, comp_tps, hf_tps = n_ours / t_ours, n_comp / t_comp, n_hf / t_hf
     return {
         "benchmark": "engine", "device": str(dev), "threads": torch.get_num_threads(), "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(), "sequences": sequences, "new_tokens": new_tokens,
         "model_params": sum(p.numel() for p in ours.parameters()), "scalinglab_tokens": n_ours, "transformers_tokens": n_hf,
         "scalinglab_seconds": t_ours, "transformers_seconds": t_hf, "scalinglab_tokens_per_s": ours_tps,
-        "transformers_tokens_per_s": hf_tps, "speedup": ours_tps / hf_tps, "torch": torch.__version__,
+        "transformers_tokens_per_s": hf_tps, "speedup": ours_tps / hf_tps,
+        "compiled_seconds": t_comp, "compiled_tokens_per_s": comp_tps, "compiled_speedup": comp_tps / hf_tps,
+        "compile_seconds": t_compile, "torch": torch.__version__,
     }

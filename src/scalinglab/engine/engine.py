@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from scalinglab.engine.compiled import CompiledDecode
 from scalinglab.errors import UserError
 from scalinglab.model.transformer import Transformer
 
@@ -121,6 +122,10 @@ def sample_tokens(logits: torch.Tensor, p: SamplingParams, gen: torch.Generator)
     return tok, logp.gather(-1, tok[:, None])[:, 0]
 
 
+_EOS, _STOP, _LENGTH = 1, 2, 3
+_REASONS = ("length", "eos", "stop", "length")  # by code; 0 = still running (retired at the end: "length")
+
+
 class _Cache:
     """KV buffers for one generate call.
 
@@ -135,8 +140,11 @@ class _Cache:
         self.flat = n == 1
         self.kp = torch.zeros(L, 0 if self.flat else groups, kv, tp, hd, device=device, dtype=dtype)
         self.vp = torch.zeros_like(self.kp)
-        self.ks = torch.zeros(L, groups * n, kv, tp + ts if self.flat else ts, hd, device=device, dtype=dtype)
-        self.vs = torch.zeros_like(self.ks)
+        # keys and values in one tensor, so one index_put_ writes a step's K and V of every layer
+        self.kv = torch.zeros(L, 2, groups * n, kv, tp + ts if self.flat else ts, hd, device=device, dtype=dtype)
+        self.ks, self.vs = self.kv[:, 0], self.kv[:, 1]
+        self.rope: tuple[torch.Tensor, torch.Tensor] | None = None  # cos/sin tables of the compiled step
+        self.rows = self.noise = self.no_noise = None  # its cache row offsets and noise buffers
         self.prefix_bytes = 2 * self.kp.numel() * self.kp.element_size()
         self.bytes = self.prefix_bytes + 2 * self.ks.numel() * self.ks.element_size()
 
@@ -144,11 +152,12 @@ class _Cache:
 class Engine:
     """Generation for a `Transformer` and its tokenizer. See the module docstring."""
 
-    def __init__(self, model: Transformer, tokenizer, max_batch: int = 64):
+    def __init__(self, model: Transformer, tokenizer, max_batch: int = 64, compile: bool = False):
         self.model = model.eval()
         self.tok = tokenizer
         self.cfg = model.config
         self.max_batch = max_batch
+        self.compile = compile  # n == 1 decode steps through `engine.compiled` (torch.compile)
 
     @property
     def device(self) -> torch.device:
@@ -164,7 +173,9 @@ class Engine:
         both sides get the same permutation (the cache holds permuted keys, read only here).
         Parameters' version counters tell when an optimizer step changed them in place.
         """
-        version = sum(p._version for p in self.model.parameters())
+        if getattr(self, "_params", None) is None:
+            self._params = list(self.model.parameters())  # walking the module tree each step costs more than the step's GEMMs
+        version = sum(p._version for p in self._params)
         if getattr(self, "_fused_version", None) != version:
             D = self.cfg.head_dim
             perm = torch.arange(D, device=self.device).view(2, D // 2).t().reshape(-1)  # [0, D/2, 1, D/2+1, ...]
@@ -274,6 +285,47 @@ class Engine:
             x = self._mlp(x, ln2, wgu, wdown)
         return m.lm_head(self._norm(x, m.model.norm))
 
+    @torch.inference_mode()
+    def _decode_compiled(self, cache: _Cache, tokens: torch.Tensor, plen: torch.Tensor, slen: torch.Tensor, tcur: int,
+                         p: SamplingParams, gen: torch.Generator, live: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One flat-mode decode step of every slot through `engine.compiled`: sampled ids and log-probs (G,).
+
+        Slots from `live` on are empty: they are computed (the graph's shapes are fixed) and ignored.
+
+        Attention reads the cache up to `tcur` rounded up to 16 (the compiled graph takes
+        any length). Top-k/top-p sampling happens outside the graph, on its logits.
+        """
+        m, cfg, dev = self.model, self.cfg, self.device
+        L, _, G, Hkv, T, D = cache.kv.shape
+        V = cfg.vocab_size
+        if cache.rope is None:  # per-call constants: RoPE tables, cache row offsets, greedy noise
+            angles = torch.arange(T, device=dev).float()[:, None] * m.inv_freq
+            cache.rope = (angles.cos(), angles.sin())
+            cache.rows = (torch.arange(L * 2 * G * Hkv, device=dev) * T).view(L, 2, G, Hkv)
+            cache.no_noise = torch.full((G, V), math.exp(-1.0), device=dev)
+            cache.noise = torch.empty(G, V, device=dev)
+        layers = self._fused()
+        if getattr(self, "_step_weights_version", None) != self._fused_version:
+            w = [(ln1.weight.detach(), wqkv, bqkv, wo, ln2.weight.detach(), wgu, wdown) for ln1, wqkv, bqkv, wo, ln2, wgu, wdown in layers]
+            self._step_weights = (m.model.embed_tokens.weight.detach(), w, m.model.norm.weight.detach(), m.lm_head.weight.detach())
+            self._step_weights_version = self._fused_version
+        embed, w, norm_w, lm_head = self._step_weights
+        pos = (plen + slen).clamp(max=T - 1)  # finished slots keep stepping harmlessly
+        truncated = (p.top_k and p.top_k < V) or p.top_p < 1.0
+        if p.greedy or truncated:
+            uniform, temp = cache.no_noise, torch.ones((), device=dev)
+        else:  # the live slots draw exactly what `sample_tokens` would, so both paths sample alike
+            uniform, temp = cache.noise, torch.tensor(max(p.temperature, 1e-5), device=dev)
+            uniform[:live].uniform_(generator=gen)
+        tb = min(T, -(-tcur // 16) * 16)
+        tok, lp, logits, new = CompiledDecode.step(tokens, pos, cache.kv[..., :tb, :], *cache.rope, embed, w, norm_w, lm_head,
+                                                   (cfg.num_attention_heads, Hkv), cfg.rms_norm_eps, uniform, temp)
+        rows = (cache.rows + pos[None, None, :, None]).view(-1)  # row (l, k|v, g, h, pos[g]) of the flat cache
+        cache.kv.view(-1, D).index_copy_(0, rows, new.reshape(-1, D))
+        if truncated:
+            return sample_tokens(logits[:live], p, gen)
+        return tok, lp
+
     @staticmethod
     def _shared_attention(q, cache: _Cache, li: int, G: int, n: int, rep: int, scale: float, pmask, future, tcur: int) -> torch.Tensor:
         """Attention over a shared prompt prefix and each sample's own suffix, merged by LSE."""
@@ -324,17 +376,23 @@ class Engine:
         n, dev, cfg = params.n, self.device, self.cfg
         G = max(1, min(len(prompt_ids), self.max_batch // n))
         Tp, Ts = max(len(x) for x in prompt_ids), params.max_new_tokens
+        compiled, cache_ts = self.compile and n == 1, Ts
+        if compiled:  # few distinct shapes, so few compilations: batch to a power of two, length to 64s
+            G = min(1 << (G - 1).bit_length(), max(1, self.max_batch))
+            cache_ts = -(-(Tp + Ts) // 64) * 64 - Tp
         dtype = self.model.lm_head.weight.dtype
-        cache = _Cache(cfg, G, n, Tp, Ts, dev, dtype)
+        cache = _Cache(cfg, G, n, Tp, cache_ts, dev, dtype)
         gen = torch.Generator(device=dev).manual_seed(params.seed)
         stop_strs = tuple(params.stop)
         eos = None if params.ignore_eos else self.tok.eos_id
 
         result = GenerationResult(generations=[Generation(prompt=p if isinstance(p, str) else self.tok.decode(p), prompt_ids=ids, completions=[])
                                                for p, ids in zip(prompts, prompt_ids)])
-        out_tok: list[list[list[int]]] = [[[] for _ in range(n)] for _ in prompt_ids]
-        out_lp: list[list[list[float]]] = [[[] for _ in range(n)] for _ in prompt_ids]
-        out_reason: list[list[str | None]] = [[None] * n for _ in prompt_ids]
+        # per-slot output buffers: a step records its tokens with a few array operations
+        buf_tok = np.zeros((G * n, Ts), dtype=np.int64)
+        buf_lp = np.zeros((G * n, Ts), dtype=np.float64)
+        ntok = np.zeros(G * n, dtype=np.int64)  # tokens recorded per slot
+        reason = np.zeros(G * n, dtype=np.int8)  # index into REASONS once the slot finishes
 
         queue = deque(range(len(prompt_ids)))
         group_prompt = [-1] * G  # prompt index held by each group slot
@@ -347,25 +405,23 @@ class Engine:
         done_host = np.ones(G * n, dtype=bool)
         finished_prompts = 0
 
-        def record(slots: np.ndarray, toks: list[int], lps: list[float]) -> None:
-            """Append sampled tokens of live slots and mark the ones that finish."""
-            for s, t, lp in zip(slots, toks, lps):
-                g, j = divmod(int(s), n)
-                pi = group_prompt[g]
-                out_tok[pi][j].append(t)
-                out_lp[pi][j].append(lp)
-                reason = None
-                if eos is not None and t == eos:
-                    reason = "eos"
-                elif stop_strs:
-                    tail = self.tok.decode(out_tok[pi][j][-32:])
+        def record(slots: np.ndarray, toks: np.ndarray, lps: np.ndarray) -> None:
+            """Append the sampled tokens of live `slots` and mark the ones that finish."""
+            at = ntok[slots]
+            buf_tok[slots, at], buf_lp[slots, at] = toks, lps
+            ntok[slots] = at + 1
+            why = np.where(ntok[slots] >= Ts, _LENGTH, 0).astype(np.int8)
+            if eos is not None:
+                why[toks == eos] = _EOS
+            if stop_strs:
+                for i in np.nonzero(why != _EOS)[0]:
+                    s_ = slots[i]
+                    tail = self.tok.decode(buf_tok[s_, max(0, ntok[s_] - 32):ntok[s_]].tolist())
                     if any(tail.endswith(st) or st in tail[-(len(st) + 8):] for st in stop_strs):
-                        reason = "stop"
-                if reason is None and len(out_tok[pi][j]) >= Ts:
-                    reason = "length"
-                if reason is not None:
-                    out_reason[pi][j] = reason
-                    done_host[s] = True
+                        why[i] = _STOP
+            ended = why > 0
+            reason[slots[ended]] = why[ended]
+            done_host[slots[ended]] = True
 
         def admit(free: list[int]) -> None:
             nonlocal active_groups
@@ -389,7 +445,8 @@ class Engine:
             slots_h = slots.cpu().numpy()
             slen_host[slots_h] = 0
             done_host[slots_h] = False
-            record(slots_h, tok.tolist(), lp.tolist())
+            reason[slots_h], ntok[slots_h] = 0, 0
+            record(slots_h, tok.cpu().numpy(), lp.double().cpu().numpy())
             active_groups = max(active_groups, max(groups) + 1)
 
         def retire(g: int) -> None:
@@ -398,9 +455,10 @@ class Engine:
             p = group_prompt[g]
             gen_out = result.generations[p]
             for j in range(n):
-                ids = out_tok[p][j]
-                text_ids = ids[:-1] if out_reason[p][j] == "eos" else ids
-                gen_out.completions.append(Completion(self.tok.decode(text_ids), ids, out_lp[p][j], out_reason[p][j] or "length"))
+                s_ = g * n + j
+                ids, why = buf_tok[s_, :ntok[s_]].tolist(), _REASONS[reason[s_]]
+                text_ids = ids[:-1] if why == "eos" else ids
+                gen_out.completions.append(Completion(self.tok.decode(text_ids), ids, buf_lp[s_, :ntok[s_]].tolist(), why))
                 result.generated_tokens += len(ids)
                 result.generated_flops += sequence_flops(cfg, len(prompt_ids[p]), len(ids))
             group_prompt[g] = -1
@@ -417,15 +475,16 @@ class Engine:
             plen[dst], plen_host[dst] = plen[src], plen_host[src]
             slen[b], tokens[b] = slen[a], tokens[a]
             slen_host[b], done_host[b] = slen_host[a], done_host[a]
+            buf_tok[b], buf_lp[b], ntok[b], reason[b] = buf_tok[a], buf_lp[a], ntok[a], reason[a]
             done_host[a] = True
             group_prompt[dst], group_prompt[src] = group_prompt[src], -1
 
         admit(list(range(G)))
         while active_groups > 0:
             # retire finished groups; refill them from the queue or compact
-            for g in range(active_groups):
-                if group_prompt[g] >= 0 and done_host[g * n:(g + 1) * n].all():
-                    retire(g)
+            for g in np.nonzero(done_host[:active_groups * n].reshape(-1, n).all(1))[0]:
+                if group_prompt[g] >= 0:
+                    retire(int(g))
             free = [g for g in range(active_groups) if group_prompt[g] < 0]
             if free and queue:
                 admit(free)
@@ -445,15 +504,18 @@ class Engine:
             # the token sampled last step goes in at suffix position slen; attend over slen+1
             live_pos = slen_host[:S][~done_host[:S]] + (plen_host[:S][~done_host[:S]] if cache.flat else 0)
             tcur = int(live_pos.max(initial=0)) + 1
-            logits = self._decode(cache, active_groups, n, tokens[:S], plen[:active_groups], slen[:S], tcur)
+            if compiled:
+                tok, lp = self._decode_compiled(cache, tokens, plen, slen, tcur, params, gen, S)
+                tok, lp = tok[:S], lp[:S]
+            else:
+                logits = self._decode(cache, active_groups, n, tokens[:S], plen[:active_groups], slen[:S], tcur)
+                tok, lp = sample_tokens(logits, params, gen)
             result.steps += 1
-            tok, lp = sample_tokens(logits, params, gen)
             slen[:S] += 1
             slen_host[:S] += 1
             tokens[:S] = tok
             live = np.nonzero(~done_host[:S])[0]
-            tok_h, lp_h = tok.tolist(), lp.tolist()
-            record(live, [tok_h[i] for i in live], [lp_h[i] for i in live])
+            record(live, tok.cpu().numpy()[live], lp.double().cpu().numpy()[live])
         for g in range(G):
             if group_prompt[g] >= 0:
                 retire(g)
