@@ -38,9 +38,27 @@ def _norm(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
     return w * F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
 
 
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Attention of q (S, H, D) over cached kc/vc (S, Hkv, T, D) at positions < pos, and over its own k/v (S, Hkv, D).
+
+    Broadcast-multiply-and-sum, which the compiler fuses into loops (see the module docstring).
+    """
+    S, H, D = q.shape
+    Hkv, T = kc.shape[1], kc.shape[2]
+    q = q.float().view(S, Hkv, H // Hkv, D) / math.sqrt(D)
+    scores = (q[:, :, :, None, :] * kc.float()[:, :, None, :, :]).sum(-1)  # (S, Hkv, rep, T)
+    hidden = torch.arange(T, device=pos.device)[None, :] >= pos[:, None]  # (S, T): not written yet
+    scores = scores.masked_fill(hidden[:, None, None, :], -math.inf)
+    own = (q * k.float()[:, :, None, :]).sum(-1, keepdim=True)  # (S, Hkv, rep, 1): the token itself
+    top = torch.maximum(scores.amax(-1, keepdim=True), own)
+    e, e_own = (scores - top).exp(), (own - top).exp()
+    y = (e[..., None] * vc.float()[:, :, None, :, :]).sum(-2) + e_own * v.float()[:, :, None, :]
+    return y / (e.sum(-1, keepdim=True) + e_own)
+
+
 def decode_step(tokens: torch.Tensor, pos: torch.Tensor, kv: torch.Tensor, cos_t: torch.Tensor, sin_t: torch.Tensor,
                 embed: torch.Tensor, layers: list[tuple], norm_w: torch.Tensor, lm_head: torch.Tensor,
-                heads: tuple[int, int], eps: float, uniform: torch.Tensor, temperature: torch.Tensor):
+                heads: tuple[int, int], eps: float, uniform: torch.Tensor, temperature: torch.Tensor, kernel: bool = False):
     """One decode step: sampled ids (S,), their log-probs (S,), logits (S, V) and new K/V (L, 2, S, Hkv, D).
 
     tokens, pos (S,): the last ids and their positions; kv (L, 2, S, Hkv, T, D) holds each
@@ -49,27 +67,23 @@ def decode_step(tokens: torch.Tensor, pos: torch.Tensor, kv: torch.Tensor, cos_t
     Gumbel-max on log_softmax(logits / temperature) with uniform noise (S, V), the same draw as
     `engine.sample_tokens` makes; the log-prob is under the full tempered distribution.
     Greedy: temperature 1 and uniform e⁻¹ everywhere, which makes the Gumbel noise zero.
+    kernel: attend with the `scalinglab::decode_attention` operator (CPU, float32; see
+    `engine.kernels`) instead of `_attend`.
     """
     H, Hkv = heads
-    S, T, D = tokens.shape[0], kv.shape[4], kv.shape[5]
-    rep = H // Hkv
+    S, D = tokens.shape[0], kv.shape[5]
     x = F.embedding(tokens, embed)
     cos, sin = cos_t[pos][:, None, :], sin_t[pos][:, None, :]
-    hidden = torch.arange(T, device=pos.device)[None, :] >= pos[:, None]  # (S, T): not written yet
-    scale = 1.0 / math.sqrt(D)
     new = []
     for li, (ln1, wqkv, bqkv, wo, ln2, wgu, wdown) in enumerate(layers):
         qkv = F.linear(_norm(x, ln1, eps), wqkv, bqkv).unflatten(-1, (H + 2 * Hkv, D))
-        q = _rotate(qkv[:, :H], cos, sin).float().view(S, Hkv, rep, D) * scale
+        q = _rotate(qkv[:, :H], cos, sin)
         k, v = _rotate(qkv[:, H:H + Hkv], cos, sin), qkv[:, H + Hkv:]
         new.append(torch.stack([k, v]))
-        kc, vc = kv[li, 0].float(), kv[li, 1].float()  # (S, Hkv, T, D)
-        scores = (q[:, :, :, None, :] * kc[:, :, None, :, :]).sum(-1)  # (S, Hkv, rep, T)
-        scores = scores.masked_fill(hidden[:, None, None, :], -math.inf)
-        own = (q * k.float()[:, :, None, :]).sum(-1, keepdim=True)  # (S, Hkv, rep, 1): the token itself
-        top = torch.maximum(scores.amax(-1, keepdim=True), own)
-        e, e_own = (scores - top).exp(), (own - top).exp()
-        y = ((e[..., None] * vc[:, :, None, :, :]).sum(-2) + e_own * v.float()[:, :, None, :]) / (e.sum(-1, keepdim=True) + e_own)
+        if kernel:
+            y = torch.ops.scalinglab.decode_attention(q, kv[li, 0], kv[li, 1], pos, k, v, 1.0 / math.sqrt(D))
+        else:
+            y = _attend(q, k, v, kv[li, 0], kv[li, 1], pos)
         x = x + F.linear(y.reshape(S, H * D).to(x.dtype), wo)
         gate, up = F.linear(_norm(x, ln2, eps), wgu).chunk(2, dim=-1)
         x = x + F.linear(F.silu(gate) * up, wdown)

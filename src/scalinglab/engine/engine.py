@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from scalinglab.engine.compiled import CompiledDecode
+from scalinglab.engine.kernels import decode_attention
 from scalinglab.errors import UserError
 from scalinglab.model.transformer import Transformer
 
@@ -266,6 +267,7 @@ class Engine:
         slots = ((torch.arange(S, device=dev)[:, None] * Hkv + torch.arange(Hkv, device=dev)[None, :]) * T + wpos[:, None]).reshape(-1)
         future = torch.arange(tcur, device=dev)[None, :] > wpos[:, None]  # (S, tcur)
         scale = 1.0 / math.sqrt(D)
+        attend = decode_attention() if dev.type == "cpu" and x.dtype == torch.float32 else None
         if not cache.flat:
             pmask = torch.arange(cache.kp.shape[3], device=dev)[None, :] >= plen[:, None]  # (G, Tp) padding
         for li, (ln1, wqkv, bqkv, wo, ln2, wgu, wdown) in enumerate(self._fused()):
@@ -273,8 +275,10 @@ class Engine:
             ks, vs = cache.ks[li], cache.vs[li]
             ks.view(-1, D).index_copy_(0, slots, k.reshape(-1, D))  # row (s, h, wpos[s]) of the flattened cache
             vs.view(-1, D).index_copy_(0, slots, v.reshape(-1, D))
-            if cache.flat:
-                # one query per sequence: two batched matmuls beat a fused kernel here (no GQA copy, no q-tiling)
+            if cache.flat and attend is not None:  # the new token is in the cache at wpos and passed again as itself
+                y = attend(q, ks[:S], vs[:S], wpos, k, v, scale)
+            elif cache.flat:
+                # one query per sequence: two batched matmuls beat SDPA here (no GQA copy, no q-tiling)
                 qs = q.view(S, Hkv, rep, D)
                 sc = (qs @ ks[:S, :, :tcur].transpose(-1, -2)).float() * scale  # (S, Hkv, rep, tcur)
                 sc.masked_fill_(future[:, None, None, :], -math.inf)
@@ -318,8 +322,9 @@ class Engine:
             uniform, temp = cache.noise, torch.tensor(max(p.temperature, 1e-5), device=dev)
             uniform[:live].uniform_(generator=gen)
         tb = min(T, -(-tcur // 16) * 16)
+        kernel = dev.type == "cpu" and embed.dtype == torch.float32 and decode_attention() is not None
         tok, lp, logits, new = CompiledDecode.step(tokens, pos, cache.kv[..., :tb, :], *cache.rope, embed, w, norm_w, lm_head,
-                                                   (cfg.num_attention_heads, Hkv), cfg.rms_norm_eps, uniform, temp)
+                                                   (cfg.num_attention_heads, Hkv), cfg.rms_norm_eps, uniform, temp, kernel)
         rows = (cache.rows + pos[None, None, :, None]).view(-1)  # row (l, k|v, g, h, pos[g]) of the flat cache
         cache.kv.view(-1, D).index_copy_(0, rows, new.reshape(-1, D))
         if truncated:
