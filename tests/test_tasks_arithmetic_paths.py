@@ -74,3 +74,14 @@ def test_module_is_torch_free():
     code = "import sys, scalinglab.tasks.arithmetic_paths; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_defaults_and_the_one_route_control_pose_the_same_problems():
+    t, ctl = get_task("arithmetic-paths"), ArithmeticPaths(one_route=True)
+    assert (t.terms, t.default_difficulty) == (4, 1)
+    p = t.make((7, 1, 6, 2), route=(0, 2, 1, 3))
+    assert p.prompt + p.solution == "7+1+6+2=?\n7+6=13\n13+1=14\n14+2=16\nA: 16\n"  # the docstring example
+    multi, single = t.generate(100, seed=9), ctl.generate(100, seed=9)
+    assert [(a.prompt, a.answer) for a in multi] == [(b.prompt, b.answer) for b in single]
+    assert {tuple(b.meta["route"]) for b in single} == {(0, 1, 2, 3)}
+    assert len({tuple(a.meta["route"]) for a in multi}) > 20  # most of the 24 routes in 100 draws

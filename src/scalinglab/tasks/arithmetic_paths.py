@@ -2,25 +2,26 @@
 
 The model sees (prompt, then one worked completion it is trained on):
 
-    47+85+23=?
-    85+23=108
-    108+47=155
-    A: 155
+    7+1+6+2=?
+    7+6=13
+    13+1=14
+    14+2=16
+    A: 16
 
 The solution adds the terms one at a time, keeping a running total, in an ORDER drawn at
-random per example (`route`, a permutation of the terms; 3 terms give 3! = 6 routes, whose
-first lines compute 3 different pair sums). Every route ends in the same `A: <integer>`
-line, checked like `arithmetic`.
+random per example (`route`, a permutation of the terms: 4 terms give 4! = 24 routes, whose
+running totals differ), so the same problem has many valid worked solutions. Every route
+ends in the same `A: <integer>` line, checked like `arithmetic`. Defaults: 4 terms of
+`difficulty` = 1 digit. `one_route=True` is the control: always left to right, one
+canonical chain of thought per problem like `arithmetic` (same problems, same checker).
 
 Why this task exists: self-consistency (Wang et al. 2023, "Self-Consistency Improves Chain
-of Thought Reasoning in Language Models") marginalises over diverse reasoning paths, and it
-gains only when the paths' errors are not the same error. `arithmetic` has ONE canonical
-chain of thought per problem, so a small model's mistakes are systematic and greedy is
-already the mode of its samples (docs/testtime.md: majority@16 ≈ greedy). Here a model
-trained on all routes samples several of them; a mistake in one route's intermediate sum
-(e.g. `47+85`) does not occur on a route that never computes it, so errors spread over
-different wrong answers and the right one wins the vote more often than greedy (one route)
-is right. Difficulty is the number of digits of each term (default 2).
+of Thought Reasoning in Language Models") marginalises over diverse reasoning paths and
+gains only when the paths' errors are not the same error. `arithmetic` has ONE chain of
+thought per problem, so a small model's mistakes are systematic and greedy is already the
+mode of its samples (docs/testtime.md: majority@16 ≈ greedy). A model trained here samples
+many routes; a slip in one route's running total (`13+1=15`) does not occur on routes that
+never compute it, so wrong answers scatter while the right one collects the votes.
 """
 
 from __future__ import annotations
@@ -50,10 +51,11 @@ def route_steps(terms: tuple[int, ...], route: tuple[int, ...]) -> list[str]:
 class ArithmeticPaths:
     """Sum of `terms` numbers of `difficulty` digits; each worked solution follows a random order."""
 
-    terms: int = 3
-    default_difficulty: int = 2
+    terms: int = 4
+    default_difficulty: int = 1
     name: str = "arithmetic-paths"
     stop: tuple[str, ...] = ()
+    one_route: bool = False  # the control: always add left to right (a single path, like `arithmetic`)
 
     def routes(self) -> list[tuple[int, ...]]:
         """Every order of the terms (the routes a worked solution can take)."""
@@ -78,7 +80,8 @@ class ArithmeticPaths:
         out = []
         for i in range(n):
             terms = tuple(rng.randint(lo, hi) for _ in range(self.terms))
-            out.append(self.make(terms, rng.choice(routes), id=f"{self.name}-s{seed}-{i}"))
+            route = rng.choice(routes)  # drawn even for one_route, so both variants pose the same problems
+            out.append(self.make(terms, None if self.one_route else route, id=f"{self.name}-s{seed}-{i}"))
         return out
 
     def extract_answer(self, completion: str) -> str | None:
