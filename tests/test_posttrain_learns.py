@@ -1,10 +1,11 @@
 """It learns (slow): SFT on rejection-sampled data raises held-out greedy accuracy, and the ORM
 and PRM rank correct answers above wrong ones (AUC >= 0.8) on held-out samples.
 
-Pre-trains a depth-2 arithmetic model for 400 steps (accuracy well below 100 %, so there is
-room to improve) unless SCALINGLAB_POSTTRAIN_MODEL names a run, e.g. one made with
-`scalinglab pretrain --task arithmetic --depth 2 --steps 1500 --seed 0 --out A`.
-Held-out problems: generator seed 777, never used for training data.
+Pre-trains the issue's acceptance model, `scalinglab pretrain --task arithmetic --depth 2
+--steps 1500 --seed 0` (default batch 4: ~60 % greedy accuracy, room to improve; about a
+minute on one core), unless SCALINGLAB_POSTTRAIN_MODEL names a run.
+Held-out problems: generator seed 777, never used for training data. The RM test asserts
+the AUC's bootstrap lower bound too, so a lucky draw of held-out problems cannot pass it.
 """
 
 import os
@@ -24,9 +25,8 @@ def pretrained(tmp_path_factory):
         return path
     from scalinglab.train.pretrain import PretrainConfig, pretrain
 
-    path = str(tmp_path_factory.mktemp("pt") / "W")
-    # batch 32: the batch these 400 steps were measured with (the default is now 4, for RL's acceptance chain)
-    pretrain(PretrainConfig(task="arithmetic", depth=2, steps=400, batch_size=32, seed=0, eval_problems=0), path)
+    path = str(tmp_path_factory.mktemp("pt") / "A")
+    pretrain(PretrainConfig(task="arithmetic", depth=2, steps=1500, seed=0, eval_problems=0), path)
     return path
 
 
@@ -40,7 +40,7 @@ def test_sft_on_rejection_samples_raises_heldout_accuracy(pretrained, tmp_path):
 
 @pytest.mark.parametrize("kind", ["orm", "prm"])
 def test_reward_models_rank_correct_above_wrong(pretrained, kind, tmp_path):
-    cfg = RewardModelConfig(kind=kind, steps=200, num_problems=256 if kind == "orm" else 128, eval_problems=100)
+    cfg = RewardModelConfig(kind=kind, steps=200, num_problems=256 if kind == "orm" else 128, eval_problems=200)
     s = train_reward_model(cfg, pretrained, str(tmp_path / kind))
     assert s["eval_negatives"] >= 20 and s["eval_samples"] - s["eval_negatives"] >= 20, s  # both classes present
-    assert s["auc"] >= 0.8, s
+    assert s["auc"] >= 0.85 and s["auc_ci95"][0] >= 0.8, s  # 0.8 even at the CI's lower end

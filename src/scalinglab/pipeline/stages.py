@@ -139,14 +139,18 @@ def reward_models(ctx: Context) -> dict:
     p = ctx.preset
     out = {}
     for kind in ("orm", "prm"):
+        # all eval_problems held-out problems (8 samples each): sampling them is cheap, and a
+        # quarter of them left the AUC's 95 % CI about ±0.04 wide
         cfg = RewardModelConfig(kind=kind, task=p.task, steps=p.rm_steps, num_problems=p.rm_problems,
-                                eval_problems=max(8, p.eval_problems // 4), eval_seed=EVAL_SEED, device=p.device)
+                                eval_problems=p.eval_problems, eval_seed=EVAL_SEED, device=p.device)
         out[kind] = train_reward_model(cfg, ctx.model_of("sft"), str(ctx.dir("reward_models") / kind), progress=ctx.progress(kind))
     headline = {}
     for kind, s in out.items():
         for k, v in s.items():
             if "auc" in k.lower() and isinstance(v, (int, float)):
                 headline[f"{kind.upper()} {k}"] = v
+        if s.get("auc_ci95"):
+            headline[f"{kind.upper()} auc 95% CI"] = "[{:.3f}, {:.3f}]".format(*s["auc_ci95"])
     return {"title": "Outcome and process reward models", "headline": headline, "model": out["orm"]["model"],
             "figures": [], "orm": out["orm"]["model"], "prm": out["prm"]["model"]}
 

@@ -4,7 +4,19 @@
     scalinglab train reward-model --model A --task arithmetic --set kind=prm --data labels.jsonl --steps 200 --out PRM
 
 The model is the policy's transformer with a scalar head `score` (Linear d -> 1) on the
-final-normed hidden states, as Hugging Face's `LlamaForSequenceClassification`.
+final-normed hidden states, as Hugging Face's `LlamaForSequenceClassification`, plus one
+learnt gain `confidence` on the backbone's own *confidence* at that position: the running
+minimum, over the completion's tokens so far, of log p(token | prefix) under the backbone's
+LM head. The head logit at position t is
+
+    z_t = score(h_t) + confidence · min_{start <= s <= t} log p(x_s | x_<s)
+
+Why the extra feature: a small policy's token log-probs already rank its correct samples
+above its wrong ones (arithmetic, SFT model: AUC 0.93), but a head reading one hidden state
+cannot see whether an earlier written digit was the one the model predicted there, and
+from ~1k labelled samples fine-tuning did not learn it (AUC 0.73; docs/posttrain.md).
+The gain is fitted with the head (a linear probe on frozen features, then fine-tuning
+end to end: LP-FT, Kumar et al. 2022); a saved RM without it loads with gain 0.
 
 - **ORM** reads the head at the last token of `<bos> prompt completion <eos>` (the EOS,
   so the score sees the whole answer). Trained either (a) on verifier labels of sampled
@@ -87,6 +99,33 @@ def auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
     return (r_pos - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
 
 
+def auc_bootstrap_ci(scores: Sequence[float], labels: Sequence[bool], groups: Sequence, resamples: int = 400,
+                     seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of `auc`, resampling whole groups (the problems).
+
+    Samples of one problem are correlated (same prompt, often the same answer), so
+    resampling single samples would understate the spread. Resamples with one class
+    missing are skipped; (nan, nan) when none is left.
+    """
+    import random
+
+    by: dict = {}
+    for i, g in enumerate(groups):
+        by.setdefault(g, []).append(i)
+    keys, rng, vals = list(by), random.Random(seed), []
+    for _ in range(resamples):
+        idx = [i for k in (rng.choice(keys) for _ in keys) for i in by[k]]
+        a = auc([scores[i] for i in idx], [labels[i] for i in idx])
+        if a == a:
+            vals.append(a)
+    if not vals:
+        return float("nan"), float("nan")
+    vals.sort()
+    lo = vals[int((1 - level) / 2 * len(vals))]
+    hi = vals[min(len(vals) - 1, int((1 + level) / 2 * len(vals)))]
+    return lo, hi
+
+
 # -- sequence layout shared by training and scoring --------------------------------------
 
 def outcome_ids(tok, prompt: str, completion: str) -> list[int]:
@@ -106,6 +145,19 @@ def step_ids(tok, prompt: str, steps: Sequence[str]) -> tuple[list[int], list[in
         ids = ids + tok.encode(s, bos=False)
         ends.append(len(ids) - 1)
     return ids, ends
+
+
+def running_min_logprob(logits: torch.Tensor, ids: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+    """(B, T): min over positions start..t of log p(ids[s] | ids[<s]) (0 before `start`).
+
+    `logits[:, s-1]` predicts `ids[:, s]`; a position before the completion's first token
+    contributes 0 (the maximum), so prompts never lower the score. Right padding only
+    follows a sequence, and a running minimum never looks back from it.
+    """
+    lp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]  # (B, T-1)
+    lp = F.pad(lp, (1, 0))  # position 0 (BOS) predicts nothing
+    before = torch.arange(ids.shape[1], device=ids.device)[None, :] < starts[:, None]
+    return torch.cummin(lp.masked_fill(before, 0.0), dim=1).values
 
 
 def pad_right(seqs: Sequence[Sequence[int]], pad_id: int, device=None) -> torch.Tensor:
@@ -128,7 +180,11 @@ AGGREGATES = {
 
 
 class RewardModel(nn.Module):
-    """Backbone transformer + scalar head. `forward(ids) -> (B, T)` head logits per position."""
+    """Backbone + scalar head + confidence gain. `forward(ids, starts) -> (B, T)` head logits.
+
+    `starts[b]` is the index of the first completion token of row b (the prompt's length
+    with its BOS); the confidence feature only counts tokens from there on.
+    """
 
     def __init__(self, backbone, tokenizer, kind: str = "orm", meta: dict | None = None):
         super().__init__()
@@ -139,7 +195,10 @@ class RewardModel(nn.Module):
         self.score = nn.Linear(d, 1)
         nn.init.normal_(self.score.weight, std=1 / (d + 1) ** 0.5)  # as TRL's reward head
         nn.init.zeros_(self.score.bias)
+        self.confidence = nn.Linear(1, 1, bias=False)  # gain on the running-min token log-prob
+        nn.init.zeros_(self.confidence.weight)  # 0: the plain head until fitted (fit_probe) or trained
         self.score.to(backbone.lm_head.weight.device)
+        self.confidence.to(backbone.lm_head.weight.device)
         self.meta = {"kind": kind, "aggregate": "min", **(meta or {})}
         self.max_batch = 64
         self._splitter = None
@@ -148,9 +207,17 @@ class RewardModel(nn.Module):
     def device(self) -> torch.device:
         return self.score.weight.device
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+    def features(self, ids: torch.Tensor, starts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hidden states (B, T, d), confidence feature (B, T)); starts default 1 (after BOS)."""
+        if starts is None:
+            starts = torch.ones(ids.shape[0], dtype=torch.long, device=ids.device)
         h = self.backbone.hidden_states(ids)  # (B, T, d)
-        return self.score(h.to(self.score.weight.dtype))[..., 0]  # (B, T)
+        conf = running_min_logprob(self.backbone.lm_head(h), ids, starts.to(ids.device))
+        return h.to(self.score.weight.dtype), conf.to(self.score.weight.dtype)
+
+    def forward(self, ids: torch.Tensor, starts: torch.Tensor | None = None) -> torch.Tensor:
+        h, conf = self.features(ids, starts)
+        return self.score(h)[..., 0] + self.confidence(conf[..., None])[..., 0]  # (B, T)
 
     def _fit(self, ids: list[int]) -> tuple[list[int], int]:
         """Left-truncate to the context window; returns (ids, tokens dropped)."""
@@ -158,13 +225,14 @@ class RewardModel(nn.Module):
         return (ids[-cap:], len(ids) - cap) if len(ids) > cap else (ids, 0)
 
     @torch.no_grad()
-    def _scores_at(self, seqs: list[list[int]], positions: list[list[int]], logits: bool) -> list[list[float]]:
+    def _scores_at(self, seqs: list[list[int]], starts: list[int], positions: list[list[int]], logits: bool) -> list[list[float]]:
         out: list[list[float]] = [[] for _ in seqs]
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))  # similar lengths batch together
         for b in range(0, len(order), self.max_batch):
             idx = order[b: b + self.max_batch]
             fitted = [self._fit(seqs[i]) for i in idx]
-            z = self(pad_right([f[0] for f in fitted], self.tok.pad_id, self.device)).float()  # (B, T)
+            st = torch.tensor([max(1, starts[i] - f[1]) for i, f in zip(idx, fitted)], device=self.device)
+            z = self(pad_right([f[0] for f in fitted], self.tok.pad_id, self.device), st).float()  # (B, T)
             if not logits:
                 z = torch.sigmoid(z)
             z = z.cpu()
@@ -190,7 +258,8 @@ class RewardModel(nn.Module):
             per = self.score_steps_batch(prompts, [self.split_steps(c) for c in completions], logits=logits)
             return [AGGREGATES[agg](s) if s else (float("-inf") if logits else 0.0) for s in per]  # no step: worst score
         seqs = [outcome_ids(self.tok, p, c) for p, c in zip(prompts, completions)]
-        return [s[0] for s in self._scores_at(seqs, [[len(s) - 1] for s in seqs], logits)]
+        starts = [len(self.tok.encode(p, bos=True)) for p in prompts]
+        return [s[0] for s in self._scores_at(seqs, starts, [[len(s) - 1] for s in seqs], logits)]
 
     def score_steps(self, prompt: str, steps: Sequence[str], logits: bool = False) -> list[float]:
         """One score per step: σ(head) at the step's last token (the prefix up to it)."""
@@ -200,7 +269,8 @@ class RewardModel(nn.Module):
         if len(prompts) != len(steps):
             raise UserError(f"score_steps_batch: {len(prompts)} prompts but {len(steps)} step lists")
         built = [step_ids(self.tok, p, s) for p, s in zip(prompts, steps)]
-        return self._scores_at([b[0] for b in built], [b[1] for b in built], logits)
+        starts = [len(self.tok.encode(p, bos=True)) for p in prompts]
+        return self._scores_at([b[0] for b in built], starts, [b[1] for b in built], logits)
 
     def split_steps(self, completion: str) -> list[str]:
         """The task's step splitter when the task is known, else one step per non-empty line."""
@@ -235,7 +305,8 @@ def save_reward_model(rm: RewardModel, directory: str | os.PathLike, extra: dict
     stage = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.rm-"))
     try:
         save_model(rm.backbone, rm.tok, stage / "m", extra=extra)
-        head = {f"score.{k}": v.detach().to("cpu", torch.float32).contiguous() for k, v in rm.score.state_dict().items()}
+        head = {f"{name}.{k}": v.detach().to("cpu", torch.float32).contiguous()
+                for name in ("score", "confidence") for k, v in getattr(rm, name).state_dict().items()}
         save_file(head, str(stage / "m" / HEAD_FILE), metadata={"format": "pt"})
         atomic_write_json(stage / "m" / META_FILE, rm.meta)
         if final.exists():
@@ -273,10 +344,14 @@ def load_reward_model(path: str | os.PathLike, device: str | torch.device = "cpu
     except json.JSONDecodeError as e:
         raise UserError(f"{d / META_FILE}: not valid JSON ({e.msg})") from None
     rm = RewardModel(backbone, tok, kind=meta.get("kind", "orm"), meta=meta)
-    sd = {k[len("score."):]: v for k, v in load_file(str(d / HEAD_FILE)).items() if k.startswith("score.")}
+    saved = load_file(str(d / HEAD_FILE))
+    sd = {k[len("score."):]: v for k, v in saved.items() if k.startswith("score.")}
     try:
         rm.score.load_state_dict(sd)
+        if "confidence.weight" in saved:  # older RMs have no confidence gain: it stays 0
+            rm.confidence.load_state_dict({"weight": saved["confidence.weight"]})
     except RuntimeError as e:
         raise UserError(f"{d / HEAD_FILE}: head does not match the backbone ({str(e).splitlines()[0]})") from None
     rm.score.to(device=device, dtype=dtype)
+    rm.confidence.to(device=device, dtype=dtype)
     return rm.eval()
