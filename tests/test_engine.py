@@ -25,9 +25,13 @@ def naive_greedy(model, tok, prompt, steps):
     return out, logits
 
 
+@pytest.mark.parametrize("kernel", [True, False], ids=["kernel", "matmul"])
 @pytest.mark.parametrize("n,max_batch", [(1, 4), (1, 64), (3, 8), (2, 4)])
-def test_cached_decoding_matches_full_forward(tiny_model, n, max_batch):
-    # max_batch < prompts*n forces refills (continuous batching) and compaction
+def test_cached_decoding_matches_full_forward(tiny_model, n, max_batch, kernel, monkeypatch):
+    # max_batch < prompts*n forces refills (continuous batching) and compaction;
+    # "matmul": the attention used where the C++ kernel cannot be built
+    if not kernel:
+        monkeypatch.setattr("scalinglab.engine.engine.decode_attention", lambda: None)
     model, tok = tiny_model
     res = Engine(model, tok, max_batch=max_batch).generate(PROMPTS, SamplingParams(greedy=True, n=n, max_new_tokens=10))
     for g in res.generations:
@@ -144,23 +148,26 @@ def test_compiled_decode_matches_eager(tiny_model):
 
 
 def test_decode_attention_kernel_matches_softmax_attention():
-    """The C++ kernel equals softmax(q·kᵀ/√D)·v over each sequence's cached prefix plus its own token."""
+    """The C++ kernel equals softmax(q·kᵀ/√D)·v over prompt prefix + own cached tokens + own new token."""
     from scalinglab.engine.kernels import decode_attention
 
     op = decode_attention()
     assert op is not None  # set-up installs g++ and ninja: the kernel must build
     torch.manual_seed(0)
-    S, Hkv, rep, T, D = 5, 2, 3, 9, 8
-    q, kc, vc = torch.randn(S, Hkv * rep, D), torch.randn(S, Hkv, T, D), torch.randn(S, Hkv, T, D)
-    kn, vn, lens = torch.randn(S, Hkv, D), torch.randn(S, Hkv, D), torch.tensor([0, 1, 4, 8, 9])
-    out = op(q, kc, vc, lens, kn, vn, 0.3)
-    for s in range(S):
-        for h in range(Hkv * rep):
-            g, n = h // rep, int(lens[s])
-            keys = torch.cat([kc[s, g, :n], kn[s, g][None]])
-            vals = torch.cat([vc[s, g, :n], vn[s, g][None]])
-            ref = ((keys @ q[s, h]) * 0.3).softmax(0) @ vals
-            assert torch.allclose(out[s, h], ref, atol=1e-5), (s, h)
+    S, Hkv, rep, T, D = 6, 2, 3, 9, 8
+    q, ks, vs = torch.randn(S, Hkv * rep, D), torch.randn(S, Hkv, T, D), torch.randn(S, Hkv, T, D)
+    kn, vn, slen = torch.randn(S, Hkv, D), torch.randn(S, Hkv, D), torch.tensor([0, 1, 4, 8, 9, 2])
+    kp, vp, plen = torch.randn(3, Hkv, 5, D), torch.randn(3, Hkv, 5, D), torch.tensor([5, 1, 3])  # 3 groups of n = 2
+    for G in (0, 3):
+        out = op(q, kp[:G], vp[:G], plen[:G], ks, vs, slen, kn, vn, 0.3)
+        for s in range(S):
+            for h in range(Hkv * rep):
+                g, n, grp = h // rep, int(slen[s]), s // 2
+                pre = int(plen[grp]) if G else 0
+                keys = torch.cat([kp[grp, g, :pre], ks[s, g, :n], kn[s, g][None]])
+                vals = torch.cat([vp[grp, g, :pre], vs[s, g, :n], vn[s, g][None]])
+                ref = ((keys @ q[s, h]) * 0.3).softmax(0) @ vals
+                assert torch.allclose(out[s, h], ref, atol=1e-5), (G, s, h)
 
 
 def test_compiled_step_attention_paths_agree(tiny_model):

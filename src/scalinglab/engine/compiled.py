@@ -81,7 +81,8 @@ def decode_step(tokens: torch.Tensor, pos: torch.Tensor, kv: torch.Tensor, cos_t
         k, v = _rotate(qkv[:, H:H + Hkv], cos, sin), qkv[:, H + Hkv:]
         new.append(torch.stack([k, v]))
         if kernel:
-            y = torch.ops.scalinglab.decode_attention(q, kv[li, 0], kv[li, 1], pos, k, v, 1.0 / math.sqrt(D))
+            no_prefix = kv.new_empty(0, Hkv, 1, D)
+            y = torch.ops.scalinglab.decode_attention(q, no_prefix, no_prefix, pos, kv[li, 0], kv[li, 1], pos, k, v, 1.0 / math.sqrt(D))
         else:
             y = _attend(q, k, v, kv[li, 0], kv[li, 1], pos)
         x = x + F.linear(y.reshape(S, H * D).to(x.dtype), wo)

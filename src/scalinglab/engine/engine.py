@@ -275,8 +275,8 @@ class Engine:
             ks, vs = cache.ks[li], cache.vs[li]
             ks.view(-1, D).index_copy_(0, slots, k.reshape(-1, D))  # row (s, h, wpos[s]) of the flattened cache
             vs.view(-1, D).index_copy_(0, slots, v.reshape(-1, D))
-            if cache.flat and attend is not None:  # the new token is in the cache at wpos and passed again as itself
-                y = attend(q, ks[:S], vs[:S], wpos, k, v, scale)
+            if attend is not None:  # the new token is in the cache at wpos and passed again as itself
+                y = attend(q, cache.kp[li, :G], cache.vp[li, :G], plen, ks[:S], vs[:S], wpos, k, v, scale)
             elif cache.flat:
                 # one query per sequence: two batched matmuls beat SDPA here (no GQA copy, no q-tiling)
                 qs = q.view(S, Hkv, rep, D)

@@ -17,7 +17,7 @@ import torch
 
 _OP = None
 _FAILED: str | None = None
-_FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math", "-fno-signed-zeros"]
+_FLAGS = ["-O3", "-march=native", "-ffast-math"]  # fast-math: vectorised exp and dot products; the kernel has no inf/NaN
 
 
 def _build():
@@ -26,25 +26,23 @@ def _build():
     src = Path(__file__).parent / "csrc" / "decode_attention.cpp"
     # -march=native: the name carries the CPU's vector level, so a cache shared between machines never mixes them
     name = f"scalinglab_decode_attention_{torch.backends.cpu.get_cpu_capability().lower()}"
-    ext = load(name, [str(src)], extra_cflags=_FLAGS, verbose=os.environ.get("SCALINGLAB_VERBOSE_BUILD") == "1")
+    load(name, [str(src)], extra_cflags=_FLAGS, is_python_module=False,
+         verbose=os.environ.get("SCALINGLAB_VERBOSE_BUILD") == "1")  # registers torch.ops.scalinglab.decode_attention
 
-    @torch.library.custom_op("scalinglab::decode_attention", mutates_args=())
-    def op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lens: torch.Tensor, k_new: torch.Tensor,
-           v_new: torch.Tensor, scale: float) -> torch.Tensor:
-        return ext.decode_attention(q, k, v, lens, k_new, v_new, scale)
-
-    @op.register_fake
-    def _(q, k, v, lens, k_new, v_new, scale):
+    @torch.library.register_fake("scalinglab::decode_attention")
+    def _(q, kp, vp, plen, ks, vs, slen, k_new, v_new, scale):  # shapes for torch.compile's tracing
         return torch.empty_like(q)
 
-    return op
+    return torch.ops.scalinglab.decode_attention.default
 
 
 def decode_attention():
-    """The operator (q (S,H,D), k/v cache (S,Hkv,T,D), lens (S,), k_new/v_new (S,Hkv,D), scale) -> (S,H,D), or None.
+    """The operator `scalinglab::decode_attention`, or None where it cannot be built.
 
-    Attends each sequence's query to its first lens[s] cached positions plus its own new
-    key/value; CPU, float32.
+    (q (S,H,D), kp/vp (G,Hkv,Tp,D), plen (G,), ks/vs (S,Hkv,Ts,D), slen (S,), k_new/v_new
+    (S,Hkv,D), scale) -> (S,H,D): each sequence's query attends to its group's first plen
+    prompt positions (G = S/n groups; G = 0: no prefix), its first slen cached positions and
+    its own new key/value. CPU, float32.
     """
     global _OP, _FAILED
     if _OP is None and _FAILED is None:
