@@ -265,11 +265,12 @@ class Engine:
         wpos = (pos if cache.flat else slen).clamp(max=cache.ks.shape[3] - 1)  # finished samples keep stepping
         T = cache.ks.shape[3]
         slots = ((torch.arange(S, device=dev)[:, None] * Hkv + torch.arange(Hkv, device=dev)[None, :]) * T + wpos[:, None]).reshape(-1)
-        future = torch.arange(tcur, device=dev)[None, :] > wpos[:, None]  # (S, tcur)
         scale = 1.0 / math.sqrt(D)
         attend = decode_attention() if dev.type == "cpu" and x.dtype == torch.float32 else None
-        if not cache.flat:
-            pmask = torch.arange(cache.kp.shape[3], device=dev)[None, :] >= plen[:, None]  # (G, Tp) padding
+        if attend is None:  # masks for the matmul attention
+            future = torch.arange(tcur, device=dev)[None, :] > wpos[:, None]  # (S, tcur)
+            if not cache.flat:
+                pmask = torch.arange(cache.kp.shape[3], device=dev)[None, :] >= plen[:, None]  # (G, Tp) padding
         for li, (ln1, wqkv, bqkv, wo, ln2, wgu, wdown) in enumerate(self._fused()):
             q, k, v = self._qkv(self._norm(x, ln1), wqkv, bqkv, rot)  # (S, H|Hkv, D)
             ks, vs = cache.ks[li], cache.vs[li]
