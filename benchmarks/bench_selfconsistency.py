@@ -11,7 +11,8 @@
 Prints ONE JSON object: {"task", "model", "steps", "seed", "problems", "greedy",
 "temperatures": [{"temperature", "majority": {n: acc}, "pass_at_k": {n: p}, "delta",
 "ci95": [lo, hi]}], "seconds": {...}}. Run it with `--task arithmetic` to see the
-single-path baseline (no gain) next to `arithmetic-paths` (several routes per problem: gain).
+single-path baseline (no gain) next to `arithmetic-paths` (several routes per problem: gain),
+and `--one-route` for the control: the same problems, every solution left to right.
 """
 
 from __future__ import annotations
@@ -82,9 +83,19 @@ def main() -> None:
     ap.add_argument("--temperatures", default="0.7,1.0")
     ap.add_argument("--n", default="1,4,16")
     ap.add_argument("--problems", type=int, default=200)
+    ap.add_argument("--one-route", action="store_true",
+                    help="the control: arithmetic-paths with every solution left to right (one path per problem)")
     ap.add_argument("--out", default="", help="where the pre-trained run goes (default: a temporary directory)")
     args = ap.parse_args()
 
+    if args.one_route:
+        # same name, so the same problems and training stream; only the solutions' route changes
+        from scalinglab.tasks import extra
+        from scalinglab.tasks.arithmetic_paths import ArithmeticPaths
+
+        if args.task != "arithmetic-paths":
+            raise SystemExit("--one-route applies to --task arithmetic-paths")
+        extra.TASKS["arithmetic-paths"] = lambda: ArithmeticPaths(one_route=True)
     t0 = time.perf_counter()
     model, train_s = args.model, 0.0
     if not model:
@@ -96,7 +107,7 @@ def main() -> None:
         model, train_s = out, time.perf_counter() - t0
     res = run(args.task, model, args.problems, [float(t) for t in args.temperatures.split(",")],
               sorted(int(n) for n in args.n.split(",")))
-    res = {**res, "steps": args.steps if not args.model else None, "seed": args.seed if not args.model else None}
+    res = {**res, "one_route": args.one_route, "steps": args.steps if not args.model else None, "seed": args.seed if not args.model else None}
     res["seconds"] = {"pretrain": round(train_s, 1), **res["seconds"], "total": round(time.perf_counter() - t0, 1)}
     print(json.dumps(res))
 
