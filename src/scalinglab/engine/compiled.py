@@ -104,7 +104,7 @@ class CompiledDecode:
     def step(cls, *args, **kwargs):
         if cls._failed is None:
             if cls._compiled is None:
-                cls._compiled = torch.compile(decode_step, fullgraph=True, dynamic=False)
+                cls._compiled = torch.compile(decode_step, fullgraph=True, dynamic=False, options={"cpp_wrapper": True})
             try:
                 torch._dynamo.mark_dynamic(args[2], 4)  # attended length: one graph for every step
                 return cls._compiled(*args, **kwargs)
