@@ -35,13 +35,29 @@ void attend_heads(const float* __restrict__ q, const Segment* seg, int nseg, con
     float qr[kMaxD];  // this head's query, held in registers
     for (int64_t d = 0; d < D; ++d) qr[d] = q[r * D + d] * scale;
     int64_t len = 0;
-    for (int i = 0; i < nseg; ++i)
-      for (int64_t t = 0; t < seg[i].len; ++t) {
-        const float* __restrict__ kt = seg[i].k + t * seg[i].kstride;
+    for (int i = 0; i < nseg; ++i) {
+      const float* __restrict__ kb = seg[i].k;
+      const int64_t ks = seg[i].kstride, n = seg[i].len;
+      int64_t t = 0;
+      for (; t + 4 <= n; t += 4) {  // four independent dot products: their final sums overlap
+        const float *k0 = kb + t * ks, *k1 = k0 + ks, *k2 = k1 + ks, *k3 = k2 + ks;
+        float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
+        for (int64_t d = 0; d < D; ++d) {
+          a0 += qr[d] * k0[d];
+          a1 += qr[d] * k1[d];
+          a2 += qr[d] * k2[d];
+          a3 += qr[d] * k3[d];
+        }
+        w[len] = a0; w[len + 1] = a1; w[len + 2] = a2; w[len + 3] = a3;
+        len += 4;
+      }
+      for (; t < n; ++t) {
+        const float* __restrict__ kt = kb + t * ks;
         float acc = 0.f;
         for (int64_t d = 0; d < D; ++d) acc += qr[d] * kt[d];
         w[len++] = acc;
       }
+    }
     float acc = 0.f;
     for (int64_t d = 0; d < D; ++d) acc += qr[d] * kn[d];
     w[len++] = acc;
