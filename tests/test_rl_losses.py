@@ -159,3 +159,10 @@ def test_step_end_tokens_char_tokenizer():
     # each step's last token is its newline: characters 7 and 12
     assert step_end_tokens(tok, ids, text, ["1+2+0=3\n", "A: 3\n"]) == [7, 12]
     assert step_end_tokens(tok, ids, text, ["1+2+0=3", "A: 3"]) == [6, 11]
+
+
+def test_last_position():
+    from scalinglab.train.rl_common import last_position
+
+    mask = torch.tensor([[0, 1, 1, 0], [0, 0, 0, 0], [1, 0, 0, 1]])
+    assert last_position(mask).tolist() == [2, -1, 3]

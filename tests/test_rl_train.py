@@ -144,13 +144,14 @@ def test_grad_accumulation_exact_grpo(tiny, toy):
     model, _, ro = _batch(tiny, toy)
     adv = ADVANTAGES["zscore"](ro.rewards.view(2, 4)).reshape(-1)
     deltas = []
-    for micro in (8, 1):  # 8 samples × 1 step, then 1 sample × 8 accumulation steps
+    for micro in (8, 1, 3):  # 8 samples × 1 step, 1 sample × 8 accumulation steps, length-sorted chunks of 3
         m = copy.deepcopy(model)
         opt = torch.optim.SGD(m.parameters(), lr=1.0)
         grpo_step(m, opt, ro, adv, GRPOConfig(micro_batch=micro, grad_clip=1e9), step=0, max_new_tokens=10)
         deltas.append(_delta(model, m))
     assert deltas[0].abs().max() > 1e-4
     torch.testing.assert_close(deltas[1], deltas[0], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(deltas[2], deltas[0], rtol=1e-5, atol=1e-7)
 
 
 def test_grpo_minibatches_recompute_old_logprobs(tiny, toy):

@@ -43,7 +43,7 @@ import torch
 
 from scalinglab.train.common import NonFiniteError, entropy_from_logits, lr_at, token_logprobs
 from scalinglab.train.rl_common import (
-    ADVANTAGES, INVALID_LOGPROB, LOG_RATIO_CLAMP, Rollout, check_step, kl_k3, micro_batches, mismatch_stats, rollout,
+    ADVANTAGES, INVALID_LOGPROB, LOG_RATIO_CLAMP, Rollout, check_step, kl_k3, last_position, micro_batches, mismatch_stats, rollout,
     RLRun, rollout_record, rollout_seed, sequence_logprobs, trim, zero_std_groups, prompt_batch,
 )
 
@@ -135,6 +135,8 @@ def grpo_step(model, opt, ro: Rollout, adv: torch.Tensor, cfg: GRPOConfig, step:
     for epoch in range(cfg.epochs):
         order = torch.randperm(B, generator=gen).to(ro.ids.device) if cfg.minibatches > 1 else torch.arange(B, device=ro.ids.device)
         for rows_mb in order.chunk(cfg.minibatches):
+            if reuse:  # micro-batches of similar lengths pad less; no recomputed log-probs to keep aligned with
+                rows_mb = rows_mb[last_position(ro.mask[rows_mb]).argsort(stable=True)]
             norm = _normaliser(ro.mask[rows_mb], cfg, max_new_tokens)
             opt.zero_grad(set_to_none=True)
             loss_sum = 0.0

@@ -214,6 +214,12 @@ def micro_batches(B: int, size: int) -> list[slice]:
     return [slice(i, min(i + size, B)) for i in range(0, B, size)]
 
 
+def last_position(mask: torch.Tensor) -> torch.Tensor:
+    """Index of each row's last response token (B,), -1 for an empty row."""
+    cols = torch.arange(mask.shape[1], device=mask.device)
+    return torch.where(mask > 0, cols, -1).amax(1)
+
+
 def trim(ids: torch.Tensor, *per_token: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Cut columns past the last response token of the slice (right padding; causal model)."""
     used = mask.any(0).nonzero()
