@@ -25,6 +25,20 @@ def test_fit_recovers_additive_model():
     assert f["step_overhead_s"] == pytest.approx(2e-3, rel=1e-3)
 
 
+def test_fit_with_free_memory_term_predicts_no_memory_time():
+    # a cache-resident model: step time does not depend on the bytes at DRAM bandwidth
+    from scalinglab.tokenomics.calibrate import UNRESOLVED
+
+    rng = np.random.default_rng(1)
+    c, m = rng.uniform(1e-3, 1e-2, 10), rng.uniform(1e-3, 1e-2, 10)
+    t = c / 0.4 + 5e-4
+    f = fit_efficiency(c, m, t)
+    assert not f["overlap"] and f["mbu"] == UNRESOLVED  # not 1.0, which would add m at the probe's bandwidth
+    assert f["mfu"] == pytest.approx(0.4, rel=1e-3)
+    pred = c / f["mfu"] + m / f["mbu"] + f["step_overhead_s"]
+    assert np.max(np.abs(pred / t - 1)) < 1e-3
+
+
 def test_fit_prefers_max_model_when_time_is_the_max():
     c = np.array([1e-3, 2e-3, 8e-3, 1.6e-2, 3e-3, 4e-3])
     m = np.array([9e-3, 9e-3, 2e-3, 2e-3, 6e-3, 1e-3])

@@ -29,6 +29,7 @@ from scipy.optimize import nnls
 from scalinglab.runs.store import atomic_write_json
 from scalinglab.tokenomics.catalog import Hardware
 
+UNRESOLVED = 1e6  # fitted efficiency of a term that adds no measurable time: its predicted time is ~0
 DEFAULT_POINTS = ((1, 64), (1, 512), (4, 128), (4, 1024), (16, 256), (16, 1024), (64, 128), (64, 512))
 
 
@@ -92,7 +93,10 @@ def fit_efficiency(compute_s: np.ndarray, memory_s: np.ndarray, measured_s: np.n
                 best = (e, f, g, ov)
     err_max, f, g, ov = best
     if err_add <= err_max:
-        return {"overlap": False, "mfu": float(1.0 / a) if a > 0 else 1.0, "mbu": float(1.0 / b) if b > 0 else 1.0,
+        # a coefficient of 0 means that term adds no measurable time (e.g. a small model whose weights
+        # and KV cache stay in the CPU's caches, so the DRAM-bandwidth term is free): efficiency UNRESOLVED,
+        # i.e. that time is predicted as 0, not as the peak's (which efficiency 1.0 would claim)
+        return {"overlap": False, "mfu": float(1.0 / a) if a > 0 else UNRESOLVED, "mbu": float(1.0 / b) if b > 0 else UNRESOLVED,
                 "step_overhead_s": float(o), "fit_mean_rel_error": err_add}
     return {"overlap": True, "mfu": float(f), "mbu": float(g), "step_overhead_s": ov, "fit_mean_rel_error": err_max}
 
