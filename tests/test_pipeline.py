@@ -51,10 +51,12 @@ def test_stated_accuracy_is_reproduced_by_eval(smoke, capsys):
 
 
 def test_resume_skips_finished_stages(smoke):
-    out, _ = smoke
+    out, first = smoke
     stamps = {name: (out / name / "stage.json").stat().st_mtime_ns for name, _ in STAGES}
-    run_pipeline("smoke", str(out), resume=True)
+    again = run_pipeline("smoke", str(out), resume=True)
     assert stamps == {name: (out / name / "stage.json").stat().st_mtime_ns for name, _ in STAGES}
+    # the run's time and start carry over: a resumed run reports its whole time, not the resume's
+    assert again["started"] == first["started"] and again["seconds"] >= first["seconds"]
 
 
 def test_refuses_to_overwrite_and_wrong_preset(smoke):

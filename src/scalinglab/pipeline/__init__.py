@@ -89,6 +89,9 @@ def run_pipeline(preset: str = "cpu", out: str = "runs/main", resume: bool = Fal
     atomic_write_json(cfg_path, p.__dict__)
     ctx = stages.Context(out=root, preset=p, progress=progress or (lambda name: (lambda *a, **k: None)))
     t0, started = time.time(), time.strftime("%Y-%m-%dT%H:%M:%S")
+    if (root / "summary.json").exists():  # a resumed run: its time so far and its start carry over
+        before = json.loads((root / "summary.json").read_text())
+        t0, started = t0 - float(before.get("seconds", 0.0)), before.get("started", started)
     failed: dict[str, str] = {}
     for name, fn in STAGES:
         if only and name not in only:
