@@ -112,15 +112,21 @@ def export_hf_cmd(
 
 @bench_app.command("engine")
 def bench_engine_cmd(
-    model: Optional[Path] = typer.Option(None, help="Model to benchmark (default: a depth-2 model trained for a few steps here)."),
+    model: Optional[Path] = typer.Option(None, help="Model to benchmark (default: a random-initialised depth-2 model)."),
     sequences: int = typer.Option(64, help="Sequences generated (one prompt each)."),
     new_tokens: int = typer.Option(64, help="New tokens per sequence (EOS ignored)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     repeats: int = typer.Option(3, help="Timed repeats per side; the best is reported."),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """scalinglab generate vs transformers generate on the same exported model, side by side."""
+    """scalinglab generate (eager and --compile) vs transformers generate on the same exported model, side by side.
+
+    Sampling at temperature 1, EOS ignored, one prompt per sequence; the best of --repeats
+    timed runs after a warm-up counts (the compiled path's compile time is reported apart).
+    """
     from scalinglab.engine.bench import run_benchmark
 
     res = run_benchmark(model=model, sequences=sequences, new_tokens=new_tokens, device=device, repeats=repeats)
-    emit(res, as_json, human=f"scalinglab {res['scalinglab_tokens_per_s']:.0f} tok/s, transformers {res['transformers_tokens_per_s']:.0f} tok/s: {res['speedup']:.2f}x")
+    emit(res, as_json, human=f"scalinglab {res['scalinglab_tokens_per_s']:.0f} tok/s ({res['speedup']:.2f}x), "
+         f"--compile {res['compiled_tokens_per_s']:.0f} tok/s ({res['compiled_speedup']:.2f}x, compiled in {res['compile_seconds']:.0f} s), "
+         f"transformers {res['transformers_tokens_per_s']:.0f} tok/s")
