@@ -95,20 +95,25 @@ def decode_step(tokens: torch.Tensor, pos: torch.Tensor, kv: torch.Tensor, cos_t
 
 
 class CompiledDecode:
-    """`decode_step` compiled once per process and shape; falls back to eager if compiling fails."""
+    """`decode_step` compiled once per process, device type and shape; falls back to eager if compiling fails."""
 
-    _compiled = None  # shared by every engine: the compiled code does not depend on the weights
+    _compiled: dict = {}  # device type -> compiled function; shared by every engine (the code does not depend on the weights)
     _failed: str | None = None
 
     @classmethod
     def step(cls, *args, **kwargs):
         if cls._failed is None:
-            if cls._compiled is None:
-                cls._compiled = torch.compile(decode_step, fullgraph=True, dynamic=False, options={"cpp_wrapper": True})
+            device = args[0].device.type
+            if device not in cls._compiled:
+                # on a CPU, inductor's C++ wrapper instead of its Python one: less per-step overhead
+                options = {"cpp_wrapper": True} if device == "cpu" else {}
+                # one graph per batch bucket, dtype and device: allow more than dynamo's default 8
+                torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+                cls._compiled[device] = torch.compile(decode_step, fullgraph=True, dynamic=False, options=options)
             try:
                 torch._dynamo.mark_dynamic(args[2], 4)  # attended length: one graph for every step
-                return cls._compiled(*args, **kwargs)
-            except Exception as e:  # no C++ compiler, unsupported backend, ...: eager still works
+                return cls._compiled[device](*args, **kwargs)
+            except Exception as e:  # noqa: BLE001 - no C++ compiler, unsupported backend, ...: eager still works
                 cls._failed = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 warnings.warn(f"torch.compile failed ({cls._failed}); decoding eagerly", RuntimeWarning, stacklevel=2)
         return decode_step(*args, **kwargs)

@@ -6,14 +6,15 @@ import time
 
 import torch
 
-from scalinglab.engine.engine import Engine, _Cache
+from scalinglab.engine.engine import Engine, SamplingParams, _Cache
 
 
-def decode_step_seconds(engine: Engine, batch: int, context: int, steps: int = 8, warmup: int = 2) -> float:
+def decode_step_seconds(engine: Engine, batch: int, context: int, steps: int = 8, warmup: int = 2, compiled: bool = False) -> float:
     """Median seconds of one decode step of `batch` sequences that each hold `context` tokens.
 
     The cache is filled with random keys/values (their values do not change the work done),
-    so no prefill is timed; each timed call is exactly the engine's decode step.
+    so no prefill is timed; each timed call is exactly the engine's decode step (`compiled`:
+    the torch.compile step with greedy sampling; its compilation happens in the warm-up).
     """
     cfg, dev = engine.cfg, engine.device
     dtype = engine.model.lm_head.weight.dtype
@@ -22,13 +23,17 @@ def decode_step_seconds(engine: Engine, batch: int, context: int, steps: int = 8
     cache.vs.normal_()
     plen = torch.full((batch,), context, dtype=torch.long, device=dev)
     tokens = torch.randint(4, cfg.vocab_size, (batch,), device=dev)
+    greedy, gen = SamplingParams(greedy=True), torch.Generator(device=dev)
     times = []
     for i in range(steps + warmup):
         slen = torch.full((batch,), i, dtype=torch.long, device=dev)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         t = time.perf_counter()
-        engine._decode(cache, batch, 1, tokens, plen, slen, context + i + 1)
+        if compiled:
+            engine._decode_compiled(cache, tokens, plen, slen, context + i + 1, greedy, gen, batch)
+        else:
+            engine._decode(cache, batch, 1, tokens, plen, slen, context + i + 1)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         if i >= warmup:
