@@ -158,8 +158,9 @@ def test_decode_attention_kernel_matches_softmax_attention():
     q, ks, vs = torch.randn(S, Hkv * rep, D), torch.randn(S, Hkv, T, D), torch.randn(S, Hkv, T, D)
     kn, vn, slen = torch.randn(S, Hkv, D), torch.randn(S, Hkv, D), torch.tensor([0, 1, 4, 8, 9, 2])
     kp, vp, plen = torch.randn(3, Hkv, 5, D), torch.randn(3, Hkv, 5, D), torch.tensor([5, 1, 3])  # 3 groups of n = 2
+    fused = torch.cat([q, kn.repeat(1, rep, 1)], 1)  # strided views, as slices of a fused qkv projection arrive
     for G in (0, 3):
-        out = op(q, kp[:G], vp[:G], plen[:G], ks, vs, slen, kn, vn, 0.3)
+        out = op(fused[:, : Hkv * rep], kp[:G], vp[:G], plen[:G], ks, vs, slen, kn, vn, 0.3)
         for s in range(S):
             for h in range(Hkv * rep):
                 g, n, grp = h // rep, int(slen[s]), s // 2

@@ -26,14 +26,14 @@ struct Segment {  // `len` cached rows of one head: row t at base + t * stride
 };
 
 template <int FixedD>
-void attend_heads(const float* __restrict__ q, const Segment* seg, int nseg, const float* __restrict__ kn,
+void attend_heads(const float* __restrict__ q, int64_t qstride, const Segment* seg, int nseg, const float* __restrict__ kn,
                   const float* __restrict__ vn, int64_t rep, int64_t dyn_d, float scale, float* __restrict__ w,
                   float* __restrict__ out) {
   constexpr int64_t kMaxD = FixedD > 0 ? FixedD : 256;
   const int64_t D = FixedD > 0 ? FixedD : dyn_d;
   for (int64_t r = 0; r < rep; ++r) {
     float qr[kMaxD];  // this head's query, held in registers
-    for (int64_t d = 0; d < D; ++d) qr[d] = q[r * D + d] * scale;
+    for (int64_t d = 0; d < D; ++d) qr[d] = q[r * qstride + d] * scale;
     int64_t len = 0;
     for (int i = 0; i < nseg; ++i) {
       const float* __restrict__ kb = seg[i].k;
@@ -90,14 +90,17 @@ torch::Tensor decode_attention(torch::Tensor q, torch::Tensor kp, torch::Tensor 
     TORCH_CHECK(t.scalar_type() == torch::kFloat32, "decode_attention: float32 only");
   TORCH_CHECK(kp.stride(3) == 1 && vp.stride(3) == 1 && ks.stride(3) == 1 && vs.stride(3) == 1,
               "decode_attention: cache rows must be contiguous");
-  q = q.contiguous(); k_new = k_new.contiguous(); v_new = v_new.contiguous();
+  // q, k_new, v_new may be strided views (e.g. slices of a fused qkv projection): only rows must be contiguous
+  if (q.stride(2) != 1) q = q.contiguous();
+  if (k_new.stride(2) != 1) k_new = k_new.contiguous();
+  if (v_new.stride(2) != 1) v_new = v_new.contiguous();
   plen = plen.to(torch::kInt64).contiguous(); slen = slen.to(torch::kInt64).contiguous();
   const int64_t S = q.size(0), H = q.size(1), D = q.size(2), Hkv = ks.size(1), Ts = ks.size(2);
   const int64_t G = kp.size(0), Tp = G > 0 ? kp.size(2) : 0;
   TORCH_CHECK(H % Hkv == 0 && ks.size(3) == D && (G == 0 || S % G == 0), "decode_attention: shape mismatch");
   TORCH_CHECK(D <= 256, "decode_attention: head_dim > 256");
   const int64_t rep = H / Hkv, n = G > 0 ? S / G : 1;
-  auto out = torch::empty_like(q);
+  auto out = torch::empty({S, H, D}, q.options());
   const float* qp = q.data_ptr<float>();
   const float* knp = k_new.data_ptr<float>();
   const float* vnp = v_new.data_ptr<float>();
@@ -120,15 +123,15 @@ torch::Tensor decode_attention(torch::Tensor q, torch::Tensor kp, torch::Tensor 
       seg[nseg++] = {ks.data_ptr<float>() + s * ks.stride(0) + g * ks.stride(1),
                      vs.data_ptr<float>() + s * vs.stride(0) + g * vs.stride(1), ks.stride(2), vs.stride(2),
                      std::min<int64_t>(std::max<int64_t>(sl[s], 0), Ts)};
-      const float* qi = qp + (s * H + g * rep) * D;
+      const float* qi = qp + s * q.stride(0) + g * rep * q.stride(1);
       float* oi = op + (s * H + g * rep) * D;
-      const float* kn = knp + i * D;
-      const float* vn = vnp + i * D;
+      const float* kn = knp + s * k_new.stride(0) + g * k_new.stride(1);
+      const float* vn = vnp + s * v_new.stride(0) + g * v_new.stride(1);
       switch (D) {
-        case 32: attend_heads<32>(qi, seg, nseg, kn, vn, rep, D, sc, w.data(), oi); break;
-        case 64: attend_heads<64>(qi, seg, nseg, kn, vn, rep, D, sc, w.data(), oi); break;
-        case 128: attend_heads<128>(qi, seg, nseg, kn, vn, rep, D, sc, w.data(), oi); break;
-        default: attend_heads<0>(qi, seg, nseg, kn, vn, rep, D, sc, w.data(), oi);
+        case 32: attend_heads<32>(qi, q.stride(1), seg, nseg, kn, vn, rep, D, sc, w.data(), oi); break;
+        case 64: attend_heads<64>(qi, q.stride(1), seg, nseg, kn, vn, rep, D, sc, w.data(), oi); break;
+        case 128: attend_heads<128>(qi, q.stride(1), seg, nseg, kn, vn, rep, D, sc, w.data(), oi); break;
+        default: attend_heads<0>(qi, q.stride(1), seg, nseg, kn, vn, rep, D, sc, w.data(), oi);
       }
     }
   });
