@@ -70,8 +70,33 @@ def _mul_steps(a: int, b: int) -> list[str]:
 _OPS = {"+": (lambda a, b: a + b, _add_steps), "-": (lambda a, b: a - b, _sub_steps), "*": (lambda a, b: a * b, _mul_steps)}
 
 
+class IntegerAnswer:
+    """Answer handling for tasks whose worked solutions end in `A: <integer>`, one step per line."""
+
+    def extract_answer(self, completion: str) -> str | None:
+        m = _ANSWER.findall(completion)
+        return m[-1] if m else None
+
+    def check(self, problem: Problem, completion: str) -> Verdict:
+        got = self.extract_answer(completion)
+        if got is None:
+            return Verdict.wrong("no 'A: <integer>' answer line")
+        if int(got) == int(problem.answer):
+            return Verdict.right()
+        return Verdict.wrong(f"answered {got}, expected {problem.answer}")
+
+    def split_steps(self, completion: str) -> list[str]:
+        return [line + "\n" for line in completion.split("\n") if line.strip()]
+
+    def equivalent(self, a: str, b: str) -> bool:
+        try:
+            return int(a) == int(b)
+        except ValueError:
+            return a.strip() == b.strip()
+
+
 @dataclass(frozen=True)
-class Arithmetic:
+class Arithmetic(IntegerAnswer):
     """Integer arithmetic on `difficulty`-digit operands with operators from `ops`."""
 
     ops: str = "+-"
@@ -97,23 +122,3 @@ class Arithmetic:
             out.append(self.make(a, op, b, id=f"{self.name}-s{seed}-{i}"))
         return out
 
-    def extract_answer(self, completion: str) -> str | None:
-        m = _ANSWER.findall(completion)
-        return m[-1] if m else None
-
-    def check(self, problem: Problem, completion: str) -> Verdict:
-        got = self.extract_answer(completion)
-        if got is None:
-            return Verdict.wrong("no 'A: <integer>' answer line")
-        if int(got) == int(problem.answer):
-            return Verdict.right()
-        return Verdict.wrong(f"answered {got}, expected {problem.answer}")
-
-    def split_steps(self, completion: str) -> list[str]:
-        return [line + "\n" for line in completion.split("\n") if line.strip()]
-
-    def equivalent(self, a: str, b: str) -> bool:
-        try:
-            return int(a) == int(b)
-        except ValueError:
-            return a.strip() == b.strip()

@@ -31,10 +31,9 @@ import re
 from dataclasses import dataclass
 from itertools import permutations
 
+from scalinglab.tasks.arithmetic import IntegerAnswer
 from scalinglab.tasks.base import Problem
-from scalinglab.verify.verdict import Verdict
 
-_ANSWER = re.compile(r"A:\s*(-?\d+)")
 
 
 def route_steps(terms: tuple[int, ...], route: tuple[int, ...]) -> list[str]:
@@ -48,7 +47,7 @@ def route_steps(terms: tuple[int, ...], route: tuple[int, ...]) -> list[str]:
 
 
 @dataclass(frozen=True)
-class ArithmeticPaths:
+class ArithmeticPaths(IntegerAnswer):
     """Sum of `terms` numbers of `difficulty` digits; each worked solution follows a random order."""
 
     terms: int = 4
@@ -83,27 +82,6 @@ class ArithmeticPaths:
             route = rng.choice(routes)  # drawn even for one_route, so both variants pose the same problems
             out.append(self.make(terms, None if self.one_route else route, id=f"{self.name}-s{seed}-{i}"))
         return out
-
-    def extract_answer(self, completion: str) -> str | None:
-        m = _ANSWER.findall(completion)
-        return m[-1] if m else None
-
-    def check(self, problem: Problem, completion: str) -> Verdict:
-        got = self.extract_answer(completion)
-        if got is None:
-            return Verdict.wrong("no 'A: <integer>' answer line")
-        if int(got) == int(problem.answer):
-            return Verdict.right()
-        return Verdict.wrong(f"answered {got}, expected {problem.answer}")
-
-    def split_steps(self, completion: str) -> list[str]:
-        return [line + "\n" for line in completion.split("\n") if line.strip()]
-
-    def equivalent(self, a: str, b: str) -> bool:
-        try:
-            return int(a) == int(b)
-        except ValueError:
-            return a.strip() == b.strip()
 
     def first_pair(self, problem: Problem, completion: str) -> tuple[int, int] | None:
         """Indices of the two terms a completion adds first (which route it took), or None."""
