@@ -14,6 +14,10 @@ prompt waits, the last active group is moved into the hole, so a step always com
 exactly the active groups. Long and short answers therefore do not hold compute hostage
 (within a group, samples wait for the group's longest one).
 
+Speed on a CPU: decode attention is the C++ kernel of `engine.kernels` (matmuls where it
+cannot be built), and `Engine(compile=True)` runs the n = 1 decode step through the static-
+shape `torch.compile` graph of `engine.compiled`, which samples the same tokens (docs/engine.md).
+
 Sampling: temperature, top-k, top-p or greedy, with a seeded generator. The log-prob
 returned for each sampled token is under the temperature-scaled *full* distribution
 (before top-k/top-p truncation; RL_CHECKLIST item 7).
@@ -175,7 +179,7 @@ class Engine:
         Parameters' version counters tell when an optimizer step changed them in place.
         """
         if getattr(self, "_params", None) is None:
-            self._params = list(self.model.parameters())  # walking the module tree each step costs more than the step's GEMMs
+            self._params = list(self.model.parameters())  # walking the module tree every step cost half as much as its GEMMs
         version = sum(p._version for p in self._params)
         if getattr(self, "_fused_version", None) != version:
             D = self.cfg.head_dim
