@@ -81,3 +81,15 @@ def test_read_json_errors(tmp_path):
         read_json(tmp_path / "bad.json")
     atomic_write_json(tmp_path / "ok.json", {"x": [1, 2]})
     assert read_json(tmp_path / "ok.json") == {"x": [1, 2]}
+
+
+def test_resume_with_changed_settings_warns(tmp_path):
+    import warnings
+
+    Run.create(tmp_path / "r", kind="pretrain", config={"steps": 100, "lr": 1e-3})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Run.create(tmp_path / "r", kind="pretrain", config={"steps": 100, "lr": 1e-3}, resume=True)  # same: silent
+    with pytest.warns(UserWarning, match=r"steps 100 -> 200"):
+        Run.create(tmp_path / "r", kind="pretrain", config={"steps": 200, "lr": 1e-3}, resume=True)
+    assert Run(tmp_path / "r").config["steps"] == 100  # the saved settings are kept

@@ -21,6 +21,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -132,7 +133,13 @@ class Run:
                 raise UserError(f"{run.path}: a run already exists there (use --resume to continue it, or another --out)")
             raise UserError(f"{run.path}: directory is not empty")
         run.path.mkdir(parents=True, exist_ok=True)
-        if not (resume and (run.path / "config.json").exists()):
+        if resume and (run.path / "config.json").exists():
+            saved = read_json(run.path / "config.json")
+            changed = {k: (saved.get(k), v) for k, v in json.loads(dumps(config)).items() if saved.get(k) != v}
+            if changed:  # the run continues as asked, but a resumed run is only exact with the saved settings
+                warnings.warn(f"{run.path}: resuming with settings that differ from its config.json: "
+                              + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()), UserWarning, stacklevel=2)
+        else:
             atomic_write_json(run.path / "config.json", config)
         cmd = " ".join(shlex.quote(a) for a in sys.argv)
         with open(run.path / "command.txt", "a") as f:
