@@ -149,7 +149,7 @@ class _Cache:
         self.kv = torch.zeros(L, 2, groups * n, kv, tp + ts if self.flat else ts, hd, device=device, dtype=dtype)
         self.ks, self.vs = self.kv[:, 0], self.kv[:, 1]
         self.rope: tuple[torch.Tensor, torch.Tensor] | None = None  # cos/sin tables of the compiled step
-        self.rows = self.noise = self.no_noise = None  # its cache row offsets and noise buffers
+        self.rows = self.noise = self.no_noise = self.temp = self.kernel = None  # its per-call constants
         self.prefix_bytes = 2 * self.kp.numel() * self.kp.element_size()
         self.bytes = self.prefix_bytes + 2 * self.ks.numel() * self.ks.element_size()
 
@@ -321,13 +321,16 @@ class Engine:
         embed, w, norm_w, lm_head = self._step_weights
         pos = (plen + slen).clamp(max=T - 1)  # finished slots keep stepping harmlessly
         truncated = (p.top_k and p.top_k < V) or p.top_p < 1.0
+        if cache.temp is None:  # constant for the call
+            cache.temp = torch.tensor(1.0 if p.greedy or truncated else max(p.temperature, 1e-5), device=dev)
+            cache.kernel = dev.type == "cpu" and embed.dtype == torch.float32 and decode_attention() is not None
+        temp, kernel = cache.temp, cache.kernel
         if p.greedy or truncated:
-            uniform, temp = cache.no_noise, torch.ones((), device=dev)
+            uniform = cache.no_noise
         else:  # the live slots draw exactly what `sample_tokens` would, so both paths sample alike
-            uniform, temp = cache.noise, torch.tensor(max(p.temperature, 1e-5), device=dev)
+            uniform = cache.noise
             uniform[:live].uniform_(generator=gen)
         tb = min(T, -(-tcur // 16) * 16)
-        kernel = dev.type == "cpu" and embed.dtype == torch.float32 and decode_attention() is not None
         tok, lp, logits, new = CompiledDecode.step(tokens, pos, cache.kv[..., :tb, :], *cache.rope, embed, w, norm_w, lm_head,
                                                    (cfg.num_attention_heads, Hkv), cfg.rms_norm_eps, uniform, temp, kernel)
         rows = (cache.rows + pos[None, None, :, None]).view(-1)  # row (l, k|v, g, h, pos[g]) of the flat cache
