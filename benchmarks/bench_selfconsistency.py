@@ -19,31 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-def paired_bootstrap(a: list[int], b: list[int], resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """95 % percentile CI of mean(a) − mean(b), resampling problems (pairs) with replacement."""
-    d = [x - y for x, y in zip(a, b)]
-    rng = random.Random(seed)
-    n = len(d)
-    means = sorted(sum(d[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
-    return means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
-
-
-def per_problem_correct(summary: dict, n: int, task, problems) -> list[int]:
-    """1/0 per problem for the majority vote over the first n samples (recomputed from answers)."""
-    from scalinglab.testtime.vote import majority_vote
-
-    out = []
-    for p, row in zip(problems, summary["per_problem"]):
-        v = majority_vote(row["answers"][:n], task.equivalent)
-        out.append(int(v.answer is not None and task.equivalent(v.answer, p.answer)))
-    return out
+from scalinglab.testtime.stats import majority_correct, paired_bootstrap
 
 
 def run(task_name: str, model_dir: str, problems_n: int, temperatures: list[float], ns: list[int],
@@ -64,7 +45,7 @@ def run(task_name: str, model_dir: str, problems_n: int, temperatures: list[floa
         t0 = time.perf_counter()
         m = evaluate(model, tok, task, problems, EvalConfig(strategy="majority", ns=tuple(ns), temperature=t, seed=sample_seed))
         secs[f"majority_T{t}"] = round(time.perf_counter() - t0, 1)
-        top = per_problem_correct(m, max(ns), task, problems)
+        top = majority_correct(m, max(ns), task, problems)
         lo, hi = paired_bootstrap(top, greedy)
         temps.append({"temperature": t,
                       "majority": {str(p["n"]): p["accuracy"] for p in m["points"]},

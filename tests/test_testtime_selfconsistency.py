@@ -8,27 +8,18 @@ excludes 0. On `arithmetic` (one canonical chain of thought) the same comparison
 loses (docs/testtime.md), so this test can fail. Slow.
 """
 
-import importlib.util
 import os
-from pathlib import Path
 
 import pytest
 
 from scalinglab.tasks import get_task
 from scalinglab.testtime.evaluate import EvalConfig, evaluate
+from scalinglab.testtime.stats import majority_correct, paired_bootstrap
 
 pytestmark = pytest.mark.slow
 
 STEPS = 4000
 MARGIN = 0.05
-
-
-def _bench():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_selfconsistency.py"
-    spec = importlib.util.spec_from_file_location("bench_selfconsistency", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +42,9 @@ def test_majority_at_16_beats_greedy_on_a_multi_route_task(trained):
     g = evaluate(model, tok, task, problems, EvalConfig(strategy="greedy"))
     greedy = [int(r["correct_samples"] > 0) for r in g["per_problem"]]
     m = evaluate(model, tok, task, problems, EvalConfig(strategy="majority", ns=(1, 4, 16), temperature=0.7, seed=1))
-    bench = _bench()
-    maj = bench.per_problem_correct(m, 16, task, problems)
+    maj = majority_correct(m, 16, task, problems)
     assert sum(maj) / len(maj) == pytest.approx(m["points"][-1]["accuracy"])  # recomputed vote = engine's
-    lo, hi = bench.paired_bootstrap(maj, greedy)
+    lo, hi = paired_bootstrap(maj, greedy)
     delta = (sum(maj) - sum(greedy)) / len(greedy)
     print(f"greedy {sum(greedy) / 200:.3f}; majority@1/4/16 {[p['accuracy'] for p in m['points']]}; "
           f"delta {delta:+.3f} CI95 [{lo:+.3f}, {hi:+.3f}]")

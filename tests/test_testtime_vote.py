@@ -108,3 +108,26 @@ def test_majority_with_no_parseable_answer_submits_nothing():
     a = _attempt(["no answer", "A: x\n", "7+5"])
     s = select([a], 3, "majority", ARITH).solutions[0]
     assert s.answer is None and s.correct == 0.0 and s.candidates == 3
+
+
+def test_paired_bootstrap_by_hand():
+    from scalinglab.testtime.stats import paired_bootstrap
+
+    assert paired_bootstrap([1, 0, 1, 1], [1, 0, 1, 1]) == (0.0, 0.0)  # identical pairs: no difference at all
+    assert paired_bootstrap([1, 1, 1], [0, 0, 0], resamples=200) == (1.0, 1.0)  # every pair differs by +1
+    lo, hi = paired_bootstrap([1] * 30 + [0] * 70, [0] * 100, resamples=2000)
+    assert lo < 0.3 < hi and hi - lo < 0.25  # mean difference 0.3, binomial spread ~ ±0.09
+    with pytest.raises(ValueError, match="equal"):
+        paired_bootstrap([1, 0], [1])
+
+
+def test_majority_correct_recounts_the_vote():
+    from scalinglab.tasks import get_task
+    from scalinglab.testtime.stats import majority_correct
+
+    task = get_task("arithmetic")
+    problems = task.generate(2, seed=0)
+    right = [p.answer for p in problems]
+    summary = {"per_problem": [{"answers": [right[0], right[0], "7", None]}, {"answers": ["-1", "-1", right[1], None]}]}
+    assert majority_correct(summary, 4, task, problems) == [1, 0]
+    assert majority_correct(summary, 1, task, problems) == [1, 0]
