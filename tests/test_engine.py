@@ -25,12 +25,15 @@ def naive_greedy(model, tok, prompt, steps):
     return out, logits
 
 
-@pytest.mark.parametrize("kernel", [True, False], ids=["kernel", "matmul"])
+@pytest.mark.parametrize("path", ["native", "kernel", "matmul"])
 @pytest.mark.parametrize("n,max_batch", [(1, 4), (1, 64), (3, 8), (2, 4)])
-def test_cached_decoding_matches_full_forward(tiny_model, n, max_batch, kernel, monkeypatch):
-    # max_batch < prompts*n forces refills (continuous batching) and compaction;
-    # "matmul": the attention used where the C++ kernel cannot be built
-    if not kernel:
+def test_cached_decoding_matches_full_forward(tiny_model, n, max_batch, path, monkeypatch):
+    # max_batch < prompts*n forces refills (continuous batching) and compaction.
+    # native: the C++ decode loop; kernel: the Python step with the C++ attention;
+    # matmul: the attention used where the C++ extension cannot be built
+    if path != "native":
+        monkeypatch.setattr("scalinglab.engine.engine.decode_steps", lambda: None)
+    if path == "matmul":
         monkeypatch.setattr("scalinglab.engine.engine.decode_attention", lambda: None)
     model, tok = tiny_model
     res = Engine(model, tok, max_batch=max_batch).generate(PROMPTS, SamplingParams(greedy=True, n=n, max_new_tokens=10))
@@ -190,3 +193,43 @@ def test_compiled_step_attention_paths_agree(tiny_model):
         fused, kernel = decode_step(*args, kernel=False), decode_step(*args, kernel=True)
     assert torch.allclose(fused[2], kernel[2], atol=1e-4)  # logits
     assert torch.equal(fused[0], kernel[0])
+
+
+@pytest.mark.parametrize("params,max_batch", [
+    (SamplingParams(max_new_tokens=14, ignore_eos=True, seed=1), 64),  # one call does every step
+    (SamplingParams(max_new_tokens=14, temperature=0.7, seed=2), 4),  # EOS, refills, compaction
+    (SamplingParams(n=3, max_new_tokens=12, temperature=1.3, seed=3), 8),  # shared prompts, groups finish apart
+    (SamplingParams(n=2, max_new_tokens=12, stop=("=", "9"), seed=4), 6),  # stop strings: one step per call
+    (SamplingParams(greedy=True, max_new_tokens=12), 3),
+], ids=["ignore-eos", "eos-refill", "shared-n3", "stop-strings", "greedy"])
+def test_native_loop_matches_python_step(params, max_batch, monkeypatch):
+    """The C++ decode loop samples the Python path's tokens (same generator draws) and records them alike.
+
+    A qwen2-style model (QKV bias, untied head) with weights scaled up, so samples vary.
+    """
+    from scalinglab.engine.kernels import decode_steps
+    from scalinglab.model import ModelConfig, Transformer
+    from scalinglab.model.tokenizer import CharTokenizer
+
+    assert decode_steps() is not None  # set-up builds the extension: no silent fallback here
+    torch.manual_seed(5)
+    cfg = ModelConfig.from_depth(2, vocab_size=128, arch="qwen2", attention_bias=True, tie_word_embeddings=False)
+    model = Transformer(cfg).eval()
+    with torch.no_grad():
+        for prm in model.parameters():
+            prm.mul_(3 if prm.dim() == 2 else 1).add_(0.05 * torch.randn_like(prm) if prm.dim() == 1 else 0)
+    tok = CharTokenizer()
+    native = Engine(model, tok, max_batch=max_batch).generate(PROMPTS, params)
+    monkeypatch.setattr("scalinglab.engine.engine.decode_steps", lambda: None)
+    ref = Engine(model, tok, max_batch=max_batch).generate(PROMPTS, params)
+    reasons = set()
+    for a, b in zip(native.generations, ref.generations):
+        for x, y in zip(a.completions, b.completions, strict=True):
+            assert (x.token_ids, x.finish_reason, x.text) == (y.token_ids, y.finish_reason, y.text)
+            assert x.logprobs == pytest.approx(y.logprobs, abs=1e-5)
+            reasons.add(x.finish_reason)
+    assert (native.steps, native.generated_tokens, native.prompt_tokens) == (ref.steps, ref.generated_tokens, ref.prompt_tokens)
+    if params.stop:
+        assert "stop" in reasons  # the stop strings really ended samples
+    if params.ignore_eos:
+        assert reasons == {"length"}

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from scalinglab.engine.compiled import CompiledDecode
-from scalinglab.engine.kernels import decode_attention
+from scalinglab.engine.kernels import decode_attention, decode_steps
 from scalinglab.errors import UserError
 from scalinglab.model.transformer import Transformer
 
@@ -339,6 +339,16 @@ class Engine:
             return sample_tokens(logits[:live], p, gen)
         return tok, lp
 
+    def _native_weights(self) -> list[torch.Tensor]:
+        """The fused weights as `scalinglab::decode_steps` takes them: 7 tensors per layer (no bias: empty)."""
+        layers = self._fused()
+        if getattr(self, "_native_version", None) != self._fused_version:
+            none = torch.empty(0, device=self.device)
+            self._native = [t for ln1, wqkv, bqkv, wo, ln2, wgu, wdown in layers
+                            for t in (ln1.weight.detach(), wqkv, none if bqkv is None else bqkv, wo, ln2.weight.detach(), wgu, wdown)]
+            self._native_version = self._fused_version
+        return self._native
+
     @staticmethod
     def _shared_attention(q, cache: _Cache, li: int, G: int, n: int, rep: int, scale: float, pmask, future, tcur: int) -> torch.Tensor:
         """Attention over a shared prompt prefix and each sample's own suffix, merged by LSE."""
@@ -394,6 +404,9 @@ class Engine:
             G = min(1 << (G - 1).bit_length(), max(1, self.max_batch))
             cache_ts = -(-(Tp + Ts) // 64) * 64 - Tp
         dtype = self.model.lm_head.weight.dtype
+        truncated = (params.top_k and params.top_k < cfg.vocab_size) or params.top_p < 1.0
+        native = (not compiled and dev.type == "cpu" and dtype == torch.float32 and not truncated and cfg.head_dim <= 256
+                  and decode_steps() is not None)  # the whole loop in C++ (engine.kernels)
         cache = _Cache(cfg, G, n, Tp, cache_ts, dev, dtype)
         gen = torch.Generator(device=dev).manual_seed(params.seed)
         stop_strs = tuple(params.stop)
@@ -417,6 +430,10 @@ class Engine:
         tokens = torch.zeros(G * n, dtype=torch.long, device=dev)
         done_host = np.ones(G * n, dtype=bool)
         finished_prompts = 0
+        if native:  # the C++ loop records into the same arrays
+            shared = [torch.from_numpy(a) for a in (buf_tok, buf_lp, ntok, done_host, reason)]
+            m_ = self.model
+            embed, norm_w, lm_head = (t.detach() for t in (m_.model.embed_tokens.weight, m_.model.norm.weight, m_.lm_head.weight))
 
         def record(slots: np.ndarray, toks: np.ndarray, lps: np.ndarray) -> None:
             """Append the sampled tokens of live `slots` and mark the ones that finish."""
@@ -426,15 +443,17 @@ class Engine:
             why = np.where(ntok[slots] >= Ts, _LENGTH, 0).astype(np.int8)
             if eos is not None:
                 why[toks == eos] = _EOS
-            if stop_strs:
-                for i in np.nonzero(why != _EOS)[0]:
-                    s_ = slots[i]
-                    tail = self.tok.decode(buf_tok[s_, max(0, ntok[s_] - 32):ntok[s_]].tolist())
-                    if any(tail.endswith(st) or st in tail[-(len(st) + 8):] for st in stop_strs):
-                        why[i] = _STOP
             ended = why > 0
             reason[slots[ended]] = why[ended]
             done_host[slots[ended]] = True
+            check_stops(slots)
+
+        def check_stops(slots: np.ndarray) -> None:
+            """Finish the `slots` (just given a token) whose text now ends with a stop string."""
+            for s_ in slots[reason[slots] != _EOS] if stop_strs else ():
+                tail = self.tok.decode(buf_tok[s_, max(0, ntok[s_] - 32):ntok[s_]].tolist())
+                if any(tail.endswith(st) or st in tail[-(len(st) + 8):] for st in stop_strs):
+                    reason[s_], done_host[s_] = _STOP, True
 
         def admit(free: list[int]) -> None:
             nonlocal active_groups
@@ -517,6 +536,16 @@ class Engine:
             # the token sampled last step goes in at suffix position slen; attend over slen+1
             live_pos = slen_host[:S][~done_host[:S]] + (plen_host[:S][~done_host[:S]] if cache.flat else 0)
             tcur = int(live_pos.max(initial=0)) + 1
+            if native:  # as many steps as no group finishes (one when stop strings need checking)
+                live = np.nonzero(~done_host[:S])[0]
+                steps = decode_steps()(embed, self._native_weights(), norm_w, lm_head, cfg.num_attention_heads, cfg.rms_norm_eps,
+                                       self.model.inv_freq, cache.kp, cache.vp, plen, cache.kv, cache.flat, n, S, tokens, slen,
+                                       *shared, Ts, params.temperature, params.greedy, -1 if eos is None else eos,
+                                       1 if stop_strs else Ts, gen)
+                result.steps += steps
+                slen_host[:S] += steps
+                check_stops(live)
+                continue
             if compiled:
                 tok, lp = self._decode_compiled(cache, tokens, plen, slen, tcur, params, gen, S)
                 tok, lp = tok[:S], lp[:S]

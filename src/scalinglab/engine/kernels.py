@@ -1,4 +1,9 @@
-"""The engine's one hand-written kernel: CPU decode attention (csrc/decode_attention.cpp).
+"""The engine's hand-written CPU code (float32), one C++ extension of two operators:
+
+- `scalinglab::decode_attention` (csrc/decode_attention.cpp): one query token per sequence
+  against its cached keys/values, with or without a shared prompt prefix;
+- `scalinglab::decode_steps` (csrc/decode_loop.cpp): the whole decode loop — forward step,
+  sampling and the scheduler's per-token record — for as many steps as no group finishes.
 
 Built on first use with `torch.utils.cpp_extension.load` (g++ and ninja, about 30 s, cached
 under TORCH_EXTENSIONS_DIR; `scripts/setup.sh` builds it once) and registered as the
@@ -23,11 +28,11 @@ _FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]  # fast-math: vecto
 def _build():
     from torch.utils.cpp_extension import load
 
-    src = Path(__file__).parent / "csrc" / "decode_attention.cpp"
+    csrc = Path(__file__).parent / "csrc"
     # -march=native: the name carries the CPU's vector level, so a cache shared between machines never mixes them
     name = f"scalinglab_decode_attention_{torch.backends.cpu.get_cpu_capability().lower()}"
-    load(name, [str(src)], extra_cflags=_FLAGS, is_python_module=False,
-         verbose=os.environ.get("SCALINGLAB_VERBOSE_BUILD") == "1")  # registers torch.ops.scalinglab.decode_attention
+    load(name, [str(csrc / "decode_attention.cpp"), str(csrc / "decode_loop.cpp")], extra_cflags=_FLAGS, is_python_module=False,
+         verbose=os.environ.get("SCALINGLAB_VERBOSE_BUILD") == "1")  # registers torch.ops.scalinglab.*
 
     @torch.library.register_fake("scalinglab::decode_attention")
     def _(q, kp, vp, plen, ks, vs, slen, k_new, v_new, scale):  # shapes for torch.compile's tracing
@@ -52,3 +57,8 @@ def decode_attention():
             _FAILED = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
             warnings.warn(f"CPU decode-attention kernel not built ({_FAILED}); using batched matmuls", RuntimeWarning, stacklevel=2)
     return _OP
+
+
+def decode_steps():
+    """The operator `scalinglab::decode_steps` (see csrc/decode_loop.cpp), or None where it cannot be built."""
+    return torch.ops.scalinglab.decode_steps.default if decode_attention() is not None else None

@@ -17,6 +17,8 @@
 #include <cmath>
 #include <vector>
 
+#include "attention.h"
+
 namespace {
 
 struct Segment {  // `len` cached rows of one head: row t at base + t * stride
@@ -82,6 +84,35 @@ void attend_heads(const float* __restrict__ q, int64_t qstride, const Segment* s
 
 }  // namespace
 
+void attend(const AttnArgs& a) {
+  const int64_t rep = a.H / a.Hkv, n = a.G > 0 ? a.S / a.G : 1;
+  at::parallel_for(0, a.S * a.Hkv, 8, [&](int64_t begin, int64_t end) {
+    std::vector<float> w(a.Tp + a.Ts + 1);
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t s = i / a.Hkv, g = i % a.Hkv;
+      Segment seg[2];
+      int nseg = 0;
+      if (a.G > 0) {
+        const int64_t grp = s / n;
+        seg[nseg++] = {a.kp + grp * a.kp_s + g * a.kp_h, a.vp + grp * a.vp_s + g * a.vp_h, a.kp_t, a.vp_t,
+                       std::min<int64_t>(std::max<int64_t>(a.plen[grp], 0), a.Tp)};
+      }
+      seg[nseg++] = {a.ks + s * a.ks_s + g * a.ks_h, a.vs + s * a.vs_s + g * a.vs_h, a.ks_t, a.vs_t,
+                     std::min<int64_t>(std::max<int64_t>(a.slen[s], 0), a.Ts)};
+      const float* qi = a.q + s * a.q_s + g * rep * a.q_h;
+      float* oi = a.out + (s * a.H + g * rep) * a.D;
+      const float* kn = a.kn + s * a.kn_s + g * a.kn_h;
+      const float* vn = a.vn + s * a.vn_s + g * a.vn_h;
+      switch (a.D) {
+        case 32: attend_heads<32>(qi, a.q_h, seg, nseg, kn, vn, rep, a.D, a.scale, w.data(), oi); break;
+        case 64: attend_heads<64>(qi, a.q_h, seg, nseg, kn, vn, rep, a.D, a.scale, w.data(), oi); break;
+        case 128: attend_heads<128>(qi, a.q_h, seg, nseg, kn, vn, rep, a.D, a.scale, w.data(), oi); break;
+        default: attend_heads<0>(qi, a.q_h, seg, nseg, kn, vn, rep, a.D, a.scale, w.data(), oi);
+      }
+    }
+  });
+}
+
 torch::Tensor decode_attention(torch::Tensor q, torch::Tensor kp, torch::Tensor vp, torch::Tensor plen, torch::Tensor ks,
                                torch::Tensor vs, torch::Tensor slen, torch::Tensor k_new, torch::Tensor v_new, double scale) {
   // q (S, H, D); prefix kp, vp (G, Hkv, Tp, D) with G = 0 or S / n, plen (G,); suffix ks, vs
@@ -95,46 +126,22 @@ torch::Tensor decode_attention(torch::Tensor q, torch::Tensor kp, torch::Tensor 
   if (k_new.stride(2) != 1) k_new = k_new.contiguous();
   if (v_new.stride(2) != 1) v_new = v_new.contiguous();
   plen = plen.to(torch::kInt64).contiguous(); slen = slen.to(torch::kInt64).contiguous();
-  const int64_t S = q.size(0), H = q.size(1), D = q.size(2), Hkv = ks.size(1), Ts = ks.size(2);
-  const int64_t G = kp.size(0), Tp = G > 0 ? kp.size(2) : 0;
-  TORCH_CHECK(H % Hkv == 0 && ks.size(3) == D && (G == 0 || S % G == 0), "decode_attention: shape mismatch");
-  TORCH_CHECK(D <= 256, "decode_attention: head_dim > 256");
-  const int64_t rep = H / Hkv, n = G > 0 ? S / G : 1;
-  auto out = torch::empty({S, H, D}, q.options());
-  const float* qp = q.data_ptr<float>();
-  const float* knp = k_new.data_ptr<float>();
-  const float* vnp = v_new.data_ptr<float>();
-  const int64_t* pl = plen.data_ptr<int64_t>();
-  const int64_t* sl = slen.data_ptr<int64_t>();
-  float* op = out.data_ptr<float>();
-  const float sc = static_cast<float>(scale);
-  at::parallel_for(0, S * Hkv, 8, [&](int64_t begin, int64_t end) {
-    std::vector<float> w(Tp + Ts + 1);
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t s = i / Hkv, g = i % Hkv;
-      Segment seg[2];
-      int nseg = 0;
-      if (G > 0) {
-        const int64_t grp = s / n;
-        seg[nseg++] = {kp.data_ptr<float>() + grp * kp.stride(0) + g * kp.stride(1),
-                       vp.data_ptr<float>() + grp * vp.stride(0) + g * vp.stride(1), kp.stride(2), vp.stride(2),
-                       std::min<int64_t>(std::max<int64_t>(pl[grp], 0), Tp)};
-      }
-      seg[nseg++] = {ks.data_ptr<float>() + s * ks.stride(0) + g * ks.stride(1),
-                     vs.data_ptr<float>() + s * vs.stride(0) + g * vs.stride(1), ks.stride(2), vs.stride(2),
-                     std::min<int64_t>(std::max<int64_t>(sl[s], 0), Ts)};
-      const float* qi = qp + s * q.stride(0) + g * rep * q.stride(1);
-      float* oi = op + (s * H + g * rep) * D;
-      const float* kn = knp + s * k_new.stride(0) + g * k_new.stride(1);
-      const float* vn = vnp + s * v_new.stride(0) + g * v_new.stride(1);
-      switch (D) {
-        case 32: attend_heads<32>(qi, q.stride(1), seg, nseg, kn, vn, rep, D, sc, w.data(), oi); break;
-        case 64: attend_heads<64>(qi, q.stride(1), seg, nseg, kn, vn, rep, D, sc, w.data(), oi); break;
-        case 128: attend_heads<128>(qi, q.stride(1), seg, nseg, kn, vn, rep, D, sc, w.data(), oi); break;
-        default: attend_heads<0>(qi, q.stride(1), seg, nseg, kn, vn, rep, D, sc, w.data(), oi);
-      }
-    }
-  });
+  AttnArgs a;
+  a.S = q.size(0); a.H = q.size(1); a.D = q.size(2); a.Hkv = ks.size(1); a.Ts = ks.size(2);
+  a.G = kp.size(0); a.Tp = a.G > 0 ? kp.size(2) : 0;
+  TORCH_CHECK(a.H % a.Hkv == 0 && ks.size(3) == a.D && (a.G == 0 || a.S % a.G == 0), "decode_attention: shape mismatch");
+  TORCH_CHECK(a.D <= 256, "decode_attention: head_dim > 256");
+  auto out = torch::empty({a.S, a.H, a.D}, q.options());
+  a.q = q.data_ptr<float>(); a.q_s = q.stride(0); a.q_h = q.stride(1);
+  a.kp = kp.data_ptr<float>(); a.kp_s = kp.stride(0); a.kp_h = kp.stride(1); a.kp_t = kp.stride(2);
+  a.vp = vp.data_ptr<float>(); a.vp_s = vp.stride(0); a.vp_h = vp.stride(1); a.vp_t = vp.stride(2);
+  a.ks = ks.data_ptr<float>(); a.ks_s = ks.stride(0); a.ks_h = ks.stride(1); a.ks_t = ks.stride(2);
+  a.vs = vs.data_ptr<float>(); a.vs_s = vs.stride(0); a.vs_h = vs.stride(1); a.vs_t = vs.stride(2);
+  a.kn = k_new.data_ptr<float>(); a.kn_s = k_new.stride(0); a.kn_h = k_new.stride(1);
+  a.vn = v_new.data_ptr<float>(); a.vn_s = v_new.stride(0); a.vn_h = v_new.stride(1);
+  a.plen = plen.data_ptr<int64_t>(); a.slen = slen.data_ptr<int64_t>();
+  a.out = out.data_ptr<float>(); a.scale = static_cast<float>(scale);
+  attend(a);
   return out;
 }
 

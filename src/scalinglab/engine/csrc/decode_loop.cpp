@@ -1,0 +1,204 @@
+// The engine's decode loop in native code (CPU, float32): many decode steps per call.
+//
+// A small model's decode step on a CPU is a few small matrix products and ~40 cheap
+// element-wise passes; from Python each of those costs more to launch than to compute,
+// and the scheduler's per-step bookkeeping as much again. Here one call runs steps until
+// a group of samples has finished (so the Python scheduler can retire and refill it), or
+// `max_steps` (1 when stop strings must be checked after every token):
+//   embed -> per layer: RMSNorm, fused QKV GEMM, RoPE (interleaved pairs), K/V written to
+//   the cache, attention (attention.h), Wo GEMM + residual, RMSNorm, gate/up GEMM, SiLU·up,
+//   down GEMM + residual -> RMSNorm, LM head -> sample -> record.
+// The GEMMs are ATen's (`addmm_`: MKL/oneDNN, multi-threaded); the rest are plain loops.
+// The maths and the random draws are the engine's Python path's (engine.py): the same fused
+// weights and cache layout, Gumbel-max sampling on uniforms drawn by the same generator
+// with the same shape (S, V) per step, log-probs under the full tempered distribution.
+// The bookkeeping is the scheduler's too: each live slot's token and log-prob go to its
+// next column of buf_tok / buf_lp (numpy arrays shared with Python), and a slot finishes
+// on EOS or when it holds `budget` tokens (reason codes as in engine.py).
+#include <torch/extension.h>
+#include <torch/library.h>
+#include <ATen/core/Generator.h>
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "attention.h"
+
+namespace {
+
+constexpr int8_t kEos = 1, kLength = 3;  // engine.py's _EOS, _LENGTH
+
+// out[s] = w * x[s] / sqrt(mean(x[s]^2) + eps), rows of width E
+void rms_norm(const float* x, const float* w, float eps, int64_t rows, int64_t E, float* out) {
+  for (int64_t s = 0; s < rows; ++s) {
+    const float* xs = x + s * E;
+    float ss = 0.f;
+    for (int64_t e = 0; e < E; ++e) ss += xs[e] * xs[e];
+    const float r = 1.f / std::sqrt(ss / E + eps);
+    float* os = out + s * E;
+    for (int64_t e = 0; e < E; ++e) os[e] = w[e] * (xs[e] * r);
+  }
+}
+
+// rotate heads [0, nh) of row s by position pos: pairs (x0, x1) -> (x0 c - x1 s, x0 s + x1 c)
+void rope(float* row, int64_t nh, int64_t D, const float* inv_freq, int64_t pos, float* cs) {
+  const int64_t half = D / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    const float a = static_cast<float>(pos) * inv_freq[i];
+    cs[2 * i] = std::cos(a);
+    cs[2 * i + 1] = std::sin(a);
+  }
+  for (int64_t h = 0; h < nh; ++h) {
+    float* x = row + h * D;
+    for (int64_t i = 0; i < half; ++i) {
+      const float x0 = x[2 * i], x1 = x[2 * i + 1], c = cs[2 * i], s = cs[2 * i + 1];
+      x[2 * i] = x0 * c - x1 * s;
+      x[2 * i + 1] = x0 * s + x1 * c;
+    }
+  }
+}
+
+}  // namespace
+
+int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, torch::Tensor norm_w, torch::Tensor lm_head,
+                     int64_t n_heads, double eps, torch::Tensor inv_freq, torch::Tensor kp, torch::Tensor vp,
+                     torch::Tensor plen, torch::Tensor kv, bool flat, int64_t n, int64_t S, torch::Tensor tokens,
+                     torch::Tensor slen, torch::Tensor buf_tok, torch::Tensor buf_lp, torch::Tensor ntok, torch::Tensor done,
+                     torch::Tensor reason, int64_t budget, double temperature, bool greedy, int64_t eos, int64_t max_steps,
+                     std::optional<at::Generator> gen) {
+  // embed (V, E); layers: 7 per layer (ln1, Wqkv, bqkv or empty, Wo, ln2, Wgate_up, Wdown); lm_head (V, E)
+  // kp/vp (L, G, Hkv, Tp, D) shared prompts (unused when flat); plen (G,) prompt lengths
+  // kv (L, 2, slots, Hkv, T, D): flat: prompt + generated tokens; else generated tokens only
+  // tokens, slen (slots,): last sampled ids, tokens generated so far (both advanced here)
+  // buf_tok (slots, budget) int64, buf_lp (slots, budget) double, ntok (slots,) int64, done (slots,) bool,
+  // reason (slots,) int8: the scheduler's per-slot record (numpy arrays, shared)
+  const int64_t L = kv.size(0), Hkv = kv.size(3), T = kv.size(4), D = kv.size(5);
+  const int64_t V = embed.size(0), E = embed.size(1), H = n_heads, QKV = (H + 2 * Hkv) * D;
+  TORCH_CHECK(static_cast<int64_t>(layers.size()) == 7 * L, "decode_steps: 7 tensors per layer");
+  TORCH_CHECK(kv.is_contiguous() && kp.is_contiguous() && vp.is_contiguous(), "decode_steps: caches must be contiguous");
+  TORCH_CHECK(embed.scalar_type() == torch::kFloat32 && kv.scalar_type() == torch::kFloat32, "decode_steps: float32 only");
+  TORCH_CHECK(S >= 1 && S <= kv.size(2) && S % n == 0 && D % 2 == 0 && D <= 256, "decode_steps: bad shapes");
+  for (const auto& t : {tokens, slen, plen, buf_tok, ntok}) TORCH_CHECK(t.scalar_type() == torch::kInt64 && t.is_contiguous());
+  TORCH_CHECK(buf_lp.scalar_type() == torch::kFloat64 && done.scalar_type() == torch::kBool && reason.scalar_type() == torch::kChar);
+  const int64_t F2 = layers[5].size(0), Fh = F2 / 2, Tp = flat ? 0 : kp.size(3), G = S / n;
+
+  auto opts = embed.options();
+  auto x = torch::empty({S, E}, opts), h = torch::empty({S, E}, opts), qkv = torch::empty({S, QKV}, opts);
+  auto att = torch::empty({S, H * D}, opts), gu = torch::empty({S, F2}, opts), act = torch::empty({S, Fh}, opts);
+  auto logits = torch::empty({S, V}, opts), uniform = torch::empty({S, V}, opts);
+  std::vector<int64_t> wpos(S), attended(S);
+  std::vector<float> cs(D);
+  const float* emb = embed.data_ptr<float>();
+  const float* freq = inv_freq.data_ptr<float>();
+  int64_t* tok = tokens.data_ptr<int64_t>();
+  int64_t* sl = slen.data_ptr<int64_t>();
+  const int64_t* pl = plen.data_ptr<int64_t>();
+  int64_t* bt = buf_tok.data_ptr<int64_t>();
+  double* bl = buf_lp.data_ptr<double>();
+  int64_t* nt = ntok.data_ptr<int64_t>();
+  bool* dn = done.data_ptr<bool>();
+  int8_t* why = reason.data_ptr<int8_t>();
+  const int64_t bstride = buf_tok.stride(0);
+  const float temp = greedy ? 1.f : static_cast<float>(std::max(temperature, 1e-5));  // divided by, as engine.py does
+  float* kvp = kv.data_ptr<float>();
+  const int64_t kv_l = kv.stride(0), kv_kv = kv.stride(1), kv_s = kv.stride(2), kv_h = kv.stride(3);
+
+  AttnArgs a;
+  a.S = S; a.H = H; a.Hkv = Hkv; a.D = D; a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+  a.q = qkv.data_ptr<float>(); a.q_s = QKV; a.q_h = D;
+  a.kn = a.q + H * D; a.kn_s = QKV; a.kn_h = D;
+  a.vn = a.q + (H + Hkv) * D; a.vn_s = QKV; a.vn_h = D;
+  a.G = flat ? 0 : G; a.Tp = Tp; a.plen = pl;
+  a.Ts = T; a.ks_s = a.vs_s = kv_s; a.ks_h = a.vs_h = kv_h; a.ks_t = a.vs_t = D; a.slen = wpos.data();
+  a.out = att.data_ptr<float>();
+
+  int64_t steps = 0;
+  while (steps < max_steps) {
+    // positions: RoPE at prompt length + generated; the new K/V go at wpos (finished slots keep stepping harmlessly)
+    for (int64_t s = 0; s < S; ++s) {
+      const int64_t pos = (flat ? pl[s] : pl[s / n]) + sl[s];
+      attended[s] = pos;
+      wpos[s] = std::min<int64_t>(flat ? pos : sl[s], T - 1);
+    }
+    float* xp = x.data_ptr<float>();
+    for (int64_t s = 0; s < S; ++s) std::copy_n(emb + tok[s] * E, E, xp + s * E);
+    for (int64_t l = 0; l < L; ++l) {
+      const auto* w = &layers[7 * l];
+      rms_norm(xp, w[0].data_ptr<float>(), static_cast<float>(eps), S, E, h.data_ptr<float>());
+      if (w[2].numel() > 0) at::addmm_out(qkv, w[2], h, w[1].t()); else at::mm_out(qkv, h, w[1].t());
+      float* q = qkv.data_ptr<float>();
+      for (int64_t s = 0; s < S; ++s) {
+        float* row = q + s * QKV;
+        rope(row, H + Hkv, D, freq, attended[s], cs.data());  // q and k heads are adjacent
+        for (int64_t g = 0; g < Hkv; ++g) {
+          float* dst = kvp + l * kv_l + s * kv_s + g * kv_h + wpos[s] * D;
+          std::copy_n(row + (H + g) * D, D, dst);
+          std::copy_n(row + (H + Hkv + g) * D, D, dst + kv_kv);
+        }
+      }
+      a.kp = kp.data_ptr<float>() + (flat ? 0 : l * kp.stride(0)); a.kp_s = kp.stride(1); a.kp_h = kp.stride(2); a.kp_t = D;
+      a.vp = vp.data_ptr<float>() + (flat ? 0 : l * vp.stride(0)); a.vp_s = vp.stride(1); a.vp_h = vp.stride(2); a.vp_t = D;
+      a.ks = kvp + l * kv_l;
+      a.vs = a.ks + kv_kv;
+      attend(a);  // over the cache before wpos and the new token itself
+      x.addmm_(att, w[3].t());
+      rms_norm(xp, w[4].data_ptr<float>(), static_cast<float>(eps), S, E, h.data_ptr<float>());
+      at::mm_out(gu, h, w[5].t());
+      const float* g = gu.data_ptr<float>();
+      float* ap = act.data_ptr<float>();
+      for (int64_t s = 0; s < S; ++s)
+        for (int64_t f = 0; f < Fh; ++f) {
+          const float gv = g[s * F2 + f];
+          ap[s * Fh + f] = gv / (1.f + std::exp(-gv)) * g[s * F2 + Fh + f];
+        }
+      x.addmm_(act, w[6].t());
+    }
+    rms_norm(xp, norm_w.data_ptr<float>(), static_cast<float>(eps), S, E, h.data_ptr<float>());
+    at::mm_out(logits, h, lm_head.t());
+    if (!greedy) uniform.uniform_(0, 1, gen);  // what torch.rand((S, V), generator=gen) draws
+    const float* lg = logits.data_ptr<float>();
+    const float* u = uniform.data_ptr<float>();
+    bool group_done = false;
+    for (int64_t s = 0; s < S; ++s) {
+      const float* r = lg + s * V;
+      float top = -INFINITY;
+      for (int64_t v = 0; v < V; ++v) top = std::max(top, r[v] / temp);
+      float z = 0.f;
+      for (int64_t v = 0; v < V; ++v) z += std::exp(r[v] / temp - top);
+      const float logz = std::log(z);  // log-prob of v: (r[v] / temp - top) - logz, as log_softmax computes it
+      int64_t best = 0;
+      float best_score = -INFINITY;
+      for (int64_t v = 0; v < V; ++v) {  // greedy: argmax of the logits; else Gumbel-max on the log-probs
+        const float score = greedy ? r[v] : (r[v] / temp - top) - logz - std::log(-std::log(std::clamp(u[s * V + v], 1e-10f, 1.f)));
+        if (score > best_score) { best_score = score; best = v; }
+      }
+      tok[s] = best;
+      sl[s] += 1;
+      if (!dn[s]) {
+        const int64_t col = nt[s]++;
+        bt[s * bstride + col] = best;
+        bl[s * bstride + col] = static_cast<double>((r[best] / temp - top) - logz);
+        int8_t code = nt[s] >= budget ? kLength : 0;
+        if (eos >= 0 && best == eos) code = kEos;
+        if (code) { why[s] = code; dn[s] = true; }
+      }
+    }
+    ++steps;
+    for (int64_t g0 = 0; g0 < S && !group_done; g0 += n) {  // a whole group finished: the scheduler refills it
+      bool all = true;
+      for (int64_t j = 0; j < n; ++j) all = all && dn[g0 + j];
+      group_done = all;
+    }
+    if (group_done) break;
+  }
+  return steps;
+}
+
+TORCH_LIBRARY_FRAGMENT(scalinglab, m) {
+  m.def("decode_steps(Tensor embed, Tensor[] layers, Tensor norm_w, Tensor lm_head, int n_heads, float eps, "
+        "Tensor inv_freq, Tensor kp, Tensor vp, Tensor plen, Tensor(a!) kv, bool flat, int n, int S, Tensor(b!) tokens, "
+        "Tensor(c!) slen, Tensor(d!) buf_tok, Tensor(e!) buf_lp, Tensor(f!) ntok, Tensor(g!) done, Tensor(h!) reason, "
+        "int budget, float temperature, bool greedy, int eos, int max_steps, Generator? generator) -> int");
+}
+
+TORCH_LIBRARY_IMPL(scalinglab, CPU, m) { m.impl("decode_steps", &decode_steps); }
