@@ -1,6 +1,5 @@
 """Engine correctness: KV-cache decoding equals full forward passes, in both cache modes."""
 
-import math
 
 import pytest
 import torch

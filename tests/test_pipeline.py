@@ -1,9 +1,7 @@
 """The main job end to end: `scalinglab run --preset smoke` (issue 8's acceptance)."""
 
-import io
 import json
 import struct
-import zlib
 from pathlib import Path
 
 import pytest

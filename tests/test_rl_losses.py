@@ -2,7 +2,6 @@
 the GRPO and PPO losses, the sampler mismatch metric and PRM step placement."""
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch

@@ -5,7 +5,6 @@ import math
 import pytest
 
 from scalinglab.tasks import get_task
-from scalinglab.tasks.base import Problem
 from scalinglab.testtime.base import Attempt, Sample
 from scalinglab.testtime.best_of_n import aggregate, best_index, score_attempts
 from scalinglab.testtime.sampling import select
