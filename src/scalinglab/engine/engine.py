@@ -434,6 +434,8 @@ class Engine:
             shared = [torch.from_numpy(a) for a in (buf_tok, buf_lp, ntok, done_host, reason)]
             m_ = self.model
             embed, norm_w, lm_head = (t.detach() for t in (m_.model.embed_tokens.weight, m_.model.norm.weight, m_.lm_head.weight))
+            angles = torch.arange(Tp + Ts + 1, device=dev).float()[:, None] * m_.inv_freq  # every position a slot can reach
+            rope_cs = torch.stack([angles.cos(), angles.sin()], -1)  # (P, D/2, 2)
 
         def record(slots: np.ndarray, toks: np.ndarray, lps: np.ndarray) -> None:
             """Append the sampled tokens of live `slots` and mark the ones that finish."""
@@ -539,7 +541,7 @@ class Engine:
             if native:  # as many steps as no group finishes (one when stop strings need checking)
                 live = np.nonzero(~done_host[:S])[0]
                 steps = decode_steps()(embed, self._native_weights(), norm_w, lm_head, cfg.num_attention_heads, cfg.rms_norm_eps,
-                                       self.model.inv_freq, cache.kp, cache.vp, plen, cache.kv, cache.flat, n, S, tokens, slen,
+                                       rope_cs, cache.kp, cache.vp, plen, cache.kv, cache.flat, n, S, tokens, slen,
                                        *shared, Ts, params.temperature, params.greedy, -1 if eos is None else eos,
                                        1 if stop_strs else Ts, gen)
                 result.steps += steps

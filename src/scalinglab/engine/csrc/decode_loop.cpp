@@ -40,17 +40,11 @@ void rms_norm(const float* x, const float* w, float eps, int64_t rows, int64_t E
   }
 }
 
-// rotate heads [0, nh) of row s by position pos: pairs (x0, x1) -> (x0 c - x1 s, x0 s + x1 c)
-void rope(float* row, int64_t nh, int64_t D, const float* inv_freq, int64_t pos, float* cs) {
-  const int64_t half = D / 2;
-  for (int64_t i = 0; i < half; ++i) {
-    const float a = static_cast<float>(pos) * inv_freq[i];
-    cs[2 * i] = std::cos(a);
-    cs[2 * i + 1] = std::sin(a);
-  }
+// rotate heads [0, nh) of a row by cs = (cos, sin) pairs of its position: (x0, x1) -> (x0 c - x1 s, x0 s + x1 c)
+void rope(float* __restrict__ row, int64_t nh, int64_t D, const float* __restrict__ cs) {
   for (int64_t h = 0; h < nh; ++h) {
-    float* x = row + h * D;
-    for (int64_t i = 0; i < half; ++i) {
+    float* __restrict__ x = row + h * D;
+    for (int64_t i = 0; i < D / 2; ++i) {
       const float x0 = x[2 * i], x1 = x[2 * i + 1], c = cs[2 * i], s = cs[2 * i + 1];
       x[2 * i] = x0 * c - x1 * s;
       x[2 * i + 1] = x0 * s + x1 * c;
@@ -61,11 +55,12 @@ void rope(float* row, int64_t nh, int64_t D, const float* inv_freq, int64_t pos,
 }  // namespace
 
 int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, torch::Tensor norm_w, torch::Tensor lm_head,
-                     int64_t n_heads, double eps, torch::Tensor inv_freq, torch::Tensor kp, torch::Tensor vp,
+                     int64_t n_heads, double eps, torch::Tensor rope_cs, torch::Tensor kp, torch::Tensor vp,
                      torch::Tensor plen, torch::Tensor kv, bool flat, int64_t n, int64_t S, torch::Tensor tokens,
                      torch::Tensor slen, torch::Tensor buf_tok, torch::Tensor buf_lp, torch::Tensor ntok, torch::Tensor done,
                      torch::Tensor reason, int64_t budget, double temperature, bool greedy, int64_t eos, int64_t max_steps,
                      std::optional<at::Generator> gen) {
+  // rope_cs (P, D/2, 2): cos and sin of position p's angles
   // embed (V, E); layers: 7 per layer (ln1, Wqkv, bqkv or empty, Wo, ln2, Wgate_up, Wdown); lm_head (V, E)
   // kp/vp (L, G, Hkv, Tp, D) shared prompts (unused when flat); plen (G,) prompt lengths
   // kv (L, 2, slots, Hkv, T, D): flat: prompt + generated tokens; else generated tokens only
@@ -77,6 +72,7 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
   TORCH_CHECK(static_cast<int64_t>(layers.size()) == 7 * L, "decode_steps: 7 tensors per layer");
   TORCH_CHECK(kv.is_contiguous() && kp.is_contiguous() && vp.is_contiguous(), "decode_steps: caches must be contiguous");
   TORCH_CHECK(embed.scalar_type() == torch::kFloat32 && kv.scalar_type() == torch::kFloat32, "decode_steps: float32 only");
+  TORCH_CHECK(rope_cs.is_contiguous() && rope_cs.dim() == 3 && rope_cs.size(1) * 2 == kv.size(5), "decode_steps: rope_cs (P, D/2, 2)");
   TORCH_CHECK(S >= 1 && S <= kv.size(2) && S % n == 0 && D % 2 == 0 && D <= 256, "decode_steps: bad shapes");
   for (const auto& t : {tokens, slen, plen, buf_tok, ntok}) TORCH_CHECK(t.scalar_type() == torch::kInt64 && t.is_contiguous());
   TORCH_CHECK(buf_lp.scalar_type() == torch::kFloat64 && done.scalar_type() == torch::kBool && reason.scalar_type() == torch::kChar);
@@ -87,9 +83,9 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
   auto att = torch::empty({S, H * D}, opts), gu = torch::empty({S, F2}, opts), act = torch::empty({S, Fh}, opts);
   auto logits = torch::empty({S, V}, opts), uniform = torch::empty({S, V}, opts);
   std::vector<int64_t> wpos(S), attended(S);
-  std::vector<float> cs(D);
   const float* emb = embed.data_ptr<float>();
-  const float* freq = inv_freq.data_ptr<float>();
+  const float* cs = rope_cs.data_ptr<float>();
+  const int64_t P = rope_cs.size(0);
   int64_t* tok = tokens.data_ptr<int64_t>();
   int64_t* sl = slen.data_ptr<int64_t>();
   const int64_t* pl = plen.data_ptr<int64_t>();
@@ -129,7 +125,7 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
       float* q = qkv.data_ptr<float>();
       for (int64_t s = 0; s < S; ++s) {
         float* row = q + s * QKV;
-        rope(row, H + Hkv, D, freq, attended[s], cs.data());  // q and k heads are adjacent
+        rope(row, H + Hkv, D, cs + std::min(attended[s], P - 1) * D);  // q and k heads are adjacent
         for (int64_t g = 0; g < Hkv; ++g) {
           float* dst = kvp + l * kv_l + s * kv_s + g * kv_h + wpos[s] * D;
           std::copy_n(row + (H + g) * D, D, dst);
@@ -155,9 +151,12 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
     }
     rms_norm(xp, norm_w.data_ptr<float>(), static_cast<float>(eps), S, E, h.data_ptr<float>());
     at::mm_out(logits, h, lm_head.t());
-    if (!greedy) uniform.uniform_(0, 1, gen);  // what torch.rand((S, V), generator=gen) draws
+    float* u = uniform.data_ptr<float>();
+    if (!greedy) {
+      uniform.uniform_(0, 1, gen);  // what torch.rand((S, V), generator=gen) draws
+      for (int64_t i = 0; i < S * V; ++i) u[i] = -std::log(-std::log(std::clamp(u[i], 1e-10f, 1.f)));  // Gumbel noise
+    }
     const float* lg = logits.data_ptr<float>();
-    const float* u = uniform.data_ptr<float>();
     bool group_done = false;
     for (int64_t s = 0; s < S; ++s) {
       const float* r = lg + s * V;
@@ -169,7 +168,7 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
       int64_t best = 0;
       float best_score = -INFINITY;
       for (int64_t v = 0; v < V; ++v) {  // greedy: argmax of the logits; else Gumbel-max on the log-probs
-        const float score = greedy ? r[v] : (r[v] / temp - top) - logz - std::log(-std::log(std::clamp(u[s * V + v], 1e-10f, 1.f)));
+        const float score = greedy ? r[v] : (r[v] / temp - top) - logz + u[s * V + v];
         if (score > best_score) { best_score = score; best = v; }
       }
       tok[s] = best;
@@ -196,7 +195,7 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
 
 TORCH_LIBRARY_FRAGMENT(scalinglab, m) {
   m.def("decode_steps(Tensor embed, Tensor[] layers, Tensor norm_w, Tensor lm_head, int n_heads, float eps, "
-        "Tensor inv_freq, Tensor kp, Tensor vp, Tensor plen, Tensor(a!) kv, bool flat, int n, int S, Tensor(b!) tokens, "
+        "Tensor rope_cs, Tensor kp, Tensor vp, Tensor plen, Tensor(a!) kv, bool flat, int n, int S, Tensor(b!) tokens, "
         "Tensor(c!) slen, Tensor(d!) buf_tok, Tensor(e!) buf_lp, Tensor(f!) ntok, Tensor(g!) done, Tensor(h!) reason, "
         "int budget, float temperature, bool greedy, int eos, int max_steps, Generator? generator) -> int");
 }
