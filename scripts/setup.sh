@@ -39,7 +39,7 @@ else
     "${PIP[@]}" install -e .
 fi
 .venv/bin/scalinglab --help >/dev/null
-# the engine's CPU decode-attention kernel: compiled once here (about 30 s) rather than on first use
-PATH="$PWD/.venv/bin:$PATH" .venv/bin/python -c "from scalinglab.engine import kernels as k; k.decode_attention(); print('setup: CPU attention kernel', 'built' if k._FAILED is None else 'NOT built: ' + k._FAILED)" \
-    2>/dev/null || echo "setup: WARNING: CPU attention kernel not built (the engine falls back to matmuls)" >&2
+# the engine's C++ CPU kernels (decode attention, the native decode loop): compiled once here (about 30 s), not on first use
+PATH="$PWD/.venv/bin:$PATH" .venv/bin/python -c "from scalinglab.engine import kernels as k; k.decode_attention(); print('setup: CPU engine kernels', 'built' if k._FAILED is None else 'NOT built: ' + k._FAILED)" \
+    2>/dev/null || echo "setup: WARNING: CPU engine kernels not built (the engine falls back to PyTorch operators)" >&2
 echo "setup: ok ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__, "cuda" if torch.cuda.is_available() else "cpu")'))"

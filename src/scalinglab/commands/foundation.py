@@ -61,8 +61,8 @@ def generate_cmd(
     seed: int = typer.Option(0),
     max_batch: int = typer.Option(64, help="Sequences decoded together."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    compile: bool = typer.Option(False, "--compile", help="Decode through torch.compile (n=1): about 1.3x faster per "
-                                 "step on a CPU, after a one-off compilation of 10-20 s (cached on disk)."),
+    compile: bool = typer.Option(False, "--compile", help="Decode through a torch.compile graph (n=1), compiled once (10-20 s, "
+                                 "cached on disk). For GPUs: on a CPU the default native C++ decode loop is faster."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Sample completions; prints completions, token counts and tokens/s."""
@@ -119,7 +119,7 @@ def bench_engine_cmd(
     repeats: int = typer.Option(3, help="Timed repeats per side; the best is reported."),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """scalinglab generate (eager and --compile) vs transformers generate on the same exported model, side by side.
+    """scalinglab generate (default and --compile) vs transformers generate on the same exported model, side by side.
 
     Sampling at temperature 1, EOS ignored, one prompt per sequence; the best of --repeats
     timed runs after a warm-up counts (the compiled path's compile time is reported apart).

@@ -14,9 +14,12 @@ prompt waits, the last active group is moved into the hole, so a step always com
 exactly the active groups. Long and short answers therefore do not hold compute hostage
 (within a group, samples wait for the group's longest one).
 
-Speed on a CPU: decode attention is the C++ kernel of `engine.kernels` (matmuls where it
-cannot be built), and `Engine(compile=True)` runs the n = 1 decode step through the static-
-shape `torch.compile` graph of `engine.compiled`, which samples the same tokens (docs/engine.md).
+Speed on a CPU (float32): the decode loop runs in C++ (`scalinglab::decode_steps`, see
+`engine.kernels`) for as many steps as no group finishes; the scheduler below stays in Python.
+It samples exactly the tokens the Python step (`_decode` + `sample_tokens`) samples, which
+serves top-k/top-p, other dtypes and devices, and machines without a C++ compiler (then with
+matmul attention). `Engine(compile=True)` runs the n = 1 step through the static-shape
+`torch.compile` graph of `engine.compiled` instead (meant for GPUs; docs/engine.md).
 
 Sampling: temperature, top-k, top-p or greedy, with a seeded generator. The log-prob
 returned for each sampled token is under the temperature-scaled *full* distribution
@@ -148,7 +151,7 @@ class _Cache:
         # keys and values in one tensor, so one index_put_ writes a step's K and V of every layer
         self.kv = torch.zeros(L, 2, groups * n, kv, tp + ts if self.flat else ts, hd, device=device, dtype=dtype)
         self.ks, self.vs = self.kv[:, 0], self.kv[:, 1]
-        self.rope: tuple[torch.Tensor, torch.Tensor] | None = None  # cos/sin tables of the compiled step
+        self.rope = None  # cos/sin tables of the compiled step or of the native loop
         self.rows = self.noise = self.no_noise = self.temp = self.kernel = None  # its per-call constants
         self.prefix_bytes = 2 * self.kp.numel() * self.kp.element_size()
         self.bytes = self.prefix_bytes + 2 * self.ks.numel() * self.ks.element_size()
@@ -349,6 +352,25 @@ class Engine:
             self._native_version = self._fused_version
         return self._native
 
+    def _native_steps(self, cache: _Cache, n: int, S: int, tokens: torch.Tensor, plen: torch.Tensor, slen: torch.Tensor,
+                      record: list[torch.Tensor], budget: int, p: SamplingParams, gen: torch.Generator, eos: int | None,
+                      max_steps: int) -> int:
+        """Decode steps of the first S slots in C++ until a group finishes or `max_steps`; returns the steps taken.
+
+        tokens and slen advance in place; each live slot's tokens and log-probs go into
+        `record` = (buf_tok, buf_lp, ntok, done, reason), the scheduler's arrays, where a slot
+        also finishes (EOS, or `budget` tokens). Greedy or plain tempered sampling only.
+        """
+        m = self.model
+        if cache.rope is None:  # cos/sin (P, D/2, 2) of every position a slot can reach
+            P = (0 if cache.flat else cache.kp.shape[3]) + cache.kv.shape[4] + 1
+            angles = torch.arange(P, device=self.device).float()[:, None] * m.inv_freq
+            cache.rope = torch.stack([angles.cos(), angles.sin()], -1)
+        embed, norm_w, lm_head = (t.detach() for t in (m.model.embed_tokens.weight, m.model.norm.weight, m.lm_head.weight))
+        return decode_steps()(embed, self._native_weights(), norm_w, lm_head, self.cfg.num_attention_heads, self.cfg.rms_norm_eps,
+                              cache.rope, cache.kp, cache.vp, plen, cache.kv, cache.flat, n, S, tokens, slen, *record, budget,
+                              p.temperature, p.greedy, -1 if eos is None else eos, max_steps, gen)
+
     @staticmethod
     def _shared_attention(q, cache: _Cache, li: int, G: int, n: int, rep: int, scale: float, pmask, future, tcur: int) -> torch.Tensor:
         """Attention over a shared prompt prefix and each sample's own suffix, merged by LSE."""
@@ -432,10 +454,6 @@ class Engine:
         finished_prompts = 0
         if native:  # the C++ loop records into the same arrays
             shared = [torch.from_numpy(a) for a in (buf_tok, buf_lp, ntok, done_host, reason)]
-            m_ = self.model
-            embed, norm_w, lm_head = (t.detach() for t in (m_.model.embed_tokens.weight, m_.model.norm.weight, m_.lm_head.weight))
-            angles = torch.arange(Tp + Ts + 1, device=dev).float()[:, None] * m_.inv_freq  # every position a slot can reach
-            rope_cs = torch.stack([angles.cos(), angles.sin()], -1)  # (P, D/2, 2)
 
         def record(slots: np.ndarray, toks: np.ndarray, lps: np.ndarray) -> None:
             """Append the sampled tokens of live `slots` and mark the ones that finish."""
@@ -540,10 +558,7 @@ class Engine:
             tcur = int(live_pos.max(initial=0)) + 1
             if native:  # as many steps as no group finishes (one when stop strings need checking)
                 live = np.nonzero(~done_host[:S])[0]
-                steps = decode_steps()(embed, self._native_weights(), norm_w, lm_head, cfg.num_attention_heads, cfg.rms_norm_eps,
-                                       rope_cs, cache.kp, cache.vp, plen, cache.kv, cache.flat, n, S, tokens, slen,
-                                       *shared, Ts, params.temperature, params.greedy, -1 if eos is None else eos,
-                                       1 if stop_strs else Ts, gen)
+                steps = self._native_steps(cache, n, S, tokens, plen, slen, shared, Ts, params, gen, eos, 1 if stop_strs else Ts)
                 result.steps += steps
                 slen_host[:S] += steps
                 check_stops(live)

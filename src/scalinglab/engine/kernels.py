@@ -30,7 +30,7 @@ def _build():
 
     csrc = Path(__file__).parent / "csrc"
     # -march=native: the name carries the CPU's vector level, so a cache shared between machines never mixes them
-    name = f"scalinglab_decode_attention_{torch.backends.cpu.get_cpu_capability().lower()}"
+    name = f"scalinglab_engine_kernels_{torch.backends.cpu.get_cpu_capability().lower()}"
     load(name, [str(csrc / "decode_attention.cpp"), str(csrc / "decode_loop.cpp")], extra_cflags=_FLAGS, is_python_module=False,
          verbose=os.environ.get("SCALINGLAB_VERBOSE_BUILD") == "1")  # registers torch.ops.scalinglab.*
 

@@ -7,14 +7,16 @@ import time
 import torch
 
 from scalinglab.engine.engine import Engine, SamplingParams, _Cache
+from scalinglab.engine.kernels import decode_steps
 
 
 def decode_step_seconds(engine: Engine, batch: int, context: int, steps: int = 8, warmup: int = 2, compiled: bool = False) -> float:
     """Median seconds of one decode step of `batch` sequences that each hold `context` tokens.
 
     The cache is filled with random keys/values (their values do not change the work done),
-    so no prefill is timed; each timed call is exactly the engine's decode step (`compiled`:
-    the torch.compile step with greedy sampling; its compilation happens in the warm-up).
+    so no prefill is timed; each timed call is exactly the engine's decode step: the native C++
+    step where `generate` would use it (CPU, float32), else the PyTorch one (`compiled`: the
+    torch.compile step with greedy sampling; its compilation happens in the warm-up).
     """
     cfg, dev = engine.cfg, engine.device
     dtype = engine.model.lm_head.weight.dtype
@@ -24,13 +26,20 @@ def decode_step_seconds(engine: Engine, batch: int, context: int, steps: int = 8
     plen = torch.full((batch,), context, dtype=torch.long, device=dev)
     tokens = torch.randint(4, cfg.vocab_size, (batch,), device=dev)
     greedy, gen = SamplingParams(greedy=True), torch.Generator(device=dev)
+    native = not compiled and dev.type == "cpu" and dtype == torch.float32 and decode_steps() is not None
+    if native:  # the scheduler's record arrays; no slot ever finishes (no EOS, budget never reached)
+        budget = steps + warmup + 1
+        record = [torch.zeros(batch, budget, dtype=torch.long), torch.zeros(batch, budget, dtype=torch.float64),
+                  torch.zeros(batch, dtype=torch.long), torch.zeros(batch, dtype=torch.bool), torch.zeros(batch, dtype=torch.int8)]
     times = []
     for i in range(steps + warmup):
         slen = torch.full((batch,), i, dtype=torch.long, device=dev)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         t = time.perf_counter()
-        if compiled:
+        if native:
+            engine._native_steps(cache, 1, batch, tokens, plen, slen, record, budget + 1, greedy, gen, None, 1)
+        elif compiled:
             engine._decode_compiled(cache, tokens, plen, slen, context + i + 1, greedy, gen, batch)
         else:
             engine._decode(cache, batch, 1, tokens, plen, slen, context + i + 1)
