@@ -111,14 +111,3 @@ def test_cli_rerun_reuses_finished_rungs(ladder):
     assert [r["loss"] for r in got["rungs"]] == [r["loss"] for r in s["rungs"]]
     assert got["fit"]["params"] == s["fit"]["params"]
     assert stamps == {r["run"]: (out / r["run"] / "summary.json").stat().st_mtime_ns for r in s["rungs"]}
-
-
-def test_wide_intervals_are_reported():
-    from scalinglab.train.ladder import wide_intervals
-
-    nan = float("nan")
-    # Epoch AI's Chinchilla intervals are tight enough: no warning
-    assert wide_intervals({"E": (1.79, 1.84), "A": (124.0, 802.0), "alpha": (0.28, 0.40)}) == []
-    got = wide_intervals({"E": (0.0, 0.86), "A": (25.7, 3.75e75), "beta": (0.43, 3.96), "B": (nan, nan)})
-    assert [w.split(" (")[0] for w in got] == ["the 95% interval of E", "the 95% interval of A", "the 95% interval of beta"]
-    assert "reaches 0" in got[0] and "spans a factor 1.46e+74" in got[1] and "spans a factor 9.21" in got[2]

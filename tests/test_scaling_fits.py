@@ -41,6 +41,31 @@ def test_chinchilla_recovers_params_inside_intervals():
     assert fit.predict(1e9, 1e11) == pytest.approx(laws.chinchilla(1e9, 1e11, **TRUE_CH), rel=0.01)
     assert np.abs(fit.residuals).max() < 0.05  # log-space residuals of 1% noise
     assert "alpha" in fit.summary() and fit.to_dict()["n_bootstrap"] == 400
+    assert not any("95% interval" in w for w in fit.warnings), fit.warnings  # 64 points pin every parameter
+
+
+def test_wide_intervals_are_reported():
+    from scalinglab.scaling.fit import wide_intervals
+
+    nan = float("nan")
+    # Epoch AI's Chinchilla intervals are tight enough: no warning
+    assert wide_intervals({"E": (1.79, 1.84), "A": (124.0, 802.0), "alpha": (0.28, 0.40)}) == []
+    got = wide_intervals({"E": (0.0, 0.86), "A": (25.7, 3.75e75), "beta": (0.43, 3.96), "B": (nan, nan)})
+    assert [w.split(" (")[0] for w in got] == ["the 95% interval of E", "the 95% interval of A", "the 95% interval of beta"]
+    assert "reaches 0" in got[0] and "spans a factor 1.46e+74" in got[1] and "spans a factor 9.21" in got[2]
+
+
+def test_chinchilla_flags_intervals_spanning_orders_of_magnitude():
+    """A 3 x 3 ladder with 3% noise: fit_chinchilla itself says which intervals mean nothing."""
+    N, D, L = _ladder(sizes=3, budgets=3, noise=0.03, seed=2)
+    fit = fit_chinchilla(N, D, L, bootstrap=300, grid="small")
+    wide = [w for w in fit.warnings if "95% interval" in w]
+    assert wide and fit.ill_determined
+    for w in wide:  # each one names a parameter whose interval really is that wide
+        k = w.split("interval of ")[1].split(" ")[0]
+        lo, hi = fit.ci[k]
+        assert lo <= 0 or hi / lo > (4.0 if k in ("alpha", "beta") else 100.0)
+        assert w in fit.message
 
 
 def test_chinchilla_noise_free_is_exact():

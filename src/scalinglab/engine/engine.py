@@ -347,11 +347,12 @@ class Engine:
         layers = self._fused()
         if getattr(self, "_native_version", None) != self._fused_version:
             none = torch.empty(0, device=self.device)
-            self._native = [t for ln1, wqkv, bqkv, wo, ln2, wgu, wdown in layers
+            self._native = [t.contiguous() for ln1, wqkv, bqkv, wo, ln2, wgu, wdown in layers  # the C++ loop reads raw rows
                             for t in (ln1.weight.detach(), wqkv, none if bqkv is None else bqkv, wo, ln2.weight.detach(), wgu, wdown)]
             self._native_version = self._fused_version
         return self._native
 
+    @torch.inference_mode()
     def _native_steps(self, cache: _Cache, n: int, S: int, tokens: torch.Tensor, plen: torch.Tensor, slen: torch.Tensor,
                       record: list[torch.Tensor], budget: int, p: SamplingParams, gen: torch.Generator, eos: int | None,
                       max_steps: int) -> int:
@@ -366,7 +367,7 @@ class Engine:
             P = (0 if cache.flat else cache.kp.shape[3]) + cache.kv.shape[4] + 1
             angles = torch.arange(P, device=self.device).float()[:, None] * m.inv_freq
             cache.rope = torch.stack([angles.cos(), angles.sin()], -1)
-        embed, norm_w, lm_head = (t.detach() for t in (m.model.embed_tokens.weight, m.model.norm.weight, m.lm_head.weight))
+        embed, norm_w, lm_head = (t.detach().contiguous() for t in (m.model.embed_tokens.weight, m.model.norm.weight, m.lm_head.weight))
         return decode_steps()(embed, self._native_weights(), norm_w, lm_head, self.cfg.num_attention_heads, self.cfg.rms_norm_eps,
                               cache.rope, cache.kp, cache.vp, plen, cache.kv, cache.flat, n, S, tokens, slen, *record, budget,
                               p.temperature, p.greedy, -1 if eos is None else eos, max_steps, gen)

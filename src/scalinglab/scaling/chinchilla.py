@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from scalinglab.errors import UserError
-from scalinglab.scaling.fit import FitResult, diagnose, failed, percentile_ci
+from scalinglab.scaling.fit import FitResult, diagnose, failed, percentile_ci, wide_intervals
 from scalinglab.scaling.lbfgs import minimize_batch
 
 NAMES = ("E", "A", "B", "alpha", "beta")
@@ -183,18 +183,21 @@ def fit_chinchilla(N, D, loss, *, bootstrap: int = 4000, seed: int = 0, grid: st
         # Correlations are judged with each amplitude taken at the centre of the data (A/N̄^α, B/D̄^β):
         # log A and α are always nearly collinear merely because log N is far from 0.
         mN, mD = logN.mean(), logD.mean()
-        view = np.column_stack([np.log(samples[:, 0]), np.log(samples[:, 1]) - samples[:, 3] * mN,
-                                np.log(samples[:, 2]) - samples[:, 4] * mD, samples[:, 3], samples[:, 4]])
+        with np.errstate(divide="ignore", invalid="ignore"):  # E -> 0 in a resample: log E = -inf, judged below
+            view = np.column_stack([np.log(samples[:, 0]), np.log(samples[:, 1]) - samples[:, 3] * mN,
+                                    np.log(samples[:, 2]) - samples[:, 4] * mD, samples[:, 3], samples[:, 4]])
         warns += diagnose(dict(zip(("log E", "log A/N̄^α", "log B/D̄^β", "alpha", "beta"), view[0])), None, view, 10**9, 0)
         if boot_conv < 0.95:
             warns.append(f"only {boot_conv:.0%} of bootstrap refits converged")
+    ci = percentile_ci(samples, NAMES)
+    warns += wide_intervals(ci)
     success = bool(conv[k]) or hits > 1
     msg = f"best of {len(starts)} starts (objective {fbest:.6g}, reached by {hits} starts)"
     if not success:
         msg = "the best start did not converge; " + msg
     if warns:
         msg += "; ill-determined: " + "; ".join(warns)
-    return FitResult(law="chinchilla", params=params, ci=percentile_ci(samples, NAMES), residuals=resid,
+    return FitResult(law="chinchilla", params=params, ci=ci, residuals=resid,
                      success=success, message=msg, n_points=n, warnings=warns, samples=samples, objective=fbest,
                      info={"n_starts": int(len(starts)), "best_start_hits": hits, "bootstrap_converged": boot_conv,
                            "huber_delta": delta, "seconds_grid": t_grid, "seconds_bootstrap": t_boot})

@@ -141,6 +141,23 @@ def diagnose(params: dict[str, float], bounds: dict[str, tuple[float, float]] | 
     return out
 
 
+# A 95% interval wider than this ratio (hi/lo) says the data do not pin the parameter. Epoch AI's
+# refit of Chinchilla's 240 runs has A in (124, 802) and alpha in (0.28, 0.40): ratios ~6 and ~1.4.
+WIDE_RATIO = {"E": 100.0, "A": 100.0, "B": 100.0, "alpha": 4.0, "beta": 4.0}
+
+
+def wide_intervals(ci: dict[str, tuple[float, float]], ratio: dict[str, float] = WIDE_RATIO) -> list[str]:
+    """Warnings for positive parameters whose bootstrap interval reaches 0 or spans orders of magnitude."""
+    out = []
+    for k, (lo, hi) in ci.items():
+        if k not in ratio or not (np.isfinite(lo) and np.isfinite(hi)):
+            continue  # not a positive parameter, or no bootstrap
+        if lo <= 0 or hi / lo > ratio[k]:
+            span = "reaches 0" if lo <= 0 else f"spans a factor {hi / lo:.3g}"
+            out.append(f"the 95% interval of {k} ({lo:.3g}, {hi:.3g}) {span}: the data do not pin it")
+    return out
+
+
 def fit_curve(law: str, names: Sequence[str], model: Callable[[np.ndarray, np.ndarray], np.ndarray],
               x: np.ndarray, y: np.ndarray, starts: Sequence[Sequence[float]], bounds: dict[str, tuple[float, float]],
               *, bootstrap: int = 200, seed: int = 0, loss: str = "linear", f_scale: float = 1.0,
