@@ -9,7 +9,7 @@
 colour-blind-safe palette, readable font sizes at the size the HTML report shows them) to
 matplotlib's global rcParams, because titles, lines and legends read rcParams when they are
 drawn, not when the axes are made; a pipeline process then draws every figure alike.
-Importing the module only selects the Agg backend. `save_fig` writes a PNG atomically (temp file + rename, so an interrupted run
+Importing the module only selects the Agg backend. `save_fig` writes a PNG (or SVG/PDF) atomically (temp file + rename, so an interrupted run
 never leaves a half-written figure) at `DPI`, then closes the figure to free its memory.
 
 Torch-free (stages in scaling/ and tokenomics/ may use it).
@@ -82,19 +82,25 @@ def use_style() -> None:
     plt.rcParams.update(STYLE)
 
 
-def save_fig(fig: Any, path: str | os.PathLike, dpi: int = DPI) -> Path:
-    """Write `fig` as PNG to `path` atomically, close it, and return the path.
+# metadata that would differ between runs (version, timestamps), dropped per format
+_NO_STAMP = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}
 
-    Creates parent directories. The PNG has no timestamp metadata, so the same figure gives
+
+def save_fig(fig: Any, path: str | os.PathLike, dpi: int = DPI) -> Path:
+    """Write `fig` to `path` (PNG, SVG or PDF, by suffix; PNG otherwise) atomically, close it, return the path.
+
+    Creates parent directories. The file has no timestamp metadata, so the same figure gives
     the same bytes (run directories diff cleanly).
     """
     path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    fmt = fmt if fmt in _NO_STAMP else "png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".{fmt}")
     os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=dpi, facecolor="white", bbox_inches="tight", pad_inches=0.08,
-                    metadata={"Software": None})
+        fig.savefig(tmp, format=fmt, dpi=dpi, facecolor="white", bbox_inches="tight", pad_inches=0.08,
+                    metadata=_NO_STAMP[fmt])
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -95,15 +95,13 @@ def evaluate(model, tokenizer, task, problems: Sequence[Problem], cfg: EvalConfi
 
 def plot(summary: dict, path: str | Path) -> Path:
     """Accuracy (solid) and pass@k (dashed) against FLOPs, log x, written as a PNG."""
-    import matplotlib
     import matplotlib.ticker
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from scalinglab.report.figures import new_figure, save_fig
 
     pts = summary["points"]
     x = [p["flops"] for p in pts]
-    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
+    fig, ax = new_figure()
     ax.plot(x, [p["accuracy"] for p in pts], "o-", label=f"{summary['strategy']} accuracy")
     ax.plot(x, [p["pass_at_k"] for p in pts], "s--", alpha=0.7, label="pass@k (coverage)")
     for p in pts:
@@ -115,10 +113,5 @@ def plot(summary: dict, path: str | Path) -> Path:
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(f"{summary['task']}: {summary['strategy']} ({summary.get('problems', '?')} problems)")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    ax.legend(loc="lower right")
+    return save_fig(fig, path)

@@ -93,12 +93,9 @@ def cost_curve(step: StepModel, prompt_len: int, cot_lengths: list[int], n_sampl
 
 def plot_cost_curve(curves: dict[str, list[dict]], path: str) -> None:
     """$ per answer vs chain-of-thought length, one line per label, written to `path` (PNG/SVG/PDF)."""
-    import matplotlib
+    from scalinglab.report.figures import new_figure, save_fig
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    fig, ax = new_figure(1, 2)
     for label, rows in curves.items():
         L = [r["cot_len"] for r in rows]
         ax[0].plot(L, [r["usd_per_answer"] for r in rows], marker="o", label=label)
@@ -108,9 +105,7 @@ def plot_cost_curve(curves: dict[str, list[dict]], path: str) -> None:
         a.set_yscale("log")
         a.set_xlabel("chain-of-thought tokens")
         a.set_ylabel(yl)
-        a.grid(True, which="both", alpha=0.3)
-    ax[0].legend(fontsize=8)
+    ax[0].legend()
     fig.suptitle("Serving cost of long chains of thought (roofline + KV capacity)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_fig(fig, path)

@@ -241,12 +241,10 @@ def run_ladder(cfg: LadderConfig, out: str, backend: str = "local", address: str
 
 def plot_ladder(root: Path, rows: list[dict], fit: dict | None) -> list[str]:
     """loss_vs_compute.png (loss against C per size) and fit.png (loss against D, data + law)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from scalinglab.report.figures import new_figure, save_fig
     from scalinglab.scaling.laws import chinchilla
 
     depths = sorted({r["depth"] for r in rows})
@@ -255,7 +253,7 @@ def plot_ladder(root: Path, rows: list[dict], fit: dict | None) -> list[str]:
     paths = []
     for name, xkey, xlabel in (("loss_vs_compute.png", "C", "training compute C = 6ND (FLOP)"),
                                ("fit.png", "D", "training tokens D")):
-        fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
+        fig, ax = new_figure()
         for d, c in zip(depths, colors):
             rs = sorted((r for r in rows if r["depth"] == d), key=lambda r: r["D"])
             N = rs[0]["N"]
@@ -273,14 +271,8 @@ def plot_ladder(root: Path, rows: list[dict], fit: dict | None) -> list[str]:
                          + (" (ill-determined)" if fit.get("ill_determined") else ""), fontsize=9)
         else:
             ax.set_title("no Chinchilla fit (see summary.json)", fontsize=9)
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3, which="both")
-        fig.tight_layout()
-        tmp = root / f".{name}.tmp.png"
-        fig.savefig(tmp)
-        plt.close(fig)
-        os.replace(tmp, root / name)
-        paths.append(str(root / name))
+        ax.legend()
+        paths.append(str(save_fig(fig, root / name)))
     return paths
 
 
