@@ -200,7 +200,10 @@ def test_compiled_step_attention_paths_agree(tiny_model):
     (SamplingParams(n=3, max_new_tokens=12, temperature=1.3, seed=3), 8),  # shared prompts, groups finish apart
     (SamplingParams(n=2, max_new_tokens=12, stop=("=", "9"), seed=4), 6),  # stop strings: one step per call
     (SamplingParams(greedy=True, max_new_tokens=12), 3),
-], ids=["ignore-eos", "eos-refill", "shared-n3", "stop-strings", "greedy"])
+    (SamplingParams(n=2, max_new_tokens=12, top_k=5, temperature=1.5, seed=5), 6),
+    (SamplingParams(max_new_tokens=12, top_p=0.8, seed=6), 4),
+    (SamplingParams(n=2, max_new_tokens=12, top_k=20, top_p=0.9, temperature=2.0, seed=7), 4),
+], ids=["ignore-eos", "eos-refill", "shared-n3", "stop-strings", "greedy", "top-k", "top-p", "top-k-and-p"])
 def test_native_loop_matches_python_step(params, max_batch, monkeypatch):
     """The C++ decode loop samples the Python path's tokens (same generator draws) and records them alike.
 

@@ -17,8 +17,8 @@ exactly the active groups. Long and short answers therefore do not hold compute 
 Speed on a CPU (float32): the decode loop runs in C++ (`scalinglab::decode_steps`, see
 `engine.kernels`) for as many steps as no group finishes; the scheduler below stays in Python.
 It samples exactly the tokens the Python step (`_decode` + `sample_tokens`) samples, which
-serves top-k/top-p, other dtypes and devices, and machines without a C++ compiler (then with
-matmul attention). `Engine(compile=True)` runs the n = 1 step through the static-shape
+serves other dtypes and devices, and machines without a C++ compiler (then with matmul
+attention). `Engine(compile=True)` runs the n = 1 step through the static-shape
 `torch.compile` graph of `engine.compiled` instead (meant for GPUs; docs/engine.md).
 
 Sampling: temperature, top-k, top-p or greedy, with a seeded generator. The log-prob
@@ -360,7 +360,7 @@ class Engine:
 
         tokens and slen advance in place; each live slot's tokens and log-probs go into
         `record` = (buf_tok, buf_lp, ntok, done, reason), the scheduler's arrays, where a slot
-        also finishes (EOS, or `budget` tokens). Greedy or plain tempered sampling only.
+        also finishes (EOS, or `budget` tokens). Samples as `sample_tokens` does.
         """
         m = self.model
         if cache.rope is None:  # cos/sin (P, D/2, 2) of every position a slot can reach
@@ -370,7 +370,7 @@ class Engine:
         embed, norm_w, lm_head = (t.detach().contiguous() for t in (m.model.embed_tokens.weight, m.model.norm.weight, m.lm_head.weight))
         return decode_steps()(embed, self._native_weights(), norm_w, lm_head, self.cfg.num_attention_heads, self.cfg.rms_norm_eps,
                               cache.rope, cache.kp, cache.vp, plen, cache.kv, cache.flat, n, S, tokens, slen, *record, budget,
-                              p.temperature, p.greedy, -1 if eos is None else eos, max_steps, gen)
+                              p.temperature, p.greedy, p.top_k, p.top_p, -1 if eos is None else eos, max_steps, gen)
 
     @staticmethod
     def _shared_attention(q, cache: _Cache, li: int, G: int, n: int, rep: int, scale: float, pmask, future, tcur: int) -> torch.Tensor:
@@ -427,8 +427,7 @@ class Engine:
             G = min(1 << (G - 1).bit_length(), max(1, self.max_batch))
             cache_ts = -(-(Tp + Ts) // 64) * 64 - Tp
         dtype = self.model.lm_head.weight.dtype
-        truncated = (params.top_k and params.top_k < cfg.vocab_size) or params.top_p < 1.0
-        native = (not compiled and dev.type == "cpu" and dtype == torch.float32 and not truncated and cfg.head_dim <= 256
+        native = (not compiled and dev.type == "cpu" and dtype == torch.float32 and cfg.head_dim <= 256
                   and decode_steps() is not None)  # the whole loop in C++ (engine.kernels)
         cache = _Cache(cfg, G, n, Tp, cache_ts, dev, dtype)
         gen = torch.Generator(device=dev).manual_seed(params.seed)

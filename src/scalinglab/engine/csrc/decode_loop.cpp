@@ -20,6 +20,7 @@
 #include <ATen/core/Generator.h>
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <vector>
 
 #include "attention.h"
@@ -52,13 +53,71 @@ void rope(float* __restrict__ row, int64_t nh, int64_t D, const float* __restric
   }
 }
 
+// engine.sample_tokens for one row of logits r (V,) and its Gumbel noise g (V,): the sampled id,
+// and its log-prob under the full tempered distribution in *lp. Greedy: argmax of the logits.
+// Truncation as there: top-k keeps log-probs >= the k-th largest; top-p then keeps the smallest
+// prefix, by descending log-prob, whose mass reaches top_p (cumulative sum in double, as
+// torch.cumsum on a CPU). Dropped tokens are skipped, never set to -inf (this file is built
+// with -ffast-math, which assumes no infinities).
+struct Sampler {
+  int64_t V;
+  float temp;
+  bool greedy;
+  int64_t top_k;  // 0: off
+  float top_p;    // >= 1: off
+  std::vector<float> logp = std::vector<float>(V), kth = std::vector<float>(V);
+  std::vector<int64_t> order = std::vector<int64_t>(V);
+  std::vector<char> keep = std::vector<char>(V);
+
+  int64_t pick(const float* __restrict__ r, const float* __restrict__ g, float* lp) {
+    float top = r[0] / temp;
+    for (int64_t v = 1; v < V; ++v) top = std::max(top, r[v] / temp);
+    float z = 0.f;
+    for (int64_t v = 0; v < V; ++v) z += std::exp(r[v] / temp - top);
+    const float logz = std::log(z);  // log-prob of v: (r[v] / temp - top) - logz, as log_softmax computes it
+    for (int64_t v = 0; v < V; ++v) logp[v] = (r[v] / temp - top) - logz;
+    int64_t best = 0;
+    if (greedy) {
+      for (int64_t v = 1; v < V; ++v) if (r[v] > r[best]) best = v;
+    } else {
+      std::fill(keep.begin(), keep.end(), 1);
+      if (top_k > 0) {
+        std::copy(logp.begin(), logp.end(), kth.begin());
+        std::nth_element(kth.begin(), kth.begin() + (top_k - 1), kth.end(), std::greater<float>());
+        const float cut = kth[top_k - 1];
+        for (int64_t v = 0; v < V; ++v) keep[v] = logp[v] >= cut;
+      }
+      if (top_p < 1.f) {
+        int64_t m = 0;
+        for (int64_t v = 0; v < V; ++v) if (keep[v]) order[m++] = v;
+        std::sort(order.begin(), order.begin() + m, [&](int64_t a, int64_t b) { return logp[a] > logp[b]; });
+        double acc = 0.0;
+        for (int64_t i = 0; i < m; ++i) {
+          const float e = std::exp(logp[order[i]]);
+          acc += e;
+          if (static_cast<float>(acc) - e > top_p) keep[order[i]] = 0;
+        }
+      }
+      best = -1;
+      float best_score = 0.f;
+      for (int64_t v = 0; v < V; ++v) {  // Gumbel-max over the kept tokens
+        if (!keep[v]) continue;
+        const float score = logp[v] + g[v];
+        if (best < 0 || score > best_score) { best_score = score; best = v; }
+      }
+    }
+    *lp = logp[best];
+    return best;
+  }
+};
+
 }  // namespace
 
 int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, torch::Tensor norm_w, torch::Tensor lm_head,
                      int64_t n_heads, double eps, torch::Tensor rope_cs, torch::Tensor kp, torch::Tensor vp,
                      torch::Tensor plen, torch::Tensor kv, bool flat, int64_t n, int64_t S, torch::Tensor tokens,
                      torch::Tensor slen, torch::Tensor buf_tok, torch::Tensor buf_lp, torch::Tensor ntok, torch::Tensor done,
-                     torch::Tensor reason, int64_t budget, double temperature, bool greedy, int64_t eos, int64_t max_steps,
+                     torch::Tensor reason, int64_t budget, double temperature, bool greedy, int64_t top_k, double top_p, int64_t eos, int64_t max_steps,
                      std::optional<at::Generator> gen) {
   // rope_cs (P, D/2, 2): cos and sin of position p's angles
   // embed (V, E); layers: 7 per layer (ln1, Wqkv, bqkv or empty, Wo, ln2, Wgate_up, Wdown); lm_head (V, E)
@@ -95,7 +154,8 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
   bool* dn = done.data_ptr<bool>();
   int8_t* why = reason.data_ptr<int8_t>();
   const int64_t bstride = buf_tok.stride(0);
-  const float temp = greedy ? 1.f : static_cast<float>(std::max(temperature, 1e-5));  // divided by, as engine.py does
+  Sampler sampler{V, greedy ? 1.f : static_cast<float>(std::max(temperature, 1e-5)), greedy, top_k > 0 && top_k < V ? top_k : 0,
+                  static_cast<float>(top_p)};
   float* kvp = kv.data_ptr<float>();
   const int64_t kv_l = kv.stride(0), kv_kv = kv.stride(1), kv_s = kv.stride(2), kv_h = kv.stride(3);
 
@@ -159,24 +219,14 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
     const float* lg = logits.data_ptr<float>();
     bool group_done = false;
     for (int64_t s = 0; s < S; ++s) {
-      const float* r = lg + s * V;
-      float top = -INFINITY;
-      for (int64_t v = 0; v < V; ++v) top = std::max(top, r[v] / temp);
-      float z = 0.f;
-      for (int64_t v = 0; v < V; ++v) z += std::exp(r[v] / temp - top);
-      const float logz = std::log(z);  // log-prob of v: (r[v] / temp - top) - logz, as log_softmax computes it
-      int64_t best = 0;
-      float best_score = -INFINITY;
-      for (int64_t v = 0; v < V; ++v) {  // greedy: argmax of the logits; else Gumbel-max on the log-probs
-        const float score = greedy ? r[v] : (r[v] / temp - top) - logz + u[s * V + v];
-        if (score > best_score) { best_score = score; best = v; }
-      }
+      float lp;
+      const int64_t best = sampler.pick(lg + s * V, u + s * V, &lp);
       tok[s] = best;
       sl[s] += 1;
       if (!dn[s]) {
         const int64_t col = nt[s]++;
         bt[s * bstride + col] = best;
-        bl[s * bstride + col] = static_cast<double>((r[best] / temp - top) - logz);
+        bl[s * bstride + col] = static_cast<double>(lp);
         int8_t code = nt[s] >= budget ? kLength : 0;
         if (eos >= 0 && best == eos) code = kEos;
         if (code) { why[s] = code; dn[s] = true; }
@@ -197,7 +247,7 @@ TORCH_LIBRARY_FRAGMENT(scalinglab, m) {
   m.def("decode_steps(Tensor embed, Tensor[] layers, Tensor norm_w, Tensor lm_head, int n_heads, float eps, "
         "Tensor rope_cs, Tensor kp, Tensor vp, Tensor plen, Tensor(a!) kv, bool flat, int n, int S, Tensor(b!) tokens, "
         "Tensor(c!) slen, Tensor(d!) buf_tok, Tensor(e!) buf_lp, Tensor(f!) ntok, Tensor(g!) done, Tensor(h!) reason, "
-        "int budget, float temperature, bool greedy, int eos, int max_steps, Generator? generator) -> int");
+        "int budget, float temperature, bool greedy, int top_k, float top_p, int eos, int max_steps, Generator? generator) -> int");
 }
 
 TORCH_LIBRARY_IMPL(scalinglab, CPU, m) { m.impl("decode_steps", &decode_steps); }
