@@ -131,7 +131,7 @@ def test_failed_and_skipped_stages_are_shown(page):
     assert '<span class="badge skipped">skipped</span>' in sec and "not run" in sec
     # The summary table lists all 8 stages in pipeline order, with the failed one's last error line.
     ids = re.findall(r'<section class="card" id="stage-(\w+)"', page)
-    assert ids == ["pretrain", "synth", "sft", "reward_models", "rl", "testtime", "tradeoff", "tokenomics"]
+    assert ids == ["pretrain", "synth", "sft", "rl", "reward_models", "testtime", "tradeoff", "tokenomics"]
     assert '<span class="msg">RuntimeError: PRM labels empty &amp; &lt;broken&gt;</span>' in page
     # The missing figure is named in a placeholder.
     assert "figure not found: <code>rl/does_not_exist.png</code>" in page

@@ -3,8 +3,8 @@
     scalinglab run --preset smoke|cpu|gpu --out DIR [--resume]
 
 Stages run in order (`stages.py`), each a library call a user could also make alone:
-pre-training ladder + Chinchilla fit → rejection-sampled synthetic data → SFT → ORM and PRM
-→ GRPO and PPO → test-time strategies → the training vs test-time trade-off → tokenomics →
+pre-training ladder + Chinchilla fit → rejection-sampled synthetic data → SFT → GRPO and
+PPO → ORM and PRM on the RL policy's samples → test-time strategies → the training vs test-time trade-off → tokenomics →
 `DIR/report.html`. A finished stage leaves `DIR/<stage>/stage.json`; `--resume` skips those,
 and Ctrl-C or a crash never touches them; an unfinished stage restarts from scratch (the
 ladder keeps its finished rungs). `DIR/summary.json` holds every headline number
@@ -27,8 +27,8 @@ from scalinglab.pipeline.presets import PRESETS, Preset
 from scalinglab.runs.store import atomic_write_json, atomic_write_text, dumps
 
 STAGES: list[tuple[str, Callable]] = [
-    ("pretrain", stages.pretrain), ("synth", stages.synth), ("sft", stages.sft), ("reward_models", stages.reward_models),
-    ("rl", stages.rl), ("testtime", stages.testtime), ("tradeoff", stages.tradeoff), ("tokenomics", stages.tokenomics),
+    ("pretrain", stages.pretrain), ("synth", stages.synth), ("sft", stages.sft), ("rl", stages.rl),
+    ("reward_models", stages.reward_models), ("testtime", stages.testtime), ("tradeoff", stages.tradeoff), ("tokenomics", stages.tokenomics),
 ]
 
 

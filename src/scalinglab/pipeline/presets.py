@@ -25,13 +25,13 @@ class Preset:
     synth_problems: int = 400
     synth_k: int = 4
     sft_steps: int = 60
-    # 3. reward models
-    rm_steps: int = 80
-    rm_problems: int = 128
-    # 4. RL
+    # 3. RL
     grpo_steps: int = 200
     ppo_steps: int = 200
     rl_prompts_per_step: int = 16
+    # 4. reward models (on the RL policy's samples)
+    rm_steps: int = 80
+    rm_problems: int = 128
     # 5. test-time compute and evaluation
     eval_problems: int = 200  # held-out problems (seed 777, never used in training)
     ns: tuple[int, ...] = (1, 2, 4, 8, 16)
