@@ -223,6 +223,8 @@ def reward_models(ctx: Context) -> dict:
 # -- 5. test-time compute ------------------------------------------------------------------------
 
 def testtime(ctx: Context) -> dict:
+    from matplotlib.ticker import NullFormatter
+
     from scalinglab.model.hf import load_model
     from scalinglab.scaling import fit_coverage
     from scalinglab.testtime.evaluate import EvalConfig, evaluate
@@ -244,11 +246,13 @@ def testtime(ctx: Context) -> dict:
     fig, ax, path = _fig(ctx, "testtime", "accuracy_vs_flops")
     for label, r in results.items():
         pts = r["points"]
-        ax.plot([q["flops"] for q in pts], [q["accuracy"] for q in pts], "o-", label=label, ms=4)
+        style = {"marker": "*", "ms": 11, "ls": "", "zorder": 5} if label == "greedy" else {"marker": "o", "ms": 4}  # one point
+        ax.plot([q["flops"] for q in pts], [q["accuracy"] for q in pts], label=label, **style)
     sample = results["sample"]["points"]
     cov = fit_coverage([q["n"] for q in sample], [max(q["pass_at_k"], 1e-6) for q in sample], bootstrap=200)
     ax.plot([q["flops"] for q in sample], [q["pass_at_k"] for q in sample], "k--", lw=1, label="pass@k (coverage)")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # less than a decade wide: minor labels would overlap
     ax.set_xlabel("inference FLOPs for the whole eval set")
     ax.set_ylabel("accuracy")
     ax.legend(fontsize=7, ncol=2)
