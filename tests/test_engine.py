@@ -36,6 +36,7 @@ def test_cached_decoding_matches_full_forward(tiny_model, n, max_batch, path, mo
         monkeypatch.setattr("scalinglab.engine.engine.decode_attention", lambda: None)
     model, tok = tiny_model
     res = Engine(model, tok, max_batch=max_batch).generate(PROMPTS, SamplingParams(greedy=True, n=n, max_new_tokens=10))
+    assert res.decode_path == ("native" if path == "native" else "pytorch")
     for g in res.generations:
         ref, ref_lp = naive_greedy(model, tok, g.prompt, 10)
         assert len(g.completions) == n
@@ -142,6 +143,7 @@ def test_compiled_decode_matches_eager(tiny_model):
                    SamplingParams(top_k=5, max_new_tokens=12, seed=4)):
         ref = Engine(model, tok, max_batch=4).generate(PROMPTS, params)
         got = Engine(model, tok, max_batch=4, compile=True).generate(PROMPTS, params)
+        assert got.decode_path == "compiled" and ref.decode_path == "native"
         assert CompiledDecode._failed is None  # it really compiled: no silent fallback to eager
         for a, b in zip(ref.generations, got.generations):
             assert a.completions[0].token_ids == b.completions[0].token_ids, params
@@ -224,6 +226,7 @@ def test_native_loop_matches_python_step(params, max_batch, monkeypatch):
     native = Engine(model, tok, max_batch=max_batch).generate(PROMPTS, params)
     monkeypatch.setattr("scalinglab.engine.engine.decode_steps", lambda: None)
     ref = Engine(model, tok, max_batch=max_batch).generate(PROMPTS, params)
+    assert (native.decode_path, ref.decode_path) == ("native", "pytorch")
     reasons = set()
     for a, b in zip(native.generations, ref.generations):
         for x, y in zip(a.completions, b.completions, strict=True):

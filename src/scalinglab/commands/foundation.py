@@ -81,7 +81,7 @@ def generate_cmd(
         res = Engine(m, tok, max_batch=max_batch, compile=compile).generate(lines, params, progress=bar)
     out = {"completions": [[c.text for c in g.completions] for g in res.generations], "prompt_tokens": res.prompt_tokens,
            "generated_tokens": res.generated_tokens, "seconds": res.seconds, "tokens_per_s": res.tokens_per_s,
-           "flops": res.flops, "finish_reasons": [[c.finish_reason for c in g.completions] for g in res.generations]}
+           "flops": res.flops, "decode_path": res.decode_path, "finish_reasons": [[c.finish_reason for c in g.completions] for g in res.generations]}
     emit(out, as_json, human="\n".join(f"[{i}] {c!r}" for i, g in enumerate(out["completions"]) for c in g)
          + f"\n{res.generated_tokens} tokens in {res.seconds:.2f}s ({res.tokens_per_s:.0f} tok/s)")
 

@@ -81,6 +81,7 @@ def run_benchmark(model: Path | None = None, sequences: int = 64, new_tokens: in
         t_compile = time.perf_counter()
         run_compiled()  # compiles (or loads the compiled code from the on-disk cache)
         t_compile = time.perf_counter() - t_compile
+        path = engine.generate(prompts[:1], params).decode_path  # what the default path is on this machine
         t_ours, n_ours = best(run_ours)
         t_comp, n_comp = best(run_compiled)
         t_hf, n_hf = best(run_hf)
@@ -92,5 +93,5 @@ def run_benchmark(model: Path | None = None, sequences: int = 64, new_tokens: in
         "scalinglab_seconds": t_ours, "transformers_seconds": t_hf, "scalinglab_tokens_per_s": ours_tps,
         "transformers_tokens_per_s": hf_tps, "speedup": ours_tps / hf_tps,
         "compiled_seconds": t_comp, "compiled_tokens_per_s": comp_tps, "compiled_speedup": comp_tps / hf_tps,
-        "compile_seconds": t_compile, "torch": torch.__version__,
+        "compile_seconds": t_compile, "torch": torch.__version__, "scalinglab_decode_path": path,
     }

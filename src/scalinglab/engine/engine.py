@@ -84,6 +84,7 @@ class GenerationResult:
     kv_bytes: int = 0  # bytes allocated for the prefix + suffix caches
     prefix_kv_bytes: int = 0  # of which the shared prompt caches
     steps: int = 0  # decode steps taken
+    decode_path: str = ""  # "native" (C++ loop), "compiled" (torch.compile step) or "pytorch" (eager step)
 
     @property
     def flops(self) -> float:
@@ -436,6 +437,7 @@ class Engine:
 
         result = GenerationResult(generations=[Generation(prompt=p if isinstance(p, str) else self.tok.decode(p), prompt_ids=ids, completions=[])
                                                for p, ids in zip(prompts, prompt_ids)])
+        result.decode_path = "native" if native else "compiled" if compiled else "pytorch"
         # per-slot output buffers: a step records its tokens with a few array operations
         buf_tok = np.zeros((G * n, Ts), dtype=np.int64)
         buf_lp = np.zeros((G * n, Ts), dtype=np.float64)
