@@ -33,7 +33,7 @@ def test_cached_decoding_matches_full_forward(tiny_model, n, max_batch, path, mo
     if path != "native":
         monkeypatch.setattr("scalinglab.engine.engine.decode_steps", lambda: None)
     if path == "matmul":
-        monkeypatch.setattr("scalinglab.engine.engine.decode_attention", lambda: None)
+        monkeypatch.setattr("scalinglab.engine.steps.decode_attention", lambda: None)
     model, tok = tiny_model
     res = Engine(model, tok, max_batch=max_batch).generate(PROMPTS, SamplingParams(greedy=True, n=n, max_new_tokens=10))
     assert res.decode_path == ("native" if path == "native" else "pytorch")
@@ -50,7 +50,7 @@ def test_decode_logits_match_forward(tiny_model):
     model, tok = tiny_model
     eng = Engine(model, tok, max_batch=2)
     ids = tok.encode("12+34=?\n")
-    from scalinglab.engine.engine import _Cache
+    from scalinglab.engine.steps import _Cache
 
     for n in (1, 2):
         cache = _Cache(model.config, 1, n, len(ids), 8, "cpu", torch.float32)

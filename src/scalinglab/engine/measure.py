@@ -6,7 +6,8 @@ import time
 
 import torch
 
-from scalinglab.engine.engine import Engine, SamplingParams, _Cache
+from scalinglab.engine.engine import Engine, SamplingParams
+from scalinglab.engine.steps import _Cache
 from scalinglab.engine.kernels import decode_steps
 
 

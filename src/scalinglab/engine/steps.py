@@ -1,0 +1,292 @@
+"""The model side of the engine: the KV cache layout, prefill and the three decode steps.
+
+`_Cache` holds one generate call's keys/values (flat or shared-prefix layout, see
+engine.py). `ModelSteps`, which `Engine` extends, turns the model's weights into fused
+matrices and runs them: `_prefill` (eager PyTorch, a batch of prompts), and one decode step
+in one of three ways:
+- `_native_steps`: many steps in C++ (`scalinglab::decode_steps`; CPU, float32), the default
+  where it can be built;
+- `_decode` + `sample_tokens`: eager PyTorch (bf16, CUDA, no C++ compiler), with the C++
+  decode-attention kernel where it exists, else matmuls;
+- `_decode_compiled`: the static-shape `torch.compile` step of `engine.compiled` (n = 1).
+All three sample the same tokens from the same generator draws (tests/test_engine.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from scalinglab.engine.compiled import CompiledDecode
+from scalinglab.engine.kernels import decode_attention, decode_steps
+from scalinglab.engine.sampling import SamplingParams, sample_tokens
+from scalinglab.model.transformer import Transformer
+
+
+class _Cache:
+    """KV buffers for one generate call.
+
+    Shared mode (n > 1): prompts in the prefix cache kp/vp (L, G, Hkv, Tp, D), generated
+    tokens in the suffix cache ks/vs (L, G·n, Hkv, Ts, D). Flat mode (n == 1): there is
+    nothing to share, so each sequence's prompt and continuation sit together in ks/vs
+    (L, G, Hkv, Tp + Ts, D) and attention is one fused call.
+    """
+
+    def __init__(self, cfg, groups: int, n: int, tp: int, ts: int, device, dtype):
+        L, kv, hd = cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim
+        self.flat = n == 1
+        self.kp = torch.zeros(L, 0 if self.flat else groups, kv, tp, hd, device=device, dtype=dtype)
+        self.vp = torch.zeros_like(self.kp)
+        # keys and values in one tensor, so one index_put_ writes a step's K and V of every layer
+        self.kv = torch.zeros(L, 2, groups * n, kv, tp + ts if self.flat else ts, hd, device=device, dtype=dtype)
+        self.ks, self.vs = self.kv[:, 0], self.kv[:, 1]
+        self.rope = None  # cos/sin tables of the compiled step or of the native loop
+        self.rows = self.noise = self.no_noise = self.temp = self.kernel = None  # its per-call constants
+        self.prefix_bytes = 2 * self.kp.numel() * self.kp.element_size()
+        self.bytes = self.prefix_bytes + 2 * self.ks.numel() * self.ks.element_size()
+
+
+
+class ModelSteps:
+    """Fused weights, prefill and decode steps of a `Transformer` (see the module docstring)."""
+
+    def __init__(self, model: Transformer):
+        self.model = model.eval()
+        self.cfg = model.config
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.lm_head.weight.device
+
+    def _fused(self) -> list[tuple]:
+        """Per layer: (ln1, Wqkv, bqkv, Wo, ln2, Wgate_up, Wdown), rebuilt when weights change.
+
+        Fusing q/k/v and gate/up into one matrix each halves the matmul launches per step.
+        The q and k rows of each head are permuted from the rotate-half layout to
+        interleaved pairs, so RoPE becomes one complex multiply; q·k is unchanged because
+        both sides get the same permutation (the cache holds permuted keys, read only here).
+        Parameters' version counters tell when an optimizer step changed them in place.
+        """
+        if getattr(self, "_params", None) is None:
+            self._params = list(self.model.parameters())  # walking the module tree every step cost half as much as its GEMMs
+        version = sum(p._version for p in self._params)
+        if getattr(self, "_fused_version", None) != version:
+            D = self.cfg.head_dim
+            perm = torch.arange(D, device=self.device).view(2, D // 2).t().reshape(-1)  # [0, D/2, 1, D/2+1, ...]
+
+            def interleave(w: torch.Tensor) -> torch.Tensor:  # rows (heads·D, ...) -> pairs per head
+                return w.unflatten(0, (-1, D))[:, perm].flatten(0, 1)
+
+            layers = []
+            for b in self.model.model.layers:
+                a = b.self_attn
+                wqkv = torch.cat([interleave(a.q_proj.weight), interleave(a.k_proj.weight), a.v_proj.weight]).detach()
+                bqkv = (torch.cat([interleave(a.q_proj.bias), interleave(a.k_proj.bias), a.v_proj.bias]).detach()
+                        if a.q_proj.bias is not None else None)
+                wgu = torch.cat([b.mlp.gate_proj.weight, b.mlp.up_proj.weight]).detach()
+                layers.append((b.input_layernorm, wqkv, bqkv, a.o_proj.weight.detach(), b.post_attention_layernorm, wgu,
+                               b.mlp.down_proj.weight.detach()))
+            self._fused_layers, self._fused_version = layers, version
+        return self._fused_layers
+
+    def _rope(self, positions: torch.Tensor) -> torch.Tensor:
+        """Complex rotations e^{i·pos·freq}, (*positions.shape, D/2)."""
+        angles = positions.float()[..., None] * self.model.inv_freq
+        return torch.polar(torch.ones_like(angles), angles)
+
+    @staticmethod
+    def _norm(x: torch.Tensor, ln) -> torch.Tensor:
+        if x.dtype == torch.float32:  # one fused kernel; same maths as RMSNorm.forward
+            return F.rms_norm(x, (x.shape[-1],), ln.weight, ln.eps)
+        return ln(x)
+
+    def _qkv(self, h: torch.Tensor, wqkv: torch.Tensor, bqkv, rot: torch.Tensor):
+        """h (..., d) -> rotated q (..., H, D), k (..., Hkv, D), v (..., Hkv, D); rot (..., 1, D/2)."""
+        cfg = self.cfg
+        H, Hkv, D = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        qkv = F.linear(h, wqkv, bqkv).unflatten(-1, (H + 2 * Hkv, D))
+        qk = torch.view_as_complex(qkv[..., : H + Hkv, :].float().unflatten(-1, (D // 2, 2)))  # one rotation for q and k
+        qk = torch.view_as_real(qk * rot).flatten(-2).to(h.dtype)
+        return qk[..., :H, :], qk[..., H:, :], qkv[..., H + Hkv:, :]
+
+    @staticmethod
+    def _mlp(x: torch.Tensor, ln2, wgu: torch.Tensor, wdown: torch.Tensor) -> torch.Tensor:
+        gate, up = F.linear(ModelSteps._norm(x, ln2), wgu).chunk(2, dim=-1)
+        return x + F.linear(F.silu(gate) * up, wdown)
+
+    # -- the two forward passes --------------------------------------------------
+    @torch.inference_mode()
+    def _prefill(self, cache: _Cache, groups: list[int], ids: list[list[int]]) -> torch.Tensor:
+        """Run prompts `ids` into the cache at `groups`; logits at each last token (k, V)."""
+        m, dev = self.model, self.device
+        k_, T = len(ids), max(len(x) for x in ids)
+        batch = torch.full((k_, T), self.tok.pad_id, dtype=torch.long)
+        for i, x in enumerate(ids):
+            batch[i, : len(x)] = torch.tensor(x)
+        batch = batch.to(dev)
+        gidx = torch.tensor(groups, device=dev)
+        kc, vc = (cache.ks, cache.vs) if cache.flat else (cache.kp, cache.vp)
+        x = m.model.embed_tokens(batch)  # (k, T, d)
+        rot = self._rope(torch.arange(T, device=dev))[:, None, :]  # (T, 1, D/2): broadcast over heads
+        gqa = self.cfg.num_key_value_heads != self.cfg.num_attention_heads
+        for li, (ln1, wqkv, bqkv, wo, ln2, wgu, wdown) in enumerate(self._fused()):
+            q, k, v = self._qkv(self._norm(x, ln1), wqkv, bqkv, rot)  # (k, T, H|Hkv, D)
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+            kc[li, gidx, :, :T] = k
+            vc[li, gidx, :, :T] = v
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)  # (k, H, T, D)
+            x = x + F.linear(y.transpose(1, 2).reshape(k_, T, -1), wo)
+            x = self._mlp(x, ln2, wgu, wdown)
+        last = torch.tensor([len(s) - 1 for s in ids], device=dev)
+        return m.lm_head(self._norm(x[torch.arange(k_, device=dev), last], m.model.norm))
+
+    @torch.inference_mode()
+    def _decode(self, cache: _Cache, G: int, n: int, tokens: torch.Tensor, plen: torch.Tensor, slen: torch.Tensor, tcur: int) -> torch.Tensor:
+        """One decode step for the first G groups (S = G·n samples); logits (S, V).
+
+        tokens (S,) the last sampled ids; plen (G,) prompt lengths; slen (S,) tokens
+        generated so far. The new token's K/V go at suffix position slen (shared mode) or
+        at plen + slen (flat mode); `tcur` bounds the positions attended to.
+        """
+        m, cfg = self.model, self.cfg
+        S, H, Hkv, D = G * n, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        rep = H // Hkv
+        dev = tokens.device
+        x = m.model.embed_tokens(tokens)  # (S, d)
+        pos = (plen.repeat_interleave(n) if n > 1 else plen) + slen  # (S,)
+        rot = self._rope(pos)[:, None, :]  # (S, 1, D/2): broadcast over heads
+        wpos = (pos if cache.flat else slen).clamp(max=cache.ks.shape[3] - 1)  # finished samples keep stepping
+        T = cache.ks.shape[3]
+        slots = ((torch.arange(S, device=dev)[:, None] * Hkv + torch.arange(Hkv, device=dev)[None, :]) * T + wpos[:, None]).reshape(-1)
+        scale = 1.0 / math.sqrt(D)
+        attend = decode_attention() if dev.type == "cpu" and x.dtype == torch.float32 else None
+        if attend is None:  # masks for the matmul attention
+            future = torch.arange(tcur, device=dev)[None, :] > wpos[:, None]  # (S, tcur)
+            if not cache.flat:
+                pmask = torch.arange(cache.kp.shape[3], device=dev)[None, :] >= plen[:, None]  # (G, Tp) padding
+        for li, (ln1, wqkv, bqkv, wo, ln2, wgu, wdown) in enumerate(self._fused()):
+            q, k, v = self._qkv(self._norm(x, ln1), wqkv, bqkv, rot)  # (S, H|Hkv, D)
+            ks, vs = cache.ks[li], cache.vs[li]
+            ks.view(-1, D).index_copy_(0, slots, k.reshape(-1, D))  # row (s, h, wpos[s]) of the flattened cache
+            vs.view(-1, D).index_copy_(0, slots, v.reshape(-1, D))
+            if attend is not None:  # the new token is in the cache at wpos and passed again as itself
+                y = attend(q, cache.kp[li, :G], cache.vp[li, :G], plen, ks[:S], vs[:S], wpos, k, v, scale)
+            elif cache.flat:
+                # one query per sequence: two batched matmuls beat SDPA here (no GQA copy, no q-tiling)
+                qs = q.view(S, Hkv, rep, D)
+                sc = (qs @ ks[:S, :, :tcur].transpose(-1, -2)).float() * scale  # (S, Hkv, rep, tcur)
+                sc.masked_fill_(future[:, None, None, :], -math.inf)
+                y = sc.softmax(-1).to(q.dtype) @ vs[:S, :, :tcur]  # (S, Hkv, rep, D)
+            else:
+                y = self._shared_attention(q, cache, li, G, n, rep, scale, pmask, future, tcur)
+            x = x + F.linear(y.reshape(S, H * D).to(x.dtype), wo)
+            x = self._mlp(x, ln2, wgu, wdown)
+        return m.lm_head(self._norm(x, m.model.norm))
+
+    @torch.inference_mode()
+    def _decode_compiled(self, cache: _Cache, tokens: torch.Tensor, plen: torch.Tensor, slen: torch.Tensor, tcur: int,
+                         p: SamplingParams, gen: torch.Generator, live: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One flat-mode decode step of every slot through `engine.compiled`: sampled ids and log-probs (G,).
+
+        Slots from `live` on are empty: they are computed (the graph's shapes are fixed) and ignored.
+
+        Attention reads the cache up to `tcur` rounded up to 16 (the compiled graph takes
+        any length). Top-k/top-p sampling happens outside the graph, on its logits.
+        """
+        m, cfg, dev = self.model, self.cfg, self.device
+        L, _, G, Hkv, T, D = cache.kv.shape
+        V = cfg.vocab_size
+        if cache.rope is None:  # per-call constants: RoPE tables, cache row offsets, greedy noise
+            angles = torch.arange(T, device=dev).float()[:, None] * m.inv_freq
+            cache.rope = (angles.cos(), angles.sin())
+            cache.rows = (torch.arange(L * 2 * G * Hkv, device=dev) * T).view(L, 2, G, Hkv)
+            cache.no_noise = torch.full((G, V), math.exp(-1.0), device=dev)
+            cache.noise = torch.empty(G, V, device=dev)
+        layers = self._fused()
+        if getattr(self, "_step_weights_version", None) != self._fused_version:
+            w = [(ln1.weight.detach(), wqkv, bqkv, wo, ln2.weight.detach(), wgu, wdown) for ln1, wqkv, bqkv, wo, ln2, wgu, wdown in layers]
+            self._step_weights = (m.model.embed_tokens.weight.detach(), w, m.model.norm.weight.detach(), m.lm_head.weight.detach())
+            self._step_weights_version = self._fused_version
+        embed, w, norm_w, lm_head = self._step_weights
+        pos = (plen + slen).clamp(max=T - 1)  # finished slots keep stepping harmlessly
+        truncated = (p.top_k and p.top_k < V) or p.top_p < 1.0
+        if cache.temp is None:  # constant for the call
+            cache.temp = torch.tensor(1.0 if p.greedy or truncated else max(p.temperature, 1e-5), device=dev)
+            cache.kernel = dev.type == "cpu" and embed.dtype == torch.float32 and decode_attention() is not None
+        temp, kernel = cache.temp, cache.kernel
+        if p.greedy or truncated:
+            uniform = cache.no_noise
+        else:  # the live slots draw exactly what `sample_tokens` would, so both paths sample alike
+            uniform = cache.noise
+            uniform[:live].uniform_(generator=gen)
+        tb = min(T, -(-tcur // 16) * 16)
+        tok, lp, logits, new = CompiledDecode.step(tokens, pos, cache.kv[..., :tb, :], *cache.rope, embed, w, norm_w, lm_head,
+                                                   (cfg.num_attention_heads, Hkv), cfg.rms_norm_eps, uniform, temp, kernel)
+        rows = (cache.rows + pos[None, None, :, None]).view(-1)  # row (l, k|v, g, h, pos[g]) of the flat cache
+        cache.kv.view(-1, D).index_copy_(0, rows, new.reshape(-1, D))
+        if truncated:
+            return sample_tokens(logits[:live], p, gen)
+        return tok, lp
+
+    def _native_weights(self) -> list[torch.Tensor]:
+        """The fused weights as `scalinglab::decode_steps` takes them: 7 tensors per layer (no bias: empty)."""
+        layers = self._fused()
+        if getattr(self, "_native_version", None) != self._fused_version:
+            none = torch.empty(0, device=self.device)
+            self._native = [t.contiguous() for ln1, wqkv, bqkv, wo, ln2, wgu, wdown in layers  # the C++ loop reads raw rows
+                            for t in (ln1.weight.detach(), wqkv, none if bqkv is None else bqkv, wo, ln2.weight.detach(), wgu, wdown)]
+            self._native_version = self._fused_version
+        return self._native
+
+    @torch.inference_mode()
+    def _native_steps(self, cache: _Cache, n: int, S: int, tokens: torch.Tensor, plen: torch.Tensor, slen: torch.Tensor,
+                      record: list[torch.Tensor], budget: int, p: SamplingParams, gen: torch.Generator, eos: int | None,
+                      max_steps: int) -> int:
+        """Decode steps of the first S slots in C++ until a group finishes or `max_steps`; returns the steps taken.
+
+        tokens and slen advance in place; each live slot's tokens and log-probs go into
+        `record` = (buf_tok, buf_lp, ntok, done, reason), the scheduler's arrays, where a slot
+        also finishes (EOS, or `budget` tokens). Samples as `sample_tokens` does.
+        """
+        m = self.model
+        if cache.rope is None:  # cos/sin (P, D/2, 2) of every position a slot can reach
+            P = (0 if cache.flat else cache.kp.shape[3]) + cache.kv.shape[4] + 1
+            angles = torch.arange(P, device=self.device).float()[:, None] * m.inv_freq
+            cache.rope = torch.stack([angles.cos(), angles.sin()], -1)
+        embed, norm_w, lm_head = (t.detach().contiguous() for t in (m.model.embed_tokens.weight, m.model.norm.weight, m.lm_head.weight))
+        return decode_steps()(embed, self._native_weights(), norm_w, lm_head, self.cfg.num_attention_heads, self.cfg.rms_norm_eps,
+                              cache.rope, cache.kp, cache.vp, plen, cache.kv, cache.flat, n, S, tokens, slen, *record, budget,
+                              p.temperature, p.greedy, p.top_k, p.top_p, -1 if eos is None else eos, max_steps, gen)
+
+    @staticmethod
+    def _shared_attention(q, cache: _Cache, li: int, G: int, n: int, rep: int, scale: float, pmask, future, tcur: int) -> torch.Tensor:
+        """Attention over a shared prompt prefix and each sample's own suffix, merged by LSE."""
+        S, H, D = q.shape
+        Hkv = H // rep
+        dt = q.dtype
+        # prefix: the n·rep queries of a group against its prompt, as one matrix product
+        qg = q.view(G, n, Hkv, rep, D).transpose(1, 2).reshape(G, Hkv, n * rep, D)
+        sp = (qg @ cache.kp[li, :G].transpose(-1, -2)).float() * scale  # (G, Hkv, n·rep, Tp)
+        sp.masked_fill_(pmask[:, None, None, :], -math.inf)
+        mp = sp.amax(-1, keepdim=True)
+        ep = (sp - mp).exp()
+        op = ep.to(dt) @ cache.vp[li, :G]  # (G, Hkv, n·rep, D)
+
+        def per_sample(t):  # (G, Hkv, n·rep, x) -> (S, Hkv, rep, x)
+            return t.view(G, Hkv, n, rep, -1).transpose(1, 2).reshape(S, Hkv, rep, -1)
+
+        op, zp, mp = per_sample(op).float(), per_sample(ep.sum(-1, keepdim=True)), per_sample(mp)
+        # suffix: each sample against its own generated tokens
+        qs = q.view(S, Hkv, rep, D)
+        ss = (qs @ cache.ks[li, :S, :, :tcur].transpose(-1, -2)).float() * scale  # (S, Hkv, rep, tcur)
+        ss.masked_fill_(future[:, None, None, :], -math.inf)
+        ms = ss.amax(-1, keepdim=True)
+        es = (ss - ms).exp()
+        os_ = (es.to(dt) @ cache.vs[li, :S, :, :tcur]).float()  # (S, Hkv, rep, D)
+        zs = es.sum(-1, keepdim=True)
+        # merge the two softmax pieces by their maxima (log-sum-exp)
+        mx = torch.maximum(mp, ms)
+        a, b = (mp - mx).exp(), (ms - mx).exp()
+        return (op * a + os_ * b) / (zp * a + zs * b)  # (S, Hkv, rep, D)
