@@ -20,8 +20,8 @@ def run_cmd(
     resume: bool = typer.Option(False, help="Continue a stopped run: finished stages are skipped."),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """o1 in miniature: pre-training ladder, synthetic data, SFT, reward models, GRPO and PPO,
-    test-time compute, the compute trade-off and tokenomics, then DIR/report.html.
+    """o1 in miniature: pre-training ladder, synthetic data, SFT, GRPO and PPO, reward models on
+    the RL policy's samples, test-time compute, the compute trade-off and tokenomics, then DIR/report.html.
 
     Example: scalinglab run --preset smoke --out runs/smoke
     """
