@@ -117,6 +117,8 @@ def bench_engine_cmd(
     new_tokens: int = typer.Option(64, help="New tokens per sequence (EOS ignored)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     repeats: int = typer.Option(3, help="Timed repeats per side; the best is reported."),
+    ragged: bool = typer.Option(True, help="Also the continuous-batching case: 256 prompts, 64 at a time, up to 256 new "
+                                "tokens, stopping at EOS (useful tokens/s of each side)."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """scalinglab generate (default and --compile) vs transformers generate on the same exported model, side by side.
@@ -126,7 +128,10 @@ def bench_engine_cmd(
     """
     from scalinglab.engine.bench import run_benchmark
 
-    res = run_benchmark(model=model, sequences=sequences, new_tokens=new_tokens, device=device, repeats=repeats)
+    res = run_benchmark(model=model, sequences=sequences, new_tokens=new_tokens, device=device, repeats=repeats, ragged=ragged)
     emit(res, as_json, human=f"scalinglab {res['scalinglab_tokens_per_s']:.0f} tok/s ({res['speedup']:.2f}x), "
          f"--compile {res['compiled_tokens_per_s']:.0f} tok/s ({res['compiled_speedup']:.2f}x, compiled in {res['compile_seconds']:.0f} s), "
-         f"transformers {res['transformers_tokens_per_s']:.0f} tok/s")
+         f"transformers {res['transformers_tokens_per_s']:.0f} tok/s"
+         + (f"\nragged (EOS, 256 prompts, 64 at a time): scalinglab {res['ragged']['scalinglab_tokens_per_s']:.0f} tok/s, "
+            f"transformers {res['ragged']['transformers_tokens_per_s']:.0f} tok/s ({res['ragged']['speedup']:.2f}x)"
+            if "ragged" in res else ""))
