@@ -246,3 +246,24 @@ def test_bench_counts_answer_tokens_not_padding():
 
     new = torch.tensor([[5, 2, 0, 0], [5, 6, 7, 8], [2, 2, 0, 0], [9, 9, 9, 2]])
     assert answer_lengths(new, eos=2).tolist() == [2, 4, 1, 4]
+
+
+@pytest.mark.parametrize("n", [1, 3], ids=["flat", "shared-prefix"])
+def test_native_prefill_matches_pytorch_prefill(tiny_model, n):
+    """Prompts of different lengths, packed without padding, into groups 2 and 0: same logits, same cached keys/values."""
+    from scalinglab.engine.steps import _Cache
+
+    model, tok = tiny_model
+    eng = Engine(model, tok)
+    ids = [tok.encode(p) for p in ("12+34=?\n", "a much longer prompt than the others\n")]
+    Tp = max(map(len, ids))
+    caches = [_Cache(model.config, 3, n, Tp, 4, "cpu", torch.float32) for _ in range(2)]
+    ref = eng._prefill(caches[0], [2, 0], ids)
+    got = eng._prefill(caches[1], [2, 0], ids, native=True)
+    assert torch.allclose(got, ref, atol=1e-4)
+    # keys/values of each prompt's real tokens (PyTorch also writes its padding, which nothing reads)
+    kv = [torch.stack([c.ks, c.vs]) if n == 1 else torch.stack([c.kp, c.vp]) for c in caches]  # (2, L, rows, Hkv, T, D)
+    for g, x in zip([2, 0], ids):
+        assert torch.allclose(kv[1][:, :, g, :, :len(x)], kv[0][:, :, g, :, :len(x)], atol=1e-5)
+        assert kv[1][:, :, g, :, :len(x)].abs().sum() > 0
+    assert kv[1][:, :, 1].abs().sum() == 0  # group 1 was not prefilled: untouched

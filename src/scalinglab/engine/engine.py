@@ -180,7 +180,7 @@ class Engine(ModelSteps):
             if not take:
                 return
             groups = free[: len(take)]
-            logits = self._prefill(cache, groups, [prompt_ids[p] for p in take])  # (k, V)
+            logits = self._prefill(cache, groups, [prompt_ids[p] for p in take], native=native)  # (k, V)
             for g, p in zip(groups, take):
                 group_prompt[g] = p
                 plen[g] = len(prompt_ids[p])

@@ -62,3 +62,8 @@ def decode_attention():
 def decode_steps():
     """The operator `scalinglab::decode_steps` (see csrc/decode_loop.cpp), or None where it cannot be built."""
     return torch.ops.scalinglab.decode_steps.default if decode_attention() is not None else None
+
+
+def prefill_rows():
+    """The operator `scalinglab::prefill_rows` (see csrc/decode_loop.cpp), or None where it cannot be built."""
+    return torch.ops.scalinglab.prefill_rows.default if decode_attention() is not None else None

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from scalinglab.engine.compiled import CompiledDecode
-from scalinglab.engine.kernels import decode_attention, decode_steps
+from scalinglab.engine.kernels import decode_attention, decode_steps, prefill_rows
 from scalinglab.engine.sampling import SamplingParams, sample_tokens
 from scalinglab.model.transformer import Transformer
 
@@ -118,9 +118,22 @@ class ModelSteps:
 
     # -- the two forward passes --------------------------------------------------
     @torch.inference_mode()
-    def _prefill(self, cache: _Cache, groups: list[int], ids: list[list[int]]) -> torch.Tensor:
-        """Run prompts `ids` into the cache at `groups`; logits at each last token (k, V)."""
+    def _prefill(self, cache: _Cache, groups: list[int], ids: list[list[int]], native: bool = False) -> torch.Tensor:
+        """Run prompts `ids` into the cache at `groups`; logits at each last token (k, V).
+
+        native: through `scalinglab::prefill_rows` (the prompts packed without padding, the same
+        layer code as the native decode loop), else eager PyTorch with SDPA.
+        """
         m, dev = self.model, self.device
+        if native:
+            kc, vc = (cache.ks, cache.vs) if cache.flat else (cache.kp, cache.vp)
+            toks = torch.tensor([t for x in ids for t in x])
+            crow = torch.tensor([g for g, x in zip(groups, ids) for _ in x])
+            pos = torch.tensor([i for x in ids for i in range(len(x))])
+            last = torch.tensor([len(x) for x in ids]).cumsum(0) - 1  # each prompt's final row
+            embed, norm_w, lm_head = self._native_head()
+            return prefill_rows()(embed, self._native_weights(), norm_w, lm_head, self.cfg.num_attention_heads, self.cfg.rms_norm_eps,
+                                  self._native_rope(cache), kc, vc, toks, crow, pos, last)
         k_, T = len(ids), max(len(x) for x in ids)
         batch = torch.full((k_, T), self.tok.pad_id, dtype=torch.long)
         for i, x in enumerate(ids):
@@ -240,6 +253,19 @@ class ModelSteps:
             self._native_version = self._fused_version
         return self._native
 
+    def _native_head(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Embedding, final norm and LM head weights as the native operators read them."""
+        m = self.model
+        return tuple(t.detach().contiguous() for t in (m.model.embed_tokens.weight, m.model.norm.weight, m.lm_head.weight))
+
+    def _native_rope(self, cache: _Cache) -> torch.Tensor:
+        """cos/sin (P, D/2, 2) of every position a slot of `cache` can reach, made once per call."""
+        if cache.rope is None:
+            P = (0 if cache.flat else cache.kp.shape[3]) + cache.kv.shape[4] + 1
+            angles = torch.arange(P, device=self.device).float()[:, None] * self.model.inv_freq
+            cache.rope = torch.stack([angles.cos(), angles.sin()], -1)
+        return cache.rope
+
     @torch.inference_mode()
     def _native_steps(self, cache: _Cache, n: int, S: int, tokens: torch.Tensor, plen: torch.Tensor, slen: torch.Tensor,
                       record: list[torch.Tensor], budget: int, p: SamplingParams, gen: torch.Generator, eos: int | None,
@@ -250,14 +276,9 @@ class ModelSteps:
         `record` = (buf_tok, buf_lp, ntok, done, reason), the scheduler's arrays, where a slot
         also finishes (EOS, or `budget` tokens). Samples as `sample_tokens` does.
         """
-        m = self.model
-        if cache.rope is None:  # cos/sin (P, D/2, 2) of every position a slot can reach
-            P = (0 if cache.flat else cache.kp.shape[3]) + cache.kv.shape[4] + 1
-            angles = torch.arange(P, device=self.device).float()[:, None] * m.inv_freq
-            cache.rope = torch.stack([angles.cos(), angles.sin()], -1)
-        embed, norm_w, lm_head = (t.detach().contiguous() for t in (m.model.embed_tokens.weight, m.model.norm.weight, m.lm_head.weight))
+        embed, norm_w, lm_head = self._native_head()
         return decode_steps()(embed, self._native_weights(), norm_w, lm_head, self.cfg.num_attention_heads, self.cfg.rms_norm_eps,
-                              cache.rope, cache.kp, cache.vp, plen, cache.kv, cache.flat, n, S, tokens, slen, *record, budget,
+                              self._native_rope(cache), cache.kp, cache.vp, plen, cache.kv, cache.flat, n, S, tokens, slen, *record, budget,
                               p.temperature, p.greedy, p.top_k, p.top_p, -1 if eos is None else eos, max_steps, gen)
 
     @staticmethod

@@ -15,6 +15,7 @@ struct AttnArgs {
   const float *ks = nullptr, *vs = nullptr;
   int64_t Ts = 0, ks_s = 0, ks_h = 0, ks_t = 0, vs_s = 0, vs_h = 0, vs_t = 0;
   const int64_t* slen = nullptr;  // (S,) cached positions attended
+  const int64_t* row_of = nullptr;  // (S,) cache row of query s (prefill: many queries per row); null: row s
   // the new token's key and value, rows (s, h)
   const float *kn = nullptr, *vn = nullptr;
   int64_t kn_s = 0, kn_h = 0, vn_s = 0, vn_h = 0;

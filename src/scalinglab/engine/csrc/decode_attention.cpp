@@ -97,7 +97,8 @@ void attend(const AttnArgs& a) {
         seg[nseg++] = {a.kp + grp * a.kp_s + g * a.kp_h, a.vp + grp * a.vp_s + g * a.vp_h, a.kp_t, a.vp_t,
                        std::min<int64_t>(std::max<int64_t>(a.plen[grp], 0), a.Tp)};
       }
-      seg[nseg++] = {a.ks + s * a.ks_s + g * a.ks_h, a.vs + s * a.vs_s + g * a.vs_h, a.ks_t, a.vs_t,
+      const int64_t row = a.row_of ? a.row_of[s] : s;
+      seg[nseg++] = {a.ks + row * a.ks_s + g * a.ks_h, a.vs + row * a.vs_s + g * a.vs_h, a.ks_t, a.vs_t,
                      std::min<int64_t>(std::max<int64_t>(a.slen[s], 0), a.Ts)};
       const float* qi = a.q + s * a.q_s + g * rep * a.q_h;
       float* oi = a.out + (s * a.H + g * rep) * a.D;

@@ -1,5 +1,6 @@
-// The engine's decode loop in native code (CPU, float32): many decode steps per call.
+// The engine's decode loop and prefill in native code (CPU, float32).
 //
+// `decode_steps`: many decode steps per call.
 // A small model's decode step on a CPU is a few small matrix products and ~40 cheap
 // element-wise passes; from Python each of those costs more to launch than to compute,
 // and the scheduler's per-step bookkeeping as much again. Here one call runs steps until
@@ -15,6 +16,10 @@
 // The bookkeeping is the scheduler's too: each live slot's token and log-prob go to its
 // next column of buf_tok / buf_lp (numpy arrays shared with Python), and a slot finishes
 // on EOS or when it holds `budget` tokens (reason codes as in engine.py).
+//
+// `prefill_rows`: a batch of prompts, packed without padding (one row per prompt token),
+// through the same layer code; a row attends to its own prompt's cached positions before it.
+// A refill of one short prompt costs a fraction of a millisecond, not the ~1 ms of eager ops.
 #include <torch/extension.h>
 #include <torch/library.h>
 #include <ATen/core/Generator.h>
@@ -111,6 +116,82 @@ struct Sampler {
   }
 };
 
+// The fused weights as engine.steps passes them: 7 tensors per layer (ln1, Wqkv, bqkv or empty,
+// Wo, ln2, Wgate_up, Wdown), and the RoPE table cs (P, D/2, 2).
+struct Model {
+  const std::vector<torch::Tensor>& layers;
+  int64_t L, H, Hkv, D, E;
+  float eps;
+  const float* cs;
+  int64_t P;
+  int64_t QKV() const { return (H + 2 * Hkv) * D; }
+  int64_t F2() const { return layers[5].size(0); }
+};
+
+// Where a layer's keys and values live: row (layer l, cache row c, head h, position t) at
+// k + l*k_l + c*k_c + h*k_h + t*k_t (the same for v); T positions per cache row.
+struct CacheView {
+  float *k, *v;
+  int64_t k_l, k_c, k_h, k_t, v_l, v_c, v_h, v_t, T;
+  static CacheView of(const torch::Tensor& k, const torch::Tensor& v) {  // (L, rows, Hkv, T, D), rows of D contiguous
+    TORCH_CHECK(k.stride(4) == 1 && v.stride(4) == 1 && k.scalar_type() == torch::kFloat32, "cache rows must be contiguous float32");
+    return {k.data_ptr<float>(), v.data_ptr<float>(), k.stride(0), k.stride(1), k.stride(2), k.stride(3),
+            v.stride(0), v.stride(1), v.stride(2), v.stride(3), k.size(3)};
+  }
+};
+
+// One pass of every layer over R token rows x (R, E), in place. Row r sits at cache row
+// crow[r] (null: r), is rotated to position rpos[r], writes its key/value at position wpos[r]
+// and attends to the positions before it there, to its group's prompt prefix if any (a.G > 0:
+// prefix pointers and plen set by the caller, per layer offsets kp_l/vp_l), and to itself.
+void forward_rows(const Model& m, int64_t R, torch::Tensor& x, const CacheView& c, AttnArgs a, int64_t kp_l, int64_t vp_l,
+                  const int64_t* crow, const int64_t* wpos, const int64_t* rpos) {
+  const int64_t E = m.E, H = m.H, Hkv = m.Hkv, D = m.D, QKV = m.QKV(), F2 = m.F2(), Fh = F2 / 2;
+  auto opts = x.options();
+  auto h = torch::empty({R, E}, opts), qkv = torch::empty({R, QKV}, opts), att = torch::empty({R, H * D}, opts);
+  auto gu = torch::empty({R, F2}, opts), act = torch::empty({R, Fh}, opts);
+  float* xp = x.data_ptr<float>();
+  float* q = qkv.data_ptr<float>();
+  a.S = R; a.H = H; a.Hkv = Hkv; a.D = D; a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+  a.q = q; a.q_s = QKV; a.q_h = D;
+  a.kn = q + H * D; a.kn_s = QKV; a.kn_h = D;
+  a.vn = q + (H + Hkv) * D; a.vn_s = QKV; a.vn_h = D;
+  a.Ts = c.T; a.ks_s = c.k_c; a.ks_h = c.k_h; a.ks_t = c.k_t; a.vs_s = c.v_c; a.vs_h = c.v_h; a.vs_t = c.v_t;
+  a.slen = wpos; a.row_of = crow;
+  a.out = att.data_ptr<float>();
+  const float *kp0 = a.kp, *vp0 = a.vp;
+  for (int64_t l = 0; l < m.L; ++l) {
+    const torch::Tensor* w = &m.layers[7 * l];
+    rms_norm(xp, w[0].data_ptr<float>(), m.eps, R, E, h.data_ptr<float>());
+    if (w[2].numel() > 0) at::addmm_out(qkv, w[2], h, w[1].t()); else at::mm_out(qkv, h, w[1].t());
+    float* kl = c.k + l * c.k_l;
+    float* vl = c.v + l * c.v_l;
+    for (int64_t r = 0; r < R; ++r) {
+      float* row = q + r * QKV;
+      rope(row, H + Hkv, D, m.cs + std::min(rpos[r], m.P - 1) * D);  // q and k heads are adjacent
+      const int64_t cr = crow ? crow[r] : r;
+      for (int64_t g = 0; g < Hkv; ++g) {
+        std::copy_n(row + (H + g) * D, D, kl + cr * c.k_c + g * c.k_h + wpos[r] * c.k_t);
+        std::copy_n(row + (H + Hkv + g) * D, D, vl + cr * c.v_c + g * c.v_h + wpos[r] * c.v_t);
+      }
+    }
+    if (a.G > 0) { a.kp = kp0 + l * kp_l; a.vp = vp0 + l * vp_l; }
+    a.ks = kl; a.vs = vl;
+    attend(a);  // all rows' keys are written first: a prompt row sees the rows before it
+    x.addmm_(att, w[3].t());
+    rms_norm(xp, w[4].data_ptr<float>(), m.eps, R, E, h.data_ptr<float>());
+    at::mm_out(gu, h, w[5].t());
+    const float* g = gu.data_ptr<float>();
+    float* ap = act.data_ptr<float>();
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t f = 0; f < Fh; ++f) {
+        const float gv = g[r * F2 + f];
+        ap[r * Fh + f] = gv / (1.f + std::exp(-gv)) * g[r * F2 + Fh + f];
+      }
+    x.addmm_(act, w[6].t());
+  }
+}
+
 }  // namespace
 
 int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, torch::Tensor norm_w, torch::Tensor lm_head,
@@ -127,7 +208,7 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
   // buf_tok (slots, budget) int64, buf_lp (slots, budget) double, ntok (slots,) int64, done (slots,) bool,
   // reason (slots,) int8: the scheduler's per-slot record (numpy arrays, shared)
   const int64_t L = kv.size(0), Hkv = kv.size(3), T = kv.size(4), D = kv.size(5);
-  const int64_t V = embed.size(0), E = embed.size(1), H = n_heads, QKV = (H + 2 * Hkv) * D;
+  const int64_t V = embed.size(0), E = embed.size(1), H = n_heads;
   TORCH_CHECK(static_cast<int64_t>(layers.size()) == 7 * L, "decode_steps: 7 tensors per layer");
   TORCH_CHECK(kv.is_contiguous() && kp.is_contiguous() && vp.is_contiguous(), "decode_steps: caches must be contiguous");
   TORCH_CHECK(embed.scalar_type() == torch::kFloat32 && kv.scalar_type() == torch::kFloat32, "decode_steps: float32 only");
@@ -135,16 +216,14 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
   TORCH_CHECK(S >= 1 && S <= kv.size(2) && S % n == 0 && D % 2 == 0 && D <= 256, "decode_steps: bad shapes");
   for (const auto& t : {tokens, slen, plen, buf_tok, ntok}) TORCH_CHECK(t.scalar_type() == torch::kInt64 && t.is_contiguous());
   TORCH_CHECK(buf_lp.scalar_type() == torch::kFloat64 && done.scalar_type() == torch::kBool && reason.scalar_type() == torch::kChar);
-  const int64_t F2 = layers[5].size(0), Fh = F2 / 2, Tp = flat ? 0 : kp.size(3), G = S / n;
+  const int64_t Tp = flat ? 0 : kp.size(3), G = S / n;
 
   auto opts = embed.options();
-  auto x = torch::empty({S, E}, opts), h = torch::empty({S, E}, opts), qkv = torch::empty({S, QKV}, opts);
-  auto att = torch::empty({S, H * D}, opts), gu = torch::empty({S, F2}, opts), act = torch::empty({S, Fh}, opts);
+  auto x = torch::empty({S, E}, opts), h = torch::empty({S, E}, opts);
   auto logits = torch::empty({S, V}, opts), uniform = torch::empty({S, V}, opts);
   std::vector<int64_t> wpos(S), attended(S);
   const float* emb = embed.data_ptr<float>();
-  const float* cs = rope_cs.data_ptr<float>();
-  const int64_t P = rope_cs.size(0);
+  const Model m{layers, L, H, Hkv, D, E, static_cast<float>(eps), rope_cs.data_ptr<float>(), rope_cs.size(0)};
   int64_t* tok = tokens.data_ptr<int64_t>();
   int64_t* sl = slen.data_ptr<int64_t>();
   const int64_t* pl = plen.data_ptr<int64_t>();
@@ -156,17 +235,13 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
   const int64_t bstride = buf_tok.stride(0);
   Sampler sampler{V, greedy ? 1.f : static_cast<float>(std::max(temperature, 1e-5)), greedy, top_k > 0 && top_k < V ? top_k : 0,
                   static_cast<float>(top_p)};
-  float* kvp = kv.data_ptr<float>();
-  const int64_t kv_l = kv.stride(0), kv_kv = kv.stride(1), kv_s = kv.stride(2), kv_h = kv.stride(3);
-
-  AttnArgs a;
-  a.S = S; a.H = H; a.Hkv = Hkv; a.D = D; a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
-  a.q = qkv.data_ptr<float>(); a.q_s = QKV; a.q_h = D;
-  a.kn = a.q + H * D; a.kn_s = QKV; a.kn_h = D;
-  a.vn = a.q + (H + Hkv) * D; a.vn_s = QKV; a.vn_h = D;
-  a.G = flat ? 0 : G; a.Tp = Tp; a.plen = pl;
-  a.Ts = T; a.ks_s = a.vs_s = kv_s; a.ks_h = a.vs_h = kv_h; a.ks_t = a.vs_t = D; a.slen = wpos.data();
-  a.out = att.data_ptr<float>();
+  const CacheView cache = CacheView::of(kv.select(1, 0), kv.select(1, 1));
+  AttnArgs prefix;  // shared prompts: each group's n samples attend to its prompt's first plen positions
+  if (!flat) {
+    prefix.G = G; prefix.Tp = Tp; prefix.plen = pl;
+    prefix.kp = kp.data_ptr<float>(); prefix.kp_s = kp.stride(1); prefix.kp_h = kp.stride(2); prefix.kp_t = kp.stride(3);
+    prefix.vp = vp.data_ptr<float>(); prefix.vp_s = vp.stride(1); prefix.vp_h = vp.stride(2); prefix.vp_t = vp.stride(3);
+  }
 
   int64_t steps = 0;
   while (steps < max_steps) {
@@ -178,37 +253,7 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
     }
     float* xp = x.data_ptr<float>();
     for (int64_t s = 0; s < S; ++s) std::copy_n(emb + tok[s] * E, E, xp + s * E);
-    for (int64_t l = 0; l < L; ++l) {
-      const auto* w = &layers[7 * l];
-      rms_norm(xp, w[0].data_ptr<float>(), static_cast<float>(eps), S, E, h.data_ptr<float>());
-      if (w[2].numel() > 0) at::addmm_out(qkv, w[2], h, w[1].t()); else at::mm_out(qkv, h, w[1].t());
-      float* q = qkv.data_ptr<float>();
-      for (int64_t s = 0; s < S; ++s) {
-        float* row = q + s * QKV;
-        rope(row, H + Hkv, D, cs + std::min(attended[s], P - 1) * D);  // q and k heads are adjacent
-        for (int64_t g = 0; g < Hkv; ++g) {
-          float* dst = kvp + l * kv_l + s * kv_s + g * kv_h + wpos[s] * D;
-          std::copy_n(row + (H + g) * D, D, dst);
-          std::copy_n(row + (H + Hkv + g) * D, D, dst + kv_kv);
-        }
-      }
-      a.kp = kp.data_ptr<float>() + (flat ? 0 : l * kp.stride(0)); a.kp_s = kp.stride(1); a.kp_h = kp.stride(2); a.kp_t = D;
-      a.vp = vp.data_ptr<float>() + (flat ? 0 : l * vp.stride(0)); a.vp_s = vp.stride(1); a.vp_h = vp.stride(2); a.vp_t = D;
-      a.ks = kvp + l * kv_l;
-      a.vs = a.ks + kv_kv;
-      attend(a);  // over the cache before wpos and the new token itself
-      x.addmm_(att, w[3].t());
-      rms_norm(xp, w[4].data_ptr<float>(), static_cast<float>(eps), S, E, h.data_ptr<float>());
-      at::mm_out(gu, h, w[5].t());
-      const float* g = gu.data_ptr<float>();
-      float* ap = act.data_ptr<float>();
-      for (int64_t s = 0; s < S; ++s)
-        for (int64_t f = 0; f < Fh; ++f) {
-          const float gv = g[s * F2 + f];
-          ap[s * Fh + f] = gv / (1.f + std::exp(-gv)) * g[s * F2 + Fh + f];
-        }
-      x.addmm_(act, w[6].t());
-    }
+    forward_rows(m, S, x, cache, prefix, flat ? 0 : kp.stride(0), flat ? 0 : vp.stride(0), nullptr, wpos.data(), attended.data());
     rms_norm(xp, norm_w.data_ptr<float>(), static_cast<float>(eps), S, E, h.data_ptr<float>());
     at::mm_out(logits, h, lm_head.t());
     float* u = uniform.data_ptr<float>();
@@ -243,11 +288,42 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
   return steps;
 }
 
+torch::Tensor prefill_rows(torch::Tensor embed, std::vector<torch::Tensor> layers, torch::Tensor norm_w, torch::Tensor lm_head,
+                           int64_t n_heads, double eps, torch::Tensor rope_cs, torch::Tensor k_cache, torch::Tensor v_cache,
+                           torch::Tensor tokens, torch::Tensor crow, torch::Tensor pos, torch::Tensor last) {
+  // k_cache, v_cache (L, rows, Hkv, T, D): where the prompts' keys/values go (engine.steps: the flat
+  // cache, or the shared-prompt prefix cache); tokens, crow, pos (R,): each prompt token, its cache
+  // row and position, a prompt's tokens in order; last (k,): the rows whose logits are returned (k, V)
+  const int64_t L = k_cache.size(0), Hkv = k_cache.size(2), D = k_cache.size(4), R = tokens.size(0);
+  const int64_t V = embed.size(0), E = embed.size(1);
+  TORCH_CHECK(static_cast<int64_t>(layers.size()) == 7 * L && R >= 1, "prefill_rows: 7 tensors per layer, >= 1 token");
+  TORCH_CHECK(embed.scalar_type() == torch::kFloat32 && rope_cs.is_contiguous() && rope_cs.size(1) * 2 == D, "prefill_rows: bad inputs");
+  for (const auto& t : {tokens, crow, pos, last}) TORCH_CHECK(t.scalar_type() == torch::kInt64 && t.is_contiguous(), "prefill_rows: int64 indices");
+  const int64_t* tk = tokens.data_ptr<int64_t>();
+  const int64_t* ps = pos.data_ptr<int64_t>();
+  for (int64_t r = 0; r < R; ++r) TORCH_CHECK(tk[r] >= 0 && tk[r] < V && ps[r] >= 0 && ps[r] < k_cache.size(3), "prefill_rows: token or position out of range");
+  const Model m{layers, L, n_heads, Hkv, D, E, static_cast<float>(eps), rope_cs.data_ptr<float>(), rope_cs.size(0)};
+  auto x = torch::empty({R, E}, embed.options());
+  const float* emb = embed.data_ptr<float>();
+  float* xp = x.data_ptr<float>();
+  for (int64_t r = 0; r < R; ++r) std::copy_n(emb + tk[r] * E, E, xp + r * E);
+  forward_rows(m, R, x, CacheView::of(k_cache, v_cache), AttnArgs{}, 0, 0, crow.data_ptr<int64_t>(), ps, ps);
+  auto xl = x.index_select(0, last), h = torch::empty_like(xl), logits = torch::empty({last.size(0), V}, embed.options());
+  rms_norm(xl.data_ptr<float>(), norm_w.data_ptr<float>(), static_cast<float>(eps), last.size(0), E, h.data_ptr<float>());
+  at::mm_out(logits, h, lm_head.t());
+  return logits;
+}
+
 TORCH_LIBRARY_FRAGMENT(scalinglab, m) {
   m.def("decode_steps(Tensor embed, Tensor[] layers, Tensor norm_w, Tensor lm_head, int n_heads, float eps, "
         "Tensor rope_cs, Tensor kp, Tensor vp, Tensor plen, Tensor(a!) kv, bool flat, int n, int S, Tensor(b!) tokens, "
         "Tensor(c!) slen, Tensor(d!) buf_tok, Tensor(e!) buf_lp, Tensor(f!) ntok, Tensor(g!) done, Tensor(h!) reason, "
         "int budget, float temperature, bool greedy, int top_k, float top_p, int eos, int max_steps, Generator? generator) -> int");
+  m.def("prefill_rows(Tensor embed, Tensor[] layers, Tensor norm_w, Tensor lm_head, int n_heads, float eps, Tensor rope_cs, "
+        "Tensor(a!) k_cache, Tensor(b!) v_cache, Tensor tokens, Tensor crow, Tensor pos, Tensor last) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(scalinglab, CPU, m) { m.impl("decode_steps", &decode_steps); }
+TORCH_LIBRARY_IMPL(scalinglab, CPU, m) {
+  m.impl("decode_steps", &decode_steps);
+  m.impl("prefill_rows", &prefill_rows);
+}
