@@ -1,9 +1,11 @@
-"""The engine's hand-written CPU code (float32), one C++ extension of two operators:
+"""The engine's hand-written CPU code (float32), one C++ extension of three operators:
 
 - `scalinglab::decode_attention` (csrc/decode_attention.cpp): one query token per sequence
   against its cached keys/values, with or without a shared prompt prefix;
 - `scalinglab::decode_steps` (csrc/decode_loop.cpp): the whole decode loop — forward step,
-  sampling and the scheduler's per-token record — for as many steps as no group finishes.
+  sampling and the scheduler's per-token record — for as many steps as no group finishes;
+- `scalinglab::prefill_rows` (same file): prompts packed without padding through the same
+  layer code, their keys/values written to the cache, the logits of each prompt's last token.
 
 Built on first use with `torch.utils.cpp_extension.load` (g++ and ninja, about 30 s, cached
 under TORCH_EXTENSIONS_DIR; `scripts/setup.sh` builds it once) and registered as the

@@ -144,12 +144,18 @@ struct CacheView {
 // crow[r] (null: r), is rotated to position rpos[r], writes its key/value at position wpos[r]
 // and attends to the positions before it there, to its group's prompt prefix if any (a.G > 0:
 // prefix pointers and plen set by the caller, per layer offsets kp_l/vp_l), and to itself.
-void forward_rows(const Model& m, int64_t R, torch::Tensor& x, const CacheView& c, AttnArgs a, int64_t kp_l, int64_t vp_l,
-                  const int64_t* crow, const int64_t* wpos, const int64_t* rpos) {
+// Work space of `forward_rows` for R rows, made once per call of an operator, not per step.
+struct Buffers {
+  torch::Tensor h, qkv, att, gu, act;
+  Buffers(const Model& m, int64_t R, const torch::TensorOptions& o)
+      : h(torch::empty({R, m.E}, o)), qkv(torch::empty({R, m.QKV()}, o)), att(torch::empty({R, m.H * m.D}, o)),
+        gu(torch::empty({R, m.F2()}, o)), act(torch::empty({R, m.F2() / 2}, o)) {}
+};
+
+void forward_rows(const Model& m, int64_t R, torch::Tensor& x, Buffers& b, const CacheView& c, AttnArgs a, int64_t kp_l,
+                  int64_t vp_l, const int64_t* crow, const int64_t* wpos, const int64_t* rpos) {
   const int64_t E = m.E, H = m.H, Hkv = m.Hkv, D = m.D, QKV = m.QKV(), F2 = m.F2(), Fh = F2 / 2;
-  auto opts = x.options();
-  auto h = torch::empty({R, E}, opts), qkv = torch::empty({R, QKV}, opts), att = torch::empty({R, H * D}, opts);
-  auto gu = torch::empty({R, F2}, opts), act = torch::empty({R, Fh}, opts);
+  torch::Tensor &h = b.h, &qkv = b.qkv, &att = b.att, &gu = b.gu, &act = b.act;
   float* xp = x.data_ptr<float>();
   float* q = qkv.data_ptr<float>();
   a.S = R; a.H = H; a.Hkv = Hkv; a.D = D; a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
@@ -236,6 +242,7 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
   Sampler sampler{V, greedy ? 1.f : static_cast<float>(std::max(temperature, 1e-5)), greedy, top_k > 0 && top_k < V ? top_k : 0,
                   static_cast<float>(top_p)};
   const CacheView cache = CacheView::of(kv.select(1, 0), kv.select(1, 1));
+  Buffers work(m, S, opts);
   AttnArgs prefix;  // shared prompts: each group's n samples attend to its prompt's first plen positions
   if (!flat) {
     prefix.G = G; prefix.Tp = Tp; prefix.plen = pl;
@@ -253,7 +260,8 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
     }
     float* xp = x.data_ptr<float>();
     for (int64_t s = 0; s < S; ++s) std::copy_n(emb + tok[s] * E, E, xp + s * E);
-    forward_rows(m, S, x, cache, prefix, flat ? 0 : kp.stride(0), flat ? 0 : vp.stride(0), nullptr, wpos.data(), attended.data());
+    forward_rows(m, S, x, work, cache, prefix, flat ? 0 : kp.stride(0), flat ? 0 : vp.stride(0), nullptr, wpos.data(),
+                 attended.data());
     rms_norm(xp, norm_w.data_ptr<float>(), static_cast<float>(eps), S, E, h.data_ptr<float>());
     at::mm_out(logits, h, lm_head.t());
     float* u = uniform.data_ptr<float>();
@@ -307,7 +315,8 @@ torch::Tensor prefill_rows(torch::Tensor embed, std::vector<torch::Tensor> layer
   const float* emb = embed.data_ptr<float>();
   float* xp = x.data_ptr<float>();
   for (int64_t r = 0; r < R; ++r) std::copy_n(emb + tk[r] * E, E, xp + r * E);
-  forward_rows(m, R, x, CacheView::of(k_cache, v_cache), AttnArgs{}, 0, 0, crow.data_ptr<int64_t>(), ps, ps);
+  Buffers work(m, R, embed.options());
+  forward_rows(m, R, x, work, CacheView::of(k_cache, v_cache), AttnArgs{}, 0, 0, crow.data_ptr<int64_t>(), ps, ps);
   auto xl = x.index_select(0, last), h = torch::empty_like(xl), logits = torch::empty({last.size(0), V}, embed.options());
   rms_norm(xl.data_ptr<float>(), norm_w.data_ptr<float>(), static_cast<float>(eps), last.size(0), E, h.data_ptr<float>());
   at::mm_out(logits, h, lm_head.t());
