@@ -131,8 +131,8 @@ class ModelSteps:
             crow = torch.tensor([g for g, x in zip(groups, ids) for _ in x])
             pos = torch.tensor([i for x in ids for i in range(len(x))])
             last = torch.tensor([len(x) for x in ids]).cumsum(0) - 1  # each prompt's final row
-            embed, norm_w, lm_head = self._native_head()
-            return prefill_rows()(embed, self._native_weights(), norm_w, lm_head, self.cfg.num_attention_heads, self.cfg.rms_norm_eps,
+            (embed, norm_w, lm_head), _, flat = self._weights()
+            return prefill_rows()(embed, flat, norm_w, lm_head, self.cfg.num_attention_heads, self.cfg.rms_norm_eps,
                                   self._native_rope(cache), kc, vc, toks, crow, pos, last)
         k_, T = len(ids), max(len(x) for x in ids)
         batch = torch.full((k_, T), self.tok.pad_id, dtype=torch.long)
@@ -217,12 +217,7 @@ class ModelSteps:
             cache.rows = (torch.arange(L * 2 * G * Hkv, device=dev) * T).view(L, 2, G, Hkv)
             cache.no_noise = torch.full((G, V), math.exp(-1.0), device=dev)
             cache.noise = torch.empty(G, V, device=dev)
-        layers = self._fused()
-        if getattr(self, "_step_weights_version", None) != self._fused_version:
-            w = [(ln1.weight.detach(), wqkv, bqkv, wo, ln2.weight.detach(), wgu, wdown) for ln1, wqkv, bqkv, wo, ln2, wgu, wdown in layers]
-            self._step_weights = (m.model.embed_tokens.weight.detach(), w, m.model.norm.weight.detach(), m.lm_head.weight.detach())
-            self._step_weights_version = self._fused_version
-        embed, w, norm_w, lm_head = self._step_weights
+        (embed, norm_w, lm_head), w, _ = self._weights()
         pos = (plen + slen).clamp(max=T - 1)  # finished slots keep stepping harmlessly
         truncated = (p.top_k and p.top_k < V) or p.top_p < 1.0
         if cache.temp is None:  # constant for the call
@@ -243,20 +238,21 @@ class ModelSteps:
             return sample_tokens(logits[:live], p, gen)
         return tok, lp
 
-    def _native_weights(self) -> list[torch.Tensor]:
-        """The fused weights as `scalinglab::decode_steps` takes them: 7 tensors per layer (no bias: empty)."""
-        layers = self._fused()
-        if getattr(self, "_native_version", None) != self._fused_version:
-            none = torch.empty(0, device=self.device)
-            self._native = [t.contiguous() for ln1, wqkv, bqkv, wo, ln2, wgu, wdown in layers  # the C++ loop reads raw rows
-                            for t in (ln1.weight.detach(), wqkv, none if bqkv is None else bqkv, wo, ln2.weight.detach(), wgu, wdown)]
-            self._native_version = self._fused_version
-        return self._native
+    def _weights(self) -> tuple[tuple, list[tuple], list[torch.Tensor]]:
+        """The fused weights as plain contiguous tensors, rebuilt with `_fused`: what the compiled step and the C++ operators take.
 
-    def _native_head(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Embedding, final norm and LM head weights as the native operators read them."""
-        m = self.model
-        return tuple(t.detach().contiguous() for t in (m.model.embed_tokens.weight, m.model.norm.weight, m.lm_head.weight))
+        (embed, final norm, LM head); per layer (ln1, Wqkv, bqkv | None, Wo, ln2, Wgate_up, Wdown);
+        and the same flattened, 7 per layer with an empty tensor for no bias (the C++ operators' `Tensor[]`).
+        """
+        layers = self._fused()
+        if getattr(self, "_weights_version", None) != self._fused_version:
+            m, none = self.model, torch.empty(0, device=self.device)
+            head = tuple(t.detach().contiguous() for t in (m.model.embed_tokens.weight, m.model.norm.weight, m.lm_head.weight))
+            per_layer = [tuple(None if t is None else t.detach().contiguous() for t in (ln1.weight, wqkv, bqkv, wo, ln2.weight, wgu, wdown))
+                         for ln1, wqkv, bqkv, wo, ln2, wgu, wdown in layers]
+            flat = [none if t is None else t for layer in per_layer for t in layer]
+            self._weights_cache, self._weights_version = (head, per_layer, flat), self._fused_version
+        return self._weights_cache
 
     def _native_rope(self, cache: _Cache) -> torch.Tensor:
         """cos/sin (P, D/2, 2) of every position a slot of `cache` can reach, made once per call."""
@@ -276,8 +272,8 @@ class ModelSteps:
         `record` = (buf_tok, buf_lp, ntok, done, reason), the scheduler's arrays, where a slot
         also finishes (EOS, or `budget` tokens). Samples as `sample_tokens` does.
         """
-        embed, norm_w, lm_head = self._native_head()
-        return decode_steps()(embed, self._native_weights(), norm_w, lm_head, self.cfg.num_attention_heads, self.cfg.rms_norm_eps,
+        (embed, norm_w, lm_head), _, flat = self._weights()
+        return decode_steps()(embed, flat, norm_w, lm_head, self.cfg.num_attention_heads, self.cfg.rms_norm_eps,
                               self._native_rope(cache), cache.kp, cache.vp, plen, cache.kv, cache.flat, n, S, tokens, slen, *record, budget,
                               p.temperature, p.greedy, p.top_k, p.top_p, -1 if eos is None else eos, max_steps, gen)
 
