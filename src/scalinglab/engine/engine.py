@@ -252,9 +252,6 @@ class Engine(ModelSteps):
             if progress is not None:
                 progress(finished_prompts, len(prompt_ids))
             S = active_groups * n
-            # the token sampled last step goes in at suffix position slen; attend over slen+1
-            live_pos = slen_host[:S][~done_host[:S]] + (plen_host[:S][~done_host[:S]] if cache.flat else 0)
-            tcur = int(live_pos.max(initial=0)) + 1
             if native:  # as many steps as no group finishes (one when stop strings need checking)
                 live = np.nonzero(~done_host[:S])[0]
                 steps = self._native_steps(cache, n, S, tokens, plen, slen, shared, Ts, params, gen, eos, 1 if stop_strs else Ts)
@@ -262,6 +259,9 @@ class Engine(ModelSteps):
                 slen_host[:S] += steps
                 check_stops(live)
                 continue
+            # the token sampled last step goes in at suffix position slen; attend over slen+1
+            live_pos = slen_host[:S][~done_host[:S]] + (plen_host[:S][~done_host[:S]] if cache.flat else 0)
+            tcur = int(live_pos.max(initial=0)) + 1
             if compiled:
                 tok, lp = self._decode_compiled(cache, tokens, plen, slen, tcur, params, gen, S)
                 tok, lp = tok[:S], lp[:S]
