@@ -2,8 +2,8 @@
 
 `_Cache` holds one generate call's keys/values (flat or shared-prefix layout, see
 engine.py). `ModelSteps`, which `Engine` extends, turns the model's weights into fused
-matrices and runs them: `_prefill` (eager PyTorch, a batch of prompts), and one decode step
-in one of three ways:
+matrices and runs them: `_prefill` (a batch of prompts: in C++, `scalinglab::prefill_rows`,
+beside the native decode loop; else eager PyTorch), and one decode step in one of three ways:
 - `_native_steps`: many steps in C++ (`scalinglab::decode_steps`; CPU, float32), the default
   where it can be built;
 - `_decode` + `sample_tokens`: eager PyTorch (bf16, CUDA, no C++ compiler), with the C++
