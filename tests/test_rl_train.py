@@ -96,6 +96,9 @@ def test_grpo_three_steps_changes_parameters(tiny, toy, tmp_path):
                 "mismatch_abs", "mismatch_kl", "tokens_per_s", "wall_time"):
         assert key in recs[0], key
     assert s["steps"] == 3
+    for r in recs:  # the step's time, broken down: generation, scoring, training, each inside the step
+        parts = [r["generate_seconds"], r["score_seconds"], r["train_seconds"]]
+        assert all(p > 0 for p in parts) and sum(parts) <= r["step_seconds"], r
 
 
 def test_ppo_three_steps_changes_parameters(tiny, toy, tmp_path):
@@ -105,6 +108,8 @@ def test_ppo_three_steps_changes_parameters(tiny, toy, tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)
     recs = [json.loads(x) for x in (tmp_path / "p" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in recs] == [1, 2, 3] and all(r["vf_loss"] >= 0 for r in recs)
+    assert all(min(r["generate_seconds"], r["score_seconds"], r["train_seconds"]) > 0
+               and r["generate_seconds"] + r["score_seconds"] + r["train_seconds"] <= r["step_seconds"] for r in recs)
 
 
 def test_ppo_with_prm_rewards(tiny, toy, tmp_path):
@@ -214,7 +219,9 @@ def test_cli_rejects_unknown_key(tiny, tmp_path):
 
 def test_sigkill_then_resume_logs_every_step_once(tiny, tmp_path):
     out = tmp_path / "k"
-    args = ["train", "grpo", "--model", str(tiny), "--task", "arithmetic", "--steps", "12", "--seed", "0", "--checkpoint-every", "3",
+    # 60 steps: with the native engine a step of this size takes ~10 ms, and the kill must land
+    # well before the end (12 steps sometimes finished between two polls)
+    args = ["train", "grpo", "--model", str(tiny), "--task", "arithmetic", "--steps", "60", "--seed", "0", "--checkpoint-every", "3",
             "--out", str(out), "--set", "prompts_per_step=2", "--set", "group_size=2", "--set", "max_new_tokens=8",
             "--set", "eval_problems=0", "--set", "device=cpu", "--json"]
     p = _cli(*args)
@@ -233,9 +240,9 @@ def test_sigkill_then_resume_logs_every_step_once(tiny, tmp_path):
     stdout, err = p.communicate(timeout=300)
     assert p.returncode == 0, err.decode()[-2000:]
     summary = json.loads(stdout)
-    assert summary["steps"] == 12
+    assert summary["steps"] == 60
     steps = [json.loads(x)["step"] for x in metrics.read_text().splitlines()]
-    assert steps == list(range(1, 13))
+    assert steps == list(range(1, 61))
 
 
 def test_resume_before_first_checkpoint_starts_over_cleanly(tiny, toy, tmp_path):

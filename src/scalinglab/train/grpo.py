@@ -207,11 +207,13 @@ def train_grpo(cfg: GRPOConfig, model_path: str, out: str, resume: bool = False,
             keep = (~zero).repeat_interleave(cfg.group_size) if cfg.filter_zero_std else torch.ones_like(adv, dtype=torch.bool)
             rows = keep.nonzero()[:, 0]
             stats = dict.fromkeys(STEP_STATS)  # null when every group had equal rewards (no update)
+            t_train = time.perf_counter()
             if len(rows):
                 model.train()
                 stats = grpo_step(model, opt, ro.select(rows), adv[rows], cfg, step, rl.max_new_tokens, rl.ref)
                 model.eval()
-            rec = {"step": step + 1, **rollout_record(ro), "frac_reward_zero_std": float(zero.float().mean()), **stats,
+            rec = {"step": step + 1, **rollout_record(ro), "train_seconds": time.perf_counter() - t_train,
+                   "frac_reward_zero_std": float(zero.float().mean()), **stats,
                    "advantage_abs": float(adv[rows].abs().mean()) if len(rows) else 0.0, "lr": lr}
             if pool is not None:
                 pool.update_weights(model, version=step + 1)

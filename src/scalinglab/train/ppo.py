@@ -255,11 +255,14 @@ def train_ppo(cfg: PPOConfig, model_path: str, out: str, resume: bool = False, p
             problems = prompt_batch(task, cfg.seed, step, cfg.prompts_per_step, rl.difficulty)
             ro = rollout(rl.engine, task, problems, cfg.samples_per_prompt, rl.max_new_tokens, cfg.temperature,
                          seed=rollout_seed(cfg.seed, step), missing_eos_penalty=cfg.missing_eos_penalty)
+            t_score = time.perf_counter()
             scores = token_rewards(ro, cfg, rm, rl.tok, task)
+            t_train = time.perf_counter()
             policy.train()
             stats = ppo_step(policy, critic, opt, critic_opt, ro, scores, rl.ref, cfg, step)
             policy.eval()
-            rec = {"step": step + 1, **rollout_record(ro), **stats, "lr": lr}
+            rec = {"step": step + 1, **rollout_record(ro), **stats, "lr": lr, "train_seconds": time.perf_counter() - t_train}
+            rec["score_seconds"] += t_train - t_score  # token rewards (the reward model, when one is used) are scoring too
             rl.end_step(step, rec, t0, tokens=ro.generated_tokens + int(ro.mask.sum()))
             if progress:
                 progress(step + 1, cfg.steps, reward=rec["reward"], acc=rec["accuracy"])

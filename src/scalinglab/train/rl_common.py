@@ -147,9 +147,10 @@ class Rollout:
     texts: list[str]
     prompts: list[str]
     generated_tokens: int
-    seconds: float
+    seconds: float  # the whole rollout: generation, then scoring (verifier) and padding
     verifier_errors: int = 0
     extra: dict = field(default_factory=dict)
+    generate_seconds: float = 0.0  # of which the engine's generate call
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -160,7 +161,8 @@ class Rollout:
         idx = rows.tolist()
         return Rollout(self.ids[rows], self.mask[rows], self.engine_logp[rows], self.last[rows], self.rewards[rows],
                        self.correct[rows], self.truncated[rows], self.group[rows], [self.texts[i] for i in idx],
-                       [self.prompts[i] for i in idx], self.generated_tokens, self.seconds, self.verifier_errors, self.extra)
+                       [self.prompts[i] for i in idx], self.generated_tokens, self.seconds, self.verifier_errors, self.extra,
+                       self.generate_seconds)
 
 
 def rollout_seed(seed: int, step: int) -> int:
@@ -178,6 +180,7 @@ def rollout(engine: Engine, task, problems: Sequence, n: int, max_new_tokens: in
     params = SamplingParams(n=n, max_new_tokens=max_new_tokens, temperature=temperature, stop=tuple(task.stop), seed=seed)
     t0 = time.perf_counter()
     res = engine.generate([p.prompt for p in problems], params)
+    t_gen = time.perf_counter() - t0
     seqs, resp_lens, plens, lps, rewards, correct, trunc, group, texts, prompts = [], [], [], [], [], [], [], [], [], []
     errors = 0
     for gi, (p, g) in enumerate(zip(problems, res.generations)):
@@ -207,7 +210,7 @@ def rollout(engine: Engine, task, problems: Sequence, n: int, max_new_tokens: in
     dev = engine.device
     return Rollout(ids.to(dev), mask.to(dev), elp.to(dev), last.to(dev), torch.tensor(rewards, device=dev),
                    torch.tensor(correct, device=dev), torch.tensor(trunc, device=dev), torch.tensor(group, device=dev),
-                   texts, prompts, res.generated_tokens, time.perf_counter() - t0, errors)
+                   texts, prompts, res.generated_tokens, time.perf_counter() - t0, errors, generate_seconds=t_gen)
 
 
 def micro_batches(B: int, size: int) -> list[slice]:
@@ -263,7 +266,9 @@ def rollout_record(ro: Rollout) -> dict:
     return {"reward": float(ro.rewards.mean()), "accuracy": float(ro.correct.float().mean()),
             "response_length": float(ro.lengths.mean()), "response_length_max": float(ro.lengths.max()),
             "truncated_frac": float(ro.truncated.float().mean()), "verifier_errors": ro.verifier_errors,
-            "generated_tokens": ro.generated_tokens, "rollout_seconds": ro.seconds, "response_tokens": int(m.sum())}
+            "generated_tokens": ro.generated_tokens, "rollout_seconds": ro.seconds, "response_tokens": int(m.sum()),
+            # where the step's time goes (with the trainer's train_seconds); on Ray, verification overlaps generation
+            "generate_seconds": ro.generate_seconds, "score_seconds": ro.seconds - ro.generate_seconds}
 
 
 def check_step(step: int, loss: float, grad_norm: float, max_grad_norm: float) -> None:
