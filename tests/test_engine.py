@@ -31,7 +31,7 @@ def test_cached_decoding_matches_full_forward(tiny_model, n, max_batch, path, mo
     # native: the C++ decode loop; kernel: the Python step with the C++ attention;
     # matmul: the attention used where the C++ extension cannot be built
     if path != "native":
-        monkeypatch.setattr("scalinglab.engine.engine.decode_steps", lambda: None)
+        monkeypatch.setattr("scalinglab.engine.steps.decode_steps", lambda: None)
     if path == "matmul":
         monkeypatch.setattr("scalinglab.engine.steps.decode_attention", lambda: None)
     model, tok = tiny_model
@@ -224,7 +224,7 @@ def test_native_loop_matches_python_step(params, max_batch, monkeypatch):
             prm.mul_(3 if prm.dim() == 2 else 1).add_(0.05 * torch.randn_like(prm) if prm.dim() == 1 else 0)
     tok = CharTokenizer()
     native = Engine(model, tok, max_batch=max_batch).generate(PROMPTS, params)
-    monkeypatch.setattr("scalinglab.engine.engine.decode_steps", lambda: None)
+    monkeypatch.setattr("scalinglab.engine.steps.decode_steps", lambda: None)
     ref = Engine(model, tok, max_batch=max_batch).generate(PROMPTS, params)
     assert (native.decode_path, ref.decode_path) == ("native", "pytorch")
     reasons = set()

@@ -29,7 +29,6 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from scalinglab.engine.kernels import decode_steps
 from scalinglab.engine.sampling import SamplingParams, sample_tokens
 from scalinglab.engine.steps import ModelSteps, _Cache
 from scalinglab.errors import UserError
@@ -125,8 +124,7 @@ class Engine(ModelSteps):
             G = min(1 << (G - 1).bit_length(), max(1, self.max_batch))
             cache_ts = -(-(Tp + Ts) // 64) * 64 - Tp
         dtype = self.model.lm_head.weight.dtype
-        native = (not compiled and dev.type == "cpu" and dtype == torch.float32 and cfg.head_dim <= 256
-                  and decode_steps() is not None)  # the whole loop in C++ (engine.kernels)
+        native = not compiled and self._native_ok()  # the whole loop in C++ (engine.kernels)
         cache = _Cache(cfg, G, n, Tp, cache_ts, dev, dtype)
         gen = torch.Generator(device=dev).manual_seed(params.seed)
         stop_strs = tuple(params.stop)

@@ -8,7 +8,6 @@ import torch
 
 from scalinglab.engine.engine import Engine, SamplingParams
 from scalinglab.engine.steps import _Cache
-from scalinglab.engine.kernels import decode_steps
 
 
 def decode_step_seconds(engine: Engine, batch: int, context: int, steps: int = 8, warmup: int = 2, compiled: bool = False) -> float:
@@ -27,7 +26,7 @@ def decode_step_seconds(engine: Engine, batch: int, context: int, steps: int = 8
     plen = torch.full((batch,), context, dtype=torch.long, device=dev)
     tokens = torch.randint(4, cfg.vocab_size, (batch,), device=dev)
     greedy, gen = SamplingParams(greedy=True), torch.Generator(device=dev)
-    native = not compiled and dev.type == "cpu" and dtype == torch.float32 and decode_steps() is not None
+    native = not compiled and engine._native_ok()  # the step `generate` would take
     if native:  # the scheduler's record arrays; no slot ever finishes (no EOS, budget never reached)
         budget = steps + warmup + 1
         record = [torch.zeros(batch, budget, dtype=torch.long), torch.zeros(batch, budget, dtype=torch.float64),

@@ -238,6 +238,11 @@ class ModelSteps:
             return sample_tokens(logits[:live], p, gen)
         return tok, lp
 
+    def _native_ok(self) -> bool:
+        """Whether the C++ operators serve this model: CPU, float32, head_dim <= 256, and the extension built."""
+        return (self.device.type == "cpu" and self.model.lm_head.weight.dtype == torch.float32 and self.cfg.head_dim <= 256
+                and decode_steps() is not None)
+
     def _weights(self) -> tuple[tuple, list[tuple], list[torch.Tensor]]:
         """The fused weights as plain contiguous tensors, rebuilt with `_fused`: what the compiled step and the C++ operators take.
 

@@ -4,8 +4,8 @@
 
 Stages run in order (`stages.py`), each a library call a user could also make alone:
 pre-training ladder + Chinchilla fit → rejection-sampled synthetic data → SFT → GRPO and
-PPO → ORM and PRM on the RL policy's samples → test-time strategies → the training vs test-time trade-off → tokenomics →
-`DIR/report.html`. A finished stage leaves `DIR/<stage>/stage.json`; `--resume` skips those,
+PPO → ORM and PRM on the RL policy's samples → test-time strategies → the training vs
+test-time trade-off → tokenomics → `DIR/report.html`. A finished stage leaves `DIR/<stage>/stage.json`; `--resume` skips those,
 and Ctrl-C or a crash never touches them; an unfinished stage restarts from scratch (the
 ladder keeps its finished rungs). `DIR/summary.json` holds every headline number
 and each stage's model path.
