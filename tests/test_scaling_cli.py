@@ -61,7 +61,7 @@ def _main_exit(args, capsys):
 
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
     code, cap = _main_exit(["fit", "power", str(tmp_path / "missing.csv"), "--json"], capsys)
-    assert code == 2 and "missing.csv" in cap.err and cap.out == ""
+    assert code == 2 and "missing.csv" in cap.err and "missing.csv" in json.loads(cap.out)["error"]  # --json: the error as the one object
     f = tmp_path / "t.csv"
     f.write_text("a,b\n1,2\n2,3\n")
     code, cap = _main_exit(["fit", "power", str(f), "--x", "nope"], capsys)

@@ -52,7 +52,7 @@ def _main_exit(args, capsys):
 def test_bad_input_is_one_line_exit_2(model_dir, tmp_path, capsys):
     base = ["eval", "--model", str(model_dir), "--num-problems", "1", "--json"]
     code, cap = _main_exit(base + ["--strategy", "vibes"], capsys)
-    assert code == 2 and "--strategy 'vibes'" in cap.err and cap.out == ""
+    assert code == 2 and "--strategy 'vibes'" in cap.err and "--strategy 'vibes'" in json.loads(cap.out)["error"]  # --json: the error as the one object
     code, cap = _main_exit(base + ["--n", "1,two"], capsys)
     assert code == 2 and "--n '1,two'" in cap.err
     code, cap = _main_exit(base + ["--strategy", "best-of-n", "--verifier", "prm"], capsys)

@@ -6,6 +6,7 @@ JSON object on stdout while progress goes to stderr.
 
 from __future__ import annotations
 
+import json
 import sys
 
 import typer
@@ -43,24 +44,51 @@ def _register() -> None:
 _register()
 
 
+def _click_error(e: BaseException) -> bool:
+    """Whether `e` is a click usage error: from `click` itself or the copy that typer >= 0.24 vendors.
+
+    Matched by class name along the MRO, not by `isinstance`, because the two copies define
+    distinct classes and the project admits typer versions on both sides of the split.
+    """
+    return any(c.__name__ == "ClickException" for c in type(e).__mro__) and hasattr(e, "format_message")
+
+
+def _fail(message: str, argv: list[str], code: int, bad_input: str | None = None) -> None:
+    """Print one line on stderr (and, under --json, the error object on stdout); exit `code`."""
+    if "--json" in argv:
+        sys.stdout.write(json.dumps({"error": message, "input": bad_input}) + "\n")
+        sys.stdout.flush()
+    from rich.markup import escape
+
+    common.err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=argv, standalone_mode=False)
+        # Non-standalone mode: usage errors raise (we print them in one line); an Exit, including
+        # the one typer turns Ctrl-C into, comes back as the return value.
+        code = app(args=argv, standalone_mode=False)
     except UserError as e:
-        common.err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(str(e), argv, 2, getattr(e, "input", None))
     except (typer.Abort, KeyboardInterrupt):
-        common.err.print("interrupted; finished work is kept")
-        sys.exit(130)
+        code = 130
     except SystemExit:
         raise
-    except Exception as e:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
+    except Exception as e:
+        if not _click_error(e):
+            raise
+        msg = e.format_message()
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        param = getattr(e, "param", None)
+        _fail(f"{msg}{hint}", argv, getattr(e, "exit_code", 2), getattr(param, "name", None) or getattr(e, "option_name", None))
+    if code == 130:
+        common.err.print("interrupted; finished work is kept")
+        sys.exit(130)
+    if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+        sys.exit(code)
 
 
 if __name__ == "__main__":
