@@ -7,16 +7,28 @@
 - `scalinglab::prefill_rows` (same file): prompts packed without padding through the same
   layer code, their keys/values written to the cache, the logits of each prompt's last token.
 
-Built on first use with `torch.utils.cpp_extension.load` (g++ and ninja, about 30 s, cached
-under TORCH_EXTENSIONS_DIR; `scripts/setup.sh` builds it once) and registered as the
-operator `scalinglab::decode_attention`, so it works eagerly and inside `torch.compile`
-graphs. Where it cannot be built (no compiler), `decode_attention()` returns None and the
-engine uses batched matmuls instead.
+Building. `torch.utils.cpp_extension.load` compiles it (g++ and ninja, about 30 s) on first
+use; `scripts/setup.sh` does that once, by calling `decode_attention()`. The build is keyed
+by everything it depends on — the sources (every file in csrc/), the compiler flags, the
+compiler named by $CXX, torch's and Python's versions, the CPU's vector level and
+architecture (the flags say -march=native) — and kept with the environment that built it:
+under `sys.prefix` (the virtualenv), in `var/scalinglab/kernels/<name>-<key>/`, or under
+$SCALINGLAB_KERNELS_DIR when set. So two checkouts or two venvs never evict each other (a
+different key is a different folder), and once the library exists it is loaded with
+`torch.ops.load_library` directly: no ninja run, nothing compiled, after set-up. Where
+`sys.prefix` is not writable, torch's own cache folder is used, still keyed.
+
+The library registers `torch.ops.scalinglab.*`, so the operators work eagerly and inside
+`torch.compile` graphs. Where it cannot be built (no compiler), `decode_attention()` returns
+None and the engine uses batched matmuls instead.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
+import sys
 import warnings
 from pathlib import Path
 
@@ -24,23 +36,75 @@ import torch
 
 _OP = None
 _FAILED: str | None = None
+_INFO: dict = {}  # how the library got here: {"path", "key", "compiled"} (see build_info)
+_NAME = "scalinglab_engine_kernels"
+_CSRC = Path(__file__).parent / "csrc"
 _FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]  # fast-math: vectorised exp and dot products (the kernel meets no inf/NaN); -fopenmp: at::parallel_for really runs in parallel, on torch's own OpenMP runtime (not linked, resolved from libtorch)
 
 
-def _build():
+def build_key(csrc: Path = _CSRC, flags: list[str] = _FLAGS) -> str:
+    """16 hex digits naming one build: a hash of what the compiled library depends on (see the module docstring)."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in csrc.iterdir() if p.is_file()):
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    for part in (*flags, os.environ.get("CXX", "c++"), torch.__version__, sys.version.split()[0],
+                 torch.backends.cpu.get_cpu_capability(), platform.machine()):
+        h.update(str(part).encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def build_root() -> Path:
+    """Where builds are kept: $SCALINGLAB_KERNELS_DIR, else under sys.prefix, else torch's extension cache."""
+    if os.environ.get("SCALINGLAB_KERNELS_DIR"):
+        return Path(os.environ["SCALINGLAB_KERNELS_DIR"])
+    root = Path(sys.prefix) / "var" / "scalinglab" / "kernels"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if os.access(root, os.W_OK):
+            return root
+    except OSError:
+        pass
+    from torch.utils.cpp_extension import _get_build_directory  # noqa: PLC0415 - only where sys.prefix is read-only
+
+    return Path(_get_build_directory(_NAME, False)).parent
+
+
+def build_dir(csrc: Path = _CSRC, root: Path | None = None) -> Path:
+    """The folder of the build of `csrc` (its key in the name)."""
+    return (root or build_root()) / f"{_NAME}-{build_key(csrc)}"
+
+
+def _load(csrc: Path = _CSRC, root: Path | None = None) -> dict:
+    """Load the library built from `csrc`, compiling it first only if this key has never been built."""
+    d = build_dir(csrc, root)
+    name = d.name.replace("-", "_")
+    so = d / f"{name}.so"
+    if so.exists() and not (d / "lock").exists():  # built before (a lock: another process is still building it)
+        torch.ops.load_library(str(so))
+        return {"path": str(so), "key": d.name.rsplit("-", 1)[1], "compiled": False}
     from torch.utils.cpp_extension import load
 
-    csrc = Path(__file__).parent / "csrc"
-    # -march=native: the name carries the CPU's vector level, so a cache shared between machines never mixes them
-    name = f"scalinglab_engine_kernels_{torch.backends.cpu.get_cpu_capability().lower()}"
-    load(name, [str(csrc / "decode_attention.cpp"), str(csrc / "decode_loop.cpp")], extra_cflags=_FLAGS, is_python_module=False,
+    d.mkdir(parents=True, exist_ok=True)
+    sources = sorted(str(p) for p in csrc.glob("*.cpp"))
+    load(name, sources, extra_cflags=_FLAGS, build_directory=str(d), is_python_module=False,
          verbose=os.environ.get("SCALINGLAB_VERBOSE_BUILD") == "1")  # registers torch.ops.scalinglab.*
+    return {"path": str(so), "key": d.name.rsplit("-", 1)[1], "compiled": True}
+
+
+def _build():
+    _INFO.update(_load())
 
     @torch.library.register_fake("scalinglab::decode_attention")
     def _(q, kp, vp, plen, ks, vs, slen, k_new, v_new, scale):  # shapes for torch.compile's tracing
         return torch.empty_like(q)
 
     return torch.ops.scalinglab.decode_attention.default
+
+
+def build_info() -> dict:
+    """{"path": the loaded library, "key": its build key, "compiled": whether this process compiled it}; {} if not loaded."""
+    decode_attention()
+    return dict(_INFO)
 
 
 def decode_attention():
