@@ -36,6 +36,9 @@ def test_eval_json_and_run_directory(model_dir, tmp_path):
     assert [p["n"] for p in s["points"]] == [1, 2]
     assert set(s["points"][0]) >= {"n", "accuracy", "pass_at_k", "prompt_tokens", "generated_tokens", "flops"}
     assert [(q["id"], q["samples"]) for q in s["per_problem"]] == [("arithmetic-s3-0", 2), ("arithmetic-s3-1", 2)]
+    cov = s["coverage"]  # pass@k at k = 1, 2 with intervals; two k values are too few for the law
+    assert cov["k"] == [1, 2] and len(cov["ci95"]) == 2 and cov["law"] is None
+    assert cov["pass_at_k"][0] == pytest.approx(s["points"][0]["pass_at_k"])
     assert json.loads((out / "summary.json").read_text()) == s
     assert (out / "accuracy_vs_flops.png").stat().st_size > 1000
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2

@@ -50,3 +50,17 @@ def test_pure_modules_do_not_import_torch():
 
     code = "import sys, scalinglab.testtime.passk, scalinglab.testtime.vote; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_coverage_curve_by_hand():
+    from scalinglab.testtime.passk import coverage_curve
+
+    # three problems, 4 samples each, 0 / 2 / 4 correct
+    cov = coverage_curve([4, 4, 4], [0, 2, 4], bootstrap=200)
+    assert cov["k"] == [1, 2, 4]
+    # pass@1 = (0 + 1/2 + 1)/3; pass@2 = (0 + (1 - 1/6) + 1)/3; pass@4 = (0 + 1 + 1)/3
+    assert cov["pass_at_k"] == pytest.approx([0.5, (5 / 6 + 1) / 3, 2 / 3])
+    for (lo, hi), c in zip(cov["ci95"], cov["pass_at_k"]):
+        assert 0 <= lo <= c <= hi <= 1 and hi > lo  # problems differ, so the interval has width
+    assert coverage_curve([64] * 2, [1, 3])["k"] == [1, 2, 4, 8, 16, 32, 64]
+    assert coverage_curve([6, 9], [1, 3])["k"] == [1, 2, 4, 6]  # up to the fewest samples a problem has

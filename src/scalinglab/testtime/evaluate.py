@@ -7,8 +7,10 @@ samples). Greedy is one point (n = 1). Beam search and budget control cannot be 
 a larger run, so they run once per n (for `budget`, n is the thinking-token budget).
 
 Returns `{"task", "strategy", "verifier", "points": [{"n", "accuracy", "pass_at_k",
-"prompt_tokens", "generated_tokens", "flops", ...}], "per_problem": [{"id",
-"correct_samples", "samples"}]}`; `plot` draws accuracy (and pass@k) against FLOPs.
+"prompt_tokens", "generated_tokens", "flops", ...}], "coverage": {"k", "pass_at_k", "ci95",
+"law"} | None, "per_problem": [{"id", "correct_samples", "samples", "answers"}]}`. Coverage is
+pass@k at k = 1, 2, 4, ... up to the largest n, with a bootstrap-over-problems 95% interval and
+the coverage law of Brown et al. 2024 fitted to it (sampled strategies with n >= 2); `plot` draws accuracy (and pass@k) against FLOPs.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from scalinglab.tasks.base import Problem
 from scalinglab.testtime.base import SolveResult
 from scalinglab.testtime.budget import BudgetStrategy
 from scalinglab.testtime.greedy import default_max_new_tokens
-from scalinglab.testtime.passk import mean_pass_at_k
+from scalinglab.testtime.passk import coverage_curve, mean_pass_at_k
 from scalinglab.testtime.sampling import SELECTORS, SampledStrategy, select
 from scalinglab.testtime.search import BeamSearch
 
@@ -59,7 +61,7 @@ def evaluate(model, tokenizer, task, problems: Sequence[Problem], cfg: EvalConfi
     engine = Engine(model, tokenizer, max_batch=cfg.max_batch)
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens or default_max_new_tokens(task, problems),
                             temperature=cfg.temperature, top_p=cfg.top_p, stop=tuple(task.stop), seed=cfg.seed)
-    points, per_problem = [], []
+    points, per_problem, coverage = [], [], None
     if cfg.strategy in SELECTORS or cfg.strategy == "greedy":
         greedy = cfg.strategy == "greedy"
         if greedy:
@@ -73,6 +75,8 @@ def evaluate(model, tokenizer, task, problems: Sequence[Problem], cfg: EvalConfi
             points.append(_point(n, r, mean_pass_at_k([c[0] for c in counts], [c[1] for c in counts], n)))
         per_problem = [{"id": a.problem.id, "correct_samples": c, "samples": s,
                         "answers": [x.answer for x in a.samples]} for a, (s, c) in zip(attempts, counts)]
+        if not greedy and ns[-1] >= 2:
+            coverage = _coverage(counts)
     else:
         if cfg.strategy == "beam":
             scorer = {"functional": "rollout", "prm": "prm", "orm": "orm"}.get(cfg.verifier)
@@ -90,7 +94,21 @@ def evaluate(model, tokenizer, task, problems: Sequence[Problem], cfg: EvalConfi
         per_problem = [{"id": s.id, "correct_samples": s.correct_candidates, "samples": s.candidates, "answer": s.answer}
                        for s in r.solutions]
     return {"task": getattr(task, "name", "?"), "strategy": cfg.strategy, "verifier": cfg.verifier,
-            "problems": len(problems), "points": points, "per_problem": per_problem}
+            "problems": len(problems), "points": points, "coverage": coverage, "per_problem": per_problem}
+
+
+def _coverage(counts: list[tuple[int, int]]) -> dict:
+    """pass@k to the largest n with bootstrap intervals, and Brown et al.'s law c(k) = exp(a·k^b) fitted to it."""
+    from scalinglab.scaling import fit_coverage
+
+    cov = coverage_curve([n for n, _ in counts], [c for _, c in counts])
+    if len(cov["k"]) >= 3 and any(0 < c < 1 for c in cov["pass_at_k"]):
+        fit = fit_coverage(cov["k"], [max(c, 1e-6) for c in cov["pass_at_k"]], bootstrap=300)
+        cov["law"] = {"name": "coverage", "form": "exp(a*k^b)", "params": fit.params, "ci95": fit.ci,
+                      "success": fit.success, "message": fit.message, "warnings": list(fit.warnings)}
+    else:
+        cov["law"] = None  # too few k values, or coverage already 0 or 1 everywhere: nothing to fit
+    return cov
 
 
 def plot(summary: dict, path: str | Path) -> Path:
