@@ -10,6 +10,12 @@ import typer
 from scalinglab.commands.common import JSON_OPT, bench_app, emit, progress_bar
 from scalinglab.errors import UserError
 
+MODEL_HELP = ("Run directory, local Hugging Face model directory, .gguf file (converted once, cached) "
+              "or short name of a packaged model (smollm2-135m).")
+CHAT_OPT = typer.Option("auto", help="Chat template: auto (on when the tokenizer has one: instruct models), on, off "
+                        "(plain prompt, after the task's few-shot examples if it has them).")
+SYSTEM_OPT = typer.Option(None, help="System message for the chat template (default: the template's own).")
+
 
 def register(app: typer.Typer) -> None:
     app.command("pretrain")(pretrain_cmd)
@@ -48,7 +54,7 @@ def _human_summary(s: dict) -> str:
 
 
 def generate_cmd(
-    model: Path = typer.Option(..., help="Run directory or local Hugging Face model directory."),
+    model: Path = typer.Option(..., help=MODEL_HELP),
     prompts: Path = typer.Option(..., help="Text file, one prompt per line (write \\n for a newline inside a prompt)."),
     n: int = typer.Option(1, help="Samples per prompt; they share one prefill of the prompt."),
     max_new_tokens: int = typer.Option(64, help="Generated-token limit per sample."),
@@ -63,11 +69,20 @@ def generate_cmd(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     compile: bool = typer.Option(False, "--compile", help="Decode through a torch.compile graph (n=1), compiled once (10-20 s, "
                                  "cached on disk). For GPUs: on a CPU the default native C++ decode loop is faster."),
+    chat: str = CHAT_OPT,
+    system: Optional[str] = SYSTEM_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Sample completions; prints completions, token counts and tokens/s."""
+    """Sample completions; prints completions, token counts and tokens/s.
+
+    With a chat template (instruct models, --chat auto), each line is one user message and
+    generation stops at the end of the assistant's turn.
+
+    Example: scalinglab generate --model smollm2-135m --prompts prompts.txt --greedy --max-new-tokens 32
+    """
     from scalinglab.engine import Engine, SamplingParams
     from scalinglab.model.hf import load_model
+    from scalinglab.model.prompting import PromptFormat
     from scalinglab.train.common import pick_device
 
     lines = _read_prompts(prompts)
@@ -75,13 +90,15 @@ def generate_cmd(
     import torch
 
     m, tok = load_model(model, device=dev, dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32)
+    fmt = PromptFormat(tok, chat, system)
+    lines = [fmt.render(line) for line in lines]
     params = SamplingParams(n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                             greedy=greedy, ignore_eos=ignore_eos, stop=tuple(stop or ()), seed=seed)
     with progress_bar("generate", enabled=True) as bar:
         res = Engine(m, tok, max_batch=max_batch, compile=compile).generate(lines, params, progress=bar)
     out = {"completions": [[c.text for c in g.completions] for g in res.generations], "prompt_tokens": res.prompt_tokens,
            "generated_tokens": res.generated_tokens, "seconds": res.seconds, "tokens_per_s": res.tokens_per_s,
-           "flops": res.flops, "decode_path": res.decode_path, "finish_reasons": [[c.finish_reason for c in g.completions] for g in res.generations]}
+           "flops": res.flops, "decode_path": res.decode_path, "chat": fmt.chat, "finish_reasons": [[c.finish_reason for c in g.completions] for g in res.generations]}
     emit(out, as_json, human="\n".join(f"[{i}] {c!r}" for i, g in enumerate(out["completions"]) for c in g)
          + f"\n{res.generated_tokens} tokens in {res.seconds:.2f}s ({res.tokens_per_s:.0f} tok/s)")
 

