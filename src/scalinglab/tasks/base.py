@@ -114,3 +114,38 @@ def load_problems(path: str | os.PathLike, default_task: str = "custom") -> list
     if not rows:
         raise UserError(f"{path}: no problems in file")
     return [Problem.from_json({"id": r.get("id", str(i)), **r}, default_task) for i, r in enumerate(rows)]
+
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def coerce_setting(key: str, value: Any, default: Any, who: str) -> Any:
+    """A task setting's value in the type of its default (`--set KEY=VALUE` gives strings).
+
+    Non-string values pass through (lists become tuples where the default is a tuple). For a
+    sequence default, `a,b` or a JSON list; for a default of None, JSON when it parses.
+    """
+    if not isinstance(value, str):
+        return tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
+    try:
+        if isinstance(default, bool):
+            if value.lower() not in _TRUE + _FALSE:
+                raise ValueError
+            return value.lower() in _TRUE
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, str):
+            return value
+        if isinstance(default, (tuple, list)):
+            items = json.loads(value) if value.strip().startswith("[") else [v.strip() for v in value.split(",") if v.strip()]
+            if default:
+                items = [coerce_setting(key, v, default[0], who) for v in items]
+            return type(default)(items)
+    except (ValueError, TypeError):
+        raise UserError(f"{who} setting {key}={value!r}: expected {type(default).__name__} like {default!r}") from None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value

