@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from scalinglab.commands.common import JSON_OPT, emit, progress_bar
+from scalinglab.commands.foundation import CHAT_OPT, SYSTEM_OPT
 from scalinglab.errors import UserError
 
 BACKEND_OPT = typer.Option("local", help="Where sampling runs: local (this process). A Ray backend is planned.")
@@ -21,7 +22,7 @@ def register(app: typer.Typer) -> None:
 
 def synth_cmd(
     task: str = typer.Option(..., help="Task whose verifier filters the samples (see docs/tasks.md)."),
-    model: Path = typer.Option(..., help="Run directory or local Hugging Face model directory to sample from."),
+    model: Path = typer.Option(..., help="Model to sample from: run dir, Hugging Face dir, .gguf file or short name (smollm2-135m)."),
     n: int = typer.Option(..., help="Problems to sample (drawn from the task's generator, or the first N of --problems)."),
     k: int = typer.Option(8, help="Samples per problem; the K samples of a prompt share one prefill."),
     out: Path = typer.Option(..., help="JSONL to write the kept samples to; the summary goes to OUT.summary.json."),
@@ -35,6 +36,8 @@ def synth_cmd(
     backend: str = BACKEND_OPT,
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     max_batch: int = typer.Option(64, help="Sequences decoded together."),
+    chat: str = CHAT_OPT,
+    system: Optional[str] = SYSTEM_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """Rejection sampling: sample K solutions per problem, keep the verified ones, deduplicate.
@@ -43,6 +46,9 @@ def synth_cmd(
 
     Example: scalinglab synth --task addition --model runs/A --n 200 --k 8 --out data/add.jsonl --retry --json
     """
+    from scalinglab.model.hf import resolve_model_dir
+    from scalinglab.model.prompting import format_task
+    from scalinglab.model.tokenizer import load_tokenizer
     from scalinglab.synth.rejection import SynthConfig, load_task_problems, rejection_sample, write_synth
     from scalinglab.synth.sampler import make_sampler
 
@@ -51,6 +57,7 @@ def synth_cmd(
     if temperature < 0:
         raise UserError(f"--temperature must be >= 0, got {temperature}")
     t, probs = load_task_problems(task, n, seed, difficulty, str(problems) if problems else None)
+    t, probs = format_task(t, probs, load_tokenizer(resolve_model_dir(model)), chat, system)  # chat template / few-shot
     cfg = SynthConfig(k=k, max_new_tokens=max_new_tokens, temperature=temperature, retry=retry, dedup=not no_dedup, seed=seed)
     with progress_bar(f"synth {task}") as bar:
         sampler = make_sampler(backend, str(model), device, max_batch, progress=bar)
