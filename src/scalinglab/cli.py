@@ -28,7 +28,7 @@ def _register() -> None:
     from scalinglab.commands import foundation
 
     foundation.register(app)
-    for name in ("scaling", "sweep", "tokenomics", "verify_math", "verify_code", "synth", "posttrain", "rl", "testtime", "pipeline", "report", "distributed"):
+    for name in ("scaling", "sweep", "tokenomics", "verify_math", "verify_code", "synth", "posttrain", "rl", "testtime", "pipeline", "report", "distributed", "tasks"):
         try:
             mod = __import__(f"scalinglab.commands.{name}", fromlist=["register"])
         except ModuleNotFoundError as e:

@@ -34,6 +34,7 @@ def eval_cmd(
     seed: int = typer.Option(777, help="Generator seed of the problems when --problems is not given."),
     num_problems: int = typer.Option(100, help="Problems generated when --problems is not given."),
     difficulty: int = typer.Option(0, help="Task difficulty of generated problems (0 = the task's default)."),
+    settings: list[str] = typer.Option([], "--set", help="Task setting KEY=VALUE, repeatable (e.g. --set min_terms=2 for rg:basic_arithmetic; `scalinglab tasks`)."),
     strategy: str = typer.Option("majority", help="greedy | sample | majority | best-of-n | weighted | beam | budget."),
     n: str = typer.Option("1,2,4,8,16", help="Budgets: samples per problem (beam: candidates per step; budget: thinking tokens)."),
     verifier: str = typer.Option("functional", help="functional (task checker, oracle) | orm | prm, for best-of-n, weighted and beam."),
@@ -58,7 +59,7 @@ def eval_cmd(
 
     Example: scalinglab eval --model runs/A --task arithmetic --strategy majority --n 1,4,16 --json
     """
-    from scalinglab.tasks import get_task, load_problems
+    from scalinglab.tasks import get_task, load_problems, parse_settings
     from scalinglab.testtime.evaluate import STRATEGIES, EvalConfig
 
     if strategy not in STRATEGIES:
@@ -70,7 +71,7 @@ def eval_cmd(
     from scalinglab.model.hf import resolve_model_dir
 
     resolve_model_dir(model)  # a bad --model fails before any work (and a .gguf is converted now, once)
-    t = get_task(task)
+    t = get_task(task, parse_settings(settings))
     probs = load_problems(problems, default_task=task) if problems else t.generate(num_problems, seed=seed, difficulty=difficulty or None)
     cfg = EvalConfig(strategy=strategy, ns=parse_ns(n), verifier=verifier, aggregation=aggregation, temperature=temperature,
                      top_p=top_p, max_new_tokens=max_new_tokens, seed=sample_seed, max_batch=max_batch)

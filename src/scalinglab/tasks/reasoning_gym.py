@@ -82,6 +82,11 @@ def describe(name: str) -> str:
     return doc or cls.__name__
 
 
+def has_levels(name: str) -> bool:
+    """Whether the dataset has a reasoning-gym curriculum (so `difficulty` applies)."""
+    return _rg()[1].has_curriculum(name)
+
+
 def config_fields(name: str) -> dict[str, Any]:
     """The settings a dataset takes, with their defaults (`seed`, `size` excluded)."""
     cls = _rg()[1].DATASETS[name][1]
