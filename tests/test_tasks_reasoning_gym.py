@@ -113,3 +113,9 @@ def test_every_dataset_generates_and_scores_its_reference():
     assert len(names) >= 100 and "basic_arithmetic" in names
     problems, bad = _references_score_one(names)  # ~10 s on 2 loaded cores
     assert len(problems) > 180 and bad == []
+
+
+def test_generator_prints_go_to_stderr(capsys):
+    get_task("rg:bf").generate(2, seed=5)  # reasoning-gym's bf generator prints progress dots
+    cap = capsys.readouterr()
+    assert cap.out == "" and cap.err.strip(".\n") == ""

