@@ -83,13 +83,14 @@ def test_read_json_errors(tmp_path):
     assert read_json(tmp_path / "ok.json") == {"x": [1, 2]}
 
 
-def test_resume_with_changed_settings_warns(tmp_path):
-    import warnings
-
-    Run.create(tmp_path / "r", kind="pretrain", config={"steps": 100, "lr": 1e-3})
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        Run.create(tmp_path / "r", kind="pretrain", config={"steps": 100, "lr": 1e-3}, resume=True)  # same: silent
-    with pytest.warns(UserWarning, match=r"steps 100 -> 200"):
-        Run.create(tmp_path / "r", kind="pretrain", config={"steps": 200, "lr": 1e-3}, resume=True)
-    assert Run(tmp_path / "r").config["steps"] == 100  # the saved settings are kept
+def test_resume_with_changed_settings_is_refused_naming_each(tmp_path):
+    Run.create(tmp_path / "r", kind="pretrain", config={"steps": 100, "lr": 1e-3, "depth": 3, "device": "cpu"})
+    Run.create(tmp_path / "r", kind="pretrain", config={"steps": 100, "lr": 1e-3, "depth": 3, "device": "cpu"}, resume=True)
+    with pytest.raises(UserError, match=r"depth 3 -> 1.*keeps its settings"):
+        Run.create(tmp_path / "r", kind="pretrain", config={"steps": 100, "lr": 1e-3, "depth": 1, "device": "cpu"}, resume=True)
+    with pytest.raises(UserError, match=r"does not extend.*steps 100 -> 200"):
+        Run.create(tmp_path / "r", kind="pretrain", config={"steps": 200, "lr": 1e-3, "depth": 3, "device": "cpu"}, resume=True)
+    assert Run(tmp_path / "r").config["depth"] == 3  # config.json is never left describing another model
+    # a setting that does not change what is trained may change, and config.json says so
+    Run.create(tmp_path / "r", kind="pretrain", config={"steps": 100, "lr": 1e-3, "depth": 3, "device": "cuda"}, resume=True)
+    assert Run(tmp_path / "r").config["device"] == "cuda"

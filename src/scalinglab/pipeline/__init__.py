@@ -7,8 +7,10 @@ pre-training ladder + Chinchilla fit → rejection-sampled synthetic data → SF
 PPO → ORM and PRM on the RL policy's samples → test-time strategies → the training vs
 test-time trade-off → tokenomics → `DIR/report.html`. A finished stage leaves `DIR/<stage>/stage.json`; `--resume` skips those,
 and Ctrl-C or a crash never touches them; an unfinished stage restarts from scratch (the
-ladder keeps its finished rungs). `DIR/summary.json` holds every headline number
-and each stage's model path.
+ladder keeps its finished rungs). `DIR/summary.json` holds every headline number, each
+stage's model path and the run's `status`: running, finished (with the `finished` time),
+failed or interrupted (Ctrl-C or SIGTERM; no `finished` time). One process at a time
+works in DIR (`DIR/.lock`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from typing import Callable
 from scalinglab.errors import UserError
 from scalinglab.pipeline import stages
 from scalinglab.pipeline.presets import PRESETS, Preset
-from scalinglab.runs.store import atomic_write_json, atomic_write_text, dumps
+from scalinglab.runs.checkpoint import sigterm_as_interrupt
+from scalinglab.runs.store import DirLock, atomic_write_json, atomic_write_text, dumps
 
 STAGES: list[tuple[str, Callable]] = [
     ("pretrain", stages.pretrain), ("synth", stages.synth), ("sft", stages.sft), ("rl", stages.rl),
@@ -45,14 +48,14 @@ def get_preset(name: str) -> Preset:
     return p
 
 
-def _summary(out: Path, preset: Preset, records: dict, failed: dict, t0: float, started: str) -> dict:
+def _summary(out: Path, preset: Preset, records: dict, failed: dict, t0: float, started: str, status: str = "running") -> dict:
     keep = ("title", "headline", "model", "figures", "table", "notes")
     st = {name: {k: r.get(k) for k in keep if r.get(k) is not None} for name, r in records.items()}
     st.update({name: {"status": "failed", "error": err} for name, err in failed.items()})
     laws = {r["law"]["name"]: {k: r["law"].get(k) for k in ("params", "ci95", "success", "message")}
             for r in records.values() if r.get("law")}
-    return {"preset": preset.name, "task": preset.task, "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "seconds": time.time() - t0, "machine": f"{os.cpu_count()}-core {platform.machine()}", "stages": st, "laws": laws,
+    return {"preset": preset.name, "task": preset.task, "status": status, "started": started,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S") if status == "finished" else None, "seconds": time.time() - t0, "machine": f"{os.cpu_count()}-core {platform.machine()}", "stages": st, "laws": laws,
             "models": {name: r.get("model") for name, r in records.items()}}
 
 
@@ -80,9 +83,23 @@ def run_pipeline(preset: str = "cpu", out: str = "runs/main", resume: bool = Fal
     """Run every stage (or resume the unfinished ones); returns the summary written to OUT/summary.json."""
     p = get_preset(preset)
     root = Path(out)
-    if root.exists() and any(root.iterdir()) and not resume:
+    if root.exists() and not root.is_dir():
+        raise UserError(f"--out {root}: is a file, not a directory")
+    if root.exists() and any(f.name != ".lock" for f in root.iterdir()) and not resume:
         raise UserError(f"{root}: not empty (use --resume to continue that run, or another --out)")
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out {root}: cannot create the run directory ({e.strerror or e})") from None
+    lock = DirLock(root)  # one `scalinglab run` per directory; a second one is told who holds it
+    try:
+        with sigterm_as_interrupt():  # a plain `kill` is recorded as an interruption, like Ctrl-C
+            return _run(p, root, resume, progress, only)
+    finally:
+        lock.release()
+
+
+def _run(p: Preset, root: Path, resume: bool, progress, only: tuple[str, ...]) -> dict:
     cfg_path = root / "preset.json"
     if cfg_path.exists() and json.loads(cfg_path.read_text()).get("name") != p.name:
         raise UserError(f"{root}: was started with preset {json.loads(cfg_path.read_text()).get('name')!r}, not {p.name!r}")
@@ -104,16 +121,20 @@ def run_pipeline(preset: str = "cpu", out: str = "runs/main", resume: bool = Fal
             shutil.rmtree(root / name)
         try:
             record = fn(ctx)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: finished stages are kept, the run says it was interrupted
+            atomic_write_json(root / "summary.json", _summary(root, p, ctx.records, failed, t0, started, status="interrupted"))
+            raise
         except UserError:
+            atomic_write_json(root / "summary.json", _summary(root, p, ctx.records, failed, t0, started, status="failed"))
             raise
         except Exception as e:  # a failed stage is reported; the stages that need it are skipped
             failed[name] = f"{type(e).__name__}: {e}"
-            atomic_write_json(root / "summary.json", _summary(root, p, ctx.records, failed, t0, started))
+            atomic_write_json(root / "summary.json", _summary(root, p, ctx.records, failed, t0, started, status="failed"))
             raise
         atomic_write_json(marker, json.loads(dumps(record)))
         ctx.records[name] = record
         atomic_write_json(root / "summary.json", _summary(root, p, ctx.records, failed, t0, started))
-    summary = _summary(root, p, ctx.records, failed, t0, started)
+    summary = _summary(root, p, ctx.records, failed, t0, started, status="finished")
     atomic_write_json(root / "summary.json", summary)
     atomic_write_text(root / "results.md", results_markdown(summary))
     try:

@@ -1,18 +1,22 @@
 """One directory per run, plus an SQLite index of runs beside them.
 
-    DIR/config.json     the resolved config
-    DIR/command.txt     the command line that made it
+    DIR/config.json     the resolved config (a `--resume` with other settings is refused)
+    DIR/command.txt     the command lines that made and resumed it
     DIR/metrics.jsonl   one JSON object per logged step (append-only; `--resume` trims
-                        lines past the checkpoint so every step appears exactly once)
+                        lines past the restored checkpoint so every step appears exactly once)
     DIR/summary.json    headline numbers, written when the run finishes
     DIR/checkpoints/    step-N/ directories, each written to a temp name and renamed
-    DIR/../runs.sqlite  index of every run in the parent directory (kind, status, summary)
+    DIR/.lock           held (flock) by the one process working on the run; names it
+    DIR/../runs.sqlite  index of every run in the parent directory: kind, status (running,
+                        finished, failed, interrupted), the reason, the pid, the summary
 
-Every file that a crash could leave half-written goes through a temp file + rename.
+Every file that a crash could leave half-written goes through a temp file + rename. The
+save / restore / resume mechanism the trainers share is `runs/checkpoint.py`.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -21,13 +25,16 @@ import sqlite3
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
 from scalinglab.errors import UserError
 
 INDEX_NAME = "runs.sqlite"
+LOCK_NAME = ".lock"
+STATUSES = ("running", "finished", "failed", "interrupted")
+# settings a resumed run may change: they do not change what is trained (see `Run.create`)
+RESUMABLE_CHANGES = frozenset({"device", "checkpoint_every", "log_every", "backend", "ray_address", "ray_generators"})
 
 
 def _json_default(o: Any) -> Any:
@@ -72,80 +79,225 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, dumps(obj, indent=2) + "\n")
 
 
-def read_json(path: str | os.PathLike) -> Any:
+def read_text(path: str | os.PathLike, what: str = "") -> str:
+    """The text of a UTF-8 file the user named, or a one-line `UserError` naming it:
+    missing, a directory, unreadable, or not UTF-8 (with the byte offset). `what` names
+    the option (`--data`) in the message."""
     path = Path(path)
+    name = f"{what} {path}" if what else str(path)
     if not path.exists():
-        raise UserError(f"{path}: no such file")
+        raise _input_error(f"{name}: no such file", path)
+    if path.is_dir():
+        raise _input_error(f"{name}: is a directory, not a file", path)
     try:
-        return json.loads(path.read_text())
+        data = path.read_bytes()
+    except OSError as e:
+        raise _input_error(f"{name}: cannot be read ({e.strerror or e})", path) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _input_error(f"{name}: not UTF-8 text (byte {e.start}); is it a binary file?", path) from None
+
+
+def _input_error(message: str, path: Path) -> UserError:
+    e = UserError(message)
+    e.input = str(path)  # the CLI puts it in --json's {"error", "input"}
+    return e
+
+
+def read_json(path: str | os.PathLike, what: str = "") -> Any:
+    path = Path(path)
+    text = read_text(path, what)
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        raise _input_error(f"{path}: not valid JSON ({e.msg} at line {e.lineno})", path) from None
+
+
+def disk_full(e: BaseException) -> bool:
+    """Whether `e` says the disk (or quota) is full, whichever library raised it (OSError,
+    safetensors' and torch's own errors carry the OS message in their text)."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(e)
+    return "No space left on device" in text or "os error 28" in text or "Disk quota exceeded" in text
+
+
+# -- the index --------------------------------------------------------------------------
+
+_COLUMNS = ["name", "kind", "status", "created", "updated", "config", "summary", "reason", "pid"]
 
 
 def open_index(root: str | os.PathLike) -> sqlite3.Connection:
-    """The run index of directory `root` (created on first use)."""
+    """The run index of directory `root` (created on first use; older indexes gain columns)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(root / INDEX_NAME, timeout=30)
     db.execute(
         """CREATE TABLE IF NOT EXISTS runs (
             name TEXT PRIMARY KEY, kind TEXT, status TEXT, created REAL, updated REAL,
-            config TEXT, summary TEXT)"""
+            config TEXT, summary TEXT, reason TEXT, pid INTEGER)"""
     )
+    have = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+    for col, tp in (("reason", "TEXT"), ("pid", "INTEGER")):
+        if col not in have:
+            db.execute(f"ALTER TABLE runs ADD COLUMN {col} {tp}")
     return db
 
 
 def list_runs(root: str | os.PathLike, kind: str | None = None) -> list[dict]:
-    """Rows of the index under `root` as dicts (config and summary decoded)."""
+    """Rows of the index under `root` as dicts (config and summary decoded).
+
+    A row still `running` whose process no longer holds the run's lock (killed, machine
+    restarted) is reported as `interrupted`, its reason saying so."""
     if not (Path(root) / INDEX_NAME).exists():
         return []
     with open_index(root) as db:
-        q = "SELECT name, kind, status, created, updated, config, summary FROM runs"
+        q = f"SELECT {', '.join(_COLUMNS)} FROM runs"
         rows = db.execute(q + (" WHERE kind = ?" if kind else "") + " ORDER BY created", (kind,) if kind else ()).fetchall()
-    keys = ["name", "kind", "status", "created", "updated", "config", "summary"]
     out = []
     for r in rows:
-        d = dict(zip(keys, r))
+        d = dict(zip(_COLUMNS, r))
         d["config"] = json.loads(d["config"] or "{}")
         d["summary"] = json.loads(d["summary"] or "{}")
         d["path"] = str(Path(root) / d["name"])
+        if d["status"] == "running" and lock_holder(d["path"]) is None:
+            d["status"], d["reason"] = "interrupted", f"process {d['pid']} is gone (killed or crashed) while running"
         out.append(d)
     return out
 
 
+# -- the lock ----------------------------------------------------------------------------
+
+def lock_holder(path: str | os.PathLike) -> str | None:
+    """Who holds the lock of run directory `path` ("pid N: command"), or None when nobody does."""
+    import fcntl
+
+    p = Path(path) / LOCK_NAME
+    try:
+        fd = os.open(p, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return (os.pread(fd, 500, 0).decode("utf-8", "replace").strip() or "another process")
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+_HELD: dict[str, "DirLock"] = {}  # locks this process holds, by run directory
+
+
+class DirLock:
+    """An exclusive flock on DIR/.lock, released by `release()` or when the process dies;
+    a second process gets a one-line UserError naming the holder (pid, start, command).
+
+    A run this same process still holds (a `Run` abandoned without `finish`, e.g. in a
+    notebook) is taken over rather than refused: the lock guards against other processes."""
+
+    def __init__(self, path: Path):
+        import fcntl
+
+        self.key = str(path.resolve())
+        if self.key in _HELD:
+            _HELD[self.key].release()
+        self.fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(self.fd, 500, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(self.fd)
+            raise UserError(f"{path}: in use by {holder}; wait for it to finish (or stop it) before resuming") from None
+        cmd = " ".join(shlex.quote(a) for a in sys.argv)[:300]
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}: {cmd}\n".encode(), 0)
+        _HELD[self.key] = self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the flock
+            self.fd = None
+            if _HELD.get(self.key) is self:
+                del _HELD[self.key]
+
+
+def _bookkeeping_only(path: Path) -> bool:
+    return all(p.name == LOCK_NAME for p in path.iterdir())
+
+
 class Run:
-    """A run directory. `Run.create` starts one; `Run(path)` opens an existing one."""
+    """A run directory. `Run.create` starts one (and locks it); `Run(path)` opens one to read."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self._lock: DirLock | None = None
+        self.new = False  # created by this process (a failed start removes it again: runs/checkpoint.py)
+        self._made_dir = False
+        self._made_index = False
 
     # -- creation ---------------------------------------------------------------
     @classmethod
     def create(cls, path: str | os.PathLike, kind: str, config: dict, resume: bool = False) -> "Run":
-        """Start (or with `resume`, reopen) the run at `path`.
+        """Start (or with `resume`, reopen) the run at `path`, holding its lock.
 
         Refuses to overwrite a finished or started run unless resuming, so a typo never
-        destroys results.
+        destroys results; refuses a run another process holds (naming it); refuses to resume
+        with settings that change what is trained (naming each): a resumed run is exact only
+        with its own settings, and `--resume` does not extend `steps` (the LR schedule and
+        the summary are those of the configured length). Settings in `RESUMABLE_CHANGES`
+        may change, and config.json then records them. A finished run is returned as is
+        (not locked, status untouched).
         """
         run = cls(path)
-        if run.path.exists() and any(run.path.iterdir()) and not resume:
+        if run.path.exists() and not run.path.is_dir():
+            raise _input_error(f"--out {run.path}: is a file, not a run directory", run.path)
+        if run.path.exists() and not _bookkeeping_only(run.path) and not resume:
             if (run.path / "config.json").exists():
-                raise UserError(f"{run.path}: a run already exists there (use --resume to continue it, or another --out)")
-            raise UserError(f"{run.path}: directory is not empty")
-        run.path.mkdir(parents=True, exist_ok=True)
-        if resume and (run.path / "config.json").exists():
-            saved = read_json(run.path / "config.json")
-            changed = {k: (saved.get(k), v) for k, v in json.loads(dumps(config)).items() if saved.get(k) != v}
-            if changed:  # the run continues as asked, but a resumed run is only exact with the saved settings
-                warnings.warn(f"{run.path}: resuming with settings that differ from its config.json: "
-                              + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()), UserWarning, stacklevel=2)
-        else:
-            atomic_write_json(run.path / "config.json", config)
-        cmd = " ".join(shlex.quote(a) for a in sys.argv)
-        with open(run.path / "command.txt", "a") as f:
-            f.write(cmd + "\n")
-        run._index(kind=kind, status="running", config=config)
+                raise _input_error(f"{run.path}: a run already exists there (use --resume to continue it, or another --out)", run.path)
+            raise _input_error(f"{run.path}: directory is not empty", run.path)
+        config = json.loads(dumps(config))
+        try:
+            run._made_dir = not run.path.exists()
+            run.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _input_error(f"--out {run.path}: cannot create the run directory ({e.strerror or e})", run.path) from None
+        try:
+            run._lock = DirLock(run.path)  # first: a run another process holds is refused as such
+        except OSError as e:
+            run._undo_dir()
+            raise _input_error(f"--out {run.path}: cannot write there ({e.strerror or e})", run.path) from None
+        except UserError:
+            run._undo_dir()
+            raise
+        try:
+            saved = read_json(run.path / "config.json") if resume and (run.path / "config.json").exists() else None
+            if saved is not None:
+                _check_resumable(run.path, saved, config, finished=run.finished)
+                if run.finished:
+                    run.release()
+                    return run
+            run.new = saved is None
+            if run.new or saved != config:
+                atomic_write_json(run.path / "config.json", config)
+            cmd = " ".join(shlex.quote(a) for a in sys.argv)
+            with open(run.path / "command.txt", "a") as f:
+                f.write(cmd + "\n")
+            run._made_index = not (run.path.parent / INDEX_NAME).exists()
+            run._index(kind=kind, status="running", config=config, reason=None, pid=os.getpid())
+        except BaseException:
+            run.release()
+            run._undo_dir()
+            raise
         return run
+
+    def _undo_dir(self) -> None:
+        """Remove the directory `create` made if nothing but the lock is in it."""
+        if self._made_dir and self.path.is_dir() and _bookkeeping_only(self.path):
+            _rmtree(self.path)
 
     def _index(self, **fields: Any) -> None:
         now = time.time()
@@ -155,14 +307,20 @@ class Run:
                 enc = {k: (dumps(v) if k in ("config", "summary") else v) for k, v in fields.items()}
                 if row is None:
                     db.execute(
-                        "INSERT INTO runs (name, kind, status, created, updated, config, summary) VALUES (?,?,?,?,?,?,?)",
-                        (self.path.name, enc.get("kind"), enc.get("status"), now, now, enc.get("config", "{}"), enc.get("summary", "{}")),
+                        "INSERT INTO runs (name, kind, status, created, updated, config, summary, reason, pid) VALUES (?,?,?,?,?,?,?,?,?)",
+                        (self.path.name, enc.get("kind"), enc.get("status"), now, now, enc.get("config", "{}"),
+                         enc.get("summary", "{}"), enc.get("reason"), enc.get("pid")),
                     )
                 else:
                     sets = ", ".join(f"{k} = ?" for k in enc) + ", updated = ?"
                     db.execute(f"UPDATE runs SET {sets} WHERE name = ?", (*enc.values(), now, self.path.name))
         except sqlite3.Error as e:  # the index is a convenience; the run directory is the truth
             print(f"warning: run index not updated: {e}", file=sys.stderr)
+
+    def status(self) -> dict:
+        """This run's row of the index ({} when it has none), stale `running` resolved."""
+        rows = [r for r in list_runs(self.path.parent) if r["name"] == self.path.name]
+        return rows[0] if rows else {}
 
     # -- contents ---------------------------------------------------------------
     @property
@@ -189,7 +347,7 @@ class Run:
         if not p.exists():
             return []
         out = []
-        for line in p.read_text().splitlines():
+        for line in p.read_text(errors="replace").splitlines():
             if line.strip():
                 try:
                     out.append(json.loads(line))
@@ -202,12 +360,43 @@ class Run:
         kept = [r for r in self.metrics() if r.get("step", -1) <= last_step]
         atomic_write_text(self.path / "metrics.jsonl", "".join(dumps(r) + "\n" for r in kept))
 
+    # -- status -----------------------------------------------------------------
     def finish(self, summary: dict) -> None:
         atomic_write_json(self.path / "summary.json", summary)
-        self._index(status="finished", summary=summary)
+        self._index(status="finished", summary=summary, reason=None)
+        self.release()
 
     def fail(self, reason: str) -> None:
-        self._index(status=f"failed: {reason}")
+        self._index(status="failed", reason=reason[:500])
+
+    def interrupt(self, reason: str = "interrupted (Ctrl-C)") -> None:
+        self._index(status="interrupted", reason=reason)
+
+    def release(self) -> None:
+        """Drop the run's lock (also dropped when the process ends, however it ends)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def discard(self) -> None:
+        """Remove what `create` made for a new run (a failed start leaves nothing behind)."""
+        if not self.new:
+            return
+        self.release()
+        try:
+            with open_index(self.path.parent) as db:
+                db.execute("DELETE FROM runs WHERE name = ?", (self.path.name,))
+                empty = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
+        except sqlite3.Error:
+            empty = False
+        if empty and self._made_index:
+            (self.path.parent / INDEX_NAME).unlink(missing_ok=True)
+        if self._made_dir:
+            _rmtree(self.path)
+        else:
+            for name in ("config.json", "command.txt", "metrics.jsonl", LOCK_NAME):
+                (self.path / name).unlink(missing_ok=True)
+        self.new = False
 
     # -- checkpoints ------------------------------------------------------------
     @property
@@ -241,6 +430,35 @@ class Run:
         for _, old in list(self.checkpoints())[:-keep] if keep else []:
             _rmtree(old)
         return final
+
+    def clear_partial_checkpoints(self) -> None:
+        """Remove temp directories a killed or disk-full save left (only the lock holder may)."""
+        if self.checkpoint_dir.exists():
+            for p in self.checkpoint_dir.glob(".tmp-step-*"):
+                _rmtree(p)
+
+
+def _same(key: str, a: Any, b: Any) -> bool:
+    if a == b:
+        return True
+    if key == "model" and isinstance(a, str) and isinstance(b, str):  # one model named two ways
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    return False
+
+
+def _check_resumable(path: Path, saved: dict, config: dict, finished: bool) -> None:
+    """Refuse (one line) a resume whose settings would train something else in `path`."""
+    keys = [k for k in dict.fromkeys([*saved, *config]) if k not in RESUMABLE_CHANGES and not _same(k, saved.get(k), config.get(k))]
+    if not keys:
+        return
+    diff = ", ".join(f"{k} {saved.get(k)!r} -> {config.get(k)!r}" for k in keys)
+    if set(keys) <= {"steps", "tokens"}:
+        state = "has finished" if finished else "was started"
+        raise _input_error(f"{path}: --resume does not extend or shorten a run ({diff}): it {state} with that length, and its "
+                           "learning-rate schedule and summary are those of it; for more steps start a new run "
+                           "(post-training can start from this one with --model), or resume with the saved value", path)
+    raise _input_error(f"{path}: --resume with settings that differ from its config.json ({diff}); a resumed run keeps its "
+                       "settings: repeat them, or use another --out", path)
 
 
 def _rmtree(p: Path) -> None:

@@ -1,11 +1,11 @@
 """Small pieces every trainer shares: device choice, LR schedule, log-probs, masked means,
-finite checks, and atomic training-state checkpoints for exact `--resume`."""
+finite checks, config range checks, and the RNG state a checkpoint carries (the checkpoints
+themselves, and `--resume`, are `scalinglab.runs.checkpoint`)."""
 
 from __future__ import annotations
 
 import math
 import random
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,7 +18,12 @@ def pick_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device {name!r} requested but CUDA is not available")
-    return torch.device(name)
+    if name not in ("cpu", "mps") and not name.startswith("cuda"):
+        raise UserError(f"device {name!r}: not one of auto, cpu, cuda, cuda:N")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"device {name!r}: not one of auto, cpu, cuda, cuda:N") from None
 
 
 def seed_everything(seed: int) -> None:
@@ -87,6 +92,29 @@ def check_finite(step: int, **values: float) -> None:
         raise NonFiniteError(f"step {step}: non-finite {', '.join(f'{k}={v}' for k, v in bad.items())}; stopped, last good checkpoint kept")
 
 
+def check_fields(cfg, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = (), at_most: dict | None = None) -> None:
+    """Refuse (UserError naming the key) a config whose numbers make no sense: any NaN/inf,
+    a `positive` field <= 0, a `non_negative` one < 0, or a field above its `at_most` cap."""
+    import dataclasses
+
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise UserError(f"config key {f.name!r}: must be a finite number, got {v!r}")
+    for name in positive:
+        if getattr(cfg, name) <= 0:
+            raise UserError(f"config key {name!r}: must be > 0, got {getattr(cfg, name)!r}")
+    for name in non_negative:
+        if getattr(cfg, name) < 0:
+            raise UserError(f"config key {name!r}: must be >= 0, got {getattr(cfg, name)!r}")
+    for name, cap in (at_most or {}).items():
+        if getattr(cfg, name) > cap:
+            raise UserError(f"config key {name!r}: must be <= {cap}, got {getattr(cfg, name)!r}")
+    device = getattr(cfg, "device", "auto")
+    if not (device in ("auto", "cpu", "mps") or device == "cuda" or device.startswith("cuda:")):
+        raise UserError(f"config key 'device': {device!r} is not auto, cpu or cuda[:N]")
+
+
 # -- training state (model + optimizer + RNG + data position) --------------------------
 
 def rng_state() -> dict:
@@ -102,25 +130,3 @@ def set_rng_state(st: dict) -> None:
     torch.set_rng_state(st["torch"])
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(st["cuda"])
-
-
-def save_train_state(run, step: int, model, tokenizer, optimizer, extra: dict | None = None, modules: dict | None = None, keep: int = 2) -> Path:
-    """Write checkpoints/step-N atomically: HF model dir + optimizer/RNG/data state."""
-    from scalinglab.model.hf import save_model
-
-    tmp = run.new_checkpoint_tmp(step)
-    save_model(model, tokenizer, tmp / "model")
-    state = {"step": step, "optimizer": optimizer.state_dict() if optimizer is not None else None, "rng": rng_state(), "extra": extra or {},
-             "modules": {k: m.state_dict() for k, m in (modules or {}).items()}}
-    torch.save(state, tmp / "train_state.pt")
-    return run.commit_checkpoint(tmp, step, keep=keep)
-
-
-def load_train_state(ckpt: Path) -> dict:
-    p = Path(ckpt) / "train_state.pt"
-    if not p.exists():
-        raise UserError(f"{ckpt}: checkpoint has no train_state.pt")
-    try:
-        return torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as e:  # a torn or corrupt file
-        raise UserError(f"{p}: unreadable checkpoint ({e})") from None

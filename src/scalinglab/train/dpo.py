@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from scalinglab.errors import UserError
+from scalinglab.runs import checkpoint
 from scalinglab.train.common import make_optimizer, token_logprobs
 from scalinglab.train.data import build_pairs, encode_example, pairs_from_rows, sample_and_verify
 from scalinglab.train.posttrain_loop import StepResult, open_run, micro_batches, tail_mean, train_steps
@@ -180,21 +181,22 @@ def dpo(cfg: DPOConfig, model_path: str, out: str, resume: bool = False, progres
     st = open_run("dpo", cfg, model_path, out, resume)
     if st.finished is not None:
         return st.finished
-    task, device, model, tok, run = st.task, st.device, st.model, st.tok, st.run
-    t0 = time.perf_counter()
-    evals = task.generate(cfg.eval_problems, seed=cfg.eval_seed, difficulty=cfg.difficulty or None) if cfg.eval_problems else []
-    base_acc = _accuracy(model, tok, task, evals)
-    pairs, info = training_pairs(cfg, task, model, tok, run, resume)
-    model.eval()  # no dropout in this model, but keep the reference pass in eval mode on principle
-    ref = reference_logprobs(model, tok, pairs, device)  # the starting model is the reference
-    opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    records = train_steps(run, cfg, model, tok, opt, PairData(len(pairs), cfg.batch_size, cfg.seed),
-                          make_dpo_step(model, tok, pairs, ref, cfg, device), model.parameters(), progress=progress, kind="dpo")
-    save_model(model, tok, run.path / "model", extra={"task": cfg.task, "difficulty": cfg.difficulty, "posttrain": "dpo"})
-    summary = {"kind": "dpo", "task": cfg.task, "steps": cfg.steps, "pairs": len(pairs), **info, "beta": cfg.beta,
-               "train_loss": tail_mean(records, "loss"), "reward_accuracy": tail_mean(records, "accuracy"),
-               "reward_margin": tail_mean(records, "reward_margin"), "base_accuracy": base_acc,
-               "accuracy": _accuracy(model, tok, task, evals), "eval_seed": cfg.eval_seed if evals else None,
-               "seconds": time.perf_counter() - t0, "model": str(run.path / "model")}
-    run.finish(summary)
-    return summary
+    with checkpoint.guard(st.run):
+        task, device, model, tok, run = st.task, st.device, st.model, st.tok, st.run
+        t0 = time.perf_counter()
+        evals = task.generate(cfg.eval_problems, seed=cfg.eval_seed, difficulty=cfg.difficulty or None) if cfg.eval_problems else []
+        base_acc = _accuracy(model, tok, task, evals)
+        pairs, info = training_pairs(cfg, task, model, tok, run, resume)
+        model.eval()  # no dropout in this model, but keep the reference pass in eval mode on principle
+        ref = reference_logprobs(model, tok, pairs, device)  # the starting model is the reference
+        opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
+        records = train_steps(run, cfg, model, tok, opt, PairData(len(pairs), cfg.batch_size, cfg.seed),
+                              make_dpo_step(model, tok, pairs, ref, cfg, device), model.parameters(), progress=progress, kind="dpo")
+        save_model(model, tok, run.path / "model", extra={"task": cfg.task, "difficulty": cfg.difficulty, "posttrain": "dpo"})
+        summary = {"kind": "dpo", "task": cfg.task, "steps": cfg.steps, "pairs": len(pairs), **info, "beta": cfg.beta,
+                   "train_loss": tail_mean(records, "loss"), "reward_accuracy": tail_mean(records, "accuracy"),
+                   "reward_margin": tail_mean(records, "reward_margin"), "base_accuracy": base_acc,
+                   "accuracy": _accuracy(model, tok, task, evals), "eval_seed": cfg.eval_seed if evals else None,
+                   "seconds": time.perf_counter() - t0, "model": str(run.path / "model")}
+        run.finish(summary)
+        return summary

@@ -41,7 +41,8 @@ from typing import Callable
 
 import torch
 
-from scalinglab.train.common import NonFiniteError, entropy_from_logits, lr_at, token_logprobs
+from scalinglab.runs import checkpoint
+from scalinglab.train.common import entropy_from_logits, lr_at, token_logprobs
 from scalinglab.train.rl_common import (
     ADVANTAGES, INVALID_LOGPROB, LOG_RATIO_CLAMP, Rollout, check_step, kl_k3, last_position, micro_batches, mismatch_stats, rollout,
     RLRun, rollout_record, rollout_seed, sequence_logprobs, trim, zero_std_groups, prompt_batch,
@@ -186,48 +187,46 @@ def train_grpo(cfg: GRPOConfig, model_path: str, out: str, resume: bool = False,
     rl = RLRun.start("grpo", cfg, model_path, out, resume, need_ref=cfg.beta > 0)
     if rl.done:
         return rl.summary
-    model, opt, task = rl.model, rl.opt, rl.task
-    pool = _ray_pool(cfg, model_path, model, rl.start) if cfg.backend == "ray" else None
-    try:
-        for step in range(rl.start, cfg.steps):
-            t0 = time.perf_counter()
-            lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup_steps, 1.0)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            problems = prompt_batch(task, cfg.seed, step, cfg.prompts_per_step, cfg.difficulty or None)
-            if pool is None:
-                ro = rollout(rl.engine, task, problems, cfg.group_size, rl.max_new_tokens, cfg.temperature,
-                             seed=rollout_seed(cfg.seed, step), missing_eos_penalty=cfg.missing_eos_penalty)
-            else:  # the same rollout on Ray actors holding weight version `step`
-                ro = pool.rollout(task, problems, cfg.group_size, rl.max_new_tokens, cfg.temperature, seed=rollout_seed(cfg.seed, step),
-                                  missing_eos_penalty=cfg.missing_eos_penalty, tokenizer=rl.tok, device=rl.device, version=step)
-            r = ro.rewards.view(-1, cfg.group_size)  # (G, n)
-            zero = zero_std_groups(r)  # (G,)
-            adv = ADVANTAGES[cfg.advantage](r).reshape(-1)  # (B,)
-            keep = (~zero).repeat_interleave(cfg.group_size) if cfg.filter_zero_std else torch.ones_like(adv, dtype=torch.bool)
-            rows = keep.nonzero()[:, 0]
-            stats = dict.fromkeys(STEP_STATS)  # null when every group had equal rewards (no update)
-            t_train = time.perf_counter()
-            if len(rows):
-                model.train()
-                stats = grpo_step(model, opt, ro.select(rows), adv[rows], cfg, step, rl.max_new_tokens, rl.ref)
-                model.eval()
-            rec = {"step": step + 1, **rollout_record(ro), "train_seconds": time.perf_counter() - t_train,
-                   "frac_reward_zero_std": float(zero.float().mean()), **stats,
-                   "advantage_abs": float(adv[rows].abs().mean()) if len(rows) else 0.0, "lr": lr}
+    with checkpoint.guard(rl.run):  # failed / interrupted / disk full recorded in runs.sqlite
+        model, opt, task = rl.model, rl.opt, rl.task
+        pool = _ray_pool(cfg, model_path, model, rl.start) if cfg.backend == "ray" else None
+        try:
+            for step in range(rl.start, cfg.steps):
+                t0 = time.perf_counter()
+                lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup_steps, 1.0)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                problems = prompt_batch(task, cfg.seed, step, cfg.prompts_per_step, cfg.difficulty or None)
+                if pool is None:
+                    ro = rollout(rl.engine, task, problems, cfg.group_size, rl.max_new_tokens, cfg.temperature,
+                                 seed=rollout_seed(cfg.seed, step), missing_eos_penalty=cfg.missing_eos_penalty)
+                else:  # the same rollout on Ray actors holding weight version `step`
+                    ro = pool.rollout(task, problems, cfg.group_size, rl.max_new_tokens, cfg.temperature, seed=rollout_seed(cfg.seed, step),
+                                      missing_eos_penalty=cfg.missing_eos_penalty, tokenizer=rl.tok, device=rl.device, version=step)
+                r = ro.rewards.view(-1, cfg.group_size)  # (G, n)
+                zero = zero_std_groups(r)  # (G,)
+                adv = ADVANTAGES[cfg.advantage](r).reshape(-1)  # (B,)
+                keep = (~zero).repeat_interleave(cfg.group_size) if cfg.filter_zero_std else torch.ones_like(adv, dtype=torch.bool)
+                rows = keep.nonzero()[:, 0]
+                stats = dict.fromkeys(STEP_STATS)  # null when every group had equal rewards (no update)
+                t_train = time.perf_counter()
+                if len(rows):
+                    model.train()
+                    stats = grpo_step(model, opt, ro.select(rows), adv[rows], cfg, step, rl.max_new_tokens, rl.ref)
+                    model.eval()
+                rec = {"step": step + 1, **rollout_record(ro), "train_seconds": time.perf_counter() - t_train,
+                       "frac_reward_zero_std": float(zero.float().mean()), **stats,
+                       "advantage_abs": float(adv[rows].abs().mean()) if len(rows) else 0.0, "lr": lr}
+                if pool is not None:
+                    pool.update_weights(model, version=step + 1)
+                    rec.update(getattr(ro, "extra", None) or {})
+                rl.end_step(step, rec, t0, tokens=ro.generated_tokens + int(ro.mask[rows].sum()) if len(rows) else ro.generated_tokens)
+                if progress:
+                    progress(step + 1, cfg.steps, reward=rec["reward"], acc=rec["accuracy"])
+        finally:
             if pool is not None:
-                pool.update_weights(model, version=step + 1)
-                rec.update(getattr(ro, "extra", None) or {})
-            rl.end_step(step, rec, t0, tokens=ro.generated_tokens + int(ro.mask[rows].sum()) if len(rows) else ro.generated_tokens)
-            if progress:
-                progress(step + 1, cfg.steps, reward=rec["reward"], acc=rec["accuracy"])
-    except NonFiniteError as e:
-        rl.fail(e)
-        raise
-    finally:
-        if pool is not None:
-            pool.close()
-    return rl.finish()
+                pool.close()
+        return rl.finish()
 
 
 def _ray_pool(cfg: GRPOConfig, model_path: str, model, version: int):

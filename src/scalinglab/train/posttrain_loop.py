@@ -20,9 +20,8 @@ from typing import Any, Callable
 import torch
 
 from scalinglab.errors import UserError
-from scalinglab.train.common import (
-    NonFiniteError, check_finite, load_train_state, lr_at, save_train_state, set_rng_state,
-)
+from scalinglab.runs import checkpoint
+from scalinglab.train.common import NonFiniteError, check_finite, lr_at
 
 
 @dataclass
@@ -51,6 +50,7 @@ def open_run(kind: str, cfg, model_path: str, out: str, resume: bool) -> Opened:
     from scalinglab.train.data import check_data_file
 
     task = get_task(cfg.task)
+    check_ranges(cfg)
     check_data_file(cfg.data)
     device = pick_device(cfg.device)
     model, tok = load_model(model_path, device=device)
@@ -61,6 +61,22 @@ def open_run(kind: str, cfg, model_path: str, out: str, resume: bool) -> Opened:
     return Opened(task, device, model, tok, run, None)
 
 
+POSITIVE = ("steps", "batch_size", "seq_len", "lr", "log_every", "num_problems", "samples_per_problem", "beta",
+            "max_pairs_per_problem", "rollouts")
+NON_NEGATIVE = ("checkpoint_every", "eval_problems", "warmup_steps", "micro_batch_size", "weight_decay", "grad_clip",
+                "min_lr_ratio", "sample_temperature", "rollout_temperature", "difficulty", "stop_grad_norm", "nll_weight",
+                "eval_samples")
+
+
+def check_ranges(cfg) -> None:
+    """Refuse (naming the key) numbers that would train nothing or nonsense: steps <= 0,
+    batch_size = 0, lr = -1 or NaN, ... for whichever of these fields `cfg` has."""
+    from scalinglab.train.common import check_fields
+
+    have = {f for f in vars(type(cfg)).get("__dataclass_fields__", {})}
+    check_fields(cfg, positive=tuple(k for k in POSITIVE if k in have), non_negative=tuple(k for k in NON_NEGATIVE if k in have))
+
+
 @dataclass
 class StepResult:
     loss: float  # the step's loss (sum over micro-batches of the globally normalised losses)
@@ -69,22 +85,12 @@ class StepResult:
 
 
 def restore(run, model, opt, data, modules: dict | None = None) -> tuple[int, float, dict]:
-    """Load the last checkpoint of `run` into model/opt/data/modules; (step, elapsed, extra)."""
-    ckpt = run.latest_checkpoint()
-    if ckpt is None:
-        return 0, 0.0, {}
-    from safetensors.torch import load_file
-
-    st = load_train_state(ckpt)
-    sd = load_file(str(ckpt / "model" / "model.safetensors"))
-    model.load_state_dict({k: v.to(model.lm_head.weight.device) for k, v in sd.items()}, strict=False)
-    for name, m in (modules or {}).items():
-        m.load_state_dict(st["modules"][name])
-    opt.load_state_dict(st["optimizer"])
-    set_rng_state(st["rng"])
-    data.load(st["extra"]["data"])
-    run.trim_metrics(st["step"])
-    return st["step"], st["extra"].get("elapsed", 0.0), st["extra"]
+    """Load the last intact checkpoint of `run` into model/opt/data/modules (runs/checkpoint.py,
+    which also trims metrics.jsonl to it); (step, elapsed, extra), (0, 0.0, {}) for none."""
+    step, extra = checkpoint.restore(run, model, opt, modules)
+    if step:
+        data.load(extra["data"])
+    return step, extra.get("elapsed", 0.0), extra
 
 
 def train_steps(run, cfg, model, tok, opt, data, step_fn: Callable[[Any], StepResult], params,
@@ -93,11 +99,11 @@ def train_steps(run, cfg, model, tok, opt, data, step_fn: Callable[[Any], StepRe
 
     `data.next_batch()` gives one optimizer step's batch; `data.state()/load()` its position.
     """
-    start, elapsed0, _ = restore(run, model, opt, data, modules)
+    start, elapsed0, extra = restore(run, model, opt, data, modules)
     total, peak = cfg.steps, cfg.lr
     warmup = min(cfg.warmup_steps, max(1, total // 10))
     params = [p for p in params if p.requires_grad]
-    records = []
+    records = list(extra.get("records", []))  # every step's record, across resumes (what the summary averages)
     t0 = time.perf_counter() - elapsed0
     model.train()
     for step in range(start, total):
@@ -114,7 +120,6 @@ def train_steps(run, cfg, model, tok, opt, data, step_fn: Callable[[Any], StepRe
             if gn > cfg.stop_grad_norm:
                 raise NonFiniteError(f"step {step + 1}: gradient norm {gn:.3g} > stop_grad_norm={cfg.stop_grad_norm:g} (exploding); stopped, last good checkpoint kept")
         except NonFiniteError as e:  # the update is not applied; the last checkpoint stays the newest
-            run.fail(str(e))
             last = run.latest_checkpoint()
             raise UserError(f"{kind}: {e} ({last if last else 'no checkpoint yet; lower lr or set checkpoint_every'})") from None
         opt.step()
@@ -128,7 +133,8 @@ def train_steps(run, cfg, model, tok, opt, data, step_fn: Callable[[Any], StepRe
         if progress:
             progress(done, total, loss=res.loss)
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < total:
-            save_train_state(run, done, model, tok, opt, extra={"data": data.state(), "elapsed": now - t0}, modules=modules)
+            checkpoint.save(run, done, model, tok, opt, extra={"data": data.state(), "elapsed": now - t0, "records": records},
+                            modules=modules)
     model.eval()
     return records
 

@@ -38,7 +38,8 @@ import torch
 import torch.nn as nn
 
 from scalinglab.errors import UserError
-from scalinglab.train.common import NonFiniteError, entropy_from_logits, lr_at, make_optimizer, token_logprobs
+from scalinglab.runs import checkpoint
+from scalinglab.train.common import entropy_from_logits, lr_at, make_optimizer, token_logprobs
 from scalinglab.train.rl_common import (
     LOG_RATIO_CLAMP, RLRun, Rollout, check_step, gae, kl_k1, micro_batches, mismatch_stats, prompt_batch, rollout,
     rollout_record, rollout_seed, sequence_logprobs, trim, whiten,
@@ -244,9 +245,9 @@ def train_ppo(cfg: PPOConfig, model_path: str, out: str, resume: bool = False, p
     rl = RLRun.start("ppo", cfg, model_path, out, resume, need_ref=True, make_modules=make_modules)
     if rl.done:
         return rl.summary
-    policy, opt, task, rm = rl.model, rl.opt, rl.task, rm_holder["rm"]
-    critic, critic_opt = rl.modules["critic"], rl.modules["critic_opt"]
-    try:
+    with checkpoint.guard(rl.run):  # failed / interrupted / disk full recorded in runs.sqlite
+        policy, opt, task, rm = rl.model, rl.opt, rl.task, rm_holder["rm"]
+        critic, critic_opt = rl.modules["critic"], rl.modules["critic_opt"]
         for step in range(rl.start, cfg.steps):
             t0 = time.perf_counter()
             lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup_steps, 1.0)
@@ -266,7 +267,4 @@ def train_ppo(cfg: PPOConfig, model_path: str, out: str, resume: bool = False, p
             rl.end_step(step, rec, t0, tokens=ro.generated_tokens + int(ro.mask.sum()))
             if progress:
                 progress(step + 1, cfg.steps, reward=rec["reward"], acc=rec["accuracy"])
-    except NonFiniteError as e:
-        rl.fail(e)
-        raise
-    return rl.finish()
+        return rl.finish()

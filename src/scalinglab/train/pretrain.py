@@ -24,14 +24,14 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from scalinglab.errors import UserError
 from scalinglab.model import ModelConfig, Transformer
 from scalinglab.model.hf import save_model
 from scalinglab.model.tokenizer import CharTokenizer
 from scalinglab.runs import Run
+from scalinglab.runs.checkpoint import guard, restore, save
 from scalinglab.tasks import get_task
-from scalinglab.train.common import (
-    check_finite, load_train_state, lr_at, make_optimizer, pick_device, save_train_state, seed_everything, set_rng_state,
-)
+from scalinglab.train.common import NonFiniteError, check_fields, check_finite, lr_at, make_optimizer, pick_device, seed_everything
 
 TRAIN_SEED_BASE = 1_000_000  # training problems use generator seeds >= this; eval seeds stay below
 VAL_SEED_BASE = 900_000  # the validation-loss problems
@@ -101,6 +101,16 @@ class PackedStream:
         self.consumed, self.carry = st["consumed"], list(st["carry"])
 
 
+def check_config(cfg: PretrainConfig) -> None:
+    """Refuse settings that would train nothing or nonsense, naming the key."""
+    check_fields(cfg, positive=("depth", "batch_size", "seq_len", "log_every", "grad_clip"),
+                 non_negative=("steps", "tokens", "lr", "warmup_steps", "min_lr_ratio", "weight_decay", "checkpoint_every",
+                               "eval_problems", "val_tokens", "difficulty"),
+                 at_most={"depth": 32, "min_lr_ratio": 1.0})
+    if cfg.tokens == 0 and cfg.steps < 1:
+        raise UserError(f"config key 'steps': must be >= 1 (or set tokens), got {cfg.steps}")
+
+
 @torch.no_grad()
 def validation_loss(model: Transformer, task, tok, cfg: PretrainConfig, device) -> float:
     stream = PackedStream(task, tok, cfg.difficulty or None, chunk_seed=lambda c: VAL_SEED_BASE + c)
@@ -119,34 +129,31 @@ def pretrain(cfg: PretrainConfig, out: str, resume: bool = False, progress: Call
     task = get_task(cfg.task)
     tok = CharTokenizer()
     device = pick_device(cfg.device)
+    check_config(cfg)
+    mcfg = ModelConfig.from_depth(cfg.depth, vocab_size=128, max_position_embeddings=max(1024, cfg.seq_len))
     run = Run.create(out, kind="pretrain", config=asdict(cfg), resume=resume)
     if resume and run.finished:
         return run.summary
+    with guard(run):
+        return _train(cfg, run, task, tok, device, mcfg, resume, progress)
+
+
+def _train(cfg: PretrainConfig, run: Run, task, tok, device, mcfg: ModelConfig, resume: bool, progress) -> dict:
     seed_everything(cfg.seed)
-    mcfg = ModelConfig.from_depth(cfg.depth, vocab_size=128, max_position_embeddings=max(1024, cfg.seq_len))
     model = Transformer(mcfg).to(device)
     peak_lr = cfg.lr or mcfg.default_lr
     opt = make_optimizer(model, peak_lr, cfg.weight_decay)
     stream = PackedStream(task, tok, cfg.difficulty or None, chunk_seed=lambda c: TRAIN_SEED_BASE + cfg.seed * 100_000 + c)
-    start, total = 0, cfg.total_steps
-    elapsed0 = 0.0
-    ckpt = run.latest_checkpoint() if resume else None
-    if ckpt is not None:
-        st = load_train_state(ckpt)
-        from safetensors.torch import load_file
-
-        sd = load_file(str(ckpt / "model" / "model.safetensors"))
-        model.load_state_dict(sd, strict=False)
-        opt.load_state_dict(st["optimizer"])
-        set_rng_state(st["rng"])
-        stream.load(st["extra"]["stream"])
-        start, elapsed0 = st["step"], st["extra"].get("elapsed", 0.0)
-        run.trim_metrics(start)
+    total = cfg.total_steps
+    start, extra = restore(run, model, opt) if resume else (0, {})
+    if start:
+        stream.load(extra["stream"])
+    elapsed0 = extra.get("elapsed", 0.0)
     use_amp = device.type == "cuda"
     model.train()
     t0 = time.perf_counter() - elapsed0
     tokens_seen = start * cfg.batch_size * cfg.seq_len
-    loss_hist: list[float] = []
+    loss_hist: list[float] = list(extra.get("loss_hist", []))  # every step's loss, across resumes (the summary's tail mean)
     t_log, tok_log = time.perf_counter(), 0
     for step in range(start, total):
         lr = lr_at(step, total, peak_lr, min(cfg.warmup_steps, max(1, total // 10)), cfg.min_lr_ratio)
@@ -159,7 +166,10 @@ def pretrain(cfg: PretrainConfig, out: str, resume: bool = False, progress: Call
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
-        check_finite(step, loss=loss.item(), grad_norm=gn)
+        try:
+            check_finite(step, loss=loss.item(), grad_norm=gn)
+        except NonFiniteError as e:  # the update is not applied; the last checkpoint stays the newest
+            raise UserError(f"pretrain: {e}") from None
         opt.step()
         tokens_seen += cfg.batch_size * cfg.seq_len
         tok_log += cfg.batch_size * cfg.seq_len
@@ -175,7 +185,7 @@ def pretrain(cfg: PretrainConfig, out: str, resume: bool = False, progress: Call
             if progress:
                 progress(done, total, loss=loss.item())
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < total:
-            save_train_state(run, done, model, tok, opt, extra={"stream": stream.state(), "elapsed": time.perf_counter() - t0})
+            save(run, done, model, tok, opt, extra={"stream": stream.state(), "elapsed": time.perf_counter() - t0, "loss_hist": loss_hist})
     model.eval()
     save_model(model, tok, run.path / "model", extra={"task": cfg.task, "difficulty": cfg.difficulty})
     tail = loss_hist[-max(1, len(loss_hist) // 10):] if loss_hist else [float("nan")]

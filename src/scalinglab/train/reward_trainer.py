@@ -35,6 +35,7 @@ from typing import Callable, Literal
 import torch
 
 from scalinglab.errors import UserError
+from scalinglab.runs import checkpoint
 from scalinglab.train.common import make_optimizer
 from scalinglab.train.data import build_pairs, label_rows, pairs_from_rows, sample_and_verify, step_label_rows
 from scalinglab.train.dpo import PairData
@@ -280,24 +281,25 @@ def train_reward_model(cfg: RewardModelConfig, model_path: str, out: str, resume
     st = open_run("reward-model", cfg, model_path, out, resume)
     if st.finished is not None:
         return st.finished
-    task, device, backbone, tok, run = st.task, st.device, st.model, st.tok, st.run
-    t0 = time.perf_counter()
-    heldout = heldout_samples(cfg, task, backbone, tok)  # sampled by the policy before its weights become the RM's
-    items, info = _items(cfg, task, backbone, tok, run, resume)
-    rm = RewardModel(backbone, tok, kind=cfg.kind, meta={"task": cfg.task, "objective": cfg.objective, "label": cfg.label})
-    encoded = [_encode(cfg, tok, it) for it in items]
-    if not cfg.confidence:
-        rm.confidence.weight.requires_grad_(False)  # stays 0: the plain scalar head
-    probe = fit_probe(rm, cfg, encoded, device) if cfg.probe else {}
-    opt = make_optimizer(rm, cfg.lr, cfg.weight_decay)
-    records = train_steps(run, cfg, backbone, tok, opt, PairData(len(encoded), cfg.batch_size, cfg.seed),
-                          make_rm_step(rm, cfg, encoded, device), rm.parameters(), modules={"head": rm.score, "confidence": rm.confidence},
-                          progress=progress, kind="reward-model")
-    rm.eval()
-    save_reward_model(rm, run.path / "model", extra={"task": cfg.task, "reward_model": cfg.kind})
-    summary = {"kind": "reward-model", "rm_kind": cfg.kind, "objective": cfg.objective, "task": cfg.task, "steps": cfg.steps,
-               "examples": len(items), **info, **probe, "confidence_gain_final": float(rm.confidence.weight.detach()), "train_loss": tail_mean(records, "loss"),
-               "train_accuracy": tail_mean(records, "accuracy"), **ranking_auc(rm, heldout),
-               "seconds": time.perf_counter() - t0, "model": str(run.path / "model")}
-    run.finish(summary)
-    return summary
+    with checkpoint.guard(st.run):
+        task, device, backbone, tok, run = st.task, st.device, st.model, st.tok, st.run
+        t0 = time.perf_counter()
+        heldout = heldout_samples(cfg, task, backbone, tok)  # sampled by the policy before its weights become the RM's
+        items, info = _items(cfg, task, backbone, tok, run, resume)
+        rm = RewardModel(backbone, tok, kind=cfg.kind, meta={"task": cfg.task, "objective": cfg.objective, "label": cfg.label})
+        encoded = [_encode(cfg, tok, it) for it in items]
+        if not cfg.confidence:
+            rm.confidence.weight.requires_grad_(False)  # stays 0: the plain scalar head
+        probe = fit_probe(rm, cfg, encoded, device) if cfg.probe else {}
+        opt = make_optimizer(rm, cfg.lr, cfg.weight_decay)
+        records = train_steps(run, cfg, backbone, tok, opt, PairData(len(encoded), cfg.batch_size, cfg.seed),
+                              make_rm_step(rm, cfg, encoded, device), rm.parameters(), modules={"head": rm.score, "confidence": rm.confidence},
+                              progress=progress, kind="reward-model")
+        rm.eval()
+        save_reward_model(rm, run.path / "model", extra={"task": cfg.task, "reward_model": cfg.kind})
+        summary = {"kind": "reward-model", "rm_kind": cfg.kind, "objective": cfg.objective, "task": cfg.task, "steps": cfg.steps,
+                   "examples": len(items), **info, **probe, "confidence_gain_final": float(rm.confidence.weight.detach()), "train_loss": tail_mean(records, "loss"),
+                   "train_accuracy": tail_mean(records, "accuracy"), **ranking_auc(rm, heldout),
+                   "seconds": time.perf_counter() - t0, "model": str(run.path / "model")}
+        run.finish(summary)
+        return summary

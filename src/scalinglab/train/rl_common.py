@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 import torch
 
 from scalinglab.engine import Engine, SamplingParams
+from scalinglab.runs import checkpoint
 from scalinglab.train.common import entropy_from_logits, token_logprobs
 
 INVALID_LOGPROB = 1.0  # sentinel in padded log-prob slots (trl); always masked out
@@ -281,6 +282,25 @@ def check_step(step: int, loss: float, grad_norm: float, max_grad_norm: float) -
                              "stopped, last good checkpoint kept")
 
 
+RL_POSITIVE = ("steps", "prompts_per_step", "group_size", "samples_per_prompt", "temperature", "lr", "critic_lr", "epochs",
+               "minibatches", "micro_batch", "ray_generators")
+RL_NON_NEGATIVE = ("difficulty", "max_new_tokens", "clip_low", "clip_high", "clip", "value_clip", "vf_coef", "beta", "kl_coef",
+                   "missing_eos_penalty", "reward_clip", "warmup_steps", "weight_decay", "grad_clip", "abort_grad_norm",
+                   "checkpoint_every", "eval_problems", "gamma", "lam")
+
+
+def check_rl_config(cfg) -> None:
+    """Refuse (naming the key) numbers an RL run cannot use: steps 0, group_size 0, lr NaN, ..."""
+    from scalinglab.errors import UserError
+    from scalinglab.train.common import check_fields
+
+    have = set(getattr(type(cfg), "__dataclass_fields__", {}))
+    check_fields(cfg, positive=tuple(k for k in RL_POSITIVE if k in have), non_negative=tuple(k for k in RL_NON_NEGATIVE if k in have),
+                 at_most={k: 1.0 for k in ("gamma", "lam") if k in have})
+    if "group_size" in have and cfg.group_size < 2:
+        raise UserError(f"config key 'group_size': must be >= 2 (advantages are relative to the group), got {cfg.group_size}")
+
+
 def finite_or_nan(x: float) -> float:
     return x if math.isfinite(x) else float("nan")
 
@@ -299,14 +319,14 @@ class RLRun:
               make_modules: Callable | None = None) -> "RLRun":
         from dataclasses import asdict
 
-        from scalinglab.model.hf import load_model, resolve_model_dir
+        from scalinglab.model.hf import resolve_model_dir
         from scalinglab.runs import Run
         from scalinglab.tasks import get_task
-        from scalinglab.testtime.greedy import default_max_new_tokens
-        from scalinglab.train.common import make_optimizer, pick_device, seed_everything
+        from scalinglab.train.common import pick_device
 
         self = cls()
         self.cfg, self.kind, self.task = cfg, kind, get_task(cfg.task)
+        check_rl_config(cfg)
         self.device = pick_device(cfg.device)
         model_dir = resolve_model_dir(model_path)
         self.run = Run.create(out, kind=kind, config={**asdict(cfg), "model": str(model_dir)}, resume=resume)
@@ -314,6 +334,16 @@ class RLRun:
         if self.done:
             self.summary = self.run.summary
             return self
+        with checkpoint.guard(self.run, release=False):  # the loop that follows holds the lock in its own guard
+            self._open(model_dir, resume, need_ref, make_modules)
+        return self
+
+    def _open(self, model_dir, resume: bool, need_ref: bool, make_modules: Callable | None) -> None:
+        from scalinglab.model.hf import load_model
+        from scalinglab.testtime.greedy import default_max_new_tokens
+        from scalinglab.train.common import make_optimizer, seed_everything
+
+        cfg = self.cfg
         seed_everything(cfg.seed)
         self.model, self.tok = load_model(model_dir, device=self.device, dtype=torch.float32)
         self.model.eval()
@@ -328,32 +358,13 @@ class RLRun:
         per_step = getattr(cfg, "prompts_per_step", 16) * max(getattr(cfg, "group_size", 1), getattr(cfg, "samples_per_prompt", 1))
         self.engine = Engine(self.model, self.tok, max_batch=max(64, per_step))
         self.start, self.elapsed0, self.baseline = 0, 0.0, None
-        ckpt = self.run.latest_checkpoint() if resume else None
-        if ckpt is not None:
-            self._restore(ckpt)
-        else:
-            if resume:  # killed before its first checkpoint: start over, forget its logged steps
-                self.run.trim_metrics(0)
-            if cfg.eval_problems:
-                self.baseline = self.evaluate()
+        if resume:  # the newest intact checkpoint, or step 0 (metrics trimmed either way)
+            self.start, extra = checkpoint.restore(self.run, self.model, self.opt, self.modules)
+            self.elapsed0, self.baseline = extra.get("elapsed", 0.0), extra.get("baseline")
+        if not self.start and cfg.eval_problems:
+            self.baseline = self.evaluate()
         self.tb = _tensorboard(self.run.path / "tb")
         self.t_start = time.perf_counter()
-        return self
-
-    def _restore(self, ckpt) -> None:
-        from safetensors.torch import load_file
-
-        from scalinglab.train.common import load_train_state, set_rng_state
-
-        st = load_train_state(ckpt)
-        self.model.load_state_dict(load_file(str(ckpt / "model" / "model.safetensors")), strict=False)
-        self.opt.load_state_dict(st["optimizer"])
-        for k, m in self.modules.items():
-            m.load_state_dict(st["modules"][k])
-        set_rng_state(st["rng"])
-        self.start, self.elapsed0 = st["step"], st["extra"].get("elapsed", 0.0)
-        self.baseline = st["extra"].get("baseline")
-        self.run.trim_metrics(self.start)
 
     def evaluate(self) -> float:
         from scalinglab.testtime.greedy import greedy_accuracy
@@ -366,8 +377,6 @@ class RLRun:
 
     def end_step(self, step: int, rec: dict, t0: float, tokens: int) -> None:
         """Log step `step` (0-based) and checkpoint when due."""
-        from scalinglab.train.common import save_train_state
-
         dt = time.perf_counter() - t0
         rec.update(step_seconds=dt, tokens_per_s=tokens / max(dt, 1e-9), wall_time=self.wall())
         self.run.log(rec)
@@ -378,8 +387,8 @@ class RLRun:
         done = step + 1
         every = self.cfg.checkpoint_every
         if every and done % every == 0 and done < self.cfg.steps:
-            save_train_state(self.run, done, self.model, self.tok, self.opt,
-                             extra={"elapsed": self.wall(), "baseline": self.baseline}, modules=self.modules)
+            checkpoint.save(self.run, done, self.model, self.tok, self.opt,
+                            extra={"elapsed": self.wall(), "baseline": self.baseline}, modules=self.modules)
 
     def fail(self, e: Exception) -> None:
         self.run.fail(str(e)[:200])

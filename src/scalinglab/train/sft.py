@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from scalinglab.errors import UserError
+from scalinglab.runs import checkpoint
 from scalinglab.train.common import make_optimizer
 from scalinglab.train.data import Packer, encode_example, epoch_source, packed_hidden_states, sample_and_verify, sft_pairs_from_rows
 from scalinglab.train.posttrain_loop import StepResult, open_run, micro_batches, tail_mean, train_steps
@@ -151,24 +152,25 @@ def sft(cfg: SFTConfig, model_path: str, out: str, resume: bool = False, progres
     st = open_run("sft", cfg, model_path, out, resume)
     if st.finished is not None:
         return st.finished
-    task, device, model, tok, run = st.task, st.device, st.model, st.tok, st.run
-    t0 = time.perf_counter()
-    evals = task.generate(cfg.eval_problems, seed=cfg.eval_seed, difficulty=cfg.difficulty or None) if cfg.eval_problems else []
-    base_acc = _accuracy(model, tok, task, evals)
-    pairs = training_pairs(cfg, task, model, tok, run.path, resume)
-    examples = [encode_example(tok, p, c) for p, c in pairs]
-    packer = Packer(epoch_source(examples, cfg.seed), cfg.seq_len, tok.pad_id)
-    opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    records = train_steps(run, cfg, model, tok, opt, PackedData(packer, cfg.batch_size), make_sft_step(model, cfg, device),
-                          model.parameters(), progress=progress, kind="sft")
-    save_model(model, tok, run.path / "model", extra={"task": cfg.task, "difficulty": cfg.difficulty, "posttrain": "sft"})
-    summary = {"kind": "sft", "task": cfg.task, "steps": cfg.steps, "examples": len(examples), "epochs": packer.pos / len(examples),
-               "truncated_examples": packer.truncated, "train_loss": tail_mean(records, "loss"),
-               "train_token_accuracy": tail_mean(records, "accuracy"), "base_accuracy": base_acc,
-               "accuracy": _accuracy(model, tok, task, evals), "eval_seed": cfg.eval_seed if evals else None,
-               "seconds": time.perf_counter() - t0, "model": str(run.path / "model")}
-    run.finish(summary)
-    return summary
+    with checkpoint.guard(st.run):
+        task, device, model, tok, run = st.task, st.device, st.model, st.tok, st.run
+        t0 = time.perf_counter()
+        evals = task.generate(cfg.eval_problems, seed=cfg.eval_seed, difficulty=cfg.difficulty or None) if cfg.eval_problems else []
+        base_acc = _accuracy(model, tok, task, evals)
+        pairs = training_pairs(cfg, task, model, tok, run.path, resume)
+        examples = [encode_example(tok, p, c) for p, c in pairs]
+        packer = Packer(epoch_source(examples, cfg.seed), cfg.seq_len, tok.pad_id)
+        opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
+        records = train_steps(run, cfg, model, tok, opt, PackedData(packer, cfg.batch_size), make_sft_step(model, cfg, device),
+                              model.parameters(), progress=progress, kind="sft")
+        save_model(model, tok, run.path / "model", extra={"task": cfg.task, "difficulty": cfg.difficulty, "posttrain": "sft"})
+        summary = {"kind": "sft", "task": cfg.task, "steps": cfg.steps, "examples": len(examples), "epochs": packer.pos / len(examples),
+                   "truncated_examples": packer.truncated, "train_loss": tail_mean(records, "loss"),
+                   "train_token_accuracy": tail_mean(records, "accuracy"), "base_accuracy": base_acc,
+                   "accuracy": _accuracy(model, tok, task, evals), "eval_seed": cfg.eval_seed if evals else None,
+                   "seconds": time.perf_counter() - t0, "model": str(run.path / "model")}
+        run.finish(summary)
+        return summary
 
 
 def _accuracy(model, tok, task, problems) -> float | None:
