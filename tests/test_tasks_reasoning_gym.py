@@ -34,6 +34,8 @@ def test_prompt_ids_and_determinism():
     ("think... <answer> 7 </answer>", "7"), ("<answer>1</answer> then <answer>2</answer>", "2"),
     ("so\nAnswer: 12\n", "12"), ("**Final answer:** 3 × 5\n", "3 × 5"), ("answer: 1 2\n3 4\n\nnext", "1 2\n3 4"),
     ("Answer:\n1 0\n0 1", "1 0\n0 1"), ("no final line", None), ("Answer:   ", None),
+    ("5 - 3 = 2\n\nThe answer is 2.", "2"), ("Answer: Ann is a knave, and Bo is a knight.", "Ann is a knave, and Bo is a knight."),
+    ("<answer>2.</answer>", "2."),
 ])
 def test_extract(completion, want):
     assert extract(completion) == want

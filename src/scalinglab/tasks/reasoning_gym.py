@@ -25,12 +25,15 @@ from `generate`). `difficulty` d (1, 2, ...) sets every attribute of the dataset
 reasoning-gym curriculum to level d-1 (clamped to its top level; "inclusive" ranges, as
 reasoning-gym's default curriculum context), explicit settings winning; a dataset without a
 curriculum takes no difficulty. A BASE model gets `few_shot`: three questions of the same
-dataset and settings with their answers, in the format above, drawn with seed 987654321.
+dataset and settings with their answers, in the format above, drawn with seed 987654321
+(only the first when three would pass 3,000 characters; none for datasets without answers).
 
-Answer extraction: the last `<answer>...</answer>` (reasoning-gym's own convention), else
-the text after the last `Answer:` / `Final answer:` at the start of a line, up to an empty
-line (multi-line answers such as grids are kept, whitespace-only lines included: futoshiki's
-grids have them), stripped (also of `**`). Checking calls the
+Answer extraction: the last `<answer>...</answer>` (reasoning-gym's own convention), as it
+is; else the text after the last `Answer:` / `Final answer:` at the start of a line, up to an
+empty line (multi-line answers such as grids are kept, whitespace-only lines included:
+futoshiki's grids have them); else the rest of the line after the last "the answer is"
+(SmolLM2-135M-Instruct's habit). These two are stripped (also of `**`), and a one-word
+answer loses a final full stop (`2.` -> `2`; a sentence keeps its own). Checking calls the
 dataset's `score_answer(answer, entry)` in a worker process of `verify.pool` with a hard
 timeout (`timeout_s`): a scorer that raises (e.g. `prime_factorization` on `abc`) or hangs
 gives `Verdict.failed` (error=True), never a wrong answer. `reward` is the score (some
@@ -59,8 +62,10 @@ from scalinglab.verify.verdict import Verdict
 PREFIX = "rg:"
 INSTRUCTION = 'Think it through, then end with the final answer alone after "Answer:".'
 FEW_SHOT_SEED = 987654321
+FEW_SHOT_CHARS = 3000  # a longer prefix keeps only its first example
 _RESERVED = ("seed", "size")
 _TAG = re.compile(r"<answer>\s?(.*?)\s?</answer>", re.DOTALL)
+_ANSWER_IS = re.compile(r"\bthe (?:final )?answer is[ \t]*:?[ \t]*(.+?)[ \t]*$", re.IGNORECASE | re.MULTILINE)
 _LINE = re.compile(r"^[ \t]*(?:\*\*)?(?:final[ \t]+)?answer(?:\*\*)?[ \t]*:(?:\*\*)?", re.IGNORECASE | re.MULTILINE)
 
 
@@ -179,18 +184,25 @@ def _close_pools() -> None:
     _pools.clear()
 
 
+def _tidy(ans: str) -> str | None:
+    ans = ans.strip().removeprefix("**").removesuffix("**").strip()
+    if ans.endswith(".") and not any(c.isspace() for c in ans):  # "2." -> "2"; a sentence keeps its stop
+        ans = ans[:-1]
+    return ans or None
+
+
 def extract(completion: str) -> str | None:
-    """The answer of a completion: last `<answer>` tags, else after the last `Answer:` line start."""
+    """The answer of a completion: last `<answer>` tags, else after the last `Answer:` line
+    start, else the last "the answer is ..." (see the module docstring)."""
     tags = _TAG.findall(completion)
     if tags:
         return tags[-1].strip()
     marks = list(_LINE.finditer(completion))
-    if not marks:
-        return None
-    rest = completion[marks[-1].end():]
-    rest = rest.lstrip(" \t").lstrip("\n").split("\n\n", 1)[0]  # whitespace-only lines belong to grids (futoshiki)
-    ans = rest.strip().removeprefix("**").removesuffix("**").strip()
-    return ans or None
+    if marks:
+        rest = completion[marks[-1].end():]
+        return _tidy(rest.lstrip(" \t").lstrip("\n").split("\n\n", 1)[0])  # whitespace-only lines belong to grids
+    said = _ANSWER_IS.findall(completion)
+    return _tidy(said[-1]) if said else None
 
 
 @dataclass(frozen=True)
@@ -255,8 +267,14 @@ class ReasoningGym:
 
     @cached_property
     def few_shot(self) -> str:
-        shots = [p for p in self._problems(3, FEW_SHOT_SEED, None) if p.solution]
-        return "".join(p.prompt + p.solution + "\n" for p in shots)
+        """Up to three solved examples; beyond FEW_SHOT_CHARS only the first (ARC grids are long)."""
+        text = ""
+        for p in self._problems(3, FEW_SHOT_SEED, None):
+            shot = p.prompt + p.solution + "\n" if p.solution else ""
+            if text and len(text) + len(shot) > FEW_SHOT_CHARS:
+                break
+            text += shot
+        return text
 
     def extract_answer(self, completion: str) -> str | None:
         return extract(completion)
