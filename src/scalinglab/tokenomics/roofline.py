@@ -147,7 +147,25 @@ def _sum_min(n: float, w: int) -> float:
     return w * (w + 1) / 2.0 + (n - w) * w
 
 
+def require_fit(step: StepModel, batch: int, context: int) -> None:
+    """Refuse (one line) to time a step whose weights, or whose `batch` sequences of `context`
+    tokens, do not fit in the chips' memory: a roofline time for it would be a price for nothing."""
+    from scalinglab.errors import UserError
+    from scalinglab.tokenomics.memory import memory_plan
+
+    plan = memory_plan(step.model, step.hw, step.cfg)
+    where = f"{step.model.name} on {step.n_gpus} x {step.hw.name}"
+    if not plan.fits:
+        raise UserError(f"{where}: the weights do not fit ({plan.weight_bytes / 1e9:.1f} GB per chip); "
+                        "raise --tp/--ep or lower --weights-dtype")
+    fits = math.floor(plan.kv_free_bytes / plan.seq_bytes_per_gpu(context)) * plan.cfg.par.attn_groups  # KV alone, no scheduler cap
+    if batch > fits:
+        raise UserError(f"{where}: --batch {batch} sequences of {context} tokens do not fit in KV memory "
+                        f"(at most {fits}); lower --batch/--context or raise --tp")
+
+
 def decode_summary(step: StepModel, batch: int, context: int) -> dict:
+    require_fit(step, batch, context)
     st = step.decode(batch, context)
     return {"model": step.model.name, "hardware": step.hw.name, "n_gpus": step.n_gpus, "batch": batch,
             "context": context, "weights_dtype": step.cfg.weights_dtype, "kv_dtype": step.cfg.kv_dtype,
@@ -157,6 +175,7 @@ def decode_summary(step: StepModel, batch: int, context: int) -> dict:
 
 
 def prefill_summary(step: StepModel, batch: int, input_len: int, cached: int = 0) -> dict:
+    require_fit(step, batch, input_len)
     st = step.prefill(batch, input_len, cached)
     new = batch * max(input_len - cached, 0)
     return {"model": step.model.name, "hardware": step.hw.name, "n_gpus": step.n_gpus, "batch": batch,

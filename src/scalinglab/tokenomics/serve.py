@@ -76,6 +76,10 @@ class Requests:
 def make_requests(w: Workload, prefix_caching: bool) -> Requests:
     if w.n_requests < 1 or w.group_size < 1:
         raise UserError("--n-requests and --group-size must be >= 1")
+    if not 0 <= w.warmup < w.n_requests:
+        raise UserError(f"--warmup {w.warmup}: must be in [0, --n-requests {w.n_requests}) (the warm-up requests are not counted)")
+    if w.shared_prefix < 0:
+        raise UserError(f"--shared-prefix {w.shared_prefix}: must be >= 0")
     rng = np.random.default_rng(w.seed)
     n, g = w.n_requests, w.group_size
     n_prompts = -(-n // g)
@@ -274,6 +278,10 @@ def simulate(step: StepModel, w: Workload, prefix_caching: bool = False, n_insta
             batches.append(r["mean_decode_batch"])
         n_chips = (n_p + n_d) * step.n_gpus
     ok = np.isfinite(first) & np.isfinite(finish) & (finish >= first) & (np.arange(n) >= w.warmup)
+    if rejected == n:
+        longest = int((req.input_len + req.output_len).max())
+        raise UserError(f"no request fits in the KV cache: the longest needs {longest:,} tokens, an instance holds "
+                        f"{plan.kv_capacity_tokens:,}; shorten --input-len/--output-len or raise --tp")
     ttft = first - arrival
     tpot = np.where(req.output_len > 1, (finish - first) / np.maximum(req.output_len - 1, 1), np.nan)
     start = float(np.nanmin(arrival[ok])) if ok.any() else 0.0

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from scalinglab.errors import UserError
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -44,6 +46,26 @@ class ModelSpec:
     v_head_dim: int = 0
     # Attention window per layer: 0 = full attention, w > 0 = sliding window of w tokens
     windows: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Refuse shapes no model has (a negative width gives negative bytes and "fits": true)."""
+        for k in ("layers", "hidden", "heads", "kv_heads", "head_dim", "intermediate", "vocab"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise UserError(f"model {self.name}: {k} must be a positive integer, got {v!r}")
+        for k in ("n_experts", "top_k", "n_shared_experts", "moe_intermediate", "first_k_dense", "kv_lora_rank", "q_lora_rank",
+                  "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise UserError(f"model {self.name}: {k} must be a non-negative integer, got {v!r}")
+        if not self.is_mla and self.heads % self.kv_heads:
+            raise UserError(f"model {self.name}: {self.heads} attention heads are not a multiple of {self.kv_heads} key/value heads")
+        if self.n_experts and not 1 <= self.top_k <= self.n_experts:
+            raise UserError(f"model {self.name}: top_k {self.top_k} experts per token must be in [1, {self.n_experts}]")
+        if self.first_k_dense > self.layers:
+            raise UserError(f"model {self.name}: first_k_dense {self.first_k_dense} > {self.layers} layers")
+        if any(w < 0 for w in self.windows) or (self.windows and len(self.windows) != self.layers):
+            raise UserError(f"model {self.name}: windows must be {self.layers} non-negative sizes")
 
     # ---- derived shape ----
     @property

@@ -49,7 +49,7 @@ def failure_overhead(c: Cluster) -> dict:
 
 
 def pretrain_cost(n_params: float, tokens: float, c: Cluster) -> dict:
-    if n_params <= 0 or tokens <= 0 or c.n_gpus < 1 or not 0 < c.mfu <= 1:
+    if not (n_params > 0 and tokens > 0 and math.isfinite(n_params * tokens)) or c.n_gpus < 1 or not 0 < c.mfu <= 1:  # NaN fails too
         raise UserError("--params, --tokens, --gpus must be positive and --mfu in (0, 1]")
     flops = 6.0 * n_params * tokens
     ideal_s = flops / (c.n_gpus * c.hw.peak_flops("bf16") * c.mfu)

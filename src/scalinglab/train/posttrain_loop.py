@@ -45,12 +45,15 @@ def open_run(kind: str, cfg, model_path: str, out: str, resume: bool) -> Opened:
 
     from scalinglab.model.hf import load_model
     from scalinglab.runs import Run
+    from scalinglab.runs.store import read_text
     from scalinglab.tasks import get_task
     from scalinglab.train.common import pick_device, seed_everything
     from scalinglab.train.data import check_data_file
 
     task = get_task(cfg.task)
     check_ranges(cfg)
+    if cfg.data:
+        read_text(cfg.data, "--data")  # a directory, a binary or non-UTF-8 file: one line, before anything is made
     check_data_file(cfg.data)
     device = pick_device(cfg.device)
     model, tok = load_model(model_path, device=device)

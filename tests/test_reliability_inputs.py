@@ -1,0 +1,115 @@
+"""Bad input ends in one line naming it, a non-zero exit and nothing half-written (issue 20,
+items 10-13): tokenomics configs and workloads, --out that is a file or unwritable, input
+files that are binary, directories or not UTF-8, nonsense training settings."""
+
+import json
+
+import pytest
+
+from scalinglab.cli import main
+from scalinglab.errors import UserError
+from scalinglab.runs.store import read_json, read_text
+
+LLAMA = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2,
+         "intermediate_size": 128, "vocab_size": 100}
+
+
+def cli(capsys, *args):
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    return code, capsys.readouterr()
+
+
+def _one_line(err):
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("change,key", [
+    ({"num_attention_heads": 0}, "num_attention_heads"), ({"hidden_size": -64}, "hidden"),
+    ({"num_key_value_heads": 0}, "kv_heads"), ({"num_hidden_layers": "32"}, "num_hidden_layers"),
+    ({"vocab_size": [100]}, "vocab_size"), ({"num_key_value_heads": 3}, "key/value heads"),
+    ({"sliding_window": "big"}, "sliding_window"),
+])
+def test_tokenomics_config_with_impossible_shapes_is_refused_naming_the_field(tmp_path, capsys, change, key):
+    (tmp_path / "config.json").write_text(json.dumps({**LLAMA, **change}))
+    code, o = cli(capsys, "tokenomics", "kv", "--model", str(tmp_path / "config.json"), "--json")
+    assert code == 2 and key in _one_line(o.err)
+    assert key in json.loads(o.out)["error"]  # --json: the error object is the one thing on stdout
+
+
+def test_a_sound_config_still_loads(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps(LLAMA))
+    code, o = cli(capsys, "tokenomics", "kv", "--model", str(tmp_path), "--json")
+    assert code == 0 and json.loads(o.out)["attention"] == "GQA"
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00binary", b"", b"[1, 2]", b'{"num_hidden_layers": 2'])
+def test_tokenomics_model_file_that_is_not_a_config(tmp_path, capsys, content):
+    (tmp_path / "m.json").write_bytes(content)
+    code, o = cli(capsys, "tokenomics", "kv", "--model", str(tmp_path / "m.json"))
+    assert code == 2 and "m.json" in _one_line(o.err)
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["serve", "--model", "Qwen2.5-0.5B", "--n-requests", "10", "--warmup", "10"], "--warmup 10"),
+    (["serve", "--model", "Llama-3.1-8B", "--input-len", "5000000", "--output-len", "10", "--n-requests", "3"], "KV cache"),
+    (["decode", "--model", "Llama-3.1-405B", "--hardware", "H100"], "do not fit"),
+    (["decode", "--model", "Llama-3.1-8B", "--hardware", "H100", "--batch", "4000", "--context", "100000"], "do not fit"),
+    (["train", "--params", "nan", "--tokens", "1e12"], "--params"),
+])
+def test_tokenomics_workloads_that_cannot_run_are_one_line(capsys, args, msg):
+    code, o = cli(capsys, "tokenomics", *args, "--json")
+    assert code == 2 and msg in _one_line(o.err) and msg in json.loads(o.out)["error"]
+
+
+def test_shared_reader_names_binary_directory_and_missing_files(tmp_path):
+    (tmp_path / "bin").write_bytes(b"ok\n\xff\xfe")
+    with pytest.raises(UserError, match=r"--data .*bin: not UTF-8 text \(byte 3\)") as e:
+        read_text(tmp_path / "bin", "--data")
+    assert e.value.input == str(tmp_path / "bin")
+    with pytest.raises(UserError, match="is a directory"):
+        read_text(tmp_path)
+    with pytest.raises(UserError, match="no such file"):
+        read_json(tmp_path / "nope.json")
+
+
+@pytest.mark.parametrize("make", ["file", "proc"])
+def test_out_that_is_a_file_or_unwritable_is_one_line_and_creates_nothing(tmp_path, capsys, make):
+    out = tmp_path / "f" if make == "file" else "/proc/scalinglab-x/run"
+    if make == "file":
+        out.write_text("keep me")
+    code, o = cli(capsys, "pretrain", "--depth", "1", "--steps", "1", "--out", str(out))
+    assert code == 2 and "--out" in _one_line(o.err)
+    if make == "file":
+        assert out.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00\x01", "DIR"])
+def test_sft_data_that_is_binary_or_a_directory_leaves_no_run(tmp_path, capsys, content):
+    data = tmp_path / "d.jsonl"
+    if content == "DIR":
+        data.mkdir()
+    else:
+        data.write_bytes(content)
+    code, o = cli(capsys, "train", "sft", "--model", "/nonexistent-model", "--data", str(data), "--out", str(tmp_path / "S"))
+    assert code == 2 and "--data" in _one_line(o.err)
+    assert not (tmp_path / "S").exists()
+
+
+@pytest.mark.parametrize("sets,key", [(["group_size=0"], "group_size"), (["lr=nan"], "lr"), (["temperature=-1"], "temperature"),
+                                      (["checkpoint_every=-1"], "checkpoint_every")])
+def test_grpo_nonsense_settings_name_the_key(tmp_path, capsys, sets, key):
+    args = [a for s in sets for a in ("--set", s)]
+    code, o = cli(capsys, "train", "grpo", "--model", "/nonexistent-model", "--out", str(tmp_path / "G"), *args)
+    assert code == 2 and f"'{key}'" in _one_line(o.err)
+    assert not (tmp_path / "G").exists()
+
+
+def test_grpo_zero_steps_is_refused(tmp_path, capsys):
+    code, o = cli(capsys, "train", "grpo", "--model", "/nonexistent-model", "--out", str(tmp_path / "G"), "--steps", "0")
+    assert code == 2 and "'steps'" in _one_line(o.err)
