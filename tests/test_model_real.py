@@ -81,9 +81,29 @@ def test_load_initialises_no_weight(smol, monkeypatch):
         monkeypatch.setattr(torch.nn.init, name, spy)
     ours = []
     monkeypatch.setattr(Transformer, "_init", staticmethod(lambda m: ours.append(m)))
+    normal = []  # even on the meta device: nn.Embedding's own normal_ costs the torch._refs import
+    orig_normal = torch.Tensor.normal_
+    monkeypatch.setattr(torch.Tensor, "normal_", lambda t, *a, **k: (normal.append(t.device.type), orig_normal(t, *a, **k))[1])
     model, _ = load_model(d)
-    assert calls == [] and ours == []
+    assert calls == [] and ours == [] and normal == []
     assert model.model.embed_tokens.weight.abs().sum() > 0
+
+
+def test_load_model_stays_clear_of_torch_refs(tiny_model, tmp_path):
+    """Meta-device ops that fall back to torch._refs (normal_, arange, empty_like) import
+    torch._dynamo and sympy on first use: 2-3 s of load_model. None may run."""
+    import subprocess
+    import sys
+
+    from scalinglab.model.hf import save_model
+
+    d = save_model(*tiny_model, tmp_path / "m")
+    code = ("import sys, time\nfrom scalinglab.model.hf import load_model\nt = time.perf_counter()\n"
+            f"load_model({str(d)!r})\n"
+            "print(sorted(m for m in ('torch._dynamo', 'sympy') if m in sys.modules), time.perf_counter() - t)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] == "[]", out.stdout
 
 
 def _hf_greedy(hf, ids, steps):

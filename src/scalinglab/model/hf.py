@@ -178,9 +178,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", dtyp
     sd = _load_state_dict(d)
     if "lm_head.weight" not in sd and not cfg.tie_word_embeddings:
         raise UserError(f"model {d}: lm_head.weight missing and embeddings are not tied")
+    # Built on the meta device without init, then every weight is assigned from the file. No to_empty():
+    # empty_like on meta tensors goes through torch._refs, whose first call imports sympy (1 s).
     with torch.device("meta"):
-        model = Transformer(cfg, init=False)  # no init: every weight is assigned below
-    model = model.to_empty(device=device)
+        model = Transformer(cfg, init=False)
     missing, unexpected = model.load_state_dict({k: v for k, v in sd.items() if "rotary_emb" not in k}, strict=False, assign=True)
     if cfg.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight

@@ -34,7 +34,9 @@ class RMSNorm(nn.Module):
 def rope_inv_freq(cfg: ModelConfig) -> torch.Tensor:
     """Inverse frequencies (head_dim/2,), with Llama-3 scaling when configured."""
     d = cfg.head_dim
-    inv = 1.0 / (cfg.rope_theta ** (torch.arange(0, d, 2, dtype=torch.float64) / d))
+    # On the CPU even inside a `torch.device("meta")` block: a meta arange goes through torch._refs,
+    # whose first call imports torch._dynamo (2-3 s of load_model).
+    inv = 1.0 / (cfg.rope_theta ** (torch.arange(0, d, 2, dtype=torch.float64, device="cpu") / d))
     rs = cfg.rope_scaling or {}
     if rs.get("rope_type", rs.get("type")) == "llama3":
         factor, lo, hi = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"]
@@ -116,7 +118,9 @@ class Backbone(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        # Given storage, so nn.Embedding skips its own normal_ (Transformer._init initialises it): on the meta
+        # device that normal_ goes through torch._refs, whose first call imports torch._dynamo (2-3 s of load_model).
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size, _weight=torch.empty(cfg.vocab_size, cfg.hidden_size))
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
@@ -130,7 +134,10 @@ class Transformer(nn.Module):
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
-        self.register_buffer("inv_freq", rope_inv_freq(cfg), persistent=False)
+        inv_freq = rope_inv_freq(cfg)  # made on the CPU (see rope_inv_freq); kept there on the meta device
+        if self.lm_head.weight.device.type != "meta":
+            inv_freq = inv_freq.to(self.lm_head.weight.device)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
         if not init:
             return
         self.apply(self._init)
