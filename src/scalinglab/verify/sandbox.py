@@ -20,7 +20,9 @@ in-sandbox runner (`_sandbox_runner.py`, fed to `python -I -S -B -c`):
 * **fallback** (no working bwrap): rlimits, a private temporary directory as cwd, a clean
   environment, `unshare --net --pid --ipc --uts --fork --kill-child` when that works, and a
   fresh uid when root and the Python runtime is readable by other users. A loud
-  `SandboxWarning` lists what is then not covered.
+  `SandboxWarning` lists what is then not covered; `Isolation.describe()` says which mode
+  ran (for verdicts and `--json`), and `untrusted_isolation("auto")` refuses the fallback
+  unless the user names it (`--sandbox fallback` or SCALINGLAB_SANDBOX=fallback).
 
 What this does NOT protect against (either mode):
 
@@ -55,6 +57,8 @@ import warnings
 from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
+
+from scalinglab.errors import UserError
 
 RUNNER_SOURCE = (Path(__file__).with_name("_sandbox_runner.py")).read_text()
 PYTHON = os.path.realpath(sys.executable)  # the real interpreter, not a venv symlink
@@ -91,6 +95,11 @@ class Isolation:
     unshare: tuple[str, ...] = ()  # fallback: the `unshare ...` prefix that worked, or ()
     not_covered: tuple[str, ...] = field(default_factory=tuple)
     nproc_base: int = 0  # processes the uid already has, added to RLIMIT_NPROC when not dropping
+    reason: str = ""  # fallback: why bwrap was not used
+
+    def describe(self) -> dict:
+        """The isolation level, for every verdict and `--json` output: mode, and what it does not cover."""
+        return {"mode": self.mode, "reason": self.reason or None, "not_covered": list(self.not_covered)}
 
     def argv(self, limits: SandboxLimits, uid: int) -> list[str]:
         ids = [str(uid), str(uid)] if self.drop_uid else ["-1", "-1"]
@@ -172,7 +181,7 @@ def isolation(force: str | None = None) -> Isolation:
     else:
         reason = "fallback mode requested" if force == "fallback" else "bwrap is not installed (scripts/install_system_deps.sh)"
     if force == "bwrap":
-        raise RuntimeError(f"bwrap sandbox requested but unavailable: {reason}")
+        raise UserError(f"bwrap sandbox requested but unavailable: {reason}")
     drop = root and _world_readable_path(sys.base_prefix)
     unshare: tuple[str, ...] = ()
     if shutil.which("unshare"):
@@ -187,9 +196,30 @@ def isolation(force: str | None = None) -> Isolation:
     if not drop:
         gaps.append("the program runs as the host user: it may signal or read that user's processes and files"
                     + ("; RLIMIT_NPROC does not bind root" if root else ""))
-    iso = Isolation("fallback", drop, unshare, tuple(gaps), nproc_base)
+    iso = Isolation("fallback", drop, unshare, tuple(gaps), nproc_base, reason)
     warnings.warn("SANDBOX FALLBACK (" + reason + "): untrusted code runs with rlimits only. NOT covered: "
                   + "; ".join(gaps) + ".", SandboxWarning, stacklevel=2)
+    return iso
+
+
+SANDBOX_CHOICES = ("auto", "bwrap", "fallback")
+
+
+def untrusted_isolation(sandbox: str = "auto") -> Isolation:
+    """The isolation for judging untrusted programs, refusing the weak fallback unless named.
+
+    `sandbox`: "bwrap" (required), "fallback" (the user accepts rlimits only: host files
+    visible and writable), or "auto": bwrap, and a one-line UserError instead of a silent
+    fallback when bwrap does not work here (SCALINGLAB_SANDBOX=fallback also names it).
+    """
+    if sandbox not in SANDBOX_CHOICES:
+        raise UserError(f"--sandbox {sandbox!r}: choose one of {', '.join(SANDBOX_CHOICES)}")
+    if sandbox != "auto":
+        return isolation(sandbox)
+    iso = isolation()
+    if iso.mode == "fallback" and os.environ.get("SCALINGLAB_SANDBOX") != "fallback":
+        raise UserError(f"no bwrap sandbox here ({iso.reason}): untrusted code would run with rlimits only and could "
+                        "write host files; install bubblewrap, or accept that with --sandbox fallback")
     return iso
 
 
