@@ -126,6 +126,8 @@ def test_greedy_tokens_equal_transformers_on_16_prompts(smol):
         ours = g.completions[0].token_ids
         theirs = _hf_greedy(hf, ids, steps)
         assert ours == theirs[:len(ours)] and (len(ours) == steps or ours[-1] == 2), (tok.decode(ids), ours, theirs)
+    # chat turns end at <|im_end|> (the tokenizer's EOS), not at the length limit
+    assert any(g.completions[0].finish_reason == "eos" for g in res.generations[len(PROMPTS):])
 
 
 @pytest.mark.slow
