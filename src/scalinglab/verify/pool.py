@@ -159,8 +159,10 @@ class WorkerPool:
 
     def __init__(self, fn: Callable | str, workers: int = 2, initializer: Callable | str | None = None,
                  memory_mb: int | None = None):
-        if workers < 1:
-            raise ValueError("a pool needs at least one worker")
+        if not isinstance(workers, int) or workers < 1:
+            from scalinglab.errors import UserError
+
+            raise UserError(f"--workers {workers}: a pool needs at least one worker (0 picks the default)")
         self._fn, self._init = _spec(fn), _spec(initializer)
         self.memory_mb = memory_mb or 0
         self.n_workers = workers
