@@ -129,3 +129,20 @@ cp {mnt}/r/metrics.jsonl {tmp_path}/metrics.jsonl
     assert (tmp_path / "rc2").read_text().strip() == "0", (tmp_path / "err2").read_text()[-2000:]
     assert not [n for n in (tmp_path / "ls2").read_text().split() if n.startswith(".tmp-step")]
     assert _steps(tmp_path) == list(range(5, 41, 5))
+
+
+def test_a_sweep_on_a_ladder_another_process_holds_is_refused(tmp_path, capsys):
+    from scalinglab.cli import main
+
+    hold = ("import sys, time\nfrom pathlib import Path\nfrom scalinglab.runs.store import DirLock\n"
+            "Path(sys.argv[1]).mkdir()\nDirLock(Path(sys.argv[1]))\nprint('holding', flush=True)\ntime.sleep(60)\n")
+    p = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path / "L")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "holding"
+        with pytest.raises(SystemExit) as e:
+            main(["sweep", "pretrain", "--depths", "1", "--tokens", "1e3", "--out", str(tmp_path / "L")])
+        assert e.value.code == 2 and f"in use by pid {p.pid}" in _one_line(capsys.readouterr().err)
+    finally:
+        p.kill()
+        p.wait()
+    assert sorted(x.name for x in (tmp_path / "L").iterdir()) == [".lock"]  # nothing trained, nothing removed

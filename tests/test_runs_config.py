@@ -94,3 +94,12 @@ def test_resume_with_changed_settings_is_refused_naming_each(tmp_path):
     # a setting that does not change what is trained may change, and config.json says so
     Run.create(tmp_path / "r", kind="pretrain", config={"steps": 100, "lr": 1e-3, "depth": 3, "device": "cuda"}, resume=True)
     assert Run(tmp_path / "r").config["device"] == "cuda"
+
+
+def test_resume_refuses_another_model_but_not_the_same_one_named_differently(tmp_path, monkeypatch):
+    (tmp_path / "m").mkdir()
+    monkeypatch.chdir(tmp_path)
+    Run.create(tmp_path / "r", kind="grpo", config={"model": str(tmp_path / "m"), "steps": 5})
+    Run.create(tmp_path / "r", kind="grpo", config={"model": "m", "steps": 5}, resume=True)  # relative: the same directory
+    with pytest.raises(UserError, match=r"model .* -> '/other'"):
+        Run.create(tmp_path / "r", kind="grpo", config={"model": "/other", "steps": 5}, resume=True)

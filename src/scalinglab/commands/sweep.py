@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from scalinglab.commands import common
+from scalinglab.errors import UserError
 
 sweep_app = typer.Typer(help="Sweeps over the model-size dial: scaling ladders that fit their own laws.", no_args_is_help=True)
 
@@ -52,9 +53,30 @@ def sweep_pretrain_cmd(
                        eval_problems=eval_problems, threads=threads, gpus=gpus, retries=retries, bootstrap=bootstrap,
                        grid=grid, overrides=tuple(set_ or ()))
     n = len(set(cfg.depths)) * len(set(cfg.tokens))
-    with common.progress_bar(f"ladder ({n} rungs, {backend})") as bar:
-        summary = run_ladder(cfg, str(out), backend=backend, address=address, progress=bar)
+    made = not out.exists()
+    lock = _lock(out)  # one sweep per ladder directory: a second one would retrain the first one's rungs
+    try:
+        with common.progress_bar(f"ladder ({n} rungs, {backend})") as bar:
+            summary = run_ladder(cfg, str(out), backend=backend, address=address, progress=bar)
+    finally:
+        lock.release()
+        if made and out.is_dir() and [p.name for p in out.iterdir()] in ([], [".lock"]):  # a failed start leaves nothing
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
     common.emit(summary, as_json, human=_human(summary))
+
+
+def _lock(out: Path):
+    from scalinglab.runs.store import DirLock
+
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is a file, not a ladder directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot create the ladder directory ({e.strerror or e})") from None
+    return DirLock(out)
 
 
 def _human(s: dict) -> str:
