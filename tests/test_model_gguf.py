@@ -111,6 +111,16 @@ def test_bad_gguf_inputs_are_user_errors(cache, tmp_path):
         resolve_model_dir(tmp_path / "no-such-model")
 
 
+def test_truncated_gguf_is_a_user_error_and_caches_nothing(cache, tmp_path):
+    pytest.importorskip("transformers")
+    pytest.importorskip("gguf")
+    bad = tmp_path / "truncated.gguf"
+    bad.write_bytes(b"GGUF\x03\x00")  # the magic, then nothing
+    with pytest.raises(UserError, match="cannot convert this GGUF"):
+        resolve_model_dir(bad)
+    assert list((cache / "gguf").iterdir()) == []
+
+
 def test_short_name_without_its_package_says_how_to_install(monkeypatch):
     def absent(name):
         raise importlib.metadata.PackageNotFoundError(name)

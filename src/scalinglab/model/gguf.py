@@ -117,8 +117,9 @@ def convert_gguf(path: Path, out: Path) -> None:
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
         tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    except (ValueError, KeyError, OSError, RuntimeError, NotImplementedError) as e:
-        raise UserError(f"model {path}: transformers cannot convert this GGUF ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    except Exception as e:  # a truncated or foreign file fails anywhere in transformers' reader (struct.error, ...)
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise UserError(f"model {path}: transformers cannot convert this GGUF ({type(e).__name__}: {first[:200]})") from None
     if model.config.model_type not in _SUPPORTED:
         raise UserError(f"model {path}: architecture {model.config.model_type!r} is not supported (supported: {', '.join(_SUPPORTED)})")
     # The weights are de-quantised now: drop the quantizer, or save_pretrained refuses / marks the folder as GGUF.
