@@ -113,3 +113,15 @@ def test_grpo_nonsense_settings_name_the_key(tmp_path, capsys, sets, key):
 def test_grpo_zero_steps_is_refused(tmp_path, capsys):
     code, o = cli(capsys, "train", "grpo", "--model", "/nonexistent-model", "--out", str(tmp_path / "G"), "--steps", "0")
     assert code == 2 and "'steps'" in _one_line(o.err)
+
+
+@pytest.mark.parametrize("args", [["pretrain", "--set", "device=tpu", "--out", "OUT"],
+                                  ["generate", "--model", "MODEL", "--prompts", "PROMPTS", "--device", "tpu"]])
+def test_unknown_device_is_one_line(tmp_path, capsys, args):
+    (tmp_path / "p.txt").write_text("1+1=?\n")
+    (tmp_path / "m").mkdir()
+    args = [a.replace("OUT", str(tmp_path / "R")).replace("PROMPTS", str(tmp_path / "p.txt")).replace("MODEL", str(tmp_path / "m"))
+            for a in args]
+    code, o = cli(capsys, *args)
+    assert code == 2 and "tpu" in _one_line(o.err)
+    assert not (tmp_path / "R").exists()

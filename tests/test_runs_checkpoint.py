@@ -106,6 +106,19 @@ def test_a_start_that_fails_before_its_first_step_leaves_nothing(tmp_path):
             raise RuntimeError("data loader broke")
     assert not (tmp_path / "r").exists() and list_runs(tmp_path) == []
     Run.create(tmp_path / "r", kind="x", config={"a": 2}).finish({})  # the corrected command runs
+    # in a directory that existed (empty) before: it is left as found, whatever the start wrote
+    (tmp_path / "given").mkdir()
+    run = Run.create(tmp_path / "given", kind="x", config={}, resume=True)
+    with pytest.raises(UserError):
+        with guard(run):
+            (run.path / "data.jsonl").write_text("{}\n")
+            (run.path / "tb").mkdir()
+            raise UserError("bad data")
+    assert (tmp_path / "given").is_dir() and not list((tmp_path / "given").iterdir())
+    # a non-empty directory that holds no run is never taken for one, even with --resume
+    (tmp_path / "given" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="holds no run"):
+        Run.create(tmp_path / "given", kind="x", config={}, resume=True)
     # a run that did log steps is kept on failure, with the reason
     run = Run.create(tmp_path / "s", kind="x", config={})
     with pytest.raises(ValueError):

@@ -1,4 +1,5 @@
-"""Run directories, the SQLite run index, atomic files and checkpoints."""
+"""Run directories, the SQLite run index, atomic files (store.py) and the one save / restore /
+resume mechanism every trainer uses (checkpoint.py)."""
 
 from scalinglab.runs.store import Run, atomic_write_text, atomic_write_json, open_index, list_runs
 

@@ -255,10 +255,11 @@ class Run:
         run = cls(path)
         if run.path.exists() and not run.path.is_dir():
             raise _input_error(f"--out {run.path}: is a file, not a run directory", run.path)
-        if run.path.exists() and not _bookkeeping_only(run.path) and not resume:
-            if (run.path / "config.json").exists():
+        if run.path.exists() and not _bookkeeping_only(run.path):
+            if not (run.path / "config.json").exists():
+                raise _input_error(f"{run.path}: directory is not empty" + (" and holds no run (no config.json)" if resume else ""), run.path)
+            if not resume:
                 raise _input_error(f"{run.path}: a run already exists there (use --resume to continue it, or another --out)", run.path)
-            raise _input_error(f"{run.path}: directory is not empty", run.path)
         config = json.loads(dumps(config))
         try:
             run._made_dir = not run.path.exists()
@@ -393,9 +394,9 @@ class Run:
             (self.path.parent / INDEX_NAME).unlink(missing_ok=True)
         if self._made_dir:
             _rmtree(self.path)
-        else:
-            for name in ("config.json", "command.txt", "metrics.jsonl", LOCK_NAME):
-                (self.path / name).unlink(missing_ok=True)
+        else:  # the directory was empty when `create` ran: everything in it is this run's
+            for p in list(self.path.iterdir()):
+                _rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
         self.new = False
 
     # -- checkpoints ------------------------------------------------------------

@@ -6,8 +6,10 @@ already divided by the normaliser of the *whole* step, so accumulation is exact 
 divided by the micro-batch count again), clip, check that loss and gradient norm are
 finite (and the norm below `stop_grad_norm`) *before* the update, step, log one metrics
 record, and checkpoint atomically every `checkpoint_every` steps. `--resume` reloads model,
-head, optimizer, RNG and data position from the last checkpoint and trims metrics past it,
-so every step appears exactly once.
+head, optimizer, RNG and data position from the newest intact checkpoint and trims metrics
+past it (to step 0 when killed before the first one), so every step appears exactly once;
+the records the summary averages travel in the checkpoint, so a resumed summary is the
+uninterrupted one. The mechanism is `runs/checkpoint.py`, shared with pretrain and RL.
 """
 
 from __future__ import annotations

@@ -9,9 +9,12 @@ clipping. Problems come from the task's seeded generator in a namespace disjoint
 evaluation seeds, so held-out accuracy is on problems drawn with a seed never used here.
 
 A run writes `metrics.jsonl` every `log_every` steps, checkpoints every
-`checkpoint_every` steps (atomic; `--resume` continues exactly), and at the end the
-model in `RUN/model/` (Hugging Face layout) and `summary.json` with N, D, C = 6·N·D, the
-final losses and greedy accuracy on held-out problems.
+`checkpoint_every` steps (`runs/checkpoint.py`: atomic; `--resume` continues exactly from
+the newest intact one, or from step 0 with the killed attempt's lines trimmed), and at the
+end the model in `RUN/model/` (Hugging Face layout) and `summary.json` with N, D, C = 6·N·D,
+the final losses (the train loss over every step, across resumes) and greedy accuracy on
+held-out problems. Settings that train nothing (steps <= 0, depth 0, lr NaN) are refused
+before the run directory exists.
 """
 
 from __future__ import annotations

@@ -312,7 +312,8 @@ class RLRun:
     engine, an optional frozen reference, held-out greedy accuracy before and after,
     per-step metrics, atomic checkpoints (model, optimizer, RNG, extra modules, wall time;
     the data position is the step, since prompts are a pure function of (seed, step)) and
-    exact `--resume`."""
+    exact `--resume`, all through `runs/checkpoint.py`; the recipe's loop runs inside
+    `checkpoint.guard(rl.run)` so the run index records how it ended."""
 
     @classmethod
     def start(cls, kind: str, cfg, model_path: str, out: str, resume: bool, need_ref: bool = False,
