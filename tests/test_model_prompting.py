@@ -168,3 +168,19 @@ def test_eval_sees_the_formatted_prompts(chat_model, tmp_path):
     fmt = PromptFormat(tok, system="Solve it.")
     assert s["chat"] is True
     assert s["points"][0]["prompt_tokens"] == sum(len(tok.encode(fmt.render(p.prompt))) for p in probs)
+
+
+def test_synth_samples_from_the_formatted_prompts(chat_model, tmp_path):
+    from scalinglab.commands import synth
+
+    model_dir, tok = chat_model
+    root = typer.Typer()
+    synth.register(root)
+    args = ["synth", "--task", "addition", "--model", str(model_dir), "--n", "2", "--k", "1", "--max-new-tokens", "2",
+            "--device", "cpu", "--seed", "4", "--json"]
+    on = json.loads(CliRunner().invoke(root, args + ["--out", str(tmp_path / "on.jsonl")], catch_exceptions=False).stdout)
+    off = json.loads(CliRunner().invoke(root, args + ["--out", str(tmp_path / "off.jsonl"), "--chat", "off"],
+                                        catch_exceptions=False).stdout)
+    probs = get_task("addition").generate(2, seed=4)
+    assert off["prompt_tokens"] == sum(len(tok.encode(p.prompt)) for p in probs)
+    assert on["prompt_tokens"] == sum(len(tok.encode(PromptFormat(tok).render(p.prompt))) for p in probs)
