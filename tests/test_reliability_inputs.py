@@ -125,3 +125,14 @@ def test_unknown_device_is_one_line(tmp_path, capsys, args):
     code, o = cli(capsys, *args)
     assert code == 2 and "tpu" in _one_line(o.err)
     assert not (tmp_path / "R").exists()
+
+
+def test_atomic_writes_to_an_impossible_place_are_one_line(tmp_path):
+    from scalinglab.runs.store import atomic_write_json
+
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(UserError, match=r"cannot write there \(.*/f is a file\)"):
+        atomic_write_json(tmp_path / "f" / "out.json", {})
+    with pytest.raises(UserError, match="cannot write there"):
+        atomic_write_json("/proc/scalinglab-x/out.json", {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]

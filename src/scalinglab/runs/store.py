@@ -61,18 +61,34 @@ def dumps(obj: Any, indent: int | None = None) -> str:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to `path` through a temp file + fsync + rename: readers see the old file or
+    the new one, never half of one. An OS error (unwritable place, a file where a directory
+    should be, a full disk) is a one-line UserError naming the path; no temp file is left."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise _write_error(path, e) from None
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _write_error(path, e) from None
         raise
+
+
+def _write_error(path: Path, e: OSError) -> UserError:
+    if disk_full(e):
+        return _input_error(f"{path}: disk full (No space left on device)", path)
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    why = f"{blocker} is a file" if blocker is not None else (e.strerror or str(e))
+    return _input_error(f"{path}: cannot write there ({why})", path)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
