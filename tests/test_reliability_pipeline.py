@@ -39,6 +39,7 @@ def test_an_interrupted_or_failed_run_is_not_marked_finished(two_stages, tmp_pat
         pipeline.run_pipeline("smoke", str(tmp_path / "r"))
     s = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert (s["status"], s["finished"]) == (status, None)
+    assert s["stages"]["second"]["status"] == status and "first" in s["stages"]
     assert (tmp_path / "r" / "first" / "stage.json").exists() and not (tmp_path / "r" / "second" / "stage.json").exists()
     done = pipeline.run_pipeline("smoke", str(tmp_path / "r"), resume=True)
     assert done["status"] == "finished" and done["finished"] and set(done["stages"]) == {"first", "second"}

@@ -51,7 +51,7 @@ def get_preset(name: str) -> Preset:
 def _summary(out: Path, preset: Preset, records: dict, failed: dict, t0: float, started: str, status: str = "running") -> dict:
     keep = ("title", "headline", "model", "figures", "table", "notes")
     st = {name: {k: r.get(k) for k in keep if r.get(k) is not None} for name, r in records.items()}
-    st.update({name: {"status": "failed", "error": err} for name, err in failed.items()})
+    st.update({name: {"status": "interrupted" if err == "interrupted" else "failed", "error": err} for name, err in failed.items()})
     laws = {r["law"]["name"]: {k: r["law"].get(k) for k in ("params", "ci95", "success", "message")}
             for r in records.values() if r.get("law")}
     return {"preset": preset.name, "task": preset.task, "status": status, "started": started,
@@ -122,9 +122,11 @@ def _run(p: Preset, root: Path, resume: bool, progress, only: tuple[str, ...]) -
         try:
             record = fn(ctx)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: finished stages are kept, the run says it was interrupted
+            failed[name] = "interrupted"
             atomic_write_json(root / "summary.json", _summary(root, p, ctx.records, failed, t0, started, status="interrupted"))
             raise
-        except UserError:
+        except UserError as e:
+            failed[name] = str(e)
             atomic_write_json(root / "summary.json", _summary(root, p, ctx.records, failed, t0, started, status="failed"))
             raise
         except Exception as e:  # a failed stage is reported; the stages that need it are skipped
