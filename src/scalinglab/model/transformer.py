@@ -116,11 +116,13 @@ class Block(nn.Module):
 class Backbone(nn.Module):
     """Named `model` inside `Transformer`, like Hugging Face's `LlamaModel`."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, init: bool = True):
         super().__init__()
-        # Given storage, so nn.Embedding skips its own normal_ (Transformer._init initialises it): on the meta
-        # device that normal_ goes through torch._refs, whose first call imports torch._dynamo (2-3 s of load_model).
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size, _weight=torch.empty(cfg.vocab_size, cfg.hidden_size))
+        # init=False gives the embedding its storage, so nn.Embedding skips its own normal_: on the meta device
+        # that normal_ goes through torch._refs, whose first call imports torch._dynamo (2-3 s of load_model).
+        # init=True keeps it, so a seed draws the same initial weights as before.
+        V, d = cfg.vocab_size, cfg.hidden_size
+        self.embed_tokens = nn.Embedding(V, d) if init else nn.Embedding(V, d, _weight=torch.empty(V, d))
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
@@ -130,7 +132,7 @@ class Transformer(nn.Module):
         """`init=False` skips the random initialisation (for weights that are loaded next)."""
         super().__init__()
         self.config = cfg
-        self.model = Backbone(cfg)
+        self.model = Backbone(cfg, init)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
