@@ -121,3 +121,22 @@ def test_generator_prints_go_to_stderr(capsys):
     get_task("rg:bf").generate(2, seed=5)  # reasoning-gym's bf generator prints progress dots
     cap = capsys.readouterr()
     assert cap.out == "" and cap.err.strip(".\n") == ""
+
+
+def test_task_spec_carries_settings_in_brackets():
+    """`name[k=v,...]` is what a config's `task` field holds: the same problems as get_task(name, settings)."""
+    from scalinglab.tasks import get_task, split_spec
+
+    assert split_spec("rg:basic_arithmetic[min_terms=2, max_digits=1]") == ("rg:basic_arithmetic", {"min_terms": "2", "max_digits": "1"})
+    assert split_spec("arithmetic") == ("arithmetic", {})
+    a = get_task("rg:basic_arithmetic[min_terms=2,max_terms=2,max_digits=1,min_digits=1]").generate(5, seed=3)
+    b = get_task("rg:basic_arithmetic", {"min_terms": 2, "max_terms": 2, "max_digits": 1, "min_digits": 1}).generate(5, seed=3)
+    assert [p.prompt for p in a] == [p.prompt for p in b]
+    import re
+
+    numbers = [re.findall(r"\d+", p.prompt.split("Calculate ")[1].split("\n")[0]) for p in a]
+    assert all(len(ns) == 2 and all(len(n) == 1 for n in ns) for ns in numbers), numbers  # two one-digit terms
+    with pytest.raises(UserError, match="bogus"):
+        get_task("rg:basic_arithmetic[bogus=1]")
+    with pytest.raises(UserError, match="brackets"):
+        get_task("rg:basic_arithmetic[min_terms=2")

@@ -84,7 +84,26 @@ def with_settings(task, settings: dict, who: str):
         raise UserError(f"task {who!r}: bad settings {settings}: {e}") from None
 
 
+def split_spec(spec: str) -> tuple[str, dict]:
+    """`"rg:basic_arithmetic[min_terms=2,max_digits=1]"` -> ("rg:basic_arithmetic", {"min_terms": "2", "max_digits": "1"}).
+
+    A task spec is a name with optional settings in brackets: the one string that every
+    config's `task` field, `--task` option and run record can carry (`eval --set` adds more).
+    """
+    name = spec.strip()
+    if not name.endswith("]") or "[" not in name:
+        if "[" in name or "]" in name:
+            raise UserError(f"task {spec!r}: settings go in brackets at the end, e.g. rg:basic_arithmetic[min_terms=2,max_terms=3]")
+        return name, {}
+    name, _, inner = name[:-1].partition("[")
+    items = [i for i in inner.split(",") if i.strip()]
+    return name.strip(), parse_settings(items)
+
+
 def get_task(name: str, settings: dict | None = None) -> Task:
+    """The task named by `name` (a spec: `name` or `name[key=value,...]`), with `settings` added on top."""
+    name, in_spec = split_spec(name)
+    settings = {**in_spec, **(settings or {})} or None
     if name.startswith("rg:"):
         from scalinglab.tasks.reasoning_gym import make
 
