@@ -9,7 +9,7 @@ import typer
 
 from scalinglab.commands.common import JSON_OPT, emit, progress_bar, train_app
 
-MODEL_OPT = typer.Option(..., "--model", help="Starting model: a run directory (e.g. from `scalinglab pretrain`) or a Hugging Face model directory.")
+MODEL_OPT = typer.Option(..., "--model", help="Starting model: a run directory (e.g. from `scalinglab pretrain`), a Hugging Face model directory, a .gguf file or a short name (smollm2-135m).")
 TASK_OPT = typer.Option("arithmetic", "--task", help="Task that generates problems, verifies answers and evaluates (see `scalinglab tasks`).")
 DATA_OPT = typer.Option(None, "--data", help="JSONL to train on instead of generating data here (formats in --help of each command and docs/posttrain.md).")
 STEPS_OPT = typer.Option(None, "--steps", help="Optimizer steps (default: the config's).")

@@ -11,7 +11,7 @@ import typer
 from scalinglab.commands.common import JSON_OPT, emit, progress_bar, train_app
 from scalinglab.errors import UserError
 
-MODEL_OPT = typer.Option(..., help="Starting policy: a run directory (e.g. from `scalinglab pretrain`) or a Hugging Face model directory.")
+MODEL_OPT = typer.Option(..., help="Starting policy: a run directory (e.g. from `scalinglab pretrain`), a Hugging Face model directory, a .gguf file or a short name (smollm2-135m).")
 TASK_OPT = typer.Option("arithmetic", help="Task whose verifier gives the reward (see docs/tasks.md).")
 STEPS_OPT = typer.Option(200, help="RL steps (one rollout batch and one update each).")
 SEED_OPT = typer.Option(0, help="Seed of the prompt stream and the sampler.")
