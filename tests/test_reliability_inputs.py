@@ -136,3 +136,12 @@ def test_atomic_writes_to_an_impossible_place_are_one_line(tmp_path):
     with pytest.raises(UserError, match="cannot write there"):
         atomic_write_json("/proc/scalinglab-x/out.json", {})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+def test_cost_plot_to_an_unwritable_place_and_negative_workers_are_one_line(capsys, tmp_path):
+    code, o = cli(capsys, "tokenomics", "cost", "--model", "Qwen2.5-0.5B", "--plot", "/proc/scalinglab-x/cost.png", "--json")
+    assert code == 2 and "--plot" in _one_line(o.err)
+    from scalinglab.verify.pool import WorkerPool
+
+    with pytest.raises(UserError, match="--workers -2"):
+        WorkerPool("math.sqrt", workers=-2)

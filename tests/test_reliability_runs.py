@@ -69,7 +69,7 @@ def test_a_second_process_is_refused_naming_the_holder_and_a_killed_holder_is_re
 def test_sigkill_before_the_first_checkpoint_then_resume_logs_every_step_once(tmp_path):
     """Item 1: pretrain (checkpoint_every=0) killed mid-run, then --resume: no duplicated steps."""
     out = tmp_path / "R"
-    args = [EXE, "pretrain", *TINY, "--steps", "200", "--set", "log_every=5", "--out", str(out), "--json"]
+    args = [EXE, "pretrain", *TINY, "--steps", "100", "--set", "log_every=5", "--out", str(out), "--json"]
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for_lines(out / "metrics.jsonl", 3, p)
     p.send_signal(signal.SIGKILL)
@@ -78,7 +78,7 @@ def test_sigkill_before_the_first_checkpoint_then_resume_logs_every_step_once(tm
     assert list_runs(tmp_path)[0]["status"] == "interrupted"
     r = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert _steps(out) == list(range(5, 201, 5))
+    assert _steps(out) == list(range(5, 101, 5))
     assert list_runs(tmp_path)[0]["status"] == "finished"
 
 

@@ -218,7 +218,10 @@ def cost_cmd(model: str = MODEL, hardware: str = HW, tp: int = TP, pp: int = PP,
     r = {"prices": token_prices(s, context=prompt_len + max(lens), input_len=prompt_len), "answers": curve}
     if plot:
         label = f"{s.model.name} on {s.n_gpus}x{s.hw.name}" + (f", vote@{samples}" if samples > 1 else "")
-        plot_cost_curve({label: curve}, str(plot))
+        try:
+            plot_cost_curve({label: curve}, str(plot))
+        except OSError as e:
+            raise UserError(f"--plot {plot}: cannot write there ({e.strerror or e})") from None
         r["plot"] = str(plot)
     human = "\n".join(f"CoT {a['cot_len']:>6}: ${a['usd_per_answer']:.4f}/answer (batch {a['decode_batch']})" for a in curve)
     common.emit(r, as_json, human)
