@@ -131,7 +131,7 @@ def _row(depth: int, budget: int, summary: dict, run: str) -> dict:
     N, D = float(summary["params"]), float(summary["tokens"])
     return {"N": N, "D": D, "C": 6.0 * N * D, "loss": summary["val_loss"], "depth": depth, "tokens_budget": budget,
             "non_embedding_params": summary.get("non_embedding_params"), "train_loss": summary.get("train_loss"),
-            "accuracy": summary.get("accuracy"), "run": run}
+            "accuracy": summary.get("accuracy"), "heldout_overlap": summary.get("heldout_overlap"), "run": run}
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:

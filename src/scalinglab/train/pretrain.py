@@ -5,8 +5,10 @@
 Each training sequence is `<bos> prompt solution <eos>`; sequences are packed back to
 back into rows of `seq_len + 1` tokens (loss on every token, as in pre-training). AdamW
 (β = 0.9, 0.95; decay on matrices only), linear warmup then cosine decay, gradient
-clipping. Problems come from the task's seeded generator in a namespace disjoint from
-evaluation seeds, so held-out accuracy is on problems drawn with a seed never used here.
+clipping. Problems come from the task's seeded generator, each chunk filtered to the task's
+train split (`tasks/split.py`); the validation loss and the held-out accuracy use evaluation
+problems only, and `summary.json` records `heldout_overlap`, the evaluation problems found
+among the training stream (0).
 
 A run writes `metrics.jsonl` every `log_every` steps, checkpoints every
 `checkpoint_every` steps (`runs/checkpoint.py`: atomic; `--resume` continues exactly from
@@ -34,6 +36,7 @@ from scalinglab.model.tokenizer import CharTokenizer
 from scalinglab.runs import Run
 from scalinglab.runs.checkpoint import guard, restore, save
 from scalinglab.tasks import get_task
+from scalinglab.tasks.split import draw, only, overlap
 from scalinglab.train.common import NonFiniteError, check_fields, check_finite, lr_at, make_optimizer, pick_device, seed_everything
 
 TRAIN_SEED_BASE = 1_000_000  # training problems use generator seeds >= this; eval seeds stay below
@@ -72,20 +75,30 @@ class PretrainConfig:
 class PackedStream:
     """Packs `<bos> prompt solution <eos>` sequences into rows; resumable by its state."""
 
-    def __init__(self, task, tokenizer, difficulty: int | None, chunk_seed: Callable[[int], int], chunk: int = 512):
+    def __init__(self, task, tokenizer, difficulty: int | None, chunk_seed: Callable[[int], int], chunk: int = 512,
+                 split: str = "train"):
         self.task, self.tok, self.difficulty, self.chunk_seed, self.chunk = task, tokenizer, difficulty, chunk_seed, chunk
-        self.consumed = 0  # problems taken from the generator so far
+        self.split = split  # tasks/split.py: each chunk keeps only the problems of this split
+        self.consumed = 0  # problems taken from the generator so far (positions in the unfiltered chunks)
         self.carry: list[int] = []
+        self._cached: tuple[int, list] = (-1, [])  # the last chunk generated
 
     def _problems(self, start: int, count: int):
+        """The problems of `split` among generator positions [start, start + count)."""
         out, i = [], start
-        while len(out) < count:
+        while i < start + count:
             c, off = divmod(i, self.chunk)
-            batch = self.task.generate(self.chunk, seed=self.chunk_seed(c), difficulty=self.difficulty)
-            take = batch[off: off + count - len(out)]
+            if self._cached[0] != c:
+                self._cached = (c, self.task.generate(self.chunk, seed=self.chunk_seed(c), difficulty=self.difficulty))
+            take = self._cached[1][off: off + start + count - i]
             out.extend(take)
             i += len(take)
-        return out
+        return only(out, self.split)
+
+    def seen(self):
+        """The problems consumed so far (regenerated chunk by chunk: what `heldout_overlap` is computed on)."""
+        for c0 in range(0, self.consumed, self.chunk):
+            yield from self._problems(c0, min(self.chunk, self.consumed - c0))
 
     def next_rows(self, rows: int, length: int) -> torch.Tensor:
         need = rows * length
@@ -116,7 +129,7 @@ def check_config(cfg: PretrainConfig) -> None:
 
 @torch.no_grad()
 def validation_loss(model: Transformer, task, tok, cfg: PretrainConfig, device) -> float:
-    stream = PackedStream(task, tok, cfg.difficulty or None, chunk_seed=lambda c: VAL_SEED_BASE + c)
+    stream = PackedStream(task, tok, cfg.difficulty or None, chunk_seed=lambda c: VAL_SEED_BASE + c, split="eval")
     rows = max(1, cfg.val_tokens // (cfg.seq_len + 1))
     data = stream.next_rows(rows, cfg.seq_len + 1).to(device)
     losses = []
@@ -202,8 +215,9 @@ def _train(cfg: PretrainConfig, run: Run, task, tok, device, mcfg: ModelConfig, 
     if cfg.eval_problems:
         from scalinglab.testtime.greedy import greedy_accuracy
 
-        problems = task.generate(cfg.eval_problems, seed=cfg.eval_seed, difficulty=cfg.difficulty or None)
+        problems = draw(task, cfg.eval_problems, cfg.eval_seed, cfg.difficulty or None, split="eval")
         summary["accuracy"] = greedy_accuracy(model, tok, task, problems)["accuracy"]
         summary["eval_seed"] = cfg.eval_seed
+        summary["heldout_overlap"] = overlap(stream.seen(), problems)  # training problems among them (0 by construction)
     run.finish(summary)
     return summary
