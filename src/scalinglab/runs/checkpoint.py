@@ -44,13 +44,38 @@ TRAIN_STATE = "train_state.pt"
 WEIGHTS = Path("model") / "model.safetensors"
 
 
+def rng_state() -> dict:
+    """Every random stream a training step draws from: Python, NumPy, torch (and CUDA)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st: dict) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.setstate(st["python"])
+    np.random.set_state(st["numpy"])
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
 def save(run: Run, step: int, model, tokenizer, optimizer=None, extra: dict | None = None, modules: dict | None = None,
          keep: int = 2) -> Path:
     """Write checkpoints/step-`step` atomically (temp directory + rename); returns its path."""
     import torch
 
     from scalinglab.model.hf import save_model
-    from scalinglab.train.common import rng_state
 
     tmp = run.new_checkpoint_tmp(step)
     try:
@@ -102,8 +127,6 @@ def restore(run: Run, model, optimizer=None, modules: dict | None = None) -> tup
     when there is no usable checkpoint: the run starts over). Trims metrics.jsonl to that
     step and clears partial checkpoint directories.
     """
-    from scalinglab.train.common import set_rng_state
-
     run.clear_partial_checkpoints()
     for step, ckpt in reversed(list(run.checkpoints())):
         try:

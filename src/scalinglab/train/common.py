@@ -1,6 +1,6 @@
 """Small pieces every trainer shares: device choice, LR schedule, log-probs, masked means,
-finite checks, config range checks, and the RNG state a checkpoint carries (the checkpoints
-themselves, and `--resume`, are `scalinglab.runs.checkpoint`)."""
+finite checks and config range checks (checkpoints, the RNG state they carry, and
+`--resume` are `scalinglab.runs.checkpoint`)."""
 
 from __future__ import annotations
 
@@ -113,20 +113,3 @@ def check_fields(cfg, positive: tuple[str, ...] = (), non_negative: tuple[str, .
     device = getattr(cfg, "device", "auto")
     if not (device in ("auto", "cpu", "mps") or device == "cuda" or device.startswith("cuda:")):
         raise UserError(f"config key 'device': {device!r} is not auto, cpu or cuda[:N]")
-
-
-# -- training state (model + optimizer + RNG + data position) --------------------------
-
-def rng_state() -> dict:
-    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def set_rng_state(st: dict) -> None:
-    random.setstate(st["python"])
-    np.random.set_state(st["numpy"])
-    torch.set_rng_state(st["torch"])
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
