@@ -27,6 +27,7 @@ import torch
 
 from scalinglab.engine import Engine, SamplingParams
 from scalinglab.runs import checkpoint
+from scalinglab.tasks.split import draw, overlap
 from scalinglab.train.common import entropy_from_logits, token_logprobs
 
 INVALID_LOGPROB = 1.0  # sentinel in padded log-prob slots (trl); always masked out
@@ -257,8 +258,8 @@ def sequence_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, temperature:
 # -- per-step record and problem stream ----------------------------------------------------
 
 def prompt_batch(task, seed: int, step: int, n_prompts: int, difficulty: int | None):
-    """The problems of RL step `step`: a pure function of (seed, step), so resume is exact."""
-    return task.generate(n_prompts, seed=rollout_seed(seed, step), difficulty=difficulty)
+    """The train-split problems of RL step `step`: a pure function of (seed, step), so resume is exact."""
+    return draw(task, n_prompts, rollout_seed(seed, step), difficulty, split="train")
 
 
 def rollout_record(ro: Rollout) -> dict:
@@ -355,7 +356,7 @@ class RLRun:
         self.modules = make_modules(self.model) if make_modules else {}
         self.difficulty = cfg.difficulty or None
         self.max_new_tokens = cfg.max_new_tokens or default_max_new_tokens(
-            self.task, self.task.generate(64, seed=RL_SEED_BASE - 1, difficulty=self.difficulty))
+            self.task, draw(self.task, 64, RL_SEED_BASE - 1, self.difficulty, split="train"))
         per_step = getattr(cfg, "prompts_per_step", 16) * max(getattr(cfg, "group_size", 1), getattr(cfg, "samples_per_prompt", 1))
         self.engine = Engine(self.model, self.tok, max_batch=max(64, per_step))
         self.start, self.elapsed0, self.baseline = 0, 0.0, None
@@ -370,8 +371,14 @@ class RLRun:
     def evaluate(self) -> float:
         from scalinglab.testtime.greedy import greedy_accuracy
 
-        problems = self.task.generate(self.cfg.eval_problems, seed=self.cfg.eval_seed, difficulty=self.difficulty)
+        problems = draw(self.task, self.cfg.eval_problems, self.cfg.eval_seed, self.difficulty, split="eval")
         return greedy_accuracy(self.model, self.tok, self.task, problems, max_new_tokens=self.max_new_tokens)["accuracy"]
+
+    def heldout_overlap(self) -> int:
+        """Evaluation problems among every step's prompts (regenerated: a pure function of seed and step)."""
+        n = getattr(self.cfg, "prompts_per_step", 16)
+        steps = (p for s in range(self.cfg.steps) for p in prompt_batch(self.task, self.cfg.seed, s, n, self.difficulty))
+        return overlap(steps, draw(self.task, self.cfg.eval_problems, self.cfg.eval_seed, self.difficulty, split="eval"))
 
     def wall(self) -> float:
         return self.elapsed0 + time.perf_counter() - self.t_start
@@ -409,7 +416,7 @@ class RLRun:
         if self.cfg.eval_problems:
             acc = self.evaluate()
             summary.update(accuracy_before=self.baseline, accuracy=acc, eval_seed=self.cfg.eval_seed,
-                           eval_problems=self.cfg.eval_problems,
+                           eval_problems=self.cfg.eval_problems, heldout_overlap=self.heldout_overlap(),
                            gain=(acc - self.baseline) if self.baseline is not None else None)
         self.run.finish(summary)
         return summary
