@@ -32,7 +32,7 @@ def eval_cmd(
     task: str = typer.Option("arithmetic", help="Task name (see `scalinglab tasks`); judges the answers."),
     problems: Optional[Path] = typer.Option(None, help="JSONL of problems (id, prompt, answer); default: generate them."),
     seed: int = typer.Option(777, help="Generator seed of the problems when --problems is not given."),
-    num_problems: int = typer.Option(100, help="Problems generated when --problems is not given."),
+    num_problems: int = typer.Option(100, help="Problems generated when --problems is not given (distinct problems of the task's evaluation split)."),
     difficulty: int = typer.Option(0, help="Task difficulty of generated problems (0 = the task's default)."),
     settings: list[str] = typer.Option([], "--set", help="Task setting KEY=VALUE, repeatable (e.g. --set min_terms=2 for rg:basic_arithmetic; `scalinglab tasks`)."),
     strategy: str = typer.Option("majority", help="greedy | sample | majority | best-of-n | weighted | beam | budget."),
@@ -72,7 +72,10 @@ def eval_cmd(
 
     resolve_model_dir(model)  # a bad --model fails before any work (and a .gguf is converted now, once)
     t = get_task(task, parse_settings(settings))
-    probs = load_problems(problems, default_task=task) if problems else t.generate(num_problems, seed=seed, difficulty=difficulty or None)
+    from scalinglab.tasks.split import draw
+
+    # without a file: the task's evaluation split only (a file is evaluated as given)
+    probs = load_problems(problems, default_task=task) if problems else draw(t, num_problems, seed, difficulty or None, split="eval")
     cfg = EvalConfig(strategy=strategy, ns=parse_ns(n), verifier=verifier, aggregation=aggregation, temperature=temperature,
                      top_p=top_p, max_new_tokens=max_new_tokens, seed=sample_seed, max_batch=max_batch)
     summary = run_eval(model, t, probs, cfg, reward_model=reward_model, device=device, out=out, chat=chat, system=system)
