@@ -27,13 +27,14 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
 
 from scalinglab.errors import UserError
 from scalinglab.runs import checkpoint
+from scalinglab.tasks.split import draw, overlap, refuse_test
 from scalinglab.train.common import make_optimizer, token_logprobs
 from scalinglab.train.data import build_pairs, encode_example, pairs_from_rows, sample_and_verify
 from scalinglab.train.posttrain_loop import StepResult, open_run, micro_batches, tail_mean, train_steps
@@ -44,6 +45,8 @@ from scalinglab.train.sft import POSTTRAIN_SEED_BASE, _accuracy
 class DPOConfig:
     task: str = "arithmetic"  # task: generates problems, verifies samples, evaluates
     difficulty: int = 0  # task difficulty (0 = the task's default)
+    chat: Literal["auto", "on", "off"] = "auto"  # the tokenizer's chat template (auto: when it has one); else the task's few-shot prompt
+    system: str = ""  # system prompt for the chat template ("" = none)
     data: str = ""  # JSONL of pairs (prompt/chosen/rejected) or labelled samples; "" = sample on-policy
     num_problems: int = 1024  # problems sampled to build pairs (without --data)
     samples_per_problem: int = 8  # completions per problem
@@ -161,9 +164,11 @@ def training_pairs(cfg: DPOConfig, task, model, tok, run, resume: bool) -> tuple
         return read_jsonl(cache), {}
     info: dict = {}
     if cfg.data:
-        pairs = pairs_from_rows(read_jsonl(cfg.data), task, cfg.seed, cfg.max_pairs_per_problem, cfg.data)
+        rows = read_jsonl(cfg.data)
+        refuse_test(rows, cfg.data)
+        pairs = pairs_from_rows(rows, task, cfg.seed, cfg.max_pairs_per_problem, cfg.data)
     else:
-        problems = task.generate(cfg.num_problems, seed=POSTTRAIN_SEED_BASE + 10_000 + cfg.seed, difficulty=cfg.difficulty or None)
+        problems = draw(task, cfg.num_problems, POSTTRAIN_SEED_BASE + 10_000 + cfg.seed, cfg.difficulty or None, split="train")
         rows = sample_and_verify(model, tok, task, problems, cfg.samples_per_problem, cfg.sample_temperature, cfg.seed)
         pairs = build_pairs(rows, cfg.seed, cfg.max_pairs_per_problem)
         info = {"samples": len(rows), "sample_accuracy": sum(r["correct"] for r in rows) / max(1, len(rows))}
@@ -184,7 +189,7 @@ def dpo(cfg: DPOConfig, model_path: str, out: str, resume: bool = False, progres
     with checkpoint.guard(st.run):
         task, device, model, tok, run = st.task, st.device, st.model, st.tok, st.run
         t0 = time.perf_counter()
-        evals = task.generate(cfg.eval_problems, seed=cfg.eval_seed, difficulty=cfg.difficulty or None) if cfg.eval_problems else []
+        evals = draw(task, cfg.eval_problems, cfg.eval_seed, cfg.difficulty or None, split="eval")
         base_acc = _accuracy(model, tok, task, evals)
         pairs, info = training_pairs(cfg, task, model, tok, run, resume)
         model.eval()  # no dropout in this model, but keep the reference pass in eval mode on principle
@@ -197,6 +202,7 @@ def dpo(cfg: DPOConfig, model_path: str, out: str, resume: bool = False, progres
                    "train_loss": tail_mean(records, "loss"), "reward_accuracy": tail_mean(records, "accuracy"),
                    "reward_margin": tail_mean(records, "reward_margin"), "base_accuracy": base_acc,
                    "accuracy": _accuracy(model, tok, task, evals), "eval_seed": cfg.eval_seed if evals else None,
+                   "heldout_overlap": overlap(pairs, evals) if evals else None,
                    "seconds": time.perf_counter() - t0, "model": str(run.path / "model")}
         run.finish(summary)
         return summary

@@ -37,7 +37,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 
@@ -85,6 +85,8 @@ STEP_STATS = ("loss", "pg_loss", "entropy", "kl", "ppo_kl", "clip_frac", "clip_f
 class GRPOConfig:
     task: str = "arithmetic"  # task whose verifier gives the reward
     difficulty: int = 0  # task difficulty knob (0 = the task's default)
+    chat: Literal["auto", "on", "off"] = "auto"  # the tokenizer's chat template (auto: when it has one); else the task's few-shot prompt
+    system: str = ""  # system prompt for the chat template ("" = none)
     steps: int = 200  # RL steps (one rollout batch each)
     prompts_per_step: int = 16  # problems per step
     group_size: int = 8  # samples per problem, sharing one prefill

@@ -46,6 +46,7 @@ def open_run(kind: str, cfg, model_path: str, out: str, resume: bool) -> Opened:
     from dataclasses import asdict
 
     from scalinglab.model.hf import load_model
+    from scalinglab.model.prompting import PromptFormat, formatted
     from scalinglab.runs import Run
     from scalinglab.runs.store import read_text
     from scalinglab.tasks import get_task
@@ -59,6 +60,7 @@ def open_run(kind: str, cfg, model_path: str, out: str, resume: bool) -> Opened:
     check_data_file(cfg.data)
     device = pick_device(cfg.device)
     model, tok = load_model(model_path, device=device)
+    task = formatted(task, PromptFormat(tok, getattr(cfg, "chat", "auto"), getattr(cfg, "system", "") or None))  # chat template / few-shot
     run = Run.create(out, kind=kind, config={**asdict(cfg), "model": str(model_path)}, resume=resume)
     if resume and run.finished:
         return Opened(task, device, model, tok, run, run.summary)

@@ -32,7 +32,7 @@ import copy
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 import torch.nn as nn
@@ -88,6 +88,8 @@ class ValueModel(nn.Module):
 class PPOConfig:
     task: str = "arithmetic"  # task whose verifier scores (and judges accuracy)
     difficulty: int = 0  # task difficulty knob (0 = the task's default)
+    chat: Literal["auto", "on", "off"] = "auto"  # the tokenizer's chat template (auto: when it has one); else the task's few-shot prompt
+    system: str = ""  # system prompt for the chat template ("" = none)
     steps: int = 200  # RL steps (one rollout batch each)
     prompts_per_step: int = 32  # problems per step
     samples_per_prompt: int = 4  # samples per problem (they share a prefill; no grouping in the loss)

@@ -36,6 +36,7 @@ import torch
 
 from scalinglab.errors import UserError
 from scalinglab.runs import checkpoint
+from scalinglab.tasks.split import draw, overlap, refuse_test
 from scalinglab.train.common import make_optimizer
 from scalinglab.train.data import build_pairs, label_rows, pairs_from_rows, sample_and_verify, step_label_rows
 from scalinglab.train.dpo import PairData
@@ -53,6 +54,8 @@ class RewardModelConfig:
     label: Literal["soft", "hard"] = "soft"  # PRM: Math-Shepherd soft (fraction of rollouts correct) or hard (any correct)
     task: str = "arithmetic"  # task: generates problems, verifies samples
     difficulty: int = 0
+    chat: Literal["auto", "on", "off"] = "auto"  # the tokenizer's chat template (auto: when it has one); else the task's few-shot prompt
+    system: str = ""  # system prompt for the chat template ("" = none)
     data: str = ""  # JSONL (see the module docstring); "" = sample and label here
     num_problems: int = 256  # problems sampled for training data (without --data)
     samples_per_problem: int = 8  # completions per problem
@@ -92,6 +95,7 @@ def _items(cfg: RewardModelConfig, task, model, tok, run, resume: bool) -> tuple
     info: dict = {}
     if cfg.data:
         rows = read_jsonl(cfg.data)
+        refuse_test(rows, cfg.data)
         if cfg.kind == "prm":
             items = step_label_rows(rows, task, cfg.label, cfg.data)
         elif cfg.objective == "bt":
@@ -99,7 +103,7 @@ def _items(cfg: RewardModelConfig, task, model, tok, run, resume: bool) -> tuple
         else:
             items = label_rows(rows, task, cfg.data)
     else:
-        problems = task.generate(cfg.num_problems, seed=POSTTRAIN_SEED_BASE + 20_000 + cfg.seed, difficulty=cfg.difficulty or None)
+        problems = draw(task, cfg.num_problems, POSTTRAIN_SEED_BASE + 20_000 + cfg.seed, cfg.difficulty or None, split="train")
         samples = sample_and_verify(model, tok, task, problems, cfg.samples_per_problem, cfg.sample_temperature, cfg.seed)
         info = {"samples": len(samples), "sample_accuracy": sum(r["correct"] for r in samples) / max(1, len(samples))}
         if cfg.kind == "prm":
@@ -243,7 +247,7 @@ def make_rm_step(rm: RewardModel, cfg: RewardModelConfig, encoded: list, device)
 def heldout_samples(cfg: RewardModelConfig, task, model, tok) -> list[dict]:
     if not cfg.eval_problems:
         return []
-    problems = task.generate(cfg.eval_problems, seed=cfg.eval_seed, difficulty=cfg.difficulty or None)
+    problems = draw(task, cfg.eval_problems, cfg.eval_seed, cfg.difficulty or None, split="eval")
     return sample_and_verify(model, tok, task, problems, cfg.eval_samples, cfg.sample_temperature, cfg.eval_seed)
 
 
@@ -300,6 +304,7 @@ def train_reward_model(cfg: RewardModelConfig, model_path: str, out: str, resume
         summary = {"kind": "reward-model", "rm_kind": cfg.kind, "objective": cfg.objective, "task": cfg.task, "steps": cfg.steps,
                    "examples": len(items), **info, **probe, "confidence_gain_final": float(rm.confidence.weight.detach()), "train_loss": tail_mean(records, "loss"),
                    "train_accuracy": tail_mean(records, "accuracy"), **ranking_auc(rm, heldout),
+                   "heldout_overlap": overlap(items, {s["prompt"] for s in heldout}) if heldout else None,
                    "seconds": time.perf_counter() - t0, "model": str(run.path / "model")}
         run.finish(summary)
         return summary

@@ -342,12 +342,14 @@ class RLRun:
 
     def _open(self, model_dir, resume: bool, need_ref: bool, make_modules: Callable | None) -> None:
         from scalinglab.model.hf import load_model
+        from scalinglab.model.prompting import PromptFormat, formatted
         from scalinglab.testtime.greedy import default_max_new_tokens
         from scalinglab.train.common import make_optimizer, seed_everything
 
         cfg = self.cfg
         seed_everything(cfg.seed)
         self.model, self.tok = load_model(model_dir, device=self.device, dtype=torch.float32)
+        self.task = formatted(self.task, PromptFormat(self.tok, getattr(cfg, "chat", "auto"), getattr(cfg, "system", "") or None))
         self.model.eval()
         self.ref = None
         if need_ref:

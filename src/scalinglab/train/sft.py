@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from scalinglab.errors import UserError
 from scalinglab.runs import checkpoint
+from scalinglab.tasks.split import draw, overlap, refuse_test
 from scalinglab.train.common import make_optimizer
 from scalinglab.train.data import Packer, encode_example, epoch_source, packed_hidden_states, sample_and_verify, sft_pairs_from_rows
 from scalinglab.train.posttrain_loop import StepResult, open_run, micro_batches, tail_mean, train_steps
@@ -44,6 +45,8 @@ POSTTRAIN_SEED_BASE = 3_000_000  # problem seeds for post-training data; evaluat
 class SFTConfig:
     task: str = "arithmetic"  # task: generates problems, checks answers, evaluates
     difficulty: int = 0  # task difficulty (0 = the task's default)
+    chat: Literal["auto", "on", "off"] = "auto"  # the tokenizer's chat template (auto: when it has one); else the task's few-shot prompt
+    system: str = ""  # system prompt for the chat template ("" = none)
     data: str = ""  # JSONL to train on (problems with `solution` or synth rows with `completion`); "" = generate
     source: Literal["solutions", "samples"] = "solutions"  # without --data: worked solutions, or the model's own verified samples
     num_problems: int = 2000  # problems generated for the training set (without --data)
@@ -124,9 +127,11 @@ def training_pairs(cfg: SFTConfig, task, model, tok, run_dir: Path, resume: bool
     if resume and cache.exists():
         return sft_pairs_from_rows(read_jsonl(cache), str(cache))
     if cfg.data:
-        pairs = sft_pairs_from_rows(read_jsonl(cfg.data), cfg.data)
+        rows = read_jsonl(cfg.data)
+        refuse_test(rows, cfg.data)
+        pairs = sft_pairs_from_rows(rows, cfg.data)
     else:
-        problems = task.generate(cfg.num_problems, seed=POSTTRAIN_SEED_BASE + cfg.seed, difficulty=cfg.difficulty or None)
+        problems = draw(task, cfg.num_problems, POSTTRAIN_SEED_BASE + cfg.seed, cfg.difficulty or None, split="train")
         if cfg.source == "solutions":
             missing = [p.id for p in problems if not p.solution]
             if missing:
@@ -155,7 +160,7 @@ def sft(cfg: SFTConfig, model_path: str, out: str, resume: bool = False, progres
     with checkpoint.guard(st.run):
         task, device, model, tok, run = st.task, st.device, st.model, st.tok, st.run
         t0 = time.perf_counter()
-        evals = task.generate(cfg.eval_problems, seed=cfg.eval_seed, difficulty=cfg.difficulty or None) if cfg.eval_problems else []
+        evals = draw(task, cfg.eval_problems, cfg.eval_seed, cfg.difficulty or None, split="eval")
         base_acc = _accuracy(model, tok, task, evals)
         pairs = training_pairs(cfg, task, model, tok, run.path, resume)
         examples = [encode_example(tok, p, c) for p, c in pairs]
@@ -168,6 +173,7 @@ def sft(cfg: SFTConfig, model_path: str, out: str, resume: bool = False, progres
                    "truncated_examples": packer.truncated, "train_loss": tail_mean(records, "loss"),
                    "train_token_accuracy": tail_mean(records, "accuracy"), "base_accuracy": base_acc,
                    "accuracy": _accuracy(model, tok, task, evals), "eval_seed": cfg.eval_seed if evals else None,
+                   "heldout_overlap": overlap((p for p, _ in pairs), evals) if evals else None,
                    "seconds": time.perf_counter() - t0, "model": str(run.path / "model")}
         run.finish(summary)
         return summary
