@@ -131,6 +131,34 @@ def test_resume_continues_exactly(files, tmp_path):
     assert resumed == pytest.approx(full, rel=1e-5)
 
 
+@pytest.mark.parametrize("kind,every,at", [("dpo", 0, 3), ("dpo", 2, 19), ("orm", 2, 19)])
+def test_interrupted_run_resumes_to_the_uninterrupted_summary(files, tmp_path, kind, every, at):
+    """Ctrl-C at step `at` (before the first checkpoint, or after step 18's), then --resume: metrics
+    hold each step once and the summary's tail mean (the last 2 of 20 steps) spans the restored
+    step 19 too, as the uninterrupted run's (issue 20 items 1, 9)."""
+    from scalinglab.runs import Run
+
+    if kind == "dpo":
+        make = lambda **o: DPOConfig(data=str(files / "pairs.jsonl"), **{**SMALL, "steps": 20, **o})  # noqa: E731
+        train = dpo
+    else:
+        make = lambda **o: RewardModelConfig(data=str(files / "labelled.jsonl"), probe=False, **{**SMALL, "steps": 20, **o})  # noqa: E731
+        train = train_reward_model
+
+    def stop(done, total, **info):
+        if done == at:
+            raise KeyboardInterrupt
+
+    a = train(make(), str(files / "tiny"), str(tmp_path / "A"))
+    with pytest.raises(KeyboardInterrupt):
+        train(make(checkpoint_every=every), str(files / "tiny"), str(tmp_path / "B"), progress=stop)
+    assert Run(tmp_path / "B").status()["status"] == "interrupted"
+    b = train(make(checkpoint_every=every), str(files / "tiny"), str(tmp_path / "B"), resume=True)
+    assert [json.loads(x)["step"] for x in (tmp_path / "B" / "metrics.jsonl").read_text().splitlines()] == list(range(1, 21))
+    assert b["train_loss"] == a["train_loss"] and b["train_accuracy" if kind == "orm" else "reward_accuracy"] == \
+        a["train_accuracy" if kind == "orm" else "reward_accuracy"]
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(files, tmp_path, monkeypatch):
     import scalinglab.train.sft as sft_mod
 

@@ -15,7 +15,7 @@ from scalinglab.runs import Run, list_runs
 from scalinglab.runs.checkpoint import guard
 from scalinglab.train.pretrain import PretrainConfig, pretrain
 
-TINY = dict(depth=1, steps=8, batch_size=2, seq_len=32, eval_problems=0, val_tokens=256, log_every=1, warmup_steps=2, device="cpu")
+TINY = dict(depth=1, steps=20, batch_size=2, seq_len=32, eval_problems=0, val_tokens=256, log_every=1, warmup_steps=2, device="cpu")
 
 
 def _stop_at(step):
@@ -37,19 +37,20 @@ def _weights(run_dir):
 
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory):
-    """The uninterrupted 8-step run every resumed one must reproduce."""
+    """The uninterrupted 20-step run every resumed one must reproduce (its train loss is the mean of
+    the last 2 steps' losses, so a resume from step 18 that forgot steps 1-18 would differ)."""
     out = tmp_path_factory.mktemp("clean") / "A"
     return out, pretrain(PretrainConfig(**TINY), str(out))
 
 
 def _same_run(a_dir, a, b_dir, b):
-    assert b["train_loss"] == a["train_loss"] and b["val_loss"] == a["val_loss"]  # the summary averages over all 8 steps
+    assert b["train_loss"] == a["train_loss"] and b["val_loss"] == a["val_loss"]  # the summary averages over all steps
     wa, wb = _weights(a_dir), _weights(b_dir)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    assert _steps(b_dir) == list(range(1, 9))  # every step once
+    assert _steps(b_dir) == list(range(1, 21))  # every step once
 
 
-@pytest.mark.parametrize("every,stop", [(0, 3), (2, 5)], ids=["before-first-checkpoint", "after-checkpoint"])
+@pytest.mark.parametrize("every,stop", [(0, 3), (2, 19)], ids=["before-first-checkpoint", "after-checkpoint"])
 def test_interrupted_pretrain_resumes_to_the_same_numbers(clean, tmp_path, every, stop):
     cfg = PretrainConfig(**{**TINY, "checkpoint_every": every})
     out = tmp_path / "B"
@@ -69,13 +70,13 @@ def test_truncated_checkpoint_falls_back_to_the_previous_one(clean, tmp_path, ca
     cfg = PretrainConfig(**{**TINY, "checkpoint_every": 2})
     out = tmp_path / "B"
     with pytest.raises(KeyboardInterrupt):
-        pretrain(cfg, str(out), progress=_stop_at(5))
-    bad = out / "checkpoints" / "step-4" / "model" / "model.safetensors"
+        pretrain(cfg, str(out), progress=_stop_at(19))
+    bad = out / "checkpoints" / "step-18" / "model" / "model.safetensors"
     bad.write_bytes(bad.read_bytes()[:1000])  # a kill or a full disk mid-copy, outside our atomic write
     s = pretrain(cfg, str(out), resume=True)
     err = capsys.readouterr().err
-    assert "step-4/model/model.safetensors" in err and "falling back" in err and "Traceback" not in err
-    assert (out / "checkpoints" / "corrupt-step-4").is_dir()  # kept aside for a look, never taken for a checkpoint
+    assert "step-18/model/model.safetensors" in err and "falling back" in err and "Traceback" not in err
+    assert (out / "checkpoints" / "corrupt-step-18").is_dir()  # kept aside for a look, never taken for a checkpoint
     _same_run(*clean, out, s)
 
 
@@ -84,8 +85,8 @@ def test_resume_refuses_another_architecture_and_a_steps_extension(clean, tmp_pa
     with pytest.raises(UserError, match=r"depth 1 -> 2") as e:
         pretrain(PretrainConfig(**{**TINY, "depth": 2}), str(out), resume=True)
     assert "\n" not in str(e.value)
-    with pytest.raises(UserError, match=r"does not extend.*steps 8 -> 16"):
-        pretrain(PretrainConfig(**{**TINY, "steps": 16}), str(out), resume=True)
+    with pytest.raises(UserError, match=r"does not extend.*steps 20 -> 40"):
+        pretrain(PretrainConfig(**{**TINY, "steps": 40}), str(out), resume=True)
     assert Run(out).config["depth"] == 1 and Run(out).status()["status"] == "finished"
 
 
