@@ -104,3 +104,14 @@ def test_every_test_reference_is_right_and_a_perturbed_one_wrong():
 def test_train_folder_split():
     probs = GSM8K(path=str(DATA / "train.jsonl")).generate(5, seed=0)
     assert all(p.id.startswith("gsm8k-train-") and p.meta["split"] == "train" for p in probs)
+
+
+@needs_data
+def test_load_problems_reads_a_file_with_the_tasks_settings():
+    """`eval --task gsm8k --set split=... --problems FILE`: the file is read by the task as configured."""
+    from scalinglab.tasks import get_task, load_problems
+
+    plain = load_problems(DATA / "test.jsonl", "gsm8k")
+    declared = load_problems(DATA / "test.jsonl", "gsm8k", task=get_task("gsm8k", {"split": "train"}))
+    assert plain[0].meta["split"] == "test" and declared[0].meta["split"] == "train"
+    assert len(plain) == len(declared) == 1319

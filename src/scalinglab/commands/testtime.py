@@ -75,7 +75,7 @@ def eval_cmd(
     from scalinglab.tasks.split import draw
 
     # without a file: the task's evaluation split only (a file is evaluated as given)
-    probs = load_problems(problems, default_task=task) if problems else draw(t, num_problems, seed, difficulty or None, split="eval")
+    probs = load_problems(problems, default_task=task, task=t) if problems else draw(t, num_problems, seed, difficulty or None, split="eval")
     cfg = EvalConfig(strategy=strategy, ns=parse_ns(n), verifier=verifier, aggregation=aggregation, temperature=temperature,
                      top_p=top_p, max_new_tokens=max_new_tokens, seed=sample_seed, max_batch=max_batch)
     summary = run_eval(model, t, probs, cfg, reward_model=reward_model, device=device, out=out, chat=chat, system=system)

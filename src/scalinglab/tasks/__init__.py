@@ -127,12 +127,16 @@ def parse_settings(items: list[str] | tuple[str, ...] | None) -> dict:
     return out
 
 
-def load_problems(path: str | os.PathLike, default_task: str = "custom") -> list[Problem]:
-    """Problems of a JSONL file; a task with its own file format (`load_file`) reads it."""
-    if default_task in _registry():
-        task = _registry()[default_task]()
-        if hasattr(task, "load_file"):
-            return task.load_file(path)
+def load_problems(path: str | os.PathLike, default_task: str = "custom", task: Task | None = None) -> list[Problem]:
+    """Problems of a JSONL file; a task with its own file format (`load_file`) reads it.
+
+    Pass the `task` already built (with its settings) when there is one; otherwise the task
+    named `default_task` is built with its defaults to read the file.
+    """
+    if task is None and split_spec(default_task)[0] in _registry():
+        task = get_task(default_task)
+    if task is not None and hasattr(task, "load_file"):
+        return task.load_file(path)
     return _load_jsonl(path, default_task)
 
 
