@@ -177,17 +177,20 @@ def write_synth(rows: Sequence[dict], summary: dict, out: str) -> dict:
 
 def load_task_problems(task_name: str, n: int, seed: int, difficulty: int | None = None,
                        problems_file: str | None = None):
-    """(task, problems): `n` seeded problems from the task's generator, or the first n of a file."""
+    """(task, problems): `n` seeded train-split problems from the task's generator (a math file:
+    its train split), or the first n of a file (refused when it declares a test split)."""
     from scalinglab.tasks import get_task, load_problems
     from scalinglab.tasks.extra import math_file
+    from scalinglab.tasks.split import draw, refuse_test
 
     if n < 1:
         raise UserError(f"--n must be >= 1, got {n}")
     if task_name == "math" and problems_file:
         task = math_file(problems_file)
-        return task, task.generate(n, seed, difficulty)
+        return task, draw(task, n, seed, difficulty, split="train")
     task = get_task(task_name)
     if problems_file:
         problems = load_problems(problems_file, default_task=task_name)
+        refuse_test(problems[:n], problems_file)
         return task, problems[:n]
-    return task, task.generate(n, seed=seed, difficulty=difficulty)
+    return task, draw(task, n, seed, difficulty, split="train")

@@ -7,7 +7,11 @@ from scalinglab.engine import Engine, SamplingParams
 
 def default_max_new_tokens(task, problems) -> int:
     """Room for the longest worked solution among `problems` (or a task sample), plus slack."""
-    sols = [p.solution for p in problems if p.solution] or [p.solution for p in task.generate(64, seed=0) if p.solution]
+    from scalinglab.tasks.split import draw, split_of
+
+    # no worked solution among them: a sample of the same split (HumanEval has only its test split)
+    sols = [p.solution for p in problems if p.solution] or [
+        p.solution for p in draw(task, 64, 0, split=split_of(problems[0]) if problems else "train") if p.solution]
     longest = max((len(s) for s in sols), default=48)
     return int(longest * 1.5) + 16
 
