@@ -42,7 +42,8 @@ from typing import Callable, Literal
 import torch
 
 from scalinglab.runs import checkpoint
-from scalinglab.train.common import entropy_from_logits, lr_at, token_logprobs
+from scalinglab.train.common import lr_at
+from scalinglab.train.prefix import policy_logprobs
 from scalinglab.train.rl_common import (
     ADVANTAGES, INVALID_LOGPROB, LOG_RATIO_CLAMP, Rollout, check_step, kl_k3, last_position, micro_batches, mismatch_stats, rollout,
     RLRun, rollout_record, rollout_seed, sequence_logprobs, trim, zero_std_groups, prompt_batch,
@@ -103,6 +104,7 @@ class GRPOConfig:
     epochs: int = 1  # passes over each rollout batch
     minibatches: int = 1  # optimizer steps per pass
     micro_batch: int = 64  # sequences per forward/backward (gradients accumulate across them)
+    share_prefix: bool = False  # run each prompt once per group in the update forward (train/prefix.py): exact, much cheaper for long prompts
     lr: float = 1e-4  # AdamW learning rate (constant after warmup)
     warmup_steps: int = 0  # linear LR warmup
     weight_decay: float = 0.0
@@ -138,7 +140,7 @@ def grpo_step(model, opt, ro: Rollout, adv: torch.Tensor, cfg: GRPOConfig, step:
     for epoch in range(cfg.epochs):
         order = torch.randperm(B, generator=gen).to(ro.ids.device) if cfg.minibatches > 1 else torch.arange(B, device=ro.ids.device)
         for rows_mb in order.chunk(cfg.minibatches):
-            if reuse:  # micro-batches of similar lengths pad less; no recomputed log-probs to keep aligned with
+            if reuse and not cfg.share_prefix:  # similar lengths pad less (shared prefixes keep groups together instead)
                 rows_mb = rows_mb[last_position(ro.mask[rows_mb]).argsort(stable=True)]
             norm = _normaliser(ro.mask[rows_mb], cfg, max_new_tokens)
             opt.zero_grad(set_to_none=True)
@@ -147,8 +149,7 @@ def grpo_step(model, opt, ro: Rollout, adv: torch.Tensor, cfg: GRPOConfig, step:
                 rows = rows_mb[sl]
                 per_tok = [x[rows] for x in ((old, ref) if old is not None else (ref,)) if x is not None]
                 x, *rest, m = trim(ro.ids[rows], *per_tok, mask=ro.mask[rows])
-                logits = model(x[:, :-1])  # (b, t, V)
-                logp = token_logprobs(logits, x[:, 1:], cfg.temperature)  # (b, t) fp32
+                logp, ent = policy_logprobs(model, x, m, cfg.temperature, cfg.share_prefix)  # (b, t) fp32; entropy detached
                 old_mb = logp.detach() if reuse else rest.pop(0)
                 ref_mb = rest.pop(0) if ref is not None else None
                 loss, st = grpo_loss(logp, old_mb, adv[rows], m, cfg, ref_logp=ref_mb, num_tokens=norm)
@@ -156,8 +157,7 @@ def grpo_step(model, opt, ro: Rollout, adv: torch.Tensor, cfg: GRPOConfig, step:
                 loss_sum += float(loss.detach())
                 for k, v in st.items():
                     acc[k] += v
-                with torch.no_grad():
-                    acc["entropy"] += float((entropy_from_logits(logits, cfg.temperature) * m).sum() / norm)
+                acc["entropy"] += float((ent * m).sum() / norm)
                 if reuse:
                     train_logp[rows, : m.shape[1]] = torch.where(m > 0, logp.detach(), torch.full_like(logp, INVALID_LOGPROB))
             gn = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
