@@ -15,13 +15,18 @@ def register(app: typer.Typer) -> None:
 
 def run_cmd(
     preset: str = typer.Option("cpu", help="smoke (a few minutes; what the tests run), cpu (default: models that clearly learn, "
-                               "< 30 min on 2 cores) or gpu (bigger; uses CUDA when present)."),
+                               "< 30 min on 2 cores), gpu (bigger; uses CUDA when present) or real (SmolLM2-135M-Instruct: no ladder; "
+                               "base eval on a reasoning-gym task and GSM8K, rejection-sampled SFT, GRPO, test-time, tokenomics)."),
     out: Path = typer.Option(Path("runs/main"), help="Run directory: one sub-directory per stage, summary.json, report.html."),
     resume: bool = typer.Option(False, help="Continue a stopped run: finished stages are skipped."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """o1 in miniature: pre-training ladder, synthetic data, SFT, GRPO and PPO, reward models on
     the RL policy's samples, test-time compute, the compute trade-off and tokenomics, then DIR/report.html.
+
+    With --preset real the job starts from a pretrained model instead: its base accuracy on two real
+    task families, rejection-sampled SFT, GRPO, held-out gains with 95% intervals, test-time curves and
+    tokenomics of that model.
 
     Example: scalinglab run --preset smoke --out runs/smoke
     """

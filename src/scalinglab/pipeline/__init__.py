@@ -35,6 +35,15 @@ STAGES: list[tuple[str, Callable]] = [
 ]
 
 
+def stages_for(p: Preset) -> list[tuple[str, Callable]]:
+    """The stages of a preset: from a pretrained model (`p.model`, pipeline/real.py) or from the ladder."""
+    if p.model:
+        from scalinglab.pipeline import real
+
+        return real.STAGES
+    return STAGES
+
+
 def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise UserError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
@@ -110,7 +119,7 @@ def _run(p: Preset, root: Path, resume: bool, progress, only: tuple[str, ...]) -
         before = json.loads((root / "summary.json").read_text())
         t0, started = t0 - float(before.get("seconds", 0.0)), before.get("started", started)
     failed: dict[str, str] = {}
-    for name, fn in STAGES:
+    for name, fn in stages_for(p):
         if only and name not in only:
             continue
         marker = root / name / "stage.json"
