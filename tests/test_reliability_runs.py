@@ -22,6 +22,7 @@ from scalinglab.runs import Run, list_runs
 EXE = str(Path(sys.executable).with_name("scalinglab"))
 TINY = ["--depth", "1", "--set", "batch_size=2", "--set", "seq_len=32", "--set", "eval_problems=0", "--set", "val_tokens=256",
         "--set", "device=cpu"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models: one torch thread is faster and steady on a busy machine
 HOLD = ("import sys, time\nfrom scalinglab.runs import Run\n"
         "Run.create(sys.argv[1], kind='x', config={})\nprint('holding', flush=True)\ntime.sleep(120)\n")
 
@@ -55,7 +56,7 @@ def test_a_second_process_is_refused_naming_the_holder_and_a_killed_holder_is_re
         assert "\n" not in str(e.value)
         assert list_runs(tmp_path)[0]["status"] == "running"
         r = subprocess.run([EXE, "pretrain", *TINY, "--steps", "3", "--out", str(tmp_path / "r"), "--resume"],
-                           capture_output=True, text=True, timeout=300)
+                           capture_output=True, text=True, timeout=300, env=ENV)
         assert r.returncode == 2 and f"in use by pid {holder.pid}" in _one_line(r.stderr)
     finally:
         holder.kill()
@@ -70,13 +71,13 @@ def test_sigkill_before_the_first_checkpoint_then_resume_logs_every_step_once(tm
     """Item 1: pretrain (checkpoint_every=0) killed mid-run, then --resume: no duplicated steps."""
     out = tmp_path / "R"
     args = [EXE, "pretrain", *TINY, "--steps", "100", "--set", "log_every=5", "--out", str(out), "--json"]
-    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     _wait_for_lines(out / "metrics.jsonl", 3, p)
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert p.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert list_runs(tmp_path)[0]["status"] == "interrupted"
-    r = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=600, env=ENV)
     assert r.returncode == 0, r.stderr[-2000:]
     assert _steps(out) == list(range(5, 101, 5))
     assert list_runs(tmp_path)[0]["status"] == "finished"
@@ -86,7 +87,7 @@ def test_sigterm_marks_the_run_interrupted_and_exits_130(tmp_path):
     """Item 8 for a training run: a plain `kill` is an interruption, recorded and reported."""
     out = tmp_path / "R"
     p = subprocess.Popen([EXE, "pretrain", *TINY, "--steps", "5000", "--set", "log_every=10", "--out", str(out)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
     _wait_for_lines(out / "metrics.jsonl", 2, p)
     p.send_signal(signal.SIGTERM)
     err = p.communicate(timeout=120)[1]
@@ -120,7 +121,7 @@ mount -o remount,size=64m {mnt}
 ls -a {mnt}/r/checkpoints > {tmp_path}/ls2
 cp {mnt}/r/metrics.jsonl {tmp_path}/metrics.jsonl
 """
-    r = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=600, env=ENV)
     assert r.returncode == 0, r.stderr
     err1 = (tmp_path / "err1").read_text()
     assert (tmp_path / "rc1").read_text().strip() == "2"
