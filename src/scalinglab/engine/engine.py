@@ -94,8 +94,9 @@ _REASONS = ("length", "eos", "stop", "length")  # by code; 0 = still running (re
 class Engine(ModelSteps):
     """Generation for a `Transformer` and its tokenizer. See the module docstring."""
 
-    def __init__(self, model: Transformer, tokenizer, max_batch: int = 64, compile: bool = False):
-        super().__init__(model)
+    def __init__(self, model: Transformer, tokenizer, max_batch: int = 64, compile: bool = False,
+                 weight_dtype: torch.dtype | None = None):
+        super().__init__(model, weight_dtype)
         self.tok = tokenizer
         self.max_batch = max_batch
         self.compile = compile  # n == 1 decode steps through `engine.compiled` (torch.compile)
@@ -123,8 +124,8 @@ class Engine(ModelSteps):
         if compiled:  # few distinct shapes, so few compilations: batch to a power of two, length to 64s
             G = min(1 << (G - 1).bit_length(), max(1, self.max_batch))
             cache_ts = -(-(Tp + Ts) // 64) * 64 - Tp
-        dtype = self.model.lm_head.weight.dtype
         native = not compiled and self._native_ok()  # the whole loop in C++ (engine.kernels)
+        dtype = torch.float32 if native else self.model.lm_head.weight.dtype  # the native loop keeps K/V in float32
         cache = _Cache(cfg, G, n, Tp, cache_ts, dev, dtype)
         gen = torch.Generator(device=dev).manual_seed(params.seed)
         stop_strs = tuple(params.stop)

@@ -1,11 +1,14 @@
-"""The engine's hand-written CPU code (float32), one C++ extension of three operators:
+"""The engine's hand-written CPU code, one C++ extension of four operators:
 
 - `scalinglab::decode_attention` (csrc/decode_attention.cpp): one query token per sequence
   against its cached keys/values, with or without a shared prompt prefix;
 - `scalinglab::decode_steps` (csrc/decode_loop.cpp): the whole decode loop — forward step,
   sampling and the scheduler's per-token record — for as many steps as no group finishes;
 - `scalinglab::prefill_rows` (same file): prompts packed without padding through the same
-  layer code, their keys/values written to the cache, the logits of each prompt's last token.
+  layer code, their keys/values written to the cache, the logits of each prompt's last token;
+- `scalinglab::linear_packed` (csrc/gemm.cpp): the matrix product the other two use, against
+  weights packed once into 16-column panels (float32, or bf16 widened in registers); threads
+  from csrc/pool.cpp, which tolerates cores taken by other processes.
 
 Building. `torch.utils.cpp_extension.load` compiles it (g++ and ninja, about 30 s) on first
 use; `scripts/setup.sh` does that once, by calling `decode_attention()`. The build is keyed
@@ -133,3 +136,9 @@ def decode_steps():
 def prefill_rows():
     """The operator `scalinglab::prefill_rows` (see csrc/decode_loop.cpp), or None where it cannot be built."""
     return torch.ops.scalinglab.prefill_rows.default if decode_attention() is not None else None
+
+
+def linear_packed():
+    """The operator `scalinglab::linear_packed` (csrc/gemm.cpp): x (M, K) float32 · W^T (+ bias) for W
+    packed by `engine.steps.pack_weight` (float32 or bfloat16), N the rows of W; or None where it cannot be built."""
+    return torch.ops.scalinglab.linear_packed.default if decode_attention() is not None else None

@@ -19,14 +19,14 @@ def decode_step_seconds(engine: Engine, batch: int, context: int, steps: int = 8
     torch.compile step with greedy sampling; its compilation happens in the warm-up).
     """
     cfg, dev = engine.cfg, engine.device
-    dtype = engine.model.lm_head.weight.dtype
+    native = not compiled and engine._native_ok()  # the step `generate` would take
+    dtype = torch.float32 if native else engine.model.lm_head.weight.dtype
     cache = _Cache(cfg, batch, 1, context, steps + warmup + 1, dev, dtype)
     cache.ks.normal_()
     cache.vs.normal_()
     plen = torch.full((batch,), context, dtype=torch.long, device=dev)
     tokens = torch.randint(4, cfg.vocab_size, (batch,), device=dev)
     greedy, gen = SamplingParams(greedy=True), torch.Generator(device=dev)
-    native = not compiled and engine._native_ok()  # the step `generate` would take
     if native:  # the scheduler's record arrays; no slot ever finishes (no EOS, budget never reached)
         budget = steps + warmup + 1
         record = [torch.zeros(batch, budget, dtype=torch.long), torch.zeros(batch, budget, dtype=torch.float64),

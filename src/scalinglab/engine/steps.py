@@ -4,8 +4,8 @@
 engine.py). `ModelSteps`, which `Engine` extends, turns the model's weights into fused
 matrices and runs them: `_prefill` (a batch of prompts: in C++, `scalinglab::prefill_rows`,
 beside the native decode loop; else eager PyTorch), and one decode step in one of three ways:
-- `_native_steps`: many steps in C++ (`scalinglab::decode_steps`; CPU, float32), the default
-  where it can be built;
+- `_native_steps`: many steps in C++ (`scalinglab::decode_steps`; CPU; float32 activations and
+  K/V, matrices packed by `_packed` in float32 or bf16), the default where it can be built;
 - `_decode` + `sample_tokens`: eager PyTorch (bf16, CUDA, no C++ compiler), with the C++
   decode-attention kernel where it exists, else matmuls;
 - `_decode_compiled`: the static-shape `torch.compile` step of `engine.compiled` (n = 1).
@@ -22,7 +22,15 @@ import torch.nn.functional as F
 from scalinglab.engine.compiled import CompiledDecode
 from scalinglab.engine.kernels import decode_attention, decode_steps, prefill_rows
 from scalinglab.engine.sampling import SamplingParams, sample_tokens
-from scalinglab.model.transformer import Transformer
+from scalinglab.model.transformer import Transformer, rope_inv_freq
+
+
+def pack_weight(w: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """W (N, K) -> (ceil(N/16), K, 16) in `dtype`: panels of 16 output columns, zero-padded (csrc/gemm.cpp's layout)."""
+    N, K = w.shape
+    P = -(-N // 16)
+    w = F.pad(w.detach().to(dtype), (0, 0, 0, P * 16 - N))
+    return w.view(P, 16, K).transpose(1, 2).contiguous()
 
 
 class _Cache:
@@ -52,9 +60,11 @@ class _Cache:
 class ModelSteps:
     """Fused weights, prefill and decode steps of a `Transformer` (see the module docstring)."""
 
-    def __init__(self, model: Transformer):
+    def __init__(self, model: Transformer, weight_dtype: torch.dtype | None = None):
         self.model = model.eval()
         self.cfg = model.config
+        # the native path's packed matrices: the model's dtype (bf16 models: bf16), or bf16 for an fp32 model when asked
+        self.weight_dtype = weight_dtype
 
     @property
     def device(self) -> torch.device:
@@ -131,7 +141,7 @@ class ModelSteps:
             crow = torch.tensor([g for g, x in zip(groups, ids) for _ in x])
             pos = torch.tensor([i for x in ids for i in range(len(x))])
             last = torch.tensor([len(x) for x in ids]).cumsum(0) - 1  # each prompt's final row
-            (embed, norm_w, lm_head), _, flat = self._weights()
+            embed, norm_w, lm_head, flat = self._packed()
             return prefill_rows()(embed, flat, norm_w, lm_head, self.cfg.num_attention_heads, self.cfg.rms_norm_eps,
                                   self._native_rope(cache), kc, vc, toks, crow, pos, last)
         k_, T = len(ids), max(len(x) for x in ids)
@@ -239,9 +249,40 @@ class ModelSteps:
         return tok, lp
 
     def _native_ok(self) -> bool:
-        """Whether the C++ operators serve this model: CPU, float32, head_dim <= 256, and the extension built."""
-        return (self.device.type == "cpu" and self.model.lm_head.weight.dtype == torch.float32 and self.cfg.head_dim <= 256
-                and decode_steps() is not None)
+        """Whether the C++ operators serve this model: CPU, float32 or bfloat16 weights, head_dim <= 256, and the extension built."""
+        return (self.device.type == "cpu" and self.model.lm_head.weight.dtype in (torch.float32, torch.bfloat16)
+                and self.cfg.head_dim <= 256 and decode_steps() is not None)
+
+    def _packed_dtype(self) -> torch.dtype:
+        """The dtype of the native path's matrices: `weight_dtype`, else bf16 for a bf16 model, else float32."""
+        if self.weight_dtype is not None:
+            return self.weight_dtype
+        return torch.bfloat16 if self.model.lm_head.weight.dtype == torch.bfloat16 else torch.float32
+
+    def _packed(self) -> tuple:
+        """(embed, final norm, packed LM head, flat per-layer list): what the C++ operators take, rebuilt with `_fused`.
+
+        Matrices are packed for csrc/gemm.cpp (`pack_weight`, in `_packed_dtype()`); norms and
+        biases are float32, and so is the embedding (a row lookup; its values rounded to bf16 in bf16). 7 tensors per layer (ln1, Wqkv,
+        bqkv or empty, Wo, ln2, Wgate_up, Wdown).
+        """
+        layers = self._fused()
+        wdt = self._packed_dtype()
+        if getattr(self, "_packed_key", None) != (self._fused_version, wdt):
+            self._packed_cache = None  # free the old copy before building the new one
+            m, none = self.model, torch.empty(0, device=self.device)
+
+            def f32(t):
+                return t.detach().float().contiguous()
+
+            flat = []
+            for ln1, wqkv, bqkv, wo, ln2, wgu, wdown in layers:
+                flat += [f32(ln1.weight), pack_weight(wqkv, wdt), none if bqkv is None else f32(bqkv), pack_weight(wo, wdt),
+                         f32(ln2.weight), pack_weight(wgu, wdt), pack_weight(wdown, wdt)]
+            embed = f32(m.model.embed_tokens.weight.to(wdt))  # bf16: the embedding rows rounded like every matrix
+            self._packed_cache = (embed, f32(m.model.norm.weight), pack_weight(m.lm_head.weight, wdt), flat)
+            self._packed_key = (self._fused_version, wdt)
+        return self._packed_cache
 
     def _weights(self) -> tuple[tuple, list[tuple], list[torch.Tensor]]:
         """The fused weights as plain contiguous tensors, rebuilt with `_fused`: what the compiled step and the C++ operators take.
@@ -263,7 +304,8 @@ class ModelSteps:
         """cos/sin (P, D/2, 2) of every position a slot of `cache` can reach, made once per call."""
         if cache.rope is None:
             P = (0 if cache.flat else cache.kp.shape[3]) + cache.kv.shape[4] + 1
-            angles = torch.arange(P, device=self.device).float()[:, None] * self.model.inv_freq
+            inv_freq = rope_inv_freq(self.cfg).to(self.device)  # float32 even for a bf16 model (its buffer is bf16)
+            angles = torch.arange(P, device=self.device).float()[:, None] * inv_freq
             cache.rope = torch.stack([angles.cos(), angles.sin()], -1)
         return cache.rope
 
@@ -277,7 +319,7 @@ class ModelSteps:
         `record` = (buf_tok, buf_lp, ntok, done, reason), the scheduler's arrays, where a slot
         also finishes (EOS, or `budget` tokens). Samples as `sample_tokens` does.
         """
-        (embed, norm_w, lm_head), _, flat = self._weights()
+        embed, norm_w, lm_head, flat = self._packed()
         return decode_steps()(embed, flat, norm_w, lm_head, self.cfg.num_attention_heads, self.cfg.rms_norm_eps,
                               self._native_rope(cache), cache.kp, cache.vp, plen, cache.kv, cache.flat, n, S, tokens, slen, *record, budget,
                               p.temperature, p.greedy, p.top_k, p.top_p, -1 if eos is None else eos, max_steps, gen)

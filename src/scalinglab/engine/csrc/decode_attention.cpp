@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "attention.h"
+#include "pool.h"
 
 namespace {
 
@@ -86,7 +87,9 @@ void attend_heads(const float* __restrict__ q, int64_t qstride, const Segment* s
 
 void attend(const AttnArgs& a) {
   const int64_t rep = a.H / a.Hkv, n = a.G > 0 ? a.S / a.G : 1;
-  at::parallel_for(0, a.S * a.Hkv, 8, [&](int64_t begin, int64_t end) {
+  const int64_t items = a.S * a.Hkv;
+  const bool small = items * (a.Tp + a.Ts + 1) * a.D * (a.H / a.Hkv) < (int64_t{1} << 18);  // toy sizes: one thread
+  pool_for(items, small ? items : std::max<int64_t>(1, items / (4 * at::get_num_threads())), [&](int64_t begin, int64_t end) {
     std::vector<float> w(a.Tp + a.Ts + 1);
     for (int64_t i = begin; i < end; ++i) {
       const int64_t s = i / a.Hkv, g = i % a.Hkv;

@@ -9,7 +9,8 @@
 //   embed -> per layer: RMSNorm, fused QKV GEMM, RoPE (interleaved pairs), K/V written to
 //   the cache, attention (attention.h), Wo GEMM + residual, RMSNorm, gate/up GEMM, SiLU·up,
 //   down GEMM + residual -> RMSNorm, LM head -> sample -> record.
-// The GEMMs are ATen's (`addmm_`: MKL/oneDNN, multi-threaded); the rest are plain loops.
+// The matrix products are gemm.cpp's, on weights packed once (float32 or bf16) by engine.steps;
+// they, attention and the sampler (rows in parallel) share pool.h's load-tolerant threads.
 // The maths and the random draws are the engine's Python path's (engine.py): the same fused
 // weights and cache layout, Gumbel-max sampling on uniforms drawn by the same generator
 // with the same shape (S, V) per step, log-probs under the full tempered distribution.
@@ -23,12 +24,17 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 #include <ATen/core/Generator.h>
+#include <ATen/Parallel.h>
 #include <algorithm>
 #include <cmath>
 #include <functional>
 #include <vector>
 
 #include "attention.h"
+#include "gemm.h"
+#include "pool.h"
+
+PackedW packed_of(const torch::Tensor& wp, int64_t N);  // gemm.cpp
 
 namespace {
 
@@ -70,25 +76,29 @@ struct Sampler {
   bool greedy;
   int64_t top_k;  // 0: off
   float top_p;    // >= 1: off
-  std::vector<float> logp = std::vector<float>(V), kth = std::vector<float>(V);
-  std::vector<int64_t> order = std::vector<int64_t>(V);
-  std::vector<char> keep = std::vector<char>(V);
 
-  int64_t pick(const float* __restrict__ r, const float* __restrict__ g, float* lp) {
+  // scratch per thread (rows are sampled in parallel), reused across calls
+  int64_t pick(const float* __restrict__ r, const float* __restrict__ g, float* lp) const {
+    thread_local std::vector<float> logp, kth;
+    thread_local std::vector<int64_t> order;
+    thread_local std::vector<char> keep;
+    if (static_cast<int64_t>(logp.size()) < V) { logp.resize(V); kth.resize(V); order.resize(V); keep.resize(V); }
     float top = r[0] / temp;
     for (int64_t v = 1; v < V; ++v) top = std::max(top, r[v] / temp);
     float z = 0.f;
     for (int64_t v = 0; v < V; ++v) z += std::exp(r[v] / temp - top);
     const float logz = std::log(z);  // log-prob of v: (r[v] / temp - top) - logz, as log_softmax computes it
-    for (int64_t v = 0; v < V; ++v) logp[v] = (r[v] / temp - top) - logz;
     int64_t best = 0;
     if (greedy) {
       for (int64_t v = 1; v < V; ++v) if (r[v] > r[best]) best = v;
+      *lp = (r[best] / temp - top) - logz;
+      return best;
     } else {
-      std::fill(keep.begin(), keep.end(), 1);
+      for (int64_t v = 0; v < V; ++v) logp[v] = (r[v] / temp - top) - logz;
+      std::fill(keep.begin(), keep.begin() + V, 1);
       if (top_k > 0) {
-        std::copy(logp.begin(), logp.end(), kth.begin());
-        std::nth_element(kth.begin(), kth.begin() + (top_k - 1), kth.end(), std::greater<float>());
+        std::copy_n(logp.begin(), V, kth.begin());
+        std::nth_element(kth.begin(), kth.begin() + (top_k - 1), kth.begin() + V, std::greater<float>());
         const float cut = kth[top_k - 1];
         for (int64_t v = 0; v < V; ++v) keep[v] = logp[v] >= cut;
       }
@@ -125,7 +135,7 @@ struct Model {
   const float* cs;
   int64_t P;
   int64_t QKV() const { return (H + 2 * Hkv) * D; }
-  int64_t F2() const { return layers[5].size(0); }
+  int64_t F2() const { return 2 * layers[6].size(1); }  // gate and up rows: twice the down projection's input width
 };
 
 // Where a layer's keys and values live: row (layer l, cache row c, head h, position t) at
@@ -169,7 +179,7 @@ void forward_rows(const Model& m, int64_t R, torch::Tensor& x, Buffers& b, const
   for (int64_t l = 0; l < m.L; ++l) {
     const torch::Tensor* w = &m.layers[7 * l];
     rms_norm(xp, w[0].data_ptr<float>(), m.eps, R, E, h.data_ptr<float>());
-    if (w[2].numel() > 0) at::addmm_out(qkv, w[2], h, w[1].t()); else at::mm_out(qkv, h, w[1].t());
+    gemm_packed(h.data_ptr<float>(), R, E, packed_of(w[1], QKV), w[2].numel() > 0 ? w[2].data_ptr<float>() : nullptr, false, q, QKV);
     float* kl = c.k + l * c.k_l;
     float* vl = c.v + l * c.v_l;
     for (int64_t r = 0; r < R; ++r) {
@@ -184,9 +194,9 @@ void forward_rows(const Model& m, int64_t R, torch::Tensor& x, Buffers& b, const
     if (a.G > 0) { a.kp = kp0 + l * kp_l; a.vp = vp0 + l * vp_l; }
     a.ks = kl; a.vs = vl;
     attend(a);  // all rows' keys are written first: a prompt row sees the rows before it
-    x.addmm_(att, w[3].t());
+    gemm_packed(att.data_ptr<float>(), R, H * D, packed_of(w[3], E), nullptr, true, xp, E);  // residual added in place
     rms_norm(xp, w[4].data_ptr<float>(), m.eps, R, E, h.data_ptr<float>());
-    at::mm_out(gu, h, w[5].t());
+    gemm_packed(h.data_ptr<float>(), R, E, packed_of(w[5], F2), nullptr, false, gu.data_ptr<float>(), F2);
     const float* g = gu.data_ptr<float>();
     float* ap = act.data_ptr<float>();
     for (int64_t r = 0; r < R; ++r)
@@ -194,7 +204,7 @@ void forward_rows(const Model& m, int64_t R, torch::Tensor& x, Buffers& b, const
         const float gv = g[r * F2 + f];
         ap[r * Fh + f] = gv / (1.f + std::exp(-gv)) * g[r * F2 + Fh + f];
       }
-    x.addmm_(act, w[6].t());
+    gemm_packed(act.data_ptr<float>(), R, Fh, packed_of(w[6], E), nullptr, true, xp, E);
   }
 }
 
@@ -239,8 +249,10 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
   bool* dn = done.data_ptr<bool>();
   int8_t* why = reason.data_ptr<int8_t>();
   const int64_t bstride = buf_tok.stride(0);
-  Sampler sampler{V, greedy ? 1.f : static_cast<float>(std::max(temperature, 1e-5)), greedy, top_k > 0 && top_k < V ? top_k : 0,
-                  static_cast<float>(top_p)};
+  const Sampler sampler{V, greedy ? 1.f : static_cast<float>(std::max(temperature, 1e-5)), greedy, top_k > 0 && top_k < V ? top_k : 0,
+                        static_cast<float>(top_p)};
+  std::vector<int64_t> picked(S);
+  std::vector<float> picked_lp(S);
   const CacheView cache = CacheView::of(kv.select(1, 0), kv.select(1, 1));
   Buffers work(m, S, opts);
   AttnArgs prefix;  // shared prompts: each group's n samples attend to its prompt's first plen positions
@@ -263,17 +275,22 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
     forward_rows(m, S, x, work, cache, prefix, flat ? 0 : kp.stride(0), flat ? 0 : vp.stride(0), nullptr, wpos.data(),
                  attended.data());
     rms_norm(xp, norm_w.data_ptr<float>(), static_cast<float>(eps), S, E, h.data_ptr<float>());
-    at::mm_out(logits, h, lm_head.t());
+    gemm_packed(h.data_ptr<float>(), S, E, packed_of(lm_head, V), nullptr, false, logits.data_ptr<float>(), V);
     float* u = uniform.data_ptr<float>();
-    if (!greedy) {
-      uniform.uniform_(0, 1, gen);  // what torch.rand((S, V), generator=gen) draws
-      for (int64_t i = 0; i < S * V; ++i) u[i] = -std::log(-std::log(std::clamp(u[i], 1e-10f, 1.f)));  // Gumbel noise
-    }
+    if (!greedy) uniform.uniform_(0, 1, gen);  // what torch.rand((S, V), generator=gen) draws
     const float* lg = logits.data_ptr<float>();
+    pool_for(S, S * V < (int64_t{1} << 16) ? S : 1, [&](int64_t s0, int64_t s1) {  // rows in parallel (toy sizes: one thread)
+      for (int64_t s = s0; s < s1; ++s) {
+        float* us = u + s * V;
+        if (!greedy)
+          for (int64_t v = 0; v < V; ++v) us[v] = -std::log(-std::log(std::clamp(us[v], 1e-10f, 1.f)));  // Gumbel noise
+        picked[s] = sampler.pick(lg + s * V, us, &picked_lp[s]);
+      }
+    });
     bool group_done = false;
     for (int64_t s = 0; s < S; ++s) {
-      float lp;
-      const int64_t best = sampler.pick(lg + s * V, u + s * V, &lp);
+      const float lp = picked_lp[s];
+      const int64_t best = picked[s];
       tok[s] = best;
       sl[s] += 1;
       if (!dn[s]) {
@@ -319,7 +336,7 @@ torch::Tensor prefill_rows(torch::Tensor embed, std::vector<torch::Tensor> layer
   forward_rows(m, R, x, work, CacheView::of(k_cache, v_cache), AttnArgs{}, 0, 0, crow.data_ptr<int64_t>(), ps, ps);
   auto xl = x.index_select(0, last), h = torch::empty_like(xl), logits = torch::empty({last.size(0), V}, embed.options());
   rms_norm(xl.data_ptr<float>(), norm_w.data_ptr<float>(), static_cast<float>(eps), last.size(0), E, h.data_ptr<float>());
-  at::mm_out(logits, h, lm_head.t());
+  gemm_packed(h.data_ptr<float>(), last.size(0), E, packed_of(lm_head, V), nullptr, false, logits.data_ptr<float>(), V);
   return logits;
 }
 
