@@ -79,3 +79,13 @@ def test_help_does_not_import_heavy_modules():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "", f"imported at CLI start-up: {r.stdout.strip()}"
+
+
+@pytest.mark.parametrize("flag, value", [("--temperature", "-1"), ("--max-batch", "0"), ("--top-k", "-5"), ("--n", "0"),
+                                         ("--top-p", "0"), ("--max-new-tokens", "0")])
+def test_generate_rejects_nonsense_sampling_values(flag, value, tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("1+1=\n")
+    r = _run("generate", "--model", str(tmp_path / "nowhere"), "--prompts", str(prompts), flag, value)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert f"{flag} {value}" in r.stderr  # named before the (missing) model is even looked at

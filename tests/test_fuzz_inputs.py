@@ -37,15 +37,8 @@ KINDS = {"binary": b"\x00\xff\xfe\x89PNG\r\n\x1a\n\xc3\x28", "empty": b"", "dire
          "truncated": b'{"id": "a", "prompt": "1+1=?", "ans'}
 
 # readers this engineer does not own (what each needs is in the reason)
-READ_JSONL = "tasks/base.read_jsonl must read through runs.store.read_text (binary/dir -> one line)"
 PENDING = {
-    ("verify-math", "binary"): READ_JSONL, ("verify-math", "directory"): READ_JSONL,
-    ("verify-code", "binary"): READ_JSONL, ("verify-code", "directory"): READ_JSONL,
     ("verify-code", "empty"): "commands/verify_code.py must reject an empty file as verify math does",
-    ("eval", "binary"): READ_JSONL, ("eval", "directory"): READ_JSONL,
-    ("annotate", "binary"): READ_JSONL, ("annotate", "directory"): READ_JSONL,
-    ("generate", "binary"): "commands/foundation.py _read_prompts must use runs.store.read_text",
-    ("generate", "directory"): "commands/foundation.py _read_prompts must use runs.store.read_text",
 }
 
 

@@ -85,6 +85,7 @@ def generate_cmd(
     from scalinglab.model.prompting import PromptFormat
     from scalinglab.train.common import pick_device
 
+    _check_sampling(n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, max_batch=max_batch)
     lines = _read_prompts(prompts)
     dev = pick_device(device)
     import torch
@@ -103,10 +104,24 @@ def generate_cmd(
          + f"\n{res.generated_tokens} tokens in {res.seconds:.2f}s ({res.tokens_per_s:.0f} tok/s)")
 
 
+def _check_sampling(**values) -> None:
+    """One line naming the first nonsense sampling value (before any model is loaded)."""
+    import math
+
+    rules = {"n": lambda v: v >= 1, "max_new_tokens": lambda v: v >= 1, "max_batch": lambda v: v >= 1, "top_k": lambda v: v >= 0,
+             "temperature": lambda v: math.isfinite(v) and v >= 0, "top_p": lambda v: 0 < v <= 1}
+    wanted = {"n": "at least 1", "max_new_tokens": "at least 1", "max_batch": "at least 1", "top_k": "0 (all) or more",
+              "temperature": "a finite number >= 0", "top_p": "in (0, 1]"}
+    for k, v in values.items():
+        if not rules[k](v):
+            raise UserError(f"--{k.replace('_', '-')} {v}: must be {wanted[k]}")
+
+
 def _read_prompts(path: Path) -> list[str]:
-    if not path.exists():
-        raise UserError(f"prompts file {path}: no such file")
-    lines = [line.replace("\\n", "\n") for line in path.read_text().splitlines() if line.strip()]
+    from scalinglab.runs.store import read_text
+
+    text = read_text(path, "prompts file")  # missing, a directory, binary: one line naming it
+    lines = [line.replace("\\n", "\n") for line in text.splitlines() if line.strip()]
     if not lines:
         raise UserError(f"prompts file {path}: no prompts (it is empty)")
     return lines

@@ -92,11 +92,11 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Read a JSONL file; a bad line gives an error naming the file and line."""
+    from scalinglab.runs.store import read_text
+
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
     rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    for i, line in enumerate(read_text(path).splitlines(), 1):  # missing, a directory, binary: one line naming it
         if not line.strip():
             continue
         try:
