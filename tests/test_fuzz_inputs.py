@@ -38,7 +38,6 @@ KINDS = {"binary": b"\x00\xff\xfe\x89PNG\r\n\x1a\n\xc3\x28", "empty": b"", "dire
 
 # readers this engineer does not own (what each needs is in the reason)
 PENDING = {
-    ("verify-code", "empty"): "commands/verify_code.py must reject an empty file as verify math does",
 }
 
 

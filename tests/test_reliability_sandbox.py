@@ -53,3 +53,25 @@ def test_bwrap_mode_describes_itself():
     sandbox.isolation.cache_clear()
     d = sandbox.untrusted_isolation("auto").describe()
     assert d == {"mode": "bwrap", "reason": None, "not_covered": []}
+
+
+def test_verify_code_reports_its_isolation_and_refuses_empty_input(tmp_path, capsys):
+    """Every verdict and the --json object say which isolation judged it; an empty file is one line, as verify math."""
+    import json
+
+    from scalinglab import cli
+    from scalinglab.verify.sandbox import isolation
+
+    f = tmp_path / "c.jsonl"
+    f.write_text(json.dumps({"id": "a", "program": "def f(x):\n    return x + 1\n", "entry_point": "f",
+                             "cases": [{"input": [1], "output": 2}]}) + "\n")
+    mode = isolation().mode
+    if mode != "bwrap":
+        pytest.skip(f"bubblewrap is not usable here (isolation {mode}); auto refuses to run")
+    cli.main(["verify", "code", "--input", str(f), "--json"])  # success returns (no SystemExit)
+    out = json.loads(capsys.readouterr().out)
+    assert out["isolation"]["mode"] == "bwrap" and out["results"][0]["isolation"] == "bwrap" and out["passed"] == 1
+    (tmp_path / "e.jsonl").write_text("")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["verify", "code", "--input", str(tmp_path / "e.jsonl")])
+    assert e.value.code == 2 and "empty" in capsys.readouterr().err

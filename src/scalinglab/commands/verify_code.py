@@ -8,6 +8,7 @@ import typer
 from rich.markup import escape
 
 from scalinglab.commands import common
+from scalinglab.errors import UserError
 from scalinglab.tasks.base import read_jsonl
 
 
@@ -18,6 +19,8 @@ def verify_code(
                               '(prompt/test/entry_point looked up for HumanEval/N task_ids).'),
     timeout: float = typer.Option(5.0, "--timeout", min=0.1, help="Wall seconds per program (all its cases); also its CPU-seconds limit."),
     workers: int = typer.Option(0, "--workers", min=0, help="Parallel sandboxes (0: two per CPU core)."),
+    sandbox: str = typer.Option("auto", "--sandbox", help="auto (bubblewrap; refuses to run without it), bwrap, or fallback: "
+                                "rlimits + unshare only, where programs can read and write host files (ask for it by name)."),
     as_json: bool = common.JSON_OPT,
 ) -> None:
     """Run untrusted Python programs in the sandbox (bubblewrap + rlimits) and judge them.
@@ -34,13 +37,17 @@ def verify_code(
     import time
 
     from scalinglab.verify.code import judge_many
+    from scalinglab.verify.sandbox import untrusted_isolation
 
     items = read_jsonl(input)  # one clear error naming the file and line for a bad line
+    if not items:
+        raise UserError(f"--input {input}: no programs in file (it is empty)")
+    iso = untrusted_isolation(sandbox)  # never the weak fallback unless asked for by name
     t = time.perf_counter()
     # No progress bar: common.progress_bar's task lacks its "info" field (KeyError in rich).
-    results = judge_many(items, workers=workers or None, timeout_s=timeout)
+    results = judge_many(items, workers=workers or None, timeout_s=timeout, iso=iso)
     seconds = time.perf_counter() - t
-    out = {"results": [r.to_json() for r in results],
+    out = {"isolation": iso.describe(), "results": [{**r.to_json(), "isolation": iso.mode} for r in results],
            "passed": sum(r.passed for r in results), "total": len(results),
            "programs_per_s": round(len(results) / seconds, 2) if results else 0.0}
     human = "\n".join(f"{r.id or i}: {r.status} ({r.cases_passed}/{r.cases_total}) {r.detail}" for i, r in enumerate(results))
