@@ -89,3 +89,18 @@ def test_generate_rejects_nonsense_sampling_values(flag, value, tmp_path):
     r = _run("generate", "--model", str(tmp_path / "nowhere"), "--prompts", str(prompts), flag, value)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert f"{flag} {value}" in r.stderr  # named before the (missing) model is even looked at
+
+
+def test_weights_that_do_not_match_the_config_are_one_line(tmp_path, tiny_model):
+    """A config.json edited (or copied) so its shapes disagree with model.safetensors: one line, not a load_state_dict dump."""
+    from scalinglab.model.hf import save_model
+
+    model, tok = tiny_model
+    d = save_model(model, tok, tmp_path / "m")
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["intermediate_size"] += 8
+    (d / "config.json").write_text(json.dumps(cfg))
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("1+1=\n")
+    r = _run("generate", "--model", str(d), "--prompts", str(prompts), "--max-new-tokens", "2")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "do not match config.json" in r.stderr, r.stderr

@@ -182,6 +182,11 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", dtyp
     # empty_like on meta tensors goes through torch._refs, whose first call imports sympy (1 s).
     with torch.device("meta"):
         model = Transformer(cfg, init=False)
+    want = model.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} (config.json implies {tuple(want[k].shape)})" for k, v in sd.items()
+             if k in want and tuple(v.shape) != tuple(want[k].shape)]
+    if wrong:
+        raise UserError(f"model {d}: the weights do not match config.json: {wrong[0]}" + (f" and {len(wrong) - 1} more" if len(wrong) > 1 else ""))
     missing, unexpected = model.load_state_dict({k: v for k, v in sd.items() if "rotary_emb" not in k}, strict=False, assign=True)
     if cfg.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight
