@@ -6,6 +6,12 @@ sample with temperature 1 and no truncation, and generate exactly `new_tokens` t
 per sequence (EOS ignored). Each side runs `repeats` times after a warm-up; the best
 time counts. Reported: generated tokens/s of each and their ratio.
 
+With a real model (`--model DIR_OR_NAME`, on a CPU) the benchmark is `real_model_benchmark`
+instead: batch 64 (8 prompts x 8 samples), batch 8 (sampling) and batch 1 (greedy), each
+contender timed once per round, the rounds interleaved, the median and the spread reported:
+scalinglab fp32 and with bf16 weights, `transformers` fp32 and bf16, and CTranslate2 and
+llama.cpp when installed (they are not in the default environment: skipped with a note).
+
 The `ragged` case (on by default) is the workload continuous batching is for: 256 prompts,
 at most 64 sequences at a time, up to 256 new tokens, stopping at EOS. The random model
 emits EOS about once in 128 tokens, so answer lengths vary widely. `transformers` gets the
@@ -47,6 +53,8 @@ def run_benchmark(model: Path | None = None, sequences: int = 64, new_tokens: in
 
     dev = torch.device(device)
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    if model is not None and dev.type == "cpu":  # a real model: the issue-16 grid of contenders instead of the toy cases
+        return real_model_benchmark(model, new_tokens=new_tokens, rounds=repeats)
     with tempfile.TemporaryDirectory() as td:
         d = _model_dir(model, depth, Path(td))
         prompts = [p.prompt for p in get_task("arithmetic").generate(sequences, seed=12345, difficulty=3)]
@@ -142,3 +150,103 @@ def _ragged(model, tok, hf, hf_tok, batch: int, best, prompts: int = 256, new_to
             "transformers_tokens": n_hf, "scalinglab_seconds": t_ours, "transformers_seconds": t_hf,
             "scalinglab_tokens_per_s": n_ours / t_ours, "transformers_tokens_per_s": n_hf / t_hf,
             "speedup": (n_ours / t_ours) / (n_hf / t_hf)}
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3) -> dict:
+    """The contenders of issue 16 on a real model (see the module docstring): tokens/s per (case, contender).
+
+    Every round times each (case, contender) once, in the same order, so load from other
+    processes hits all of them alike; the load average is recorded before each round.
+    Sampling at temperature 1 with EOS ignored (batch 64 and 8), greedy at batch 1. scalinglab
+    prefills each of the 8 prompts once at batch 64; `transformers` prefills all 64 copies.
+    """
+    import importlib.util
+    import os
+    import statistics
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from scalinglab.engine import Engine, SamplingParams
+    from scalinglab.model.hf import load_model, resolve_model_dir
+    from scalinglab.tasks import get_task
+
+    d = resolve_model_dir(model)
+    prompts = [p.prompt for p in get_task("arithmetic").generate(8, seed=12345, difficulty=3)]
+    ours, tok = load_model(d, dtype=torch.float32)
+    engines = {"scalinglab_fp32": Engine(ours, tok, max_batch=64),
+               "scalinglab_bf16": Engine(ours, tok, max_batch=64, weight_dtype=torch.bfloat16)}
+    hf32 = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+    hf16 = AutoModelForCausalLM.from_pretrained(d, dtype=torch.bfloat16).eval()
+    hf_tok = AutoTokenizer.from_pretrained(d)
+    hf_tok.padding_side = "left"
+    if hf_tok.pad_token_id is None:
+        hf_tok.pad_token = hf_tok.eos_token
+    cases = {"batch64": (prompts, 8, False), "batch8": (prompts, 1, False), "batch1_greedy": (prompts[:1], 1, True)}
+
+    def ours_fn(eng, ps, n, greedy):
+        params = SamplingParams(n=n, max_new_tokens=new_tokens, temperature=1.0, greedy=greedy, ignore_eos=True, seed=0)
+        return lambda: eng.generate(ps, params).generated_tokens
+
+    def hf_fn(hf, ps, n, greedy):
+        enc = hf_tok(ps, return_tensors="pt", padding=True)
+
+        def run() -> int:
+            with torch.no_grad():
+                out = hf.generate(**enc, do_sample=not greedy, temperature=1.0 if not greedy else None, top_k=0 if not greedy else None,
+                                  top_p=1.0 if not greedy else None, num_return_sequences=n, max_new_tokens=new_tokens,
+                                  min_new_tokens=new_tokens, pad_token_id=hf_tok.pad_token_id)
+            return int((out.shape[1] - enc["input_ids"].shape[1]) * out.shape[0])
+        return run
+
+    runs = {}
+    for case, (ps, n, greedy) in cases.items():
+        runs[(case, "scalinglab_fp32")] = ours_fn(engines["scalinglab_fp32"], ps, n, greedy)
+        runs[(case, "scalinglab_bf16")] = ours_fn(engines["scalinglab_bf16"], ps, n, greedy)
+        runs[(case, "transformers_fp32")] = hf_fn(hf32, ps, n, greedy)
+        runs[(case, "transformers_bf16")] = hf_fn(hf16, ps, n, greedy)
+    notes = {name: f"{pkg} is not installed: skipped (the `bench` extra installs it)"
+             for name, pkg in (("ctranslate2", "ctranslate2"), ("llama.cpp", "llama_cpp")) if importlib.util.find_spec(pkg) is None}
+    for fn in runs.values():  # warm-up: packing, first-call allocations
+        fn()
+    times: dict = {k: [] for k in runs}
+    loads = []
+    for _ in range(rounds):
+        loads.append(os.getloadavg()[0])
+        for k, fn in runs.items():
+            t = time.perf_counter()
+            count = fn()
+            times[k].append(count / (time.perf_counter() - t))
+    table: dict = {}
+    for (case, who), tps in times.items():
+        table.setdefault(case, {})[who] = {"tokens_per_s": statistics.median(tps), "min": min(tps), "max": max(tps)}
+    for case, row in table.items():
+        base = row["transformers_fp32"]["tokens_per_s"]
+        for who in row:
+            row[who]["vs_transformers_fp32"] = row[who]["tokens_per_s"] / base
+    import transformers
+
+    flags = _cpu_flags()
+    b64 = table["batch64"]
+    return {
+        "benchmark": "engine", "model": str(model), "model_dir": str(d), "model_params": sum(p.numel() for p in ours.parameters()),
+        "device": "cpu", "threads": torch.get_num_threads(), "machine": platform.machine(), "processor": platform.processor(),
+        "cpu_bf16_dot_products": bool(flags & {"avx512_bf16", "amx_bf16"}), "cpu_avx512": "avx512f" in flags,
+        "new_tokens": new_tokens, "rounds": rounds, "load_average_per_round": loads, "cases": table,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__}, "skipped": notes,
+        "scalinglab_decode_path": engines["scalinglab_fp32"].generate(prompts[:1], SamplingParams(max_new_tokens=1)).decode_path,
+        # the command's one-line summary: batch 64, fp32
+        "scalinglab_tokens_per_s": b64["scalinglab_fp32"]["tokens_per_s"], "transformers_tokens_per_s": b64["transformers_fp32"]["tokens_per_s"],
+        "speedup": b64["scalinglab_fp32"]["vs_transformers_fp32"], "compiled_tokens_per_s": float("nan"),
+        "compiled_speedup": float("nan"), "compile_seconds": float("nan"),
+        "note": "real model: the compiled path and the ragged case are not run (toy-model cases; see docs/engine.md)",
+    }
