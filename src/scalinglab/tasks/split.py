@@ -19,9 +19,11 @@ a property of the problem itself:
   arguments. A generated task is asked for chunks: first `generate(n, seed)` (so a train draw
   begins with the problems it drew before, less the evaluation ones), then chunks of derived
   seeds (`chunk_seed`) until n are kept. An evaluation draw keeps distinct problems only (a
-  training draw keeps the generator's repeats: they are its distribution). A file task (one
-  with `load()`: gsm8k, math, humaneval) is read whole in its seeded order and filtered, so a
-  declared test file is used whole and in the order `generate` gives. A split that cannot
+  training draw keeps the generator's repeats: they are its distribution). Three chunks in a
+  row that add under 0.5 % of their size end the search: the split is (nearly) exhausted.
+  A file task (one with `load()`: gsm8k, math, humaneval) is read whole in its seeded order
+  and filtered, so a declared test file is used whole and in the order `generate` gives. A
+  split that cannot
   supply n problems (a tiny problem space, a test file asked for training) is a one-line
   UserError naming the task;
 - `only(problems, split)` filters a stream's chunk (pre-training keeps its chunk seeding and
@@ -44,7 +46,8 @@ SALT = "scalinglab-split-v1"
 EVAL_EVERY = 5  # one problem in EVAL_EVERY is an evaluation problem
 SPLITS = ("train", "eval")
 _EVAL_NAMES = ("test", "eval", "evaluation", "validation", "val", "dev", "heldout", "held-out")
-_STALE_CHUNKS = 4  # chunks in a row that add nothing: the split has no more to give
+_STALE_CHUNKS = 3  # chunks in a row that add almost nothing (< 0.5 % of their size): the split is exhausted
+_MAX_CHUNK = 20_000  # problems asked of the generator at once
 
 
 def _norm(text: str) -> str:
@@ -118,7 +121,7 @@ def draw(task, n: int, seed: int, difficulty: int | None = None, split: str = "t
     seen: set[str] = set()
     k, stale = 0, 0
     while len(out) < n:
-        size = n if k == 0 else max(64, math.ceil(1.5 * (n - len(out)) / share))
+        size = n if k == 0 else min(_MAX_CHUNK, max(64, math.ceil(1.5 * (n - len(out)) / share)))
         batch = task.generate(size, seed=seed if k == 0 else chunk_seed(seed, k), difficulty=difficulty)
         before = len(out)
         for p in batch:
@@ -132,7 +135,7 @@ def draw(task, n: int, seed: int, difficulty: int | None = None, split: str = "t
             out.append(p)
             if len(out) == n:
                 break
-        stale = stale + 1 if len(out) == before else 0
+        stale = stale + 1 if len(out) - before < max(1, len(batch) // 200) and len(out) < n else 0
         if stale >= _STALE_CHUNKS:
             what = f"distinct {split} problems" if split == "eval" else f"{split} problems"
             raise UserError(f"task {task.name!r}: its {split} split has only {len(out)} {what}"
