@@ -15,8 +15,8 @@ its scorer checks the answer itself), `solution` is `Answer: <answer>` (reasonin
 worked solutions), `meta` holds the dataset name, the settings it was made with, the seed,
 the index, the raw reference and the dataset's `metadata` (what `score_answer` needs).
 Ids are `rg:<name>-<seed>-<i>`. Caution for held-out hygiene: many reasoning-gym datasets
-seed item i with `seed + i`, so `rg:x-1-1` and `rg:x-2-0` can be the same problem; keep
-training and evaluation seeds far apart.
+seed item i with `seed + i`, so `rg:x-1-1` and `rg:x-2-0` can be the same problem: seeds do
+not separate training from evaluation; `tasks/split.py` does, by the question's text.
 
 Settings are the dataset config's fields (`get_task("rg:basic_arithmetic", {"min_terms": 2})`,
 `eval --set min_terms=2`), converted to the type of each field's default and validated by the
