@@ -65,7 +65,8 @@ def _summary(out: Path, preset: Preset, records: dict, failed: dict, t0: float, 
             for r in records.values() if r.get("law")}
     return {"preset": preset.name, "task": preset.task, "status": status, "started": started,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S") if status == "finished" else None, "seconds": time.time() - t0, "machine": f"{os.cpu_count()}-core {platform.machine()}", "stages": st, "laws": laws,
-            "models": {name: r.get("model") for name, r in records.items()}}
+            "models": {name: r.get("model") for name, r in records.items()},
+            "heldout_overlap": stages.heldout_overlap(records)}  # evaluation problems seen in training, all stages (0)
 
 
 def results_markdown(summary: dict) -> str:

@@ -54,7 +54,7 @@ class Preset:
 
 PRESETS = {
     "smoke": Preset(name="smoke", task="addition", depths=(1, 2), tokens=(100_000, 300_000), pretrain_overrides=("batch_size=16", "seq_len=64"),
-                    base_depth=2, bootstrap=200, synth_problems=24, synth_k=4, sft_steps=4, rm_steps=4, rm_problems=12,
+                    base_depth=2, bootstrap=200, synth_problems=24, synth_k=4, sft_steps=4, rm_steps=4, rm_problems=32,
                     grpo_steps=3, ppo_steps=2, rl_prompts_per_step=4, eval_problems=24, ns=(1, 2, 4), queries=1e5),
     "cpu": Preset(),
     # SmolLM2-135M-Instruct on 2 CPU cores, at most 45 minutes: no ladder; base evaluation on a reasoning-gym task

@@ -7,6 +7,11 @@ library (the same functions the individual commands call), writes its runs and f
 Compute is counted in FLOPs throughout. Pre-training uses C = 6·N·D. Post-training compute
 is estimated from what the trainers log: sampled tokens cost 2·N FLOPs each (forward), trained
 tokens 6·N (forward + backward), and RL recomputes old log-probs (another 2·N per token).
+
+Every training stream draws the task's train split and every evaluation its eval split
+(`tasks/split.py`). Each training stage's record carries `heldout_overlap`, the evaluation
+problems (seed `EVAL_SEED`) found among its training problems, computed from what it drew;
+their sum is the test-time headline and `summary.json`'s `heldout_overlap` (0).
 """
 
 from __future__ import annotations
@@ -51,8 +56,21 @@ def _fig(ctx: Context, stage: str, name: str):
 def _heldout(ctx: Context):
     from scalinglab.tasks import get_task
 
+    from scalinglab.tasks.split import draw
+
     task = get_task(ctx.preset.task)
-    return task, task.generate(ctx.preset.eval_problems, seed=EVAL_SEED)
+    return task, draw(task, ctx.preset.eval_problems, EVAL_SEED, split="eval")
+
+
+def _total(values) -> int | None:
+    """The sum of per-run held-out overlaps (None when a run did not record one)."""
+    values = list(values)
+    return None if any(v is None for v in values) else int(sum(values))
+
+
+def heldout_overlap(records: dict) -> int | None:
+    """Evaluation problems found among the training problems of every stage, summed (0 by construction)."""
+    return _total(r["heldout_overlap"] for r in records.values() if "heldout_overlap" in r)
 
 
 # -- 1. pre-training ladder -----------------------------------------------------------------
@@ -88,7 +106,7 @@ def pretrain(ctx: Context) -> dict:
     return {"title": "Pre-training ladder and Chinchilla fit", "headline": headline, "model": base_path, "figures": figures,
             "table": table, "notes": notes, "law": {"name": "chinchilla", **{k: fit.get(k) for k in ("params", "ci95", "success", "message")}},
             "compute_optimal": plan, "base_flops": base["C"], "base_params": base["N"], "base_accuracy": base.get("accuracy"),
-            "rungs": rungs}
+            "rungs": rungs, "heldout_overlap": _total(r.get("heldout_overlap") for r in rungs)}
 
 
 # -- 2. synthetic data + SFT --------------------------------------------------------------------
@@ -98,16 +116,18 @@ def synth(ctx: Context) -> dict:
     from scalinglab.synth.sampler import local_sampler
     from scalinglab.tasks import get_task
 
+    from scalinglab.tasks.split import draw, overlap
+
     p = ctx.preset
     task = get_task(p.task)
-    problems = task.generate(p.synth_problems, seed=31_337)
+    problems = draw(task, p.synth_problems, 31_337, split="train")
     sampler = local_sampler(ctx.model_of("pretrain"), device=p.device, progress=ctx.progress("rejection sampling"))
     rows, summary = rejection_sample(task, problems, sampler, SynthConfig(k=p.synth_k, seed=0))
     out = ctx.dir("synth") / "data.jsonl"
     write_synth(rows, summary, str(out))
     headline = {k: summary.get(k) for k in ("acceptance_rate", "kept", "problems_with_kept", "tokens_per_kept_sample") if k in summary}
     return {"title": "Synthetic data by rejection sampling", "headline": headline, "model": None, "figures": [],
-            "data": str(out), "summary": summary}
+            "data": str(out), "summary": summary, "heldout_overlap": overlap(problems, _heldout(ctx)[1])}
 
 
 def sft(ctx: Context) -> dict:
@@ -124,7 +144,7 @@ def sft(ctx: Context) -> dict:
             "notes": None if kept else "rejection sampling kept nothing, so SFT used the task's worked solutions",
             "headline": {"accuracy after": s.get("accuracy"), "accuracy before": s.get("base_accuracy"), "steps": p.sft_steps,
                          "training FLOPs (est.)": flops},
-            "accuracy": s.get("accuracy"), "flops": flops}
+            "accuracy": s.get("accuracy"), "flops": flops, "heldout_overlap": s.get("heldout_overlap")}
 
 
 # -- 3. RL -----------------------------------------------------------------------------------------
@@ -182,7 +202,8 @@ def rl(ctx: Context) -> dict:
             "figures": [{"path": ctx.rel(path), "caption": "Accuracy of sampled rollouts against cumulative RL compute, "
                          "with the sigmoidal compute–performance fit R(C) = R0 + (A − R0)/(1 + (C_mid/C)^B)."}],
             "law": law, "grpo": g, "ppo": q, "grpo_model": g["model"], "ppo_model": q["model"],
-            "grpo_flops": rl_flops["GRPO"], "ppo_flops": rl_flops["PPO"]}
+            "grpo_flops": rl_flops["GRPO"], "ppo_flops": rl_flops["PPO"],
+            "heldout_overlap": _total((g.get("heldout_overlap"), q.get("heldout_overlap")))}
 
 
 def _change(before, after) -> str:
@@ -217,7 +238,8 @@ def reward_models(ctx: Context) -> dict:
         if s.get("auc_ci95"):
             headline[f"{kind.upper()} auc 95% CI"] = "[{:.3f}, {:.3f}]".format(*s["auc_ci95"])
     return {"title": "Outcome and process reward models", "headline": headline, "model": out["orm"]["model"],
-            "figures": [], "orm": out["orm"]["model"], "prm": out["prm"]["model"]}
+            "figures": [], "orm": out["orm"]["model"], "prm": out["prm"]["model"],
+            "heldout_overlap": _total(s.get("heldout_overlap") for s in out.values())}
 
 
 # -- 5. test-time compute ------------------------------------------------------------------------
@@ -264,7 +286,8 @@ def testtime(ctx: Context) -> dict:
     maj = results["majority"]["points"][-1]
     return {"title": "Test-time compute", "model": model_path,
             "headline": {"greedy": greedy, f"majority@{maj['n']}": maj["accuracy"],
-                         f"pass@{sample[-1]['n']}": sample[-1]["pass_at_k"], "best": f"{best['strategy']} n={best['n']}: {best['accuracy']:.3f}"},
+                         f"pass@{sample[-1]['n']}": sample[-1]["pass_at_k"], "best": f"{best['strategy']} n={best['n']}: {best['accuracy']:.3f}",
+                         "held-out problems seen in training": heldout_overlap(ctx.records)},
             "figures": [{"path": ctx.rel(path), "caption": "Accuracy against inference compute for each strategy on held-out problems "
                          "(one model, the RL-trained one); the dashed line is pass@k, what a perfect verifier could pick."}],
             "table": table, "law": {"name": "coverage", "params": cov.params, "ci95": cov.ci, "success": cov.success, "message": cov.message},
