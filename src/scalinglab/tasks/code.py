@@ -122,11 +122,20 @@ class Code:
         return judge(program, entry, cases, timeout_s=self.timeout_s).to_verdict()
 
     def split_steps(self, completion: str) -> list[str]:
-        return [line + "\n" for line in completion.split("\n") if line.strip()]
+        return code_steps(completion)
 
     def equivalent(self, a: str, b: str) -> bool:
-        """Same program text up to blank lines and trailing spaces (behaviour is not compared)."""
-        def norm(s: str) -> list[str]:
-            return [line.rstrip() for line in s.split("\n") if line.strip()]
+        return same_code(a, b)
 
-        return norm(a) == norm(b)
+
+def code_steps(completion: str) -> list[str]:
+    """A program's reasoning steps for a PRM: its non-blank lines."""
+    return [line + "\n" for line in completion.split("\n") if line.strip()]
+
+
+def same_code(a: str, b: str) -> bool:
+    """Same program text up to blank lines and trailing spaces (behaviour is not compared)."""
+    def norm(s: str) -> list[str]:
+        return [line.rstrip() for line in s.split("\n") if line.strip()]
+
+    return norm(a) == norm(b)

@@ -57,6 +57,7 @@ from typing import ClassVar
 
 from scalinglab.errors import UserError
 from scalinglab.tasks.base import Problem
+from scalinglab.tasks.code import code_steps, same_code
 from scalinglab.verify.verdict import Verdict
 
 FEW_SHOT = '''def count_vowels(text: str) -> int:
@@ -209,14 +210,10 @@ class HumanEval:
         return [to_verdict(r) for r in judge_many(items, workers=workers, timeout_s=self.timeout_s)]
 
     def split_steps(self, completion: str) -> list[str]:
-        return [line + "\n" for line in completion.split("\n") if line.strip()]
+        return code_steps(completion)
 
     def equivalent(self, a: str, b: str) -> bool:
-        """Same code up to blank lines and trailing spaces (behaviour is not compared)."""
-        def norm(s: str) -> list[str]:
-            return [line.rstrip() for line in s.split("\n") if line.strip()]
-
-        return norm(a) == norm(b)
+        return same_code(a, b)
 
 
 def to_verdict(r) -> Verdict:
