@@ -64,3 +64,13 @@ def test_coverage_curve_by_hand():
         assert 0 <= lo <= c <= hi <= 1 and hi > lo  # problems differ, so the interval has width
     assert coverage_curve([64] * 2, [1, 3])["k"] == [1, 2, 4, 8, 16, 32, 64]
     assert coverage_curve([6, 9], [1, 3])["k"] == [1, 2, 4, 6]  # up to the fewest samples a problem has
+
+
+def test_coverage_law_is_fitted_only_when_the_curve_is_resolved():
+    from scalinglab.testtime.evaluate import _coverage
+
+    assert _coverage([(8, 0)] * 99 + [(8, 1)])["law"] is None  # one correct sample in 800: no law
+    rng = __import__("random").Random(0)
+    counts = [(16, sum(rng.random() < q for _ in range(16))) for q in [0.05, 0.1, 0.2, 0.4] * 25]
+    law = _coverage(counts)["law"]
+    assert law is not None and law["success"] and law["params"]["a"] < 0 and law["params"]["b"] < 0

@@ -102,12 +102,15 @@ def _coverage(counts: list[tuple[int, int]]) -> dict:
     from scalinglab.scaling import fit_coverage
 
     cov = coverage_curve([n for n, _ in counts], [c for _, c in counts])
-    if len(cov["k"]) >= 3 and any(0 < c < 1 for c in cov["pass_at_k"]):
+    # Fit only where the data can say something: at least three k whose interval excludes both 0 and 1
+    # (with one correct sample in 800 the law "fits" with a tight but meaningless interval).
+    resolved = sum(lo > 0 and hi < 1 for lo, hi in cov["ci95"])
+    if resolved >= 3:
         fit = fit_coverage(cov["k"], [max(c, 1e-6) for c in cov["pass_at_k"]], bootstrap=300)
         cov["law"] = {"name": "coverage", "form": "exp(a*k^b)", "params": fit.params, "ci95": fit.ci,
                       "success": fit.success, "message": fit.message, "warnings": list(fit.warnings)}
     else:
-        cov["law"] = None  # too few k values, or coverage already 0 or 1 everywhere: nothing to fit
+        cov["law"] = None  # fewer than three k values resolved away from 0 and 1: nothing to fit
     return cov
 
 
