@@ -167,3 +167,4 @@ def test_pipeline_sums_the_stages_overlap():
     assert stages.heldout_overlap({"pretrain": {"heldout_overlap": 0}, "sft": {"heldout_overlap": 0}, "testtime": {}}) == 0
     assert stages.heldout_overlap({"a": {"heldout_overlap": 2}, "b": {"heldout_overlap": 1}}) == 3
     assert stages.heldout_overlap({"a": {"heldout_overlap": None}, "b": {"heldout_overlap": 0}}) is None
+    assert stages.heldout_overlap({"tokenomics": {"headline": {}}}) is None  # nothing computed: nothing claimed

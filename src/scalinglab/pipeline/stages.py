@@ -69,8 +69,10 @@ def _total(values) -> int | None:
 
 
 def heldout_overlap(records: dict) -> int | None:
-    """Evaluation problems found among the training problems of every stage, summed (0 by construction)."""
-    return _total(r["heldout_overlap"] for r in records.values() if "heldout_overlap" in r)
+    """Evaluation problems found among the training problems of every stage, summed (0 by construction);
+    None when no stage recorded one (nothing was computed, so nothing is claimed)."""
+    found = [r["heldout_overlap"] for r in records.values() if "heldout_overlap" in r]
+    return _total(found) if found else None
 
 
 # -- 1. pre-training ladder -----------------------------------------------------------------
