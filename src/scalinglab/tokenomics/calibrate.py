@@ -79,6 +79,8 @@ def fit_efficiency(compute_s: np.ndarray, memory_s: np.ndarray, measured_s: np.n
     # additive model: t = a c + b m + o with a, b, o >= 0 (a = 1/MFU, b = 1/MBU), rows weighted by 1/t
     A = np.stack([c, m, np.ones_like(c)], axis=1) / t[:, None]
     (a, b, o), _ = nnls(A, np.ones_like(t))
+    # NNLS may return round-off (1e-17) instead of an exact 0: a term adding under a millionth of the time is 0
+    a, b = (x if x * float(np.sum(v)) > 1e-6 * float(np.sum(t)) else 0.0 for x, v in ((a, c), (b, m)))
     pred_add = a * c + b * m + o
     err_add = float(np.mean(np.abs(pred_add - t) / t))
     # overlapped model: grid over the two efficiencies, overhead = median residual (>= 0)
