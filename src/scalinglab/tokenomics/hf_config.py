@@ -9,7 +9,6 @@ core fields are present; a missing core field is a `UserError` naming it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
