@@ -149,3 +149,16 @@ def coerce_setting(key: str, value: Any, default: Any, who: str) -> Any:
         return json.loads(value)
     except ValueError:
         return value
+
+
+def seeded_subset(problems: list[Problem], n: int, key: str, source: str, which: str = "") -> list[Problem]:
+    """`n` of `problems` without replacement in the order a `random.Random(key)` shuffle gives
+    (file-backed tasks: the same key always draws the same problems). Too few is one line naming
+    `source` (and `which`, the filter that left them)."""
+    import random
+
+    if n > len(problems):
+        raise UserError(f"{source}: asked for {n} problems, the file has {len(problems)}" + (f" {which}" if which else ""))
+    order = list(range(len(problems)))
+    random.Random(key).shuffle(order)
+    return [problems[i] for i in order[:n]]

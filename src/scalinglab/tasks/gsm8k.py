@@ -41,14 +41,13 @@ from __future__ import annotations
 
 import functools
 import os
-import random
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
 from scalinglab.errors import UserError
-from scalinglab.tasks.base import Problem, read_jsonl
+from scalinglab.tasks.base import Problem, read_jsonl, seeded_subset
 from scalinglab.verify.answer import extract_answer as answer_span
 from scalinglab.verify.verdict import Verdict
 
@@ -175,12 +174,8 @@ class GSM8K:
         problems = self.load()
         if difficulty is not None:
             problems = [p for p in problems if p.meta.get("difficulty") == difficulty]
-        if n > len(problems):
-            raise UserError(f"{self.file()}: asked for {n} problems, the file has {len(problems)}"
-                            + (f" with {difficulty} solution lines" if difficulty is not None else ""))
-        order = list(range(len(problems)))
-        random.Random(f"{self.name}:{split_of(self.file(), self.split)}:{difficulty}:{seed}").shuffle(order)
-        return [problems[i] for i in order[:n]]
+        return seeded_subset(problems, n, f"{self.name}:{split_of(self.file(), self.split)}:{difficulty}:{seed}", str(self.file()),
+                             f"with {difficulty} solution lines" if difficulty is not None else "")
 
     def extract_answer(self, completion: str) -> str | None:
         span = answer_span(_HEADER.sub("", completion))

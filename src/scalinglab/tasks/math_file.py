@@ -25,12 +25,11 @@ passed in by the caller (e.g. `eval --problems FILE`) but cannot generate.
 
 from __future__ import annotations
 
-import random
 import re
 from dataclasses import dataclass, replace
 
 from scalinglab.errors import UserError
-from scalinglab.tasks.base import Problem, load_problems
+from scalinglab.tasks.base import Problem, load_problems, seeded_subset
 from scalinglab.verify.answer import extract_answer
 from scalinglab.verify.verdict import Verdict
 
@@ -66,12 +65,8 @@ class MathFile:
         problems = self.load()
         if difficulty is not None:
             problems = [p for p in problems if str(p.meta.get("difficulty", p.meta.get("level"))) == str(difficulty)]
-        if n > len(problems):
-            raise UserError(f"{self.path}: asked for {n} problems, the file has {len(problems)}"
-                            + (f" at difficulty {difficulty}" if difficulty is not None else ""))
-        order = list(range(len(problems)))
-        random.Random(f"{self.name}:{self.path}:{difficulty}:{seed}").shuffle(order)
-        return [problems[i] for i in order[:n]]
+        return seeded_subset(problems, n, f"{self.name}:{self.path}:{difficulty}:{seed}", str(self.path),
+                             f"at difficulty {difficulty}" if difficulty is not None else "")
 
     def extract_answer(self, completion: str) -> str | None:
         return extract_answer(completion)
