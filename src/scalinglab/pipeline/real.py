@@ -29,24 +29,18 @@ from scalinglab.pipeline.stages import EVAL_SEED, Context, _fig
 from scalinglab.report.figures import save_fig
 
 
-def _problems(ctx: Context, task_name: str, n: int, chat: str):
-    from scalinglab.model.hf import resolve_model_dir
-    from scalinglab.model.prompting import format_task
-    from scalinglab.model.tokenizer import load_tokenizer
-    from scalinglab.tasks import get_task
-    from scalinglab.tasks.split import draw
-
-    task = get_task(task_name)
-    return format_task(task, draw(task, n, EVAL_SEED, split="eval"), load_tokenizer(resolve_model_dir(ctx.preset.model)), chat)
-
-
 def _eval(ctx: Context, model_path: str, task_name: str, n_problems: int, chat: str, strategy: str, ns, max_new_tokens: int,
           label: str) -> dict:
+    """`evaluate` on the task's eval split, prompts formatted for the model's own tokenizer."""
     from scalinglab.model.hf import load_model
+    from scalinglab.model.prompting import format_task
+    from scalinglab.tasks import get_task
+    from scalinglab.tasks.split import draw
     from scalinglab.testtime.evaluate import EvalConfig, evaluate
 
-    task, problems = _problems(ctx, task_name, n_problems, chat)
     model, tok = load_model(model_path)
+    task = get_task(task_name)
+    task, problems = format_task(task, draw(task, n_problems, EVAL_SEED, split="eval"), tok, chat)
     cfg = EvalConfig(strategy=strategy, ns=tuple(ns), max_new_tokens=max_new_tokens, temperature=ctx.preset.temperature, seed=0)
     s = evaluate(model, tok, task, problems, cfg, progress=ctx.progress(label))
     s["correct"] = [int(q["correct_samples"] > 0) if strategy == "greedy" else None for q in s["per_problem"]]
