@@ -145,3 +145,100 @@ def test_cost_plot_to_an_unwritable_place_and_negative_workers_are_one_line(caps
 
     with pytest.raises(UserError, match="--workers -2"):
         WorkerPool("math.sqrt", workers=-2)
+
+
+@pytest.mark.parametrize("content,msg", [('{"N": 1, "loss": 2}', "same length"), ('[1, 2, 3]', "no table rows"),
+                                         ('{"N": [1, 2], "loss": [3]}', "same length"), ("DIR", "is a directory")])
+def test_fit_on_data_of_the_wrong_shape_is_one_line(tmp_path, capsys, content, msg):
+    f = tmp_path / "d.json"
+    if content == "DIR":
+        f.mkdir()
+    else:
+        f.write_text(content)
+    code, o = cli(capsys, "fit", "chinchilla", str(f))
+    assert code == 2 and msg in _one_line(o.err)
+
+
+def test_a_fit_with_too_few_usable_points_is_an_error_not_a_table_of_nan(tmp_path, capsys):
+    f = tmp_path / "d.csv"
+    f.write_text("x,y\n1,-1\n2,0\n0,3\n")
+    code, o = cli(capsys, "fit", "power", str(f), "--json")
+    assert code == 2 and "usable points" in _one_line(o.err)
+    assert json.loads(o.out)["error"].startswith("power fit of")
+
+
+def test_a_chinchilla_exponent_off_the_plausible_range_is_called_unconstrained_not_bounded():
+    import numpy as np
+
+    from scalinglab.scaling.chinchilla import fit_chinchilla
+
+    N = np.repeat([1e6, 1e7, 1e8], 3)
+    D = np.tile([1e8, 1e9, 1e10], 3)
+    L = 1.0 + 5.0 * (N < 2e6) + 1e-3 * np.log(D)  # a cliff between the two smallest sizes: alpha runs off
+    res = fit_chinchilla(N, D, L, bootstrap=0, grid="small")
+    text = " ".join(res.warnings)
+    assert "upper bound" not in text and "lower bound" not in text
+    if not 1e-3 <= res.params["alpha"] <= 2.5:
+        assert "outside the plausible range" in text and "unconstrained" in text
+
+
+def test_annotate_negative_limit_is_refused(tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "1+1=", "answer": "2", "completion": "2"}\n')
+    code, o = cli(capsys, "annotate", "--task", "arithmetic", "--model", str(tmp_path / "m"), "--data", str(data),
+                  "--out", str(tmp_path / "o.jsonl"), "--limit", "-1")
+    assert code == 2 and "--limit" in _one_line(o.err)
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.parametrize("kw,name", [({"temperature": -1.0}, "temperature=-1.0"), ({"top_p": 0.0}, "top_p=0.0"),
+                                     ({"max_new_tokens": 0}, "max_new_tokens=0"), ({"n": 0}, "n=0"), ({"top_k": -5}, "top_k=-5")])
+def test_sampling_params_refuse_nonsense_for_every_caller(kw, name):
+    from scalinglab.engine import SamplingParams
+
+    with pytest.raises(UserError, match=name):
+        SamplingParams(**kw)
+    SamplingParams(greedy=True, temperature=-1.0)  # greedy ignores the temperature
+
+
+@pytest.mark.parametrize("flag,value", [("--temperature", "nan"), ("--top-p", "1.5"), ("--max-batch", "0"), ("--max-new-tokens", "-3")])
+def test_eval_names_a_nonsense_sampling_value_before_loading_anything(tmp_path, capsys, flag, value):
+    code, o = cli(capsys, "eval", "--model", str(tmp_path / "nowhere"), flag, value)
+    assert code == 2 and f"{flag} {value}" in _one_line(o.err)
+
+
+def test_prompt_past_the_context_and_nan_weights_are_one_line(tmp_path, tiny_model):
+    import torch
+
+    from scalinglab.engine import Engine, SamplingParams
+    from scalinglab.model.hf import load_model, save_model
+
+    model, tok = tiny_model
+    ctx = model.config.max_position_embeddings
+    with pytest.raises(UserError, match="runs past the model's context"):
+        Engine(model, tok).generate(["1" * (ctx - 4)], SamplingParams(max_new_tokens=8))
+    d = save_model(model, tok, tmp_path / "m")
+    load_model(d)  # intact weights load
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight[0, 0] = float("nan")
+    d = save_model(model, tok, tmp_path / "nan")
+    with pytest.raises(UserError, match="NaN or infinity: model.layers.0.mlp.down_proj.weight"):
+        load_model(d)
+
+
+def test_eval_that_fails_leaves_no_half_run_and_the_corrected_command_runs(tmp_path, capsys, tiny_model):
+    from scalinglab.model.hf import save_model
+    from scalinglab.runs import list_runs
+
+    model, tok = tiny_model
+    d = save_model(model, tok, tmp_path / "m")
+    out = tmp_path / "E"
+    # a prompt longer than the context fails inside the evaluation, after the run directory was created
+    code, o = cli(capsys, "eval", "--model", str(d), "--task", "arithmetic", "--num-problems", "2", "--strategy", "greedy",
+                  "--n", "1", "--max-new-tokens", str(model.config.max_position_embeddings), "--out", str(out))
+    assert code == 2 and "context" in _one_line(o.err)
+    assert not out.exists()
+    assert not [r for r in list_runs(tmp_path) if r["name"] == "E"]  # a run that did nothing leaves no row either
+    code, o = cli(capsys, "eval", "--model", str(d), "--task", "arithmetic", "--num-problems", "2", "--strategy", "greedy",
+                  "--n", "1", "--max-new-tokens", "4", "--out", str(out))
+    assert code == 0 and [r["status"] for r in list_runs(tmp_path) if r["name"] == "E"] == ["finished"]  # the corrected command runs

@@ -70,11 +70,15 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
     assert code == 2 and "unknown law" in cap.err
 
 
-def test_failed_fit_is_reported_not_raised(tmp_path):
+def test_a_fit_that_fits_nothing_is_one_error_line_and_a_nonzero_exit(tmp_path):
+    """Too few points: nothing is fitted, so the command fails (a script's `&&` stops) with the reason."""
     f = tmp_path / "t.csv"
     f.write_text("k,c\n1,0.5\n2,0.6\n")
-    out = _json("fit", "coverage", str(f))
-    assert out["success"] is False and "points" in out["message"]
+    from scalinglab.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["fit", "coverage", str(f), "--json"])
+    assert e.value.code == 2
 
 
 @pytest.mark.slow  # runs the full 4,500-start grid plus a few SciPy solves: ~10 s

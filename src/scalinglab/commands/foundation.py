@@ -15,6 +15,8 @@ MODEL_HELP = ("Run directory, local Hugging Face model directory, .gguf file (co
 CHAT_OPT = typer.Option("auto", help="Chat template: auto (on when the tokenizer has one: instruct models), on, off "
                         "(plain prompt, after the task's few-shot examples if it has them).")
 SYSTEM_OPT = typer.Option(None, help="System message for the chat template (default: the template's own).")
+DTYPE_OPT = typer.Option("auto", help="Weights the decode loop reads: fp32, bf16, or auto (bf16 on CUDA and on a CPU with "
+                         "native bf16 dot products, AVX512-BF16/AMX; fp32 elsewhere).")
 
 
 def register(app: typer.Typer) -> None:
@@ -66,6 +68,7 @@ def generate_cmd(
     stop: Optional[List[str]] = typer.Option(None, help="Stop string (repeatable)."),
     seed: int = typer.Option(0),
     max_batch: int = typer.Option(64, help="Sequences decoded together."),
+    dtype: str = DTYPE_OPT,
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     compile: bool = typer.Option(False, "--compile", help="Decode through a torch.compile graph (n=1), compiled once (10-20 s, "
                                  "cached on disk). For GPUs: on a CPU the default native C++ decode loop is faster."),
@@ -81,40 +84,28 @@ def generate_cmd(
     Example: scalinglab generate --model smollm2-135m --prompts prompts.txt --greedy --max-new-tokens 32
     """
     from scalinglab.engine import Engine, SamplingParams
+    from scalinglab.engine.sampling import check_sampling
+    from scalinglab.engine.steps import decode_dtypes
     from scalinglab.model.hf import load_model
     from scalinglab.model.prompting import PromptFormat
     from scalinglab.train.common import pick_device
 
-    _check_sampling(n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, max_batch=max_batch)
+    check_sampling(True, n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, max_batch=max_batch)
     lines = _read_prompts(prompts)
     dev = pick_device(device)
-    import torch
-
-    m, tok = load_model(model, device=dev, dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32)
+    load_dtype, weight_dtype = decode_dtypes(dtype, dev)
+    m, tok = load_model(model, device=dev, dtype=load_dtype)
     fmt = PromptFormat(tok, chat, system)
     lines = [fmt.render(line) for line in lines]
     params = SamplingParams(n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                             greedy=greedy, ignore_eos=ignore_eos, stop=tuple(stop or ()), seed=seed)
     with progress_bar("generate", enabled=True) as bar:
-        res = Engine(m, tok, max_batch=max_batch, compile=compile).generate(lines, params, progress=bar)
+        res = Engine(m, tok, max_batch=max_batch, compile=compile, weight_dtype=weight_dtype).generate(lines, params, progress=bar)
     out = {"completions": [[c.text for c in g.completions] for g in res.generations], "prompt_tokens": res.prompt_tokens,
            "generated_tokens": res.generated_tokens, "seconds": res.seconds, "tokens_per_s": res.tokens_per_s,
-           "flops": res.flops, "decode_path": res.decode_path, "chat": fmt.chat, "finish_reasons": [[c.finish_reason for c in g.completions] for g in res.generations]}
+           "flops": res.flops, "decode_path": res.decode_path, "dtype": str(weight_dtype or load_dtype).removeprefix("torch."), "chat": fmt.chat, "finish_reasons": [[c.finish_reason for c in g.completions] for g in res.generations]}
     emit(out, as_json, human="\n".join(f"[{i}] {c!r}" for i, g in enumerate(out["completions"]) for c in g)
          + f"\n{res.generated_tokens} tokens in {res.seconds:.2f}s ({res.tokens_per_s:.0f} tok/s)")
-
-
-def _check_sampling(**values) -> None:
-    """One line naming the first nonsense sampling value (before any model is loaded)."""
-    import math
-
-    rules = {"n": lambda v: v >= 1, "max_new_tokens": lambda v: v >= 1, "max_batch": lambda v: v >= 1, "top_k": lambda v: v >= 0,
-             "temperature": lambda v: math.isfinite(v) and v >= 0, "top_p": lambda v: 0 < v <= 1}
-    wanted = {"n": "at least 1", "max_new_tokens": "at least 1", "max_batch": "at least 1", "top_k": "0 (all) or more",
-              "temperature": "a finite number >= 0", "top_p": "in (0, 1]"}
-    for k, v in values.items():
-        if not rules[k](v):
-            raise UserError(f"--{k.replace('_', '-')} {v}: must be {wanted[k]}")
 
 
 def _read_prompts(path: Path) -> list[str]:

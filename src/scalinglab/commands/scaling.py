@@ -52,6 +52,8 @@ def fit_cmd(
     if budgets and law != "chinchilla":
         raise UserError("--compute plans a compute-optimal allocation and needs the chinchilla law")
     res = fit_file(law.replace("-", "_"), data, x=x, y=y, bootstrap=bootstrap, seed=seed, drop_highest=drop_highest, grid=grid)
+    if not res.success and all(v != v for v in res.params.values()):  # nothing was fitted: one line, not a table of NaN
+        raise UserError(f"{law} fit of {data}: {res.message}")
     out = res.to_dict()
     human = res.summary()
     if budgets and res.success:

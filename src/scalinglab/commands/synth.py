@@ -93,6 +93,8 @@ def annotate_cmd(
 
     if m < 1:
         raise UserError(f"--m must be >= 1, got {m}")
+    if limit < 0:
+        raise UserError(f"--limit must be >= 0 (0: all rows), got {limit}")
     t = get_task(task)
     rows = read_jsonl(data)
     rows = rows[:limit] if limit > 0 else rows

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from scalinglab.commands.common import JSON_OPT, emit, progress_bar
-from scalinglab.commands.foundation import CHAT_OPT, MODEL_HELP, SYSTEM_OPT
+from scalinglab.commands.foundation import CHAT_OPT, DTYPE_OPT, MODEL_HELP, SYSTEM_OPT
 from scalinglab.errors import UserError
 
 
@@ -32,7 +32,7 @@ def eval_cmd(
     task: str = typer.Option("arithmetic", help="Task name (see `scalinglab tasks`); judges the answers."),
     problems: Optional[Path] = typer.Option(None, help="JSONL of problems (id, prompt, answer); default: generate them."),
     seed: int = typer.Option(777, help="Generator seed of the problems when --problems is not given."),
-    num_problems: int = typer.Option(100, help="Problems generated when --problems is not given (distinct problems of the task's evaluation split)."),
+    num_problems: Optional[int] = typer.Option(None, help="Problems to evaluate: without --problems, this many distinct problems of the task's evaluation split (default 100); with --problems, the file's first N (default: all, like lm-eval's --limit)."),
     difficulty: int = typer.Option(0, help="Task difficulty of generated problems (0 = the task's default)."),
     settings: list[str] = typer.Option([], "--set", help="Task setting KEY=VALUE, repeatable (e.g. --set min_terms=2 for rg:basic_arithmetic; `scalinglab tasks`)."),
     strategy: str = typer.Option("majority", help="greedy | sample | majority | best-of-n | weighted | beam | budget."),
@@ -45,6 +45,7 @@ def eval_cmd(
     max_new_tokens: int = typer.Option(0, help="Tokens per sample (0 = room for the task's longest worked solution)."),
     sample_seed: int = typer.Option(0, help="Seed of the sampler."),
     max_batch: int = typer.Option(64, help="Sequences decoded together."),
+    dtype: str = DTYPE_OPT,
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     out: Optional[Path] = typer.Option(None, help="Run directory to write (summary.json, metrics.jsonl, accuracy_vs_flops.png)."),
     chat: str = CHAT_OPT,
@@ -68,16 +69,23 @@ def eval_cmd(
         raise UserError(f"--verifier {verifier} needs --reward-model DIR")
     if verifier not in ("functional", "orm", "prm"):
         raise UserError(f"--verifier {verifier!r}: expected functional, orm or prm")
+    from scalinglab.engine.sampling import check_sampling
     from scalinglab.model.hf import resolve_model_dir
 
+    check_sampling(True, temperature=temperature, top_p=top_p, max_batch=max_batch, **({"max_new_tokens": max_new_tokens} if max_new_tokens else {}))
     resolve_model_dir(model)  # a bad --model fails before any work (and a .gguf is converted now, once)
     t = get_task(task, parse_settings(settings))
     from scalinglab.tasks.split import draw
 
     # without a file: the task's evaluation split only (a file is evaluated as given)
-    probs = load_problems(problems, default_task=task, task=t) if problems else draw(t, num_problems, seed, difficulty or None, split="eval")
+    if num_problems is not None and num_problems < 1:
+        raise UserError(f"--num-problems {num_problems}: must be at least 1")
+    if problems:
+        probs = load_problems(problems, default_task=task, task=t)[:num_problems]
+    else:
+        probs = draw(t, num_problems or 100, seed, difficulty or None, split="eval")
     cfg = EvalConfig(strategy=strategy, ns=parse_ns(n), verifier=verifier, aggregation=aggregation, temperature=temperature,
-                     top_p=top_p, max_new_tokens=max_new_tokens, seed=sample_seed, max_batch=max_batch)
+                     top_p=top_p, max_new_tokens=max_new_tokens, seed=sample_seed, max_batch=max_batch, dtype=dtype)
     summary = run_eval(model, t, probs, cfg, reward_model=reward_model, device=device, out=out, chat=chat, system=system)
     emit(summary, as_json, human=_human(summary))
 
@@ -86,32 +94,37 @@ def run_eval(model: Path, task, problems, cfg, reward_model: Path | None = None,
              chat: str = "auto", system: str | None = None) -> dict:
     """Load the model (and reward model), format the prompts for it (chat template or few-shot),
     evaluate, and with `out` write a run directory."""
+    import contextlib
     import dataclasses
 
     import torch
 
+    from scalinglab.engine.steps import decode_dtypes
     from scalinglab.model.hf import load_model
     from scalinglab.model.prompting import PromptFormat, format_task
-    from scalinglab.runs import Run
+    from scalinglab.runs import Run, checkpoint
     from scalinglab.testtime.best_of_n import load_reward_model
     from scalinglab.testtime.evaluate import evaluate, plot
     from scalinglab.train.common import pick_device
 
     dev = pick_device(device)
-    m, tok = load_model(model, device=dev, dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32)
+    m, tok = load_model(model, device=dev, dtype=decode_dtypes(cfg.dtype, dev)[0])
     task, problems = format_task(task, problems, tok, chat, system)
     run = Run.create(out, "eval", {**dataclasses.asdict(cfg), "model": str(model), "task": task.name,
                                    "reward_model": str(reward_model) if reward_model else None,
                                    "problems": len(problems), **PromptFormat(tok, chat, system).describe()}) if out else None
-    rm = load_reward_model(reward_model, dev) if reward_model and cfg.verifier != "functional" else None
-    with torch.no_grad(), progress_bar(f"eval {cfg.strategy}") as bar:
-        summary = evaluate(m, tok, task, problems, cfg, reward_model=rm, progress=bar)
-    summary["chat"] = PromptFormat(tok, chat, system).chat
-    if run is not None:
-        for p in summary["points"]:
-            run.log(p)
-        summary["figure"] = str(plot(summary, run.path / "accuracy_vs_flops.png"))
-        run.finish(summary)
+    # with --out, a failure, Ctrl-C or full disk is recorded in runs.sqlite and a run with nothing in it is removed
+    with checkpoint.guard(run) if run is not None else contextlib.nullcontext():
+        rm = load_reward_model(reward_model, dev) if reward_model and cfg.verifier != "functional" else None
+        with torch.no_grad(), progress_bar(f"eval {cfg.strategy}") as bar:
+            summary = evaluate(m, tok, task, problems, cfg, reward_model=rm, progress=bar)
+        summary["chat"] = PromptFormat(tok, chat, system).chat
+        summary["dtype"] = str(decode_dtypes(cfg.dtype, dev)[1] or m.lm_head.weight.dtype).removeprefix("torch.")
+        if run is not None:
+            for p in summary["points"]:
+                run.log(p)
+            summary["figure"] = str(plot(summary, run.path / "accuracy_vs_flops.png"))
+            run.finish(summary)
     return summary
 
 

@@ -152,16 +152,6 @@ def _ragged(model, tok, hf, hf_tok, batch: int, best, prompts: int = 256, new_to
             "speedup": (n_ours / t_ours) / (n_hf / t_hf)}
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3) -> dict:
     """The contenders of issue 16 on a real model (see the module docstring): tokens/s per (case, contender).
 
@@ -235,7 +225,9 @@ def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3) -> dict:
             row[who]["vs_transformers_fp32"] = row[who]["tokens_per_s"] / base
     import transformers
 
-    flags = _cpu_flags()
+    from scalinglab.engine.steps import cpu_flags
+
+    flags = cpu_flags()
     b64 = table["batch64"]
     return {
         "benchmark": "engine", "model": str(model), "model_dir": str(d), "model_params": sum(p.numel() for p in ours.parameters()),

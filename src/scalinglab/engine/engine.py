@@ -113,13 +113,15 @@ class Engine(ModelSteps):
     def generate(self, prompts: Sequence[str | Sequence[int]], params: SamplingParams = SamplingParams(),
                  progress: Callable[..., None] | None = None) -> GenerationResult:
         """Complete every prompt `params.n` times. Prompts are strings or token-id lists."""
-        if params.n < 1 or params.max_new_tokens < 1:
-            raise UserError("n and max_new_tokens must be >= 1")
         t0 = time.perf_counter()
         prompt_ids = self.encode_prompts(prompts)
         n, dev, cfg = params.n, self.device, self.cfg
         G = max(1, min(len(prompt_ids), self.max_batch // n))
         Tp, Ts = max(len(x) for x in prompt_ids), params.max_new_tokens
+        if Tp + Ts > cfg.max_position_embeddings:
+            i = max(range(len(prompt_ids)), key=lambda j: len(prompt_ids[j]))
+            raise UserError(f"prompt {i} has {Tp} tokens: with max_new_tokens {Ts} it runs past the model's context of "
+                            f"{cfg.max_position_embeddings} positions (max_position_embeddings)")
         compiled, cache_ts = self.compile and n == 1, Ts
         if compiled:  # few distinct shapes, so few compilations: batch to a power of two, length to 64s
             G = min(1 << (G - 1).bit_length(), max(1, self.max_batch))

@@ -13,6 +13,24 @@ from dataclasses import dataclass
 
 import torch
 
+from scalinglab.errors import UserError
+
+_RULES = {"n": (lambda v: v >= 1, "at least 1"), "max_new_tokens": (lambda v: v >= 1, "at least 1"),
+          "max_batch": (lambda v: v >= 1, "at least 1"), "top_k": (lambda v: v >= 0, "0 (all) or more"),
+          "temperature": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
+          "top_p": (lambda v: 0 < v <= 1, "in (0, 1]")}
+
+
+def check_sampling(as_flags: bool = False, **values) -> None:
+    """One line naming the first nonsense sampling value: `max_new_tokens=-3: must be at least 1`,
+    or with `as_flags` `--max-new-tokens -3: ...` (commands call it before loading a model;
+    SamplingParams calls it on every build, so configs and library callers get the same line)."""
+    for k, v in values.items():
+        ok, wanted = _RULES[k]
+        if not ok(v):
+            name = f"--{k.replace('_', '-')} {v}" if as_flags else f"{k}={v}"
+            raise UserError(f"{name}: must be {wanted}")
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -25,6 +43,10 @@ class SamplingParams:
     stop: tuple[str, ...] = ()  # strings that end a sample (kept in its text)
     ignore_eos: bool = False  # keep generating past EOS (benchmarks)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_sampling(n=self.n, max_new_tokens=self.max_new_tokens, top_k=self.top_k, top_p=self.top_p,
+                       **({} if self.greedy else {"temperature": self.temperature}))
 
 
 def sample_tokens(logits: torch.Tensor, p: SamplingParams, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from scalinglab.engine.compiled import CompiledDecode
 from scalinglab.engine.kernels import decode_attention, decode_steps, prefill_rows
 from scalinglab.engine.sampling import SamplingParams, sample_tokens
+from scalinglab.errors import UserError
 from scalinglab.model.transformer import Transformer, rope_inv_freq
 
 
@@ -55,6 +56,44 @@ class _Cache:
         self.prefix_bytes = 2 * self.kp.numel() * self.kp.element_size()
         self.bytes = self.prefix_bytes + 2 * self.ks.numel() * self.ks.element_size()
 
+
+
+DTYPES = ("auto", "fp32", "bf16")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (/proc/cpuinfo; empty where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_bf16_dot_products() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX), where bf16 weights pay off."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def pick_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The weight dtype a command decodes in: `fp32`, `bf16`, or `auto` = bf16 on CUDA and on a CPU
+    with native bf16 dot products (bf16 halves the bytes a decode step reads), float32 elsewhere."""
+    if name not in DTYPES:
+        raise UserError(f"--dtype {name!r}: expected one of {', '.join(DTYPES)}")
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" or cpu_bf16_dot_products() else torch.float32
+    return torch.bfloat16 if name == "bf16" else torch.float32
+
+
+def decode_dtypes(name: str, device: torch.device) -> tuple[torch.dtype, torch.dtype | None]:
+    """(dtype to load the model in, `weight_dtype` for the Engine) for `--dtype name`: on CUDA the
+    model itself is loaded in that dtype; on a CPU it stays float32 (prefill, training) and only the
+    decode loop's packed matrices take it."""
+    dt = pick_dtype(name, device)
+    return (dt, None) if device.type == "cuda" else (torch.float32, dt)
 
 
 class ModelSteps:

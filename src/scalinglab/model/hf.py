@@ -187,6 +187,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", dtyp
              if k in want and tuple(v.shape) != tuple(want[k].shape)]
     if wrong:
         raise UserError(f"model {d}: the weights do not match config.json: {wrong[0]}" + (f" and {len(wrong) - 1} more" if len(wrong) > 1 else ""))
+    # one float32 sum per tensor: NaN or infinity anywhere makes it non-finite (finite weights cannot overflow it)
+    broken = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v.sum(dtype=torch.float32))]
+    if broken:
+        raise UserError(f"model {d}: weights hold NaN or infinity: {broken[0]}" + (f" and {len(broken) - 1} more tensors" if len(broken) > 1 else ""))
     missing, unexpected = model.load_state_dict({k: v for k, v in sd.items() if "rotary_emb" not in k}, strict=False, assign=True)
     if cfg.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight

@@ -176,8 +176,10 @@ def fit_chinchilla(N, D, loss, *, bootstrap: int = 4000, seed: int = 0, grid: st
         resid = logL - np.log(t1)
 
     params = dict(zip(NAMES, (float(v) for v in to_params(theta[None])[0])))
-    bounds = {"alpha": EXPONENT_BOUNDS, "beta": EXPONENT_BOUNDS}
-    warns = diagnose(params, bounds, None, len(np.unique(N)), 3, "model sizes N")
+    warns = diagnose(params, None, None, len(np.unique(N)), 3, "model sizes N")
+    lo, hi = EXPONENT_BOUNDS
+    warns += [f"{k}={params[k]:.4g} lies outside the plausible range [{lo:g}, {hi:g}] (the solve is unconstrained)"
+              for k in ("alpha", "beta") if not lo <= params[k] <= hi]
     warns += diagnose(params, None, None, len(np.unique(D)), 3, "token counts D")
     if samples is not None:
         # Correlations are judged with each amplitude taken at the centre of the data (A/N̄^α, B/D̄^β):

@@ -28,21 +28,29 @@ LOSS_ALIASES = ("loss", "l", "final_loss", "val_loss")
 def read_table(path: str | Path) -> dict[str, np.ndarray]:
     """Numeric columns of a CSV or a JSON list of records, as float arrays keyed by column name."""
     p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{p} is a directory; expected a CSV or JSON file of measurements")
     if not p.is_file():
         raise UserError(f"data file not found: {p}")
+    shape = "expected CSV with a header, a JSON list of objects or a JSON object of equal-length column lists"
     try:
         if p.suffix.lower() in (".json", ".jsonl"):
             text = p.read_text()
             rows = [json.loads(line) for line in text.splitlines() if line.strip()] if p.suffix.lower() == ".jsonl" else json.loads(text)
             if isinstance(rows, dict):  # {"col": [..], ...}
-                rows = [dict(zip(rows, vals)) for vals in zip(*rows.values())]
+                columns = list(rows.values())
+                if not columns or not all(isinstance(c, list) for c in columns) or len({len(c) for c in columns}) != 1:
+                    raise UserError(f"{p}: a JSON object must map every column name to a list of the same length ({shape})")
+                rows = [dict(zip(rows, vals)) for vals in zip(*columns)]
         else:
             with p.open(newline="") as f:
                 rows = list(csv.DictReader(f))
     except (json.JSONDecodeError, csv.Error, UnicodeDecodeError) as e:
         raise UserError(f"cannot parse {p}: {e}") from None
-    if not rows or not isinstance(rows, list) or not isinstance(rows[0], dict):
-        raise UserError(f"{p} holds no table rows (expected CSV with a header or a JSON list of objects)")
+    except OSError as e:
+        raise UserError(f"cannot read {p}: {e.strerror or e}") from None
+    if not rows or not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise UserError(f"{p} holds no table rows ({shape})")
     cols: dict[str, np.ndarray] = {}
     for name in rows[0]:
         try:

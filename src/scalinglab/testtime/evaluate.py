@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from scalinglab.engine import Engine, SamplingParams
+from scalinglab.engine.steps import decode_dtypes
 from scalinglab.errors import UserError
 from scalinglab.tasks.base import Problem
 from scalinglab.testtime.base import SolveResult
@@ -43,6 +44,7 @@ class EvalConfig:
     max_new_tokens: int = 0  # per sample (0 = room for the task's longest worked solution)
     seed: int = 0  # sampling seed
     max_batch: int = 64  # sequences decoded together
+    dtype: str = "auto"  # weights the CPU decode loop reads: fp32 | bf16 | auto (engine.steps.pick_dtype)
 
 
 def _point(n: int, r: SolveResult, pass_at_k: float) -> dict:
@@ -58,8 +60,8 @@ def evaluate(model, tokenizer, task, problems: Sequence[Problem], cfg: EvalConfi
     ns = sorted(set(int(n) for n in cfg.ns))
     if not ns or ns[0] < (0 if cfg.strategy == "budget" else 1):
         raise UserError(f"--n must list positive integers (got {list(cfg.ns)})")
-    engine = Engine(model, tokenizer, max_batch=cfg.max_batch)
-    params = SamplingParams(max_new_tokens=cfg.max_new_tokens or default_max_new_tokens(task, problems),
+    engine = Engine(model, tokenizer, max_batch=cfg.max_batch, weight_dtype=decode_dtypes(cfg.dtype, next(model.parameters()).device)[1])
+    params = SamplingParams(max_new_tokens=cfg.max_new_tokens or default_max_new_tokens(task, problems, tokenizer),
                             temperature=cfg.temperature, top_p=cfg.top_p, stop=tuple(task.stop), seed=cfg.seed)
     points, per_problem, coverage = [], [], None
     if cfg.strategy in SELECTORS or cfg.strategy == "greedy":

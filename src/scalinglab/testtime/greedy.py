@@ -5,21 +5,23 @@ from __future__ import annotations
 from scalinglab.engine import Engine, SamplingParams
 
 
-def default_max_new_tokens(task, problems) -> int:
-    """Room for the longest worked solution among `problems` (or a task sample), plus slack."""
+def default_max_new_tokens(task, problems, tokenizer=None) -> int:
+    """Room for the longest worked solution among `problems` (or a task sample), plus slack:
+    1.5 × its length in `tokenizer`'s tokens (characters without one; the same for the
+    character-level tokenizer) + 16."""
     from scalinglab.tasks.split import draw, split_of
 
     # no worked solution among them: a sample of the same split (HumanEval has only its test split)
     sols = [p.solution for p in problems if p.solution] or [
         p.solution for p in draw(task, 64, 0, split=split_of(problems[0]) if problems else "train") if p.solution]
-    longest = max((len(s) for s in sols), default=48)
+    longest = max((len(tokenizer.encode(s, bos=False)) if tokenizer is not None else len(s) for s in sols), default=48)
     return int(longest * 1.5) + 16
 
 
 def greedy_accuracy(model, tokenizer, task, problems, max_new_tokens: int | None = None, max_batch: int = 128, progress=None) -> dict:
     """Greedy completions of `problems`, judged by the task's checker."""
     engine = Engine(model, tokenizer, max_batch=max_batch)
-    params = SamplingParams(greedy=True, max_new_tokens=max_new_tokens or default_max_new_tokens(task, problems), stop=tuple(task.stop))
+    params = SamplingParams(greedy=True, max_new_tokens=max_new_tokens or default_max_new_tokens(task, problems, tokenizer), stop=tuple(task.stop))
     res = engine.generate([p.prompt for p in problems], params, progress=progress)
     verdicts = [task.check(p, g.completions[0].text) for p, g in zip(problems, res.generations)]
     correct = [v.correct for v in verdicts]

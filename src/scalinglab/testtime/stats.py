@@ -26,6 +26,15 @@ def paired_bootstrap(a: Sequence[int], b: Sequence[int], resamples: int = 10_000
     return means[int(tail * resamples)], means[int((1 - tail) * resamples) - 1]
 
 
+def heldout_gain(before: Sequence[int], after: Sequence[int]) -> dict:
+    """The held-out gain of a training stage: accuracy after − before on the same problems, with
+    the paired-bootstrap 95% interval (`gain_ci95`; None for fewer than 2 problems)."""
+    before, after = [int(x) for x in before], [int(x) for x in after]
+    n = len(after)
+    ci = list(paired_bootstrap(after, before)) if n >= 2 and len(before) == n else None
+    return {"gain": (sum(after) - sum(before)) / n if n and len(before) == n else None, "gain_ci95": ci}
+
+
 def majority_correct(summary: dict, n: int, task, problems) -> list[int]:
     """1/0 per problem for the majority vote over the first n samples of an `evaluate` summary."""
     out = []

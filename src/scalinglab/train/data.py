@@ -181,7 +181,7 @@ def sample_and_verify(model, tok, task, problems, k: int, temperature: float, se
     was_training = model.training
     model.eval()
     params = SamplingParams(n=k, temperature=temperature, seed=seed, stop=tuple(task.stop),
-                            max_new_tokens=max_new_tokens or default_max_new_tokens(task, problems))
+                            max_new_tokens=max_new_tokens or default_max_new_tokens(task, problems, tok))
     res = Engine(model, tok, max_batch=max_batch).generate([p.prompt for p in problems], params, progress=progress)
     model.train(was_training)
     rows = []

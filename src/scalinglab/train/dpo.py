@@ -38,6 +38,7 @@ from scalinglab.tasks.split import draw, overlap, refuse_test
 from scalinglab.train.common import make_optimizer, token_logprobs
 from scalinglab.train.data import build_pairs, encode_example, pairs_from_rows, sample_and_verify
 from scalinglab.train.posttrain_loop import StepResult, open_run, micro_batches, tail_mean, train_steps
+from scalinglab.testtime.stats import heldout_gain
 from scalinglab.train.sft import POSTTRAIN_SEED_BASE, _accuracy
 
 
@@ -190,7 +191,7 @@ def dpo(cfg: DPOConfig, model_path: str, out: str, resume: bool = False, progres
         task, device, model, tok, run = st.task, st.device, st.model, st.tok, st.run
         t0 = time.perf_counter()
         evals = draw(task, cfg.eval_problems, cfg.eval_seed, cfg.difficulty or None, split="eval")
-        base_acc = _accuracy(model, tok, task, evals)
+        base_acc, base_correct = _accuracy(model, tok, task, evals)
         pairs, info = training_pairs(cfg, task, model, tok, run, resume)
         model.eval()  # no dropout in this model, but keep the reference pass in eval mode on principle
         ref = reference_logprobs(model, tok, pairs, device)  # the starting model is the reference
@@ -198,10 +199,11 @@ def dpo(cfg: DPOConfig, model_path: str, out: str, resume: bool = False, progres
         records = train_steps(run, cfg, model, tok, opt, PairData(len(pairs), cfg.batch_size, cfg.seed),
                               make_dpo_step(model, tok, pairs, ref, cfg, device), model.parameters(), progress=progress, kind="dpo")
         save_model(model, tok, run.path / "model", extra={"task": cfg.task, "difficulty": cfg.difficulty, "posttrain": "dpo"})
+        acc, correct = _accuracy(model, tok, task, evals)
         summary = {"kind": "dpo", "task": cfg.task, "steps": cfg.steps, "pairs": len(pairs), **info, "beta": cfg.beta,
                    "train_loss": tail_mean(records, "loss"), "reward_accuracy": tail_mean(records, "accuracy"),
                    "reward_margin": tail_mean(records, "reward_margin"), "base_accuracy": base_acc,
-                   "accuracy": _accuracy(model, tok, task, evals), "eval_seed": cfg.eval_seed if evals else None,
+                   "accuracy": acc, **heldout_gain(base_correct, correct), "eval_seed": cfg.eval_seed if evals else None,
                    "heldout_overlap": overlap(pairs, evals) if evals else None,
                    "seconds": time.perf_counter() - t0, "model": str(run.path / "model")}
         run.finish(summary)

@@ -358,23 +358,26 @@ class RLRun:
         self.modules = make_modules(self.model) if make_modules else {}
         self.difficulty = cfg.difficulty or None
         self.max_new_tokens = cfg.max_new_tokens or default_max_new_tokens(
-            self.task, draw(self.task, 64, RL_SEED_BASE - 1, self.difficulty, split="train"))
+            self.task, draw(self.task, 64, RL_SEED_BASE - 1, self.difficulty, split="train"), self.tok)
         per_step = getattr(cfg, "prompts_per_step", 16) * max(getattr(cfg, "group_size", 1), getattr(cfg, "samples_per_prompt", 1))
         self.engine = Engine(self.model, self.tok, max_batch=max(64, per_step))
-        self.start, self.elapsed0, self.baseline = 0, 0.0, None
+        self.start, self.elapsed0, self.baseline, self.baseline_correct = 0, 0.0, None, None
         if resume:  # the newest intact checkpoint, or step 0 (metrics trimmed either way)
             self.start, extra = checkpoint.restore(self.run, self.model, self.opt, self.modules)
             self.elapsed0, self.baseline = extra.get("elapsed", 0.0), extra.get("baseline")
+            self.baseline_correct = extra.get("baseline_correct")
         if not self.start and cfg.eval_problems:
-            self.baseline = self.evaluate()
+            self.baseline, self.baseline_correct = self.evaluate()
         self.tb = _tensorboard(self.run.path / "tb")
         self.t_start = time.perf_counter()
 
-    def evaluate(self) -> float:
+    def evaluate(self) -> tuple[float, list[int]]:
+        """Greedy accuracy on the held-out problems, and 1/0 per problem (for the paired gain interval)."""
         from scalinglab.testtime.greedy import greedy_accuracy
 
         problems = draw(self.task, self.cfg.eval_problems, self.cfg.eval_seed, self.difficulty, split="eval")
-        return greedy_accuracy(self.model, self.tok, self.task, problems, max_new_tokens=self.max_new_tokens)["accuracy"]
+        g = greedy_accuracy(self.model, self.tok, self.task, problems, max_new_tokens=self.max_new_tokens)
+        return g["accuracy"], [int(c) for c in g["correct"]]
 
     def heldout_overlap(self) -> int:
         """Evaluation problems among every step's prompts (regenerated: a pure function of seed and step)."""
@@ -398,7 +401,8 @@ class RLRun:
         every = self.cfg.checkpoint_every
         if every and done % every == 0 and done < self.cfg.steps:
             checkpoint.save(self.run, done, self.model, self.tok, self.opt,
-                            extra={"elapsed": self.wall(), "baseline": self.baseline}, modules=self.modules)
+                            extra={"elapsed": self.wall(), "baseline": self.baseline, "baseline_correct": self.baseline_correct},
+                            modules=self.modules)
 
     def fail(self, e: Exception) -> None:
         self.run.fail(str(e)[:200])
@@ -416,10 +420,13 @@ class RLRun:
                    "train_accuracy_last10": sum(r["accuracy"] for r in tail) / max(1, len(tail)),
                    "seconds": self.wall(), **(extra or {})}
         if self.cfg.eval_problems:
-            acc = self.evaluate()
+            from scalinglab.testtime.stats import heldout_gain
+
+            acc, correct = self.evaluate()
             summary.update(accuracy_before=self.baseline, accuracy=acc, eval_seed=self.cfg.eval_seed,
                            eval_problems=self.cfg.eval_problems, heldout_overlap=self.heldout_overlap(),
-                           gain=(acc - self.baseline) if self.baseline is not None else None)
+                           **(heldout_gain(self.baseline_correct, correct) if self.baseline_correct is not None else
+                              {"gain": None if self.baseline is None else acc - self.baseline, "gain_ci95": None}))
         self.run.finish(summary)
         return summary
 

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from scalinglab.errors import UserError
 from scalinglab.runs import checkpoint
 from scalinglab.tasks.split import draw, overlap, refuse_test
+from scalinglab.testtime.stats import heldout_gain
 from scalinglab.train.common import make_optimizer
 from scalinglab.train.data import Packer, encode_example, epoch_source, packed_hidden_states, sample_and_verify, sft_pairs_from_rows
 from scalinglab.train.posttrain_loop import StepResult, open_run, micro_batches, tail_mean, train_steps
@@ -161,7 +162,7 @@ def sft(cfg: SFTConfig, model_path: str, out: str, resume: bool = False, progres
         task, device, model, tok, run = st.task, st.device, st.model, st.tok, st.run
         t0 = time.perf_counter()
         evals = draw(task, cfg.eval_problems, cfg.eval_seed, cfg.difficulty or None, split="eval")
-        base_acc = _accuracy(model, tok, task, evals)
+        base_acc, base_correct = _accuracy(model, tok, task, evals)
         pairs = training_pairs(cfg, task, model, tok, run.path, resume)
         examples = [encode_example(tok, p, c) for p, c in pairs]
         packer = Packer(epoch_source(examples, cfg.seed), cfg.seq_len, tok.pad_id)
@@ -169,19 +170,22 @@ def sft(cfg: SFTConfig, model_path: str, out: str, resume: bool = False, progres
         records = train_steps(run, cfg, model, tok, opt, PackedData(packer, cfg.batch_size), make_sft_step(model, cfg, device),
                               model.parameters(), progress=progress, kind="sft")
         save_model(model, tok, run.path / "model", extra={"task": cfg.task, "difficulty": cfg.difficulty, "posttrain": "sft"})
+        acc, correct = _accuracy(model, tok, task, evals)
         summary = {"kind": "sft", "task": cfg.task, "steps": cfg.steps, "examples": len(examples), "epochs": packer.pos / len(examples),
                    "truncated_examples": packer.truncated, "train_loss": tail_mean(records, "loss"),
                    "train_token_accuracy": tail_mean(records, "accuracy"), "base_accuracy": base_acc,
-                   "accuracy": _accuracy(model, tok, task, evals), "eval_seed": cfg.eval_seed if evals else None,
+                   "accuracy": acc, **heldout_gain(base_correct, correct), "eval_seed": cfg.eval_seed if evals else None,
                    "heldout_overlap": overlap((p for p, _ in pairs), evals) if evals else None,
                    "seconds": time.perf_counter() - t0, "model": str(run.path / "model")}
         run.finish(summary)
         return summary
 
 
-def _accuracy(model, tok, task, problems) -> float | None:
+def _accuracy(model, tok, task, problems) -> tuple[float | None, list[int]]:
+    """Greedy accuracy on `problems` and 1/0 per problem ((None, []) without problems)."""
     if not problems:
-        return None
+        return None, []
     from scalinglab.testtime.greedy import greedy_accuracy
 
-    return greedy_accuracy(model, tok, task, problems)["accuracy"]
+    g = greedy_accuracy(model, tok, task, problems)
+    return g["accuracy"], [int(c) for c in g["correct"]]
