@@ -44,6 +44,18 @@ def test_eval_json_and_run_directory(model_dir, tmp_path):
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
 
 
+def test_num_problems_takes_the_first_n_of_a_problems_file(model_dir, tmp_path):
+    """`--problems FILE --num-problems N` evaluates the file's first N problems (lm-eval's --limit); without N, all."""
+    probs = tmp_path / "p.jsonl"
+    write_jsonl(probs, [p.to_json() for p in get_task("arithmetic").generate(5, seed=3)])
+    base = ["eval", "--model", str(model_dir), "--task", "arithmetic", "--problems", str(probs), "--strategy", "greedy",
+            "--n", "1", "--max-new-tokens", "4", "--device", "cpu", "--json"]
+    for extra, want in ((["--num-problems", "2"], ["arithmetic-s3-0", "arithmetic-s3-1"]), ([], [f"arithmetic-s3-{i}" for i in range(5)])):
+        r = runner.invoke(root, base + extra, catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        assert [q["id"] for q in json.loads(r.stdout)["per_problem"]] == want
+
+
 def _main_exit(args, capsys):
     from scalinglab import cli
 

@@ -133,6 +133,10 @@ def _human(s: dict) -> str:
             f"{'n':>5} {'accuracy':>9} {'pass@k':>7} {'prompt tok':>11} {'gen tok':>9} {'FLOPs':>10}"]
     rows += [f"{p['n']:>5} {p['accuracy']:>9.3f} {p['pass_at_k']:>7.3f} {p['prompt_tokens']:>11} {p['generated_tokens']:>9} {p['flops']:>10.3g}"
              for p in s["points"]]
+    if s.get("decode") and s["decode"].get("tokens_per_s"):
+        d = s["decode"]
+        rows.append(f"decode: {d['generated_tokens']} tokens in {d['seconds']:.1f} s ({d['tokens_per_s']:.0f} tok/s, "
+                    f"up to {d['max_batch']} sequences at once, {d['max_new_tokens']} new tokens at most)")
     if s.get("figure"):
         rows.append(f"figure: {s['figure']}")
     return "\n".join(rows)

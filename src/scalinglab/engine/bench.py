@@ -225,14 +225,14 @@ def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3) -> dict:
             row[who]["vs_transformers_fp32"] = row[who]["tokens_per_s"] / base
     import transformers
 
-    from scalinglab.engine.steps import cpu_flags
+    from scalinglab.engine.steps import cpu_bf16_dot_products, cpu_flags
 
     flags = cpu_flags()
     b64 = table["batch64"]
     return {
         "benchmark": "engine", "model": str(model), "model_dir": str(d), "model_params": sum(p.numel() for p in ours.parameters()),
         "device": "cpu", "threads": torch.get_num_threads(), "machine": platform.machine(), "processor": platform.processor(),
-        "cpu_bf16_dot_products": bool(flags & {"avx512_bf16", "amx_bf16"}), "cpu_avx512": "avx512f" in flags,
+        "cpu_bf16_dot_products": cpu_bf16_dot_products(), "cpu_avx512": "avx512f" in flags,
         "new_tokens": new_tokens, "rounds": rounds, "load_average_per_round": loads, "cases": table,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__}, "skipped": notes,
         "scalinglab_decode_path": engines["scalinglab_fp32"].generate(prompts[:1], SamplingParams(max_new_tokens=1)).decode_path,

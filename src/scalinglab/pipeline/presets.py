@@ -41,7 +41,7 @@ class Preset:
     target_accuracy: float = 0.0  # 0 = the best accuracy reached by any measured configuration minus 2 points
     # a pretrained model instead of the ladder (the `real` preset, stages in pipeline/real.py); "" = pre-train here
     model: str = ""  # --model form: a directory, a .gguf file or a short name (smollm2-135m)
-    temperature: float = 1.0  # sampling temperature of the test-time stage
+    temperature: float = 1.0  # sampling temperature of the test-time stage (and, with `model`, of SFT's samples and GRPO)
     max_new_tokens: int = 0  # per answer (0 = room for the task's longest worked solution)
     group_size: int = 8  # GRPO samples per prompt
     grpo_lr: float = 1e-4
@@ -60,9 +60,9 @@ PRESETS = {
     # SmolLM2-135M-Instruct on 2 CPU cores, at most 45 minutes: no ladder; base evaluation on a reasoning-gym task
     # (few-shot) and GSM8K (chat), rejection-sampled SFT, GRPO with shared prefixes, test-time curves, tokenomics
     "real": Preset(name="real", task="rg:basic_arithmetic[min_terms=2,max_terms=2,min_digits=1,max_digits=1]",
-                   model="smollm2-135m", depths=(), tokens=(), eval_problems=200, ns=(1, 2, 4, 8, 16), max_new_tokens=16,
+                   model="smollm2-135m", depths=(), tokens=(), eval_problems=200, ns=(1, 2, 4, 8, 16), max_new_tokens=16, temperature=0.7,
                    synth_problems=192, synth_k=4, sft_steps=16, sft_batch=8, sft_seq_len=192, sft_lr=1e-5,
-                   grpo_steps=20, rl_prompts_per_step=8, group_size=8, grpo_lr=1e-5, ppo_steps=0, rm_steps=0, rm_problems=0,
+                   grpo_steps=90, rl_prompts_per_step=8, group_size=8, grpo_lr=1e-5, ppo_steps=0, rm_steps=0, rm_problems=0,
                    gsm8k_problems=40, gsm8k_max_new_tokens=256),
     "gpu": Preset(name="gpu", device="auto", depths=(2, 3, 4), tokens=(2_000_000, 5_000_000, 12_000_000),
                   pretrain_overrides=("batch_size=64", "seq_len=256"), base_depth=4, bootstrap=2000, synth_problems=2000,

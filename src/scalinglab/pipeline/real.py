@@ -68,6 +68,7 @@ def sft(ctx: Context) -> dict:
 
     p = ctx.preset
     cfg = SFTConfig(task=p.task, chat="off", source="samples", num_problems=p.synth_problems, samples_per_problem=p.synth_k,
+                    sample_temperature=p.temperature,
                     steps=p.sft_steps, batch_size=p.sft_batch, seq_len=p.sft_seq_len, lr=p.sft_lr, warmup_steps=2,
                     eval_problems=p.eval_problems, eval_seed=EVAL_SEED, device=p.device)
     notes = None
@@ -91,7 +92,7 @@ def rl(ctx: Context) -> dict:
     p = ctx.preset
     start = ctx.model_of("sft")
     cfg = GRPOConfig(task=p.task, chat="off", steps=p.grpo_steps, prompts_per_step=p.rl_prompts_per_step, group_size=p.group_size,
-                     max_new_tokens=p.max_new_tokens, lr=p.grpo_lr, share_prefix=True, eval_problems=p.eval_problems,
+                     max_new_tokens=p.max_new_tokens, lr=p.grpo_lr, temperature=p.temperature, share_prefix=True, eval_problems=p.eval_problems,
                      eval_seed=EVAL_SEED, device=p.device)
     g = train_grpo(cfg, start, str(ctx.dir("rl") / "grpo"), progress=ctx.progress("grpo"))
     return {"title": "GRPO against the task's own scorer", "model": g["model"], "figures": [],

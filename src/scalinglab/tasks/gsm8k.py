@@ -152,6 +152,7 @@ class GSM8K:
     name: str = "gsm8k"
     stop: tuple[str, ...] = ("\nQuestion:",)
     few_shot: ClassVar[str] = FEW_SHOT
+    max_new_tokens: ClassVar[int] = 256  # the default answer room, as lm-eval-harness's gsm8k (max_gen_toks)
 
     def __post_init__(self):
         if self.split is not None and self.split not in SPLITS:

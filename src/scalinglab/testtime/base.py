@@ -26,6 +26,7 @@ class Cost:
     generated_flops: float = 0.0
     prefills: int = 0  # prompts prefilled (one per engine prompt, shared by its n samples)
     prefix_kv_bytes: int = 0  # peak bytes of the shared prompt KV cache over the engine calls
+    seconds: float = 0.0  # wall time of the engine calls (0 for a cost derived per sample)
 
     @property
     def flops(self) -> float:
@@ -34,13 +35,13 @@ class Cost:
     def __add__(self, other: "Cost") -> "Cost":
         return Cost(self.prompt_tokens + other.prompt_tokens, self.generated_tokens + other.generated_tokens,
                     self.prompt_flops + other.prompt_flops, self.generated_flops + other.generated_flops,
-                    self.prefills + other.prefills, max(self.prefix_kv_bytes, other.prefix_kv_bytes))
+                    self.prefills + other.prefills, max(self.prefix_kv_bytes, other.prefix_kv_bytes), self.seconds + other.seconds)
 
     @classmethod
     def of(cls, result) -> "Cost":
         """The cost of one engine call, from its `GenerationResult` totals."""
         return cls(result.prompt_tokens, result.generated_tokens, result.prompt_flops, result.generated_flops, result.prefills,
-                   result.prefix_kv_bytes)
+                   result.prefix_kv_bytes, result.seconds)
 
     def to_json(self) -> dict:
         return {"prompt_tokens": self.prompt_tokens, "generated_tokens": self.generated_tokens, "prompt_flops": self.prompt_flops,

@@ -63,7 +63,7 @@ def evaluate(model, tokenizer, task, problems: Sequence[Problem], cfg: EvalConfi
     engine = Engine(model, tokenizer, max_batch=cfg.max_batch, weight_dtype=decode_dtypes(cfg.dtype, next(model.parameters()).device)[1])
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens or default_max_new_tokens(task, problems, tokenizer),
                             temperature=cfg.temperature, top_p=cfg.top_p, stop=tuple(task.stop), seed=cfg.seed)
-    points, per_problem, coverage = [], [], None
+    points, per_problem, coverage, decode = [], [], None, None
     if cfg.strategy in SELECTORS or cfg.strategy == "greedy":
         greedy = cfg.strategy == "greedy"
         if greedy:
@@ -72,6 +72,10 @@ def evaluate(model, tokenizer, task, problems: Sequence[Problem], cfg: EvalConfi
                                 cfg.aggregation or "min")
         attempts, drawn = strat.draw(problems, ns[-1], progress=progress)
         counts = [(len(a.samples), sum(s.correct for s in a.samples)) for a in attempts]
+        # the one engine call's own speed (prefill included, judging excluded): compare with `bench engine`
+        decode = {"seconds": drawn.seconds, "generated_tokens": drawn.generated_tokens, "prompt_tokens": drawn.prompt_tokens,
+                  "tokens_per_s": drawn.generated_tokens / drawn.seconds if drawn.seconds > 0 else None,
+                  "max_batch": cfg.max_batch, "max_new_tokens": params.max_new_tokens}
         for n in ns:
             r = select(attempts, n, strat.name, task, drawn.prefix_kv_bytes)
             points.append(_point(n, r, mean_pass_at_k([c[0] for c in counts], [c[1] for c in counts], n)))
@@ -96,7 +100,7 @@ def evaluate(model, tokenizer, task, problems: Sequence[Problem], cfg: EvalConfi
         per_problem = [{"id": s.id, "correct_samples": s.correct_candidates, "samples": s.candidates, "answer": s.answer}
                        for s in r.solutions]
     return {"task": getattr(task, "name", "?"), "strategy": cfg.strategy, "verifier": cfg.verifier,
-            "problems": len(problems), "points": points, "coverage": coverage, "per_problem": per_problem}
+            "problems": len(problems), "points": points, "coverage": coverage, "decode": decode, "per_problem": per_problem}
 
 
 def _coverage(counts: list[tuple[int, int]]) -> dict:

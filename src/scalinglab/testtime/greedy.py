@@ -6,9 +6,12 @@ from scalinglab.engine import Engine, SamplingParams
 
 
 def default_max_new_tokens(task, problems, tokenizer=None) -> int:
-    """Room for the longest worked solution among `problems` (or a task sample), plus slack:
+    """The task's own answer room (`task.max_new_tokens`, e.g. GSM8K's 256 as in lm-eval-harness),
+    else room for the longest worked solution among `problems` (or a task sample), plus slack:
     1.5 × its length in `tokenizer`'s tokens (characters without one; the same for the
     character-level tokenizer) + 16."""
+    if getattr(task, "max_new_tokens", 0):
+        return int(task.max_new_tokens)
     from scalinglab.tasks.split import draw, split_of
 
     # no worked solution among them: a sample of the same split (HumanEval has only its test split)

@@ -237,7 +237,7 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
   auto opts = embed.options();
   auto x = torch::empty({S, E}, opts), h = torch::empty({S, E}, opts);
   auto logits = torch::empty({S, V}, opts), uniform = torch::empty({S, V}, opts);
-  std::vector<int64_t> wpos(S), attended(S);
+  std::vector<int64_t> wpos(S), attended(S), live(S), grp(S);
   const float* emb = embed.data_ptr<float>();
   const Model m{layers, L, H, Hkv, D, E, static_cast<float>(eps), rope_cs.data_ptr<float>(), rope_cs.size(0)};
   int64_t* tok = tokens.data_ptr<int64_t>();
@@ -264,36 +264,46 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
 
   int64_t steps = 0;
   while (steps < max_steps) {
-    // positions: RoPE at prompt length + generated; the new K/V go at wpos (finished slots keep stepping harmlessly)
+    // Only live slots are computed: finished samples of a group still waiting for its slowest
+    // one cost nothing (row r is slot live[r], in the cache row of that slot and its group's prefix).
+    // RoPE at prompt length + generated; the new K/V go at wpos.
+    int64_t R = 0;
     for (int64_t s = 0; s < S; ++s) {
+      if (dn[s]) continue;
       const int64_t pos = (flat ? pl[s] : pl[s / n]) + sl[s];
-      attended[s] = pos;
-      wpos[s] = std::min<int64_t>(flat ? pos : sl[s], T - 1);
+      live[R] = s;
+      grp[R] = flat ? 0 : s / n;
+      attended[R] = pos;
+      wpos[R] = std::min<int64_t>(flat ? pos : sl[s], T - 1);
+      ++R;
     }
+    if (R == 0) break;
+    prefix.grp_of = flat ? nullptr : grp.data();
     float* xp = x.data_ptr<float>();
-    for (int64_t s = 0; s < S; ++s) std::copy_n(emb + tok[s] * E, E, xp + s * E);
-    forward_rows(m, S, x, work, cache, prefix, flat ? 0 : kp.stride(0), flat ? 0 : vp.stride(0), nullptr, wpos.data(),
+    for (int64_t r = 0; r < R; ++r) std::copy_n(emb + tok[live[r]] * E, E, xp + r * E);
+    forward_rows(m, R, x, work, cache, prefix, flat ? 0 : kp.stride(0), flat ? 0 : vp.stride(0), live.data(), wpos.data(),
                  attended.data());
-    rms_norm(xp, norm_w.data_ptr<float>(), static_cast<float>(eps), S, E, h.data_ptr<float>());
-    gemm_packed(h.data_ptr<float>(), S, E, packed_of(lm_head, V), nullptr, false, logits.data_ptr<float>(), V);
+    rms_norm(xp, norm_w.data_ptr<float>(), static_cast<float>(eps), R, E, h.data_ptr<float>());
+    gemm_packed(h.data_ptr<float>(), R, E, packed_of(lm_head, V), nullptr, false, logits.data_ptr<float>(), V);
     float* u = uniform.data_ptr<float>();
-    if (!greedy) uniform.uniform_(0, 1, gen);  // what torch.rand((S, V), generator=gen) draws
+    if (!greedy) uniform.uniform_(0, 1, gen);  // what torch.rand((S, V), generator=gen) draws: slot s uses row s
     const float* lg = logits.data_ptr<float>();
-    pool_for(S, S * V < (int64_t{1} << 16) ? S : 1, [&](int64_t s0, int64_t s1) {  // rows in parallel (toy sizes: one thread)
-      for (int64_t s = s0; s < s1; ++s) {
-        float* us = u + s * V;
+    pool_for(R, R * V < (int64_t{1} << 16) ? R : 1, [&](int64_t r0, int64_t r1) {  // rows in parallel (toy sizes: one thread)
+      for (int64_t r = r0; r < r1; ++r) {
+        float* us = u + live[r] * V;
         if (!greedy)
           for (int64_t v = 0; v < V; ++v) us[v] = -std::log(-std::log(std::clamp(us[v], 1e-10f, 1.f)));  // Gumbel noise
-        picked[s] = sampler.pick(lg + s * V, us, &picked_lp[s]);
+        picked[live[r]] = sampler.pick(lg + r * V, us, &picked_lp[live[r]]);
       }
     });
     bool group_done = false;
-    for (int64_t s = 0; s < S; ++s) {
+    for (int64_t s = 0; s < S; ++s) sl[s] += 1;  // every slot's clock advances, as the scheduler's host copy does
+    for (int64_t r = 0; r < R; ++r) {
+      const int64_t s = live[r];
       const float lp = picked_lp[s];
       const int64_t best = picked[s];
       tok[s] = best;
-      sl[s] += 1;
-      if (!dn[s]) {
+      {
         const int64_t col = nt[s]++;
         bt[s * bstride + col] = best;
         bl[s * bstride + col] = static_cast<double>(lp);
