@@ -78,3 +78,14 @@ def test_bad_input_is_one_line_exit_2(model_dir, tmp_path, capsys):
 
 def test_parse_ns():
     assert testtime.parse_ns("1, 2,16") == (1, 2, 16)
+
+
+def test_dtype_picks_the_decode_weights_and_a_bad_one_is_one_line(model_dir, tmp_path, capsys):
+    base = ["eval", "--model", str(model_dir), "--task", "arithmetic", "--num-problems", "2", "--strategy", "greedy",
+            "--n", "1", "--max-new-tokens", "4", "--device", "cpu", "--json"]
+    for flag, want in (("auto", "float32"), ("fp32", "float32"), ("bf16", "bfloat16")):
+        r = runner.invoke(root, base + ["--dtype", flag], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["dtype"] == want
+    code, cap = _main_exit(base + ["--dtype", "fp16"], capsys)
+    assert code == 2 and "--dtype 'fp16'" in cap.err
