@@ -61,8 +61,11 @@ def test_ctrl_c_exits_130_with_a_message(tmp_path):
     csv = tmp_path / "big.csv"
     csv.write_text("N,D,loss\n" + "".join(f"{a:.6g},{b:.6g},{c * (1 + 0.01 * rng.standard_normal()):.6g}\n"
                                          for a, b, c in zip(n.ravel(), d.ravel(), loss.ravel())))
+    # A shell's background job (`cmd &`, nohup) starts with SIGINT ignored, and children inherit that:
+    # give the command the default disposition a terminal user's process has.
     p = subprocess.Popen([EXE, "fit", "chinchilla", str(csv), "--bootstrap", "400000", "--json"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(4)  # past start-up, inside the bootstrap
     assert p.poll() is None, "the fit finished before it could be interrupted"
     p.send_signal(signal.SIGINT)
