@@ -100,11 +100,12 @@ def generate_cmd(
     lines = [fmt.render(line) for line in lines]
     params = SamplingParams(n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                             greedy=greedy, ignore_eos=ignore_eos, stop=tuple(stop or ()), seed=seed)
+    engine = Engine(m, tok, max_batch=max_batch, compile=compile, weight_dtype=weight_dtype)
     with progress_bar("generate", enabled=True) as bar:
-        res = Engine(m, tok, max_batch=max_batch, compile=compile, weight_dtype=weight_dtype).generate(lines, params, progress=bar)
+        res = engine.generate(lines, params, progress=bar)
     out = {"completions": [[c.text for c in g.completions] for g in res.generations], "prompt_tokens": res.prompt_tokens,
            "generated_tokens": res.generated_tokens, "seconds": res.seconds, "tokens_per_s": res.tokens_per_s,
-           "flops": res.flops, "decode_path": res.decode_path, "dtype": str(weight_dtype or load_dtype).removeprefix("torch."), "chat": fmt.chat, "finish_reasons": [[c.finish_reason for c in g.completions] for g in res.generations]}
+           "flops": res.flops, "decode_path": res.decode_path, "dtype": str(engine.decode_dtype()).removeprefix("torch."), "chat": fmt.chat, "finish_reasons": [[c.finish_reason for c in g.completions] for g in res.generations]}
     emit(out, as_json, human="\n".join(f"[{i}] {c!r}" for i, g in enumerate(out["completions"]) for c in g)
          + f"\n{res.generated_tokens} tokens in {res.seconds:.2f}s ({res.tokens_per_s:.0f} tok/s)")
 

@@ -119,7 +119,6 @@ def run_eval(model: Path, task, problems, cfg, reward_model: Path | None = None,
         with torch.no_grad(), progress_bar(f"eval {cfg.strategy}") as bar:
             summary = evaluate(m, tok, task, problems, cfg, reward_model=rm, progress=bar)
         summary["chat"] = PromptFormat(tok, chat, system).chat
-        summary["dtype"] = str(decode_dtypes(cfg.dtype, dev)[1] or m.lm_head.weight.dtype).removeprefix("torch.")
         if run is not None:
             for p in summary["points"]:
                 run.log(p)

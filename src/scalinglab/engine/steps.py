@@ -295,8 +295,8 @@ class ModelSteps:
         return (self.device.type == "cpu" and self.model.lm_head.weight.dtype in (torch.float32, torch.bfloat16)
                 and self.cfg.head_dim <= 256 and decode_steps() is not None)
 
-    def _packed_dtype(self) -> torch.dtype:
-        """The dtype of the native path's matrices: `weight_dtype`, else bf16 for a bf16 model, else float32."""
+    def decode_dtype(self) -> torch.dtype:
+        """The dtype of the native path's matrices (what `--dtype` chose; commands report it): `weight_dtype`, else bf16 for a bf16 model, else float32."""
         if self.weight_dtype is not None:
             return self.weight_dtype
         return torch.bfloat16 if self.model.lm_head.weight.dtype == torch.bfloat16 else torch.float32
@@ -304,12 +304,12 @@ class ModelSteps:
     def _packed(self) -> tuple:
         """(embed, final norm, packed LM head, flat per-layer list): what the C++ operators take, rebuilt with `_fused`.
 
-        Matrices are packed for csrc/gemm.cpp (`pack_weight`, in `_packed_dtype()`); norms and
+        Matrices are packed for csrc/gemm.cpp (`pack_weight`, in `decode_dtype()`); norms and
         biases are float32, and so is the embedding (a row lookup; its values rounded to bf16 in bf16). 7 tensors per layer (ln1, Wqkv,
         bqkv or empty, Wo, ln2, Wgate_up, Wdown).
         """
         layers = self._fused()
-        wdt = self._packed_dtype()
+        wdt = self.decode_dtype()
         if getattr(self, "_packed_key", None) != (self._fused_version, wdt):
             self._packed_cache = None  # free the old copy before building the new one
             m, none = self.model, torch.empty(0, device=self.device)

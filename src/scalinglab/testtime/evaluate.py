@@ -100,7 +100,8 @@ def evaluate(model, tokenizer, task, problems: Sequence[Problem], cfg: EvalConfi
         per_problem = [{"id": s.id, "correct_samples": s.correct_candidates, "samples": s.candidates, "answer": s.answer}
                        for s in r.solutions]
     return {"task": getattr(task, "name", "?"), "strategy": cfg.strategy, "verifier": cfg.verifier,
-            "problems": len(problems), "points": points, "coverage": coverage, "decode": decode, "per_problem": per_problem}
+            "problems": len(problems), "points": points, "coverage": coverage, "decode": decode,
+            "dtype": str(engine.decode_dtype()).removeprefix("torch."), "per_problem": per_problem}
 
 
 def _coverage(counts: list[tuple[int, int]]) -> dict:

@@ -35,10 +35,10 @@ import torch.nn.functional as F
 from scalinglab.errors import UserError
 from scalinglab.runs import checkpoint
 from scalinglab.tasks.split import draw, overlap, refuse_test
+from scalinglab.testtime.stats import heldout_gain
 from scalinglab.train.common import make_optimizer, token_logprobs
 from scalinglab.train.data import build_pairs, encode_example, pairs_from_rows, sample_and_verify
 from scalinglab.train.posttrain_loop import StepResult, open_run, micro_batches, tail_mean, train_steps
-from scalinglab.testtime.stats import heldout_gain
 from scalinglab.train.sft import POSTTRAIN_SEED_BASE, _accuracy
 
 

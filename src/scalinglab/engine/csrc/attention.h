@@ -11,7 +11,7 @@ struct AttnArgs {
   const float *kp = nullptr, *vp = nullptr;
   int64_t G = 0, Tp = 0, kp_s = 0, kp_h = 0, kp_t = 0, vp_s = 0, vp_h = 0, vp_t = 0;
   const int64_t* plen = nullptr;  // (G,) prefix positions attended
-  const int64_t* grp_of = nullptr;  // (S,) prefix group of query s (the decode loop's live rows); null: s / (S / G)
+  int64_t n = 0;  // samples per prefix group: query s's group is row_of[s] / n (the decode loop's live rows); 0: s / (S / G)
   // each sequence's own cache, rows (s, h, t)
   const float *ks = nullptr, *vs = nullptr;
   int64_t Ts = 0, ks_s = 0, ks_h = 0, ks_t = 0, vs_s = 0, vs_h = 0, vs_t = 0;

@@ -86,7 +86,7 @@ void attend_heads(const float* __restrict__ q, int64_t qstride, const Segment* s
 }  // namespace
 
 void attend(const AttnArgs& a) {
-  const int64_t rep = a.H / a.Hkv, n = a.G > 0 && !a.grp_of ? a.S / a.G : 1;
+  const int64_t rep = a.H / a.Hkv, n = a.n > 0 ? a.n : a.G > 0 ? a.S / a.G : 1;
   const int64_t items = a.S * a.Hkv;
   const bool small = items * (a.Tp + a.Ts + 1) * a.D * (a.H / a.Hkv) < (int64_t{1} << 18);  // toy sizes: one thread
   pool_for(items, small ? items : std::max<int64_t>(1, items / (4 * at::get_num_threads())), [&](int64_t begin, int64_t end) {
@@ -96,7 +96,7 @@ void attend(const AttnArgs& a) {
       Segment seg[2];
       int nseg = 0;
       if (a.G > 0) {
-        const int64_t grp = a.grp_of ? a.grp_of[s] : s / n;
+        const int64_t grp = (a.n > 0 && a.row_of ? a.row_of[s] : s) / n;
         seg[nseg++] = {a.kp + grp * a.kp_s + g * a.kp_h, a.vp + grp * a.vp_s + g * a.vp_h, a.kp_t, a.vp_t,
                        std::min<int64_t>(std::max<int64_t>(a.plen[grp], 0), a.Tp)};
       }

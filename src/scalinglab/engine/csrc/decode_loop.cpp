@@ -237,7 +237,7 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
   auto opts = embed.options();
   auto x = torch::empty({S, E}, opts), h = torch::empty({S, E}, opts);
   auto logits = torch::empty({S, V}, opts), uniform = torch::empty({S, V}, opts);
-  std::vector<int64_t> wpos(S), attended(S), live(S), grp(S);
+  std::vector<int64_t> wpos(S), attended(S), live(S);
   const float* emb = embed.data_ptr<float>();
   const Model m{layers, L, H, Hkv, D, E, static_cast<float>(eps), rope_cs.data_ptr<float>(), rope_cs.size(0)};
   int64_t* tok = tokens.data_ptr<int64_t>();
@@ -257,7 +257,7 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
   Buffers work(m, S, opts);
   AttnArgs prefix;  // shared prompts: each group's n samples attend to its prompt's first plen positions
   if (!flat) {
-    prefix.G = G; prefix.Tp = Tp; prefix.plen = pl;
+    prefix.G = G; prefix.Tp = Tp; prefix.plen = pl; prefix.n = n;  // a live row's group: its slot / n
     prefix.kp = kp.data_ptr<float>(); prefix.kp_s = kp.stride(1); prefix.kp_h = kp.stride(2); prefix.kp_t = kp.stride(3);
     prefix.vp = vp.data_ptr<float>(); prefix.vp_s = vp.stride(1); prefix.vp_h = vp.stride(2); prefix.vp_t = vp.stride(3);
   }
@@ -272,13 +272,11 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
       if (dn[s]) continue;
       const int64_t pos = (flat ? pl[s] : pl[s / n]) + sl[s];
       live[R] = s;
-      grp[R] = flat ? 0 : s / n;
       attended[R] = pos;
       wpos[R] = std::min<int64_t>(flat ? pos : sl[s], T - 1);
       ++R;
     }
     if (R == 0) break;
-    prefix.grp_of = flat ? nullptr : grp.data();
     float* xp = x.data_ptr<float>();
     for (int64_t r = 0; r < R; ++r) std::copy_n(emb + tok[live[r]] * E, E, xp + r * E);
     forward_rows(m, R, x, work, cache, prefix, flat ? 0 : kp.stride(0), flat ? 0 : vp.stride(0), live.data(), wpos.data(),
@@ -303,14 +301,12 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
       const float lp = picked_lp[s];
       const int64_t best = picked[s];
       tok[s] = best;
-      {
-        const int64_t col = nt[s]++;
-        bt[s * bstride + col] = best;
-        bl[s * bstride + col] = static_cast<double>(lp);
-        int8_t code = nt[s] >= budget ? kLength : 0;
-        if (eos >= 0 && best == eos) code = kEos;
-        if (code) { why[s] = code; dn[s] = true; }
-      }
+      const int64_t col = nt[s]++;
+      bt[s * bstride + col] = best;
+      bl[s * bstride + col] = static_cast<double>(lp);
+      int8_t code = nt[s] >= budget ? kLength : 0;
+      if (eos >= 0 && best == eos) code = kEos;
+      if (code) { why[s] = code; dn[s] = true; }
     }
     ++steps;
     for (int64_t g0 = 0; g0 < S && !group_done; g0 += n) {  // a whole group finished: the scheduler refills it
