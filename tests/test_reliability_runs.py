@@ -147,3 +147,28 @@ def test_a_sweep_on_a_ladder_another_process_holds_is_refused(tmp_path, capsys):
         p.kill()
         p.wait()
     assert sorted(x.name for x in (tmp_path / "L").iterdir()) == [".lock"]  # nothing trained, nothing removed
+
+
+def test_a_start_killed_before_any_work_does_not_block_the_same_command(tmp_path):
+    """kill -9 right after `Run.create` leaves only the lock, config.json and command.txt: the
+    command run again starts afresh (commands without --resume, such as eval, were refused);
+    while the start is alive and holds its lock, a second one is refused."""
+    out = tmp_path / "R"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(UserError, match="already exists"):
+            Run.create(out, kind="x", config={"a": 1})
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    finally:
+        holder.kill()
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "command.txt", "config.json"]
+    run = Run.create(out, kind="x", config={"a": 1})  # starts afresh with its own settings
+    try:
+        assert json.loads((out / "config.json").read_text()) == {"a": 1}
+    finally:
+        run.release()
+    (out / "metrics.jsonl").write_text('{"step": 0}\n')  # a start that did work is never overwritten
+    with pytest.raises(UserError, match="already exists"):
+        Run.create(out, kind="x", config={"a": 1})

@@ -245,6 +245,12 @@ def _bookkeeping_only(path: Path) -> bool:
     return all(p.name == LOCK_NAME for p in path.iterdir())
 
 
+def _abandoned_start(path: Path) -> bool:
+    """A start killed (kill -9, power loss) before any work: only the lock, config.json and
+    command.txt, and nobody holds the lock. Nothing is lost by starting it afresh."""
+    return all(p.name in (LOCK_NAME, "config.json", "command.txt") for p in path.iterdir()) and lock_holder(path) is None
+
+
 class Run:
     """A run directory. `Run.create` starts one (and locks it); `Run(path)` opens one to read."""
 
@@ -271,7 +277,7 @@ class Run:
         run = cls(path)
         if run.path.exists() and not run.path.is_dir():
             raise _input_error(f"--out {run.path}: is a file, not a run directory", run.path)
-        if run.path.exists() and not _bookkeeping_only(run.path):
+        if run.path.exists() and not _bookkeeping_only(run.path) and (resume or not _abandoned_start(run.path)):
             if not (run.path / "config.json").exists():
                 raise _input_error(f"{run.path}: directory is not empty" + (" and holds no run (no config.json)" if resume else ""), run.path)
             if not resume:
