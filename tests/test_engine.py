@@ -77,7 +77,7 @@ def test_accounting_and_prefix_sharing(tiny_model):
     one_copy = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * 512 * 4  # K and V, fp32
     assert res.prefix_kv_bytes == one_copy
     assert res.generated_tokens == 64 * 4 == sum(len(c.token_ids) for c in res.generations[0].completions)
-    assert res.prompt_flops == pytest.approx(sequence_flops(cfg, 0, 512))
+    assert res.prompt_flops == pytest.approx(cfg.prefill_flops(512))  # LM head at the last prompt position only
     assert res.generated_flops == pytest.approx(64 * sequence_flops(cfg, 512, 4))
 
 

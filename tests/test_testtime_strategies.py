@@ -74,7 +74,7 @@ def test_prefix_shared_across_64_samples_at_strategy_level(tiny_model):
     assert r.cost.prefills == 1 and r.cost.prompt_tokens == 512
     assert r.cost.prefix_kv_bytes == 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * 512 * 4  # one fp32 copy
     assert r.cost.generated_tokens == 128 and r.solutions[0].candidates == 64
-    assert r.cost.prompt_flops == pytest.approx(sequence_flops(cfg, 0, 512))
+    assert r.cost.prompt_flops == pytest.approx(cfg.prefill_flops(512))
 
 
 class StubPRM:

@@ -79,12 +79,8 @@ class GenerationResult:
 
 
 def sequence_flops(cfg, start: int, count: int) -> float:
-    """Forward FLOPs of `count` tokens at positions start..start+count-1 (closed form)."""
-    if count <= 0:
-        return 0.0
-    per_pos = cfg.flops_per_token(1) - cfg.flops_per_token(0)
-    ctx_sum = count * start + count * (count - 1) / 2 + count  # each token attends to itself and all before
-    return count * cfg.flops_per_token(0) + per_pos * ctx_sum
+    """Forward FLOPs of `count` decoded tokens at positions start..start+count-1, logits at each."""
+    return cfg.forward_flops(start, count)  # model/config.py counts every inference FLOP
 
 
 _EOS, _STOP, _LENGTH = 1, 2, 3
@@ -187,7 +183,7 @@ class Engine(ModelSteps):
                 plen[g] = len(prompt_ids[p])
                 plen_host[g] = len(prompt_ids[p])
                 result.prompt_tokens += len(prompt_ids[p])
-                result.prompt_flops += sequence_flops(cfg, 0, len(prompt_ids[p]))
+                result.prompt_flops += cfg.prefill_flops(len(prompt_ids[p]))  # LM head at the last position only
             result.prefills += len(take)
             gi = torch.tensor(groups, device=dev)
             tok, lp = sample_tokens(logits.repeat_interleave(n, 0), params, gen)  # n samples per prompt

@@ -35,15 +35,22 @@ class ModelConfig:
     depth: int | None = None  # the dial this config came from, if any
 
     @classmethod
-    def from_depth(cls, depth: int, vocab_size: int, **overrides) -> "ModelConfig":
+    def from_depth(cls, depth: int, vocab_size: int, aspect: int = 64, **overrides) -> "ModelConfig":
+        """The depth dial: `depth` layers of width `aspect`·depth (nanochat's dial).
+
+        Heads of 32 dimensions (16 when `aspect` is 16, the narrow dial of the CPU text ladders).
+        """
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
-        width = 64 * depth
-        heads = width // 32
+        if aspect < 16 or aspect % 16:
+            raise ValueError(f"aspect must be a positive multiple of 16, got {aspect}")
+        width = aspect * depth
+        head_dim = 32 if aspect % 32 == 0 else 16
+        heads = width // head_dim
         kv = heads // 2 if heads % 2 == 0 else heads
         mlp = int(math.ceil(8 * width / 3 / 32) * 32)
         base = dict(vocab_size=vocab_size, hidden_size=width, intermediate_size=mlp, num_hidden_layers=depth,
-                    num_attention_heads=heads, num_key_value_heads=kv, head_dim=32, depth=depth)
+                    num_attention_heads=heads, num_key_value_heads=kv, head_dim=head_dim, depth=depth)
         base.update(overrides)
         return cls(**base)
 
@@ -65,8 +72,13 @@ class ModelConfig:
         mlp = 3 * d * self.intermediate_size
         return self.num_hidden_layers * (attn + mlp + 2 * d) + d
 
+    @property
+    def lm_head_flops(self) -> float:
+        """FLOPs of one position through the LM head (hidden -> vocab logits)."""
+        return 2.0 * self.vocab_size * self.hidden_size
+
     def flops_per_token(self, context: int = 0) -> float:
-        """Forward FLOPs for one token attending to `context` earlier tokens.
+        """Forward FLOPs for one token attending to `context` earlier tokens, logits included.
 
         2 FLOPs per weight multiply-add (LM head included), plus 4·layers·heads·head_dim
         per attended position (QK^T and AV). Training costs 3× this.
@@ -74,3 +86,23 @@ class ModelConfig:
         weights = self.non_embedding_params + self.vocab_size * self.hidden_size
         attn = 4 * self.num_hidden_layers * self.num_attention_heads * self.head_dim * context
         return 2.0 * weights + attn
+
+    def forward_flops(self, start: int, count: int, head_rows: int | None = None) -> float:
+        """Forward FLOPs of `count` tokens at positions start..start+count-1 (closed form).
+
+        Every token goes through the body and attends to itself and every earlier position;
+        the LM head runs on `head_rows` of them (default: all, as in decoding, where every
+        position's logits sample the next token). The one place inference FLOPs are counted:
+        the engine, test-time strategies and reward models all call this.
+        """
+        if count <= 0:
+            return 0.0
+        heads = count if head_rows is None else head_rows
+        attn_per_pair = 4.0 * self.num_hidden_layers * self.num_attention_heads * self.head_dim
+        ctx_sum = count * start + count * (count - 1) / 2 + count  # positions attended, summed over the tokens
+        return count * 2.0 * self.non_embedding_params + attn_per_pair * ctx_sum + heads * self.lm_head_flops
+
+    def prefill_flops(self, prompt_len: int) -> float:
+        """A prompt's prefill: every position through the body, the LM head only at the last
+        one (its logits sample the first token; the engine computes no other prompt logits)."""
+        return self.forward_flops(0, prompt_len, head_rows=1)

@@ -2,8 +2,12 @@
 
 A strategy turns a budget (`n`: samples, beam width or thinking tokens) into one answer
 per problem and reports what that cost: prompt tokens (prefilled), generated tokens
-(decoded) and the FLOPs of each, as counted by the engine (`GenerationResult`). Verifier
-and reward-model forward passes are not part of `flops` (they are a different model).
+(decoded) and the FLOPs of each, as counted by the engine (`GenerationResult`), plus the
+reward model's forward passes when a strategy calls one (best-of-N with an ORM/PRM, the
+RM-weighted vote, PRM/ORM beam search): each scored text is one RM forward over its prompt
++ completion tokens at the RM's own size (`RewardModel.forward_flops`), kept apart as
+`reward_tokens` / `reward_flops` and included in `flops`. A functional verifier (the task's
+checker) runs no model and costs no FLOPs here.
 
     strategy.solve(problems, n) -> SolveResult(solutions=[Solution(id, answer, correct)], cost=Cost(...))
 """
@@ -18,7 +22,7 @@ from scalinglab.tasks.base import Problem
 
 @dataclass
 class Cost:
-    """Tokens and FLOPs spent by the policy model."""
+    """Tokens and FLOPs spent: the policy model's, and the reward model's when one scores."""
 
     prompt_tokens: int = 0  # tokens prefilled
     generated_tokens: int = 0  # tokens decoded
@@ -27,15 +31,23 @@ class Cost:
     prefills: int = 0  # prompts prefilled (one per engine prompt, shared by its n samples)
     prefix_kv_bytes: int = 0  # peak bytes of the shared prompt KV cache over the engine calls
     seconds: float = 0.0  # wall time of the engine calls (0 for a cost derived per sample)
+    reward_tokens: int = 0  # tokens the reward model read (prompt + completion, once per scored text)
+    reward_flops: float = 0.0  # the reward model's forward FLOPs over them
+
+    @property
+    def policy_flops(self) -> float:
+        return self.prompt_flops + self.generated_flops
 
     @property
     def flops(self) -> float:
-        return self.prompt_flops + self.generated_flops
+        """Everything the strategy computed: the policy's prefill and decode, and the reward model's scoring."""
+        return self.policy_flops + self.reward_flops
 
     def __add__(self, other: "Cost") -> "Cost":
         return Cost(self.prompt_tokens + other.prompt_tokens, self.generated_tokens + other.generated_tokens,
                     self.prompt_flops + other.prompt_flops, self.generated_flops + other.generated_flops,
-                    self.prefills + other.prefills, max(self.prefix_kv_bytes, other.prefix_kv_bytes), self.seconds + other.seconds)
+                    self.prefills + other.prefills, max(self.prefix_kv_bytes, other.prefix_kv_bytes), self.seconds + other.seconds,
+                    self.reward_tokens + other.reward_tokens, self.reward_flops + other.reward_flops)
 
     @classmethod
     def of(cls, result) -> "Cost":
@@ -45,7 +57,8 @@ class Cost:
 
     def to_json(self) -> dict:
         return {"prompt_tokens": self.prompt_tokens, "generated_tokens": self.generated_tokens, "prompt_flops": self.prompt_flops,
-                "generated_flops": self.generated_flops, "flops": self.flops, "prefills": self.prefills, "prefix_kv_bytes": self.prefix_kv_bytes}
+                "generated_flops": self.generated_flops, "reward_tokens": self.reward_tokens, "reward_flops": self.reward_flops,
+                "policy_flops": self.policy_flops, "flops": self.flops, "prefills": self.prefills, "prefix_kv_bytes": self.prefix_kv_bytes}
 
 
 @dataclass
@@ -58,6 +71,8 @@ class Sample:
     tokens: int  # generated tokens, EOS included
     flops: float  # its decode FLOPs (engine.sequence_flops after the prompt)
     score: float | None = None  # verifier / reward-model score, filled by best_of_n.score_attempts
+    score_tokens: int = 0  # tokens the reward model read to score it (0: no RM, or the functional verifier)
+    score_flops: float = 0.0  # the reward model's FLOPs for that
 
 
 @dataclass
@@ -70,9 +85,10 @@ class Attempt:
     samples: list[Sample] = field(default_factory=list)
 
     def cost(self, n: int | None = None) -> Cost:
-        """What the first `n` samples cost: the prompt once plus their decodes."""
+        """What the first `n` samples cost: the prompt once plus their decodes (and their RM scoring)."""
         head = self.samples if n is None else self.samples[:n]
-        return Cost(self.prompt_tokens, sum(s.tokens for s in head), self.prompt_flops, sum(s.flops for s in head), 1)
+        return Cost(self.prompt_tokens, sum(s.tokens for s in head), self.prompt_flops, sum(s.flops for s in head), 1,
+                    reward_tokens=sum(s.score_tokens for s in head), reward_flops=sum(s.score_flops for s in head))
 
 
 @dataclass

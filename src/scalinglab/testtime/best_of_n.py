@@ -12,6 +12,11 @@ Verifiers, chosen by name from `SCORERS`:
 
 Scores are computed once per sample (`score_attempts`) so that best-of-n for every n of a
 sweep reuses them. Ties go to the earliest sample.
+
+Compute: an ORM/PRM is a model too. Each scored sample records what the RM read and spent
+(`Sample.score_tokens` / `score_flops`, one RM forward over prompt + completion, from the
+RM's `last_cost` after the call), and the point's cost adds it for the first n samples.
+An RM object that does not report `last_cost` (a test double) is counted as free.
 """
 
 from __future__ import annotations
@@ -48,21 +53,36 @@ def _orm(attempts: list[Attempt], task, rm, how: str) -> None:
     scores = list(rm.score_outcomes(prompts, texts)) if texts else []
     if len(scores) != len(texts):
         raise ValueError(f"reward model returned {len(scores)} scores for {len(texts)} completions")
-    it = iter(scores)
+    it, costs = iter(scores), iter(last_costs(rm, len(texts)))
     for a in attempts:
         for s in a.samples:
             s.score = float(next(it))
+            s.score_tokens, s.score_flops = next(costs)
 
 
 def _prm(attempts: list[Attempt], task, rm, how: str) -> None:
     for a in attempts:
         for s in a.samples:
-            s.score = prm_score(rm, task, a.problem.prompt, s.text, how)
+            s.score, (s.score_tokens, s.score_flops) = prm_score_cost(rm, task, a.problem.prompt, s.text, how)
+
+
+def last_costs(rm, k: int) -> list[tuple[int, float]]:
+    """(tokens, FLOPs) of each of the `k` texts the RM's last call scored; zeros when it does not say."""
+    costs = list(getattr(rm, "last_cost", None) or [])
+    return costs if len(costs) == k else [(0, 0.0)] * k
+
+
+def prm_score_cost(rm, task, prompt: str, completion: str, how: str = "min") -> tuple[float, tuple[int, float]]:
+    """The aggregated PRM score of one completion and the (tokens, FLOPs) the PRM spent on it."""
+    steps = task.split_steps(completion)
+    if not steps:  # nothing to score: the RM is not called
+        return aggregate([], how), (0, 0.0)
+    score = aggregate([float(x) for x in rm.score_steps(prompt, steps)], how)
+    return score, last_costs(rm, 1)[0]
 
 
 def prm_score(rm, task, prompt: str, completion: str, how: str = "min") -> float:
-    steps = task.split_steps(completion)
-    return aggregate([float(x) for x in rm.score_steps(prompt, steps)] if steps else [], how)
+    return prm_score_cost(rm, task, prompt, completion, how)[0]
 
 
 SCORERS = {"functional": _functional, "orm": _orm, "prm": _prm}

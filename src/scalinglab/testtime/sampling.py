@@ -41,7 +41,7 @@ def draw(engine: Engine, task, problems: Sequence[Problem], n: int, params: Samp
         plen = len(g.prompt_ids)
         samples = [Sample(text=c.text, answer=task.extract_answer(c.text), correct=bool(task.check(p, c.text).correct),
                           tokens=len(c.token_ids), flops=sequence_flops(cfg, plen, len(c.token_ids))) for c in g.completions]
-        attempts.append(Attempt(p, plen, sequence_flops(cfg, 0, plen), samples))
+        attempts.append(Attempt(p, plen, cfg.prefill_flops(plen), samples))
     return attempts, Cost.of(res)
 
 

@@ -17,7 +17,9 @@ n // k next steps from each, so each round proposes about n candidate steps:
    the best-scored finished candidate.
 
 Cost: every round re-prefills prompt + partial solution (no KV reuse across engine calls);
-roll-outs are counted too. All of it comes from the engine's own totals.
+roll-outs are counted too, from the engine's own totals. The PRM/ORM scores every candidate
+with one forward over prompt + partial solution; those tokens and FLOPs (the RM's own size)
+are added as `reward_tokens` / `reward_flops`, part of the strategy's `flops`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from scalinglab.engine import Engine, SamplingParams
 from scalinglab.errors import UserError
 from scalinglab.tasks.base import Problem
 from scalinglab.testtime.base import Cost, Solution, SolveResult
-from scalinglab.testtime.best_of_n import AGGREGATIONS, prm_score
+from scalinglab.testtime.best_of_n import AGGREGATIONS, last_costs, prm_score_cost
 
 
 def rollout_values(engine: Engine, task, items: Sequence[tuple[Problem, str]], rollouts: int,
@@ -42,6 +44,10 @@ def rollout_values(engine: Engine, task, items: Sequence[tuple[Problem, str]], r
     vals = [sum(bool(task.check(p, part + c.text).correct) for c in g.completions) / rollouts
             for (p, part), g in zip(items, res.generations)]
     return vals, Cost.of(res)
+
+
+def _rm_cost(costs: list[tuple[int, float]]) -> Cost:
+    return Cost(reward_tokens=sum(t for t, _ in costs), reward_flops=sum(f for _, f in costs))
 
 
 @dataclass
@@ -75,10 +81,13 @@ class BeamSearch:
 
     def _score(self, cands: list[tuple[int, str, bool]], problems, cost: Cost) -> tuple[list[float], Cost]:
         task = self.task
+        rm = self.reward_model
         if self.scorer == "prm":
-            return [prm_score(self.reward_model, task, problems[i].prompt, t, self.aggregation) for i, t, _ in cands], cost
+            scored = [prm_score_cost(rm, task, problems[i].prompt, t, self.aggregation) for i, t, _ in cands]
+            return [s for s, _ in scored], cost + _rm_cost([c for _, c in scored])
         if self.scorer == "orm":
-            return [float(x) for x in self.reward_model.score_outcomes([problems[i].prompt for i, _, _ in cands], [t for _, t, _ in cands])], cost
+            scores = [float(x) for x in rm.score_outcomes([problems[i].prompt for i, _, _ in cands], [t for _, t, _ in cands])]
+            return scores, cost + _rm_cost(last_costs(rm, len(cands)))
         scores = [float(task.check(problems[i], t).correct) if done else 0.0 for i, t, done in cands]
         open_ = [j for j, (_, _, done) in enumerate(cands) if not done]
         vals, c = rollout_values(self.engine, task, [(problems[cands[j][0]], cands[j][1]) for j in open_], self.rollouts,

@@ -34,6 +34,9 @@ A saved RM is a directory: the backbone in Hugging Face layout (it still loads w
 returns a `RewardModel` whose `score_outcomes` / `score_steps` / `score_steps_batch`
 return σ(head) ∈ (0, 1): the predicted probability of being correct for BCE-trained
 models, a monotone transform of the Bradley–Terry reward for pair-trained ones.
+Every scoring call records its compute: `last_cost` holds (tokens, FLOPs) per scored text
+of the last call (one forward over prompt + completion, `forward_flops`), and
+`tokens_scored` / `flops_spent` the running totals; test-time strategies add it to their cost.
 The trainer lives in `train/reward_trainer.py`.
 """
 
@@ -202,6 +205,10 @@ class RewardModel(nn.Module):
         self.meta = {"kind": kind, "aggregate": "min", **(meta or {})}
         self.max_batch = 64
         self._splitter = None
+        # compute accounting (test-time strategies add it to their FLOPs): what the last scoring
+        # call read and spent per scored text, in input order, and running totals
+        self.last_cost: list[tuple[int, float]] = []
+        self.tokens_scored, self.flops_spent = 0, 0.0
 
     @property
     def device(self) -> torch.device:
@@ -219,6 +226,12 @@ class RewardModel(nn.Module):
         h, conf = self.features(ids, starts)
         return self.score(h)[..., 0] + self.confidence(conf[..., None])[..., 0]  # (B, T)
 
+    def forward_flops(self, n_tokens: int) -> float:
+        """FLOPs of one scoring forward over `n_tokens`: the backbone with its LM head at every
+        position (the confidence feature reads every token's log-prob) plus the scalar head."""
+        cfg = self.backbone.config
+        return cfg.forward_flops(0, n_tokens) + (2.0 * cfg.hidden_size + 3.0) * n_tokens  # score(h) + bias, gain · conf
+
     def _fit(self, ids: list[int]) -> tuple[list[int], int]:
         """Left-truncate to the context window; returns (ids, tokens dropped)."""
         cap = self.backbone.config.max_position_embeddings
@@ -227,6 +240,7 @@ class RewardModel(nn.Module):
     @torch.no_grad()
     def _scores_at(self, seqs: list[list[int]], starts: list[int], positions: list[list[int]], logits: bool) -> list[list[float]]:
         out: list[list[float]] = [[] for _ in seqs]
+        cost: list[tuple[int, float]] = [(0, 0.0)] * len(seqs)
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))  # similar lengths batch together
         for b in range(0, len(order), self.max_batch):
             idx = order[b: b + self.max_batch]
@@ -236,8 +250,12 @@ class RewardModel(nn.Module):
             if not logits:
                 z = torch.sigmoid(z)
             z = z.cpu()
-            for row, i, (_, drop) in zip(range(len(idx)), idx, fitted):
+            for row, i, (kept, drop) in zip(range(len(idx)), idx, fitted):
                 out[i] = [float(z[row, max(0, p - drop)]) for p in positions[i]]
+                cost[i] = (len(kept), self.forward_flops(len(kept)))  # the padding it was batched with is not counted
+        self.last_cost = cost
+        self.tokens_scored += sum(t for t, _ in cost)
+        self.flops_spent += sum(f for _, f in cost)
         return out
 
     def score_outcomes(self, prompts: Sequence[str], completions: Sequence[str], aggregate: str | None = None,
