@@ -122,13 +122,16 @@ def test_ppo_with_prm_rewards(tiny, toy, tmp_path):
     from scalinglab.train.reward_model import load_reward_model
 
     rm = load_reward_model(tmp_path / "prm")
-    cfg = PPOConfig(reward="prm", reward_model=str(tmp_path / "prm"))
+    cfg = PPOConfig(reward="prm", reward_model=str(tmp_path / "prm"), prm_shaping="sum")
     sc = token_rewards(ro, cfg, rm, tok, toy)
+    sc_min = token_rewards(ro, PPOConfig(reward="prm", reward_model=str(tmp_path / "prm")), rm, tok, toy)  # default: min-form
     for i, text in enumerate(ro.texts):  # one score per step, each inside the response
         n_steps = len(toy.split_steps(text))
         assert int((sc[i] != 0).sum()) <= n_steps and (sc[i] * (1 - ro.mask[i])).abs().sum() == 0
         if n_steps:
-            assert float(sc[i].sum()) == pytest.approx(sum(rm.score_steps(ro.prompts[i], toy.split_steps(text))), abs=1e-5)
+            step_scores = rm.score_steps(ro.prompts[i], toy.split_steps(text))
+            assert float(sc[i].sum()) == pytest.approx(sum(step_scores), abs=1e-5)
+            assert float(sc_min[i].sum()) == pytest.approx(min(step_scores), abs=1e-5)
     train_ppo(PPOConfig(steps=2, samples_per_prompt=2, reward="prm", reward_model=str(tmp_path / "prm"), **SMALL), str(tiny), str(tmp_path / "p"))
     assert len((tmp_path / "p" / "metrics.jsonl").read_text().splitlines()) == 2
 

@@ -83,7 +83,8 @@ def ppo_cmd(
     Example: scalinglab train ppo --model runs/A --task arithmetic --steps 200 --seed 0 --checkpoint-every 20 --out runs/C
 
     Rewards: the task's verifier (default), an outcome reward model (--set reward=orm --set reward_model=DIR)
-    or a process reward model (--set reward=prm --set reward_model=DIR; each step's score on its last token).
+    or a process reward model (--set reward=prm --set reward_model=DIR; per-step rewards on each step's last token,
+    shaped by --set prm_shaping=min (PURE min-form, default) | clip (Gao et al.) | sum (gameable, for comparison)).
     Same outputs as `train grpo`.
     """
     from scalinglab.config import override

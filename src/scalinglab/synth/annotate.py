@@ -29,7 +29,9 @@ label per step, label i scoring the prefix that ends with step i:
      "meta": {"m": 8, "rollouts_correct": [6, 7, null], "rollout_errors": [0, 0, 0]}}
 
 `hard` holds 0/1 ints, `soft` floats in [0, 1]; both may hold `null` (deviation 2).
-`rollouts_correct[i]` is null for the last step (deviation 1).
+`rollouts_correct[i]` is null for the last step (deviation 1), and its `rollout_errors`
+entry is 1 when the verdict on the whole solution errored (its labels are then null). The
+summary's `verifier_errors` counts every errored verdict: rollouts and whole solutions.
 """
 
 from __future__ import annotations
@@ -123,11 +125,11 @@ def annotate(task, rows: Sequence[dict], sampler: Sampler, cfg: AnnotateConfig =
         out.append({"id": p.id, "task": p.task, "prompt": p.prompt, "answer": p.answer, "steps": steps,
                     "hard": hard, "soft": soft, "completion_correct": bool(f.correct),
                     "meta": {"m": cfg.m, "rollouts_correct": corr[:-1] + [None],
-                             "rollout_errors": [cfg.m - v for v in valid[:-1]] + [0]}})
+                             "rollout_errors": [cfg.m - v for v in valid[:-1]] + [int(f.error)]}})
     labelled = [x for r in out for x in r["soft"] if x is not None]
     hard_all = [x for r in out for x in r["hard"] if x is not None]
     summary = {"task": getattr(task, "name", "?"), "rows": len(out), "steps": sum(len(r["steps"]) for r in out),
-               "rollouts": len(prompts) * cfg.m, "m": cfg.m, "verifier_errors": errors,
+               "rollouts": len(prompts) * cfg.m, "m": cfg.m, "verifier_errors": errors + sum(f.error for f in final),
                "completions_correct": sum(r["completion_correct"] for r in out),
                "mean_soft": sum(labelled) / len(labelled) if labelled else None,
                "hard_positive_rate": sum(hard_all) / len(hard_all) if hard_all else None,

@@ -153,7 +153,8 @@ def rejection_sample(task, problems: Sequence[Problem], sampler: Sampler, cfg: S
     kept = len(rows)
     summary = {
         "task": getattr(task, "name", "?"), "problems": len(problems), "k": cfg.k, "samples": len(flat),
-        **stats, "acceptance_rate": stats["correct"] / len(flat), "verifier_error_rate": stats["errors"] / len(flat),
+        **stats, "verifier_errors": stats["errors"] + retry_stats.get("retry_errors", 0),
+        "acceptance_rate": stats["correct"] / len(flat), "verifier_error_rate": stats["errors"] / len(flat),
         "kept": kept, "duplicates": stats["correct"] + retry_stats.get("retry_correct", 0) - kept,
         "problems_with_kept": len({r["meta"]["problem_id"] for r in rows}),
         "problem_coverage": len({r["meta"]["problem_id"] for r in rows}) / len(problems),

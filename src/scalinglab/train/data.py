@@ -14,6 +14,10 @@ Input files (JSONL, one object per line) are read leniently:
 - synthetic samples (`scalinglab synth`): `prompt`, `completion`, optional `correct`
   (rows with `correct: false` are not trained on by SFT);
 - preference pairs: `prompt`, `chosen`, `rejected`.
+
+Verifier errors (a timeout or sandbox fault: `Verdict.error`, written `verifier_error: true`)
+are neither right nor wrong answers: such rows never become a chosen or rejected answer of
+a pair, nor an RM label (`drop_verifier_errors`); the trainers count and report them.
 """
 
 from __future__ import annotations
@@ -206,9 +210,20 @@ def label_rows(rows: Sequence[dict], task, source: str = "data") -> list[dict]:
         if "correct" not in r:
             if "answer" not in r:
                 raise UserError(f"{source}: row {i + 1} has neither 'correct' nor 'answer' to judge it by")
-            r = {**r, "correct": bool(task.check(Problem.from_json(r, getattr(task, "name", "custom")), c).correct)}
+            v = task.check(Problem.from_json(r, getattr(task, "name", "custom")), c)
+            r = {**r, "correct": bool(v.correct), "verifier_error": bool(v.error)}
         out.append({**r, "completion": c, "correct": bool(r["correct"])})
     return out
+
+
+def is_verifier_error(row: dict) -> bool:
+    return bool(row.get("verifier_error", False))
+
+
+def drop_verifier_errors(rows: Sequence[dict]) -> tuple[list[dict], int]:
+    """The rows whose verdict is an answer (right or wrong), and how many verifier errors were dropped."""
+    kept = [r for r in rows if not is_verifier_error(r)]
+    return kept, len(rows) - len(kept)
 
 
 # -- preference pairs -----------------------------------------------------------------
@@ -217,10 +232,11 @@ def build_pairs(rows: Sequence[dict], seed: int, max_per_prompt: int = 2) -> lis
     """(prompt, chosen = a verified completion, rejected = a failed one), per prompt.
 
     Groups labelled rows by prompt; a prompt with both correct and wrong samples gives up to
-    `max_per_prompt` pairs, with distinct completions drawn by a seeded shuffle.
+    `max_per_prompt` pairs, with distinct completions drawn by a seeded shuffle. A verifier
+    error is neither verified nor failed: it is never chosen or rejected.
     """
     by_prompt: dict[str, tuple[list[str], list[str]]] = {}
-    for r in rows:
+    for r in drop_verifier_errors(rows)[0]:
         good, bad = by_prompt.setdefault(r["prompt"], ([], []))
         lst = good if r["correct"] else bad
         if r["completion"] not in lst:
@@ -243,7 +259,8 @@ def pairs_from_rows(rows: Sequence[dict], task, seed: int, max_per_prompt: int, 
         for i, r in enumerate(rows):
             if "prompt" not in r:
                 raise UserError(f"{source}: pair {i + 1} has no 'prompt'")
-        return [{"prompt": str(r["prompt"]), "chosen": str(r["chosen"]), "rejected": str(r["rejected"])} for r in rows]
+        return [{"prompt": str(r["prompt"]), "chosen": str(r["chosen"]), "rejected": str(r["rejected"])}
+                for r in drop_verifier_errors(rows)[0]]
     return build_pairs(label_rows(rows, task, source), seed, max_per_prompt)
 
 

@@ -18,7 +18,8 @@ Pairs come from `--data` (rows `prompt, chosen, rejected` — e.g. judge-labelle
 or labelled samples `prompt, completion, correct`), or are built on-policy: k samples per
 problem from the engine, verified by the task; a prompt with both a correct and a wrong
 sample yields up to `max_pairs_per_problem` (chosen = verified, rejected = failed) pairs.
-The reference is the starting model; its log-probs are computed once, before training.
+A sample whose verification errored (timeout, sandbox fault) is neither chosen nor rejected;
+the summary counts such samples as `verifier_errors`. The reference is the starting model; its log-probs are computed once, before training.
 The pairs are written to `OUT/data.jsonl` (re-read on `--resume`).
 """
 
@@ -37,7 +38,7 @@ from scalinglab.runs import checkpoint
 from scalinglab.tasks.split import draw, overlap, refuse_test
 from scalinglab.testtime.stats import heldout_gain
 from scalinglab.train.common import make_optimizer, token_logprobs
-from scalinglab.train.data import build_pairs, encode_example, pairs_from_rows, sample_and_verify
+from scalinglab.train.data import build_pairs, drop_verifier_errors, encode_example, label_rows, pairs_from_rows, sample_and_verify
 from scalinglab.train.posttrain_loop import StepResult, open_run, micro_batches, tail_mean, train_steps
 from scalinglab.train.sft import POSTTRAIN_SEED_BASE, _accuracy
 
@@ -167,12 +168,17 @@ def training_pairs(cfg: DPOConfig, task, model, tok, run, resume: bool) -> tuple
     if cfg.data:
         rows = read_jsonl(cfg.data)
         refuse_test(rows, cfg.data)
+        if not (rows and all("chosen" in r and "rejected" in r for r in rows)):
+            rows = label_rows(rows, task, cfg.data)  # judged once here, so its verifier errors are counted
         pairs = pairs_from_rows(rows, task, cfg.seed, cfg.max_pairs_per_problem, cfg.data)
+        info = {"verifier_errors": drop_verifier_errors(rows)[1]}
     else:
         problems = draw(task, cfg.num_problems, POSTTRAIN_SEED_BASE + 10_000 + cfg.seed, cfg.difficulty or None, split="train")
         rows = sample_and_verify(model, tok, task, problems, cfg.samples_per_problem, cfg.sample_temperature, cfg.seed)
         pairs = build_pairs(rows, cfg.seed, cfg.max_pairs_per_problem)
-        info = {"samples": len(rows), "sample_accuracy": sum(r["correct"] for r in rows) / max(1, len(rows))}
+        valid, errors = drop_verifier_errors(rows)  # neither chosen nor rejected (build_pairs skips them)
+        info = {"samples": len(rows), "verifier_errors": errors,
+                "sample_accuracy": sum(r["correct"] for r in valid) / max(1, len(valid))}
     if not pairs:
         raise UserError("dpo: no preference pairs (no prompt had both a correct and a wrong sample); "
                         "raise samples_per_problem or sample_temperature, or pass --data")

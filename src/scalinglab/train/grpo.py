@@ -30,6 +30,10 @@ Variant, and where it departs from GRPO as published (Shao et al. 2024, DeepSeek
    `mismatch_abs`, `mismatch_kl`, `mismatch_prob_ratio`; no importance correction is
    applied (both run the same fp32 weights here; the metric says when that stops holding).
 7. Responses end at EOS; a response without EOS may lose `missing_eos_penalty`.
+8. Verifier errors (timeouts, sandbox faults) are not wrong answers: a group's advantages are
+   computed over its answered samples only, an errored sample gets advantage 0 and no loss
+   weight (it is left out of the update and of the token normaliser), and each step logs
+   `verifier_errors` (the summary totals them).
 """
 
 from __future__ import annotations
@@ -45,8 +49,8 @@ from scalinglab.runs import checkpoint
 from scalinglab.train.common import lr_at
 from scalinglab.train.prefix import policy_logprobs
 from scalinglab.train.rl_common import (
-    ADVANTAGES, INVALID_LOGPROB, LOG_RATIO_CLAMP, Rollout, check_step, kl_k3, last_position, micro_batches, mismatch_stats, rollout,
-    RLRun, rollout_record, rollout_seed, sequence_logprobs, trim, zero_std_groups, prompt_batch,
+    ADVANTAGES, INVALID_LOGPROB, LOG_RATIO_CLAMP, Rollout, check_step, group_advantages, kl_k3, last_position, micro_batches,
+    mismatch_stats, rollout, RLRun, rollout_record, rollout_seed, sequence_logprobs, trim, zero_std_groups, prompt_batch,
 )
 
 
@@ -118,6 +122,21 @@ class GRPOConfig:
     backend: str = "local"  # local (one engine in this process) or ray (generation + verifier actors)
     ray_address: str = ""  # Ray cluster to join ("" = a private local instance)
     ray_generators: int = 2  # generation actors on the ray backend
+
+
+def grpo_advantages(ro: Rollout, cfg: GRPOConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(advantages (B,), rows to train on (B,) bool, zero-signal groups (G,) bool) of one rollout.
+
+    Group statistics use the answered samples only; a verifier error has advantage 0 and is
+    never trained on; with `filter_zero_std`, groups without signal are dropped too."""
+    r = ro.rewards.view(-1, cfg.group_size)  # (G, n)
+    valid = ro.answered.view(-1, cfg.group_size)  # (G, n)
+    zero = zero_std_groups(r, valid)  # (G,)
+    adv = group_advantages(r, valid, cfg.advantage).reshape(-1)  # (B,)
+    keep = valid.reshape(-1)
+    if cfg.filter_zero_std:
+        keep = keep & (~zero).repeat_interleave(cfg.group_size)
+    return adv, keep, zero
 
 
 def _normaliser(mask: torch.Tensor, cfg: GRPOConfig, max_new_tokens: int) -> torch.Tensor:
@@ -205,10 +224,7 @@ def train_grpo(cfg: GRPOConfig, model_path: str, out: str, resume: bool = False,
                 else:  # the same rollout on Ray actors holding weight version `step`
                     ro = pool.rollout(task, problems, cfg.group_size, rl.max_new_tokens, cfg.temperature, seed=rollout_seed(cfg.seed, step),
                                       missing_eos_penalty=cfg.missing_eos_penalty, tokenizer=rl.tok, device=rl.device, version=step)
-                r = ro.rewards.view(-1, cfg.group_size)  # (G, n)
-                zero = zero_std_groups(r)  # (G,)
-                adv = ADVANTAGES[cfg.advantage](r).reshape(-1)  # (B,)
-                keep = (~zero).repeat_interleave(cfg.group_size) if cfg.filter_zero_std else torch.ones_like(adv, dtype=torch.bool)
+                adv, keep, zero = grpo_advantages(ro, cfg)  # (B,), (B,), (G,)
                 rows = keep.nonzero()[:, 0]
                 stats = dict.fromkeys(STEP_STATS)  # null when every group had equal rewards (no update)
                 t_train = time.perf_counter()

@@ -12,13 +12,29 @@ samples of a prompt share one prefill; PPO itself uses no groups), then:
 2. Per-token reward: −kl_coef·(log π_old − log π_ref) (k1, RL_CHECKLIST 14) on every
    response token, plus the score on the last valid token (the EOS; the last token when a
    response was cut at the length limit): the verifier's reward (default), an ORM's score
-   (`reward=orm`), or for a PRM (`reward=prm`) each step's score on that step's last
-   token. Scores are clipped to ±reward_clip.
+   (`reward=orm`), or for a PRM (`reward=prm`) per-step rewards on each step's last token,
+   shaped from the step scores by `prm_shaping` (below). Scores are clipped to ±reward_clip.
 3. GAE with γ=1, λ=0.95 (trl), advantages whitened over the batch; returns = A + V.
 4. `epochs` × `minibatches` optimizer steps of the clipped surrogate (ε=0.2) plus the
    clipped value loss ½·max((V−R)², (V_old + clip(V−V_old, ±0.2) − R)²), both as token
    sums over the whole optimizer step divided once by its token count (every
    gradient-accumulation micro-batch included).
+
+PRM reward shaping (`PRM_SHAPINGS`). Summing the step scores as rewards (`sum`) pays for
+every extra step a PRM likes, so a policy can raise its return by repeating correct but
+unnecessary steps (Gao et al. 2024, "On Designing Effective RL Reward at Training Time for
+LLM Reasoning"). The default, `min`, is PURE's min-form credit assignment (Cheng et al.
+2025, "Stop Summation"): the return from step k is the minimum of the remaining step
+scores, m_k = min_{j>=k} s_j, delivered exactly under GAE with γ=1 by the telescoping
+rewards r_k = m_k − m_{k+1} (m_{K+1} = 0) on each step's last token; an added step can only
+lower the min. `clip` is Gao et al.'s clip form, r_k = min(s_k − prm_clip_eta, 0): no step
+earns a positive reward, so an added step never raises the return either. `sum` is kept
+for comparison only (it is gameable).
+
+Verifier errors: with `reward=verifier`, samples whose verification errored (timeouts,
+sandbox faults) carry no reward signal and are left out of the update (no advantage, no
+loss weight, not in the whitening); with an ORM/PRM the reward does not come from the
+verifier, so they are trained on. Either way each step logs `verifier_errors`.
 
 Deviations: the critic is a separate copy of the policy's transformer with a zero-init
 scalar head (or the reward model's backbone and head with `critic_init=rm`, N+ detail);
@@ -98,6 +114,8 @@ class PPOConfig:
     reward: str = "verifier"  # verifier, orm or prm
     reward_model: str = ""  # directory of the ORM/PRM (`scalinglab train reward-model`)
     reward_clip: float = 10.0  # scores clipped to ±this
+    prm_shaping: str = "min"  # reward=prm: min (PURE min-form, default), clip (Gao et al.) or sum (gameable; for comparison)
+    prm_clip_eta: float = 0.5  # prm_shaping=clip: the step score that earns 0 (higher scores earn 0 too, lower ones lose)
     missing_eos_penalty: float = 0.0  # subtracted from the score of a response without EOS
     kl_coef: float = 0.01  # β of the per-token k1 KL penalty in the reward
     gamma: float = 1.0
@@ -141,6 +159,29 @@ def step_end_tokens(tok, token_ids: list[int], text: str, steps: list[str]) -> l
     return out
 
 
+def shape_min(scores: list[float], cfg: PPOConfig) -> list[float]:
+    """PURE min-form: r_k = m_k − m_{k+1}, m_k = min_{j>=k} s_j, m_{K+1} = 0, so Σ_{j>=k} r_j = m_k."""
+    suffix, m = [], float("inf")
+    for x in reversed(scores):
+        m = min(m, float(x))
+        suffix.append(m)
+    suffix = suffix[::-1] + [0.0]
+    return [suffix[k] - suffix[k + 1] for k in range(len(scores))]
+
+
+def shape_clip(scores: list[float], cfg: PPOConfig) -> list[float]:
+    """Gao et al. 2024 clip: r_k = min(s_k − η, 0); the return is bounded above by 0."""
+    return [min(float(x) - cfg.prm_clip_eta, 0.0) for x in scores]
+
+
+def shape_sum(scores: list[float], cfg: PPOConfig) -> list[float]:
+    """Each step's score as its reward: the return grows with every step the PRM likes (gameable)."""
+    return [float(x) for x in scores]
+
+
+PRM_SHAPINGS: dict[str, Callable[[list[float], PPOConfig], list[float]]] = {"min": shape_min, "clip": shape_clip, "sum": shape_sum}
+
+
 def token_rewards(ro: Rollout, cfg: PPOConfig, rm, tok, task) -> torch.Tensor:
     """(B, T-1) per-token scores: the outcome score on the last valid token, or PRM step scores."""
     scores = torch.zeros_like(ro.engine_logp)
@@ -152,7 +193,7 @@ def token_rewards(ro: Rollout, cfg: PPOConfig, rm, tok, task) -> torch.Tensor:
         start = ro.last - ro.lengths.long() + 1  # first response index in T-1 coordinates
         for i, (st, sc) in enumerate(zip(steps, per)):
             ids = ro.ids[i, int(start[i]) + 1: int(ro.last[i]) + 2].tolist()
-            for j, s in zip(step_end_tokens(tok, ids, ro.texts[i], st), sc):
+            for j, s in zip(step_end_tokens(tok, ids, ro.texts[i], st), PRM_SHAPINGS[cfg.prm_shaping](sc, cfg)):
                 scores[i, int(start[i]) + j] += s
         scores[rows, ro.last] -= penalty
     else:
@@ -213,6 +254,14 @@ def ppo_step(policy, critic, opt, critic_opt, ro: Rollout, scores: torch.Tensor,
     return out
 
 
+def ppo_train_rows(ro: Rollout, cfg: PPOConfig) -> Rollout:
+    """The samples PPO trains on: with verifier rewards, those the verifier answered (an
+    errored verdict's reward is no signal); with an ORM/PRM, all of them."""
+    if cfg.reward != "verifier" or bool(ro.answered.all()):
+        return ro
+    return ro.select(ro.answered.nonzero()[:, 0])
+
+
 def _load_rm(cfg: PPOConfig, device):
     if cfg.reward == "verifier":
         return None
@@ -232,6 +281,8 @@ def train_ppo(cfg: PPOConfig, model_path: str, out: str, resume: bool = False, p
     """Run PPO from the model at `model_path`; returns the summary (also OUT/summary.json)."""
     if cfg.reward not in ("verifier", "orm", "prm"):
         raise UserError(f"reward {cfg.reward!r} is not one of verifier, orm, prm")
+    if cfg.prm_shaping not in PRM_SHAPINGS:
+        raise UserError(f"prm_shaping {cfg.prm_shaping!r} is not one of {', '.join(PRM_SHAPINGS)}")
     if cfg.critic_init not in ("policy", "rm") or (cfg.critic_init == "rm" and cfg.reward == "verifier"):
         raise UserError(f"critic_init {cfg.critic_init!r}: use 'policy', or 'rm' together with reward=orm|prm")
     rm_holder = {}
@@ -259,14 +310,18 @@ def train_ppo(cfg: PPOConfig, model_path: str, out: str, resume: bool = False, p
             ro = rollout(rl.engine, task, problems, cfg.samples_per_prompt, rl.max_new_tokens, cfg.temperature,
                          seed=rollout_seed(cfg.seed, step), missing_eos_penalty=cfg.missing_eos_penalty)
             t_score = time.perf_counter()
-            scores = token_rewards(ro, cfg, rm, rl.tok, task)
+            train_ro = ppo_train_rows(ro, cfg)
+            stats: dict = {}  # empty when every sample's verification errored (no update)
+            if len(train_ro.texts):
+                scores = token_rewards(train_ro, cfg, rm, rl.tok, task)
             t_train = time.perf_counter()
-            policy.train()
-            stats = ppo_step(policy, critic, opt, critic_opt, ro, scores, rl.ref, cfg, step)
-            policy.eval()
+            if len(train_ro.texts):
+                policy.train()
+                stats = ppo_step(policy, critic, opt, critic_opt, train_ro, scores, rl.ref, cfg, step)
+                policy.eval()
             rec = {"step": step + 1, **rollout_record(ro), **stats, "lr": lr, "train_seconds": time.perf_counter() - t_train}
             rec["score_seconds"] += t_train - t_score  # token rewards (the reward model, when one is used) are scoring too
-            rl.end_step(step, rec, t0, tokens=ro.generated_tokens + int(ro.mask.sum()))
+            rl.end_step(step, rec, t0, tokens=ro.generated_tokens + int(train_ro.mask.sum()))
             if progress:
                 progress(step + 1, cfg.steps, reward=rec["reward"], acc=rec["accuracy"])
         return rl.finish()

@@ -24,6 +24,11 @@ Bradley–Terry averaged over the step's pairs. After training, the RM scores fr
 of held-out problems (seed 777) and the summary reports the AUC of correct vs wrong (for
 the PRM with min and last aggregation of the step scores) with a 95 % bootstrap CI that
 resamples problems.
+
+Verifier errors (timeouts, sandbox faults: `verifier_error: true`) are not labels: such
+samples are dropped from the ORM's training labels, from pairs (never chosen or rejected),
+from the PRM's annotation and from the held-out AUCs, and counted (`verifier_errors` for
+the training data, `eval_verifier_errors` for the held-out samples).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from scalinglab.errors import UserError
 from scalinglab.runs import checkpoint
 from scalinglab.tasks.split import draw, overlap, refuse_test
 from scalinglab.train.common import make_optimizer
-from scalinglab.train.data import build_pairs, label_rows, pairs_from_rows, sample_and_verify, step_label_rows
+from scalinglab.train.data import build_pairs, drop_verifier_errors, label_rows, pairs_from_rows, sample_and_verify, step_label_rows
 from scalinglab.train.dpo import PairData
 from scalinglab.train.posttrain_loop import StepResult, open_run, micro_batches, tail_mean, train_steps
 from scalinglab.train.reward_model import (
@@ -97,15 +102,21 @@ def _items(cfg: RewardModelConfig, task, model, tok, run, resume: bool) -> tuple
         rows = read_jsonl(cfg.data)
         refuse_test(rows, cfg.data)
         if cfg.kind == "prm":
-            items = step_label_rows(rows, task, cfg.label, cfg.data)
-        elif cfg.objective == "bt":
-            items = pairs_from_rows(rows, task, cfg.seed, cfg.max_pairs_per_problem, cfg.data)
+            items = step_label_rows(rows, task, cfg.label, cfg.data)  # a null label (its rollouts errored) carries no loss
         else:
-            items = label_rows(rows, task, cfg.data)
+            if not (cfg.objective == "bt" and rows and all("chosen" in r and "rejected" in r for r in rows)):
+                rows = label_rows(rows, task, cfg.data)  # judged once here, so its verifier errors are counted
+            info["verifier_errors"] = drop_verifier_errors(rows)[1]
+            if cfg.objective == "bt":
+                items = pairs_from_rows(rows, task, cfg.seed, cfg.max_pairs_per_problem, cfg.data)
+            else:
+                items = drop_verifier_errors(rows)[0]
     else:
         problems = draw(task, cfg.num_problems, POSTTRAIN_SEED_BASE + 20_000 + cfg.seed, cfg.difficulty or None, split="train")
-        samples = sample_and_verify(model, tok, task, problems, cfg.samples_per_problem, cfg.sample_temperature, cfg.seed)
-        info = {"samples": len(samples), "sample_accuracy": sum(r["correct"] for r in samples) / max(1, len(samples))}
+        drawn = sample_and_verify(model, tok, task, problems, cfg.samples_per_problem, cfg.sample_temperature, cfg.seed)
+        samples, errors = drop_verifier_errors(drawn)  # an errored verdict is no label
+        info = {"samples": len(drawn), "verifier_errors": errors,
+                "sample_accuracy": sum(r["correct"] for r in samples) / max(1, len(samples))}
         if cfg.kind == "prm":
             from scalinglab.engine import Engine
             from scalinglab.synth.annotate import AnnotateConfig, annotate
@@ -115,6 +126,7 @@ def _items(cfg: RewardModelConfig, task, model, tok, run, resume: bool) -> tuple
             labelled, ann = annotate(task, samples, engine_sampler(Engine(model, tok)),
                                      AnnotateConfig(m=cfg.rollouts, temperature=cfg.rollout_temperature, seed=cfg.seed + 1))
             info["annotation_rollouts"] = ann.get("rollouts")
+            info["verifier_errors"] += ann.get("verifier_errors", 0)  # rollouts left out of the step labels
             items = step_label_rows(labelled, task, cfg.label, "math-shepherd labels")
         elif cfg.objective == "bt":
             items = build_pairs(samples, cfg.seed, cfg.max_pairs_per_problem)
@@ -256,9 +268,13 @@ def ranking_auc(rm: RewardModel, samples: list[dict]) -> dict:
     95 % bootstrap CI over the held-out problems for the headline `auc`."""
     if not samples:
         return {}
+    samples, errors = drop_verifier_errors(samples)  # neither positive nor negative: out of the AUC
+    if not samples:
+        return {"eval_samples": 0, "eval_verifier_errors": errors, "auc": float("nan"), "auc_ci95": [float("nan")] * 2}
     labels = [bool(s["correct"]) for s in samples]
     prompts, comps = [s["prompt"] for s in samples], [s["completion"] for s in samples]
-    out = {"eval_samples": len(samples), "eval_negatives": len(labels) - sum(labels), "eval_positive_rate": sum(labels) / len(labels)}
+    out = {"eval_samples": len(samples), "eval_verifier_errors": errors, "eval_negatives": len(labels) - sum(labels),
+           "eval_positive_rate": sum(labels) / len(labels)}
     groups = [s.get("problem_id", s["prompt"]) for s in samples]
     if rm.kind == "prm":
         for agg in ("min", "last"):

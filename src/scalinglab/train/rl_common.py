@@ -14,6 +14,13 @@ Advantage variants are separate small functions chosen from `ADVANTAGES` (STYLE.
 `group_zscore` (GRPO, Shao et al. 2024), `group_center` (Dr. GRPO, Liu et al. 2025: no
 division by the group std, which biases towards easy/hard questions), `leave_one_out`
 (RLOO, Ahmadian et al. 2024).
+
+Verifier errors (a timeout or sandbox fault, `Verdict.error`) are not wrong answers: a
+rollout marks them (`Rollout.errored`); GRPO computes each group's advantages over its
+answered samples only (`group_advantages`) and gives errored samples zero advantage and no
+loss weight; PPO with verifier rewards trains on the answered samples only. Every step
+logs `verifier_errors`, and the run summary totals them, next to `prompts_seen` and
+`samples_seen` (so GRPO and PPO can be compared at equal prompts seen).
 """
 
 from __future__ import annotations
@@ -58,9 +65,31 @@ ADVANTAGES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def zero_std_groups(r: torch.Tensor) -> torch.Tensor:
-    """(G,) bool: groups whose rewards are all equal (no learning signal; DAPO filters them)."""
-    return (r.max(-1).values - r.min(-1).values).abs() < 1e-8
+def zero_std_groups(r: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """(G,) bool: groups whose rewards are all equal (no learning signal; DAPO filters them).
+
+    With `valid` (G, n) bool, only those samples count, and a group with fewer than two is
+    without signal too."""
+    if valid is None:
+        return (r.max(-1).values - r.min(-1).values).abs() < 1e-8
+    hi = torch.where(valid, r, torch.full_like(r, -math.inf)).max(-1).values
+    lo = torch.where(valid, r, torch.full_like(r, math.inf)).min(-1).values
+    return (valid.sum(-1) < 2) | ((hi - lo).abs() < 1e-8)
+
+
+def group_advantages(r: torch.Tensor, valid: torch.Tensor, how: str) -> torch.Tensor:
+    """`ADVANTAGES[how]` of each group computed over its `valid` samples only (G, n);
+    invalid samples (verifier errors) get advantage 0, and so does a group with < 2 valid."""
+    adv = ADVANTAGES[how](r)
+    if bool(valid.all()):
+        return adv
+    adv = adv.clone()
+    for g in (~valid).any(-1).nonzero()[:, 0].tolist():
+        v = valid[g]
+        adv[g] = 0.0
+        if int(v.sum()) >= 2:
+            adv[g, v] = ADVANTAGES[how](r[g, v][None])[0]
+    return adv
 
 
 # -- PPO pieces -------------------------------------------------------------------------
@@ -153,10 +182,16 @@ class Rollout:
     verifier_errors: int = 0
     extra: dict = field(default_factory=dict)
     generate_seconds: float = 0.0  # of which the engine's generate call
+    errored: torch.Tensor | None = None  # (B,) bool: the verifier failed (timeout, sandbox fault); None = none did
 
     @property
     def lengths(self) -> torch.Tensor:
         return self.mask.sum(-1)
+
+    @property
+    def answered(self) -> torch.Tensor:
+        """(B,) bool: samples with a verdict (not a verifier error)."""
+        return ~self.errored if self.errored is not None else torch.ones_like(self.correct, dtype=torch.bool)
 
     def select(self, rows: torch.Tensor) -> "Rollout":
         """The rows `rows` of every per-sequence field (keeps lists in step)."""
@@ -164,7 +199,7 @@ class Rollout:
         return Rollout(self.ids[rows], self.mask[rows], self.engine_logp[rows], self.last[rows], self.rewards[rows],
                        self.correct[rows], self.truncated[rows], self.group[rows], [self.texts[i] for i in idx],
                        [self.prompts[i] for i in idx], self.generated_tokens, self.seconds, self.verifier_errors, self.extra,
-                       self.generate_seconds)
+                       self.generate_seconds, None if self.errored is None else self.errored[rows])
 
 
 def rollout_seed(seed: int, step: int) -> int:
@@ -184,11 +219,11 @@ def rollout(engine: Engine, task, problems: Sequence, n: int, max_new_tokens: in
     res = engine.generate([p.prompt for p in problems], params)
     t_gen = time.perf_counter() - t0
     seqs, resp_lens, plens, lps, rewards, correct, trunc, group, texts, prompts = [], [], [], [], [], [], [], [], [], []
-    errors = 0
+    errored = []
     for gi, (p, g) in enumerate(zip(problems, res.generations)):
         for c in g.completions:
             v = task.check(p, c.text)
-            errors += int(v.error)
+            errored.append(bool(v.error))
             no_eos = c.finish_reason == "length"
             seqs.append(g.prompt_ids + c.token_ids)
             plens.append(len(g.prompt_ids))
@@ -212,7 +247,8 @@ def rollout(engine: Engine, task, problems: Sequence, n: int, max_new_tokens: in
     dev = engine.device
     return Rollout(ids.to(dev), mask.to(dev), elp.to(dev), last.to(dev), torch.tensor(rewards, device=dev),
                    torch.tensor(correct, device=dev), torch.tensor(trunc, device=dev), torch.tensor(group, device=dev),
-                   texts, prompts, res.generated_tokens, time.perf_counter() - t0, errors, generate_seconds=t_gen)
+                   texts, prompts, res.generated_tokens, time.perf_counter() - t0, sum(errored), generate_seconds=t_gen,
+                   errored=torch.tensor(errored, device=dev))
 
 
 def micro_batches(B: int, size: int) -> list[slice]:
@@ -263,9 +299,12 @@ def prompt_batch(task, seed: int, step: int, n_prompts: int, difficulty: int | N
 
 
 def rollout_record(ro: Rollout) -> dict:
-    """Step metrics every RL trainer logs about its samples."""
-    m = ro.mask
-    return {"reward": float(ro.rewards.mean()), "accuracy": float(ro.correct.float().mean()),
+    """Step metrics every RL trainer logs about its samples; reward and accuracy are over the
+    answered samples (a verifier error is neither right nor wrong; `verifier_errors` counts them)."""
+    m, ok = ro.mask, ro.answered
+    n_ok = max(1, int(ok.sum()))
+    return {"reward": float(ro.rewards[ok].sum()) / n_ok, "accuracy": float(ro.correct[ok].float().sum()) / n_ok,
+            "prompts": len(set(ro.group.tolist())), "samples": len(ro.texts),
             "response_length": float(ro.lengths.mean()), "response_length_max": float(ro.lengths.max()),
             "truncated_frac": float(ro.truncated.float().mean()), "verifier_errors": ro.verifier_errors,
             "generated_tokens": ro.generated_tokens, "rollout_seconds": ro.seconds, "response_tokens": int(m.sum()),
@@ -415,9 +454,14 @@ class RLRun:
         save_model(self.model, self.tok, self.run.path / "model", extra={"task": self.cfg.task, "difficulty": self.cfg.difficulty})
         recs = self.run.metrics()
         tail = recs[-10:]
+        per_prompt = max(getattr(self.cfg, "group_size", 1), getattr(self.cfg, "samples_per_prompt", 1))
         summary = {"kind": self.kind, "task": self.cfg.task, "steps": self.cfg.steps, "model": str(self.run.path / "model"),
                    "reward_last10": sum(r["reward"] for r in tail) / max(1, len(tail)),
                    "train_accuracy_last10": sum(r["accuracy"] for r in tail) / max(1, len(tail)),
+                   # what the run trained on, from its own step records: compare GRPO and PPO at equal prompts_seen
+                   "prompts_seen": sum(r.get("prompts", self.cfg.prompts_per_step) for r in recs),
+                   "samples_seen": sum(r.get("samples", self.cfg.prompts_per_step * per_prompt) for r in recs),
+                   "verifier_errors": sum(r.get("verifier_errors", 0) for r in recs),
                    "seconds": self.wall(), **(extra or {})}
         if self.cfg.eval_problems:
             from scalinglab.testtime.stats import heldout_gain
