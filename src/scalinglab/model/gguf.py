@@ -32,18 +32,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from scalinglab.cache import cache_root
 from scalinglab.errors import UserError
 
 MARKER = "scalinglab_gguf.json"  # written last into the folder: where it came from, by what
 _MAGIC = b"GGUF"
 _SUPPORTED = ("llama", "qwen2")  # the architectures `model/transformer.py` implements
 _hashes: dict[tuple, str] = {}  # (path, size, mtime_ns) -> sha256, within one process
-
-
-def cache_root() -> Path:
-    """`$SCALINGLAB_CACHE`, else `~/.cache/scalinglab`."""
-    env = os.environ.get("SCALINGLAB_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "scalinglab"
 
 
 def is_gguf(path: str | os.PathLike) -> bool:

@@ -150,6 +150,36 @@ class HFTokenizer:
                 shutil.copy(self.directory / name, d / name)
 
 
+def train_bpe(texts, vocab_size: int, directory: str | os.PathLike) -> HFTokenizer:
+    """Train a byte-level BPE tokenizer (GPT-2's pre-tokenizer, `tokenizers`' trainer) and save it.
+
+    `vocab_size` counts the 256 byte tokens, the merges and three specials (`<pad>`, `<bos>`,
+    `<eos>`); every byte string is encodable, so there is no `<unk>`. Encoding with BOS prepends
+    `<bos>` (the post-processor does, as for the char tokenizer). The directory then holds a
+    `tokenizer.json` that `transformers.AutoTokenizer` and `HFTokenizer` load.
+    """
+    from tokenizers import Tokenizer as HFTok, decoders, models, pre_tokenizers, processors, trainers
+
+    specials = SPECIALS[:3]
+    if vocab_size < 256 + len(specials) + 1:
+        raise UserError(f"vocab_size {vocab_size}: a byte-level BPE needs at least {256 + len(specials) + 1} (256 bytes, specials, merges)")
+    tok = HFTok(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", tok.token_to_id("<bos>"))])
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    tok.save(str(d / "tokenizer.json"))
+    cfg = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>",
+           "model_max_length": 1_000_000, "clean_up_tokenization_spaces": False, "scalinglab_tokenizer": "bpe"}
+    (d / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2))
+    (d / "special_tokens_map.json").write_text(json.dumps({k: cfg[k] for k in ("bos_token", "eos_token", "pad_token")}, indent=2))
+    return HFTokenizer(d)
+
+
 def _read(p: Path) -> dict:
     if not p.exists():
         return {}

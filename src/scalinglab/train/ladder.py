@@ -145,8 +145,8 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def fit_ladder(rows: list[dict], bootstrap: int, seed: int, grid: str = "hoffmann") -> tuple[dict, dict | None]:
-    """Chinchilla fit of the rows and, when it succeeded, the compute-optimal plan (torch-free)."""
+def fit_ladder(rows: list[dict], bootstrap: int, seed: int, grid: str = "hoffmann") -> tuple[dict, dict | None, object]:
+    """Chinchilla fit of the rows (its JSON form and the FitResult) and, when it succeeded, the compute-optimal plan."""
     import numpy as np
 
     from scalinglab.scaling import compute_optimal, fit_chinchilla
@@ -165,7 +165,7 @@ def fit_ladder(rows: list[dict], bootstrap: int, seed: int, grid: str = "hoffman
             plan = compute_optimal(fit, [C, 10 * C, 100 * C])
             if fit.ill_determined:
                 plan["note"] = "the fit is ill-determined (see fit.warnings): read this plan as illustrative only"
-    return out, plan
+    return out, plan, fit
 
 
 def run_ladder(cfg: LadderConfig, out: str, backend: str = "local", address: str | None = None,
@@ -227,7 +227,7 @@ def run_ladder(cfg: LadderConfig, out: str, backend: str = "local", address: str
             ex.close()
     rows = [_row(d, t, summaries[(d, t)], rung_name(d, t)) for d, t in rungs]
     write_csv(root / "ladder.csv", rows)
-    fit, plan = fit_ladder(rows, cfg.bootstrap, cfg.seed, cfg.grid)
+    fit, plan, _ = fit_ladder(rows, cfg.bootstrap, cfg.seed, cfg.grid)
     figs = plot_ladder(root, rows, fit if fit["success"] else None) if figures else []
     summary = {
         "kind": "ladder", "task": cfg.task, "backend": backend, "out": str(root), "config": asdict(cfg),

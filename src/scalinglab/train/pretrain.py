@@ -36,6 +36,7 @@ from scalinglab.model.tokenizer import CharTokenizer
 from scalinglab.runs import Run
 from scalinglab.runs.checkpoint import guard, restore, save
 from scalinglab.tasks import get_task
+from scalinglab.tasks.corpus import CORPORA, get_corpus, is_corpus
 from scalinglab.tasks.split import draw, only, overlap
 from scalinglab.train.common import NonFiniteError, check_fields, check_finite, lr_at, make_optimizer, pick_device, seed_everything
 
@@ -45,9 +46,13 @@ VAL_SEED_BASE = 900_000  # the validation-loss problems
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    task: str = "arithmetic"  # task whose worked solutions are the corpus
+    task: str = "arithmetic"  # task whose worked solutions are the corpus, or a text corpus (`pystdlib`)
     difficulty: int = 0  # task difficulty knob (0 = the task's default)
-    depth: int = 2  # the size dial: width 64·depth, depth layers
+    depth: int = 2  # the size dial: width aspect·depth, depth layers
+    aspect: int = 64  # width per layer (a multiple of 32: heads of 32; 16: heads of 16)
+    vocab_size: int = 1024  # a text corpus's byte-level BPE vocabulary (tasks use the 100-token char tokenizer)
+    unique_tokens: int = 0  # a text corpus: train on only this many distinct tokens, repeated (0 = all of it)
+    text_k: int = 4  # a text corpus: tokens each accuracy item must continue exactly
     steps: int = 300  # optimizer steps (ignored when tokens > 0)
     tokens: int = 0  # training-token budget D; sets steps = ceil(D / (batch_size·seq_len))
     batch_size: int = 4  # rows per step (4 leaves the 1500-step arithmetic model at ~60% greedy, room for RL; 32 saturates)
@@ -60,7 +65,7 @@ class PretrainConfig:
     seed: int = 0
     log_every: int = 10  # steps between metrics records
     checkpoint_every: int = 0  # steps between checkpoints (0 = only the final model)
-    eval_problems: int = 100  # held-out problems for the final greedy accuracy (0 = skip)
+    eval_problems: int = 100  # held-out problems (a corpus: contexts) for the final greedy accuracy (0 = skip)
     eval_seed: int = 777  # generator seed of the held-out problems
     val_tokens: int = 8192  # held-out tokens for the validation loss
     device: str = "auto"  # auto, cpu or cuda
@@ -119,47 +124,117 @@ class PackedStream:
 
 def check_config(cfg: PretrainConfig) -> None:
     """Refuse settings that would train nothing or nonsense, naming the key."""
-    check_fields(cfg, positive=("depth", "batch_size", "seq_len", "log_every", "grad_clip"),
+    check_fields(cfg, positive=("depth", "batch_size", "seq_len", "log_every", "grad_clip", "aspect", "vocab_size", "text_k"),
                  non_negative=("steps", "tokens", "lr", "warmup_steps", "min_lr_ratio", "weight_decay", "checkpoint_every",
-                               "eval_problems", "val_tokens", "difficulty"),
-                 at_most={"depth": 32, "min_lr_ratio": 1.0})
+                               "eval_problems", "val_tokens", "difficulty", "unique_tokens"),
+                 at_most={"depth": 32, "min_lr_ratio": 1.0, "vocab_size": 65_535})
     if cfg.tokens == 0 and cfg.steps < 1:
         raise UserError(f"config key 'steps': must be >= 1 (or set tokens), got {cfg.steps}")
+    if cfg.aspect % 16:
+        raise UserError(f"config key 'aspect': must be a multiple of 16 (heads of 16 or 32 dimensions), got {cfg.aspect}")
+    if not is_corpus(cfg.task) and cfg.unique_tokens:
+        raise UserError(f"config key 'unique_tokens': needs a text corpus (--task {', '.join(CORPORA)}), not task {cfg.task!r}")
+    if is_corpus(cfg.task) and cfg.text_k >= cfg.seq_len:
+        raise UserError(f"config key 'text_k': must be below seq_len ({cfg.seq_len}), got {cfg.text_k}")
+
+
+class TaskData:
+    """A task's worked solutions as the corpus: char tokenizer, generated problems, greedy answers."""
+
+    def __init__(self, cfg: PretrainConfig):
+        self.cfg, self.task, self.tok = cfg, get_task(cfg.task), CharTokenizer()
+        self.problems = None
+
+    def stream(self) -> PackedStream:
+        cfg = self.cfg
+        return PackedStream(self.task, self.tok, cfg.difficulty or None, chunk_seed=lambda c: TRAIN_SEED_BASE + cfg.seed * 100_000 + c)
+
+    def validation_rows(self) -> torch.Tensor:
+        cfg = self.cfg
+        stream = PackedStream(self.task, self.tok, cfg.difficulty or None, chunk_seed=lambda c: VAL_SEED_BASE + c, split="eval")
+        return stream.next_rows(max(1, cfg.val_tokens // (cfg.seq_len + 1)), cfg.seq_len + 1)
+
+    def evaluate(self, model, stream: PackedStream) -> dict:
+        from scalinglab.testtime.greedy import greedy_accuracy
+
+        cfg = self.cfg
+        problems = draw(self.task, cfg.eval_problems, cfg.eval_seed, cfg.difficulty or None, split="eval")
+        return {"accuracy": greedy_accuracy(model, self.tok, self.task, problems)["accuracy"], "eval_seed": cfg.eval_seed,
+                "heldout_overlap": overlap(stream.seen(), problems)}  # training problems among them (0 by construction)
+
+    def extra(self) -> dict:
+        return {"task": self.cfg.task, "difficulty": self.cfg.difficulty}
+
+
+class CorpusData:
+    """A text corpus (`tasks/corpus.py`): its BPE tokenizer, a window stream, next-k-token accuracy."""
+
+    def __init__(self, cfg: PretrainConfig):
+        from scalinglab.train.text import text_data
+
+        self.cfg = cfg
+        self.data = text_data(get_corpus(cfg.task), cfg.vocab_size)
+        self.tok = self.data.tokenizer
+
+    def stream(self):
+        from scalinglab.train.text import TextStream
+
+        return TextStream(self.data.train, self.cfg.seq_len + 1, self.cfg.seed, self.cfg.unique_tokens)
+
+    def validation_rows(self) -> torch.Tensor:
+        from scalinglab.train.text import eval_rows
+
+        return eval_rows(self.data.eval, self.cfg.seq_len + 1, self.cfg.val_tokens)
+
+    def evaluate(self, model, stream) -> dict:
+        from scalinglab.train.text import next_tokens_accuracy
+
+        cfg = self.cfg
+        acc = next_tokens_accuracy(model, self.data.eval, context=cfg.seq_len - cfg.text_k, k=cfg.text_k, items=cfg.eval_problems)
+        return {"accuracy": acc, "accuracy_task": f"next {cfg.text_k} tokens of held-out files, exactly"}
+
+    def extra(self) -> dict:
+        return {"task": self.cfg.task, "corpus": self.data.corpus}
+
+
+def data_source(cfg: PretrainConfig):
+    return CorpusData(cfg) if is_corpus(cfg.task) else TaskData(cfg)
 
 
 @torch.no_grad()
-def validation_loss(model: Transformer, task, tok, cfg: PretrainConfig, device) -> float:
-    stream = PackedStream(task, tok, cfg.difficulty or None, chunk_seed=lambda c: VAL_SEED_BASE + c, split="eval")
-    rows = max(1, cfg.val_tokens // (cfg.seq_len + 1))
-    data = stream.next_rows(rows, cfg.seq_len + 1).to(device)
+def validation_loss(model: Transformer, rows: torch.Tensor, batch_size: int, device) -> float:
+    """Mean next-token loss (nats) over held-out `rows` (R, seq_len + 1)."""
+    data = rows.to(device)
     losses = []
-    for i in range(0, rows, cfg.batch_size):
-        b = data[i: i + cfg.batch_size]
+    for i in range(0, data.shape[0], batch_size):
+        b = data[i: i + batch_size]
         logits = model(b[:, :-1])
         losses.append(F.cross_entropy(logits.float().flatten(0, 1), b[:, 1:].flatten(), reduction="sum").item())
-    return sum(losses) / (rows * cfg.seq_len)
+    return sum(losses) / (data.shape[0] * (data.shape[1] - 1))
 
 
 def pretrain(cfg: PretrainConfig, out: str, resume: bool = False, progress: Callable[..., None] | None = None) -> dict:
     """Train one model; returns the run summary (also written to OUT/summary.json)."""
-    task = get_task(cfg.task)
-    tok = CharTokenizer()
-    device = pick_device(cfg.device)
     check_config(cfg)
-    mcfg = ModelConfig.from_depth(cfg.depth, vocab_size=128, max_position_embeddings=max(1024, cfg.seq_len))
+    source = data_source(cfg)
+    device = pick_device(cfg.device)
+    # the char tokenizer's 100 ids sit in a 128-row embedding (the toys' historical size); a BPE's vocabulary is its own
+    vocab = source.tok.vocab_size if is_corpus(cfg.task) else 128
+    mcfg = ModelConfig.from_depth(cfg.depth, vocab_size=vocab, aspect=cfg.aspect, max_position_embeddings=max(1024, cfg.seq_len))
     run = Run.create(out, kind="pretrain", config=asdict(cfg), resume=resume)
     if resume and run.finished:
         return run.summary
     with guard(run):
-        return _train(cfg, run, task, tok, device, mcfg, resume, progress)
+        return _train(cfg, run, source, device, mcfg, resume, progress)
 
 
-def _train(cfg: PretrainConfig, run: Run, task, tok, device, mcfg: ModelConfig, resume: bool, progress) -> dict:
+def _train(cfg: PretrainConfig, run: Run, source, device, mcfg: ModelConfig, resume: bool, progress) -> dict:
     seed_everything(cfg.seed)
+    tok = source.tok
     model = Transformer(mcfg).to(device)
     peak_lr = cfg.lr or mcfg.default_lr
     opt = make_optimizer(model, peak_lr, cfg.weight_decay)
-    stream = PackedStream(task, tok, cfg.difficulty or None, chunk_seed=lambda c: TRAIN_SEED_BASE + cfg.seed * 100_000 + c)
+    stream = source.stream()
     total = cfg.total_steps
     start, extra = restore(run, model, opt) if resume else (0, {})
     if start:
@@ -203,21 +278,18 @@ def _train(cfg: PretrainConfig, run: Run, task, tok, device, mcfg: ModelConfig, 
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < total:
             save(run, done, model, tok, opt, extra={"stream": stream.state(), "elapsed": time.perf_counter() - t0, "loss_hist": loss_hist})
     model.eval()
-    save_model(model, tok, run.path / "model", extra={"task": cfg.task, "difficulty": cfg.difficulty})
+    save_model(model, tok, run.path / "model", extra=source.extra())
     tail = loss_hist[-max(1, len(loss_hist) // 10):] if loss_hist else [float("nan")]
     summary = {
         "kind": "pretrain", "task": cfg.task, "depth": cfg.depth, "params": mcfg.num_params,
         "non_embedding_params": mcfg.non_embedding_params, "tokens": tokens_seen, "steps": total,
         "flops": 6.0 * mcfg.num_params * tokens_seen, "train_loss": sum(tail) / len(tail),
-        "val_loss": validation_loss(model, task, tok, cfg, device), "seconds": time.perf_counter() - t0,
-        "model": str(run.path / "model"),
+        "val_loss": validation_loss(model, source.validation_rows(), cfg.batch_size, device),
+        "seconds": time.perf_counter() - t0, "model": str(run.path / "model"),
     }
+    if is_corpus(cfg.task):
+        summary.update(corpus=source.data.corpus, unique_tokens=stream.unique_tokens, epochs=stream.epochs())
     if cfg.eval_problems:
-        from scalinglab.testtime.greedy import greedy_accuracy
-
-        problems = draw(task, cfg.eval_problems, cfg.eval_seed, cfg.difficulty or None, split="eval")
-        summary["accuracy"] = greedy_accuracy(model, tok, task, problems)["accuracy"]
-        summary["eval_seed"] = cfg.eval_seed
-        summary["heldout_overlap"] = overlap(stream.seen(), problems)  # training problems among them (0 by construction)
+        summary.update(source.evaluate(model, stream))
     run.finish(summary)
     return summary

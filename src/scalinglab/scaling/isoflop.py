@@ -1,0 +1,228 @@
+"""IsoFLOP profiles (Hoffmann et al.'s Approach 2), predict-then-train, and loss to accuracy.
+
+Approach 2. Models of several sizes N are trained at each compute budget C (D = C / 6N). Per
+budget, the loss against log N is a parabola near its minimum; its vertex is that budget's
+compute-optimal size N_opt(C). A line through (log C, log N_opt) gives N_opt ∝ C^a (and
+D_opt ∝ C^(1-a)). Intervals: a residual bootstrap within each profile (each parabola refitted to
+its fitted values plus resampled, dof-rescaled residuals), the line refitted to the vertices.
+A vertex outside its profile's sizes is an extrapolation: it is reported as a warning, and the
+budget is not used for the exponent.
+
+Approach 3 (`chinchilla.fit_chinchilla`) implies a = β / (α + β): `compare_exponents` says
+whether the two exponents' 95% intervals overlap.
+
+Predict, then train. `predict_optimum` takes an Approach-3 fit made without the largest
+budget, picks the size of the dial nearest to the fitted N_opt(C) (in log N), and predicts that
+model's loss with a 95% prediction interval: the bootstrap's parameter draws (the law's
+uncertainty) times a draw of the fit's own residuals (a single run's scatter around the law).
+After training it, `score_prediction` reports the error and whether the interval held.
+
+Loss to accuracy (the second step of the OLMo and Llama 3 ladders): acc(L) = b + (a - b) /
+(1 + exp(k (L - L0))), a sigmoid falling from a at low loss to b at high loss; fitted by
+least squares on the small rungs, then evaluated at a held-out rung's predicted or measured loss.
+
+Torch-free, like all of `scaling/`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from scalinglab.scaling.fit import FitResult
+
+
+@dataclass
+class Profile:
+    """One budget's IsoFLOP profile and its parabola in log N."""
+
+    C: float
+    N: list[float]
+    loss: list[float]
+    coef: tuple[float, float, float]  # loss ≈ c2 (log N)^2 + c1 log N + c0
+    N_opt: float  # the vertex (NaN when the parabola opens downwards)
+    loss_opt: float
+    inside: bool  # the vertex lies within the profile's sizes
+
+    def to_dict(self) -> dict:
+        return {"C": self.C, "N": self.N, "loss": self.loss, "coef": list(self.coef), "N_opt": self.N_opt,
+                "loss_opt": self.loss_opt, "inside": self.inside}
+
+
+@dataclass
+class Approach2:
+    profiles: list[Profile]
+    a: float  # N_opt ∝ C^a
+    a_ci: tuple[float, float]
+    k: float  # log N_opt = a log C + k
+    used: list[float]  # budgets whose vertex entered the line
+    warnings: list[str] = field(default_factory=list)
+
+    def n_opt(self, C: float) -> float:
+        return float(math.exp(self.a * math.log(C) + self.k))
+
+    def to_dict(self) -> dict:
+        return {"a": self.a, "a_ci95": list(self.a_ci), "b": 1.0 - self.a, "k": self.k, "budgets_used": self.used,
+                "profiles": [p.to_dict() for p in self.profiles], "warnings": self.warnings}
+
+
+def _parabola(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float, float]:
+    c = np.polyfit(x, y, 2)
+    if c[0] <= 0:
+        return c, float("nan"), float("nan")
+    xv = -c[1] / (2 * c[0])
+    return c, float(xv), float(np.polyval(c, xv))
+
+
+def isoflop_fit(C, N, loss, *, bootstrap: int = 1000, seed: int = 0) -> Approach2:
+    """Approach 2 on rungs labelled by their budget `C` (each budget needs at least 3 sizes)."""
+    C, N, L = (np.asarray(v, float).ravel() for v in (C, N, loss))
+    budgets = sorted(set(C.tolist()))
+    profiles, warns = [], []
+    for c in budgets:
+        m = C == c
+        order = np.argsort(N[m])
+        n, y = N[m][order], L[m][order]
+        if len(np.unique(n)) < 3:
+            warns.append(f"budget {c:.3g}: {len(np.unique(n))} sizes, a parabola needs 3")
+            continue
+        coef, xv, lv = _parabola(np.log(n), y)
+        inside = bool(np.isfinite(xv) and math.log(n[0]) <= xv <= math.log(n[-1]))
+        if not np.isfinite(xv):
+            warns.append(f"budget {c:.3g}: the profile has no minimum (loss falls or rises across all sizes)")
+        elif not inside:
+            warns.append(f"budget {c:.3g}: the vertex N={math.exp(xv):.3g} lies outside the sizes trained "
+                         f"[{n[0]:.3g}, {n[-1]:.3g}]; add sizes on that side")
+        profiles.append(Profile(float(c), n.tolist(), y.tolist(), tuple(float(v) for v in coef),
+                                float(math.exp(xv)) if np.isfinite(xv) else float("nan"), lv, inside))
+    good = [p for p in profiles if p.inside]
+    nan2 = (float("nan"), float("nan"))
+    if len(good) < 2:
+        warns.append(f"{len(good)} budgets with a vertex inside their sizes; the exponent needs 2")
+        return Approach2(profiles, float("nan"), nan2, float("nan"), [p.C for p in good], warns)
+    lc = np.log([p.C for p in good])
+    a, k = np.polyfit(lc, np.log([p.N_opt for p in good]), 1)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(bootstrap):
+        xs = []
+        for p in good:
+            x, y = np.log(p.N), np.asarray(p.loss)
+            fit = np.polyval(p.coef, x)
+            r = (y - fit) * math.sqrt(len(y) / max(len(y) - 3, 1))
+            _, xv, _ = _parabola(x, fit + rng.choice(r, size=len(r), replace=True))
+            xs.append(xv)
+        xs = np.asarray(xs)
+        if np.all(np.isfinite(xs)):
+            draws.append(np.polyfit(lc, xs, 1)[0])
+    ci = tuple(float(v) for v in np.percentile(draws, [2.5, 97.5])) if len(draws) >= 10 else nan2
+    if bootstrap and len(draws) < 0.9 * bootstrap:
+        warns.append(f"{bootstrap - len(draws)} of {bootstrap} bootstrap profiles had no minimum")
+    return Approach2(profiles, float(a), ci, float(k), [p.C for p in good], warns)
+
+
+def approach3_exponent(fit: FitResult) -> tuple[float, tuple[float, float]]:
+    """N_opt ∝ C^a with a = β / (α + β), and its bootstrap 95% interval."""
+    al, be = fit.params["alpha"], fit.params["beta"]
+    a = be / (al + be)
+    if fit.samples is None or len(fit.samples) < 10:
+        return a, (float("nan"), float("nan"))
+    s = fit.samples
+    with np.errstate(all="ignore"):
+        draws = s[:, 4] / (s[:, 3] + s[:, 4])
+    draws = draws[np.isfinite(draws)]
+    return a, tuple(float(v) for v in np.percentile(draws, [2.5, 97.5]))
+
+
+def compare_exponents(a2: tuple[float, tuple[float, float]], a3: tuple[float, tuple[float, float]]) -> dict:
+    """Whether the Approach 2 and Approach 3 exponents agree: their 95% intervals overlap."""
+    (v2, (lo2, hi2)), (v3, (lo3, hi3)) = a2, a3
+    agree = bool(np.isfinite([lo2, hi2, lo3, hi3]).all() and lo2 <= hi3 and lo3 <= hi2)
+    return {"approach2": {"a": v2, "ci95": [lo2, hi2]}, "approach3": {"a": v3, "ci95": [lo3, hi3]}, "agree": agree}
+
+
+def chinchilla_loss(params: dict | np.ndarray, N: float, D: float) -> np.ndarray:
+    """L(N, D) = E + A/N^α + B/D^β for one parameter dict, or for rows (E, A, B, alpha, beta)."""
+    p = np.asarray([params[k] for k in ("E", "A", "B", "alpha", "beta")] if isinstance(params, dict) else params, float)
+    p = np.atleast_2d(p)
+    return p[:, 0] + p[:, 1] / N ** p[:, 3] + p[:, 2] / D ** p[:, 4]
+
+
+def optimal_n(params: dict, C: float) -> float:
+    """The N minimising L(N, C/6N) (Hoffmann et al. eq. 4: N_opt = G (C/6)^(β/(α+β)))."""
+    al, be, A, B = params["alpha"], params["beta"], params["A"], params["B"]
+    G = (al * A / (be * B)) ** (1.0 / (al + be))
+    return float(G * (C / 6.0) ** (be / (al + be)))
+
+
+def predict_optimum(fit: FitResult, C: float, sizes: dict[int, int], seed: int = 0) -> dict:
+    """The dial size nearest to the fit's N_opt(C), its D = C/6N and predicted loss with a 95% prediction interval.
+
+    `sizes`: depth -> N (parameters) of the dial. Interval: quantiles of L_b(N, D) · exp(r) over the
+    bootstrap draws b (the law's uncertainty), r a residual of the fit drawn with each (the scatter of
+    one run around the law; the fit minimised log-space residuals, so they multiply).
+    """
+    n_star = optimal_n(fit.params, C)
+    depth = min(sizes, key=lambda d: abs(math.log(sizes[d]) - math.log(n_star)))
+    N = float(sizes[depth])
+    D = C / (6.0 * N)
+    point = float(chinchilla_loss(fit.params, N, D)[0])
+    lo = hi = float("nan")
+    if fit.samples is not None and len(fit.samples) >= 10:
+        rng = np.random.default_rng(seed)
+        with np.errstate(all="ignore"):
+            draws = chinchilla_loss(fit.samples, N, D)
+        draws = draws[np.isfinite(draws)]
+        r = np.asarray(fit.residuals, float)
+        r = r * math.sqrt(len(r) / max(len(r) - 5, 1))  # five parameters were fitted to them
+        draws = draws * np.exp(rng.choice(r, size=len(draws), replace=True))
+        lo, hi = (float(v) for v in np.percentile(draws, [2.5, 97.5]))
+    return {"C": float(C), "N_opt_fit": n_star, "depth": int(depth), "N": N, "D": D, "predicted": point,
+            "interval95": [lo, hi]}
+
+
+def score_prediction(pred: dict, measured: float) -> dict:
+    """The prediction record: predicted, interval95, measured, relative_error, inside (the interval held)."""
+    lo, hi = pred["interval95"]
+    return {**pred, "measured": float(measured), "relative_error": float((pred["predicted"] - measured) / measured),
+            "inside": bool(lo <= measured <= hi)}
+
+
+# -- loss to accuracy -------------------------------------------------------------------------
+
+def sigmoid_accuracy(L, a: float, b: float, k: float, L0: float) -> np.ndarray:
+    """acc(L) = b + (a - b) / (1 + exp(k (L - L0))): from a at low loss to b at high loss (k > 0)."""
+    return b + (a - b) / (1.0 + np.exp(k * (np.asarray(L, float) - L0)))
+
+
+def fit_loss_to_accuracy(loss, acc, *, floor: float = 0.0) -> dict:
+    """Least-squares sigmoid from loss to accuracy; `floor` is the chance accuracy b (fixed: too few rungs pin 4 numbers).
+
+    Returns {"a", "b", "k", "L0", "rmse", "n"}; a is bounded to [floor, 1], k > 0.
+    """
+    from scipy.optimize import least_squares
+
+    L, y = np.asarray(loss, float), np.asarray(acc, float)
+    if len(L) < 3:
+        raise ValueError(f"{len(L)} rungs; the loss-to-accuracy sigmoid needs at least 3")
+
+    def resid(th):
+        a, logk, L0 = th
+        return sigmoid_accuracy(L, a, floor, math.exp(logk), L0) - y
+
+    best = None
+    for a0 in (min(1.0, max(y.max() * 1.2, floor + 1e-3)), 1.0):
+        for k0 in (1.0, 3.0, 10.0):
+            for L00 in (np.median(L), L.min()):
+                r = least_squares(resid, [a0, math.log(k0), L00], bounds=([floor, -5, L.min() - 5], [1.0, 5, L.max() + 5]))
+                if best is None or r.cost < best.cost:
+                    best = r
+    a, logk, L0 = best.x
+    return {"a": float(a), "b": floor, "k": float(math.exp(logk)), "L0": float(L0),
+            "rmse": float(np.sqrt(np.mean(best.fun ** 2))), "n": int(len(L))}
+
+
+def predict_accuracy(fit: dict, loss: float) -> float:
+    return float(sigmoid_accuracy(loss, fit["a"], fit["b"], fit["k"], fit["L0"]))

@@ -1,0 +1,292 @@
+"""An IsoFLOP ladder on real text that pins its law, and predicts before it trains.
+
+    scalinglab sweep isoflop --task pystdlib --budgets 2.5e11,5e11,1e12,2e12 --depths 1,2,3,4,5 --out runs/iso --json
+
+Design (Hoffmann et al. 2022; the OLMo and Llama 3 ladders):
+1. every compute budget C of `--budgets` trains each dial size of `--depths` for D = C / 6N tokens
+   (N counts every parameter, embeddings once: they are tied). Rungs are ordinary pre-training
+   runs (`DIR/rung-d{depth}-c{C}`), trained and reused exactly as `sweep pretrain` does;
+2. Approach 2: one parabola per budget in log N, its vertex N_opt(C), then N_opt ∝ C^a;
+   Approach 3: the parametric law L(N, D) = E + A/N^α + B/D^β on every rung, a = β/(α+β);
+   both with bootstrap intervals, and whether they agree (`scaling/isoflop.py`);
+3. predict, then train: the Approach-3 fit (on every budget above) names the compute-optimal
+   dial size at the held-out budget `--predict` (default: twice the largest), predicts its loss
+   with a 95% prediction interval, and only then is that model trained; the record
+   `prediction: {predicted, interval95, measured, relative_error, inside}` is in the summary;
+4. loss to accuracy: a sigmoid from validation loss to the text task's accuracy (the next
+   `text_k` tokens of held-out files exactly), fitted on the ladder's rungs, predicts the
+   held-out rung's accuracy from its predicted loss; the measured accuracy is set beside it.
+
+Writes `DIR/ladder.csv` (the rungs; `scalinglab fit chinchilla` reads it), `DIR/isoflop.png`,
+`DIR/nopt.png`, `DIR/loss_to_accuracy.png` and `DIR/summary.json`.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from scalinglab.config import override
+from scalinglab.distributed.executor import BACKENDS, Resources, make_executor
+from scalinglab.errors import UserError
+from scalinglab.runs import Run
+from scalinglab.runs.store import atomic_write_json
+from scalinglab.train.ladder import _config_diff, _normalised, fit_ladder, train_rung, write_csv
+from scalinglab.train.pretrain import PretrainConfig
+
+KEYS = ("task", "depth", "tokens", "seed")  # set by the ladder itself
+
+
+@dataclass(frozen=True)
+class IsoFlopConfig:
+    task: str = "pystdlib"  # a text corpus (or a task, whose loss may saturate)
+    budgets: tuple[float, ...] = (2.5e11, 5e11, 1e12, 2e12)  # compute budgets C = 6ND of the profiles
+    depths: tuple[int, ...] = (1, 2, 3, 4, 5)  # the dial sizes trained at every budget
+    predict: float = 0.0  # the held-out budget of predict-then-train (0 = twice the largest; -1 = skip)
+    seed: int = 0
+    eval_problems: int = 1000  # held-out contexts for each rung's accuracy (0 = skip the loss-to-accuracy step)
+    threads: int = 1  # torch threads per rung (equal threads -> equal numbers on both backends)
+    gpus: float = 0.0
+    retries: int = 3
+    bootstrap: int = 1000
+    grid: str = "hoffmann"
+    # every rung's PretrainConfig fields (the narrow dial, batch, the BPE and validation sizes)
+    overrides: tuple[str, ...] = ("aspect=32", "batch_size=16", "seq_len=128", "val_tokens=65536", "vocab_size=1024")
+
+
+def rung_name(depth: int, C: float) -> str:
+    return f"rung-d{depth}-c{C:.3g}".replace("+", "")
+
+
+def _base(cfg: IsoFlopConfig) -> PretrainConfig:
+    for item in cfg.overrides:
+        key = item.split("=", 1)[0].strip()
+        if key in KEYS:
+            raise UserError(f"--set {item}: the IsoFLOP ladder sets {key} itself (use --task, --depths, --budgets, --seed)")
+    return override(PretrainConfig(task=cfg.task, seed=cfg.seed, eval_problems=cfg.eval_problems), list(cfg.overrides))
+
+
+def dial_sizes(cfg: IsoFlopConfig, depths) -> dict[int, int]:
+    """depth -> N (all parameters) of the dial under this ladder's settings."""
+    from scalinglab.model import ModelConfig
+
+    base = _base(cfg)
+    vocab = _vocab(base)
+    return {d: ModelConfig.from_depth(d, vocab_size=vocab, aspect=base.aspect).num_params for d in depths}
+
+
+def _vocab(base: PretrainConfig) -> int:
+    from scalinglab.tasks.corpus import is_corpus
+
+    if not is_corpus(base.task):
+        return 128
+    from scalinglab.tasks.corpus import get_corpus
+    from scalinglab.train.text import text_data
+
+    return text_data(get_corpus(base.task), base.vocab_size).tokenizer.vocab_size
+
+
+def rung_config(cfg: IsoFlopConfig, depth: int, N: int, C: float) -> PretrainConfig:
+    base = _base(cfg)
+    tokens = max(1, round(C / (6.0 * N)))
+    return override(base, [f"depth={depth}", f"tokens={tokens}"])
+
+
+def _train_all(root: Path, jobs: dict[str, PretrainConfig], cfg: IsoFlopConfig, backend: str, address: str | None,
+               progress, total: int, done0: int) -> tuple[dict[str, dict], int]:
+    """Train (or reuse) every named rung; returns summaries and how many were reused."""
+    summaries, todo = {}, []
+    for name, pc in jobs.items():
+        path = root / name
+        if (path / "summary.json").exists():
+            diff = _config_diff(path, _normalised(asdict(pc)))
+            if diff:
+                raise UserError(f"{path}: holds a finished run with a different config ({', '.join(diff)}); "
+                                "use another --out or the same settings")
+            summaries[name] = Run(path).summary
+        else:
+            todo.append(name)
+    reused, done = len(summaries), done0 + len(summaries)
+    if progress:
+        progress(done, total)
+    if todo:
+        todo.sort(key=lambda n: -jobs[n].depth ** 2 * jobs[n].tokens)
+        ex = make_executor(backend, address)
+        try:
+            res = Resources(num_cpus=cfg.threads, num_gpus=cfg.gpus, max_retries=cfg.retries)
+            handles = [ex.submit(train_rung, asdict(jobs[n]), str(root / n), cfg.threads, list(sys.argv),
+                                 str(root / ".workers" / f"{n}.pid"), resources=res) for n in todo]
+
+            def finished(i: int, r: dict) -> None:
+                nonlocal done
+                done += 1
+                if progress:
+                    progress(done, total, rung=todo[i], loss=r["summary"]["val_loss"])
+
+            for n, r in zip(todo, ex.gather(handles, on_result=finished)):
+                summaries[n] = r["summary"]
+                reused += bool(r["reused"])
+        finally:
+            ex.close()
+    return summaries, reused
+
+
+def _row(name: str, C: float, depth: int, s: dict) -> dict:
+    N, D = float(s["params"]), float(s["tokens"])
+    return {"N": N, "D": D, "C": 6.0 * N * D, "budget": C, "loss": s["val_loss"], "depth": depth, "tokens_budget": round(D),
+            "non_embedding_params": s.get("non_embedding_params"), "train_loss": s.get("train_loss"),
+            "accuracy": s.get("accuracy"), "epochs": s.get("epochs"), "run": name}
+
+
+def _check(cfg: IsoFlopConfig, backend: str) -> None:
+    if len(set(cfg.budgets)) < 2 or any(not (c > 0 and math.isfinite(c)) for c in cfg.budgets):
+        raise UserError("--budgets: at least two distinct positive compute budgets (FLOPs), e.g. 2.5e11,5e11,1e12,2e12")
+    if len(set(cfg.depths)) < 3 or any(d < 1 for d in cfg.depths):
+        raise UserError("--depths: at least three distinct positive depths (a parabola per budget needs 3 sizes)")
+    if cfg.predict and cfg.predict != -1 and not (cfg.predict > max(cfg.budgets) and math.isfinite(cfg.predict)):
+        raise UserError(f"--predict {cfg.predict:g}: the held-out budget must exceed the largest fitted one "
+                        f"({max(cfg.budgets):g}); 0 = twice it, -1 = skip")
+    if backend not in BACKENDS:
+        raise UserError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if cfg.threads < 1:
+        raise UserError("--threads must be >= 1")
+
+
+def run_isoflop(cfg: IsoFlopConfig, out: str, backend: str = "local", address: str | None = None,
+                progress: Callable[..., None] | None = None, figures: bool = True) -> dict:
+    """Train the profiles, fit Approaches 2 and 3, predict and train the held-out optimum; write the summary."""
+    import numpy as np
+
+    from scalinglab.scaling import isoflop as iso
+
+    _check(cfg, backend)
+    t0 = time.perf_counter()
+    root = Path(out)
+    depths, budgets = sorted(set(cfg.depths)), sorted(set(cfg.budgets))
+    sizes = dial_sizes(cfg, depths)
+    jobs = {rung_name(d, C): rung_config(cfg, d, sizes[d], C) for C in budgets for d in depths}
+    labels = {rung_name(d, C): (C, d) for C in budgets for d in depths}
+    predict_C = 0.0 if cfg.predict == -1 else (cfg.predict or 2.0 * max(budgets))
+    total = len(jobs) + (1 if predict_C else 0)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / ".workers").mkdir(exist_ok=True)
+    summaries, reused = _train_all(root, jobs, cfg, backend, address, progress, total, 0)
+    rows = [_row(n, *labels[n], summaries[n]) for n in jobs]
+    write_csv(root / "ladder.csv", rows)
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        a2 = iso.isoflop_fit([r["budget"] for r in rows], [r["N"] for r in rows], [r["loss"] for r in rows],
+                             bootstrap=cfg.bootstrap, seed=cfg.seed)
+    fit3, plan, fobj = fit_ladder(rows, cfg.bootstrap, cfg.seed, cfg.grid)
+    summary = {"kind": "isoflop", "task": cfg.task, "backend": backend, "out": str(root), "config": asdict(cfg),
+               "dial": {str(d): n for d, n in sizes.items()}, "rungs": rows, "approach2": a2.to_dict(), "fit": fit3,
+               "compute_optimal": plan}
+    if fit3["success"]:
+        summary["exponents"] = iso.compare_exponents((a2.a, a2.a_ci), iso.approach3_exponent(fobj))
+    prediction = acc = None
+    if predict_C and fit3["success"]:
+        all_sizes = dial_sizes(cfg, range(1, max(depths) + 3))
+        pred = iso.predict_optimum(fobj, predict_C, all_sizes, seed=cfg.seed)
+        # written before the model is trained: the prediction cannot be tuned to the outcome
+        atomic_write_json(root / "prediction.json", pred)
+        name = rung_name(pred["depth"], predict_C)
+        held, r2 = _train_all(root, {name: rung_config(cfg, pred["depth"], all_sizes[pred["depth"]], predict_C)}, cfg,
+                              backend, address, progress, total, len(jobs))
+        reused += r2
+        s = held[name]
+        prediction = iso.score_prediction(pred, s["val_loss"])
+        prediction["run"] = name
+        summary["prediction"] = prediction
+        held_row = _row(name, predict_C, pred["depth"], s)
+        summary["heldout_rung"] = held_row
+        if cfg.eval_problems and all(r["accuracy"] is not None for r in rows):
+            chance = 0.0
+            acc = iso.fit_loss_to_accuracy([r["loss"] for r in rows], [r["accuracy"] for r in rows], floor=chance)
+            summary["loss_to_accuracy"] = {
+                **acc, "predicted_from_predicted_loss": iso.predict_accuracy(acc, pred["predicted"]),
+                "predicted_from_measured_loss": iso.predict_accuracy(acc, s["val_loss"]), "measured": s.get("accuracy"),
+                "task": s.get("accuracy_task")}
+    warns = list(a2.warnings) + list(fit3.get("warnings") or [])
+    summary.update(warnings=warns, well_determined=not warns and fit3["success"], trained=total - reused, reused=reused,
+                   ladder_csv=str(root / "ladder.csv"), seconds=time.perf_counter() - t0)
+    summary["figures"] = plot_isoflop(root, rows, a2, fit3, prediction, summary.get("loss_to_accuracy"),
+                                      summary.get("heldout_rung")) if figures else []
+    atomic_write_json(root / "summary.json", summary)
+    return summary
+
+
+def plot_isoflop(root: Path, rows, a2, fit3: dict, prediction: dict | None, acc: dict | None, held: dict | None) -> list[str]:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from scalinglab.report.figures import new_figure, save_fig
+
+    paths = []
+    budgets = sorted({r["budget"] for r in rows})
+    colors = plt.cm.viridis(np.linspace(0, 0.85, len(budgets) + 1))
+    fig, ax = new_figure()
+    for C, c, prof in zip(budgets, colors, a2.profiles):
+        rs = sorted((r for r in rows if r["budget"] == C), key=lambda r: r["N"])
+        ax.plot([r["N"] for r in rs], [r["loss"] for r in rs], "o", color=c, label=f"C = {C:.2g}")
+        xs = np.geomspace(rs[0]["N"] / 1.3, rs[-1]["N"] * 1.3, 80)
+        ax.plot(xs, np.polyval(prof.coef, np.log(xs)), "-", color=c, lw=1)
+        if math.isfinite(prof.N_opt):
+            ax.plot([prof.N_opt], [prof.loss_opt], "v", color=c, ms=8)
+    if prediction:
+        lo, hi = prediction["interval95"]
+        ax.errorbar([prediction["N"]], [prediction["predicted"]], yerr=[[prediction["predicted"] - lo], [hi - prediction["predicted"]]],
+                    fmt="s", color=colors[-1], mfc="none", capsize=4, label=f"predicted at C = {prediction['C']:.2g}")
+        ax.plot([prediction["N"]], [prediction["measured"]], "*", color="crimson", ms=12,
+                label=f"measured ({prediction['relative_error']:+.1%})")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters N")
+    ax.set_ylabel("validation loss (nats/token, held-out files)")
+    ax.set_title("IsoFLOP profiles: parabola per budget, vertex = compute-optimal N", fontsize=9)
+    ax.legend(fontsize=7)
+    paths.append(str(save_fig(fig, root / "isoflop.png")))
+
+    fig, ax = new_figure()
+    good = [p for p in a2.profiles if p.inside]
+    if good:
+        ax.plot([p.C for p in good], [p.N_opt for p in good], "o", label="Approach 2: profile vertices")
+    Cs = np.geomspace(min(budgets) / 2, max(budgets) * 8, 50)
+    if math.isfinite(a2.a):
+        ax.plot(Cs, np.exp(a2.a * np.log(Cs) + a2.k), "-", label=f"Approach 2: N_opt ∝ C^{a2.a:.3f}")
+    if fit3.get("success"):
+        from scalinglab.scaling.isoflop import optimal_n
+
+        a3 = fit3["params"]["beta"] / (fit3["params"]["alpha"] + fit3["params"]["beta"])
+        ax.plot(Cs, [optimal_n(fit3["params"], c) for c in Cs], "--", label=f"Approach 3: N_opt ∝ C^{a3:.3f}")
+    if prediction:
+        ax.plot([prediction["C"]], [prediction["N"]], "s", mfc="none", label="held-out rung (nearest dial size)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("compute C (FLOP)")
+    ax.set_ylabel("compute-optimal N")
+    ax.set_title("Compute-optimal size against compute, two ways", fontsize=9)
+    ax.legend(fontsize=7)
+    paths.append(str(save_fig(fig, root / "nopt.png")))
+
+    if acc:
+        from scalinglab.scaling.isoflop import predict_accuracy
+
+        fig, ax = new_figure()
+        ax.plot([r["loss"] for r in rows], [r["accuracy"] for r in rows], "o", label="ladder rungs (fitted)")
+        Ls = np.linspace(min(r["loss"] for r in rows) - 0.3, max(r["loss"] for r in rows) + 0.1, 100)
+        ax.plot(Ls, [predict_accuracy(acc, v) for v in Ls], "-", label="sigmoid fit")
+        if held and held.get("accuracy") is not None:
+            ax.plot([held["loss"]], [held["accuracy"]], "*", color="crimson", ms=12, label="held-out rung, measured")
+            ax.plot([prediction["predicted"]], [acc["predicted_from_predicted_loss"]], "s", mfc="none",
+                    label="held-out rung, predicted")
+        ax.set_xlabel("validation loss (nats/token)")
+        ax.set_ylabel(acc.get("task") or "accuracy")
+        ax.set_title("Loss to accuracy (the ladder's second step)", fontsize=9)
+        ax.legend(fontsize=7)
+        paths.append(str(save_fig(fig, root / "loss_to_accuracy.png")))
+    return paths

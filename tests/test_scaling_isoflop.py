@@ -1,0 +1,105 @@
+"""Approach 2 (IsoFLOP parabolas), the Approach 3 exponent, predict-then-train and loss to accuracy, on
+data drawn from a known law: each must recover what generated it, and say when it cannot."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from scalinglab.scaling import fit_chinchilla
+from scalinglab.scaling import isoflop as iso
+
+TRUE = {"E": 1.2, "A": 60.0, "B": 400.0, "alpha": 0.34, "beta": 0.30}
+
+
+def _ladder(budgets, n_sizes=7, noise=0.0, seed=0, spread=3.0):
+    """Sizes around each budget's true optimum (×spread each way), losses from TRUE, with log-normal noise."""
+    rng = np.random.default_rng(seed)
+    C, N, L = [], [], []
+    for c in budgets:
+        n_opt = iso.optimal_n(TRUE, c)
+        for n in np.geomspace(n_opt / spread, n_opt * spread, n_sizes):
+            d = c / (6 * n)
+            C.append(c)
+            N.append(n)
+            L.append(float(iso.chinchilla_loss(TRUE, n, d)[0]) * math.exp(noise * rng.standard_normal()))
+    return np.array(C), np.array(N), np.array(L)
+
+
+def test_optimal_n_minimises_the_law_at_fixed_compute():
+    C = 1e15
+    n_star = iso.optimal_n(TRUE, C)
+    grid = np.geomspace(n_star / 10, n_star * 10, 2001)
+    losses = [iso.chinchilla_loss(TRUE, n, C / (6 * n))[0] for n in grid]
+    assert grid[int(np.argmin(losses))] == pytest.approx(n_star, rel=0.01)
+
+
+def test_approach2_recovers_the_exponent_of_the_law():
+    budgets = [1e13, 4e13, 1.6e14, 6.4e14]
+    C, N, L = _ladder(budgets, noise=0.003)
+    a2 = iso.isoflop_fit(C, N, L, bootstrap=300, seed=1)
+    a_true = TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"])
+    assert a2.warnings == []
+    assert len(a2.used) == 4 and all(p.inside for p in a2.profiles)
+    assert a2.a == pytest.approx(a_true, abs=0.05)
+    lo, hi = a2.a_ci
+    assert lo < a2.a < hi and lo <= a_true <= hi
+
+
+def test_approach2_warns_when_a_vertex_lies_outside_the_sizes():
+    C, N, L = _ladder([1e13, 4e13, 1.6e14], n_sizes=9, noise=0.0, spread=8.0)
+    keep = ~((C == 1e13) & (N < iso.optimal_n(TRUE, 1e13) * 1.5))  # only sizes above the optimum at the first budget
+    assert ((C == 1e13) & keep).sum() >= 3
+    a2 = iso.isoflop_fit(C[keep], N[keep], L[keep], bootstrap=50)
+    assert any("outside the sizes trained" in w for w in a2.warnings)
+    assert 1e13 not in a2.used and len(a2.used) == 2
+
+
+def test_approach2_needs_two_budgets_with_a_vertex():
+    C, N, L = _ladder([1e13], noise=0.0)
+    a2 = iso.isoflop_fit(C, N, L, bootstrap=20)
+    assert math.isnan(a2.a) and any("exponent needs 2" in w for w in a2.warnings)
+
+
+def test_the_two_approaches_agree_on_data_from_one_law():
+    C, N, L = _ladder([1e13, 4e13, 1.6e14, 6.4e14], n_sizes=5, noise=0.004, seed=3)
+    a2 = iso.isoflop_fit(C, N, L, bootstrap=300, seed=0)
+    fit = fit_chinchilla(N, C / (6 * N), L, bootstrap=300, seed=0, grid="small")
+    a3 = iso.approach3_exponent(fit)
+    cmp = iso.compare_exponents((a2.a, a2.a_ci), a3)
+    assert cmp["agree"], cmp
+    # and they disagree when one interval is moved away
+    assert not iso.compare_exponents((a2.a, a2.a_ci), (a3[0] + 1, (a3[1][0] + 1, a3[1][1] + 1)))["agree"]
+
+
+def test_predict_then_train_on_a_known_law():
+    budgets = [1e13, 2e13, 4e13, 8e13]
+    C, N, L = _ladder(budgets, n_sizes=5, noise=0.005, seed=7)
+    fit = fit_chinchilla(N, C / (6 * N), L, bootstrap=400, seed=0, grid="small")
+    sizes = {d: int(1e4 * 1.6 ** d) for d in range(1, 30)}  # a dial
+    pred = iso.predict_optimum(fit, 3.2e14, sizes, seed=0)
+    assert set(pred) >= {"predicted", "interval95", "N", "D", "depth", "C"}
+    assert pred["N"] == sizes[pred["depth"]]
+    # the chosen dial size is the nearest (in log N) to the fitted optimum
+    assert all(abs(math.log(pred["N"] / pred["N_opt_fit"])) <= abs(math.log(n / pred["N_opt_fit"])) for n in sizes.values())
+    truth = float(iso.chinchilla_loss(TRUE, pred["N"], pred["D"])[0])
+    rec = iso.score_prediction(pred, truth)
+    assert abs(rec["relative_error"]) < 0.02 and rec["inside"]
+    lo, hi = rec["interval95"]
+    assert lo < rec["predicted"] < hi
+    bad = iso.score_prediction(pred, truth * 1.5)
+    assert not bad["inside"] and bad["relative_error"] < -0.3
+
+
+def test_loss_to_accuracy_sigmoid_recovers_its_curve():
+    L = np.linspace(2.0, 5.0, 12)
+    true = dict(a=0.8, b=0.0, k=3.0, L0=3.4)
+    acc = iso.sigmoid_accuracy(L, **true)
+    fit = iso.fit_loss_to_accuracy(L[2:], acc[2:], floor=0.0)  # the two lowest-loss rungs held out
+    assert fit["rmse"] < 1e-3
+    assert iso.predict_accuracy(fit, L[0]) == pytest.approx(acc[0], abs=0.02)
+    assert iso.predict_accuracy(fit, L[1]) == pytest.approx(acc[1], abs=0.02)
+    with pytest.raises(ValueError, match="at least 3"):
+        iso.fit_loss_to_accuracy([3.0, 2.0], [0.1, 0.2])
