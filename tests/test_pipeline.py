@@ -28,6 +28,11 @@ def test_every_stage_has_headline_numbers_and_model(smoke):
     for name in ("pretrain", "sft", "reward_models", "rl", "testtime"):
         assert Path(saved["stages"][name]["model"]).exists(), name
     assert {"chinchilla", "coverage"} <= set(saved["laws"])
+    # the pre-training law is fitted on real text and predicted a held-out budget before training it
+    pred = saved["stages"]["pretrain"]["prediction"]
+    assert set(pred) >= {"predicted", "interval95", "measured", "relative_error"}
+    assert pred["measured"] > 0 and pred["relative_error"] == pytest.approx((pred["predicted"] - pred["measured"]) / pred["measured"])
+    assert (out / "pretrain" / "isoflop" / "prediction.json").exists()
     for st in saved["stages"].values():
         for fig in st.get("figures", []):
             assert (out / fig["path"]).stat().st_size > 5_000, fig  # a real plot, not an empty canvas

@@ -70,7 +70,7 @@ def sweep_pretrain_cmd(
 @sweep_app.command("isoflop")
 def sweep_isoflop_cmd(
     task: str = typer.Option("pystdlib", help="A text corpus (pystdlib: the Python standard library's sources, split by file) or a task."),
-    budgets: str = typer.Option("2.5e11,5e11,1e12,2e12", help="Compute budgets C = 6ND of the IsoFLOP profiles, comma-separated."),
+    budgets: str = typer.Option("1e11,2e11,4e11,8e11", help="Compute budgets C = 6ND of the IsoFLOP profiles, comma-separated."),
     depths: str = typer.Option("1,2,3,4,5", help="Dial sizes trained at every budget (width = aspect·depth; aspect via --set)."),
     predict: float = typer.Option(0.0, help="Held-out budget: predict its compute-optimal model's loss, then train it (0 = twice the largest; -1 = skip)."),
     seed: int = typer.Option(0, help="Seed of every rung (init and data order)."),
@@ -82,7 +82,7 @@ def sweep_isoflop_cmd(
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% intervals (both approaches and the prediction)."),
     grid: str = typer.Option("hoffmann", help="Approach 3 fit starts: hoffmann (4,500) or small (243)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="PretrainConfig fields for every rung, replacing the defaults "
-                                             "aspect=16 vocab_size=512 batch_size=16 seq_len=128 val_tokens=65536 when any is given."),
+                                             "aspect=16 vocab_size=512 batch_size=16 seq_len=128 val_tokens=65536 when any is given (repeat them)."),
     as_json: bool = common.JSON_OPT,
 ) -> None:
     """An IsoFLOP ladder: every depth at every compute budget; Approach 2 and 3 fits with intervals; predict, then train.
@@ -181,4 +181,156 @@ def _human(s: dict) -> str:
     if plan:
         lines += [f"C={c:.3g}: N*={n:.3g} D*={d:.3g}" for c, n, d in zip(plan["C"], plan["N"], plan["D"])]
     lines += [f"wrote {p}" for p in [s["ladder_csv"], *s["figures"]]]
+    return "\n".join(lines)
+
+
+# --- the data wall (issue 17 section 3) -------------------------------------------------------
+# A separate command rather than `sweep pretrain --unique-tokens --epochs`: its rungs are named by
+# epochs, not token budgets (--tokens would mean nothing), it trains fresh-data references beside
+# the repeated ones, and it fits a different law (R_D*), with its own figure and summary.
+
+
+@sweep_app.command("datawall")
+def sweep_datawall_cmd(
+    unique_tokens: float = typer.Option(5e4, "--unique-tokens", help="U: distinct tokens every repeated rung trains on (5e4 notation is fine)."),
+    epochs: str = typer.Option("1,2,4,8,16", help="Epoch counts over U, comma-separated; each rung trains D = epochs·U tokens."),
+    depths: str = typer.Option("2", help="Model sizes, comma-separated depths (width = aspect·depth; aspect via --set)."),
+    task: str = typer.Option("pystdlib", help="A text corpus (pystdlib: the Python standard library's sources, split by file)."),
+    fresh: bool = typer.Option(True, "--fresh/--no-fresh", help="Train the fresh-data references (U = D) at every D; the fit needs them."),
+    seed: int = typer.Option(0, help="Seed of every rung (init and data order; the U tokens are the same for every seed)."),
+    out: Path = typer.Option(..., help="Sweep directory; finished rungs already in it are reused."),
+    backend: str = typer.Option("local", help="local (sequential, in this process) or ray (one Ray task per rung)."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster to join (HEAD:6379, or 'auto'); default: a local Ray instance."),
+    threads: int = typer.Option(1, help="Torch threads per rung (and Ray CPUs per rung)."),
+    bootstrap: int = typer.Option(1000, help="Residual-bootstrap resamples for R_D*'s 95% interval."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="PretrainConfig fields for every rung, replacing the defaults "
+                                             "aspect=16 vocab_size=512 batch_size=16 seq_len=128 val_tokens=65536 eval_problems=0 when any is given."),
+    as_json: bool = common.JSON_OPT,
+) -> None:
+    """The data wall: train on U distinct tokens for 1, 2, 4, ... epochs, beside fresh data at the same D; fit R_D*.
+
+    Muennighoff et al. 2023: repeated data is worth D' = U + U·R_D*·(1 − exp(−R_D/R_D*)) fresh tokens (R_D = epochs − 1), so the first few epochs are worth nearly as much as fresh data and later ones less and less. Each size of --depths trains on the same U tokens at every epoch count (OUT/rep-d{depth}-u{U}-e{epochs}/) and on fresh data at the same D (OUT/fresh-d{depth}-t{D}/); L = E_N + B/D'^β is fitted with a 95% interval on R_D*. The summary sets, per epoch count, the repeated loss beside the fresh one and what a repeated token was worth (measured and fitted).
+
+    Writes OUT/datawall.csv, OUT/datawall.png and OUT/summary.json. Rerunning reuses finished rungs.
+
+    \b
+    Example (the default: 10 rungs, 3.1M tokens, about 2 minutes on 2 CPU cores):
+      scalinglab sweep datawall --unique-tokens 5e4 --epochs 1,2,4,8,16 --out runs/wall
+    Two sizes (about 5 minutes):
+      scalinglab sweep datawall --depths 2,4 --out runs/wall2
+    """
+    from scalinglab.train.datawall import DataWallConfig, run_datawall
+    from scalinglab.train.ladder import parse_list
+
+    if not (unique_tokens >= 1 and float(unique_tokens).is_integer()):
+        raise UserError(f"--unique-tokens {unique_tokens:g}: must be a positive whole number of tokens")
+    kw = {"overrides": tuple(set_)} if set_ else {}
+    cfg = DataWallConfig(task=task, depths=parse_list(depths, "--depths"), unique_tokens=int(unique_tokens),
+                         epochs=parse_list(epochs, "--epochs"), fresh=fresh, seed=seed, threads=threads,
+                         bootstrap=bootstrap, **kw)
+    made = not out.exists()
+    lock = _lock(out)
+    try:
+        n = len(set(cfg.depths)) * len(set(cfg.epochs)) * (2 if cfg.fresh else 1)
+        with common.progress_bar(f"data wall ({n} rungs, {backend})") as bar:
+            summary = run_datawall(cfg, str(out), backend=backend, address=address, progress=bar)
+    finally:
+        lock.release()
+        if made and out.is_dir() and [p.name for p in out.iterdir()] in ([], [".lock"]):
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+    common.emit(summary, as_json, human=_human_datawall(summary))
+
+
+def _human_datawall(s: dict) -> str:
+    def f(v, spec):
+        return "" if v is None else format(v, spec)
+
+    lines = [f"{s['trained']} rungs trained, {s['reused']} reused ({s['backend']}), {s['seconds']:.1f}s; U = {s['unique_tokens']:,}",
+             f"{'depth':>5} {'epochs':>6} {'D':>9} {'repeated':>9} {'fresh':>8} {'gap':>7} {'worth':>6} {'95% CI':>13} {'fitted':>6} {'paper':>6}"]
+    for t in s["comparison"]:
+        ci = t.get("worth_measured_ci95")
+        lines.append(f"{t['depth']:>5} {t['epochs']:>6.3g} {t['D']:>9.4g} {t['loss_repeated']:>9.4f} {f(t['loss_fresh'], '.4f'):>8} "
+                     f"{f(t['loss_gap'], '+.2%'):>7} {f(t.get('worth_measured'), '.3f'):>6} "
+                     f"{'' if not ci else f'[{ci[0]:.2f}, {ci[1]:.2f}]':>13} {f(t.get('worth_fitted'), '.3f'):>6} {t['worth_published']:>6.3f}")
+    r = s.get("R_D*")
+    if r:
+        lines.append(f"R_D* = {r['estimate']:.3g} [{r['ci95'][0]:.3g}, {r['ci95'][1]:.3g}] (Muennighoff et al.: {r['published']})")
+    elif s.get("fit"):
+        lines.append(f"fit: {s['fit']['message']}")
+    lines += [f"warning: {w}" for w in s["warnings"]]
+    lines += [f"wrote {p}" for p in [s["datawall_csv"], *s["figures"]]]
+    return "\n".join(lines)
+
+
+# --- saturated benchmarks (issue 17 section 4) ---------------------------------------------------
+
+
+@sweep_app.command("saturation")
+def sweep_saturation_cmd(
+    task: str = typer.Option("arithmetic", help="A generated task with a difficulty knob (arithmetic: digits per operand)."),
+    difficulties: str = typer.Option("1,2,3", help="Difficulty levels, easy to hard: trained as an even mix, evaluated one by one."),
+    depths: str = typer.Option("1,2,3", help="Model sizes, comma-separated depths (width 64·depth)."),
+    tokens: str = typer.Option("1e5,3e5,1e6", help="Token budgets per size, comma-separated (1e5 notation is fine)."),
+    eval_problems: int = typer.Option(200, help="Held-out problems per difficulty (the whole evaluation split when it is smaller)."),
+    seed: int = typer.Option(0, help="Seed of every rung (init and data order)."),
+    out: Path = typer.Option(..., help="Sweep directory; finished rungs (and their evaluations) already in it are reused."),
+    backend: str = typer.Option("local", help="local (sequential, in this process) or ray (one Ray task per rung)."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster to join (HEAD:6379, or 'auto'); default: a local Ray instance."),
+    threads: int = typer.Option(1, help="Torch threads per rung and per evaluation."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Any other PretrainConfig field for every rung: --set batch_size=8."),
+    as_json: bool = common.JSON_OPT,
+) -> None:
+    """Saturated benchmarks: one ladder evaluated at three difficulties of one task, against compute.
+
+    Every rung (each depth x each token budget) pre-trains on an even mix of the difficulties, then is evaluated at each one on held-out problems: greedy accuracy with a 95% Wilson interval, and that difficulty's validation loss. The summary's `shape` says, per difficulty, how much the accuracy still rose over the top half of the compute range ("saturated" at the ceiling, or "improving"), beside the falling loss.
+
+    Writes OUT/rung-d{depth}-t{tokens}/ (with saturation.json, its evaluation), OUT/saturation.csv, OUT/saturation.png and OUT/summary.json. Rerunning reuses finished rungs and evaluations.
+
+    \b
+    Example (the default: 9 rungs, 12.6M tokens in all, about 10 minutes on 2 CPU cores):
+      scalinglab sweep saturation --out runs/sat
+    A quick look (about 1 minute):
+      scalinglab sweep saturation --depths 1,2 --tokens 3e4,1e5 --eval-problems 50 --out runs/sat-small
+    """
+    from scalinglab.train.ladder import parse_list
+    from scalinglab.train.saturation import SaturationConfig, run_saturation
+
+    cfg = SaturationConfig(task=task, difficulties=parse_list(difficulties, "--difficulties"), depths=parse_list(depths, "--depths"),
+                           tokens=parse_list(tokens, "--tokens"), eval_problems=eval_problems, seed=seed, threads=threads,
+                           overrides=tuple(set_ or ()))
+    made = not out.exists()
+    lock = _lock(out)
+    try:
+        n = len(set(cfg.depths)) * len(set(cfg.tokens))
+        with common.progress_bar(f"saturation ({n} rungs: train, then evaluate; {backend})") as bar:
+            summary = run_saturation(cfg, str(out), backend=backend, address=address, progress=bar)
+    finally:
+        lock.release()
+        if made and out.is_dir() and [p.name for p in out.iterdir()] in ([], [".lock"]):
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+    common.emit(summary, as_json, human=_human_saturation(summary))
+
+
+def _human_saturation(s: dict) -> str:
+    diffs = s["config"]["difficulties"]
+    lines = [f"{s['trained']} rungs trained, {s['reused']} reused ({s['backend']}), {s['seconds']:.1f}s",
+             f"{'depth':>5} {'D':>9} {'C':>9} {'loss':>7} " + " ".join(f"{'acc d' + str(d):>17}" for d in diffs)]
+    runs = sorted({(r["C"], r["run"]) for r in s["rows"]})
+    for _, name in runs:
+        rs = {r["difficulty"]: r for r in s["rows"] if r["run"] == name}
+        r0 = next(iter(rs.values()))
+        accs = " ".join(f"{rs[d]['accuracy']:>5.3f} [{rs[d]['ci_lo']:.2f},{rs[d]['ci_hi']:.2f}]" for d in diffs)
+        lines.append(f"{r0['depth']:>5} {r0['D']:>9.4g} {r0['C']:>9.3g} {r0['loss']:>7.4f} {accs}")
+    sh = s["shape"]
+    for d in diffs:
+        x = sh[str(d)]
+        lines.append(f"difficulty {d}: {x['accuracy_median_compute']:.3f} -> {x['accuracy_largest']:.3f} over the top half "
+                     f"of compute ({x['gain_top_half']:+.3f}): {x['label']}")
+    lo = sh["loss"]
+    lines.append(f"loss (the mix): {lo['median_compute']:.4f} -> {lo['largest']:.4f} over the top half of compute")
+    lines += [f"wrote {p}" for p in [s["saturation_csv"], *s["figures"]]]
     return "\n".join(lines)

@@ -58,10 +58,11 @@ def get_preset(name: str) -> Preset:
 
 
 def _summary(out: Path, preset: Preset, records: dict, failed: dict, t0: float, started: str, status: str = "running") -> dict:
-    keep = ("title", "headline", "model", "figures", "table", "notes")
+    keep = ("title", "headline", "model", "figures", "table", "notes", "prediction")
     st = {name: {k: r.get(k) for k in keep if r.get(k) is not None} for name, r in records.items()}
     st.update({name: {"status": "interrupted" if err == "interrupted" else "failed", "error": err} for name, err in failed.items()})
-    laws = {r["law"]["name"]: {k: r["law"].get(k) for k in ("params", "ci95", "success", "message")}
+    laws = {r["law"]["name"]: {k: r["law"].get(k) for k in ("params", "ci95", "success", "message", "warnings", "n_points")
+                               if r["law"].get(k) is not None}
             for r in records.values() if r.get("law")}
     return {"preset": preset.name, "task": preset.task, "status": status, "started": started,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S") if status == "finished" else None, "seconds": time.time() - t0, "machine": f"{os.cpu_count()}-core {platform.machine()}", "stages": st, "laws": laws,

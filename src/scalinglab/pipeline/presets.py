@@ -16,12 +16,20 @@ class Preset:
     name: str = "cpu"
     task: str = "arithmetic"  # the reasoning task every stage works on
     device: str = "cpu"  # where training and sampling run
-    # 1. pre-training ladder (sizes × token budgets); the best rung is the base model
-    depths: tuple[int, ...] = (1, 2, 3)  # three sizes: the fewest that can pin the law's size exponent
+    # 1a. the pre-training law: an IsoFLOP ladder on real text (train/isoflop.py), budgets × sizes, then
+    # predict-then-train at `text_predict`; () budgets = skip
+    text_corpus: str = "pystdlib"
+    text_budgets: tuple[float, ...] = (1e11, 2e11, 4e11, 8e11)
+    text_depths: tuple[int, ...] = (1, 2, 3, 4, 5)
+    text_predict: float = 1.6e12  # the held-out budget (twice the largest)
+    text_overrides: tuple[str, ...] = ("aspect=16", "vocab_size=512", "batch_size=16", "seq_len=128", "val_tokens=65536")
+    text_eval_contexts: int = 1000  # held-out contexts for the loss-to-accuracy step
+    # 1b. the task's models (sizes × token budgets; no law: the task's loss saturates); the base model of post-training
+    depths: tuple[int, ...] = (1, 2, 3)
     tokens: tuple[int, ...] = (192_000, 384_000, 768_000)  # 768k = 1,500 steps of 4 × 128 tokens
     pretrain_overrides: tuple[str, ...] = ("batch_size=4", "seq_len=128")
     base_depth: int = 2  # the base model of post-training: this depth at the largest token budget
-    bootstrap: int = 1000  # bootstrap resamples of the Chinchilla fit
+    bootstrap: int = 1000  # bootstrap resamples of every fit
     # 2. synthetic data and SFT
     synth_problems: int = 400
     synth_k: int = 4
@@ -53,19 +61,22 @@ class Preset:
 
 
 PRESETS = {
-    "smoke": Preset(name="smoke", task="addition", depths=(1, 2), tokens=(100_000, 300_000), pretrain_overrides=("batch_size=16", "seq_len=64"),
+    "smoke": Preset(name="smoke", task="addition", text_budgets=(2e9, 4e9), text_depths=(1, 2, 3), text_predict=8e9,
+                    text_eval_contexts=200, depths=(1, 2), tokens=(100_000, 300_000), pretrain_overrides=("batch_size=16", "seq_len=64"),
                     base_depth=2, bootstrap=200, synth_problems=24, synth_k=4, sft_steps=4, rm_steps=4, rm_problems=32,
-                    grpo_steps=3, ppo_steps=2, rl_prompts_per_step=4, eval_problems=24, ns=(1, 2, 4), queries=1e5),
+                    grpo_steps=3, ppo_steps=3, rl_prompts_per_step=4, eval_problems=24, ns=(1, 2, 4), queries=1e5),
     "cpu": Preset(),
     # SmolLM2-135M-Instruct on 2 CPU cores, at most 45 minutes: no ladder; base evaluation on a reasoning-gym task
     # (few-shot) and GSM8K (chat), rejection-sampled SFT, GRPO with shared prefixes, test-time curves, tokenomics
     "real": Preset(name="real", task="rg:basic_arithmetic[min_terms=2,max_terms=2,min_digits=1,max_digits=1]",
-                   model="smollm2-135m", depths=(), tokens=(), eval_problems=200, ns=(1, 2, 4, 8, 16), max_new_tokens=16, temperature=0.7,
+                   model="smollm2-135m", text_budgets=(), depths=(), tokens=(), eval_problems=200, ns=(1, 2, 4, 8, 16), max_new_tokens=16, temperature=0.7,
                    synth_problems=192, synth_k=4, sft_steps=16, sft_batch=8, sft_seq_len=192, sft_lr=1e-5,
                    grpo_steps=90, rl_prompts_per_step=8, group_size=8, grpo_lr=1e-5, ppo_steps=0, rm_steps=0, rm_problems=0,
                    gsm8k_problems=40, gsm8k_max_new_tokens=256),
-    "gpu": Preset(name="gpu", device="auto", depths=(2, 3, 4), tokens=(2_000_000, 5_000_000, 12_000_000),
+    "gpu": Preset(name="gpu", device="auto", text_budgets=(1e13, 2e13, 4e13, 8e13), text_depths=(2, 3, 4, 5, 6, 7),
+                  text_predict=1.6e14, text_overrides=("aspect=32", "vocab_size=2048", "batch_size=32", "seq_len=256", "val_tokens=262144"),
+                  depths=(2, 3, 4), tokens=(2_000_000, 5_000_000, 12_000_000),
                   pretrain_overrides=("batch_size=64", "seq_len=256"), base_depth=4, bootstrap=2000, synth_problems=2000,
-                  synth_k=8, sft_steps=200, rm_steps=300, rm_problems=512, grpo_steps=200, ppo_steps=150,
+                  synth_k=8, sft_steps=200, rm_steps=300, rm_problems=512, grpo_steps=200, ppo_steps=200,
                   rl_prompts_per_step=64, eval_problems=500, ns=(1, 2, 4, 8, 16, 32, 64)),
 }

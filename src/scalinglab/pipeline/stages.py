@@ -75,40 +75,75 @@ def heldout_overlap(records: dict) -> int | None:
     return _total(found) if found else None
 
 
-# -- 1. pre-training ladder -----------------------------------------------------------------
+# -- 1. pre-training: the law on real text, and the task's models ---------------------------------
 
 def pretrain(ctx: Context) -> dict:
+    """The IsoFLOP ladder on text (the law, predict-then-train), then the task's small ladder (the base model)."""
     from scalinglab.train.ladder import LadderConfig, run_ladder
 
     p = ctx.preset
+    record = _text_law(ctx) if p.text_budgets else {"headline": {}, "figures": [], "notes": None}
+    # The task's models: its loss saturates (one canonical solution per problem), so no law is fitted to
+    # them; they give post-training its base model and the trade-off its pre-trained-only options.
     cfg = LadderConfig(task=p.task, depths=p.depths, tokens=p.tokens, seed=0, eval_problems=p.eval_problems,
-                       bootstrap=p.bootstrap, grid="small", overrides=p.pretrain_overrides + (f"device={p.device}",))
-    s = run_ladder(cfg, str(ctx.dir("pretrain") / "ladder"), progress=ctx.progress("pretrain ladder"))
+                       bootstrap=p.bootstrap, grid="small", fit=False, overrides=p.pretrain_overrides + (f"device={p.device}",))
+    s = run_ladder(cfg, str(ctx.dir("pretrain") / "ladder"), progress=ctx.progress("pretrain task ladder"), figures=False)
     rungs = s["rungs"]
     base = max((r for r in rungs if r["depth"] == p.base_depth), key=lambda r: r["tokens_budget"])
     base_path = str(ctx.dir("pretrain") / "ladder" / base["run"] / "model")
-    fit = s["fit"]
-    headline = {"best val loss": min(r["loss"] for r in rungs), "rungs": len(rungs),
+    headline = {**record["headline"], "task models": len(rungs),
                 "base model": f"depth {base['depth']}, {base['N']:.3g} params, {base['D']:.3g} tokens",
-                "base accuracy (greedy)": base.get("accuracy"), "pre-training FLOPs (all rungs)": sum(r["C"] for r in rungs)}
-    if fit.get("success"):
-        headline["Chinchilla α, β"] = f"{fit['params']['alpha']:.3f}, {fit['params']['beta']:.3f}"
-        headline["fit"] = "ill-determined (see notes)" if fit.get("ill_determined") else "well-determined"
-    plan = s.get("compute_optimal")
-    captions = {"loss_vs_compute": "Validation loss against training compute C = 6ND, one line per model size: "
-                "the lower envelope is the compute-efficient frontier.",
-                "fit": "The fitted Chinchilla law L(N, D) = E + A/N^α + B/D^β against the measured points."}
-    figures = [{"path": ctx.rel(f), "caption": next((c for k, c in captions.items() if k in Path(f).stem), Path(f).stem.replace("_", " "))}
-               for f in s.get("figures", [])]
-    notes = "; ".join(fit.get("warnings", []) or []) or None
-    if plan and plan.get("note"):
-        notes = (notes + ". " if notes else "") + plan["note"]
+                "base accuracy (greedy)": base.get("accuracy"),
+                "pre-training FLOPs (all rungs)": sum(r["C"] for r in rungs) + record.get("flops", 0.0)}
     table = [{"depth": r["depth"], "N": r["N"], "D": r["D"], "C": r["C"], "val loss": r["loss"], "accuracy": r.get("accuracy")}
              for r in rungs]
-    return {"title": "Pre-training ladder and Chinchilla fit", "headline": headline, "model": base_path, "figures": figures,
-            "table": table, "notes": notes, "law": {"name": "chinchilla", **{k: fit.get(k) for k in ("params", "ci95", "success", "message")}},
-            "compute_optimal": plan, "base_flops": base["C"], "base_params": base["N"], "base_accuracy": base.get("accuracy"),
-            "rungs": rungs, "heldout_overlap": _total(r.get("heldout_overlap") for r in rungs)}
+    return {"title": "Pre-training: the law on real text, and the task's models", "headline": headline, "model": base_path,
+            "figures": record["figures"], "table": table, "notes": record["notes"], "law": record.get("law"),
+            "prediction": record.get("prediction"), "compute_optimal": record.get("compute_optimal"),
+            "base_flops": base["C"], "base_params": base["N"], "base_accuracy": base.get("accuracy"), "rungs": rungs,
+            "text_rungs": record.get("rungs"), "heldout_overlap": _total(r.get("heldout_overlap") for r in rungs)}
+
+
+def _text_law(ctx: Context) -> dict:
+    """The IsoFLOP ladder on the text corpus: Approaches 2 and 3, the prediction, loss to accuracy."""
+    from scalinglab.train.isoflop import IsoFlopConfig, run_isoflop
+
+    p = ctx.preset
+    cfg = IsoFlopConfig(task=p.text_corpus, budgets=p.text_budgets, depths=p.text_depths, predict=p.text_predict, seed=0,
+                        eval_problems=p.text_eval_contexts, bootstrap=p.bootstrap, grid="small",
+                        overrides=p.text_overrides + (f"device={p.device}",))
+    s = run_isoflop(cfg, str(ctx.dir("pretrain") / "isoflop"), progress=ctx.progress("pretrain IsoFLOP ladder"))
+    fit, a2, ex, pred = s["fit"], s["approach2"], s.get("exponents"), s.get("prediction")
+    h = {"text ladder": f"{p.text_corpus}: {len(s['rungs'])} rungs, {len(set(p.text_budgets))} budgets × {len(set(p.text_depths))} sizes"}
+    if math.isfinite(a2["a"]):
+        h["N_opt ∝ C^a, Approach 2"] = f"{a2['a']:.3f} [{a2['a_ci95'][0]:.3f}, {a2['a_ci95'][1]:.3f}]"
+    if ex:
+        a3 = ex["approach3"]
+        h["N_opt ∝ C^a, Approach 3"] = f"{a3['a']:.3f} [{a3['ci95'][0]:.3f}, {a3['ci95'][1]:.3f}]"
+        h["approaches agree"] = "yes" if ex["agree"] else "no"
+    if fit.get("success"):
+        h["Chinchilla α, β"] = f"{fit['params']['alpha']:.3f}, {fit['params']['beta']:.3f}"
+    h["fit"] = "well-determined" if s["well_determined"] else "ill-determined (see notes)"
+    if pred:
+        h["predicted loss (held-out budget)"] = f"{pred['predicted']:.4f} [{pred['interval95'][0]:.4f}, {pred['interval95'][1]:.4f}]"
+        h["measured loss"] = f"{pred['measured']:.4f} ({pred['relative_error']:+.2%}, {'inside' if pred['inside'] else 'outside'} the interval)"
+    la = s.get("loss_to_accuracy")
+    if la:
+        h["predicted accuracy (next 4 tokens)"] = f"{la['predicted_from_predicted_loss']:.3f} (measured {la['measured']:.3f})"
+    captions = {"isoflop": "IsoFLOP profiles on held-out text: at each compute budget, loss against model size with its "
+                           "parabola; the vertex is that budget's compute-optimal size. The open square is the predicted loss "
+                           "(95% prediction interval) of the held-out budget's optimum, made before it was trained; the star is "
+                           "what training it measured.",
+                "nopt": "Compute-optimal model size against compute: the profile vertices and their line (Approach 2) "
+                        "beside the parametric law's N_opt(C) (Approach 3).",
+                "loss_to_accuracy": "Loss to accuracy: each rung's held-out accuracy (the next 4 tokens of held-out files, "
+                                    "exactly) against its loss, the sigmoid fitted to the rungs, and the held-out rung."}
+    figures = [{"path": ctx.rel(f), "caption": captions.get(Path(f).stem, Path(f).stem)} for f in s.get("figures", [])]
+    notes = "; ".join(s["warnings"]) or None
+    law = {"name": "chinchilla", **{k: fit.get(k) for k in ("params", "ci95", "success", "message", "warnings", "n_points")}}
+    return {"headline": h, "figures": figures, "notes": notes, "law": law, "prediction": pred,
+            "compute_optimal": s.get("compute_optimal"), "rungs": s["rungs"],
+            "flops": sum(r["C"] for r in s["rungs"]) + (s["heldout_rung"]["C"] if s.get("heldout_rung") else 0.0)}
 
 
 # -- 2. synthetic data + SFT --------------------------------------------------------------------
@@ -200,7 +235,8 @@ def rl(ctx: Context) -> dict:
     return {"title": "Reinforcement learning against the verifier", "model": best[1]["model"],
             "headline": {"GRPO accuracy": _change(g.get("accuracy_before"), g.get("accuracy")),
                          "PPO accuracy": _change(q.get("accuracy_before"), q.get("accuracy")),
-                         "GRPO FLOPs (est.)": rl_flops["GRPO"], "PPO FLOPs (est.)": rl_flops["PPO"]},
+                         "GRPO FLOPs (est.)": rl_flops["GRPO"], "PPO FLOPs (est.)": rl_flops["PPO"],
+                         "prompts seen, GRPO / PPO": f"{g.get('prompts_seen')} / {q.get('prompts_seen')}"},
             "figures": [{"path": ctx.rel(path), "caption": "Accuracy of sampled rollouts against cumulative RL compute, "
                          "with the sigmoidal compute–performance fit R(C) = R0 + (A − R0)/(1 + (C_mid/C)^B)."}],
             "law": law, "grpo": g, "ppo": q, "grpo_model": g["model"], "ppo_model": q["model"],

@@ -1,6 +1,6 @@
 """An IsoFLOP ladder on real text that pins its law, and predicts before it trains.
 
-    scalinglab sweep isoflop --task pystdlib --budgets 2.5e11,5e11,1e12,2e12 --depths 1,2,3,4,5 --out runs/iso --json
+    scalinglab sweep isoflop --task pystdlib --budgets 1e11,2e11,4e11,8e11 --depths 1,2,3,4,5 --out runs/iso --json
 
 Design (Hoffmann et al. 2022; the OLMo and Llama 3 ladders):
 1. every compute budget C of `--budgets` trains each dial size of `--depths` for D = C / 6N tokens
@@ -45,7 +45,7 @@ KEYS = ("task", "depth", "tokens", "seed")  # set by the ladder itself
 @dataclass(frozen=True)
 class IsoFlopConfig:
     task: str = "pystdlib"  # a text corpus (or a task, whose loss may saturate)
-    budgets: tuple[float, ...] = (2.5e11, 5e11, 1e12, 2e12)  # compute budgets C = 6ND of the profiles
+    budgets: tuple[float, ...] = (1e11, 2e11, 4e11, 8e11)  # compute budgets C = 6ND of the profiles
     depths: tuple[int, ...] = (1, 2, 3, 4, 5)  # the dial sizes trained at every budget
     predict: float = 0.0  # the held-out budget of predict-then-train (0 = twice the largest; -1 = skip)
     seed: int = 0
@@ -56,7 +56,8 @@ class IsoFlopConfig:
     bootstrap: int = 1000
     grid: str = "hoffmann"
     # every rung's PretrainConfig fields (the narrow dial, batch, the BPE and validation sizes)
-    overrides: tuple[str, ...] = ("aspect=32", "batch_size=16", "seq_len=128", "val_tokens=65536", "vocab_size=1024")
+    # (aspect 16: width 16·depth, heads of 16, so that the dial has sizes of 12k-440k parameters; a 512-token BPE)
+    overrides: tuple[str, ...] = ("aspect=16", "vocab_size=512", "batch_size=16", "seq_len=128", "val_tokens=65536")
 
 
 def rung_name(depth: int, C: float) -> str:

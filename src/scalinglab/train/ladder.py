@@ -62,6 +62,7 @@ class LadderConfig:
     gpus: float = 0.0  # GPUs per rung (Ray backend; local picks the device from `--set device=`)
     retries: int = 3  # Ray re-executions of a rung whose worker died
     bootstrap: int = 1000  # bootstrap resamples of the Chinchilla fit
+    fit: bool = True  # fit the law (False: train and tabulate only, e.g. a task whose loss saturates)
     grid: str = "hoffmann"  # starting grid of the fit: "hoffmann" (4,500 starts) or "small" (243)
     overrides: tuple[str, ...] = ()  # key=value for other PretrainConfig fields (batch_size, seq_len, lr, ...)
 
@@ -227,7 +228,10 @@ def run_ladder(cfg: LadderConfig, out: str, backend: str = "local", address: str
             ex.close()
     rows = [_row(d, t, summaries[(d, t)], rung_name(d, t)) for d, t in rungs]
     write_csv(root / "ladder.csv", rows)
-    fit, plan, _ = fit_ladder(rows, cfg.bootstrap, cfg.seed, cfg.grid)
+    if cfg.fit:
+        fit, plan, _ = fit_ladder(rows, cfg.bootstrap, cfg.seed, cfg.grid)
+    else:
+        fit, plan = {"success": False, "message": "no law fitted (fit=False)", "params": {}, "warnings": []}, None
     figs = plot_ladder(root, rows, fit if fit["success"] else None) if figures else []
     summary = {
         "kind": "ladder", "task": cfg.task, "backend": backend, "out": str(root), "config": asdict(cfg),
