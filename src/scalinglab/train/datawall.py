@@ -1,0 +1,295 @@
+"""The data wall: a data-constrained ladder on real text, with fresh-data references.
+
+    scalinglab sweep datawall --unique-tokens 5e4 --epochs 1,2,4,8,16 --depths 3 --out runs/wall --json
+
+Design (Muennighoff et al. 2023, "Scaling Data-Constrained Language Models", arXiv:2305.16264):
+1. repeated rungs: each dial size of `--depths` trains on the same U = `--unique-tokens` distinct
+   tokens of the corpus (the first U tokens' worth of `TextStream`'s fixed pool of windows, the
+   same text for every size and seed), for D = epochs · U tokens at every count of `--epochs`
+   (`DIR/rep-d{depth}-u{U}-e{epochs}`);
+2. fresh references: the same sizes and the same D, on D distinct tokens (`unique_tokens = 0`:
+   windows from the whole corpus, none repeated), so that "worth nearly as much as fresh data"
+   is measured, not assumed (`DIR/fresh-d{depth}-t{D}`). A D beyond the corpus's training
+   tokens would repeat; it is refused;
+3. the fit (`scaling/datawall.py`): L = E_N + B/D'^β with the effective data
+   D' = U + U·R_D*·(1 − exp(−R_D/R_D*)), R_D = epochs − 1; R_D* with a 95% residual-bootstrap
+   interval. Per epoch count the summary sets the repeated loss beside the fresh one, the
+   fresh-equivalent tokens of the repeated rung (the fitted fresh curve inverted: what fraction of
+   a fresh token a repeated one was worth, measured) and the fitted worth D'/D, next to the value
+   the paper's R_D* = 15.4 gives.
+
+Every rung is an ordinary pre-training run, trained and reused as `sweep pretrain` does
+(`ladder.train_rung`: a finished rung with the same config is reused, a killed one retrained).
+Writes `DIR/datawall.csv`, `DIR/datawall.png` (loss against epochs, repeated vs fresh; the
+effective-data curve) and `DIR/summary.json`.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from scalinglab.config import override
+from scalinglab.distributed.executor import BACKENDS, Resources, make_executor
+from scalinglab.errors import UserError
+from scalinglab.runs import Run
+from scalinglab.runs.store import atomic_write_json, atomic_write_text
+from scalinglab.train.ladder import _config_diff, _normalised, train_rung
+from scalinglab.train.pretrain import PretrainConfig
+
+KEYS = ("task", "depth", "tokens", "unique_tokens", "seed")  # set by the sweep itself
+CSV_COLUMNS = ("kind", "depth", "N", "D", "U", "epochs", "loss", "train_loss", "run")
+
+
+@dataclass(frozen=True)
+class DataWallConfig:
+    task: str = "pystdlib"  # a text corpus (repetition needs a fixed pool of real text)
+    depths: tuple[int, ...] = (3,)  # dial sizes (width aspect·depth)
+    unique_tokens: int = 50_000  # U: distinct tokens every repeated rung trains on
+    epochs: tuple[int, ...] = (1, 2, 4, 8, 16)  # passes over U; D = epochs·U
+    fresh: bool = True  # train the fresh-data references (U = D) that the fit and the comparison need
+    seed: int = 0
+    threads: int = 1  # torch threads per rung (equal threads -> equal numbers)
+    gpus: float = 0.0
+    retries: int = 3
+    bootstrap: int = 1000  # residual-bootstrap resamples of the R_D* fit
+    # every rung's PretrainConfig fields: the narrow dial, a small BPE, a fixed validation set
+    overrides: tuple[str, ...] = ("aspect=32", "vocab_size=512", "batch_size=8", "seq_len=128", "val_tokens=65536",
+                                  "eval_problems=0")
+
+
+def _base(cfg: DataWallConfig) -> PretrainConfig:
+    for item in cfg.overrides:
+        key = item.split("=", 1)[0].strip()
+        if key in KEYS:
+            raise UserError(f"--set {item}: the data-wall sweep sets {key} itself "
+                            "(use --task, --depths, --unique-tokens, --epochs, --seed)")
+    return override(PretrainConfig(task=cfg.task, seed=cfg.seed), list(cfg.overrides))
+
+
+def jobs(cfg: DataWallConfig) -> dict[str, tuple[str, int, int, PretrainConfig]]:
+    """name -> (kind, depth, epochs, config) for every rung: repeated at each epoch count, fresh at the same D."""
+    base, U = _base(cfg), cfg.unique_tokens
+    out = {}
+    for d in sorted(set(cfg.depths)):
+        for e in sorted(set(cfg.epochs)):
+            out[f"rep-d{d}-u{U}-e{e}"] = ("repeated", d, e, override(base, {"depth": d, "tokens": e * U, "unique_tokens": U}))
+            if cfg.fresh:
+                out[f"fresh-d{d}-t{e * U}"] = ("fresh", d, e, override(base, {"depth": d, "tokens": e * U, "unique_tokens": 0}))
+    return out
+
+
+def check(cfg: DataWallConfig, backend: str) -> None:
+    from scalinglab.tasks.corpus import CORPORA, is_corpus
+
+    if not is_corpus(cfg.task):
+        raise UserError(f"--task {cfg.task!r}: the data wall needs a text corpus ({', '.join(CORPORA)}); "
+                        "a generated task has no fixed pool of distinct tokens to repeat")
+    if not cfg.depths or any(d < 1 for d in cfg.depths):
+        raise UserError("--depths: at least one positive depth")
+    if cfg.unique_tokens < 1:
+        raise UserError(f"--unique-tokens {cfg.unique_tokens}: must be a positive number of tokens")
+    if not cfg.epochs or any(e < 1 for e in cfg.epochs) or max(cfg.epochs) < 2:
+        raise UserError("--epochs: positive integers with at least one count above 1 (e.g. 1,2,4,8,16)")
+    if cfg.fresh and len(set(cfg.epochs)) < 2:
+        raise UserError("--epochs: at least two counts, so that the fresh references pin the fresh-data curve")
+    if backend not in BACKENDS:
+        raise UserError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if cfg.threads < 1:
+        raise UserError("--threads must be >= 1")
+    base = _base(cfg)
+    if cfg.unique_tokens < base.seq_len + 1:
+        raise UserError(f"--unique-tokens {cfg.unique_tokens}: less than one window of seq_len + 1 = {base.seq_len + 1} tokens")
+    from scalinglab.tasks.corpus import get_corpus
+    from scalinglab.train.text import text_data
+
+    have = int(text_data(get_corpus(cfg.task), base.vocab_size).train.size)
+    need = max(cfg.epochs) * cfg.unique_tokens if cfg.fresh else cfg.unique_tokens
+    if need > have:
+        raise UserError(f"--unique-tokens {cfg.unique_tokens} x --epochs {max(cfg.epochs)}: the fresh reference needs "
+                        f"{need:,} distinct tokens and {cfg.task} has {have:,} training tokens "
+                        f"(at vocab_size={base.vocab_size}); lower --unique-tokens or the largest epoch count")
+
+
+def train_rungs(root: Path, configs: dict[str, PretrainConfig], threads: int, gpus: float, retries: int, backend: str,
+                address: str | None, progress, total: int | None = None, done0: int = 0) -> tuple[dict[str, dict], int]:
+    """Train (or reuse) every named rung under `root` with `ladder.train_rung`; returns summaries and how many were reused."""
+    total = len(configs) if total is None else total
+    summaries, todo = {}, []
+    for name, pc in configs.items():
+        path = root / name
+        if (path / "summary.json").exists():  # reuse without scheduling anything
+            diff = _config_diff(path, _normalised(asdict(pc)))
+            if diff:
+                raise UserError(f"{path}: holds a finished run with a different config ({', '.join(diff)}); "
+                                "use another --out or the same settings")
+            summaries[name] = Run(path).summary
+        else:
+            todo.append(name)
+    reused, done = len(summaries), done0 + len(summaries)
+    if progress:
+        progress(done, total)
+    if todo:
+        root.joinpath(".workers").mkdir(parents=True, exist_ok=True)
+        todo.sort(key=lambda n: -configs[n].depth ** 2 * configs[n].total_steps)  # longest first
+        ex = make_executor(backend, address)
+        try:
+            res = Resources(num_cpus=threads, num_gpus=gpus, max_retries=retries)
+            handles = [ex.submit(train_rung, asdict(configs[n]), str(root / n), threads, list(sys.argv),
+                                 str(root / ".workers" / f"{n}.pid"), resources=res) for n in todo]
+
+            def finished(i: int, r: dict) -> None:
+                nonlocal done
+                done += 1
+                if progress:
+                    progress(done, total, rung=todo[i], loss=r["summary"]["val_loss"])
+
+            for n, r in zip(todo, ex.gather(handles, on_result=finished)):
+                summaries[n] = r["summary"]
+                reused += bool(r["reused"])
+        finally:
+            ex.close()
+    return summaries, reused
+
+
+def _row(name: str, kind: str, depth: int, s: dict) -> dict:
+    D, ep = float(s["tokens"]), float(s["epochs"])
+    if kind == "fresh" and ep > 1.0 + 1e-9:
+        raise UserError(f"{name}: the fresh reference repeated its data ({ep:.2f} epochs over the corpus)")
+    # U in the units of D (tokens trained per pass over the pool): D / epochs; fresh data is U = D
+    U = D / ep if kind == "repeated" else D
+    return {"kind": kind, "depth": depth, "N": float(s["params"]), "D": D, "U": U, "epochs": ep if kind == "repeated" else 1.0,
+            "passes": ep, "loss": s["val_loss"], "train_loss": s.get("train_loss"), "run": name}
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    import csv
+    from io import StringIO
+
+    buf = StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def compare(rows: list[dict], fit) -> list[dict]:
+    """Per size and epoch count: repeated vs fresh loss, the measured fresh-equivalent worth, the fitted and published worth."""
+    from scalinglab.scaling.datawall import PUBLISHED_R_D, effective_data, fresh_equivalent, worth
+
+    out = []
+    for r in sorted((r for r in rows if r["kind"] == "repeated"), key=lambda r: (r["depth"], r["D"])):
+        f = next((x for x in rows if x["kind"] == "fresh" and x["depth"] == r["depth"] and abs(x["D"] - r["D"]) < 1), None)
+        e = r["epochs"]
+        item = {"depth": r["depth"], "N": r["N"], "epochs": e, "D": r["D"], "U": r["U"], "loss_repeated": r["loss"],
+                "loss_fresh": f["loss"] if f else None,
+                "loss_gap": (r["loss"] / f["loss"] - 1.0) if f else None,  # relative excess loss of repeating
+                "worth_published": float(effective_data(e, 1.0, PUBLISHED_R_D) / e)}
+        if fit is not None and fit.success:
+            eq = fresh_equivalent(fit, r["N"], r["loss"])
+            w = worth(fit, [e])
+            item.update(fresh_equivalent_tokens=eq["tokens"], worth_measured=eq["tokens"] / r["D"],
+                        worth_measured_ci95=[v / r["D"] for v in eq.get("ci95", [math.nan, math.nan])],
+                        worth_fitted=w["worth"][0], worth_fitted_ci95=w.get("ci95", [[math.nan, math.nan]])[0])
+        out.append(item)
+    return out
+
+
+def run_datawall(cfg: DataWallConfig, out: str, backend: str = "local", address: str | None = None,
+                 progress: Callable[..., None] | None = None, figures: bool = True) -> dict:
+    """Train the repeated and fresh rungs (reusing finished ones), fit R_D*, write csv, figure and summary."""
+    import numpy as np
+
+    from scalinglab.scaling.datawall import PUBLISHED_R_D, fit_datawall
+
+    check(cfg, backend)
+    t0 = time.perf_counter()
+    root = Path(out)
+    plan = jobs(cfg)
+    root.mkdir(parents=True, exist_ok=True)
+    summaries, reused = train_rungs(root, {n: j[3] for n, j in plan.items()}, cfg.threads, cfg.gpus, cfg.retries,
+                                    backend, address, progress)
+    rows = [_row(n, kind, d, summaries[n]) for n, (kind, d, _, _) in plan.items()]
+    write_rows(root / "datawall.csv", rows)
+    fit = None
+    if cfg.fresh:
+        fit = fit_datawall([r["N"] for r in rows], [r["D"] for r in rows], [r["U"] for r in rows],
+                           [r["loss"] for r in rows], bootstrap=cfg.bootstrap, seed=cfg.seed)
+    table = compare(rows, fit)
+    summary = {"kind": "datawall", "task": cfg.task, "backend": backend, "out": str(root), "config": asdict(cfg),
+               "unique_tokens": cfg.unique_tokens, "rungs": rows, "comparison": table,
+               "fit": fit.to_dict() if fit is not None else None,
+               "R_D*": ({"estimate": fit.params["R_D*"], "ci95": list(fit.ci["R_D*"]), "published": PUBLISHED_R_D}
+                        if fit is not None and fit.success else None),
+               "warnings": list(fit.warnings) if fit is not None else ["no fresh references (--no-fresh): no fit"],
+               "trained": len(plan) - reused, "reused": reused, "datawall_csv": str(root / "datawall.csv")}
+    if fit is not None and fit.success and np.isfinite(fit.params["R_D*"]):
+        summary["max_effective_data"] = {"tokens": cfg.unique_tokens * (1 + fit.params["R_D*"]),
+                                         "note": "U·(1 + R_D*): what infinitely many epochs of U are worth"}
+    summary["seconds"] = time.perf_counter() - t0
+    summary["figures"] = [plot_datawall(root / "datawall.png", rows, fit, table)] if figures else []
+    atomic_write_json(root / "summary.json", summary)
+    return summary
+
+
+def plot_datawall(path: Path, rows: list[dict], fit, table: list[dict]) -> str:
+    """Left: loss against epochs, repeated vs fresh (same D), fitted curves. Right: effective data D' against D."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from scalinglab.report.figures import new_figure, save_fig
+    from scalinglab.scaling.datawall import PUBLISHED_R_D, effective_data
+
+    fig, (ax, bx) = new_figure(1, 2)
+    depths = sorted({r["depth"] for r in rows})
+    colors = plt.cm.viridis(np.linspace(0, 0.75, len(depths)))
+    ok = fit is not None and fit.success
+    for d, c in zip(depths, colors):
+        rep = sorted((r for r in rows if r["depth"] == d and r["kind"] == "repeated"), key=lambda r: r["D"])
+        fr = sorted((r for r in rows if r["depth"] == d and r["kind"] == "fresh"), key=lambda r: r["D"])
+        U = rep[0]["U"]
+        lbl = f" (depth {d})" if len(depths) > 1 else ""
+        ax.plot([r["D"] / U for r in rep], [r["loss"] for r in rep], "o", color=c, label=f"repeated U = {U:,.0f}{lbl}")
+        if fr:
+            ax.plot([r["D"] / U for r in fr], [r["loss"] for r in fr], "s", mfc="none", color=c, label=f"fresh (U = D){lbl}")
+        if ok:
+            e = np.geomspace(1, max(r["D"] for r in rep) / U * 1.3, 80)
+            N = np.full_like(e, rep[0]["N"])
+            ax.plot(e, fit.predict(N, e * U, np.full_like(e, U)), "-", color=c, lw=1)
+            ax.plot(e, fit.predict(N, e * U, e * U), "--", color=c, lw=1)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("tokens trained D, in epochs of U")
+    ax.set_ylabel("validation loss (nats/token, held-out files)")
+    ax.set_title("Repeated vs fresh data at the same D (lines: fit)", fontsize=9)
+    ax.legend(fontsize=7)
+
+    emax = max(r["epochs"] for r in rows if r["kind"] == "repeated") * 1.5
+    e = np.geomspace(1, max(emax, 40), 100)
+    bx.plot(e, e, ":", color="gray", lw=1, label="fresh data (D' = D)")
+    bx.plot(e, effective_data(e, 1.0, PUBLISHED_R_D), "-.", color="gray", lw=1, label=f"Muennighoff et al.: R_D* = {PUBLISHED_R_D}")
+    if ok:
+        r_star = fit.params["R_D*"]
+        lo, hi = fit.ci["R_D*"]
+        bx.plot(e, effective_data(e, 1.0, r_star), "-", color="C0", label=f"fit: R_D* = {r_star:.3g} [{lo:.3g}, {hi:.3g}]")
+        if np.isfinite(lo) and np.isfinite(hi):
+            bx.fill_between(e, effective_data(e, 1.0, lo), effective_data(e, 1.0, hi), color="C0", alpha=0.15, lw=0)
+        pts = [t for t in table if t.get("worth_measured") is not None and math.isfinite(t["fresh_equivalent_tokens"])]
+        for d, c in zip(depths, colors):
+            ps = [t for t in pts if t["depth"] == d]
+            if ps:
+                y = np.array([t["fresh_equivalent_tokens"] / t["U"] for t in ps])
+                ci = np.array([[v * t["D"] / t["U"] for v in t["worth_measured_ci95"]] for t in ps])
+                err = np.clip(np.stack([y - ci[:, 0], ci[:, 1] - y]), 0, None)
+                bx.errorbar([t["epochs"] for t in ps], y, yerr=err, fmt="o", color=c, capsize=3,
+                            label="measured: fresh-equivalent tokens" + (f" (depth {d})" if len(depths) > 1 else ""))
+    bx.set_xscale("log", base=2)
+    bx.set_yscale("log", base=2)
+    bx.set_xlabel("epochs over U (D / U)")
+    bx.set_ylabel("effective data D' / U")
+    bx.set_title("What repeated tokens are worth", fontsize=9)
+    bx.legend(fontsize=7)
+    return str(save_fig(fig, path))
