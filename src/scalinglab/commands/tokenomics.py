@@ -281,6 +281,8 @@ def calibrate_cmd(quick: bool = typer.Option(False, "--quick", help="Smaller, fa
 
     With --model, the engine's own decode steps are timed at several (batch, context) points and
     the efficiencies fitted, so `--hardware local-cpu` predictions describe this machine running it.
+    Points are sampled in interleaved rounds and the fastest sample of each kept, so a busy machine
+    does not bias the fit; the JSON gives each point's spread (min, median, max) and the load average.
 
     Example:  scalinglab tokenomics calibrate --model runs/A --json
     """
@@ -298,10 +300,12 @@ def calibrate_cmd(quick: bool = typer.Option(False, "--quick", help="Smaller, fa
         spec = get_model(reference_model)
         dec = NumpyDecoder(spec)
         measure = dec.measure
-    with common.err.status("measuring matmul and memory bandwidth"):
+    with common.err.status("measuring matmul and memory bandwidth" + (", then decode steps in interleaved rounds" if measure else "")):
         r = calibrate(measure, spec, path=path, quick=quick)
-    common.emit(r, as_json, f"{r['matmul_flops'] / 1e9:.1f} GFLOP/s matmul, {r['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s "
-                f"-> {r['path']}")
+    fit = (f"; fit error {r['efficiency']['fit_mean_rel_error']:.1%} over {r['rounds']} rounds of {len(r['points'])} points"
+           if r["efficiency"] else "")
+    common.emit(r, as_json, f"{r['matmul_flops'] / 1e9:.1f} GFLOP/s matmul, {r['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s{fit} "
+                f"(load average {r['load_average']['start']}) -> {r['path']}")
 
 
 def register(root: typer.Typer) -> None:

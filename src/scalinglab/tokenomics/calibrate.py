@@ -52,7 +52,8 @@ UNRESOLVED = 1e6  # fitted efficiency of a term that adds no measurable time: it
 DEFAULT_POINTS = ((1, 64), (1, 512), (4, 128), (4, 1024), (16, 256), (16, 1024), (64, 128), (64, 512))
 MIN_ROUNDS = 3  # interleaved rounds of decode samples, whatever the budget
 MAX_ROUNDS = 60  # and at most this many (more would not move a minimum)
-BUDGET_S = {True: 3.0, False: 10.0}  # seconds of decode rounds after the first, quick and full
+BUDGET_S = {True: 6.0, False: 12.0}  # at most these seconds of decode rounds after the first (quick, full): with
+# MAX_ROUNDS, a quiet machine stops at the round cap in ~2 s and only a loaded one spends the budget
 
 
 def calibration_path() -> Path:
@@ -195,34 +196,65 @@ def measure_interleaved(measure: Callable[[int, int], float], points: Sequence[t
     return samples
 
 
-def fit_efficiency(compute_s: np.ndarray, memory_s: np.ndarray, measured_s: np.ndarray) -> dict:
-    """Fit MFU, MBU and a fixed overhead so the roofline matches measured step times (see module doc)."""
-    c, m, t = (np.asarray(x, dtype=float) for x in (compute_s, memory_s, measured_s))
-    # additive model: t = a c + b m + o with a, b, o >= 0 (a = 1/MFU, b = 1/MBU), rows weighted by 1/t
+def _fit_additive(c: np.ndarray, m: np.ndarray, t: np.ndarray) -> tuple[float, float, float]:
+    """t = a c + b m + o with a, b, o >= 0 (a = 1/MFU, b = 1/MBU), rows weighted by 1/t (relative error)."""
     A = np.stack([c, m, np.ones_like(c)], axis=1) / t[:, None]
     (a, b, o), _ = nnls(A, np.ones_like(t))
     # NNLS may return round-off (1e-17) instead of an exact 0: a term adding under a millionth of the time is 0
     a, b = (x if x * float(np.sum(v)) > 1e-6 * float(np.sum(t)) else 0.0 for x, v in ((a, c), (b, m)))
-    pred_add = a * c + b * m + o
-    err_add = float(np.mean(np.abs(pred_add - t) / t))
-    # overlapped model: grid over the two efficiencies, overhead = median residual (>= 0)
-    grid = np.geomspace(1e-3, 1.5, 60)
-    best = (np.inf, 1.0, 1.0, 0.0)
-    for f in grid:
-        for g in grid:
-            core = np.maximum(c / f, m / g)
-            ov = max(float(np.median(t - core)), 0.0)
-            e = float(np.mean(np.abs(core + ov - t) / t))
-            if e < best[0]:
-                best = (e, f, g, ov)
-    err_max, f, g, ov = best
-    if err_add <= err_max:
-        # a coefficient of 0 means that term adds no measurable time (e.g. a small model whose weights
-        # and KV cache stay in the CPU's caches, so the DRAM-bandwidth term is free): efficiency UNRESOLVED,
-        # i.e. that time is predicted as 0, not as the peak's (which efficiency 1.0 would claim)
-        return {"overlap": False, "mfu": float(1.0 / a) if a > 0 else UNRESOLVED, "mbu": float(1.0 / b) if b > 0 else UNRESOLVED,
-                "step_overhead_s": float(o), "fit_mean_rel_error": err_add}
-    return {"overlap": True, "mfu": float(f), "mbu": float(g), "step_overhead_s": ov, "fit_mean_rel_error": err_max}
+    return float(a), float(b), float(o)
+
+
+_GRID = np.geomspace(1e-3, 10.0, 80)  # efficiencies tried by the overlapped fit (peaks are per core, so MBU may pass 1)
+
+
+def _fit_overlapped(c: np.ndarray, m: np.ndarray, t: np.ndarray) -> tuple[float, float, float]:
+    """t = max(c / f, m / g) + o: grid over (f, g), o = the median residual (>= 0); least mean relative error."""
+    core = np.maximum(c / _GRID[:, None, None], m / _GRID[None, :, None])  # (F, G, n)
+    ov = np.maximum(np.median(t - core, axis=-1), 0.0)  # (F, G)
+    err = np.mean(np.abs(core + ov[..., None] - t) / t, axis=-1)
+    i, j = np.unravel_index(np.argmin(err), err.shape)
+    return float(_GRID[i]), float(_GRID[j]), float(ov[i, j])
+
+
+def _predict(overlap: bool, p: tuple[float, float, float], c: np.ndarray, m: np.ndarray) -> np.ndarray:
+    if overlap:
+        f, g, o = p
+        return np.maximum(c / f, m / g) + o
+    a, b, o = p
+    return a * c + b * m + o
+
+
+def fit_efficiency(compute_s: np.ndarray, memory_s: np.ndarray, measured_s: np.ndarray) -> dict:
+    """Fit MFU, MBU and a fixed overhead so the roofline matches measured step times (see module doc).
+
+    The model kept is the one that predicts points left out of its fit better (leave-one-out mean
+    relative error, with 5 or more points; else the in-sample error): the overlapped model's grid
+    and median overhead can fit a few noisy points closely and still predict the next one badly."""
+    c, m, t = (np.asarray(x, dtype=float) for x in (compute_s, memory_s, measured_s))
+    fits = {False: _fit_additive, True: _fit_overlapped}
+    params = {k: fit(c, m, t) for k, fit in fits.items()}
+    err = {k: float(np.mean(np.abs(_predict(k, params[k], c, m) - t) / t)) for k in fits}
+    if len(t) >= 5:
+        loo = {k: 0.0 for k in fits}
+        for i in range(len(t)):
+            keep = np.arange(len(t)) != i
+            for k, fit in fits.items():
+                p = fit(c[keep], m[keep], t[keep])
+                loo[k] += abs(float(_predict(k, p, c[i:i + 1], m[i:i + 1])[0]) - t[i]) / t[i] / len(t)
+    else:
+        loo = err
+    overlap = loo[True] < loo[False]
+    out = {"overlap": overlap, "fit_mean_rel_error": err[overlap], "loo_mean_rel_error": {"additive": loo[False],
+                                                                                            "overlapped": loo[True]}}
+    if overlap:
+        f, g, o = params[True]
+        return {**out, "mfu": f, "mbu": g, "step_overhead_s": o}
+    a, b, o = params[False]
+    # a coefficient of 0 means that term adds no measurable time (e.g. a small model whose weights
+    # and KV cache stay in the CPU's caches, so the DRAM-bandwidth term is free): efficiency UNRESOLVED,
+    # i.e. that time is predicted as 0, not as the peak's (which efficiency 1.0 would claim)
+    return {**out, "mfu": 1.0 / a if a > 0 else UNRESOLVED, "mbu": 1.0 / b if b > 0 else UNRESOLVED, "step_overhead_s": o}
 
 
 def hardware_from(cal: dict) -> Hardware:
@@ -267,7 +299,7 @@ def calibrate(measure_decode: Callable[[int, int], float] | None = None, model=N
     """Measure this machine's peaks and, given `measure_decode` and `model` (a ModelSpec, catalog name or
     config.json path), fit MFU/MBU/overhead to the engine's decode steps at `points`. `holdout` points are
     measured in the same interleaved rounds but left out of the fit: `result["holdout"]` compares the
-    calibrated prediction with them. `budget_s`: seconds of decode rounds after the first (default 3 quick, 10 full).
+    calibrated prediction with them. `budget_s`: seconds of decode rounds after the first (default 6 quick, 12 full; MAX_ROUNDS may end it sooner).
     Stores and returns the result; every measured time carries its spread (min, median, max, n)."""
     from scalinglab.tokenomics.catalog import get_model
     from scalinglab.tokenomics.memory import ServeConfig
