@@ -194,7 +194,7 @@ def _human(s: dict) -> str:
 def sweep_datawall_cmd(
     unique_tokens: float = typer.Option(5e4, "--unique-tokens", help="U: distinct tokens every repeated rung trains on (5e4 notation is fine)."),
     epochs: str = typer.Option("1,2,4,8,16", help="Epoch counts over U, comma-separated; each rung trains D = epochs·U tokens."),
-    depths: str = typer.Option("2", help="Model sizes, comma-separated depths (width = aspect·depth; aspect via --set)."),
+    depths: str = typer.Option("3", help="Model sizes, comma-separated depths (width = aspect·depth; aspect via --set)."),
     task: str = typer.Option("pystdlib", help="A text corpus (pystdlib: the Python standard library's sources, split by file)."),
     fresh: bool = typer.Option(True, "--fresh/--no-fresh", help="Train the fresh-data references (U = D) at every D; the fit needs them."),
     seed: int = typer.Option(0, help="Seed of every rung (init and data order; the U tokens are the same for every seed)."),
@@ -204,7 +204,7 @@ def sweep_datawall_cmd(
     threads: int = typer.Option(1, help="Torch threads per rung (and Ray CPUs per rung)."),
     bootstrap: int = typer.Option(1000, help="Residual-bootstrap resamples for R_D*'s 95% interval."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="PretrainConfig fields for every rung, replacing the defaults "
-                                             "aspect=16 vocab_size=512 batch_size=16 seq_len=128 val_tokens=65536 eval_problems=0 when any is given."),
+                                             "aspect=32 vocab_size=512 batch_size=8 seq_len=128 val_tokens=65536 eval_problems=0 when any is given."),
     as_json: bool = common.JSON_OPT,
 ) -> None:
     """The data wall: train on U distinct tokens for 1, 2, 4, ... epochs, beside fresh data at the same D; fit R_D*.
@@ -271,7 +271,7 @@ def _human_datawall(s: dict) -> str:
 def sweep_saturation_cmd(
     task: str = typer.Option("arithmetic", help="A generated task with a difficulty knob (arithmetic: digits per operand)."),
     difficulties: str = typer.Option("1,2,3", help="Difficulty levels, easy to hard: trained as an even mix, evaluated one by one."),
-    depths: str = typer.Option("1,2,3", help="Model sizes, comma-separated depths (width 64·depth)."),
+    depths: str = typer.Option("1,2", help="Model sizes, comma-separated depths (width 64·depth)."),
     tokens: str = typer.Option("1e5,3e5,1e6", help="Token budgets per size, comma-separated (1e5 notation is fine)."),
     eval_problems: int = typer.Option(200, help="Held-out problems per difficulty (the whole evaluation split when it is smaller)."),
     seed: int = typer.Option(0, help="Seed of every rung (init and data order)."),

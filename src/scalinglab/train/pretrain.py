@@ -48,6 +48,7 @@ VAL_SEED_BASE = 900_000  # the validation-loss problems
 class PretrainConfig:
     task: str = "arithmetic"  # task whose worked solutions are the corpus, or a text corpus (`pystdlib`)
     difficulty: int = 0  # task difficulty knob (0 = the task's default)
+    difficulty_mix: tuple[int, ...] = ()  # a task: train and validate on an even mix of these difficulties (e.g. 1,2,3); accuracy stays at `difficulty`
     depth: int = 2  # the size dial: width aspect·depth, depth layers
     aspect: int = 64  # width per layer (a multiple of 32: heads of 32; 16: heads of 16)
     vocab_size: int = 1024  # a text corpus's byte-level BPE vocabulary (tasks use the 100-token char tokenizer)
@@ -80,8 +81,8 @@ class PretrainConfig:
 class PackedStream:
     """Packs `<bos> prompt solution <eos>` sequences into rows; resumable by its state."""
 
-    def __init__(self, task, tokenizer, difficulty: int | None, chunk_seed: Callable[[int], int], chunk: int = 512,
-                 split: str = "train"):
+    def __init__(self, task, tokenizer, difficulty: int | tuple[int, ...] | None, chunk_seed: Callable[[int], int],
+                 chunk: int = 512, split: str = "train"):
         self.task, self.tok, self.difficulty, self.chunk_seed, self.chunk = task, tokenizer, difficulty, chunk_seed, chunk
         self.split = split  # tasks/split.py: each chunk keeps only the problems of this split
         self.consumed = 0  # problems taken from the generator so far (positions in the unfiltered chunks)
@@ -94,11 +95,17 @@ class PackedStream:
         while i < start + count:
             c, off = divmod(i, self.chunk)
             if self._cached[0] != c:
-                self._cached = (c, self.task.generate(self.chunk, seed=self.chunk_seed(c), difficulty=self.difficulty))
+                self._cached = (c, self._chunk(c))
             take = self._cached[1][off: off + start + count - i]
             out.extend(take)
             i += len(take)
         return only(out, self.split)
+
+    def _chunk(self, c: int) -> list:
+        """Generator chunk c; a difficulty mix interleaves one sub-chunk per difficulty (same seed, problem by problem)."""
+        mix = self.difficulty if isinstance(self.difficulty, tuple) else (self.difficulty,)
+        parts = [self.task.generate(-(-self.chunk // len(mix)), seed=self.chunk_seed(c), difficulty=d) for d in mix]
+        return [p for group in zip(*parts) for p in group][: self.chunk]
 
     def seen(self):
         """The problems consumed so far (regenerated chunk by chunk: what `heldout_overlap` is computed on)."""
@@ -134,6 +141,9 @@ def check_config(cfg: PretrainConfig) -> None:
         raise UserError(f"config key 'aspect': must be a multiple of 16 (heads of 16 or 32 dimensions), got {cfg.aspect}")
     if not is_corpus(cfg.task) and cfg.unique_tokens:
         raise UserError(f"config key 'unique_tokens': needs a text corpus (--task {', '.join(CORPORA)}), not task {cfg.task!r}")
+    if cfg.difficulty_mix and (is_corpus(cfg.task) or min(cfg.difficulty_mix) < 1):
+        raise UserError(f"config key 'difficulty_mix': positive difficulties of a task (e.g. 1,2,3), got "
+                        f"{','.join(map(str, cfg.difficulty_mix))} for {cfg.task!r}")
     if is_corpus(cfg.task) and cfg.text_k >= cfg.seq_len:
         raise UserError(f"config key 'text_k': must be below seq_len ({cfg.seq_len}), got {cfg.text_k}")
 
@@ -145,13 +155,16 @@ class TaskData:
         self.cfg, self.task, self.tok = cfg, get_task(cfg.task), CharTokenizer()
         self.problems = None
 
+    def _difficulty(self) -> int | tuple[int, ...] | None:
+        return tuple(self.cfg.difficulty_mix) or self.cfg.difficulty or None
+
     def stream(self) -> PackedStream:
         cfg = self.cfg
-        return PackedStream(self.task, self.tok, cfg.difficulty or None, chunk_seed=lambda c: TRAIN_SEED_BASE + cfg.seed * 100_000 + c)
+        return PackedStream(self.task, self.tok, self._difficulty(), chunk_seed=lambda c: TRAIN_SEED_BASE + cfg.seed * 100_000 + c)
 
     def validation_rows(self) -> torch.Tensor:
         cfg = self.cfg
-        stream = PackedStream(self.task, self.tok, cfg.difficulty or None, chunk_seed=lambda c: VAL_SEED_BASE + c, split="eval")
+        stream = PackedStream(self.task, self.tok, self._difficulty(), chunk_seed=lambda c: VAL_SEED_BASE + c, split="eval")
         return stream.next_rows(max(1, cfg.val_tokens // (cfg.seq_len + 1)), cfg.seq_len + 1)
 
     def evaluate(self, model, stream: PackedStream) -> dict:
