@@ -392,25 +392,24 @@ def tradeoff(ctx: Context) -> dict:
 
 def tokenomics(ctx: Context) -> dict:
     from scalinglab.engine.measure import engine_measure
-    from scalinglab.tokenomics.calibrate import calibrate, local_hardware
+    from scalinglab.tokenomics.calibrate import calibrate
     from scalinglab.tokenomics.catalog import get_hardware, get_model
     from scalinglab.tokenomics.cost import answer_cost
     from scalinglab.tokenomics.memory import Parallel, ServeConfig
     from scalinglab.tokenomics.roofline import StepModel
 
     d = ctx.dir("tokenomics")
-    # (a) this lab's own model on this CPU: measured decode steps against the calibrated roofline
+    # (a) this lab's own model on this CPU: measured decode steps against the calibrated roofline; the held-out
+    # points are timed in the same interleaved rounds as the fitted ones (fastest sample of each: load only adds time)
     measure, spec = engine_measure(ctx.model_of("rl"))
     cal_path = d / "calibration.json"
     points = ((1, 64), (4, 128), (16, 128), (16, 512), (64, 128), (64, 256))
-    cal = calibrate(measure, spec, points=points, path=cal_path, quick=True)
-    hw = local_hardware(cal_path)
-    step = StepModel(spec, hw, ServeConfig(weights_dtype="fp32", kv_dtype="fp32"))
-    rows = []
-    for b, c in ((2, 96), (8, 192), (32, 384), (48, 200)):  # held-out points, not used in the fit
-        meas = measure(b, c)
-        pred = step.decode(b, c).seconds
-        rows.append({"batch": b, "context": c, "measured_ms": meas * 1e3, "predicted_ms": pred * 1e3, "error": pred / meas - 1})
+    held = ((2, 96), (8, 192), (32, 384), (48, 200))  # held out of the fit
+    cal = calibrate(measure, spec, points=points, holdout=held, path=cal_path, quick=True)
+    rows = [{"batch": p["batch"], "context": p["context"], "measured_ms": p["measured_s"] * 1e3,
+             "predicted_ms": p["predicted_s"] * 1e3, "error": p["rel_error"],
+             "measured_median_ms": p["spread_s"]["median"] * 1e3, "measured_max_ms": p["spread_s"]["max"] * 1e3}
+            for p in cal["holdout"]]
     # (b) frontier configurations: $ per answer against chain-of-thought length, and N-sample votes
     fig, ax, path = _fig(ctx, "tokenomics", "cost_per_answer")
     configs = [("Llama-3.1-405B", "H100", 8, "fp8"), ("Llama-3.1-405B", "H200", 8, "fp8"), ("Llama-3.1-405B", "B200", 8, "fp8"),
@@ -433,10 +432,11 @@ def tokenomics(ctx: Context) -> dict:
     ax.set_ylabel("$ per answer")
     ax.legend(fontsize=7)
     save_fig(fig, path)  # atomic write; closes the figure
-    med = sorted(abs(r["error"]) for r in rows)[len(rows) // 2]
+    med = cal["holdout_median_abs_error"]
     return {"title": "Tokenomics: what answers cost", "model": None,
             "headline": {"CPU decode: median abs error of calibrated prediction": med, "matmul GFLOP/s (this CPU)": cal["matmul_flops"] / 1e9,
-                         "bandwidth GB/s (this CPU)": cal["bandwidth_bytes_per_s"] / 1e9},
+                         "bandwidth GB/s (this CPU)": cal["bandwidth_bytes_per_s"] / 1e9, "calibration rounds": cal["rounds"],
+                         "load average": cal["load_average"]["start"]},
             "figures": [{"path": ctx.rel(path), "caption": "Rental cost of one answer against the length of its chain of thought "
                          "(1k-token prompt), from the roofline model on the catalogued hardware: long reasoning shrinks the batch "
                          "that fits in HBM, so cost grows faster than linearly."}],
