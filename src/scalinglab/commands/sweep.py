@@ -214,10 +214,10 @@ def sweep_datawall_cmd(
     Writes OUT/datawall.csv, OUT/datawall.png and OUT/summary.json. Rerunning reuses finished rungs.
 
     \b
-    Example (the default: 10 rungs, 3.1M tokens, about 2 minutes on 2 CPU cores):
+    Example (the default: 10 rungs, 3.1M tokens; measured 12 minutes on 2 shared CPU cores, 1 thread per rung):
       scalinglab sweep datawall --unique-tokens 5e4 --epochs 1,2,4,8,16 --out runs/wall
-    Two sizes (about 5 minutes):
-      scalinglab sweep datawall --depths 2,4 --out runs/wall2
+    Two sizes (about twice as long):
+      scalinglab sweep datawall --depths 2,3 --out runs/wall2
     """
     from scalinglab.train.datawall import DataWallConfig, run_datawall
     from scalinglab.train.ladder import parse_list
@@ -289,7 +289,7 @@ def sweep_saturation_cmd(
     Writes OUT/rung-d{depth}-t{tokens}/ (with saturation.json, its evaluation), OUT/saturation.csv, OUT/saturation.png and OUT/summary.json. Rerunning reuses finished rungs and evaluations.
 
     \b
-    Example (the default: 9 rungs, 12.6M tokens in all, about 10 minutes on 2 CPU cores):
+    Example (the default: 6 rungs, 2.8M tokens in all; measured 9 minutes on 2 shared CPU cores):
       scalinglab sweep saturation --out runs/sat
     A quick look (about 1 minute):
       scalinglab sweep saturation --depths 1,2 --tokens 3e4,1e5 --eval-problems 50 --out runs/sat-small
