@@ -119,7 +119,7 @@ def test_next_tokens_accuracy_counts_exact_continuations():
 def test_pretrain_on_the_corpus_records_what_it_was_made_from(tmp_path):
     from scalinglab.train.pretrain import PretrainConfig, pretrain
 
-    cfg = PretrainConfig(task="pystdlib", depth=1, aspect=16, vocab_size=512, batch_size=8, seq_len=64, tokens=8192,
+    cfg = PretrainConfig(task="pystdlib", depth=1, width=24, vocab_size=512, batch_size=8, seq_len=64, tokens=8192,
                          val_tokens=4096, eval_problems=20, log_every=4)
     s = pretrain(cfg, str(tmp_path / "r"))
     assert s["corpus"]["name"] == "pystdlib" and s["corpus"]["files"]["eval"] > 0
@@ -151,9 +151,9 @@ def _cli(*args):
 
 def test_sweep_isoflop_predicts_before_it_trains(tmp_path):
     out = tmp_path / "iso"
-    args = ["sweep", "isoflop", "--budgets", "1e9,2e9", "--depths", "1,2,3", "--predict", "4e9", "--bootstrap", "60",
+    args = ["sweep", "isoflop", "--budgets", "1e9,2e9", "--sizes", "16,24,32", "--predict", "4e9", "--bootstrap", "60",
             "--grid", "small", "--eval-problems", "40", "--out", str(out), "--json",
-            "--set", "aspect=16", "--set", "vocab_size=512", "--set", "batch_size=8", "--set", "seq_len=64", "--set", "val_tokens=4096"]
+            "--set", "vocab_size=512", "--set", "batch_size=8", "--set", "seq_len=64", "--set", "val_tokens=4096"]
     r = _cli(*args)
     assert r.returncode == 0, r.stderr[-2000:]
     s = json.loads(r.stdout)
@@ -161,7 +161,7 @@ def test_sweep_isoflop_predicts_before_it_trains(tmp_path):
     for row in s["rungs"]:  # D = C / 6N, to a whole number of steps
         assert abs(row["C"] - row["budget"]) / row["budget"] < 0.6
     p = s["prediction"]
-    assert set(p) >= {"predicted", "interval95", "measured", "relative_error", "inside", "N", "D", "depth"}
+    assert set(p) >= {"predicted", "interval95", "measured", "relative_error", "inside", "N", "D", "size"}
     assert p["relative_error"] == pytest.approx((p["predicted"] - p["measured"]) / p["measured"])
     saved = json.loads((out / "prediction.json").read_text())
     assert saved["predicted"] == p["predicted"] and "measured" not in saved  # written before the training
@@ -175,7 +175,7 @@ def test_sweep_isoflop_predicts_before_it_trains(tmp_path):
 def test_sweep_isoflop_refuses_bad_designs(tmp_path):
     r = _cli("sweep", "isoflop", "--budgets", "1e9", "--out", str(tmp_path / "a"))
     assert r.returncode == 2 and "at least two distinct" in r.stderr and not (tmp_path / "a").exists()
-    r = _cli("sweep", "isoflop", "--depths", "1,2", "--out", str(tmp_path / "b"))
+    r = _cli("sweep", "isoflop", "--sizes", "16,24", "--out", str(tmp_path / "b"))
     assert r.returncode == 2 and "three distinct" in r.stderr
     r = _cli("sweep", "isoflop", "--budgets", "1e9,2e9", "--predict", "1e9", "--out", str(tmp_path / "c"))
     assert r.returncode == 2 and "must exceed the largest" in r.stderr

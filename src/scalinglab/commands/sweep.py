@@ -71,7 +71,9 @@ def sweep_pretrain_cmd(
 def sweep_isoflop_cmd(
     task: str = typer.Option("pystdlib", help="A text corpus (pystdlib: the Python standard library's sources, split by file) or a task."),
     budgets: str = typer.Option("1e11,2e11,4e11,8e11", help="Compute budgets C = 6ND of the IsoFLOP profiles, comma-separated."),
-    depths: str = typer.Option("1,2,3,4,5", help="Dial sizes trained at every budget (width = aspect·depth; aspect via --set)."),
+    sizes: str = typer.Option("16,24,32,40,48", help="The dial's sizes trained at every budget: widths (--dial width) or depths (--dial depth)."),
+    dial: str = typer.Option("width", help="width: --sizes are widths of a --depth-layer model; depth: --sizes are depths of width aspect·depth (nanochat's dial)."),
+    depth: int = typer.Option(2, help="Layers of every model on the width dial."),
     predict: float = typer.Option(0.0, help="Held-out budget: predict its compute-optimal model's loss, then train it (0 = twice the largest; -1 = skip)."),
     seed: int = typer.Option(0, help="Seed of every rung (init and data order)."),
     out: Path = typer.Option(..., help="Ladder directory; finished rungs already in it are reused."),
@@ -82,14 +84,14 @@ def sweep_isoflop_cmd(
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% intervals (both approaches and the prediction)."),
     grid: str = typer.Option("hoffmann", help="Approach 3 fit starts: hoffmann (4,500) or small (243)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="PretrainConfig fields for every rung, replacing the defaults "
-                                             "aspect=16 vocab_size=512 batch_size=16 seq_len=128 val_tokens=65536 when any is given (repeat them)."),
+                                             "vocab_size=512 batch_size=8 seq_len=128 val_tokens=65536 when any is given (repeat them)."),
     as_json: bool = common.JSON_OPT,
 ) -> None:
-    """An IsoFLOP ladder: every depth at every compute budget; Approach 2 and 3 fits with intervals; predict, then train.
+    """An IsoFLOP ladder: every size at every compute budget; Approach 2 and 3 fits with intervals; predict, then train.
 
     Per budget, a parabola in log N gives the compute-optimal size (Approach 2: N_opt ∝ C^a); the parametric law L(N, D) = E + A/N^α + B/D^β (Approach 3) gives a = β/(α+β); the summary says whether they agree. Then the fit names the compute-optimal dial size at the held-out budget --predict, writes its predicted loss and 95% prediction interval to OUT/prediction.json, and only then trains it: summary.prediction = {predicted, interval95, measured, relative_error, inside}. A sigmoid from loss to accuracy (next tokens of held-out files) predicts that rung's accuracy too.
 
-    Writes OUT/rung-d{depth}-c{C}/, OUT/ladder.csv, OUT/isoflop.png, OUT/nopt.png, OUT/loss_to_accuracy.png, OUT/summary.json.
+    Writes OUT/rung-{w|d}{size}-c{C}/, OUT/ladder.csv, OUT/isoflop.png, OUT/nopt.png, OUT/loss_to_accuracy.png, OUT/summary.json.
 
     \b
     Example (the default run's ladder; about 10 minutes on 2 CPU cores):
@@ -99,12 +101,12 @@ def sweep_isoflop_cmd(
     from scalinglab.train.ladder import parse_list
 
     kw = {"overrides": tuple(set_)} if set_ else {}
-    cfg = IsoFlopConfig(task=task, budgets=_floats(budgets, "--budgets"), depths=parse_list(depths, "--depths"), predict=predict,
+    cfg = IsoFlopConfig(task=task, budgets=_floats(budgets, "--budgets"), sizes=parse_list(sizes, "--sizes"), dial=dial, depth=depth, predict=predict,
                         seed=seed, eval_problems=eval_problems, threads=threads, bootstrap=bootstrap, grid=grid, **kw)
     made = not out.exists()
     lock = _lock(out)
     try:
-        n = len(set(cfg.budgets)) * len(set(cfg.depths)) + (cfg.predict != -1)
+        n = len(set(cfg.budgets)) * len(set(cfg.sizes)) + (cfg.predict != -1)
         with common.progress_bar(f"IsoFLOP ladder ({n} rungs, {backend})") as bar:
             summary = run_isoflop(cfg, str(out), backend=backend, address=address, progress=bar)
     finally:
@@ -133,8 +135,8 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
 
 def _human_isoflop(s: dict) -> str:
     lines = [f"{s['trained']} rungs trained, {s['reused']} reused ({s['backend']}), {s['seconds']:.1f}s",
-             f"{'C':>9} {'depth':>5} {'N':>9} {'D':>9} {'loss':>7} {'acc':>6}"]
-    lines += [f"{r['budget']:>9.3g} {r['depth']:>5} {r['N']:>9.4g} {r['D']:>9.4g} {r['loss']:>7.4f} "
+             f"{'C':>9} {s['dial']:>5} {'N':>9} {'D':>9} {'loss':>7} {'acc':>6}"]
+    lines += [f"{r['budget']:>9.3g} {r['size']:>5} {r['N']:>9.4g} {r['D']:>9.4g} {r['loss']:>7.4f} "
               f"{'' if r['accuracy'] is None else format(r['accuracy'], '.3f'):>6}" for r in s["rungs"]]
     a2 = s["approach2"]
     lines.append(f"Approach 2: N_opt ∝ C^{a2['a']:.3f} [{a2['a_ci95'][0]:.3f}, {a2['a_ci95'][1]:.3f}]")
@@ -145,7 +147,7 @@ def _human_isoflop(s: dict) -> str:
                      f"the two {'agree' if ex['agree'] else 'DISAGREE'} within their 95% intervals")
     p = s.get("prediction")
     if p:
-        lines.append(f"prediction at C={p['C']:.3g} (depth {p['depth']}, N={p['N']:.4g}, D={p['D']:.4g}): "
+        lines.append(f"prediction at C={p['C']:.3g} ({s['dial']} {p['size']}, N={p['N']:.4g}, D={p['D']:.4g}): "
                      f"{p['predicted']:.4f} [{p['interval95'][0]:.4f}, {p['interval95'][1]:.4f}], measured {p['measured']:.4f} "
                      f"({p['relative_error']:+.2%}, {'inside' if p['inside'] else 'OUTSIDE'} the interval)")
     la = s.get("loss_to_accuracy")

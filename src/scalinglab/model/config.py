@@ -35,17 +35,20 @@ class ModelConfig:
     depth: int | None = None  # the dial this config came from, if any
 
     @classmethod
-    def from_depth(cls, depth: int, vocab_size: int, aspect: int = 64, **overrides) -> "ModelConfig":
-        """The depth dial: `depth` layers of width `aspect`·depth (nanochat's dial).
+    def from_depth(cls, depth: int, vocab_size: int, aspect: int = 64, width: int = 0, **overrides) -> "ModelConfig":
+        """The depth dial: `depth` layers of width `aspect`·depth (nanochat's dial), or of `width` when given.
 
-        Heads of 32 dimensions (16 when `aspect` is 16, the narrow dial of the CPU text ladders).
+        Heads of 32 dimensions when the width is a multiple of 32, else of 16, else of 8 (the tiny
+        widths of the CPU text ladders).
         """
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
-        if aspect < 16 or aspect % 16:
-            raise ValueError(f"aspect must be a positive multiple of 16, got {aspect}")
-        width = aspect * depth
-        head_dim = 32 if aspect % 32 == 0 else 16
+        if aspect < 8 or aspect % 8:
+            raise ValueError(f"aspect must be a positive multiple of 8, got {aspect}")
+        if width < 0 or width % 8:
+            raise ValueError(f"width must be a positive multiple of 8, got {width}")
+        width = width or aspect * depth
+        head_dim = 32 if width % 32 == 0 else 16 if width % 16 == 0 else 8
         heads = width // head_dim
         kv = heads // 2 if heads % 2 == 0 else heads
         mlp = int(math.ceil(8 * width / 3 / 32) * 32)

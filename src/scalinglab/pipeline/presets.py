@@ -20,9 +20,10 @@ class Preset:
     # predict-then-train at `text_predict`; () budgets = skip
     text_corpus: str = "pystdlib"
     text_budgets: tuple[float, ...] = (1e11, 2e11, 4e11, 8e11)
-    text_depths: tuple[int, ...] = (1, 2, 3, 4, 5)
+    text_sizes: tuple[int, ...] = (16, 24, 32, 40, 48)  # widths of 2-layer models: 13k-80k parameters
+    text_dial: str = "width"
     text_predict: float = 1.6e12  # the held-out budget (twice the largest)
-    text_overrides: tuple[str, ...] = ("aspect=16", "vocab_size=512", "batch_size=16", "seq_len=128", "val_tokens=65536")
+    text_overrides: tuple[str, ...] = ("vocab_size=512", "batch_size=8", "seq_len=128", "val_tokens=65536")
     text_eval_contexts: int = 1000  # held-out contexts for the loss-to-accuracy step
     # 1b. the task's models (sizes × token budgets; no law: the task's loss saturates); the base model of post-training
     depths: tuple[int, ...] = (1, 2, 3)
@@ -61,7 +62,7 @@ class Preset:
 
 
 PRESETS = {
-    "smoke": Preset(name="smoke", task="addition", text_budgets=(2e9, 4e9), text_depths=(1, 2, 3), text_predict=8e9,
+    "smoke": Preset(name="smoke", task="addition", text_budgets=(2e9, 4e9), text_sizes=(16, 24, 32), text_predict=8e9,
                     text_eval_contexts=200, depths=(1, 2), tokens=(100_000, 300_000), pretrain_overrides=("batch_size=16", "seq_len=64"),
                     base_depth=2, bootstrap=200, synth_problems=24, synth_k=4, sft_steps=4, rm_steps=4, rm_problems=32,
                     grpo_steps=3, ppo_steps=3, rl_prompts_per_step=4, eval_problems=24, ns=(1, 2, 4), queries=1e5),
@@ -73,7 +74,7 @@ PRESETS = {
                    synth_problems=192, synth_k=4, sft_steps=16, sft_batch=8, sft_seq_len=192, sft_lr=1e-5,
                    grpo_steps=90, rl_prompts_per_step=8, group_size=8, grpo_lr=1e-5, ppo_steps=0, rm_steps=0, rm_problems=0,
                    gsm8k_problems=40, gsm8k_max_new_tokens=256),
-    "gpu": Preset(name="gpu", device="auto", text_budgets=(1e13, 2e13, 4e13, 8e13), text_depths=(2, 3, 4, 5, 6, 7),
+    "gpu": Preset(name="gpu", device="auto", text_budgets=(1e13, 2e13, 4e13, 8e13), text_sizes=(2, 3, 4, 5, 6, 7), text_dial="depth",
                   text_predict=1.6e14, text_overrides=("aspect=32", "vocab_size=2048", "batch_size=32", "seq_len=256", "val_tokens=262144"),
                   depths=(2, 3, 4), tokens=(2_000_000, 5_000_000, 12_000_000),
                   pretrain_overrides=("batch_size=64", "seq_len=256"), base_depth=4, bootstrap=2000, synth_problems=2000,

@@ -109,12 +109,12 @@ def _text_law(ctx: Context) -> dict:
     from scalinglab.train.isoflop import IsoFlopConfig, run_isoflop
 
     p = ctx.preset
-    cfg = IsoFlopConfig(task=p.text_corpus, budgets=p.text_budgets, depths=p.text_depths, predict=p.text_predict, seed=0,
+    cfg = IsoFlopConfig(task=p.text_corpus, budgets=p.text_budgets, sizes=p.text_sizes, dial=p.text_dial, predict=p.text_predict, seed=0,
                         eval_problems=p.text_eval_contexts, bootstrap=p.bootstrap, grid="small",
                         overrides=p.text_overrides + (f"device={p.device}",))
     s = run_isoflop(cfg, str(ctx.dir("pretrain") / "isoflop"), progress=ctx.progress("pretrain IsoFLOP ladder"))
     fit, a2, ex, pred = s["fit"], s["approach2"], s.get("exponents"), s.get("prediction")
-    h = {"text ladder": f"{p.text_corpus}: {len(s['rungs'])} rungs, {len(set(p.text_budgets))} budgets × {len(set(p.text_depths))} sizes"}
+    h = {"text ladder": f"{p.text_corpus}: {len(s['rungs'])} rungs, {len(set(p.text_budgets))} budgets × {len(set(p.text_sizes))} {p.text_dial}s"}
     if math.isfinite(a2["a"]):
         h["N_opt ∝ C^a, Approach 2"] = f"{a2['a']:.3f} [{a2['a_ci95'][0]:.3f}, {a2['a_ci95'][1]:.3f}]"
     if ex:

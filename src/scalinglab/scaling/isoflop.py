@@ -160,13 +160,13 @@ def optimal_n(params: dict, C: float) -> float:
 def predict_optimum(fit: FitResult, C: float, sizes: dict[int, int], seed: int = 0) -> dict:
     """The dial size nearest to the fit's N_opt(C), its D = C/6N and predicted loss with a 95% prediction interval.
 
-    `sizes`: depth -> N (parameters) of the dial. Interval: quantiles of L_b(N, D) · exp(r) over the
+    `sizes`: dial setting (a width or a depth) -> N (parameters). Interval: quantiles of L_b(N, D) · exp(r) over the
     bootstrap draws b (the law's uncertainty), r a residual of the fit drawn with each (the scatter of
     one run around the law; the fit minimised log-space residuals, so they multiply).
     """
     n_star = optimal_n(fit.params, C)
-    depth = min(sizes, key=lambda d: abs(math.log(sizes[d]) - math.log(n_star)))
-    N = float(sizes[depth])
+    size = min(sizes, key=lambda d: abs(math.log(sizes[d]) - math.log(n_star)))
+    N = float(sizes[size])
     D = C / (6.0 * N)
     point = float(chinchilla_loss(fit.params, N, D)[0])
     lo = hi = float("nan")
@@ -179,7 +179,7 @@ def predict_optimum(fit: FitResult, C: float, sizes: dict[int, int], seed: int =
         r = r * math.sqrt(len(r) / max(len(r) - 5, 1))  # five parameters were fitted to them
         draws = draws * np.exp(rng.choice(r, size=len(draws), replace=True))
         lo, hi = (float(v) for v in np.percentile(draws, [2.5, 97.5]))
-    return {"C": float(C), "N_opt_fit": n_star, "depth": int(depth), "N": N, "D": D, "predicted": point,
+    return {"C": float(C), "N_opt_fit": n_star, "size": int(size), "N": N, "D": D, "predicted": point,
             "interval95": [lo, hi]}
 
 

@@ -1,11 +1,16 @@
 """An IsoFLOP ladder on real text that pins its law, and predicts before it trains.
 
-    scalinglab sweep isoflop --task pystdlib --budgets 1e11,2e11,4e11,8e11 --depths 1,2,3,4,5 --out runs/iso --json
+    scalinglab sweep isoflop --task pystdlib --budgets 1e11,2e11,4e11,8e11 --sizes 16,24,32,40,48 --out runs/iso --json
 
 Design (Hoffmann et al. 2022; the OLMo and Llama 3 ladders):
-1. every compute budget C of `--budgets` trains each dial size of `--depths` for D = C / 6N tokens
-   (N counts every parameter, embeddings once: they are tied). Rungs are ordinary pre-training
-   runs (`DIR/rung-d{depth}-c{C}`), trained and reused exactly as `sweep pretrain` does;
+1. every compute budget C of `--budgets` trains each size of the dial for D = C / 6N tokens (N
+   counts every parameter, embeddings once: they are tied). The dial is `width` (the default:
+   `--sizes` are widths of a `depth`-layer model) or `depth` (nanochat's: `--sizes` are depths of
+   width aspect·depth). At CPU budgets the compute-optimal models have 15k-80k parameters, where
+   the depth dial's sizes are 3x apart (N grows as depth^3) and a 5-size profile runs from
+   a model trained for 19 steps to one trained for 4 epochs; widths 16-48 at depth 2 are
+   1.3-2x apart. Rungs are ordinary pre-training runs (`DIR/rung-{w|d}{size}-c{C}`), trained
+   and reused exactly as `sweep pretrain` does;
 2. Approach 2: one parabola per budget in log N, its vertex N_opt(C), then N_opt ∝ C^a;
    Approach 3: the parametric law L(N, D) = E + A/N^α + B/D^β on every rung, a = β/(α+β);
    both with bootstrap intervals, and whether they agree (`scaling/isoflop.py`);
@@ -39,14 +44,16 @@ from scalinglab.runs.store import atomic_write_json
 from scalinglab.train.ladder import _config_diff, _normalised, fit_ladder, train_rung, write_csv
 from scalinglab.train.pretrain import PretrainConfig
 
-KEYS = ("task", "depth", "tokens", "seed")  # set by the ladder itself
+KEYS = ("task", "depth", "width", "tokens", "seed")  # set by the ladder itself
 
 
 @dataclass(frozen=True)
 class IsoFlopConfig:
     task: str = "pystdlib"  # a text corpus (or a task, whose loss may saturate)
     budgets: tuple[float, ...] = (1e11, 2e11, 4e11, 8e11)  # compute budgets C = 6ND of the profiles
-    depths: tuple[int, ...] = (1, 2, 3, 4, 5)  # the dial sizes trained at every budget
+    sizes: tuple[int, ...] = (16, 24, 32, 40, 48)  # the dial's sizes trained at every budget
+    dial: str = "width"  # "width": sizes are widths of a `depth`-layer model; "depth": sizes are depths (width aspect·depth)
+    depth: int = 2  # the layers of the width dial
     predict: float = 0.0  # the held-out budget of predict-then-train (0 = twice the largest; -1 = skip)
     seed: int = 0
     eval_problems: int = 1000  # held-out contexts for each rung's accuracy (0 = skip the loss-to-accuracy step)
@@ -56,29 +63,37 @@ class IsoFlopConfig:
     bootstrap: int = 1000
     grid: str = "hoffmann"
     # every rung's PretrainConfig fields (the narrow dial, batch, the BPE and validation sizes)
-    # (aspect 16: width 16·depth, heads of 16, so that the dial has sizes of 12k-440k parameters; a 512-token BPE)
-    overrides: tuple[str, ...] = ("aspect=16", "vocab_size=512", "batch_size=16", "seq_len=128", "val_tokens=65536")
+    # a 512-token BPE (its embedding is a third of a 40k-parameter model), rows of 8 x 128 tokens
+    overrides: tuple[str, ...] = ("vocab_size=512", "batch_size=8", "seq_len=128", "val_tokens=65536")
 
 
-def rung_name(depth: int, C: float) -> str:
-    return f"rung-d{depth}-c{C:.3g}".replace("+", "")
+def rung_name(cfg: "IsoFlopConfig", size: int, C: float) -> str:
+    return f"rung-{cfg.dial[0]}{size}-c{C:.3g}".replace("+", "")
 
 
 def _base(cfg: IsoFlopConfig) -> PretrainConfig:
     for item in cfg.overrides:
         key = item.split("=", 1)[0].strip()
         if key in KEYS:
-            raise UserError(f"--set {item}: the IsoFLOP ladder sets {key} itself (use --task, --depths, --budgets, --seed)")
+            raise UserError(f"--set {item}: the IsoFLOP ladder sets {key} itself (use --task, --sizes, --dial, --depth, --budgets, --seed)")
     return override(PretrainConfig(task=cfg.task, seed=cfg.seed, eval_problems=cfg.eval_problems), list(cfg.overrides))
 
 
-def dial_sizes(cfg: IsoFlopConfig, depths) -> dict[int, int]:
-    """depth -> N (all parameters) of the dial under this ladder's settings."""
+def _shape(cfg: IsoFlopConfig, size: int) -> list[str]:
+    return [f"depth={cfg.depth}", f"width={size}"] if cfg.dial == "width" else [f"depth={size}", "width=0"]
+
+
+def dial_sizes(cfg: IsoFlopConfig, sizes) -> dict[int, int]:
+    """size -> N (all parameters) of the dial under this ladder's settings."""
     from scalinglab.model import ModelConfig
 
     base = _base(cfg)
     vocab = _vocab(base)
-    return {d: ModelConfig.from_depth(d, vocab_size=vocab, aspect=base.aspect).num_params for d in depths}
+    out = {}
+    for s in sizes:
+        pc = override(base, _shape(cfg, s))
+        out[s] = ModelConfig.from_depth(pc.depth, vocab_size=vocab, aspect=pc.aspect, width=pc.width).num_params
+    return out
 
 
 def _vocab(base: PretrainConfig) -> int:
@@ -92,10 +107,9 @@ def _vocab(base: PretrainConfig) -> int:
     return text_data(get_corpus(base.task), base.vocab_size).tokenizer.vocab_size
 
 
-def rung_config(cfg: IsoFlopConfig, depth: int, N: int, C: float) -> PretrainConfig:
-    base = _base(cfg)
+def rung_config(cfg: IsoFlopConfig, size: int, N: int, C: float) -> PretrainConfig:
     tokens = max(1, round(C / (6.0 * N)))
-    return override(base, [f"depth={depth}", f"tokens={tokens}"])
+    return override(_base(cfg), [*_shape(cfg, size), f"tokens={tokens}"])
 
 
 def _train_all(root: Path, jobs: dict[str, PretrainConfig], cfg: IsoFlopConfig, backend: str, address: str | None,
@@ -116,7 +130,7 @@ def _train_all(root: Path, jobs: dict[str, PretrainConfig], cfg: IsoFlopConfig, 
     if progress:
         progress(done, total)
     if todo:
-        todo.sort(key=lambda n: -jobs[n].depth ** 2 * jobs[n].tokens)
+        todo.sort(key=lambda n: -(jobs[n].width or jobs[n].depth) ** 2 * jobs[n].tokens)
         ex = make_executor(backend, address)
         try:
             res = Resources(num_cpus=cfg.threads, num_gpus=cfg.gpus, max_retries=cfg.retries)
@@ -137,9 +151,10 @@ def _train_all(root: Path, jobs: dict[str, PretrainConfig], cfg: IsoFlopConfig, 
     return summaries, reused
 
 
-def _row(name: str, C: float, depth: int, s: dict) -> dict:
+def _row(name: str, C: float, size: int, s: dict) -> dict:
     N, D = float(s["params"]), float(s["tokens"])
-    return {"N": N, "D": D, "C": 6.0 * N * D, "budget": C, "loss": s["val_loss"], "depth": depth, "tokens_budget": round(D),
+    return {"N": N, "D": D, "C": 6.0 * N * D, "budget": C, "loss": s["val_loss"], "size": size, "depth": s["depth"],
+            "tokens_budget": round(D),
             "non_embedding_params": s.get("non_embedding_params"), "train_loss": s.get("train_loss"),
             "accuracy": s.get("accuracy"), "epochs": s.get("epochs"), "run": name}
 
@@ -147,8 +162,12 @@ def _row(name: str, C: float, depth: int, s: dict) -> dict:
 def _check(cfg: IsoFlopConfig, backend: str) -> None:
     if len(set(cfg.budgets)) < 2 or any(not (c > 0 and math.isfinite(c)) for c in cfg.budgets):
         raise UserError("--budgets: at least two distinct positive compute budgets (FLOPs), e.g. 2.5e11,5e11,1e12,2e12")
-    if len(set(cfg.depths)) < 3 or any(d < 1 for d in cfg.depths):
-        raise UserError("--depths: at least three distinct positive depths (a parabola per budget needs 3 sizes)")
+    if cfg.dial not in ("width", "depth"):
+        raise UserError(f"--dial {cfg.dial!r}: expected width or depth")
+    if len(set(cfg.sizes)) < 3 or any(d < 1 for d in cfg.sizes):
+        raise UserError("--sizes: at least three distinct positive sizes (a parabola per budget needs 3)")
+    if cfg.dial == "width" and any(w % 8 for w in cfg.sizes):
+        raise UserError(f"--sizes {','.join(map(str, cfg.sizes))}: widths must be multiples of 8 (heads of 8, 16 or 32)")
     if cfg.predict and cfg.predict != -1 and not (cfg.predict > max(cfg.budgets) and math.isfinite(cfg.predict)):
         raise UserError(f"--predict {cfg.predict:g}: the held-out budget must exceed the largest fitted one "
                         f"({max(cfg.budgets):g}); 0 = twice it, -1 = skip")
@@ -168,10 +187,10 @@ def run_isoflop(cfg: IsoFlopConfig, out: str, backend: str = "local", address: s
     _check(cfg, backend)
     t0 = time.perf_counter()
     root = Path(out)
-    depths, budgets = sorted(set(cfg.depths)), sorted(set(cfg.budgets))
-    sizes = dial_sizes(cfg, depths)
-    jobs = {rung_name(d, C): rung_config(cfg, d, sizes[d], C) for C in budgets for d in depths}
-    labels = {rung_name(d, C): (C, d) for C in budgets for d in depths}
+    dial, budgets = sorted(set(cfg.sizes)), sorted(set(cfg.budgets))
+    sizes = dial_sizes(cfg, dial)
+    jobs = {rung_name(cfg, d, C): rung_config(cfg, d, sizes[d], C) for C in budgets for d in dial}
+    labels = {rung_name(cfg, d, C): (C, d) for C in budgets for d in dial}
     predict_C = 0.0 if cfg.predict == -1 else (cfg.predict or 2.0 * max(budgets))
     total = len(jobs) + (1 if predict_C else 0)
     root.mkdir(parents=True, exist_ok=True)
@@ -186,25 +205,27 @@ def run_isoflop(cfg: IsoFlopConfig, out: str, backend: str = "local", address: s
                              bootstrap=cfg.bootstrap, seed=cfg.seed)
     fit3, plan, fobj = fit_ladder(rows, cfg.bootstrap, cfg.seed, cfg.grid)
     summary = {"kind": "isoflop", "task": cfg.task, "backend": backend, "out": str(root), "config": asdict(cfg),
-               "dial": {str(d): n for d, n in sizes.items()}, "rungs": rows, "approach2": a2.to_dict(), "fit": fit3,
+               "dial": cfg.dial, "sizes": {str(d): n for d, n in sizes.items()}, "rungs": rows, "approach2": a2.to_dict(), "fit": fit3,
                "compute_optimal": plan}
     if fit3["success"]:
         summary["exponents"] = iso.compare_exponents((a2.a, a2.a_ci), iso.approach3_exponent(fobj))
     prediction = acc = None
     if predict_C and fit3["success"]:
-        all_sizes = dial_sizes(cfg, range(1, max(depths) + 3))
+        step = 8 if cfg.dial == "width" else 1
+        all_sizes = dial_sizes(cfg, range(step, max(dial) + 4 * step, step))
         pred = iso.predict_optimum(fobj, predict_C, all_sizes, seed=cfg.seed)
+        pred["dial"] = cfg.dial
         # written before the model is trained: the prediction cannot be tuned to the outcome
         atomic_write_json(root / "prediction.json", pred)
-        name = rung_name(pred["depth"], predict_C)
-        held, r2 = _train_all(root, {name: rung_config(cfg, pred["depth"], all_sizes[pred["depth"]], predict_C)}, cfg,
+        name = rung_name(cfg, pred["size"], predict_C)
+        held, r2 = _train_all(root, {name: rung_config(cfg, pred["size"], all_sizes[pred["size"]], predict_C)}, cfg,
                               backend, address, progress, total, len(jobs))
         reused += r2
         s = held[name]
         prediction = iso.score_prediction(pred, s["val_loss"])
         prediction["run"] = name
         summary["prediction"] = prediction
-        held_row = _row(name, predict_C, pred["depth"], s)
+        held_row = _row(name, predict_C, pred["size"], s)
         summary["heldout_rung"] = held_row
         if cfg.eval_problems and all(r["accuracy"] is not None for r in rows):
             chance = 0.0

@@ -85,7 +85,9 @@ def _normalised(d: dict) -> dict:
 
 
 def _config_diff(path: Path, want: dict) -> list[str]:
-    have = Run(path).config
+    """Keys whose values differ; a key missing from an older run's config counts as its default
+    (a field added to PretrainConfig later does not make every finished rung foreign)."""
+    have = {**_normalised(asdict(PretrainConfig())), **Run(path).config}
     return sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
 
 

@@ -50,7 +50,8 @@ class PretrainConfig:
     difficulty: int = 0  # task difficulty knob (0 = the task's default)
     difficulty_mix: tuple[int, ...] = ()  # a task: train and validate on an even mix of these difficulties (e.g. 1,2,3); accuracy stays at `difficulty`
     depth: int = 2  # the size dial: width aspect·depth, depth layers
-    aspect: int = 64  # width per layer (a multiple of 32: heads of 32; 16: heads of 16)
+    aspect: int = 64  # width per layer (a multiple of 8; heads of 32 when the width allows, else 16, else 8)
+    width: int = 0  # the model's width, overriding aspect·depth (a multiple of 8; 0 = aspect·depth)
     vocab_size: int = 1024  # a text corpus's byte-level BPE vocabulary (tasks use the 100-token char tokenizer)
     unique_tokens: int = 0  # a text corpus: train on only this many distinct tokens, repeated (0 = all of it)
     text_k: int = 4  # a text corpus: tokens each accuracy item must continue exactly
@@ -137,8 +138,8 @@ def check_config(cfg: PretrainConfig) -> None:
                  at_most={"depth": 32, "min_lr_ratio": 1.0, "vocab_size": 65_535})
     if cfg.tokens == 0 and cfg.steps < 1:
         raise UserError(f"config key 'steps': must be >= 1 (or set tokens), got {cfg.steps}")
-    if cfg.aspect % 16:
-        raise UserError(f"config key 'aspect': must be a multiple of 16 (heads of 16 or 32 dimensions), got {cfg.aspect}")
+    if cfg.aspect % 8 or cfg.width % 8 or cfg.width < 0:
+        raise UserError(f"config keys 'aspect' and 'width': must be multiples of 8 (heads of 8, 16 or 32), got {cfg.aspect}, {cfg.width}")
     if not is_corpus(cfg.task) and cfg.unique_tokens:
         raise UserError(f"config key 'unique_tokens': needs a text corpus (--task {', '.join(CORPORA)}), not task {cfg.task!r}")
     if cfg.difficulty_mix and (is_corpus(cfg.task) or min(cfg.difficulty_mix) < 1):
@@ -233,7 +234,8 @@ def pretrain(cfg: PretrainConfig, out: str, resume: bool = False, progress: Call
     device = pick_device(cfg.device)
     # the char tokenizer's 100 ids sit in a 128-row embedding (the toys' historical size); a BPE's vocabulary is its own
     vocab = source.tok.vocab_size if is_corpus(cfg.task) else 128
-    mcfg = ModelConfig.from_depth(cfg.depth, vocab_size=vocab, aspect=cfg.aspect, max_position_embeddings=max(1024, cfg.seq_len))
+    mcfg = ModelConfig.from_depth(cfg.depth, vocab_size=vocab, aspect=cfg.aspect, width=cfg.width,
+                                  max_position_embeddings=max(1024, cfg.seq_len))
     run = Run.create(out, kind="pretrain", config=asdict(cfg), resume=resume)
     if resume and run.finished:
         return run.summary
