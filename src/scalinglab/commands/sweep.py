@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from pathlib import Path
 from typing import List, Optional
 
@@ -53,17 +55,9 @@ def sweep_pretrain_cmd(
                        eval_problems=eval_problems, threads=threads, gpus=gpus, retries=retries, bootstrap=bootstrap,
                        grid=grid, overrides=tuple(set_ or ()))
     n = len(set(cfg.depths)) * len(set(cfg.tokens))
-    made = not out.exists()
-    lock = _lock(out)  # one sweep per ladder directory: a second one would retrain the first one's rungs
-    try:
+    with _ladder_dir(out):
         with common.progress_bar(f"ladder ({n} rungs, {backend})") as bar:
             summary = run_ladder(cfg, str(out), backend=backend, address=address, progress=bar)
-    finally:
-        lock.release()
-        if made and out.is_dir() and [p.name for p in out.iterdir()] in ([], [".lock"]):  # a failed start leaves nothing
-            import shutil
-
-            shutil.rmtree(out, ignore_errors=True)
     common.emit(summary, as_json, human=_human(summary))
 
 
@@ -103,18 +97,10 @@ def sweep_isoflop_cmd(
     kw = {"overrides": tuple(set_)} if set_ else {}
     cfg = IsoFlopConfig(task=task, budgets=_floats(budgets, "--budgets"), sizes=parse_list(sizes, "--sizes"), dial=dial, depth=depth, predict=predict,
                         seed=seed, eval_problems=eval_problems, threads=threads, bootstrap=bootstrap, grid=grid, **kw)
-    made = not out.exists()
-    lock = _lock(out)
-    try:
+    with _ladder_dir(out):
         n = len(set(cfg.budgets)) * len(set(cfg.sizes)) + (cfg.predict != -1)
         with common.progress_bar(f"IsoFLOP ladder ({n} rungs, {backend})") as bar:
             summary = run_isoflop(cfg, str(out), backend=backend, address=address, progress=bar)
-    finally:
-        lock.release()
-        if made and out.is_dir() and [p.name for p in out.iterdir()] in ([], [".lock"]):
-            import shutil
-
-            shutil.rmtree(out, ignore_errors=True)
     common.emit(summary, as_json, human=_human_isoflop(summary))
 
 
@@ -156,6 +142,22 @@ def _human_isoflop(s: dict) -> str:
     lines += [f"warning: {w}" for w in s["warnings"]]
     lines += [f"wrote {p}" for p in [s["ladder_csv"], *s["figures"]]]
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _ladder_dir(out: Path):
+    """Hold OUT's lock while a sweep runs (a second sweep there would retrain the first one's rungs);
+    a start that failed before writing anything leaves no directory behind."""
+    made = not out.exists()
+    lock = _lock(out)
+    try:
+        yield
+    finally:
+        lock.release()
+        if made and out.is_dir() and [p.name for p in out.iterdir()] in ([], [".lock"]):
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
 
 
 def _lock(out: Path):
@@ -230,18 +232,10 @@ def sweep_datawall_cmd(
     cfg = DataWallConfig(task=task, depths=parse_list(depths, "--depths"), unique_tokens=int(unique_tokens),
                          epochs=parse_list(epochs, "--epochs"), fresh=fresh, seed=seed, threads=threads,
                          bootstrap=bootstrap, **kw)
-    made = not out.exists()
-    lock = _lock(out)
-    try:
+    with _ladder_dir(out):
         n = len(set(cfg.depths)) * len(set(cfg.epochs)) * (2 if cfg.fresh else 1)
         with common.progress_bar(f"data wall ({n} rungs, {backend})") as bar:
             summary = run_datawall(cfg, str(out), backend=backend, address=address, progress=bar)
-    finally:
-        lock.release()
-        if made and out.is_dir() and [p.name for p in out.iterdir()] in ([], [".lock"]):
-            import shutil
-
-            shutil.rmtree(out, ignore_errors=True)
     common.emit(summary, as_json, human=_human_datawall(summary))
 
 
@@ -302,18 +296,10 @@ def sweep_saturation_cmd(
     cfg = SaturationConfig(task=task, difficulties=parse_list(difficulties, "--difficulties"), depths=parse_list(depths, "--depths"),
                            tokens=parse_list(tokens, "--tokens"), eval_problems=eval_problems, seed=seed, threads=threads,
                            overrides=tuple(set_ or ()))
-    made = not out.exists()
-    lock = _lock(out)
-    try:
+    with _ladder_dir(out):
         n = len(set(cfg.depths)) * len(set(cfg.tokens))
         with common.progress_bar(f"saturation ({n} rungs: train, then evaluate; {backend})") as bar:
             summary = run_saturation(cfg, str(out), backend=backend, address=address, progress=bar)
-    finally:
-        lock.release()
-        if made and out.is_dir() and [p.name for p in out.iterdir()] in ([], [".lock"]):
-            import shutil
-
-            shutil.rmtree(out, ignore_errors=True)
     common.emit(summary, as_json, human=_human_saturation(summary))
 
 

@@ -27,18 +27,16 @@ effective-data curve) and `DIR/summary.json`.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 from scalinglab.config import override
-from scalinglab.distributed.executor import BACKENDS, Resources, make_executor
+from scalinglab.distributed.executor import BACKENDS
 from scalinglab.errors import UserError
-from scalinglab.runs import Run
 from scalinglab.runs.store import atomic_write_json, atomic_write_text
-from scalinglab.train.ladder import _config_diff, _normalised, train_rung
+from scalinglab.train.ladder import train_rungs
 from scalinglab.train.pretrain import PretrainConfig
 
 KEYS = ("task", "depth", "tokens", "unique_tokens", "seed")  # set by the sweep itself
@@ -113,47 +111,6 @@ def check(cfg: DataWallConfig, backend: str) -> None:
         raise UserError(f"--unique-tokens {cfg.unique_tokens} x --epochs {max(cfg.epochs)}: the fresh reference needs "
                         f"{need:,} distinct tokens and {cfg.task} has {have:,} training tokens "
                         f"(at vocab_size={base.vocab_size}); lower --unique-tokens or the largest epoch count")
-
-
-def train_rungs(root: Path, configs: dict[str, PretrainConfig], threads: int, gpus: float, retries: int, backend: str,
-                address: str | None, progress, total: int | None = None, done0: int = 0) -> tuple[dict[str, dict], int]:
-    """Train (or reuse) every named rung under `root` with `ladder.train_rung`; returns summaries and how many were reused."""
-    total = len(configs) if total is None else total
-    summaries, todo = {}, []
-    for name, pc in configs.items():
-        path = root / name
-        if (path / "summary.json").exists():  # reuse without scheduling anything
-            diff = _config_diff(path, _normalised(asdict(pc)))
-            if diff:
-                raise UserError(f"{path}: holds a finished run with a different config ({', '.join(diff)}); "
-                                "use another --out or the same settings")
-            summaries[name] = Run(path).summary
-        else:
-            todo.append(name)
-    reused, done = len(summaries), done0 + len(summaries)
-    if progress:
-        progress(done, total)
-    if todo:
-        root.joinpath(".workers").mkdir(parents=True, exist_ok=True)
-        todo.sort(key=lambda n: -configs[n].depth ** 2 * configs[n].total_steps)  # longest first
-        ex = make_executor(backend, address)
-        try:
-            res = Resources(num_cpus=threads, num_gpus=gpus, max_retries=retries)
-            handles = [ex.submit(train_rung, asdict(configs[n]), str(root / n), threads, list(sys.argv),
-                                 str(root / ".workers" / f"{n}.pid"), resources=res) for n in todo]
-
-            def finished(i: int, r: dict) -> None:
-                nonlocal done
-                done += 1
-                if progress:
-                    progress(done, total, rung=todo[i], loss=r["summary"]["val_loss"])
-
-            for n, r in zip(todo, ex.gather(handles, on_result=finished)):
-                summaries[n] = r["summary"]
-                reused += bool(r["reused"])
-        finally:
-            ex.close()
-    return summaries, reused
 
 
 def _row(name: str, kind: str, depth: int, s: dict) -> dict:

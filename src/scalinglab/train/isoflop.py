@@ -8,7 +8,7 @@ Design (Hoffmann et al. 2022; the OLMo and Llama 3 ladders):
    `--sizes` are widths of a `depth`-layer model) or `depth` (nanochat's: `--sizes` are depths of
    width aspect·depth). At CPU budgets the compute-optimal models have 15k-80k parameters, where
    the depth dial's sizes are 3x apart (N grows as depth^3) and a 5-size profile runs from
-   a model trained for 19 steps to one trained for 4 epochs; widths 16-48 at depth 2 are
+   a model trained for 19 steps to one trained for 2 epochs; widths 16-48 at depth 2 are
    1.3-2x apart. Rungs are ordinary pre-training runs (`DIR/rung-{w|d}{size}-c{C}`), trained
    and reused exactly as `sweep pretrain` does;
 2. Approach 2: one parabola per budget in log N, its vertex N_opt(C), then N_opt ∝ C^a;
@@ -29,7 +29,6 @@ Writes `DIR/ladder.csv` (the rungs; `scalinglab fit chinchilla` reads it), `DIR/
 from __future__ import annotations
 
 import math
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -37,11 +36,10 @@ from pathlib import Path
 from typing import Callable
 
 from scalinglab.config import override
-from scalinglab.distributed.executor import BACKENDS, Resources, make_executor
+from scalinglab.distributed.executor import BACKENDS
 from scalinglab.errors import UserError
-from scalinglab.runs import Run
 from scalinglab.runs.store import atomic_write_json
-from scalinglab.train.ladder import _config_diff, _normalised, fit_ladder, train_rung, write_csv
+from scalinglab.train.ladder import fit_ladder, train_rungs, write_csv
 from scalinglab.train.pretrain import PretrainConfig
 
 KEYS = ("task", "depth", "width", "tokens", "seed")  # set by the ladder itself
@@ -112,45 +110,6 @@ def rung_config(cfg: IsoFlopConfig, size: int, N: int, C: float) -> PretrainConf
     return override(_base(cfg), [*_shape(cfg, size), f"tokens={tokens}"])
 
 
-def _train_all(root: Path, jobs: dict[str, PretrainConfig], cfg: IsoFlopConfig, backend: str, address: str | None,
-               progress, total: int, done0: int) -> tuple[dict[str, dict], int]:
-    """Train (or reuse) every named rung; returns summaries and how many were reused."""
-    summaries, todo = {}, []
-    for name, pc in jobs.items():
-        path = root / name
-        if (path / "summary.json").exists():
-            diff = _config_diff(path, _normalised(asdict(pc)))
-            if diff:
-                raise UserError(f"{path}: holds a finished run with a different config ({', '.join(diff)}); "
-                                "use another --out or the same settings")
-            summaries[name] = Run(path).summary
-        else:
-            todo.append(name)
-    reused, done = len(summaries), done0 + len(summaries)
-    if progress:
-        progress(done, total)
-    if todo:
-        todo.sort(key=lambda n: -(jobs[n].width or jobs[n].depth) ** 2 * jobs[n].tokens)
-        ex = make_executor(backend, address)
-        try:
-            res = Resources(num_cpus=cfg.threads, num_gpus=cfg.gpus, max_retries=cfg.retries)
-            handles = [ex.submit(train_rung, asdict(jobs[n]), str(root / n), cfg.threads, list(sys.argv),
-                                 str(root / ".workers" / f"{n}.pid"), resources=res) for n in todo]
-
-            def finished(i: int, r: dict) -> None:
-                nonlocal done
-                done += 1
-                if progress:
-                    progress(done, total, rung=todo[i], loss=r["summary"]["val_loss"])
-
-            for n, r in zip(todo, ex.gather(handles, on_result=finished)):
-                summaries[n] = r["summary"]
-                reused += bool(r["reused"])
-        finally:
-            ex.close()
-    return summaries, reused
-
-
 def _row(name: str, C: float, size: int, s: dict) -> dict:
     N, D = float(s["params"]), float(s["tokens"])
     return {"N": N, "D": D, "C": 6.0 * N * D, "budget": C, "loss": s["val_loss"], "size": size, "depth": s["depth"],
@@ -195,7 +154,7 @@ def run_isoflop(cfg: IsoFlopConfig, out: str, backend: str = "local", address: s
     total = len(jobs) + (1 if predict_C else 0)
     root.mkdir(parents=True, exist_ok=True)
     (root / ".workers").mkdir(exist_ok=True)
-    summaries, reused = _train_all(root, jobs, cfg, backend, address, progress, total, 0)
+    summaries, reused = train_rungs(root, jobs, cfg.threads, cfg.gpus, cfg.retries, backend, address, progress, total)
     rows = [_row(n, *labels[n], summaries[n]) for n in jobs]
     write_csv(root / "ladder.csv", rows)
 
@@ -218,8 +177,8 @@ def run_isoflop(cfg: IsoFlopConfig, out: str, backend: str = "local", address: s
         # written before the model is trained: the prediction cannot be tuned to the outcome
         atomic_write_json(root / "prediction.json", pred)
         name = rung_name(cfg, pred["size"], predict_C)
-        held, r2 = _train_all(root, {name: rung_config(cfg, pred["size"], all_sizes[pred["size"]], predict_C)}, cfg,
-                              backend, address, progress, total, len(jobs))
+        held, r2 = train_rungs(root, {name: rung_config(cfg, pred["size"], all_sizes[pred["size"]], predict_C)}, cfg.threads,
+                               cfg.gpus, cfg.retries, backend, address, progress, total, len(jobs))
         reused += r2
         s = held[name]
         prediction = iso.score_prediction(pred, s["val_loss"])

@@ -130,6 +130,47 @@ def train_rung(config: dict, out: str, threads: int = 1, command: list[str] | No
     return {"summary": summary, "reused": False, "pid": os.getpid()}
 
 
+def train_rungs(root: Path, configs: dict[str, PretrainConfig], threads: int, gpus: float, retries: int, backend: str,
+                address: str | None, progress, total: int | None = None, done0: int = 0) -> tuple[dict[str, dict], int]:
+    """Train (or reuse) every named rung under `root` with `ladder.train_rung`; returns summaries and how many were reused."""
+    total = len(configs) if total is None else total
+    summaries, todo = {}, []
+    for name, pc in configs.items():
+        path = root / name
+        if (path / "summary.json").exists():  # reuse without scheduling anything
+            diff = _config_diff(path, _normalised(asdict(pc)))
+            if diff:
+                raise UserError(f"{path}: holds a finished run with a different config ({', '.join(diff)}); "
+                                "use another --out or the same settings")
+            summaries[name] = Run(path).summary
+        else:
+            todo.append(name)
+    reused, done = len(summaries), done0 + len(summaries)
+    if progress:
+        progress(done, total)
+    if todo:
+        root.joinpath(".workers").mkdir(parents=True, exist_ok=True)
+        todo.sort(key=lambda n: -(configs[n].width or configs[n].depth) ** 2 * configs[n].total_steps)  # longest first
+        ex = make_executor(backend, address)
+        try:
+            res = Resources(num_cpus=threads, num_gpus=gpus, max_retries=retries)
+            handles = [ex.submit(train_rung, asdict(configs[n]), str(root / n), threads, list(sys.argv),
+                                 str(root / ".workers" / f"{n}.pid"), resources=res) for n in todo]
+
+            def finished(i: int, r: dict) -> None:
+                nonlocal done
+                done += 1
+                if progress:
+                    progress(done, total, rung=todo[i], loss=r["summary"]["val_loss"])
+
+            for n, r in zip(todo, ex.gather(handles, on_result=finished)):
+                summaries[n] = r["summary"]
+                reused += bool(r["reused"])
+        finally:
+            ex.close()
+    return summaries, reused
+
+
 def _row(depth: int, budget: int, summary: dict, run: str) -> dict:
     N, D = float(summary["params"]), float(summary["tokens"])
     return {"N": N, "D": D, "C": 6.0 * N * D, "loss": summary["val_loss"], "depth": depth, "tokens_budget": budget,
@@ -186,48 +227,10 @@ def run_ladder(cfg: LadderConfig, out: str, backend: str = "local", address: str
     rungs = [(d, t) for d in sorted(set(cfg.depths)) for t in sorted(set(cfg.tokens))]
     configs = {rt: rung_config(cfg, *rt) for rt in rungs}  # validates overrides before any work
     root.mkdir(parents=True, exist_ok=True)
-    (root / ".workers").mkdir(exist_ok=True)
     t0 = time.perf_counter()
-    summaries: dict[tuple[int, int], dict] = {}
-    reused: set[tuple[int, int]] = set()
-    todo = []
-    for rt in rungs:
-        path = root / rung_name(*rt)
-        want = _normalised(asdict(configs[rt]))
-        if (path / "summary.json").exists():  # reuse without scheduling anything
-            diff = _config_diff(path, want)
-            if diff:
-                raise UserError(f"{path}: holds a finished run with a different config ({', '.join(diff)}); "
-                                "use another --out or the same settings")
-            summaries[rt] = Run(path).summary
-            reused.add(rt)
-        else:
-            todo.append(rt)
-    done = len(summaries)
-    if progress:
-        progress(done, len(rungs))
-    if todo:
-        # biggest rungs first, so the longest task does not start last on a cluster
-        todo.sort(key=lambda rt: -configs[rt].depth ** 2 * rt[1])
-        ex = make_executor(backend, address)
-        try:
-            res = Resources(num_cpus=cfg.threads, num_gpus=cfg.gpus, max_retries=cfg.retries)
-            handles = [ex.submit(train_rung, asdict(configs[rt]), str(root / rung_name(*rt)), cfg.threads,
-                                 list(sys.argv), str(root / ".workers" / f"{rung_name(*rt)}.pid"), resources=res)
-                       for rt in todo]
-
-            def finished(i: int, r: dict) -> None:
-                nonlocal done
-                done += 1
-                if progress:
-                    progress(done, len(rungs), rung=rung_name(*todo[i]), loss=r["summary"]["val_loss"])
-
-            for rt, r in zip(todo, ex.gather(handles, on_result=finished)):
-                summaries[rt] = r["summary"]
-                if r["reused"]:
-                    reused.add(rt)
-        finally:
-            ex.close()
+    done, n_reused = train_rungs(root, {rung_name(*rt): configs[rt] for rt in rungs}, cfg.threads, cfg.gpus, cfg.retries,
+                                 backend, address, progress)
+    summaries = {rt: done[rung_name(*rt)] for rt in rungs}
     rows = [_row(d, t, summaries[(d, t)], rung_name(d, t)) for d, t in rungs]
     write_csv(root / "ladder.csv", rows)
     if cfg.fit:
@@ -237,7 +240,7 @@ def run_ladder(cfg: LadderConfig, out: str, backend: str = "local", address: str
     figs = plot_ladder(root, rows, fit if fit["success"] else None) if figures else []
     summary = {
         "kind": "ladder", "task": cfg.task, "backend": backend, "out": str(root), "config": asdict(cfg),
-        "rungs": rows, "trained": len(rungs) - len(reused), "reused": len(reused),
+        "rungs": rows, "trained": len(rungs) - n_reused, "reused": n_reused,
         "fit": fit, "compute_optimal": plan, "figures": figs, "ladder_csv": str(root / "ladder.csv"),
         "seconds": time.perf_counter() - t0,
     }

@@ -197,7 +197,7 @@ def describe(rows: list[dict], difficulties) -> dict:
 def run_saturation(cfg: SaturationConfig, out: str, backend: str = "local", address: str | None = None,
                    progress: Callable[..., None] | None = None, figures: bool = True) -> dict:
     """Train the ladder (reusing finished rungs), evaluate every rung at every difficulty, write csv, figure, summary."""
-    from scalinglab.train.datawall import train_rungs
+    from scalinglab.train.ladder import train_rungs
 
     check(cfg, backend)
     t0 = time.perf_counter()
