@@ -224,7 +224,7 @@ def plot_isoflop(root: Path, rows, a2, fit3: dict, prediction: dict | None, acc:
         ax.errorbar([prediction["N"]], [prediction["predicted"]], yerr=[[prediction["predicted"] - lo], [hi - prediction["predicted"]]],
                     fmt="s", color=colors[-1], mfc="none", capsize=4, label=f"predicted at C = {prediction['C']:.2g}")
         ax.plot([prediction["N"]], [prediction["measured"]], "*", color="crimson", ms=12,
-                label=f"measured ({prediction['relative_error']:+.1%})")
+                label=f"measured (the prediction was {prediction['relative_error']:+.1%} off)")
     ax.set_xscale("log")
     ax.set_xlabel("parameters N")
     ax.set_ylabel("validation loss (nats/token, held-out files)")
