@@ -1,7 +1,7 @@
 """Engine throughput vs transformers generate (same as `scalinglab bench engine --json`).
 
-    python benchmarks/bench_engine.py [--device cuda] [--sequences 64] [--new-tokens 64]
-    python benchmarks/bench_engine.py --model smollm2-135m --new-tokens 64 --repeats 3   # the real-model grid (issue 16)
+python benchmarks/bench_engine.py [--device cuda] [--sequences 64] [--new-tokens 64]
+python benchmarks/bench_engine.py --model smollm2-135m --new-tokens 64 --repeats 3   # the real-model grid (issue 16)
 """
 
 import argparse
@@ -17,5 +17,11 @@ if __name__ == "__main__":
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats (real model: interleaved rounds)")
     ap.add_argument("--model", default=None, help="a model directory or short name: the real-model grid of contenders")
     a = ap.parse_args()
-    print(json.dumps(run_benchmark(model=a.model, sequences=a.sequences, new_tokens=a.new_tokens, device=a.device, repeats=a.repeats),
-                     indent=2))
+    print(
+        json.dumps(
+            run_benchmark(
+                model=a.model, sequences=a.sequences, new_tokens=a.new_tokens, device=a.device, repeats=a.repeats
+            ),
+            indent=2,
+        )
+    )

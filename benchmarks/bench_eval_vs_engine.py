@@ -47,16 +47,37 @@ def main() -> None:
         d = s["decode"]
         longest = d["max_new_tokens"]  # the eval's cap (GSM8K: 256); its samples average fewer
         t0 = time.perf_counter()
-        res = Engine(model, tok, max_batch=64).generate([p.prompt for p in probs],
-                                                        SamplingParams(n=8, max_new_tokens=longest, ignore_eos=True, seed=r))
+        res = Engine(model, tok, max_batch=64).generate(
+            [p.prompt for p in probs], SamplingParams(n=8, max_new_tokens=longest, ignore_eos=True, seed=r)
+        )
         bench = res.generated_tokens / (time.perf_counter() - t0)
-        rounds.append({"eval_tokens_per_s": d["tokens_per_s"], "eval_generated_tokens": d["generated_tokens"],
-                       "engine_tokens_per_s": bench, "engine_new_tokens": longest, "ratio": d["tokens_per_s"] / bench})
+        rounds.append(
+            {
+                "eval_tokens_per_s": d["tokens_per_s"],
+                "eval_generated_tokens": d["generated_tokens"],
+                "engine_tokens_per_s": bench,
+                "engine_new_tokens": longest,
+                "ratio": d["tokens_per_s"] / bench,
+            }
+        )
         print(json.dumps(rounds[-1]), flush=True)
     ratios = [x["ratio"] for x in rounds]
-    print(json.dumps({"benchmark": "eval_vs_engine", "model": a.model, "problems": len(probs), "samples_per_problem": 8,
-                      "threads": torch.get_num_threads(), "rounds": rounds,
-                      "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "eval_vs_engine",
+                "model": a.model,
+                "problems": len(probs),
+                "samples_per_problem": 8,
+                "threads": torch.get_num_threads(),
+                "rounds": rounds,
+                "ratio_median": statistics.median(ratios),
+                "ratio_min": min(ratios),
+                "ratio_max": max(ratios),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

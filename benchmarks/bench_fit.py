@@ -18,12 +18,20 @@ from scalinglab.scaling import benchmark
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "reference" / benchmark.EPOCH_CSV)
+    ap.add_argument(
+        "--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "reference" / benchmark.EPOCH_CSV
+    )
     ap.add_argument("--bootstrap", type=int, default=4000)
     ap.add_argument("--full", action="store_true", help="run every SciPy start and resample (slow)")
     a = ap.parse_args()
     N, D, L = benchmark.load_epoch(a.data)
-    res = benchmark.run(N, D, L, bootstrap=a.bootstrap, naive_starts=None if a.full else 450,
-                        naive_resamples=None if a.full else 400,
-                        progress=lambda i, n, **kw: print(f"[{i}/{n}] {kw}", file=sys.stderr))
+    res = benchmark.run(
+        N,
+        D,
+        L,
+        bootstrap=a.bootstrap,
+        naive_starts=None if a.full else 450,
+        naive_resamples=None if a.full else 400,
+        progress=lambda i, n, **kw: print(f"[{i}/{n}] {kw}", file=sys.stderr),
+    )
     print(dumps(res, indent=1))

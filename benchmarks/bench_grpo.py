@@ -44,26 +44,43 @@ def accuracy(model, tok, task, n: int, seed: int, max_new_tokens: int) -> float:
 
 
 def run_ours(hf_dir: Path, args, work: Path) -> dict:
-    from scalinglab.train.grpo import GRPOConfig, train_grpo
     from scalinglab.runs import Run
+    from scalinglab.train.grpo import GRPOConfig, train_grpo
 
-    cfg = GRPOConfig(task=args.task, steps=args.steps, prompts_per_step=args.prompts, group_size=args.group,
-                     max_new_tokens=args.max_new_tokens, lr=args.lr, seed=args.seed, eval_problems=args.eval_problems, device="cpu")
+    cfg = GRPOConfig(
+        task=args.task,
+        steps=args.steps,
+        prompts_per_step=args.prompts,
+        group_size=args.group,
+        max_new_tokens=args.max_new_tokens,
+        lr=args.lr,
+        seed=args.seed,
+        eval_problems=args.eval_problems,
+        device="cpu",
+    )
     t0 = time.perf_counter()
     s = train_grpo(cfg, str(hf_dir), str(work / "ours"))
     wall = time.perf_counter() - t0
     recs = Run(work / "ours").metrics()
-    med = {k: statistics.median([r[k] for r in recs[1:] or recs])  # after the first step, like TRL's side
-           for k in ("step_seconds", "generate_seconds", "score_seconds", "train_seconds")}
-    return {**med, "wall_seconds": wall, "accuracy_before": s["accuracy_before"], "accuracy": s["accuracy"],
-            "reward_last10": s["reward_last10"]}
+    med = {
+        k: statistics.median([r[k] for r in recs[1:] or recs])  # after the first step, like TRL's side
+        for k in ("step_seconds", "generate_seconds", "score_seconds", "train_seconds")
+    }
+    return {
+        **med,
+        "wall_seconds": wall,
+        "accuracy_before": s["accuracy_before"],
+        "accuracy": s["accuracy"],
+        "reward_last10": s["reward_last10"],
+    }
 
 
 def run_trl(hf_dir: Path, args, work: Path) -> dict:
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl import GRPOConfig as TRLConfig, GRPOTrainer
+    from trl import GRPOConfig as TRLConfig
+    from trl import GRPOTrainer
 
     from scalinglab.model.hf import load_model
     from scalinglab.tasks import get_task
@@ -88,14 +105,42 @@ def run_trl(hf_dir: Path, args, work: Path) -> dict:
 
     tok = AutoTokenizer.from_pretrained(hf_dir)
     model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
-    cfg = TRLConfig(output_dir=str(work / "trl"), per_device_train_batch_size=args.prompts * args.group, num_generations=args.group,
-                    gradient_accumulation_steps=1, max_completion_length=args.max_new_tokens, temperature=1.0, top_p=1.0, top_k=0,
-                    learning_rate=args.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, adam_beta1=0.9,
-                    adam_beta2=0.95, adam_epsilon=1e-8, max_grad_norm=1.0, beta=0.0, epsilon=0.2, epsilon_high=0.28,
-                    loss_type="dapo", scale_rewards="group", max_steps=args.steps, shuffle_dataset=False, use_cpu=True, bf16=False,
-                    logging_steps=1, save_strategy="no", gradient_checkpointing=False, report_to="none", seed=args.seed, disable_tqdm=True)
-    trainer = GRPOTrainer(model=model, reward_funcs=verifier_reward, args=cfg, train_dataset=ds, processing_class=tok,
-                          callbacks=[Timer()])
+    cfg = TRLConfig(
+        output_dir=str(work / "trl"),
+        per_device_train_batch_size=args.prompts * args.group,
+        num_generations=args.group,
+        gradient_accumulation_steps=1,
+        max_completion_length=args.max_new_tokens,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        learning_rate=args.lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        adam_beta1=0.9,
+        adam_beta2=0.95,
+        adam_epsilon=1e-8,
+        max_grad_norm=1.0,
+        beta=0.0,
+        epsilon=0.2,
+        epsilon_high=0.28,
+        loss_type="dapo",
+        scale_rewards="group",
+        max_steps=args.steps,
+        shuffle_dataset=False,
+        use_cpu=True,
+        bf16=False,
+        logging_steps=1,
+        save_strategy="no",
+        gradient_checkpointing=False,
+        report_to="none",
+        seed=args.seed,
+        disable_tqdm=True,
+    )
+    trainer = GRPOTrainer(
+        model=model, reward_funcs=verifier_reward, args=cfg, train_dataset=ds, processing_class=tok, callbacks=[Timer()]
+    )
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # TRL prints its logs; keep stdout for --json
         trainer.train()
@@ -104,13 +149,19 @@ def run_trl(hf_dir: Path, args, work: Path) -> dict:
     ours.load_state_dict({k: v.float() for k, v in trainer.model.state_dict().items()}, strict=False)
     acc = accuracy(ours.eval(), our_tok, task, args.eval_problems, 777, args.max_new_tokens)
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
-    return {"step_seconds": statistics.median(times[1:] or times), "wall_seconds": wall, "accuracy": acc,
-            "reward_last10": sum(rewards[-10:]) / max(1, len(rewards[-10:]))}
+    return {
+        "step_seconds": statistics.median(times[1:] or times),
+        "wall_seconds": wall,
+        "accuracy": acc,
+        "reward_last10": sum(rewards[-10:]) / max(1, len(rewards[-10:])),
+    }
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, help="scalinglab run or model directory (e.g. from `scalinglab pretrain`)")
+    ap.add_argument(
+        "--model", required=True, help="scalinglab run or model directory (e.g. from `scalinglab pretrain`)"
+    )
     ap.add_argument("--task", default="arithmetic")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--prompts", type=int, default=16, help="problems per step")
@@ -134,8 +185,16 @@ def main(argv=None) -> dict:
     args.lr = args.lr or GRPOConfig().lr
     work = Path(tempfile.mkdtemp(prefix="bench_grpo_"))
     hf_dir = export(args.model, work / "hf")
-    res = {"task": args.task, "steps": args.steps, "prompts": args.prompts, "group": args.group, "max_new_tokens": args.max_new_tokens,
-           "lr": args.lr, "threads": torch.get_num_threads(), "cpus": len(os.sched_getaffinity(0))}
+    res = {
+        "task": args.task,
+        "steps": args.steps,
+        "prompts": args.prompts,
+        "group": args.group,
+        "max_new_tokens": args.max_new_tokens,
+        "lr": args.lr,
+        "threads": torch.get_num_threads(),
+        "cpus": len(os.sched_getaffinity(0)),
+    }
     if args.only in ("both", "ours"):
         res["scalinglab"] = run_ours(hf_dir, args, work)
     if args.only in ("both", "trl"):
@@ -149,7 +208,9 @@ def main(argv=None) -> dict:
         for side in ("scalinglab", "trl"):
             if side in res:
                 r = res[side]
-                print(f"{side:>10}: {r['step_seconds']:.3f} s/step, wall {r['wall_seconds']:.1f}s, greedy accuracy {r['accuracy']:.3f}")
+                print(
+                    f"{side:>10}: {r['step_seconds']:.3f} s/step, wall {r['wall_seconds']:.1f}s, greedy accuracy {r['accuracy']:.3f}"
+                )
         if "speedup" in res:
             print(f"speedup {res['speedup']:.2f}x, accuracy delta {res['accuracy_delta']:+.3f}")
     return res

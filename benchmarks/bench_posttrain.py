@@ -31,7 +31,12 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--pretrain-steps", type=int, default=1500)
     ap.add_argument("--model", default="", help="skip pre-training and start from this run/model")
-    ap.add_argument("--weak-steps", type=int, default=400, help="also pre-train a weaker model this long and repeat SFT/ORM/PRM on it (0 = skip)")
+    ap.add_argument(
+        "--weak-steps",
+        type=int,
+        default=400,
+        help="also pre-train a weaker model this long and repeat SFT/ORM/PRM on it (0 = skip)",
+    )
     ap.add_argument("--small", action="store_true", help="tiny settings to smoke-test the script")
     args = ap.parse_args()
 
@@ -51,29 +56,81 @@ def main() -> None:
         s = fn()
         s["stage_seconds"] = time.perf_counter() - t
         res[name] = s
-        print(f"{name}: {json.dumps({k: v for k, v in s.items() if isinstance(v, (int, float))})}", file=sys.stderr, flush=True)
+        print(
+            f"{name}: {json.dumps({k: v for k, v in s.items() if isinstance(v, (int, float))})}",
+            file=sys.stderr,
+            flush=True,
+        )
         return s
 
     model = args.model
     if not model:
-        pcfg = PretrainConfig(task="arithmetic", depth=2, steps=3 if args.small else args.pretrain_steps, seed=0, eval_problems=200, **dev)
+        pcfg = PretrainConfig(
+            task="arithmetic", depth=2, steps=3 if args.small else args.pretrain_steps, seed=0, eval_problems=200, **dev
+        )
         stage("pretrain", lambda: pretrain(pcfg, str(out / "A")))
         model = str(out / "A")
-    stage("sft_rejection", lambda: sft(override(SFTConfig(source="samples", steps=100, **dev), small), model, str(out / "sft_rs")))
-    stage("sft_solutions", lambda: sft(override(SFTConfig(source="solutions", steps=100, **dev), small), model, str(out / "sft_sol")))
+    stage(
+        "sft_rejection",
+        lambda: sft(override(SFTConfig(source="samples", steps=100, **dev), small), model, str(out / "sft_rs")),
+    )
+    stage(
+        "sft_solutions",
+        lambda: sft(override(SFTConfig(source="solutions", steps=100, **dev), small), model, str(out / "sft_sol")),
+    )
     stage("dpo", lambda: dpo(override(DPOConfig(steps=50, **dev), small), model, str(out / "dpo")))
-    stage("dpo_rpo", lambda: dpo(override(DPOConfig(steps=50, nll_weight=1.0, **dev), small), model, str(out / "dpo_rpo")))
+    stage(
+        "dpo_rpo", lambda: dpo(override(DPOConfig(steps=50, nll_weight=1.0, **dev), small), model, str(out / "dpo_rpo"))
+    )
     rm_small = {**small, "eval_problems": 10} if small else {}
-    stage("orm_bce", lambda: train_reward_model(override(RewardModelConfig(kind="orm", objective="bce", steps=200, **dev), rm_small), model, str(out / "orm")))
-    stage("orm_bt", lambda: train_reward_model(override(RewardModelConfig(kind="orm", objective="bt", num_problems=2048, steps=200, **dev), rm_small), model, str(out / "orm_bt")))
-    stage("prm", lambda: train_reward_model(override(RewardModelConfig(kind="prm", num_problems=128, steps=200, **dev), rm_small), model, str(out / "prm")))
+    stage(
+        "orm_bce",
+        lambda: train_reward_model(
+            override(RewardModelConfig(kind="orm", objective="bce", steps=200, **dev), rm_small),
+            model,
+            str(out / "orm"),
+        ),
+    )
+    stage(
+        "orm_bt",
+        lambda: train_reward_model(
+            override(RewardModelConfig(kind="orm", objective="bt", num_problems=2048, steps=200, **dev), rm_small),
+            model,
+            str(out / "orm_bt"),
+        ),
+    )
+    stage(
+        "prm",
+        lambda: train_reward_model(
+            override(RewardModelConfig(kind="prm", num_problems=128, steps=200, **dev), rm_small),
+            model,
+            str(out / "prm"),
+        ),
+    )
     if args.weak_steps and not args.model:
-        wcfg = PretrainConfig(task="arithmetic", depth=2, steps=3 if args.small else args.weak_steps, seed=0, eval_problems=200, **dev)
+        wcfg = PretrainConfig(
+            task="arithmetic", depth=2, steps=3 if args.small else args.weak_steps, seed=0, eval_problems=200, **dev
+        )
         stage("pretrain_weak", lambda: pretrain(wcfg, str(out / "W")))
         weak = str(out / "W")
-        stage("sft_rejection_weak", lambda: sft(override(SFTConfig(source="samples", steps=100, **dev), small), weak, str(out / "sft_rs_w")))
-        stage("orm_bce_weak", lambda: train_reward_model(override(RewardModelConfig(kind="orm", steps=200, **dev), rm_small), weak, str(out / "orm_w")))
-        stage("prm_weak", lambda: train_reward_model(override(RewardModelConfig(kind="prm", num_problems=128, steps=200, **dev), rm_small), weak, str(out / "prm_w")))
+        stage(
+            "sft_rejection_weak",
+            lambda: sft(override(SFTConfig(source="samples", steps=100, **dev), small), weak, str(out / "sft_rs_w")),
+        )
+        stage(
+            "orm_bce_weak",
+            lambda: train_reward_model(
+                override(RewardModelConfig(kind="orm", steps=200, **dev), rm_small), weak, str(out / "orm_w")
+            ),
+        )
+        stage(
+            "prm_weak",
+            lambda: train_reward_model(
+                override(RewardModelConfig(kind="prm", num_problems=128, steps=200, **dev), rm_small),
+                weak,
+                str(out / "prm_w"),
+            ),
+        )
     print(json.dumps(res, default=str))
 
 

@@ -27,8 +27,15 @@ from pathlib import Path
 from scalinglab.testtime.stats import majority_correct, paired_bootstrap
 
 
-def run(task_name: str, model_dir: str, problems_n: int, temperatures: list[float], ns: list[int],
-        sample_seed: int = 1, eval_seed: int = 777) -> dict:
+def run(
+    task_name: str,
+    model_dir: str,
+    problems_n: int,
+    temperatures: list[float],
+    ns: list[int],
+    sample_seed: int = 1,
+    eval_seed: int = 777,
+) -> dict:
     from scalinglab.model.hf import load_model
     from scalinglab.tasks import get_task
     from scalinglab.testtime.evaluate import EvalConfig, evaluate
@@ -43,16 +50,30 @@ def run(task_name: str, model_dir: str, problems_n: int, temperatures: list[floa
     temps = []
     for t in temperatures:
         t0 = time.perf_counter()
-        m = evaluate(model, tok, task, problems, EvalConfig(strategy="majority", ns=tuple(ns), temperature=t, seed=sample_seed))
+        m = evaluate(
+            model, tok, task, problems, EvalConfig(strategy="majority", ns=tuple(ns), temperature=t, seed=sample_seed)
+        )
         secs[f"majority_T{t}"] = round(time.perf_counter() - t0, 1)
         top = majority_correct(m, max(ns), task, problems)
         lo, hi = paired_bootstrap(top, greedy)
-        temps.append({"temperature": t,
-                      "majority": {str(p["n"]): p["accuracy"] for p in m["points"]},
-                      "pass_at_k": {str(p["n"]): round(p["pass_at_k"], 4) for p in m["points"]},
-                      "delta": round((sum(top) - sum(greedy)) / len(top), 4), "ci95": [round(lo, 4), round(hi, 4)]})
-    return {"task": task_name, "model": str(model_dir), "problems": problems_n, "eval_seed": eval_seed,
-            "greedy": sum(greedy) / len(greedy), "temperatures": temps, "seconds": secs}
+        temps.append(
+            {
+                "temperature": t,
+                "majority": {str(p["n"]): p["accuracy"] for p in m["points"]},
+                "pass_at_k": {str(p["n"]): round(p["pass_at_k"], 4) for p in m["points"]},
+                "delta": round((sum(top) - sum(greedy)) / len(top), 4),
+                "ci95": [round(lo, 4), round(hi, 4)],
+            }
+        )
+    return {
+        "task": task_name,
+        "model": str(model_dir),
+        "problems": problems_n,
+        "eval_seed": eval_seed,
+        "greedy": sum(greedy) / len(greedy),
+        "temperatures": temps,
+        "seconds": secs,
+    }
 
 
 def main() -> None:
@@ -64,8 +85,11 @@ def main() -> None:
     ap.add_argument("--temperatures", default="0.7,1.0")
     ap.add_argument("--n", default="1,4,16")
     ap.add_argument("--problems", type=int, default=200)
-    ap.add_argument("--one-route", action="store_true",
-                    help="the control: arithmetic-paths with every solution left to right (one path per problem)")
+    ap.add_argument(
+        "--one-route",
+        action="store_true",
+        help="the control: arithmetic-paths with every solution left to right (one path per problem)",
+    )
     ap.add_argument("--out", default="", help="where the pre-trained run goes (default: a temporary directory)")
     args = ap.parse_args()
 
@@ -86,9 +110,19 @@ def main() -> None:
         print(f"pre-training {args.task} depth 2, {args.steps} steps, seed {args.seed} -> {out}", file=sys.stderr)
         pretrain(PretrainConfig(task=args.task, depth=2, steps=args.steps, seed=args.seed, eval_problems=0), out)
         model, train_s = out, time.perf_counter() - t0
-    res = run(args.task, model, args.problems, [float(t) for t in args.temperatures.split(",")],
-              sorted(int(n) for n in args.n.split(",")))
-    res = {**res, "one_route": args.one_route, "steps": args.steps if not args.model else None, "seed": args.seed if not args.model else None}
+    res = run(
+        args.task,
+        model,
+        args.problems,
+        [float(t) for t in args.temperatures.split(",")],
+        sorted(int(n) for n in args.n.split(",")),
+    )
+    res = {
+        **res,
+        "one_route": args.one_route,
+        "steps": args.steps if not args.model else None,
+        "seed": args.seed if not args.model else None,
+    }
     res["seconds"] = {"pretrain": round(train_s, 1), **res["seconds"], "total": round(time.perf_counter() - t0, 1)}
     print(json.dumps(res))
 

@@ -30,13 +30,42 @@ from pathlib import Path
 
 import torch
 
-QWEN_05B = dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                num_key_value_heads=2, head_dim=64, rope_theta=1e6, max_position_embeddings=32768, tie_word_embeddings=True,
-                attention_bias=True, arch="qwen2")
-LLAMA_8B = dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                num_key_value_heads=8, head_dim=128, rope_theta=5e5, max_position_embeddings=131072, tie_word_embeddings=False)
-TINY = dict(vocab_size=128, hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=2,
-            num_key_value_heads=1, head_dim=32, max_position_embeddings=4096)
+QWEN_05B = dict(
+    vocab_size=151936,
+    hidden_size=896,
+    intermediate_size=4864,
+    num_hidden_layers=24,
+    num_attention_heads=14,
+    num_key_value_heads=2,
+    head_dim=64,
+    rope_theta=1e6,
+    max_position_embeddings=32768,
+    tie_word_embeddings=True,
+    attention_bias=True,
+    arch="qwen2",
+)
+LLAMA_8B = dict(
+    vocab_size=128256,
+    hidden_size=4096,
+    intermediate_size=14336,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=128,
+    rope_theta=5e5,
+    max_position_embeddings=131072,
+    tie_word_embeddings=False,
+)
+TINY = dict(
+    vocab_size=128,
+    hidden_size=64,
+    intermediate_size=176,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    head_dim=32,
+    max_position_embeddings=4096,
+)
 
 
 def sync(dev: torch.device) -> None:
@@ -61,7 +90,10 @@ def random_model(shape: dict, dev: torch.device, dtype: torch.dtype):
 
 def copy_bandwidth(dev: torch.device, gib: float) -> dict:
     n = int(gib * 2**30) // 4
-    src, dst = torch.empty(n, dtype=torch.float32, device=dev).normal_(), torch.empty(n, dtype=torch.float32, device=dev)
+    src, dst = (
+        torch.empty(n, dtype=torch.float32, device=dev).normal_(),
+        torch.empty(n, dtype=torch.float32, device=dev),
+    )
     best = float("inf")
     for _ in range(5):
         sync(dev)
@@ -105,8 +137,17 @@ def case_a(dev, dtype, small: bool) -> dict:
 
     def run_hf():
         with torch.no_grad():
-            return hf.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=1.0, top_k=0,
-                               top_p=1.0, max_new_tokens=new, min_new_tokens=new, pad_token_id=0)
+            return hf.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=True,
+                temperature=1.0,
+                top_k=0,
+                top_p=1.0,
+                max_new_tokens=new,
+                min_new_tokens=new,
+                pad_token_id=0,
+            )
 
     s = timed(run_hf)
     out["transformers"] = {"seconds": s, "tokens_per_s": seqs * new / s}
@@ -132,8 +173,15 @@ def case_b(dev, dtype, small: bool, copy_bps: float | None) -> dict:
     kv_per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * torch.finfo(dtype).bits // 8
     spec = from_hf_config(TINY if small else LLAMA_8B, name="tiny" if small else "Llama-3.1-8B shape")
     h200 = StepModel(spec, get_hardware("H200"), ServeConfig(weights_dtype="bf16", kv_dtype="bf16"))
-    roof = (StepModel(spec, get_hardware("H200").with_(hbm_tbps=copy_bps / 1e12, mbu=1.0, mfu=1.0), ServeConfig(weights_dtype="bf16", kv_dtype="bf16"))
-            if copy_bps else None)
+    roof = (
+        StepModel(
+            spec,
+            get_hardware("H200").with_(hbm_tbps=copy_bps / 1e12, mbu=1.0, mfu=1.0),
+            ServeConfig(weights_dtype="bf16", kv_dtype="bf16"),
+        )
+        if copy_bps
+        else None
+    )
     rows = []
     for b, c in points:
         row = {"batch": b, "context": c}
@@ -141,8 +189,12 @@ def case_b(dev, dtype, small: bool, copy_bps: float | None) -> dict:
             try:
                 t = decode_step_seconds(eng, b, c, compiled=compiled)
                 moved = weight_bytes + b * c * kv_per_token
-                row[name] = {"step_ms": t * 1e3, "tokens_per_s": b / t, "bytes_per_s": moved / t,
-                             "fraction_of_copy": moved / t / copy_bps if copy_bps else None}
+                row[name] = {
+                    "step_ms": t * 1e3,
+                    "tokens_per_s": b / t,
+                    "bytes_per_s": moved / t,
+                    "fraction_of_copy": moved / t / copy_bps if copy_bps else None,
+                }
             except Exception as e:  # noqa: BLE001 - e.g. out of memory at one point: record it, go on
                 row[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
             if dev.type == "cuda":
@@ -167,8 +219,13 @@ def main() -> None:
     a = ap.parse_args()
     dev = torch.device(a.device)
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
-    res: dict = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", "torch": torch.__version__,
-                 "date": time.strftime("%Y-%m-%d"), "small": a.small, "dtype": str(dtype)}
+    res: dict = {
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "small": a.small,
+        "dtype": str(dtype),
+    }
 
     def save() -> None:
         if a.out:

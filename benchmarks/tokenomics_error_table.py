@@ -38,10 +38,22 @@ if not CSV.exists():
     CSV = ROOT.parent / "shared" / "reference" / "serving_measurements.csv"
 
 # Qwen/Qwen3-235B-A22B config.json (head_dim 128; all 94 layers MoE). Not in the catalog, used only here.
-QWEN3_235B = from_hf_config({"model_type": "qwen3_moe", "num_hidden_layers": 94, "hidden_size": 4096,
-                             "num_attention_heads": 64, "num_key_value_heads": 4, "head_dim": 128,
-                             "intermediate_size": 12288, "moe_intermediate_size": 1536, "num_experts": 128,
-                             "num_experts_per_tok": 8, "vocab_size": 151936}, name="Qwen3-235B-A22B")
+QWEN3_235B = from_hf_config(
+    {
+        "model_type": "qwen3_moe",
+        "num_hidden_layers": 94,
+        "hidden_size": 4096,
+        "num_attention_heads": 64,
+        "num_key_value_heads": 4,
+        "head_dim": 128,
+        "intermediate_size": 12288,
+        "moe_intermediate_size": 1536,
+        "num_experts": 128,
+        "num_experts_per_tok": 8,
+        "vocab_size": 151936,
+    },
+    name="Qwen3-235B-A22B",
+)
 
 
 def model_for(name: str):
@@ -77,8 +89,17 @@ def trtllm_rows(rows):
         cap = memory_plan(m, hw, cfg).max_batch(isl + osl)
         n_req = int(min(max(3 * cap, 300), 3000))
         pred = simulate(step, Workload(str(isl), str(osl), n_requests=n_req))["output_tokens_per_s"]
-        out.append(("TRT-LLM", f"{r['model']}", f"{n}x{r['hardware']} {r['precision']}", f"{isl}/{osl}",
-                    "output tok/s", float(r["value"]), pred))
+        out.append(
+            (
+                "TRT-LLM",
+                f"{r['model']}",
+                f"{n}x{r['hardware']} {r['precision']}",
+                f"{isl}/{osl}",
+                "output tok/s",
+                float(r["value"]),
+                pred,
+            )
+        )
     return out
 
 
@@ -92,13 +113,25 @@ def nim_rows(rows):
         m, hw, n = model_for(r0["model"]), hw_for(r0["hardware"]), int(r0["n_gpus"])
         step = StepModel(m, hw, cfg_for(r0["precision"], n, m))
         sim = simulate(step, Workload(isl, osl, n_requests=max(8 * c, 40), concurrency=c, warmup=2 * c))
-        pred = {"ttft_mean": sim["ttft_s"]["mean"] * 1e3, "itl_mean": sim["tpot_s"]["mean"] * 1e3,
-                "output_throughput": sim["output_tokens_per_s"]}
+        pred = {
+            "ttft_mean": sim["ttft_s"]["mean"] * 1e3,
+            "itl_mean": sim["tpot_s"]["mean"] * 1e3,
+            "output_throughput": sim["output_tokens_per_s"],
+        }
         for k in ("ttft_mean", "itl_mean", "output_throughput"):
             if k in metrics:
                 unit = "ms" if k != "output_throughput" else "tok/s"
-                out.append(("NIM", r0["model"], f"{n}x{r0['hardware']} FP8", f"{isl}/{osl} c={c}",
-                            f"{k} ({unit})", float(metrics[k]["value"]), pred[k]))
+                out.append(
+                    (
+                        "NIM",
+                        r0["model"],
+                        f"{n}x{r0['hardware']} FP8",
+                        f"{isl}/{osl} c={c}",
+                        f"{k} ({unit})",
+                        float(metrics[k]["value"]),
+                        pred[k],
+                    )
+                )
     return out
 
 
@@ -108,18 +141,22 @@ def fleet_rows():
     out = []
     ds = get_model("DeepSeek-V3")
     # DeepSeek decode: EP144 (18 nodes), data-parallel attention, avg KV length 4,989 per output token
-    for label, hw, ep, ctx, meas in (("DeepSeek decode EP144", "H800", 144, 4989, 14800),
-                                     ("SGLang decode EP72", "H100", 72, 2000 + 100, 22300)):
+    for label, hw, ep, ctx, meas in (
+        ("DeepSeek decode EP144", "H800", 144, 4989, 14800),
+        ("SGLang decode EP72", "H100", 72, 2000 + 100, 22300),
+    ):
         cfg = ServeConfig(par=Parallel(tp=1, ep=ep), weights_dtype="fp8", kv_dtype="bf16", max_num_seqs=256)
         step = StepModel(ds, hw_for(hw), cfg)
         b = memory_plan(ds, hw_for(hw), cfg).max_batch(ctx)
         pred = b / step.decode(b, ctx).seconds / (ep / 8)
-        out.append(("fleet", "DeepSeek-V3/R1", f"{label} ({b // ep}/GPU)", f"ctx {ctx}", "output tok/s per node",
-                    meas, pred))
+        out.append(
+            ("fleet", "DeepSeek-V3/R1", f"{label} ({b // ep}/GPU)", f"ctx {ctx}", "output tok/s per node", meas, pred)
+        )
     # prefill pools: tokens computed per node per second (DeepSeek's 73.7k includes 56.3% cache hits)
-    for label, hw, ep, isl, meas in (("DeepSeek prefill EP32 (computed tokens)", "H800", 32, 4000,
-                                      73700 * (1 - 0.563)),
-                                     ("SGLang prefill EP32", "H100", 32, 4000, 50302)):
+    for label, hw, ep, isl, meas in (
+        ("DeepSeek prefill EP32 (computed tokens)", "H800", 32, 4000, 73700 * (1 - 0.563)),
+        ("SGLang prefill EP32", "H100", 32, 4000, 50302),
+    ):
         cfg = ServeConfig(par=Parallel(tp=1, ep=ep), weights_dtype="fp8", max_num_batched_tokens=16384)
         step = StepModel(ds, hw_for(hw), cfg)
         per_group = max(1, 16384 // isl)
@@ -138,15 +175,25 @@ def ratio_rows():
     inter = h100.decode(b, 10_000).seconds / h200.decode(b, 10_000).seconds
     w = Workload("1000", "19000", n_requests=200)
     thr = simulate(h200, w)["output_tokens_per_s"] / simulate(h100, w)["output_tokens_per_s"]
-    return [("SemiAnalysis", "Llama-3.1-405B", "8xH200 vs 8xH100 FP8", "1k/19k iso batch 16",
-             "interactivity gain (x)", 1.43, inter),
-            ("SemiAnalysis", "Llama-3.1-405B", "8xH200 vs 8xH100 FP8", "1k/19k max batch",
-             "throughput gain (x)", 3.0, thr)]
+    return [
+        (
+            "SemiAnalysis",
+            "Llama-3.1-405B",
+            "8xH200 vs 8xH100 FP8",
+            "1k/19k iso batch 16",
+            "interactivity gain (x)",
+            1.43,
+            inter,
+        ),
+        ("SemiAnalysis", "Llama-3.1-405B", "8xH200 vs 8xH100 FP8", "1k/19k max batch", "throughput gain (x)", 3.0, thr),
+    ]
 
 
 def table(rows) -> str:
-    lines = ["| source | model | setup | in/out | metric | measured | predicted | error |",
-             "|---|---|---|---|---|---:|---:|---:|"]
+    lines = [
+        "| source | model | setup | in/out | metric | measured | predicted | error |",
+        "|---|---|---|---|---|---:|---:|---:|",
+    ]
     for src, model, setup, io, metric, meas, pred in rows:
         err = (pred - meas) / meas
         lines.append(f"| {src} | {model} | {setup} | {io} | {metric} | {meas:,.4g} | {pred:,.4g} | {err:+.0%} |")
@@ -180,9 +227,11 @@ def main() -> None:
     if args.summary_only:
         print(summary(results))
         return
-    text = (f"{summary(results)}\n\n{table(results)}\n\n"
-            f"_{len(results)} rows, generated by `benchmarks/tokenomics_error_table.py` in {secs:.0f} s "
-            f"(2-core x86_64 CPU)._")
+    text = (
+        f"{summary(results)}\n\n{table(results)}\n\n"
+        f"_{len(results)} rows, generated by `benchmarks/tokenomics_error_table.py` in {secs:.0f} s "
+        f"(2-core x86_64 CPU)._"
+    )
     if args.write:
         doc = args.write.read_text()
         start, end = "<!-- error-table:start -->", "<!-- error-table:end -->"

@@ -1,6 +1,6 @@
 """Code lines per module (STYLE.md example 14): a file over ~400 lines is a prompt to rethink.
 
-    python scripts/loc.py            packages and their largest files
+python scripts/loc.py            packages and their largest files
 """
 
 import sys

@@ -16,6 +16,9 @@ export TOKENIZERS_PARALLELISM=false
 SLOW=${SLOW:-0}
 marker="not slow"
 [ "$SLOW" = 1 ] && marker=""
+# the formatter and the linter first (pyproject.toml's [tool.ruff]): a fix is `ruff format . && ruff check --fix .`
+.venv/bin/ruff format --check --quiet . || { echo "test: files need 'ruff format' (run: .venv/bin/ruff format .)" >&2; exit 1; }
+.venv/bin/ruff check --quiet . || { echo "test: 'ruff check' found problems" >&2; exit 1; }
 status=0
 .venv/bin/python -m pytest -m "$marker" -p no:cacheprovider --timeout 900 "$@" || status=$?
 if [ "$status" = 5 ]; then

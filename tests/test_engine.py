@@ -1,6 +1,5 @@
 """Engine correctness: KV-cache decoding equals full forward passes, in both cache modes."""
 
-
 import pytest
 import torch
 
@@ -139,8 +138,11 @@ def test_compiled_decode_matches_eager(tiny_model):
     from scalinglab.engine.compiled import CompiledDecode
 
     model, tok = tiny_model
-    for params in (SamplingParams(greedy=True, max_new_tokens=12), SamplingParams(temperature=0.8, max_new_tokens=12, seed=3),
-                   SamplingParams(top_k=5, max_new_tokens=12, seed=4)):
+    for params in (
+        SamplingParams(greedy=True, max_new_tokens=12),
+        SamplingParams(temperature=0.8, max_new_tokens=12, seed=3),
+        SamplingParams(top_k=5, max_new_tokens=12, seed=4),
+    ):
         ref = Engine(model, tok, max_batch=4).generate(PROMPTS, params)
         got = Engine(model, tok, max_batch=4, compile=True).generate(PROMPTS, params)
         assert got.decode_path == "compiled" and ref.decode_path == "native"
@@ -148,7 +150,9 @@ def test_compiled_decode_matches_eager(tiny_model):
         for a, b in zip(ref.generations, got.generations):
             assert a.completions[0].token_ids == b.completions[0].token_ids, params
             assert a.completions[0].logprobs == pytest.approx(b.completions[0].logprobs, abs=1e-4)
-        assert got.generated_tokens == ref.generated_tokens and got.generated_flops == pytest.approx(ref.generated_flops)
+        assert got.generated_tokens == ref.generated_tokens and got.generated_flops == pytest.approx(
+            ref.generated_flops
+        )
 
 
 def test_decode_attention_kernel_matches_softmax_attention():
@@ -187,25 +191,41 @@ def test_compiled_step_attention_paths_agree(tiny_model):
     kv = torch.randn(cfg.num_hidden_layers, 2, S, cfg.num_key_value_heads, T, cfg.head_dim)
     angles = torch.arange(T).float()[:, None] * model.inv_freq
     layers = [(a.weight, w, b, o, c.weight, gu, d) for a, w, b, o, c, gu, d in eng._fused()]
-    args = (torch.tensor([5, 9, 11]), torch.tensor([0, 3, 6]), kv, angles.cos(), angles.sin(), model.model.embed_tokens.weight,
-            layers, model.model.norm.weight, model.lm_head.weight, (cfg.num_attention_heads, cfg.num_key_value_heads),
-            cfg.rms_norm_eps, torch.rand(S, cfg.vocab_size), torch.tensor(1.0))
+    args = (
+        torch.tensor([5, 9, 11]),
+        torch.tensor([0, 3, 6]),
+        kv,
+        angles.cos(),
+        angles.sin(),
+        model.model.embed_tokens.weight,
+        layers,
+        model.model.norm.weight,
+        model.lm_head.weight,
+        (cfg.num_attention_heads, cfg.num_key_value_heads),
+        cfg.rms_norm_eps,
+        torch.rand(S, cfg.vocab_size),
+        torch.tensor(1.0),
+    )
     with torch.inference_mode():
         fused, kernel = decode_step(*args, kernel=False), decode_step(*args, kernel=True)
     assert torch.allclose(fused[2], kernel[2], atol=1e-4)  # logits
     assert torch.equal(fused[0], kernel[0])
 
 
-@pytest.mark.parametrize("params,max_batch", [
-    (SamplingParams(max_new_tokens=14, ignore_eos=True, seed=1), 64),  # one call does every step
-    (SamplingParams(max_new_tokens=14, temperature=0.7, seed=2), 4),  # EOS, refills, compaction
-    (SamplingParams(n=3, max_new_tokens=12, temperature=1.3, seed=3), 8),  # shared prompts, groups finish apart
-    (SamplingParams(n=2, max_new_tokens=12, stop=("=", "9"), seed=4), 6),  # stop strings: one step per call
-    (SamplingParams(greedy=True, max_new_tokens=12), 3),
-    (SamplingParams(n=2, max_new_tokens=12, top_k=5, temperature=1.5, seed=5), 6),
-    (SamplingParams(max_new_tokens=12, top_p=0.8, seed=6), 4),
-    (SamplingParams(n=2, max_new_tokens=12, top_k=20, top_p=0.9, temperature=2.0, seed=7), 4),
-], ids=["ignore-eos", "eos-refill", "shared-n3", "stop-strings", "greedy", "top-k", "top-p", "top-k-and-p"])
+@pytest.mark.parametrize(
+    "params,max_batch",
+    [
+        (SamplingParams(max_new_tokens=14, ignore_eos=True, seed=1), 64),  # one call does every step
+        (SamplingParams(max_new_tokens=14, temperature=0.7, seed=2), 4),  # EOS, refills, compaction
+        (SamplingParams(n=3, max_new_tokens=12, temperature=1.3, seed=3), 8),  # shared prompts, groups finish apart
+        (SamplingParams(n=2, max_new_tokens=12, stop=("=", "9"), seed=4), 6),  # stop strings: one step per call
+        (SamplingParams(greedy=True, max_new_tokens=12), 3),
+        (SamplingParams(n=2, max_new_tokens=12, top_k=5, temperature=1.5, seed=5), 6),
+        (SamplingParams(max_new_tokens=12, top_p=0.8, seed=6), 4),
+        (SamplingParams(n=2, max_new_tokens=12, top_k=20, top_p=0.9, temperature=2.0, seed=7), 4),
+    ],
+    ids=["ignore-eos", "eos-refill", "shared-n3", "stop-strings", "greedy", "top-k", "top-p", "top-k-and-p"],
+)
 def test_native_loop_matches_python_step(params, max_batch, monkeypatch):
     """The C++ decode loop samples the Python path's tokens (same generator draws) and records them alike.
 
@@ -233,7 +253,11 @@ def test_native_loop_matches_python_step(params, max_batch, monkeypatch):
             assert (x.token_ids, x.finish_reason, x.text) == (y.token_ids, y.finish_reason, y.text)
             assert x.logprobs == pytest.approx(y.logprobs, abs=1e-5)
             reasons.add(x.finish_reason)
-    assert (native.steps, native.generated_tokens, native.prompt_tokens) == (ref.steps, ref.generated_tokens, ref.prompt_tokens)
+    assert (native.steps, native.generated_tokens, native.prompt_tokens) == (
+        ref.steps,
+        ref.generated_tokens,
+        ref.prompt_tokens,
+    )
     if params.stop:
         assert "stop" in reasons  # the stop strings really ended samples
     if params.ignore_eos:
@@ -264,6 +288,6 @@ def test_native_prefill_matches_pytorch_prefill(tiny_model, n):
     # keys/values of each prompt's real tokens (PyTorch also writes its padding, which nothing reads)
     kv = [torch.stack([c.ks, c.vs]) if n == 1 else torch.stack([c.kp, c.vp]) for c in caches]  # (2, L, rows, Hkv, T, D)
     for g, x in zip([2, 0], ids):
-        assert torch.allclose(kv[1][:, :, g, :, :len(x)], kv[0][:, :, g, :, :len(x)], atol=1e-5)
-        assert kv[1][:, :, g, :, :len(x)].abs().sum() > 0
+        assert torch.allclose(kv[1][:, :, g, :, : len(x)], kv[0][:, :, g, :, : len(x)], atol=1e-5)
+        assert kv[1][:, :, g, :, : len(x)].abs().sum() > 0
     assert kv[1][:, :, 1].abs().sum() == 0  # group 1 was not prefilled: untouched

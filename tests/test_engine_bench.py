@@ -20,5 +20,8 @@ def test_real_model_grid_reports_every_contender(tmp_path, monkeypatch):
             assert 0 < r["min"] <= r["tokens_per_s"] <= r["max"] and math.isfinite(r["vs_transformers_fp32"])
         assert row["transformers_fp32"]["vs_transformers_fp32"] == 1.0
     assert len(res["load_average_per_round"]) == 2 and res["scalinglab_decode_path"] == "native"
-    for name, pkg in (("ctranslate2", "ctranslate2"), ("llama.cpp", "llama_cpp")):  # absent engines: skipped with a note
+    for name, pkg in (
+        ("ctranslate2", "ctranslate2"),
+        ("llama.cpp", "llama_cpp"),
+    ):  # absent engines: skipped with a note
         assert (name in res["skipped"]) == (importlib.util.find_spec(pkg) is None)

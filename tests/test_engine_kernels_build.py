@@ -54,8 +54,10 @@ def test_two_checkouts_never_evict_each_other(tmp_path):
     if not kernels.build_info():
         pytest.skip(f"C++ kernels cannot be built here: {kernels._FAILED}")
     other = _copy(tmp_path, "other", "// another checkout's edit\n")
-    prog = ("import sys; from pathlib import Path; from scalinglab.engine import kernels as k; "
-            f"i = k._load(Path({str(other)!r}), Path({str(tmp_path / 'root')!r})); print(i['compiled'])")
+    prog = (
+        "import sys; from pathlib import Path; from scalinglab.engine import kernels as k; "
+        f"i = k._load(Path({str(other)!r}), Path({str(tmp_path / 'root')!r})); print(i['compiled'])"
+    )
     first = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, check=True).stdout.split()
     again = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, check=True).stdout.split()
     mine = subprocess.run([sys.executable, "-c", LOAD], capture_output=True, text=True, check=True).stdout.split()

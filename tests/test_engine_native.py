@@ -22,8 +22,17 @@ def wide_model():
     that are not multiples of 16 (partial panels): gate/up 2 x 676 rows."""
     assert decode_steps() is not None  # set-up builds the extension: no silent fallback here
     torch.manual_seed(11)
-    cfg = ModelConfig.from_depth(2, vocab_size=128, arch="qwen2", attention_bias=True, tie_word_embeddings=False,
-                                 hidden_size=256, intermediate_size=676, num_attention_heads=8, num_key_value_heads=2)
+    cfg = ModelConfig.from_depth(
+        2,
+        vocab_size=128,
+        arch="qwen2",
+        attention_bias=True,
+        tie_word_embeddings=False,
+        hidden_size=256,
+        intermediate_size=676,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+    )
     model = Transformer(cfg).eval()
     with torch.no_grad():
         for prm in model.parameters():
@@ -42,7 +51,9 @@ def _rounded(model, matrices_only: bool = True):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("M,N,K", [(1, 16, 8), (2, 37, 576), (5, 1000, 64), (6, 48, 33), (7, 3072, 576), (13, 100, 256)])
+@pytest.mark.parametrize(
+    "M,N,K", [(1, 16, 8), (2, 37, 576), (5, 1000, 64), (6, 48, 33), (7, 3072, 576), (13, 100, 256)]
+)
 def test_linear_packed_matches_linear(M, N, K, dtype):
     op = linear_packed()
     assert op is not None
@@ -52,15 +63,19 @@ def test_linear_packed_matches_linear(M, N, K, dtype):
     got = op(x, pack_weight(w, dtype), N, b)
     ref = torch.nn.functional.linear(x.double(), wr.double(), b.double()).float()
     assert got.shape == (M, N)
-    assert torch.allclose(got, ref, rtol=1e-5, atol=1e-4 * K ** 0.5)
+    assert torch.allclose(got, ref, rtol=1e-5, atol=1e-4 * K**0.5)
     no_bias = op(x, pack_weight(w, dtype), N, None)
     assert torch.allclose(no_bias + b, got, atol=1e-4)
 
 
-@pytest.mark.parametrize("params,max_batch", [
-    (SamplingParams(n=2, max_new_tokens=12, temperature=0.8, seed=2), 4),  # EOS, refills, shared prompts
-    (SamplingParams(greedy=True, max_new_tokens=12), 8),
-], ids=["sampled-n2", "greedy"])
+@pytest.mark.parametrize(
+    "params,max_batch",
+    [
+        (SamplingParams(n=2, max_new_tokens=12, temperature=0.8, seed=2), 4),  # EOS, refills, shared prompts
+        (SamplingParams(greedy=True, max_new_tokens=12), 8),
+    ],
+    ids=["sampled-n2", "greedy"],
+)
 def test_bf16_weights_sample_the_rounded_models_tokens(wide_model, params, max_batch, monkeypatch):
     """bf16 matrices (widened in registers, float32 arithmetic; norms and biases stay float32) give exactly
     the tokens of the float32 path run on the same matrices rounded to bf16: native loop, and the Python
@@ -88,7 +103,9 @@ def test_a_bf16_model_runs_natively(wide_model):
     b = Engine(copy.deepcopy(rounded).to(torch.bfloat16), tok, max_batch=8).generate(PROMPTS, params)
     f = Engine(rounded, tok, max_batch=8).generate(PROMPTS, params)
     assert b.decode_path == "native"
-    assert [c.token_ids for g in b.generations for c in g.completions] == [c.token_ids for g in f.generations for c in g.completions]
+    assert [c.token_ids for g in b.generations for c in g.completions] == [
+        c.token_ids for g in f.generations for c in g.completions
+    ]
 
 
 def test_thread_count_does_not_change_tokens(wide_model):

@@ -33,12 +33,15 @@ COMMANDS = {
 }
 
 TRUNCATED = {"tokenomics": b'{"num_hidden_layers": 2, "hidden_si', "fit": b"N,D,loss\n1e6,2e9,3.1\n1e7,2e"}
-KINDS = {"binary": b"\x00\xff\xfe\x89PNG\r\n\x1a\n\xc3\x28", "empty": b"", "directory": None,
-         "truncated": b'{"id": "a", "prompt": "1+1=?", "ans'}
+KINDS = {
+    "binary": b"\x00\xff\xfe\x89PNG\r\n\x1a\n\xc3\x28",
+    "empty": b"",
+    "directory": None,
+    "truncated": b'{"id": "a", "prompt": "1+1=?", "ans',
+}
 
 # readers this engineer does not own (what each needs is in the reason)
-PENDING = {
-}
+PENDING = {}
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +77,10 @@ def test_bad_file_input_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeyp
     else:
         inp.write_bytes(TRUNCATED.get(cmd, KINDS[kind]) if kind == "truncated" else KINDS[kind])
     before = sorted(os.listdir(tmp_path))
-    args = [a.replace("FILE", str(inp)).replace("OUT", str(tmp_path / "out")).replace("MODEL", str(model_dir)) for a in COMMANDS[cmd]]
+    args = [
+        a.replace("FILE", str(inp)).replace("OUT", str(tmp_path / "out")).replace("MODEL", str(model_dir))
+        for a in COMMANDS[cmd]
+    ]
     try:
         main(args)
         code = 0

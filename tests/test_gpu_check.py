@@ -14,8 +14,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_gpu_check_small_on_cpu(tmp_path):
     out = tmp_path / "gpu_check.json"
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--small", "--device", "cpu", "--out", str(out)],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--small", "--device", "cpu", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(out.read_text())
     assert res["copy"]["bytes_per_s"] > 0

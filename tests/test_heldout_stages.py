@@ -61,8 +61,10 @@ def test_pretrain_stream_keeps_train_problems_and_validation_keeps_eval_problems
 def test_pretrain_run_records_heldout_overlap(tmp_path):
     from scalinglab.train.pretrain import PretrainConfig, pretrain
 
-    s = pretrain(PretrainConfig(depth=1, steps=3, batch_size=2, seq_len=32, eval_problems=40, val_tokens=256, device="cpu"),
-                 str(tmp_path / "A"))
+    s = pretrain(
+        PretrainConfig(depth=1, steps=3, batch_size=2, seq_len=32, eval_problems=40, val_tokens=256, device="cpu"),
+        str(tmp_path / "A"),
+    )
     assert s["heldout_overlap"] == 0
     assert json.loads((tmp_path / "A" / "summary.json").read_text())["heldout_overlap"] == 0
 
@@ -105,8 +107,19 @@ def _fake_samples(model, tok, task, problems, k, temperature, seed, **kw):
     rows = []
     for p in problems:
         for j, c in enumerate((p.solution, p.solution.replace(f"A: {p.answer}", f"A: {int(p.answer) + 1}"))):
-            rows.append({"id": f"{p.id}#{j}", "problem_id": p.id, "task": p.task, "prompt": p.prompt, "answer": p.answer,
-                         "completion": c, "correct": j == 0, "verifier_error": False, "finish_reason": "stop"})
+            rows.append(
+                {
+                    "id": f"{p.id}#{j}",
+                    "problem_id": p.id,
+                    "task": p.task,
+                    "prompt": p.prompt,
+                    "answer": p.answer,
+                    "completion": c,
+                    "correct": j == 0,
+                    "verifier_error": False,
+                    "finish_reason": "stop",
+                }
+            )
     return rows
 
 
@@ -119,8 +132,11 @@ def test_dpo_and_reward_model_training_sets_have_no_eval_problem(tiny, tmp_path,
     s = dpo_mod.dpo(dpo_mod.DPOConfig(num_problems=1500, eval_problems=200, **SMALL), str(tiny), str(tmp_path / "D"))
     prompts = [r["prompt"] for r in read_jsonl(tmp_path / "D" / "data.jsonl")]
     assert len(set(prompts)) > 1000 and _leaks(prompts) == 0 and s["heldout_overlap"] == 0
-    r = rm_mod.train_reward_model(rm_mod.RewardModelConfig(num_problems=1500, eval_problems=200, eval_samples=2, **SMALL),
-                                  str(tiny), str(tmp_path / "R"))
+    r = rm_mod.train_reward_model(
+        rm_mod.RewardModelConfig(num_problems=1500, eval_problems=200, eval_samples=2, **SMALL),
+        str(tiny),
+        str(tmp_path / "R"),
+    )
     prompts = [x["prompt"] for x in read_jsonl(tmp_path / "R" / "data.jsonl")]
     assert len(set(prompts)) > 1000 and _leaks(prompts) == 0 and r["heldout_overlap"] == 0
 
@@ -129,7 +145,9 @@ def test_training_refuses_data_rows_of_a_declared_test_split(tiny, tmp_path):
     from scalinglab.train.sft import SFTConfig, sft
 
     p = TASK.generate(4, seed=1)
-    write_jsonl(tmp_path / "d.jsonl", [{"prompt": q.prompt, "completion": q.solution, "meta": {"split": "test"}} for q in p])
+    write_jsonl(
+        tmp_path / "d.jsonl", [{"prompt": q.prompt, "completion": q.solution, "meta": {"split": "test"}} for q in p]
+    )
     with pytest.raises(UserError, match="declared test split"):
         sft(SFTConfig(data=str(tmp_path / "d.jsonl"), eval_problems=0, **SMALL), str(tiny), str(tmp_path / "S"))
 
@@ -140,9 +158,30 @@ def test_synth_draws_train_problems_and_refuses_a_test_file(tmp_path):
     _, problems = load_task_problems("arithmetic", 1500, seed=31_337)
     assert len(problems) == 1500 and _leaks(problems) == 0
     test = tmp_path / "test.jsonl"
-    test.write_text(json.dumps({"question": "Tom has 2 apples and buys 3. How many?", "answer": "2 + 3 = 5\n#### 5"}) + "\n")
-    r = subprocess.run([sys.executable, "-m", "scalinglab.cli", "synth", "--task", "gsm8k", "--model", "x", "--n", "1",
-                        "--problems", str(test), "--out", str(tmp_path / "o.jsonl")], capture_output=True, text=True, timeout=120)
+    test.write_text(
+        json.dumps({"question": "Tom has 2 apples and buys 3. How many?", "answer": "2 + 3 = 5\n#### 5"}) + "\n"
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scalinglab.cli",
+            "synth",
+            "--task",
+            "gsm8k",
+            "--model",
+            "x",
+            "--n",
+            "1",
+            "--problems",
+            str(test),
+            "--out",
+            str(tmp_path / "o.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode != 0 and "declared test split" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
@@ -155,8 +194,9 @@ def test_eval_without_a_file_uses_the_eval_split(tiny, monkeypatch):
     monkeypatch.setattr(tt, "run_eval", lambda model, task, problems, cfg, **kw: got.setdefault("p", problems) and {})
     monkeypatch.setattr(tt, "emit", lambda *a, **k: None)
     monkeypatch.setattr(tt, "_human", lambda s: "")
-    r = CliRunner().invoke(app, ["eval", "--model", str(tiny), "--task", "arithmetic", "--num-problems", "200",
-                                 "--strategy", "greedy"])
+    r = CliRunner().invoke(
+        app, ["eval", "--model", str(tiny), "--task", "arithmetic", "--num-problems", "200", "--strategy", "greedy"]
+    )
     assert r.exit_code == 0, r.output
     assert [p.prompt for p in got["p"]] == [p.prompt for p in EVAL]
 
@@ -164,7 +204,9 @@ def test_eval_without_a_file_uses_the_eval_split(tiny, monkeypatch):
 def test_pipeline_sums_the_stages_overlap():
     from scalinglab.pipeline import stages
 
-    assert stages.heldout_overlap({"pretrain": {"heldout_overlap": 0}, "sft": {"heldout_overlap": 0}, "testtime": {}}) == 0
+    assert (
+        stages.heldout_overlap({"pretrain": {"heldout_overlap": 0}, "sft": {"heldout_overlap": 0}, "testtime": {}}) == 0
+    )
     assert stages.heldout_overlap({"a": {"heldout_overlap": 2}, "b": {"heldout_overlap": 1}}) == 3
     assert stages.heldout_overlap({"a": {"heldout_overlap": None}, "b": {"heldout_overlap": 0}}) is None
     assert stages.heldout_overlap({"tokenomics": {"headline": {}}}) is None  # nothing computed: nothing claimed

@@ -19,7 +19,7 @@ def hf_greedy(hf_model, hf_tok, prompt, steps):
     enc = hf_tok(prompt, return_tensors="pt")
     with torch.no_grad():
         out = hf_model.generate(**enc, do_sample=False, max_new_tokens=steps, pad_token_id=hf_tok.pad_token_id or 0)
-    return out[0, enc["input_ids"].shape[1]:].tolist()
+    return out[0, enc["input_ids"].shape[1] :].tolist()
 
 
 def ours_greedy(model, tok, prompts, steps):
@@ -45,8 +45,18 @@ def test_transformers_model_loads_here_and_matches(tmp_path, arch):
     from scalinglab.model.tokenizer import CharTokenizer
 
     torch.manual_seed(1)
-    common = dict(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, max_position_embeddings=256, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    common = dict(
+        vocab_size=128,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
     if arch == "qwen2":
         cfg = transformers.Qwen2Config(tie_word_embeddings=False, **common)
         hf = transformers.Qwen2ForCausalLM(cfg)
@@ -70,16 +80,31 @@ def test_transformers_model_loads_here_and_matches(tmp_path, arch):
     for p, o in zip(PROMPTS, ours_greedy(model, tok, PROMPTS, 12)):
         ids = torch.tensor([tok.encode(p)])
         with torch.no_grad():
-            theirs = hf.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=12, pad_token_id=0)[0, ids.shape[1]:]
+            theirs = hf.generate(
+                ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=12, pad_token_id=0
+            )[0, ids.shape[1] :]
         assert theirs.tolist()[: len(o)] == o
 
 
 def test_llama3_rope_scaling_matches(tmp_path):
     torch.manual_seed(2)
-    cfg = transformers.LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
-                                   num_key_value_heads=1, max_position_embeddings=4096, rope_theta=500000.0,
-                                   rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                                                 "original_max_position_embeddings": 64})
+    cfg = transformers.LlamaConfig(
+        vocab_size=128,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=4096,
+        rope_theta=500000.0,
+        rope_scaling={
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 64,
+        },
+    )
     hf = transformers.LlamaForCausalLM(cfg).eval()
     hf.save_pretrained(tmp_path / "hf")
     from scalinglab.model.tokenizer import CharTokenizer

@@ -39,14 +39,24 @@ def test_engine_counts_prefill_head_once(tiny_model):
 
 def test_lm_head_share_of_the_old_prefill_count_for_a_150k_vocabulary():
     # Qwen2.5-0.5B's shape (vocabulary 151,936): the head is ~27% of the old per-position count
-    cfg = ModelConfig(vocab_size=151_936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                      num_key_value_heads=2, head_dim=64, attention_bias=True, max_position_embeddings=32_768)
+    cfg = ModelConfig(
+        vocab_size=151_936,
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        head_dim=64,
+        attention_bias=True,
+        max_position_embeddings=32_768,
+    )
     old, new = cfg.forward_flops(0, 512), cfg.prefill_flops(512)
     assert old - new == 511 * 2 * 151_936 * 896
     assert 0.26 < (old - new) / old < 0.28
 
 
 # -- reward-model compute in test-time strategies ------------------------------------------
+
 
 def _rm(model, tok, kind):
     from scalinglab.train.reward_model import RewardModel
@@ -68,7 +78,9 @@ def test_best_of_n_with_orm_pays_for_the_rm(tiny_model):
     model, tok = tiny_model
     rm = _rm(model, tok, "orm")
     problems = ARITH.generate(3, seed=1)
-    strat = SampledStrategy(Engine(model, tok), ARITH, "best-of-n", SamplingParams(max_new_tokens=12, seed=2), "orm", rm)
+    strat = SampledStrategy(
+        Engine(model, tok), ARITH, "best-of-n", SamplingParams(max_new_tokens=12, seed=2), "orm", rm
+    )
     attempts, drawn = strat.draw(problems, 4)
     from scalinglab.testtime.sampling import select
 
@@ -77,12 +89,16 @@ def test_best_of_n_with_orm_pays_for_the_rm(tiny_model):
         texts = [(a.problem.prompt, s.text) for a in attempts for s in a.samples[:n]]
         lengths = [len(outcome_ids(tok, p, t)) for p, t in texts]  # <bos> prompt completion <eos>
         assert cost.reward_tokens == sum(lengths)
-        assert cost.reward_flops == pytest.approx(sum(L * BODY + L * (L + 1) / 2 * PAIR + L * HEAD + L * 131 for L in lengths))
+        assert cost.reward_flops == pytest.approx(
+            sum(L * BODY + L * (L + 1) / 2 * PAIR + L * HEAD + L * 131 for L in lengths)
+        )
         assert cost.flops == pytest.approx(cost.prompt_flops + cost.generated_flops + cost.reward_flops)
         # the RM reads prompt + completion with logits everywhere: more than the policy's own decode
         assert cost.reward_flops > cost.generated_flops
     # the weighted vote scores the same samples: the same RM bill
-    w = SampledStrategy(Engine(model, tok), ARITH, "weighted", SamplingParams(max_new_tokens=12, seed=2), "orm", rm).solve(problems, 4)
+    w = SampledStrategy(
+        Engine(model, tok), ARITH, "weighted", SamplingParams(max_new_tokens=12, seed=2), "orm", rm
+    ).solve(problems, 4)
     assert w.cost.reward_flops == pytest.approx(select(attempts, 4, "best-of-n", ARITH).cost.reward_flops)
     assert w.cost.to_json()["flops"] == pytest.approx(w.cost.policy_flops + w.cost.reward_flops)
 
@@ -98,8 +114,12 @@ def test_best_of_n_with_prm_pays_for_each_scored_sample(tiny_model):
     from scalinglab.testtime.sampling import select
 
     cost = select(attempts, 3, "best-of-n", ARITH).cost
-    lengths = [len(step_ids(tok, a.problem.prompt, ARITH.split_steps(s.text))[0])
-               for a in attempts for s in a.samples if ARITH.split_steps(s.text)]  # no step: the PRM is not called
+    lengths = [
+        len(step_ids(tok, a.problem.prompt, ARITH.split_steps(s.text))[0])
+        for a in attempts
+        for s in a.samples
+        if ARITH.split_steps(s.text)
+    ]  # no step: the PRM is not called
     assert lengths and cost.reward_tokens == sum(lengths)
     assert cost.reward_flops == pytest.approx(sum(rm.forward_flops(L) for L in lengths))
 
@@ -109,8 +129,16 @@ def test_beam_search_adds_the_rm_forwards(tiny_model, scorer):
     model, tok = tiny_model
     rm = _rm(model, tok, scorer)
     before_t, before_f = rm.tokens_scored, rm.flops_spent
-    bs = BeamSearch(Engine(model, tok, max_batch=32), ARITH, scorer, rm, expand=2, max_steps=2, step_tokens=6,
-                    params=SamplingParams(seed=1))
+    bs = BeamSearch(
+        Engine(model, tok, max_batch=32),
+        ARITH,
+        scorer,
+        rm,
+        expand=2,
+        max_steps=2,
+        step_tokens=6,
+        params=SamplingParams(seed=1),
+    )
     r = bs.solve(ARITH.generate(2, seed=2), 4)
     spent = rm.flops_spent - before_f
     assert spent > 0 and r.cost.reward_flops == pytest.approx(spent)

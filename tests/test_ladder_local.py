@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from scalinglab.commands import sweep
 from scalinglab.errors import UserError
 from scalinglab.model import ModelConfig
-from scalinglab.train.ladder import LadderConfig, parse_list, rung_name, run_ladder
+from scalinglab.train.ladder import LadderConfig, parse_list, run_ladder, rung_name
 
 TINY = ("batch_size=4", "seq_len=32", "val_tokens=1024", "warmup_steps=1", "log_every=1")
 CFG = LadderConfig(task="arithmetic", depths=(1, 2), tokens=(128, 256, 512), bootstrap=50, grid="small", overrides=TINY)
@@ -71,8 +71,14 @@ def test_csv_and_fit(ladder):
 
 def test_changed_settings_are_refused(ladder):
     out, _ = ladder
-    other = LadderConfig(task="arithmetic", depths=(1,), tokens=(128,), grid="small", bootstrap=0,
-                         overrides=tuple(x if not x.startswith("batch_size") else "batch_size=8" for x in TINY))
+    other = LadderConfig(
+        task="arithmetic",
+        depths=(1,),
+        tokens=(128,),
+        grid="small",
+        bootstrap=0,
+        overrides=tuple(x if not x.startswith("batch_size") else "batch_size=8" for x in TINY),
+    )
     with pytest.raises(UserError, match="different config"):
         run_ladder(other, str(out))
     with pytest.raises(UserError, match="sets depth itself"):
@@ -102,8 +108,21 @@ def test_cli_rerun_reuses_finished_rungs(ladder):
     stamps = {r["run"]: (out / r["run"] / "summary.json").stat().st_mtime_ns for r in s["rungs"]}
     app = typer.Typer()
     sweep.register(app)
-    args = ["sweep", "pretrain", "--depths", "1,2", "--tokens", "128,256,512", "--bootstrap", "50", "--grid", "small",
-            "--out", str(out), "--json"] + [a for kv in TINY for a in ("--set", kv)]
+    args = [
+        "sweep",
+        "pretrain",
+        "--depths",
+        "1,2",
+        "--tokens",
+        "128,256,512",
+        "--bootstrap",
+        "50",
+        "--grid",
+        "small",
+        "--out",
+        str(out),
+        "--json",
+    ] + [a for kv in TINY for a in ("--set", kv)]
     r = CliRunner().invoke(app, args, catch_exceptions=False)
     assert r.exit_code == 0, r.output
     got = json.loads(r.stdout)

@@ -53,17 +53,23 @@ def reachable(start: str, g: dict[str, set[str]]) -> set[str]:
 def test_torch_free_packages_do_not_import_torch(pkg):
     g = graph()
     for mod in [m for m in g if m == f"scalinglab.{pkg}" or m.startswith(f"scalinglab.{pkg}.")]:
-        bad = {m for m in reachable(mod, g) if m == "torch" or m.startswith("torch.") or m in ("transformers", "safetensors.torch")}
+        bad = {
+            m
+            for m in reachable(mod, g)
+            if m == "torch" or m.startswith("torch.") or m in ("transformers", "safetensors.torch")
+        }
         assert not bad, f"{mod} reaches {sorted(bad)}"
 
 
 @pytest.mark.parametrize("pkg", TORCH_FREE)
 def test_torch_free_packages_import_without_torch_at_runtime(pkg):
-    code = (f"import sys, pkgutil, importlib, scalinglab.{pkg} as p\n"
-            "for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.'):\n"
-            "    if not m.name.endswith('_runner'):  # scripts run inside the sandbox, not modules\n"
-            "        importlib.import_module(m.name)\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    code = (
+        f"import sys, pkgutil, importlib, scalinglab.{pkg} as p\n"
+        "for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.'):\n"
+        "    if not m.name.endswith('_runner'):  # scripts run inside the sandbox, not modules\n"
+        "        importlib.import_module(m.name)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

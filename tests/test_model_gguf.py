@@ -90,12 +90,19 @@ def test_gguf_path_resolves_through_load_model(cache, fake_gguf, monkeypatch):
 
 def test_second_load_never_imports_transformers(cache, fake_gguf):
     d = gguf_model_dir(fake_gguf, convert=StubConverter())
-    code = ("import sys\nfrom scalinglab.model.hf import load_model, resolve_model_dir\n"
-            f"assert resolve_model_dir({str(fake_gguf)!r}) == __import__('pathlib').Path({str(d)!r})\n"
-            f"load_model({str(fake_gguf)!r})\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('transformers', 'gguf')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env={**__import__("os").environ, "SCALINGLAB_CACHE": str(cache)})
+    code = (
+        "import sys\nfrom scalinglab.model.hf import load_model, resolve_model_dir\n"
+        f"assert resolve_model_dir({str(fake_gguf)!r}) == __import__('pathlib').Path({str(d)!r})\n"
+        f"load_model({str(fake_gguf)!r})\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('transformers', 'gguf')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "SCALINGLAB_CACHE": str(cache)},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 
@@ -133,6 +140,7 @@ def test_short_name_without_its_package_says_how_to_install(monkeypatch):
 
 # --- the real SmolLM2 GGUF, converted by transformers (default cache) ---------------------
 
+
 def _smol_dir():
     try:
         packaged_model_file("smollm2-135m")
@@ -149,7 +157,12 @@ def test_converted_smollm2_has_no_quantizer_marker_and_rope_theta_1e5():
     assert hf["rope_theta"] == 100000.0  # also at top level, for transformers 4.x readers
     cfg = config_from_hf(hf)
     assert cfg.rope_theta == 100000.0 and cfg.num_hidden_layers == 30 and cfg.hidden_size == 576
-    assert (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.vocab_size, cfg.tie_word_embeddings) == (9, 3, 49152, True)
+    assert (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.vocab_size, cfg.tie_word_embeddings) == (
+        9,
+        3,
+        49152,
+        True,
+    )
     # 5.x keeps rope_theta only in rope_parameters: our reader takes it from there as well
     hf.pop("rope_theta")
     assert config_from_hf(hf).rope_theta == 100000.0 and hf["rope_parameters"]["rope_theta"] == 100000.0

@@ -17,13 +17,17 @@ from scalinglab.model.prompting import RAW, FormattedTask, PromptFormat, format_
 from scalinglab.model.tokenizer import CharTokenizer, HFTokenizer
 from scalinglab.tasks import get_task
 
-CHATML = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-          "{{ '<|im_start|>system\nYou are tiny.<|im_end|>\n' }}{% endif %}"
-          "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
-          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+CHATML = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are tiny.<|im_end|>\n' }}{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
 # Llama-style: the template writes BOS and the tokenizer adds it too
-LLAMAISH = ("{{ bos_token }}{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}{{ eos_token }}{% endfor %}"
-            "{% if add_generation_prompt %}[assistant] {% endif %}")
+LLAMAISH = (
+    "{{ bos_token }}{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}{{ eos_token }}{% endfor %}"
+    "{% if add_generation_prompt %}[assistant] {% endif %}"
+)
 
 
 def make_tokenizer(d, template, bos_prefix=False):
@@ -32,22 +36,34 @@ def make_tokenizer(d, template, bos_prefix=False):
 
     chars = ["\n"] + [chr(c) for c in range(32, 127)]
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<s>"]
-    tok = Tokenizer(models.BPE(vocab={s: i for i, s in enumerate(specials + chars)}, merges=[], unk_token="<|endoftext|>"))
+    tok = Tokenizer(
+        models.BPE(vocab={s: i for i, s in enumerate(specials + chars)}, merges=[], unk_token="<|endoftext|>")
+    )
     tok.add_special_tokens(specials)
     tok.decoder = decoders.Fuse()
     if bos_prefix:
-        tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", 3)])
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", 3)]
+        )
     d.mkdir(parents=True, exist_ok=True)
     tok.save(str(d / "tokenizer.json"))
-    cfg = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>" if bos_prefix else "<|im_start|>",
-           "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "chat_template": template}
+    cfg = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": "<s>" if bos_prefix else "<|im_start|>",
+        "eos_token": "<|im_end|>",
+        "pad_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>",
+        "chat_template": template,
+    }
     (d / "tokenizer_config.json").write_text(json.dumps(cfg))
     return HFTokenizer(d)
 
 
 def hf_chat_ids(d, messages):
     transformers = pytest.importorskip("transformers")
-    out = transformers.AutoTokenizer.from_pretrained(str(d)).apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    out = transformers.AutoTokenizer.from_pretrained(str(d)).apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True
+    )
     return list(out["input_ids"] if hasattr(out, "keys") else out)
 
 
@@ -55,7 +71,10 @@ def test_chat_template_rendered_as_written_and_ids_equal_transformers(tmp_path):
     tok = make_tokenizer(tmp_path / "tok", CHATML)
     fmt = PromptFormat(tok)  # auto: the tokenizer has a template
     assert fmt.chat
-    assert fmt.render("2+3=?") == "<|im_start|>system\nYou are tiny.<|im_end|>\n<|im_start|>user\n2+3=?<|im_end|>\n<|im_start|>assistant\n"
+    assert (
+        fmt.render("2+3=?")
+        == "<|im_start|>system\nYou are tiny.<|im_end|>\n<|im_start|>user\n2+3=?<|im_end|>\n<|im_start|>assistant\n"
+    )
     sys_fmt = PromptFormat(tok, system="Be brief.")
     assert sys_fmt.render("hi").startswith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi")
     assert tok.encode(fmt.render("2+3=?"))[:2] == [1, tok.tok.token_to_id("s")]  # <|im_start|> is one special token
@@ -74,7 +93,9 @@ def test_bos_written_by_template_and_tokenizer_appears_once(tmp_path):
 
 def test_chat_modes_and_their_errors(tmp_path):
     tok = make_tokenizer(tmp_path / "tok", CHATML)
-    assert not PromptFormat(tok, chat="off").chat and PromptFormat(tok, chat="off").render("q", few_shot="ex\n") == "ex\nq"
+    assert (
+        not PromptFormat(tok, chat="off").chat and PromptFormat(tok, chat="off").render("q", few_shot="ex\n") == "ex\nq"
+    )
     char = CharTokenizer()
     assert not PromptFormat(char).chat  # no template: auto is off
     with pytest.raises(UserError, match="no chat template"):
@@ -119,6 +140,7 @@ def test_formatted_task_renders_prompts_and_delegates(tmp_path):
 
 # --- wiring: generate and eval -----------------------------------------------------------
 
+
 @pytest.fixture
 def chat_model(tmp_path):
     tok = make_tokenizer(tmp_path / "tok", CHATML)
@@ -141,8 +163,19 @@ def test_generate_applies_the_chat_template_unless_off(chat_model, tmp_path):
     prompts = tmp_path / "p.txt"
     prompts.write_text("2+3=?\n")
     runner = CliRunner()
-    args = ["generate", "--model", str(model_dir), "--prompts", str(prompts), "--greedy", "--max-new-tokens", "2",
-            "--device", "cpu", "--json"]
+    args = [
+        "generate",
+        "--model",
+        str(model_dir),
+        "--prompts",
+        str(prompts),
+        "--greedy",
+        "--max-new-tokens",
+        "2",
+        "--device",
+        "cpu",
+        "--json",
+    ]
     on = json.loads(runner.invoke(_app(), args, catch_exceptions=False).stdout)
     off = json.loads(runner.invoke(_app(), args + ["--chat", "off"], catch_exceptions=False).stdout)
     assert on["chat"] is True and off["chat"] is False
@@ -160,8 +193,26 @@ def test_eval_sees_the_formatted_prompts(chat_model, tmp_path):
     path = tmp_path / "p.jsonl"
     write_jsonl(path, [p.to_json() for p in probs])
     runner = CliRunner()
-    args = ["eval", "--model", str(model_dir), "--task", "arithmetic", "--problems", str(path), "--strategy", "greedy",
-            "--n", "1", "--max-new-tokens", "2", "--device", "cpu", "--system", "Solve it.", "--json"]
+    args = [
+        "eval",
+        "--model",
+        str(model_dir),
+        "--task",
+        "arithmetic",
+        "--problems",
+        str(path),
+        "--strategy",
+        "greedy",
+        "--n",
+        "1",
+        "--max-new-tokens",
+        "2",
+        "--device",
+        "cpu",
+        "--system",
+        "Solve it.",
+        "--json",
+    ]
     r = runner.invoke(_app(), args, catch_exceptions=False)
     assert r.exit_code == 0, r.output
     s = json.loads(r.stdout)
@@ -176,11 +227,32 @@ def test_synth_samples_from_the_formatted_prompts(chat_model, tmp_path):
     model_dir, tok = chat_model
     root = typer.Typer()
     synth.register(root)
-    args = ["synth", "--task", "addition", "--model", str(model_dir), "--n", "2", "--k", "1", "--max-new-tokens", "2",
-            "--device", "cpu", "--seed", "4", "--json"]
-    on = json.loads(CliRunner().invoke(root, args + ["--out", str(tmp_path / "on.jsonl")], catch_exceptions=False).stdout)
-    off = json.loads(CliRunner().invoke(root, args + ["--out", str(tmp_path / "off.jsonl"), "--chat", "off"],
-                                        catch_exceptions=False).stdout)
+    args = [
+        "synth",
+        "--task",
+        "addition",
+        "--model",
+        str(model_dir),
+        "--n",
+        "2",
+        "--k",
+        "1",
+        "--max-new-tokens",
+        "2",
+        "--device",
+        "cpu",
+        "--seed",
+        "4",
+        "--json",
+    ]
+    on = json.loads(
+        CliRunner().invoke(root, args + ["--out", str(tmp_path / "on.jsonl")], catch_exceptions=False).stdout
+    )
+    off = json.loads(
+        CliRunner()
+        .invoke(root, args + ["--out", str(tmp_path / "off.jsonl"), "--chat", "off"], catch_exceptions=False)
+        .stdout
+    )
     probs = get_task("addition").generate(2, seed=4)
     assert off["prompt_tokens"] == sum(len(tok.encode(p.prompt)) for p in probs)
     assert on["prompt_tokens"] == sum(len(tok.encode(PromptFormat(tok).render(p.prompt))) for p in probs)

@@ -23,10 +23,26 @@ from scalinglab.model.registry import packaged_model_file
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-PROMPTS = ["The capital of France is", "def fibonacci(n):", "Once upon a time", "2 + 2 =", "The largest planet in the solar system is",
-           "Water boils at", "import numpy as np\n", "Q: What is 7 times 8?\nA:"]
-CHAT = ["What is the capital of Italy?", "Write a haiku about the sea.", "What is 12 + 30?", "Name three colors.",
-        "Translate 'good morning' into French.", "Is 17 a prime number?", "Say hello.", "What comes after Monday?"]
+PROMPTS = [
+    "The capital of France is",
+    "def fibonacci(n):",
+    "Once upon a time",
+    "2 + 2 =",
+    "The largest planet in the solar system is",
+    "Water boils at",
+    "import numpy as np\n",
+    "Q: What is 7 times 8?\nA:",
+]
+CHAT = [
+    "What is the capital of Italy?",
+    "Write a haiku about the sea.",
+    "What is 12 + 30?",
+    "Name three colors.",
+    "Translate 'good morning' into French.",
+    "Is 17 a prime number?",
+    "Say hello.",
+    "What comes after Monday?",
+]
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +76,9 @@ def test_chat_prompt_ids_equal_apply_chat_template(smol):
             out = hf_tok.apply_chat_template(fmt.messages(q), add_generation_prompt=True, tokenize=True)
             theirs = list(out["input_ids"] if hasattr(out, "keys") else out)
             assert tok.encode(fmt.render(q)) == theirs
-            assert fmt.render(q) == hf_tok.apply_chat_template(fmt.messages(q), add_generation_prompt=True, tokenize=False)
+            assert fmt.render(q) == hf_tok.apply_chat_template(
+                fmt.messages(q), add_generation_prompt=True, tokenize=False
+            )
 
 
 def test_load_initialises_no_weight(smol, monkeypatch):
@@ -83,7 +101,9 @@ def test_load_initialises_no_weight(smol, monkeypatch):
     monkeypatch.setattr(Transformer, "_init", staticmethod(lambda m: ours.append(m)))
     normal = []  # even on the meta device: nn.Embedding's own normal_ costs the torch._refs import
     orig_normal = torch.Tensor.normal_
-    monkeypatch.setattr(torch.Tensor, "normal_", lambda t, *a, **k: (normal.append(t.device.type), orig_normal(t, *a, **k))[1])
+    monkeypatch.setattr(
+        torch.Tensor, "normal_", lambda t, *a, **k: (normal.append(t.device.type), orig_normal(t, *a, **k))[1]
+    )
     model, _ = load_model(d)
     assert calls == [] and ours == [] and normal == []
     assert model.model.embed_tokens.weight.abs().sum() > 0
@@ -98,9 +118,11 @@ def test_load_model_stays_clear_of_torch_refs(tiny_model, tmp_path):
     from scalinglab.model.hf import save_model
 
     d = save_model(*tiny_model, tmp_path / "m")
-    code = ("import sys, time\nfrom scalinglab.model.hf import load_model\nt = time.perf_counter()\n"
-            f"load_model({str(d)!r})\n"
-            "print(sorted(m for m in ('torch._dynamo', 'sympy') if m in sys.modules), time.perf_counter() - t)")
+    code = (
+        "import sys, time\nfrom scalinglab.model.hf import load_model\nt = time.perf_counter()\n"
+        f"load_model({str(d)!r})\n"
+        "print(sorted(m for m in ('torch._dynamo', 'sympy') if m in sys.modules), time.perf_counter() - t)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[0] == "[]", out.stdout
@@ -108,9 +130,15 @@ def test_load_model_stays_clear_of_torch_refs(tiny_model, tmp_path):
 
 def _hf_greedy(hf, ids, steps):
     with torch.no_grad():
-        out = hf.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), do_sample=False,
-                          max_new_tokens=steps, pad_token_id=2, eos_token_id=2)
-    return out[0, len(ids):].tolist()
+        out = hf.generate(
+            torch.tensor([ids]),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            do_sample=False,
+            max_new_tokens=steps,
+            pad_token_id=2,
+            eos_token_id=2,
+        )
+    return out[0, len(ids) :].tolist()
 
 
 @pytest.mark.slow
@@ -125,9 +153,9 @@ def test_greedy_tokens_equal_transformers_on_16_prompts(smol):
     for ids, g in zip(prompts, res.generations):
         ours = g.completions[0].token_ids
         theirs = _hf_greedy(hf, ids, steps)
-        assert ours == theirs[:len(ours)] and (len(ours) == steps or ours[-1] == 2), (tok.decode(ids), ours, theirs)
+        assert ours == theirs[: len(ours)] and (len(ours) == steps or ours[-1] == 2), (tok.decode(ids), ours, theirs)
     # chat turns end at <|im_end|> (the tokenizer's EOS), not at the length limit
-    assert any(g.completions[0].finish_reason == "eos" for g in res.generations[len(PROMPTS):])
+    assert any(g.completions[0].finish_reason == "eos" for g in res.generations[len(PROMPTS) :])
 
 
 @pytest.mark.slow

@@ -31,7 +31,9 @@ def test_every_stage_has_headline_numbers_and_model(smoke):
     # the pre-training law is fitted on real text and predicted a held-out budget before training it
     pred = saved["stages"]["pretrain"]["prediction"]
     assert set(pred) >= {"predicted", "interval95", "measured", "relative_error"}
-    assert pred["measured"] > 0 and pred["relative_error"] == pytest.approx((pred["predicted"] - pred["measured"]) / pred["measured"])
+    assert pred["measured"] > 0 and pred["relative_error"] == pytest.approx(
+        (pred["predicted"] - pred["measured"]) / pred["measured"]
+    )
     assert (out / "pretrain" / "isoflop" / "prediction.json").exists()
     for st in saved["stages"].values():
         for fig in st.get("figures", []):
@@ -45,8 +47,24 @@ def test_stated_accuracy_is_reproduced_by_eval(smoke, capsys):
     st = summary["stages"]["testtime"]
     problems = json.loads((out / "preset.json").read_text())["eval_problems"]
     try:
-        main(["eval", "--model", st["model"], "--task", "addition", "--seed", "777", "--num-problems", str(problems),
-              "--strategy", "greedy", "--n", "1", "--json"])
+        main(
+            [
+                "eval",
+                "--model",
+                st["model"],
+                "--task",
+                "addition",
+                "--seed",
+                "777",
+                "--num-problems",
+                str(problems),
+                "--strategy",
+                "greedy",
+                "--n",
+                "1",
+                "--json",
+            ]
+        )
     except SystemExit as e:
         assert not e.code
     res = json.loads(capsys.readouterr().out)

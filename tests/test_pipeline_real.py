@@ -21,12 +21,31 @@ def test_real_preset_stages_on_a_tiny_model(tmp_path, monkeypatch):
 
     # a character-level model reads a GSM8K few-shot prompt as ~1,300 tokens: give it the context for it
     torch.manual_seed(0)
-    model, tok = Transformer(ModelConfig.from_depth(1, vocab_size=128, max_position_embeddings=2048)).eval(), CharTokenizer()
+    model, tok = (
+        Transformer(ModelConfig.from_depth(1, vocab_size=128, max_position_embeddings=2048)).eval(),
+        CharTokenizer(),
+    )
     model_dir = save_model(model, tok, tmp_path / "m")
-    tiny = presets.Preset(name="real-tiny", task="rg:basic_arithmetic[min_terms=2,max_terms=2,min_digits=1,max_digits=1]",
-                          model=str(model_dir), depths=(), tokens=(), eval_problems=8, ns=(1, 2, 4), max_new_tokens=6,
-                          synth_problems=8, synth_k=2, sft_steps=2, sft_batch=2, sft_seq_len=192, grpo_steps=2,
-                          rl_prompts_per_step=2, group_size=2, gsm8k_problems=2, gsm8k_max_new_tokens=8)
+    tiny = presets.Preset(
+        name="real-tiny",
+        task="rg:basic_arithmetic[min_terms=2,max_terms=2,min_digits=1,max_digits=1]",
+        model=str(model_dir),
+        depths=(),
+        tokens=(),
+        eval_problems=8,
+        ns=(1, 2, 4),
+        max_new_tokens=6,
+        synth_problems=8,
+        synth_k=2,
+        sft_steps=2,
+        sft_batch=2,
+        sft_seq_len=192,
+        grpo_steps=2,
+        rl_prompts_per_step=2,
+        group_size=2,
+        gsm8k_problems=2,
+        gsm8k_max_new_tokens=8,
+    )
     monkeypatch.setitem(presets.PRESETS, "real-tiny", tiny)
     out = tmp_path / "run"
     s = run_pipeline("real-tiny", str(out))

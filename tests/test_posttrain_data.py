@@ -7,12 +7,22 @@ from scalinglab.errors import UserError
 from scalinglab.model import ModelConfig, Transformer
 from scalinglab.model.tokenizer import CharTokenizer
 from scalinglab.train.data import (
-    Packer, build_pairs, encode_example, packed_hidden_states, pairs_from_rows, sft_pairs_from_rows, step_label_rows,
+    Packer,
+    build_pairs,
+    encode_example,
+    packed_hidden_states,
+    pairs_from_rows,
+    sft_pairs_from_rows,
+    step_label_rows,
 )
 from scalinglab.train.reward_model import outcome_ids, step_ids
 
 TOK = CharTokenizer()
-EXS = [encode_example(TOK, "12+3=?\n", "A: 15\n"), encode_example(TOK, "9-1=?\n", "A: 8\n"), encode_example(TOK, "1=?\n", "A: 1\n")]
+EXS = [
+    encode_example(TOK, "12+3=?\n", "A: 15\n"),
+    encode_example(TOK, "9-1=?\n", "A: 8\n"),
+    encode_example(TOK, "1=?\n", "A: 1\n"),
+]
 
 
 def test_packer_masks_only_completion_targets():
@@ -52,7 +62,7 @@ def test_packed_forward_equals_each_example_alone():
         for r in range(2):
             for d in range(int(b["doc"][r].max()) + 1):
                 sel = (b["doc"][r] == d).nonzero()[:, 0]
-                alone = m(b["ids"][r: r + 1, sel])[0]
+                alone = m(b["ids"][r : r + 1, sel])[0]
                 assert torch.allclose(alone, packed[r, sel], atol=1e-5)
         # and it differs from naive packing (attention across examples), so the test can fail
         naive = m(b["ids"])
@@ -61,17 +71,25 @@ def test_packed_forward_equals_each_example_alone():
 
 
 def test_build_pairs_pairs_verified_with_failed():
-    rows = [{"prompt": "p", "completion": c, "correct": ok} for c, ok in [("a", True), ("b", False), ("c", False), ("a", True)]]
+    rows = [
+        {"prompt": "p", "completion": c, "correct": ok}
+        for c, ok in [("a", True), ("b", False), ("c", False), ("a", True)]
+    ]
     rows += [{"prompt": "q", "completion": "x", "correct": True}]  # no failed sample: no pair
     pairs = build_pairs(rows, seed=0, max_per_prompt=4)
     assert len(pairs) == 2  # min(4, max(1 distinct good, 2 distinct bad))
     assert {p["chosen"] for p in pairs} == {"a"} and {p["rejected"] for p in pairs} == {"b", "c"}
-    assert pairs_from_rows([{"prompt": "p", "chosen": "a", "rejected": "b"}], None, 0, 2) == [{"prompt": "p", "chosen": "a", "rejected": "b"}]
+    assert pairs_from_rows([{"prompt": "p", "chosen": "a", "rejected": "b"}], None, 0, 2) == [
+        {"prompt": "p", "chosen": "a", "rejected": "b"}
+    ]
 
 
 def test_sft_rows_accept_solutions_and_synth_completions():
-    rows = [{"prompt": "p1", "solution": "s1"}, {"prompt": "p2", "completion": "c2", "correct": True},
-            {"prompt": "p3", "completion": "c3", "correct": False}]
+    rows = [
+        {"prompt": "p1", "solution": "s1"},
+        {"prompt": "p2", "completion": "c2", "correct": True},
+        {"prompt": "p3", "completion": "c3", "correct": False},
+    ]
     assert sft_pairs_from_rows(rows) == [("p1", "s1"), ("p2", "c2")]
     with pytest.raises(UserError, match="row 1"):
         sft_pairs_from_rows([{"prompt": "p"}])

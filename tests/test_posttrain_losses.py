@@ -26,7 +26,9 @@ def test_sft_masked_cross_entropy_by_hand():
 
 def test_dpo_loss_by_hand():
     # r_c = 0.5·(−1 − (−2)) = 0.5, r_r = 0.5·(−3 − (−2)) = −0.5 -> loss = −log σ(1) = log(1 + e^−1)
-    loss, st = dpo_loss(torch.tensor([-1.0]), torch.tensor([-3.0]), torch.tensor([-2.0]), torch.tensor([-2.0]), beta=0.5)
+    loss, st = dpo_loss(
+        torch.tensor([-1.0]), torch.tensor([-3.0]), torch.tensor([-2.0]), torch.tensor([-2.0]), beta=0.5
+    )
     assert loss.item() == pytest.approx(math.log1p(math.exp(-1)), rel=1e-6)
     assert st["correct"] == 1.0 and st["margin_sum"] == pytest.approx(1.0)
     assert st["chosen_sum"] == pytest.approx(0.5) and st["rejected_sum"] == pytest.approx(-0.5)

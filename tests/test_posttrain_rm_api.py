@@ -12,15 +12,24 @@ from scalinglab.model import ModelConfig, Transformer
 from scalinglab.model.hf import load_model, save_model
 from scalinglab.model.tokenizer import CharTokenizer
 from scalinglab.train.reward_model import (
-    RewardModel, load_reward_model, outcome_ids, running_min_logprob, save_reward_model, step_ids,
+    RewardModel,
+    load_reward_model,
+    outcome_ids,
+    running_min_logprob,
+    save_reward_model,
+    step_ids,
 )
 
 
 @pytest.fixture
 def rm():
     torch.manual_seed(0)
-    return RewardModel(Transformer(ModelConfig.from_depth(1, vocab_size=128)).eval(), CharTokenizer(), kind="orm",
-                       meta={"task": "arithmetic"}).eval()
+    return RewardModel(
+        Transformer(ModelConfig.from_depth(1, vocab_size=128)).eval(),
+        CharTokenizer(),
+        kind="orm",
+        meta={"task": "arithmetic"},
+    ).eval()
 
 
 def test_running_min_logprob_by_hand():
@@ -90,13 +99,46 @@ def test_cli_json_and_bad_input(tmp_path, rm):
 
     save_model(rm.backbone, rm.tok, tmp_path / "tiny")
     ps = get_task("arithmetic").generate(4, seed=1)
-    write_jsonl(tmp_path / "lab.jsonl", [{"prompt": p.prompt, "answer": p.answer, "completion": c} for p in ps for c in (p.solution, "A: 0\n")])
-    r = CliRunner().invoke(app, ["train", "reward-model", "--model", str(tmp_path / "tiny"), "--data", str(tmp_path / "lab.jsonl"),
-                                 "--steps", "2", "--out", str(tmp_path / "rm"), "--set", "eval_problems=0", "--set", "device=cpu", "--json"])
+    write_jsonl(
+        tmp_path / "lab.jsonl",
+        [{"prompt": p.prompt, "answer": p.answer, "completion": c} for p in ps for c in (p.solution, "A: 0\n")],
+    )
+    r = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "reward-model",
+            "--model",
+            str(tmp_path / "tiny"),
+            "--data",
+            str(tmp_path / "lab.jsonl"),
+            "--steps",
+            "2",
+            "--out",
+            str(tmp_path / "rm"),
+            "--set",
+            "eval_problems=0",
+            "--set",
+            "device=cpu",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["rm_kind"] == "orm" and out["steps"] == 2 and out["examples"] == 8
-    r = CliRunner().invoke(app, ["train", "sft", "--model", str(tmp_path / "tiny"), "--data", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "s")])
+    r = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "sft",
+            "--model",
+            str(tmp_path / "tiny"),
+            "--data",
+            str(tmp_path / "nope.jsonl"),
+            "--out",
+            str(tmp_path / "s"),
+        ],
+    )
     assert isinstance(r.exception, UserError) and "nope.jsonl" in str(r.exception)
     assert not (tmp_path / "s").exists()  # no half-made run directory left behind
 
@@ -111,8 +153,12 @@ def test_probe_recovers_a_known_head(rm):
         rm.score.weight.normal_(std=0.5)
         rm.score.bias.fill_(-0.2)
         rm.confidence.weight.fill_(0.8)
-    items = [{"prompt": f"{a}+{b}=?\n", "completion": f"A: {a + b + d}\n", "correct": True}
-             for a in range(0, 60, 7) for b in range(3, 40, 9) for d in (0, 1, 11)]
+    items = [
+        {"prompt": f"{a}+{b}=?\n", "completion": f"A: {a + b + d}\n", "correct": True}
+        for a in range(0, 60, 7)
+        for b in range(3, 40, 9)
+        for d in (0, 1, 11)
+    ]
     truth = rm.score_outcomes([i["prompt"] for i in items], [i["completion"] for i in items])
     enc = [(*_encode(cfg, rm.tok, i)[:2], [t], _encode(cfg, rm.tok, i)[3]) for i, t in zip(items, truth)]
     with torch.no_grad():  # forget the head

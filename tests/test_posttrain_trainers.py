@@ -13,11 +13,11 @@ from scalinglab.model import ModelConfig, Transformer
 from scalinglab.model.hf import save_model
 from scalinglab.model.tokenizer import CharTokenizer
 from scalinglab.tasks import get_task, write_jsonl
+from scalinglab.train.data import Packer, encode_example
 from scalinglab.train.dpo import DPOConfig, dpo, make_dpo_step, reference_logprobs
 from scalinglab.train.reward_model import RewardModel, load_reward_model
 from scalinglab.train.reward_trainer import RewardModelConfig, _encode, make_rm_step, train_reward_model
 from scalinglab.train.sft import SFTConfig, make_sft_step, sft
-from scalinglab.train.data import Packer, encode_example
 
 TASK = get_task("arithmetic")
 SMALL = dict(steps=3, batch_size=4, eval_problems=0, device="cpu", warmup_steps=1)
@@ -34,9 +34,18 @@ def files(tmp_path_factory):
     save_model(Transformer(ModelConfig.from_depth(1, vocab_size=128)), CharTokenizer(), d / "tiny")
     ps = TASK.generate(12, seed=5)
     write_jsonl(d / "pairs.jsonl", [{"prompt": p.prompt, "chosen": p.solution, "rejected": _wrong(p)} for p in ps])
-    write_jsonl(d / "labelled.jsonl", [{"prompt": p.prompt, "answer": p.answer, "completion": c} for p in ps for c in (p.solution, _wrong(p))])
-    write_jsonl(d / "steps.jsonl", [{"prompt": p.prompt, "steps": list(p.steps), "soft": [1.0] * len(p.steps)} for p in ps]
-                + [{"prompt": p.prompt, "steps": TASK.split_steps(_wrong(p)), "soft": [0.75] * (len(p.steps) - 1) + [0.0]} for p in ps])
+    write_jsonl(
+        d / "labelled.jsonl",
+        [{"prompt": p.prompt, "answer": p.answer, "completion": c} for p in ps for c in (p.solution, _wrong(p))],
+    )
+    write_jsonl(
+        d / "steps.jsonl",
+        [{"prompt": p.prompt, "steps": list(p.steps), "soft": [1.0] * len(p.steps)} for p in ps]
+        + [
+            {"prompt": p.prompt, "steps": TASK.split_steps(_wrong(p)), "soft": [0.75] * (len(p.steps) - 1) + [0.0]}
+            for p in ps
+        ],
+    )
     return d
 
 
@@ -45,7 +54,11 @@ def _run(kind, files, out, **over):
         return sft(SFTConfig(num_problems=20, seq_len=64, **{**SMALL, **over}), str(files / "tiny"), str(out))
     if kind == "dpo":
         return dpo(DPOConfig(data=str(files / "pairs.jsonl"), **{**SMALL, **over}), str(files / "tiny"), str(out))
-    rm_kind, objective, data = {"orm": ("orm", "bce", "labelled"), "orm-bt": ("orm", "bt", "pairs"), "prm": ("prm", "bce", "steps")}[kind]
+    rm_kind, objective, data = {
+        "orm": ("orm", "bce", "labelled"),
+        "orm-bt": ("orm", "bt", "pairs"),
+        "prm": ("prm", "bce", "steps"),
+    }[kind]
     cfg = RewardModelConfig(kind=rm_kind, objective=objective, data=str(files / f"{data}.jsonl"), **{**SMALL, **over})
     return train_reward_model(cfg, str(files / "tiny"), str(out))
 
@@ -65,7 +78,9 @@ def test_three_steps_change_parameters_and_log_metrics(kind, files, tmp_path):
     if kind in ("orm", "orm-bt", "prm"):
         rm = load_reward_model(tmp_path / "run")
         assert rm.kind == ("prm" if kind == "prm" else "orm")
-        assert not torch.equal(rm.score.weight, RewardModel(rm.backbone, rm.tok).score.weight)  # head trained, saved, reloaded
+        assert not torch.equal(
+            rm.score.weight, RewardModel(rm.backbone, rm.tok).score.weight
+        )  # head trained, saved, reloaded
 
 
 def _grads(model):
@@ -98,12 +113,22 @@ def test_gradient_accumulation_is_exact(files):
     # DPO: 8 pairs
     pairs = [{"prompt": p.prompt, "chosen": p.solution, "rejected": _wrong(p)} for p in ps[:8]]
     ref = reference_logprobs(model, tok, pairs, dev) - 0.5  # a reference that differs from the policy
-    _same_grads(lambda m: make_dpo_step(model, tok, pairs, ref, DPOConfig(micro_batch_size=m, nll_weight=0.5), dev), model, list(range(8)))
+    _same_grads(
+        lambda m: make_dpo_step(model, tok, pairs, ref, DPOConfig(micro_batch_size=m, nll_weight=0.5), dev),
+        model,
+        list(range(8)),
+    )
     # reward models: BCE over step labels of different counts per sequence, and Bradley–Terry
     rm = RewardModel(model, tok, kind="prm")
     cfg = RewardModelConfig(kind="prm")
-    enc = [_encode(cfg, tok, {"prompt": p.prompt, "steps": list(p.steps), "labels": [0.5] * (len(p.steps) - 1) + [float(i % 2)]})
-           for i, p in enumerate(ps[:8])]
+    enc = [
+        _encode(
+            cfg,
+            tok,
+            {"prompt": p.prompt, "steps": list(p.steps), "labels": [0.5] * (len(p.steps) - 1) + [float(i % 2)]},
+        )
+        for i, p in enumerate(ps[:8])
+    ]
     _same_grads(lambda m: make_rm_step(rm, replace(cfg, micro_batch_size=m), enc, dev), rm, list(range(8)))
     cfg = RewardModelConfig(objective="bt")
     enc = [_encode(cfg, tok, pr) for pr in pairs]
@@ -119,7 +144,12 @@ def test_resume_continues_exactly(files, tmp_path):
     with open(run / "metrics.jsonl") as f:
         lines = f.readlines()[:3]
     (run / "metrics.jsonl").write_text("".join(lines))
-    sft(SFTConfig(num_problems=20, seq_len=64, **{**SMALL, "steps": 4, "checkpoint_every": 2}), str(files / "tiny"), str(run), resume=True)
+    sft(
+        SFTConfig(num_problems=20, seq_len=64, **{**SMALL, "steps": 4, "checkpoint_every": 2}),
+        str(files / "tiny"),
+        str(run),
+        resume=True,
+    )
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
     a = load_file(str(tmp_path / "full" / "model" / "model.safetensors"))
@@ -138,12 +168,12 @@ def test_interrupted_run_resumes_to_the_uninterrupted_summary(files, tmp_path, k
     step 19 too, as the uninterrupted run's (issue 20 items 1, 9)."""
     from scalinglab.runs import Run
 
-    if kind == "dpo":
-        make = lambda **o: DPOConfig(data=str(files / "pairs.jsonl"), **{**SMALL, "steps": 20, **o})  # noqa: E731
-        train = dpo
-    else:
-        make = lambda **o: RewardModelConfig(data=str(files / "labelled.jsonl"), probe=False, **{**SMALL, "steps": 20, **o})  # noqa: E731
-        train = train_reward_model
+    def make(**o):
+        if kind == "dpo":
+            return DPOConfig(data=str(files / "pairs.jsonl"), **{**SMALL, "steps": 20, **o})
+        return RewardModelConfig(data=str(files / "labelled.jsonl"), probe=False, **{**SMALL, "steps": 20, **o})
+
+    train = dpo if kind == "dpo" else train_reward_model
 
     def stop(done, total, **info):
         if done == at:
@@ -154,9 +184,14 @@ def test_interrupted_run_resumes_to_the_uninterrupted_summary(files, tmp_path, k
         train(make(checkpoint_every=every), str(files / "tiny"), str(tmp_path / "B"), progress=stop)
     assert Run(tmp_path / "B").status()["status"] == "interrupted"
     b = train(make(checkpoint_every=every), str(files / "tiny"), str(tmp_path / "B"), resume=True)
-    assert [json.loads(x)["step"] for x in (tmp_path / "B" / "metrics.jsonl").read_text().splitlines()] == list(range(1, 21))
-    assert b["train_loss"] == a["train_loss"] and b["train_accuracy" if kind == "orm" else "reward_accuracy"] == \
-        a["train_accuracy" if kind == "orm" else "reward_accuracy"]
+    assert [json.loads(x)["step"] for x in (tmp_path / "B" / "metrics.jsonl").read_text().splitlines()] == list(
+        range(1, 21)
+    )
+    assert (
+        b["train_loss"] == a["train_loss"]
+        and b["train_accuracy" if kind == "orm" else "reward_accuracy"]
+        == a["train_accuracy" if kind == "orm" else "reward_accuracy"]
+    )
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(files, tmp_path, monkeypatch):

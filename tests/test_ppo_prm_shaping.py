@@ -22,7 +22,10 @@ class ScriptedEngine:
     def generate(self, prompts, params):
         res = GenerationResult(generations=[])
         for p, texts in zip(prompts, self.replies):
-            comps = [Completion(t, self.tok.encode(t, bos=False) + [self.tok.eos_id], [-0.5] * (len(t) + 1), "eos") for t in texts]
+            comps = [
+                Completion(t, self.tok.encode(t, bos=False) + [self.tok.eos_id], [-0.5] * (len(t) + 1), "eos")
+                for t in texts
+            ]
             res.generations.append(Generation(p, self.tok.encode(p), comps))
             res.generated_tokens += sum(len(c.token_ids) for c in comps)
         return res
@@ -77,7 +80,9 @@ def test_min_form_by_hand():
     # suffix minima 0.3, 0.3, 0.6, 0.6 then 0: rewards 0, -0.3, 0, 0.6
     assert r == pytest.approx([0.0, -0.3, 0.0, 0.6])
     assert [sum(r[k:]) for k in range(4)] == pytest.approx([0.3, 0.3, 0.6, 0.6])  # return from step k = min of s[k:]
-    assert shape_min(s + [0.95], PPOConfig())[:1] == pytest.approx([0.0]) and sum(shape_min(s + [0.95], PPOConfig())) == pytest.approx(0.3)
+    assert shape_min(s + [0.95], PPOConfig())[:1] == pytest.approx([0.0]) and sum(
+        shape_min(s + [0.95], PPOConfig())
+    ) == pytest.approx(0.3)
     # a wrong step anywhere caps the whole return
     assert sum(shape_min([0.9, 0.05, 0.9], PPOConfig())) == pytest.approx(0.05)
 

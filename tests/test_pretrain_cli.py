@@ -28,15 +28,25 @@ def trained(tmp_path_factory):
     from scalinglab.train.pretrain import PretrainConfig, pretrain
 
     out = tmp_path_factory.mktemp("pt") / "A"
-    summary = pretrain(PretrainConfig(depth=1, steps=30, batch_size=8, seq_len=64, eval_problems=8, log_every=5), str(out))
+    summary = pretrain(
+        PretrainConfig(depth=1, steps=30, batch_size=8, seq_len=64, eval_problems=8, log_every=5), str(out)
+    )
     return out, summary
 
 
 def test_pretrain_writes_a_complete_run(trained):
     out, s = trained
-    for f in ("config.json", "command.txt", "metrics.jsonl", "summary.json", "model/config.json", "model/model.safetensors", "model/tokenizer.json"):
+    for f in (
+        "config.json",
+        "command.txt",
+        "metrics.jsonl",
+        "summary.json",
+        "model/config.json",
+        "model/model.safetensors",
+        "model/tokenizer.json",
+    ):
         assert (out / f).exists(), f
-    steps = [json.loads(l)["step"] for l in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [5, 10, 15, 20, 25, 30]
     assert s["tokens"] == 30 * 8 * 64 and s["flops"] == 6 * s["params"] * s["tokens"]
     assert s["val_loss"] < 4.0 and 0.0 <= s["accuracy"] <= 1.0  # below uniform over 100 symbols (ln 100 = 4.6)
@@ -46,7 +56,19 @@ def test_generate_json_contract(trained, tmp_path, capsys):
     out, _ = trained
     prompts = tmp_path / "p.txt"
     prompts.write_text("12+34=?\\n\n5-3=?\\n\n")
-    code, o = cli("generate", "--model", str(out), "--prompts", str(prompts), "--n", "3", "--max-new-tokens", "8", "--json", capsys=capsys)
+    code, o = cli(
+        "generate",
+        "--model",
+        str(out),
+        "--prompts",
+        str(prompts),
+        "--n",
+        "3",
+        "--max-new-tokens",
+        "8",
+        "--json",
+        capsys=capsys,
+    )
     assert code == 0
     res = json.loads(o.out)  # exactly one JSON object on stdout
     assert len(res["completions"]) == 2 and all(len(c) == 3 for c in res["completions"])
@@ -60,13 +82,16 @@ def test_export_hf_roundtrip(trained, tmp_path, capsys):
     assert code == 0 and "model.safetensors" in json.loads(o.out)["files"]
 
 
-@pytest.mark.parametrize("args,msg", [
-    (["generate", "--model", "/nonexistent", "--prompts", "PROMPTS"], "no such directory"),
-    (["generate", "--model", "/nonexistent", "--prompts", "missing.txt"], "no such file"),
-    (["pretrain", "--out", "OUT", "--set", "nope=1"], "unknown config key 'nope'"),
-    (["pretrain", "--out", "OUT", "--set", "lr=fast"], "expected float"),
-    (["pretrain", "--out", "OUT", "--task", "chess"], "unknown task 'chess'"),
-])
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["generate", "--model", "/nonexistent", "--prompts", "PROMPTS"], "no such directory"),
+        (["generate", "--model", "/nonexistent", "--prompts", "missing.txt"], "no such file"),
+        (["pretrain", "--out", "OUT", "--set", "nope=1"], "unknown config key 'nope'"),
+        (["pretrain", "--out", "OUT", "--set", "lr=fast"], "expected float"),
+        (["pretrain", "--out", "OUT", "--task", "chess"], "unknown task 'chess'"),
+    ],
+)
 def test_bad_input_one_line_error_no_run_left(args, msg, tmp_path, capsys):
     (tmp_path / "p.txt").write_text("1+1=?\n")
     args = [a.replace("OUT", str(tmp_path / "run")).replace("PROMPTS", str(tmp_path / "p.txt")) for a in args]
@@ -87,9 +112,29 @@ def test_pretrain_resume_after_sigkill(tmp_path):
     """SIGKILL mid-run, --resume: every logged step appears exactly once, run finishes."""
     out = tmp_path / "R"
     # enough steps that the kill lands mid-run even when tiny steps take ~1 ms on a quiet machine
-    args = [sys.executable, "-m", "scalinglab.cli", "pretrain", "--depth", "1", "--steps", "1000", "--out", str(out),
-            "--set", "batch_size=4", "--set", "seq_len=32", "--set", "checkpoint_every=20", "--set", "log_every=5",
-            "--set", "eval_problems=0", "--json"]
+    args = [
+        sys.executable,
+        "-m",
+        "scalinglab.cli",
+        "pretrain",
+        "--depth",
+        "1",
+        "--steps",
+        "1000",
+        "--out",
+        str(out),
+        "--set",
+        "batch_size=4",
+        "--set",
+        "seq_len=32",
+        "--set",
+        "checkpoint_every=20",
+        "--set",
+        "log_every=5",
+        "--set",
+        "eval_problems=0",
+        "--json",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # a tiny model: one thread is faster, and steady on a busy machine
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 120
@@ -101,7 +146,7 @@ def test_pretrain_resume_after_sigkill(tmp_path):
     assert p.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     r = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
-    steps = [json.loads(l)["step"] for l in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(5, 1001, 5))
 
 
@@ -109,7 +154,9 @@ def test_pretrain_resume_after_sigkill(tmp_path):
 def test_tiny_model_learns_two_digit_addition(tmp_path):
     from scalinglab.train.pretrain import PretrainConfig, pretrain
 
-    s = pretrain(PretrainConfig(task="addition", depth=2, steps=400, batch_size=32, eval_problems=100), str(tmp_path / "add"))
+    s = pretrain(
+        PretrainConfig(task="addition", depth=2, steps=400, batch_size=32, eval_problems=100), str(tmp_path / "add")
+    )
     # the worked-solution stream is mostly predictable digits once the operands are read
     assert s["val_loss"] < 0.45
     assert s["accuracy"] >= 0.5

@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch")
 
 from scalinglab.distributed.executor import RayExecutor, Resources  # noqa: E402
 from scalinglab.errors import UserError  # noqa: E402
-from scalinglab.train.ladder import LadderConfig, rung_name, run_ladder  # noqa: E402
+from scalinglab.train.ladder import LadderConfig, run_ladder, rung_name  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -116,6 +116,7 @@ def test_ray_rerun_skips_finished_rungs(ray_ladder):
 
 # -- rollouts -----------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def pool_setup(tmp_path_factory):
     from scalinglab.distributed.rollouts import RayRolloutPool, RolloutPoolConfig
@@ -132,7 +133,9 @@ def pool_setup(tmp_path_factory):
                 p.mul_(4)
     save_model(m, CharTokenizer(), d / "tiny")
     model, tok = load_model(d / "tiny")
-    cfg = RolloutPoolConfig(generators=2, verifiers=2, cpus_per_generator=0.25, cpus_per_verifier=0.25, trace_dir=str(d / "trace"))
+    cfg = RolloutPoolConfig(
+        generators=2, verifiers=2, cpus_per_generator=0.25, cpus_per_verifier=0.25, trace_dir=str(d / "trace")
+    )
     pool = RayRolloutPool(str(d / "tiny"), cfg)
     yield pool, model, tok, d
     pool.close()
@@ -142,8 +145,9 @@ def _local(model, tok, task, problems, params):
     from scalinglab.engine import Engine
 
     res = Engine(model, tok).generate([p.prompt for p in problems], params)
-    return [[c.text for c in g.completions] for g in res.generations], \
-           [[task.check(p, c.text) for c in g.completions] for p, g in zip(problems, res.generations)]
+    return [[c.text for c in g.completions] for g in res.generations], [
+        [task.check(p, c.text) for c in g.completions] for p, g in zip(problems, res.generations)
+    ]
 
 
 def _texts(batch):
@@ -196,7 +200,7 @@ def test_pool_rollout_is_an_rl_rollout(pool_setup):
     for i in range(20):  # each row is <bos> prompt response: the mask covers exactly the response
         n = int(ro.mask[i].sum())
         start = int(ro.mask[i].nonzero()[0]) + 1
-        assert tok.decode(ro.ids[i, start: start + n].tolist()).startswith(ro.texts[i][:1])
+        assert tok.decode(ro.ids[i, start : start + n].tolist()).startswith(ro.texts[i][:1])
         assert ro.prompts[i] == problems[i // 2].prompt
     again = pool.rollout(task, problems, 2, 24, 1.0, seed=5, tokenizer=tok)
     assert again.texts == ro.texts and torch.equal(again.ids, ro.ids)

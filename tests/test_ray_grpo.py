@@ -20,8 +20,17 @@ def base(tmp_path_factory):
 def test_grpo_on_ray_updates_and_tracks_versions(base, tmp_path):
     from scalinglab.train.grpo import GRPOConfig, train_grpo
 
-    cfg = GRPOConfig(task="addition", steps=3, prompts_per_step=4, group_size=4, eval_problems=0, backend="ray",
-                     ray_generators=2, filter_zero_std=False, device="cpu")
+    cfg = GRPOConfig(
+        task="addition",
+        steps=3,
+        prompts_per_step=4,
+        group_size=4,
+        eval_problems=0,
+        backend="ray",
+        ray_generators=2,
+        filter_zero_std=False,
+        device="cpu",
+    )
     summary = train_grpo(cfg, str(base), str(tmp_path / "B"))
     recs = [json.loads(line) for line in (tmp_path / "B" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in recs] == [1, 2, 3]
@@ -45,9 +54,34 @@ def test_grpo_on_ray_json_stdout_is_one_object(base, tmp_path):
     import subprocess
     import sys
 
-    p = subprocess.run([sys.executable, "-m", "scalinglab.cli", "train", "grpo", "--model", str(base), "--task", "addition",
-                        "--steps", "2", "--backend", "ray", "--out", str(tmp_path / "J"), "--set", "eval_problems=0",
-                        "--set", "prompts_per_step=4", "--set", "group_size=4", "--json"],
-                       capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scalinglab.cli",
+            "train",
+            "grpo",
+            "--model",
+            str(base),
+            "--task",
+            "addition",
+            "--steps",
+            "2",
+            "--backend",
+            "ray",
+            "--out",
+            str(tmp_path / "J"),
+            "--set",
+            "eval_problems=0",
+            "--set",
+            "prompts_per_step=4",
+            "--set",
+            "group_size=4",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert json.loads(p.stdout)["steps"] == 2 and len(p.stdout.strip().splitlines()) == 1

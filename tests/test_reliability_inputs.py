@@ -10,8 +10,14 @@ from scalinglab.cli import main
 from scalinglab.errors import UserError
 from scalinglab.runs.store import read_json, read_text
 
-LLAMA = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2,
-         "intermediate_size": 128, "vocab_size": 100}
+LLAMA = {
+    "num_hidden_layers": 2,
+    "hidden_size": 64,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 128,
+    "vocab_size": 100,
+}
 
 
 def cli(capsys, *args):
@@ -29,12 +35,18 @@ def _one_line(err):
     return lines[0]
 
 
-@pytest.mark.parametrize("change,key", [
-    ({"num_attention_heads": 0}, "num_attention_heads"), ({"hidden_size": -64}, "hidden"),
-    ({"num_key_value_heads": 0}, "kv_heads"), ({"num_hidden_layers": "32"}, "num_hidden_layers"),
-    ({"vocab_size": [100]}, "vocab_size"), ({"num_key_value_heads": 3}, "key/value heads"),
-    ({"sliding_window": "big"}, "sliding_window"),
-])
+@pytest.mark.parametrize(
+    "change,key",
+    [
+        ({"num_attention_heads": 0}, "num_attention_heads"),
+        ({"hidden_size": -64}, "hidden"),
+        ({"num_key_value_heads": 0}, "kv_heads"),
+        ({"num_hidden_layers": "32"}, "num_hidden_layers"),
+        ({"vocab_size": [100]}, "vocab_size"),
+        ({"num_key_value_heads": 3}, "key/value heads"),
+        ({"sliding_window": "big"}, "sliding_window"),
+    ],
+)
 def test_tokenomics_config_with_impossible_shapes_is_refused_naming_the_field(tmp_path, capsys, change, key):
     (tmp_path / "config.json").write_text(json.dumps({**LLAMA, **change}))
     code, o = cli(capsys, "tokenomics", "kv", "--model", str(tmp_path / "config.json"), "--json")
@@ -55,13 +67,22 @@ def test_tokenomics_model_file_that_is_not_a_config(tmp_path, capsys, content):
     assert code == 2 and "m.json" in _one_line(o.err)
 
 
-@pytest.mark.parametrize("args,msg", [
-    (["serve", "--model", "Qwen2.5-0.5B", "--n-requests", "10", "--warmup", "10"], "--warmup 10"),
-    (["serve", "--model", "Llama-3.1-8B", "--input-len", "5000000", "--output-len", "10", "--n-requests", "3"], "KV cache"),
-    (["decode", "--model", "Llama-3.1-405B", "--hardware", "H100"], "do not fit"),
-    (["decode", "--model", "Llama-3.1-8B", "--hardware", "H100", "--batch", "4000", "--context", "100000"], "do not fit"),
-    (["train", "--params", "nan", "--tokens", "1e12"], "--params"),
-])
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["serve", "--model", "Qwen2.5-0.5B", "--n-requests", "10", "--warmup", "10"], "--warmup 10"),
+        (
+            ["serve", "--model", "Llama-3.1-8B", "--input-len", "5000000", "--output-len", "10", "--n-requests", "3"],
+            "KV cache",
+        ),
+        (["decode", "--model", "Llama-3.1-405B", "--hardware", "H100"], "do not fit"),
+        (
+            ["decode", "--model", "Llama-3.1-8B", "--hardware", "H100", "--batch", "4000", "--context", "100000"],
+            "do not fit",
+        ),
+        (["train", "--params", "nan", "--tokens", "1e12"], "--params"),
+    ],
+)
 def test_tokenomics_workloads_that_cannot_run_are_one_line(capsys, args, msg):
     code, o = cli(capsys, "tokenomics", *args, "--json")
     assert code == 2 and msg in _one_line(o.err) and msg in json.loads(o.out)["error"]
@@ -96,13 +117,22 @@ def test_sft_data_that_is_binary_or_a_directory_leaves_no_run(tmp_path, capsys, 
         data.mkdir()
     else:
         data.write_bytes(content)
-    code, o = cli(capsys, "train", "sft", "--model", "/nonexistent-model", "--data", str(data), "--out", str(tmp_path / "S"))
+    code, o = cli(
+        capsys, "train", "sft", "--model", "/nonexistent-model", "--data", str(data), "--out", str(tmp_path / "S")
+    )
     assert code == 2 and "--data" in _one_line(o.err)
     assert not (tmp_path / "S").exists()
 
 
-@pytest.mark.parametrize("sets,key", [(["group_size=0"], "group_size"), (["lr=nan"], "lr"), (["temperature=-1"], "temperature"),
-                                      (["checkpoint_every=-1"], "checkpoint_every")])
+@pytest.mark.parametrize(
+    "sets,key",
+    [
+        (["group_size=0"], "group_size"),
+        (["lr=nan"], "lr"),
+        (["temperature=-1"], "temperature"),
+        (["checkpoint_every=-1"], "checkpoint_every"),
+    ],
+)
 def test_grpo_nonsense_settings_name_the_key(tmp_path, capsys, sets, key):
     args = [a for s in sets for a in ("--set", s)]
     code, o = cli(capsys, "train", "grpo", "--model", "/nonexistent-model", "--out", str(tmp_path / "G"), *args)
@@ -111,17 +141,28 @@ def test_grpo_nonsense_settings_name_the_key(tmp_path, capsys, sets, key):
 
 
 def test_grpo_zero_steps_is_refused(tmp_path, capsys):
-    code, o = cli(capsys, "train", "grpo", "--model", "/nonexistent-model", "--out", str(tmp_path / "G"), "--steps", "0")
+    code, o = cli(
+        capsys, "train", "grpo", "--model", "/nonexistent-model", "--out", str(tmp_path / "G"), "--steps", "0"
+    )
     assert code == 2 and "'steps'" in _one_line(o.err)
 
 
-@pytest.mark.parametrize("args", [["pretrain", "--set", "device=tpu", "--out", "OUT"],
-                                  ["generate", "--model", "MODEL", "--prompts", "PROMPTS", "--device", "tpu"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["pretrain", "--set", "device=tpu", "--out", "OUT"],
+        ["generate", "--model", "MODEL", "--prompts", "PROMPTS", "--device", "tpu"],
+    ],
+)
 def test_unknown_device_is_one_line(tmp_path, capsys, args):
     (tmp_path / "p.txt").write_text("1+1=?\n")
     (tmp_path / "m").mkdir()
-    args = [a.replace("OUT", str(tmp_path / "R")).replace("PROMPTS", str(tmp_path / "p.txt")).replace("MODEL", str(tmp_path / "m"))
-            for a in args]
+    args = [
+        a.replace("OUT", str(tmp_path / "R"))
+        .replace("PROMPTS", str(tmp_path / "p.txt"))
+        .replace("MODEL", str(tmp_path / "m"))
+        for a in args
+    ]
     code, o = cli(capsys, *args)
     assert code == 2 and "tpu" in _one_line(o.err)
     assert not (tmp_path / "R").exists()
@@ -139,7 +180,9 @@ def test_atomic_writes_to_an_impossible_place_are_one_line(tmp_path):
 
 
 def test_cost_plot_to_an_unwritable_place_and_negative_workers_are_one_line(capsys, tmp_path):
-    code, o = cli(capsys, "tokenomics", "cost", "--model", "Qwen2.5-0.5B", "--plot", "/proc/scalinglab-x/cost.png", "--json")
+    code, o = cli(
+        capsys, "tokenomics", "cost", "--model", "Qwen2.5-0.5B", "--plot", "/proc/scalinglab-x/cost.png", "--json"
+    )
     assert code == 2 and "--plot" in _one_line(o.err)
     from scalinglab.verify.pool import WorkerPool
 
@@ -147,8 +190,15 @@ def test_cost_plot_to_an_unwritable_place_and_negative_workers_are_one_line(caps
         WorkerPool("math.sqrt", workers=-2)
 
 
-@pytest.mark.parametrize("content,msg", [('{"N": 1, "loss": 2}', "same length"), ('[1, 2, 3]', "no table rows"),
-                                         ('{"N": [1, 2], "loss": [3]}', "same length"), ("DIR", "is a directory")])
+@pytest.mark.parametrize(
+    "content,msg",
+    [
+        ('{"N": 1, "loss": 2}', "same length"),
+        ("[1, 2, 3]", "no table rows"),
+        ('{"N": [1, 2], "loss": [3]}', "same length"),
+        ("DIR", "is a directory"),
+    ],
+)
 def test_fit_on_data_of_the_wrong_shape_is_one_line(tmp_path, capsys, content, msg):
     f = tmp_path / "d.json"
     if content == "DIR":
@@ -185,14 +235,34 @@ def test_a_chinchilla_exponent_off_the_plausible_range_is_called_unconstrained_n
 def test_annotate_negative_limit_is_refused(tmp_path, capsys):
     data = tmp_path / "d.jsonl"
     data.write_text('{"prompt": "1+1=", "answer": "2", "completion": "2"}\n')
-    code, o = cli(capsys, "annotate", "--task", "arithmetic", "--model", str(tmp_path / "m"), "--data", str(data),
-                  "--out", str(tmp_path / "o.jsonl"), "--limit", "-1")
+    code, o = cli(
+        capsys,
+        "annotate",
+        "--task",
+        "arithmetic",
+        "--model",
+        str(tmp_path / "m"),
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "o.jsonl"),
+        "--limit",
+        "-1",
+    )
     assert code == 2 and "--limit" in _one_line(o.err)
     assert not (tmp_path / "o.jsonl").exists()
 
 
-@pytest.mark.parametrize("kw,name", [({"temperature": -1.0}, "temperature=-1.0"), ({"top_p": 0.0}, "top_p=0.0"),
-                                     ({"max_new_tokens": 0}, "max_new_tokens=0"), ({"n": 0}, "n=0"), ({"top_k": -5}, "top_k=-5")])
+@pytest.mark.parametrize(
+    "kw,name",
+    [
+        ({"temperature": -1.0}, "temperature=-1.0"),
+        ({"top_p": 0.0}, "top_p=0.0"),
+        ({"max_new_tokens": 0}, "max_new_tokens=0"),
+        ({"n": 0}, "n=0"),
+        ({"top_k": -5}, "top_k=-5"),
+    ],
+)
 def test_sampling_params_refuse_nonsense_for_every_caller(kw, name):
     from scalinglab.engine import SamplingParams
 
@@ -201,7 +271,9 @@ def test_sampling_params_refuse_nonsense_for_every_caller(kw, name):
     SamplingParams(greedy=True, temperature=-1.0)  # greedy ignores the temperature
 
 
-@pytest.mark.parametrize("flag,value", [("--temperature", "nan"), ("--top-p", "1.5"), ("--max-batch", "0"), ("--max-new-tokens", "-3")])
+@pytest.mark.parametrize(
+    "flag,value", [("--temperature", "nan"), ("--top-p", "1.5"), ("--max-batch", "0"), ("--max-new-tokens", "-3")]
+)
 def test_eval_names_a_nonsense_sampling_value_before_loading_anything(tmp_path, capsys, flag, value):
     code, o = cli(capsys, "eval", "--model", str(tmp_path / "nowhere"), flag, value)
     assert code == 2 and f"{flag} {value}" in _one_line(o.err)
@@ -234,11 +306,45 @@ def test_eval_that_fails_leaves_no_half_run_and_the_corrected_command_runs(tmp_p
     d = save_model(model, tok, tmp_path / "m")
     out = tmp_path / "E"
     # a prompt longer than the context fails inside the evaluation, after the run directory was created
-    code, o = cli(capsys, "eval", "--model", str(d), "--task", "arithmetic", "--num-problems", "2", "--strategy", "greedy",
-                  "--n", "1", "--max-new-tokens", str(model.config.max_position_embeddings), "--out", str(out))
+    code, o = cli(
+        capsys,
+        "eval",
+        "--model",
+        str(d),
+        "--task",
+        "arithmetic",
+        "--num-problems",
+        "2",
+        "--strategy",
+        "greedy",
+        "--n",
+        "1",
+        "--max-new-tokens",
+        str(model.config.max_position_embeddings),
+        "--out",
+        str(out),
+    )
     assert code == 2 and "context" in _one_line(o.err)
     assert not out.exists()
     assert not [r for r in list_runs(tmp_path) if r["name"] == "E"]  # a run that did nothing leaves no row either
-    code, o = cli(capsys, "eval", "--model", str(d), "--task", "arithmetic", "--num-problems", "2", "--strategy", "greedy",
-                  "--n", "1", "--max-new-tokens", "4", "--out", str(out))
-    assert code == 0 and [r["status"] for r in list_runs(tmp_path) if r["name"] == "E"] == ["finished"]  # the corrected command runs
+    code, o = cli(
+        capsys,
+        "eval",
+        "--model",
+        str(d),
+        "--task",
+        "arithmetic",
+        "--num-problems",
+        "2",
+        "--strategy",
+        "greedy",
+        "--n",
+        "1",
+        "--max-new-tokens",
+        "4",
+        "--out",
+        str(out),
+    )
+    assert code == 0 and [r["status"] for r in list_runs(tmp_path) if r["name"] == "E"] == [
+        "finished"
+    ]  # the corrected command runs

@@ -40,14 +40,18 @@ def test_an_interrupted_or_failed_run_is_not_marked_finished(two_stages, tmp_pat
     s = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert (s["status"], s["finished"]) == (status, None)
     assert s["stages"]["second"]["status"] == status and "first" in s["stages"]
-    assert (tmp_path / "r" / "first" / "stage.json").exists() and not (tmp_path / "r" / "second" / "stage.json").exists()
+    assert (tmp_path / "r" / "first" / "stage.json").exists() and not (
+        tmp_path / "r" / "second" / "stage.json"
+    ).exists()
     done = pipeline.run_pipeline("smoke", str(tmp_path / "r"), resume=True)
     assert done["status"] == "finished" and done["finished"] and set(done["stages"]) == {"first", "second"}
 
 
 def test_a_second_process_on_the_same_run_is_refused(two_stages, tmp_path):
-    hold = ("import sys, time\nfrom scalinglab.runs.store import DirLock\nfrom pathlib import Path\n"
-            "Path(sys.argv[1]).mkdir()\nDirLock(Path(sys.argv[1]))\nprint('holding', flush=True)\ntime.sleep(60)\n")
+    hold = (
+        "import sys, time\nfrom scalinglab.runs.store import DirLock\nfrom pathlib import Path\n"
+        "Path(sys.argv[1]).mkdir()\nDirLock(Path(sys.argv[1]))\nprint('holding', flush=True)\ntime.sleep(60)\n"
+    )
     p = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path / "r")], stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "holding"

@@ -20,11 +20,25 @@ from scalinglab.errors import UserError
 from scalinglab.runs import Run, list_runs
 
 EXE = str(Path(sys.executable).with_name("scalinglab"))
-TINY = ["--depth", "1", "--set", "batch_size=2", "--set", "seq_len=32", "--set", "eval_problems=0", "--set", "val_tokens=256",
-        "--set", "device=cpu"]
+TINY = [
+    "--depth",
+    "1",
+    "--set",
+    "batch_size=2",
+    "--set",
+    "seq_len=32",
+    "--set",
+    "eval_problems=0",
+    "--set",
+    "val_tokens=256",
+    "--set",
+    "device=cpu",
+]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models: one torch thread is faster and steady on a busy machine
-HOLD = ("import sys, time\nfrom scalinglab.runs import Run\n"
-        "Run.create(sys.argv[1], kind='x', config={})\nprint('holding', flush=True)\ntime.sleep(120)\n")
+HOLD = (
+    "import sys, time\nfrom scalinglab.runs import Run\n"
+    "Run.create(sys.argv[1], kind='x', config={})\nprint('holding', flush=True)\ntime.sleep(120)\n"
+)
 
 
 def _steps(run_dir: Path) -> list[int]:
@@ -55,8 +69,13 @@ def test_a_second_process_is_refused_naming_the_holder_and_a_killed_holder_is_re
             Run.create(tmp_path / "r", kind="x", config={}, resume=True)
         assert "\n" not in str(e.value)
         assert list_runs(tmp_path)[0]["status"] == "running"
-        r = subprocess.run([EXE, "pretrain", *TINY, "--steps", "3", "--out", str(tmp_path / "r"), "--resume"],
-                           capture_output=True, text=True, timeout=300, env=ENV)
+        r = subprocess.run(
+            [EXE, "pretrain", *TINY, "--steps", "3", "--out", str(tmp_path / "r"), "--resume"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=ENV,
+        )
         assert r.returncode == 2 and f"in use by pid {holder.pid}" in _one_line(r.stderr)
     finally:
         holder.kill()
@@ -86,8 +105,13 @@ def test_sigkill_before_the_first_checkpoint_then_resume_logs_every_step_once(tm
 def test_sigterm_marks_the_run_interrupted_and_exits_130(tmp_path):
     """Item 8 for a training run: a plain `kill` is an interruption, recorded and reported."""
     out = tmp_path / "R"
-    p = subprocess.Popen([EXE, "pretrain", *TINY, "--steps", "5000", "--set", "log_every=10", "--out", str(out)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
+    p = subprocess.Popen(
+        [EXE, "pretrain", *TINY, "--steps", "5000", "--set", "log_every=10", "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     _wait_for_lines(out / "metrics.jsonl", 2, p)
     p.send_signal(signal.SIGTERM)
     err = p.communicate(timeout=120)[1]
@@ -100,18 +124,35 @@ def test_sigterm_marks_the_run_interrupted_and_exits_130(tmp_path):
 def _unshare_ok() -> bool:
     if shutil.which("unshare") is None:
         return False
-    r = subprocess.run(["unshare", "-rm", "sh", "-c", "mkdir -p /tmp/.sl-probe && mount -t tmpfs -o size=64k tmpfs /tmp/.sl-probe"],
-                       capture_output=True)
+    r = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", "mkdir -p /tmp/.sl-probe && mount -t tmpfs -o size=64k tmpfs /tmp/.sl-probe"],
+        capture_output=True,
+    )
     return r.returncode == 0
 
 
-@pytest.mark.skipif(not _unshare_ok(), reason="needs unshare -rm to mount a private tmpfs (the ENOSPC monkeypatch test still runs)")
+@pytest.mark.skipif(
+    not _unshare_ok(), reason="needs unshare -rm to mount a private tmpfs (the ENOSPC monkeypatch test still runs)"
+)
 def test_full_disk_on_a_tmpfs_is_one_line_and_a_resume_leaves_no_temp_checkpoint(tmp_path):
     """Item 7 on a real full disk: a 900 KiB tmpfs holds one checkpoint of the depth-1 model, not two."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    args = " ".join([EXE, "pretrain", *TINY, "--steps", "40", "--set", "checkpoint_every=10", "--set", "log_every=5",
-                     "--out", str(mnt / "r")])
+    args = " ".join(
+        [
+            EXE,
+            "pretrain",
+            *TINY,
+            "--steps",
+            "40",
+            "--set",
+            "checkpoint_every=10",
+            "--set",
+            "log_every=5",
+            "--out",
+            str(mnt / "r"),
+        ]
+    )
     script = f"""
 mount -t tmpfs -o size=900k tmpfs {mnt} || exit 99
 {args} > /dev/null 2> {tmp_path}/err1; echo $? > {tmp_path}/rc1
@@ -135,8 +176,10 @@ cp {mnt}/r/metrics.jsonl {tmp_path}/metrics.jsonl
 def test_a_sweep_on_a_ladder_another_process_holds_is_refused(tmp_path, capsys):
     from scalinglab.cli import main
 
-    hold = ("import sys, time\nfrom pathlib import Path\nfrom scalinglab.runs.store import DirLock\n"
-            "Path(sys.argv[1]).mkdir()\nDirLock(Path(sys.argv[1]))\nprint('holding', flush=True)\ntime.sleep(60)\n")
+    hold = (
+        "import sys, time\nfrom pathlib import Path\nfrom scalinglab.runs.store import DirLock\n"
+        "Path(sys.argv[1]).mkdir()\nDirLock(Path(sys.argv[1]))\nprint('holding', flush=True)\ntime.sleep(60)\n"
+    )
     p = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path / "L")], stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "holding"

@@ -63,8 +63,17 @@ def test_verify_code_reports_its_isolation_and_refuses_empty_input(tmp_path, cap
     from scalinglab.verify.sandbox import isolation
 
     f = tmp_path / "c.jsonl"
-    f.write_text(json.dumps({"id": "a", "program": "def f(x):\n    return x + 1\n", "entry_point": "f",
-                             "cases": [{"input": [1], "output": 2}]}) + "\n")
+    f.write_text(
+        json.dumps(
+            {
+                "id": "a",
+                "program": "def f(x):\n    return x + 1\n",
+                "entry_point": "f",
+                "cases": [{"input": [1], "output": 2}],
+            }
+        )
+        + "\n"
+    )
     mode = isolation().mode
     if mode != "bwrap":
         pytest.skip(f"bubblewrap is not usable here (isolation {mode}); auto refuses to run")

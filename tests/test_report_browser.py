@@ -17,9 +17,12 @@ import pytest
 from scalinglab.report import build_report
 from scalinglab.report.browser import find_chromium, visit
 
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(find_chromium() is None, reason="headless chromium not installed "
-                                 "(scripts/install_system_deps.sh --browser)")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        find_chromium() is None, reason="headless chromium not installed (scripts/install_system_deps.sh --browser)"
+    ),
+]
 
 
 def ink_stats(shot, box: dict) -> tuple[float, int]:
@@ -38,8 +41,10 @@ def ink_stats(shot, box: dict) -> tuple[float, int]:
 def test_harness_detects_requests_and_errors(tmp_path):
     """Negative control: a page with a remote image and a console error must be caught."""
     bad = tmp_path / "bad.html"
-    bad.write_text('<!DOCTYPE html><html><body><img src="http://127.0.0.1:9/x.png">'
-                   '<script>console.error("boom")</script></body></html>')
+    bad.write_text(
+        '<!DOCTYPE html><html><body><img src="http://127.0.0.1:9/x.png">'
+        '<script>console.error("boom")</script></body></html>'
+    )
     v = visit(bad, height=400)
     assert "http://127.0.0.1:9/x.png" in v.network_requests
     assert any("boom" in e for e in v.errors)
@@ -81,10 +86,9 @@ def test_report_opens_offline_and_shows_every_figure(tmp_path):
 def test_report_command_screenshot(tmp_path):
     import json
 
-    from typer.testing import CliRunner
-
     from test_report_figures_cli import _app
     from test_report_html import make_run
+    from typer.testing import CliRunner
 
     d = make_run(tmp_path)
     res = CliRunner().invoke(_app(), ["report", str(d), "--screenshot", str(tmp_path / "shot" / "r.png"), "--json"])

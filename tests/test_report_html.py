@@ -25,14 +25,19 @@ def _plot(path: Path, kind: str) -> None:
     if kind == "ladder":
         fig, ax = new_figure()
         for i, n in enumerate([0.2e6, 0.8e6, 3.1e6]):
-            ax.plot(x, 1.2 + 40 / (n ** 0.3) + 900 / (x / (6 * n)) ** 0.35, "o-", label=f"N={n:.1e}")
+            ax.plot(x, 1.2 + 40 / (n**0.3) + 900 / (x / (6 * n)) ** 0.35, "o-", label=f"N={n:.1e}")
         ax.set_xscale("log"), ax.set_xlabel("training compute C (FLOP)"), ax.set_ylabel("validation loss")
         ax.set_title("Loss against compute per model size"), ax.legend()
     elif kind == "panels":
         fig, axes = new_figure(1, 2)
         for j, name in enumerate(["majority vote", "best-of-N (PRM)", "pass@k"]):
             axes[0].plot(x, 1 / (1 + (3e14 / x) ** (0.5 + 0.1 * j)), label=name)
-        axes[0].set_xscale("log"), axes[0].set_xlabel("inference FLOPs"), axes[0].set_ylabel("accuracy"), axes[0].legend()
+        (
+            axes[0].set_xscale("log"),
+            axes[0].set_xlabel("inference FLOPs"),
+            axes[0].set_ylabel("accuracy"),
+            axes[0].legend(),
+        )
         axes[1].bar(["greedy", "vote@16", "BoN@16"], [0.41, 0.58, 0.63])
         axes[1].set_ylabel("accuracy")
     else:
@@ -47,44 +52,90 @@ def _plot(path: Path, kind: str) -> None:
 def make_run(root: Path) -> Path:
     """A run directory as `scalinglab run` writes it: summary.json + PNGs under stage dirs."""
     d = root / "run"
-    for rel, kind in [("pretrain/loss_vs_compute.png", "ladder"), ("pretrain/fit.png", "ladder"),
-                      ("rl/accuracy_vs_compute.png", "curve"), ("testtime/strategies.png", "panels"),
-                      ("tokenomics/cost.png", "curve")]:
+    for rel, kind in [
+        ("pretrain/loss_vs_compute.png", "ladder"),
+        ("pretrain/fit.png", "ladder"),
+        ("rl/accuracy_vs_compute.png", "curve"),
+        ("testtime/strategies.png", "panels"),
+        ("tokenomics/cost.png", "curve"),
+    ]:
         _plot(d / rel, kind)
     summary = {
-        "preset": "smoke", "started": "2026-11-30T01:00:00+00:00", "finished": "2026-11-30T01:02:41+00:00",
-        "seconds": 161.2, "machine": {"cpu": "x86_64", "cores": 2, "device": "cpu"},
+        "preset": "smoke",
+        "started": "2026-11-30T01:00:00+00:00",
+        "finished": "2026-11-30T01:02:41+00:00",
+        "seconds": 161.2,
+        "machine": {"cpu": "x86_64", "cores": 2, "device": "cpu"},
         "stages": {
             "pretrain": {
                 "title": "Pre-training ladder (countdown)",
                 "headline": {"best_val_loss": 1.234567, "compute_flop": 3.2e15, "n_models": 6, "E": 0.91},
                 "model": str(d / "pretrain" / "depth3"),
-                "figures": [{"path": "pretrain/loss_vs_compute.png", "caption": "Loss against compute " + EVIL},
-                            {"path": "pretrain/fit.png", "caption": "Chinchilla fit with the measured points."}],
-                "table": [{"depth": 1, "N": 200000, "D": 1e5, "loss": 2.31}, {"depth": 2, "N": 800000, "D": 1e5, "loss": 2.02}]
+                "figures": [
+                    {"path": "pretrain/loss_vs_compute.png", "caption": "Loss against compute " + EVIL},
+                    {"path": "pretrain/fit.png", "caption": "Chinchilla fit with the measured points."},
+                ],
+                "table": [
+                    {"depth": 1, "N": 200000, "D": 1e5, "loss": 2.31},
+                    {"depth": 2, "N": 800000, "D": 1e5, "loss": 2.02},
+                ]
                 + [{"depth": 3, "N": 3100000, "D": 1e5 * k, "loss": 1.9 - 0.01 * k} for k in range(30)],
                 "notes": "Six rungs.\n\nThe fit is ill-determined with so few sizes.",
             },
-            "synth": {"title": "Synthetic data", "headline": {"acceptance_rate": 0.4375, "kept": 210},
-                      "model": None, "figures": []},
+            "synth": {
+                "title": "Synthetic data",
+                "headline": {"acceptance_rate": 0.4375, "kept": 210},
+                "model": None,
+                "figures": [],
+            },
             "sft": {"title": "SFT", "headline": {"held_out_accuracy": 0.3125}, "model": "sft/model", "figures": []},
-            "reward_models": {"status": "failed", "error": "Traceback (most recent call last):\n  ...\n"
-                              "RuntimeError: PRM labels empty & <broken>"},
-            "rl": {"title": "RL", "headline": {"grpo_accuracy": 0.5625, "ppo_accuracy": 0.5},
-                   "model": "rl/grpo", "figures": [{"path": "rl/accuracy_vs_compute.png", "caption": "Accuracy vs RL compute."},
-                                                   {"path": "rl/does_not_exist.png", "caption": "A figure that was never written."}]},
-            "testtime": {"title": "Test-time compute", "headline": {"vote@16": 0.58}, "model": None,
-                         "figures": [{"path": "testtime/strategies.png", "caption": "Strategies."}]},
+            "reward_models": {
+                "status": "failed",
+                "error": "Traceback (most recent call last):\n  ...\nRuntimeError: PRM labels empty & <broken>",
+            },
+            "rl": {
+                "title": "RL",
+                "headline": {"grpo_accuracy": 0.5625, "ppo_accuracy": 0.5},
+                "model": "rl/grpo",
+                "figures": [
+                    {"path": "rl/accuracy_vs_compute.png", "caption": "Accuracy vs RL compute."},
+                    {"path": "rl/does_not_exist.png", "caption": "A figure that was never written."},
+                ],
+            },
+            "testtime": {
+                "title": "Test-time compute",
+                "headline": {"vote@16": 0.58},
+                "model": None,
+                "figures": [{"path": "testtime/strategies.png", "caption": "Strategies."}],
+            },
             # "tradeoff" missing: skipped
-            "tokenomics": {"title": "Tokenomics", "headline": {"usd_per_answer_405b_h200": 0.0123},
-                           "model": None, "figures": [{"path": "tokenomics/cost.png", "caption": "Cost per answer."}]},
+            "tokenomics": {
+                "title": "Tokenomics",
+                "headline": {"usd_per_answer_405b_h200": 0.0123},
+                "model": None,
+                "figures": [{"path": "tokenomics/cost.png", "caption": "Cost per answer."}],
+            },
         },
         "laws": {
-            "chinchilla": {"params": {"E": 0.91, "A": 12.5, "B": 410.0, "alpha": 0.34, "beta": 0.28},
-                           "ci95": {"E": [0.85, 0.97], "A": [8.1, 20.2], "B": [300.0, 650.0], "alpha": [0.3, 0.38],
-                                    "beta": [0.25, 0.31]}, "success": True, "message": "converged", "n_points": 6},
-            "rl_sigmoid": {"params": {"A": 0.62, "B": 1.1, "C_mid": 4.5e13}, "ci95": {"A": [None, None]},
-                           "success": True, "message": "no bootstrap"},
+            "chinchilla": {
+                "params": {"E": 0.91, "A": 12.5, "B": 410.0, "alpha": 0.34, "beta": 0.28},
+                "ci95": {
+                    "E": [0.85, 0.97],
+                    "A": [8.1, 20.2],
+                    "B": [300.0, 650.0],
+                    "alpha": [0.3, 0.38],
+                    "beta": [0.25, 0.31],
+                },
+                "success": True,
+                "message": "converged",
+                "n_points": 6,
+            },
+            "rl_sigmoid": {
+                "params": {"A": 0.62, "B": 1.1, "C_mid": 4.5e13},
+                "ci95": {"A": [None, None]},
+                "success": True,
+                "message": "no bootstrap",
+            },
             "testtime_power": {"params": {"a": None}, "ci95": {}, "success": False, "message": "too few points"},
         },
     }
@@ -112,8 +163,13 @@ def test_report_is_self_contained(run_dir, page):
     assert len(srcs) == 5  # the 5 PNGs that exist; the missing one is a placeholder, not a broken <img>
     assert all(s.startswith("data:image/png;base64,") for s in srcs)
     # The embedded bytes are exactly the figure files, in page order.
-    order = ["pretrain/loss_vs_compute.png", "pretrain/fit.png", "rl/accuracy_vs_compute.png",
-             "testtime/strategies.png", "tokenomics/cost.png"]
+    order = [
+        "pretrain/loss_vs_compute.png",
+        "pretrain/fit.png",
+        "rl/accuracy_vs_compute.png",
+        "testtime/strategies.png",
+        "tokenomics/cost.png",
+    ]
     for s, rel in zip(srcs, order):
         assert base64.b64decode(s.split(",", 1)[1]) == (run_dir / rel).read_bytes()
     # Size: base64 costs 4/3 of the PNG bytes; the rest (CSS, tables) stays small.
@@ -152,7 +208,7 @@ def test_summary_tiles_laws_and_tables(run_dir, page):
     assert '<td>A</td><td class="n">0.62</td><td class="n">—</td>' in page
     assert '<td>C_mid</td><td class="n">4.5×10<sup>13</sup></td>' in page
     laws = re.search(r'id="laws">(.*?)</section>', page, re.S).group(1)
-    assert laws.count('badge failed') == 1 and "too few points" in laws
+    assert laws.count("badge failed") == 1 and "too few points" in laws
     # Headline numbers table and model path shown relative to the run directory.
     assert '<tr><th>compute flop</th><td class="n">3.2×10<sup>15</sup></td></tr>' in page
     assert "model <code>pretrain/depth3</code>" in page
@@ -163,11 +219,22 @@ def test_summary_tiles_laws_and_tables(run_dir, page):
     assert "preset <b>smoke</b>" in page and "took <b>2 min 41 s</b>" in page
 
 
-@pytest.mark.parametrize("v, want", [
-    (1234, "1,234"), (0.8125, "0.8125"), (1.234567, "1.235"), (12345.6, "12,346"), (0, "0"),
-    (3.2e18, "3.2×10<sup>18</sup>"), (0.0001234, "1.23×10<sup>-4</sup>"), (-2.5e-5, "-2.5×10<sup>-5</sup>"),
-    (10**9, "1×10<sup>9</sup>"), (True, "yes"), (float("nan"), "nan"),
-])
+@pytest.mark.parametrize(
+    "v, want",
+    [
+        (1234, "1,234"),
+        (0.8125, "0.8125"),
+        (1.234567, "1.235"),
+        (12345.6, "12,346"),
+        (0, "0"),
+        (3.2e18, "3.2×10<sup>18</sup>"),
+        (0.0001234, "1.23×10<sup>-4</sup>"),
+        (-2.5e-5, "-2.5×10<sup>-5</sup>"),
+        (10**9, "1×10<sup>9</sup>"),
+        (True, "yes"),
+        (float("nan"), "nan"),
+    ],
+)
 def test_fmt_num(v, want):
     assert fmt_num(v) == want
 

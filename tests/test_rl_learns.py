@@ -18,7 +18,9 @@ pytestmark = pytest.mark.slow
 
 
 def _cli(*args) -> dict:
-    p = subprocess.run([sys.executable, "-m", "scalinglab.cli", *args, "--json"], capture_output=True, text=True, timeout=1800)
+    p = subprocess.run(
+        [sys.executable, "-m", "scalinglab.cli", *args, "--json"], capture_output=True, text=True, timeout=1800
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     return json.loads(p.stdout)
 
@@ -32,8 +34,22 @@ def pretrained(tmp_path_factory):
 
 @pytest.mark.parametrize("algo", ["grpo", "ppo"])
 def test_rl_raises_heldout_accuracy_by_15_points(pretrained, algo, tmp_path):
-    s = _cli("train", algo, "--model", str(pretrained), "--task", "arithmetic", "--steps", "200", "--seed", "0",
-             "--checkpoint-every", "20", "--out", str(tmp_path / algo))
+    s = _cli(
+        "train",
+        algo,
+        "--model",
+        str(pretrained),
+        "--task",
+        "arithmetic",
+        "--steps",
+        "200",
+        "--seed",
+        "0",
+        "--checkpoint-every",
+        "20",
+        "--out",
+        str(tmp_path / algo),
+    )
     assert s["eval_problems"] == 200 and s["eval_seed"] == 777
     assert s["accuracy"] >= s["accuracy_before"] + 0.15, s
 

@@ -9,7 +9,17 @@ import torch
 from scalinglab.train.grpo import GRPOConfig, grpo_loss
 from scalinglab.train.ppo import PPOConfig, ppo_loss, step_end_tokens
 from scalinglab.train.rl_common import (
-    ADVANTAGES, gae, group_center, group_zscore, kl_k1, kl_k2, kl_k3, leave_one_out, mismatch_stats, whiten, zero_std_groups,
+    ADVANTAGES,
+    gae,
+    group_center,
+    group_zscore,
+    kl_k1,
+    kl_k2,
+    kl_k3,
+    leave_one_out,
+    mismatch_stats,
+    whiten,
+    zero_std_groups,
 )
 
 R = torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]])
@@ -61,7 +71,9 @@ def test_whiten():
     m = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0])
     sd = math.sqrt(5 / 3)  # unbiased variance of 1..4 is 5/3
     assert whiten(x, m).tolist() == pytest.approx([-1.5 / sd, -0.5 / sd, 0.5 / sd, 1.5 / sd, 0.0], abs=1e-5)
-    assert whiten(x, m, shift_mean=False)[:4].tolist() == pytest.approx([2.5 - 1.5 / sd, 2.5 - 0.5 / sd, 2.5 + 0.5 / sd, 2.5 + 1.5 / sd], abs=1e-5)
+    assert whiten(x, m, shift_mean=False)[:4].tolist() == pytest.approx(
+        [2.5 - 1.5 / sd, 2.5 - 0.5 / sd, 2.5 + 0.5 / sd, 2.5 + 1.5 / sd], abs=1e-5
+    )
 
 
 def test_kl_estimators():
@@ -104,7 +116,9 @@ def test_grpo_loss_dual_clip_normaliser_and_kl():
     logp2, old2 = torch.tensor([[0.0, 5.0]]), torch.zeros(1, 2)
     mask2 = torch.tensor([[1.0, 0.0]])
     assert grpo_loss(logp2, old2, torch.tensor([1.0]), mask2, _cfg())[0].item() == pytest.approx(-1.0)
-    assert grpo_loss(logp2, old2, torch.tensor([1.0]), mask2, _cfg(), num_tokens=torch.tensor(4.0))[0].item() == pytest.approx(-0.25)
+    assert grpo_loss(logp2, old2, torch.tensor([1.0]), mask2, _cfg(), num_tokens=torch.tensor(4.0))[
+        0
+    ].item() == pytest.approx(-0.25)
     # k3 KL in the loss: ratio 1, A = 0, β = 0.1, log π − log π_ref = log 2
     lp, ref = torch.tensor([[math.log(0.5)]]), torch.tensor([[math.log(0.25)]])
     loss, st = grpo_loss(lp, lp, torch.tensor([0.0]), m, _cfg(beta=0.1), ref_logp=ref)
@@ -118,7 +132,10 @@ def test_grpo_loss_sums_over_micro_batches():
     m = (torch.rand(4, 6) > 0.3).float()
     full, _ = grpo_loss(logp, old, adv, m, _cfg())
     n = m.sum()
-    parts = sum(grpo_loss(logp[i:i + 1], old[i:i + 1], adv[i:i + 1], m[i:i + 1], _cfg(), num_tokens=n)[0] for i in range(4))
+    parts = sum(
+        grpo_loss(logp[i : i + 1], old[i : i + 1], adv[i : i + 1], m[i : i + 1], _cfg(), num_tokens=n)[0]
+        for i in range(4)
+    )
     assert parts.item() == pytest.approx(full.item(), abs=1e-6)
 
 
@@ -136,7 +153,16 @@ def test_ppo_loss_by_hand():
     assert st["vf_loss"] == pytest.approx(0.18) and st["vf_clip_frac"] == 1.0 and st["clip_frac"] == 0.0
     # ratio 1.5 with A = +1 is clipped at 1.2
     lp = torch.log(torch.tensor([[1.5]]))
-    loss, st = ppo_loss(lp, torch.zeros(1, 1), torch.ones(1, 1), torch.ones(1, 1), torch.ones(1, 1), torch.ones(1, 1), torch.ones(1, 1), cfg)
+    loss, st = ppo_loss(
+        lp,
+        torch.zeros(1, 1),
+        torch.ones(1, 1),
+        torch.ones(1, 1),
+        torch.ones(1, 1),
+        torch.ones(1, 1),
+        torch.ones(1, 1),
+        cfg,
+    )
     assert loss.item() == pytest.approx(-1.2) and st["clip_frac"] == 1.0
 
 

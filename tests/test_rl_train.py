@@ -92,8 +92,20 @@ def test_grpo_three_steps_changes_parameters(tiny, toy, tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)
     recs = [json.loads(x) for x in (tmp_path / "g" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in recs] == [1, 2, 3]
-    for key in ("reward", "accuracy", "response_length", "entropy", "kl", "clip_frac", "grad_norm", "frac_reward_zero_std",
-                "mismatch_abs", "mismatch_kl", "tokens_per_s", "wall_time"):
+    for key in (
+        "reward",
+        "accuracy",
+        "response_length",
+        "entropy",
+        "kl",
+        "clip_frac",
+        "grad_norm",
+        "frac_reward_zero_std",
+        "mismatch_abs",
+        "mismatch_kl",
+        "tokens_per_s",
+        "wall_time",
+    ):
         assert key in recs[0], key
     assert s["steps"] == 3
     for r in recs:  # the step's time, broken down: generation, scoring, training, each inside the step
@@ -108,8 +120,11 @@ def test_ppo_three_steps_changes_parameters(tiny, toy, tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)
     recs = [json.loads(x) for x in (tmp_path / "p" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in recs] == [1, 2, 3] and all(r["vf_loss"] >= 0 for r in recs)
-    assert all(min(r["generate_seconds"], r["score_seconds"], r["train_seconds"]) > 0
-               and r["generate_seconds"] + r["score_seconds"] + r["train_seconds"] <= r["step_seconds"] for r in recs)
+    assert all(
+        min(r["generate_seconds"], r["score_seconds"], r["train_seconds"]) > 0
+        and r["generate_seconds"] + r["score_seconds"] + r["train_seconds"] <= r["step_seconds"]
+        for r in recs
+    )
 
 
 def test_ppo_with_prm_rewards(tiny, toy, tmp_path):
@@ -124,7 +139,9 @@ def test_ppo_with_prm_rewards(tiny, toy, tmp_path):
     rm = load_reward_model(tmp_path / "prm")
     cfg = PPOConfig(reward="prm", reward_model=str(tmp_path / "prm"), prm_shaping="sum")
     sc = token_rewards(ro, cfg, rm, tok, toy)
-    sc_min = token_rewards(ro, PPOConfig(reward="prm", reward_model=str(tmp_path / "prm")), rm, tok, toy)  # default: min-form
+    sc_min = token_rewards(
+        ro, PPOConfig(reward="prm", reward_model=str(tmp_path / "prm")), rm, tok, toy
+    )  # default: min-form
     for i, text in enumerate(ro.texts):  # one score per step, each inside the response
         n_steps = len(toy.split_steps(text))
         assert int((sc[i] != 0).sum()) <= n_steps and (sc[i] * (1 - ro.mask[i])).abs().sum() == 0
@@ -132,7 +149,11 @@ def test_ppo_with_prm_rewards(tiny, toy, tmp_path):
             step_scores = rm.score_steps(ro.prompts[i], toy.split_steps(text))
             assert float(sc[i].sum()) == pytest.approx(sum(step_scores), abs=1e-5)
             assert float(sc_min[i].sum()) == pytest.approx(min(step_scores), abs=1e-5)
-    train_ppo(PPOConfig(steps=2, samples_per_prompt=2, reward="prm", reward_model=str(tmp_path / "prm"), **SMALL), str(tiny), str(tmp_path / "p"))
+    train_ppo(
+        PPOConfig(steps=2, samples_per_prompt=2, reward="prm", reward_model=str(tmp_path / "prm"), **SMALL),
+        str(tiny),
+        str(tmp_path / "p"),
+    )
     assert len((tmp_path / "p" / "metrics.jsonl").read_text().splitlines()) == 2
 
 
@@ -179,7 +200,9 @@ def test_grad_accumulation_exact_ppo(tiny, toy):
         m, critic = copy.deepcopy(model), ValueModel(copy.deepcopy(model))
         ref = copy.deepcopy(model)
         opt, copt = torch.optim.SGD(m.parameters(), lr=1.0), torch.optim.SGD(critic.parameters(), lr=1.0)
-        ppo_step(m, critic, opt, copt, ro, scores, ref, PPOConfig(micro_batch=micro, minibatches=1, grad_clip=1e9), step=0)
+        ppo_step(
+            m, critic, opt, copt, ro, scores, ref, PPOConfig(micro_batch=micro, minibatches=1, grad_clip=1e9), step=0
+        )
         deltas.append(_delta(model, m))
     assert deltas[0].abs().max() > 1e-4
     torch.testing.assert_close(deltas[1], deltas[0], rtol=1e-5, atol=1e-7)
@@ -201,7 +224,9 @@ def test_bad_step_stops_and_keeps_last_checkpoint(tiny, toy, tmp_path, monkeypat
     assert bad >= 3
     ckpts = sorted(int(p.name[5:]) for p in (tmp_path / "g" / "checkpoints").iterdir() if p.name.startswith("step-"))
     assert ckpts[-1] == bad - 1
-    assert [json.loads(x)["step"] for x in (tmp_path / "g" / "metrics.jsonl").read_text().splitlines()] == list(range(1, bad))
+    assert [json.loads(x)["step"] for x in (tmp_path / "g" / "metrics.jsonl").read_text().splitlines()] == list(
+        range(1, bad)
+    )
     m, _ = load_model(tmp_path / "g" / "checkpoints" / f"step-{bad - 1}" / "model")
     assert all(torch.isfinite(p).all() for p in m.parameters())
     monkeypatch.setattr(grpo_mod, "grpo_loss", real)
@@ -211,7 +236,9 @@ def test_bad_step_stops_and_keeps_last_checkpoint(tiny, toy, tmp_path, monkeypat
 
 def _cli(*args, **kw):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "scalinglab.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "scalinglab.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, **kw
+    )
 
 
 def test_cli_rejects_unknown_key(tiny, tmp_path):
@@ -224,9 +251,33 @@ def test_sigkill_then_resume_logs_every_step_once(tiny, tmp_path):
     out = tmp_path / "k"
     # 60 steps: with the native engine a step of this size takes ~10 ms, and the kill must land
     # well before the end (12 steps sometimes finished between two polls)
-    args = ["train", "grpo", "--model", str(tiny), "--task", "arithmetic", "--steps", "60", "--seed", "0", "--checkpoint-every", "3",
-            "--out", str(out), "--set", "prompts_per_step=2", "--set", "group_size=2", "--set", "max_new_tokens=8",
-            "--set", "eval_problems=0", "--set", "device=cpu", "--json"]
+    args = [
+        "train",
+        "grpo",
+        "--model",
+        str(tiny),
+        "--task",
+        "arithmetic",
+        "--steps",
+        "60",
+        "--seed",
+        "0",
+        "--checkpoint-every",
+        "3",
+        "--out",
+        str(out),
+        "--set",
+        "prompts_per_step=2",
+        "--set",
+        "group_size=2",
+        "--set",
+        "max_new_tokens=8",
+        "--set",
+        "eval_problems=0",
+        "--set",
+        "device=cpu",
+        "--json",
+    ]
     p = _cli(*args)
     deadline = time.time() + 120
     metrics = out / "metrics.jsonl"

@@ -15,13 +15,24 @@ from scalinglab.runs import Run, list_runs
 from scalinglab.runs.checkpoint import guard
 from scalinglab.train.pretrain import PretrainConfig, pretrain
 
-TINY = dict(depth=1, steps=20, batch_size=2, seq_len=32, eval_problems=0, val_tokens=256, log_every=1, warmup_steps=2, device="cpu")
+TINY = dict(
+    depth=1,
+    steps=20,
+    batch_size=2,
+    seq_len=32,
+    eval_problems=0,
+    val_tokens=256,
+    log_every=1,
+    warmup_steps=2,
+    device="cpu",
+)
 
 
 def _stop_at(step):
     def progress(done, total, **info):
         if done == step:
             raise KeyboardInterrupt  # what Ctrl-C (or SIGTERM, inside a guard) raises
+
     return progress
 
 
@@ -90,9 +101,19 @@ def test_resume_refuses_another_architecture_and_a_steps_extension(clean, tmp_pa
     assert Run(out).config["depth"] == 1 and Run(out).status()["status"] == "finished"
 
 
-@pytest.mark.parametrize("bad,key", [({"depth": 0}, "depth"), ({"depth": -2}, "depth"), ({"depth": 10_000}, "depth"),
-                                     ({"batch_size": 0}, "batch_size"), ({"lr": -1.0}, "lr"), ({"lr": float("nan")}, "lr"),
-                                     ({"steps": -5}, "steps"), ({"checkpoint_every": -1}, "checkpoint_every")])
+@pytest.mark.parametrize(
+    "bad,key",
+    [
+        ({"depth": 0}, "depth"),
+        ({"depth": -2}, "depth"),
+        ({"depth": 10_000}, "depth"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"lr": -1.0}, "lr"),
+        ({"lr": float("nan")}, "lr"),
+        ({"steps": -5}, "steps"),
+        ({"checkpoint_every": -1}, "checkpoint_every"),
+    ],
+)
 def test_bad_pretrain_settings_name_the_key_and_leave_nothing(tmp_path, bad, key):
     out = tmp_path / "X"
     with pytest.raises(UserError, match=f"'{key}'"):

@@ -45,7 +45,9 @@ def test_run_lifecycle_and_index(tmp_path):
     assert run.metrics() == [{"step": 1, "loss": 2.0}, {"step": 2, "loss": None}]
     assert (tmp_path / "r1" / "command.txt").read_text().strip()
     rows = list_runs(tmp_path)
-    assert [(r["name"], r["kind"], r["status"], r["summary"]) for r in rows] == [("r1", "pretrain", "finished", {"loss": 1.5})]
+    assert [(r["name"], r["kind"], r["status"], r["summary"]) for r in rows] == [
+        ("r1", "pretrain", "finished", {"loss": 1.5})
+    ]
     with pytest.raises(UserError, match="already exists"):
         Run.create(tmp_path / "r1", kind="pretrain", config={})
 
@@ -85,14 +87,22 @@ def test_read_json_errors(tmp_path):
 
 def test_resume_with_changed_settings_is_refused_naming_each(tmp_path):
     Run.create(tmp_path / "r", kind="pretrain", config={"steps": 100, "lr": 1e-3, "depth": 3, "device": "cpu"})
-    Run.create(tmp_path / "r", kind="pretrain", config={"steps": 100, "lr": 1e-3, "depth": 3, "device": "cpu"}, resume=True)
+    Run.create(
+        tmp_path / "r", kind="pretrain", config={"steps": 100, "lr": 1e-3, "depth": 3, "device": "cpu"}, resume=True
+    )
     with pytest.raises(UserError, match=r"depth 3 -> 1.*keeps its settings"):
-        Run.create(tmp_path / "r", kind="pretrain", config={"steps": 100, "lr": 1e-3, "depth": 1, "device": "cpu"}, resume=True)
+        Run.create(
+            tmp_path / "r", kind="pretrain", config={"steps": 100, "lr": 1e-3, "depth": 1, "device": "cpu"}, resume=True
+        )
     with pytest.raises(UserError, match=r"does not extend.*steps 100 -> 200"):
-        Run.create(tmp_path / "r", kind="pretrain", config={"steps": 200, "lr": 1e-3, "depth": 3, "device": "cpu"}, resume=True)
+        Run.create(
+            tmp_path / "r", kind="pretrain", config={"steps": 200, "lr": 1e-3, "depth": 3, "device": "cpu"}, resume=True
+        )
     assert Run(tmp_path / "r").config["depth"] == 3  # config.json is never left describing another model
     # a setting that does not change what is trained may change, and config.json says so
-    Run.create(tmp_path / "r", kind="pretrain", config={"steps": 100, "lr": 1e-3, "depth": 3, "device": "cuda"}, resume=True)
+    Run.create(
+        tmp_path / "r", kind="pretrain", config={"steps": 100, "lr": 1e-3, "depth": 3, "device": "cuda"}, resume=True
+    )
     assert Run(tmp_path / "r").config["device"] == "cuda"
 
 
@@ -100,6 +110,8 @@ def test_resume_refuses_another_model_but_not_the_same_one_named_differently(tmp
     (tmp_path / "m").mkdir()
     monkeypatch.chdir(tmp_path)
     Run.create(tmp_path / "r", kind="grpo", config={"model": str(tmp_path / "m"), "steps": 5})
-    Run.create(tmp_path / "r", kind="grpo", config={"model": "m", "steps": 5}, resume=True)  # relative: the same directory
+    Run.create(
+        tmp_path / "r", kind="grpo", config={"model": "m", "steps": 5}, resume=True
+    )  # relative: the same directory
     with pytest.raises(UserError, match=r"model .* -> '/other'"):
         Run.create(tmp_path / "r", kind="grpo", config={"model": "/other", "steps": 5}, resume=True)

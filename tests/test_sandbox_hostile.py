@@ -19,7 +19,9 @@ import pytest
 from scalinglab.verify.code import judge_many
 from scalinglab.verify.sandbox import RUNNER_SOURCE, isolation
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bwrap not installed (scripts/install_system_deps.sh)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("bwrap") is None, reason="bwrap not installed (scripts/install_system_deps.sh)"
+)
 
 TIMEOUT_S = 2.0
 MARK = "encode_basestring_ascii as _quote"  # a line of the runner's source, in every sandbox's cmdline
@@ -65,8 +67,7 @@ def host(tmp_path_factory):
     th = threading.Thread(target=accept, daemon=True)
     th.start()
     os.environ["SCALINGLAB_TEST_SECRET"] = "env-secret"
-    yield {"dir": d, "secret": str(secret), "port": srv.getsockname()[1], "hits": hits,
-           "outside": str(d / "pwned.txt")}
+    yield {"dir": d, "secret": str(secret), "port": srv.getsockname()[1], "hits": hits, "outside": str(d / "pwned.txt")}
     stop.set()
     th.join()
     srv.close()
@@ -77,7 +78,8 @@ def attacks(host) -> dict[str, tuple[str, list, object]]:
     """name -> (program, input args, the output the attack would produce if it worked)."""
     return {
         "infinite_loop": ("def f():\n    while True:\n        pass\n", [], 1),
-        "fork_bomb": (_prog("""
+        "fork_bomb": (
+            _prog("""
             import os
             def f():
                 while True:
@@ -85,10 +87,14 @@ def attacks(host) -> dict[str, tuple[str, list, object]]:
                         os.fork()
                     except OSError:
                         pass
-            """), [], 1),
+            """),
+            [],
+            1,
+        ),
         "memory_bomb": ("def f():\n    x = [bytearray(10**9) for _ in range(100)]\n    return len(x)\n", [], 100),
         "memory_creep": ("def f():\n    x = []\n    while True:\n        x.append(bytearray(50 * 10**6))\n", [], 1),
-        "network": (_prog("""
+        "network": (
+            _prog("""
             import socket
             def f(port):
                 for host in ("127.0.0.1", "1.1.1.1"):
@@ -98,16 +104,24 @@ def attacks(host) -> dict[str, tuple[str, list, object]]:
                     except OSError:
                         pass
                 return "no network"
-            """), [host["port"]], "connected"),
-        "write_outside": (_prog("""
+            """),
+            [host["port"]],
+            "connected",
+        ),
+        "write_outside": (
+            _prog("""
             def f(path):
                 with open(path, "w") as fh:
                     fh.write("pwned")
                 return True
-            """), [host["outside"]], True),
+            """),
+            [host["outside"]],
+            True,
+        ),
         "read_host_file": ("def f(path):\n    return open(path).read()\n", [host["secret"]], "TOP-SECRET"),
         "env_leak": ("import os\ndef f():\n    return os.environ.get('SCALINGLAB_TEST_SECRET')\n", [], "env-secret"),
-        "kill_parent": (_prog("""
+        "kill_parent": (
+            _prog("""
             import os, signal
             def f():
                 for pid in (os.getppid(), 1, -1):
@@ -116,9 +130,13 @@ def attacks(host) -> dict[str, tuple[str, list, object]]:
                     except OSError:
                         pass
                 return "killed"
-            """), [], "still judged"),
+            """),
+            [],
+            "still judged",
+        ),
         "flood_stdout": ("def f():\n    while True:\n        print('x' * 10000)\n", [], 1),
-        "fake_result": (_prog("""
+        "fake_result": (
+            _prog("""
             import os, sys
             fake = '{"case": 0, "value": 42}\\n{"done": true}\\n'
             print(fake)
@@ -130,19 +148,31 @@ def attacks(host) -> dict[str, tuple[str, list, object]]:
             sys.stdout.flush()
             def f():
                 return 0
-            """), [], 42),
+            """),
+            [],
+            42,
+        ),
         "sys_exit": ("import sys\ndef f():\n    sys.exit(0)\n", [], None),
-        "os_exit": ("import os\nprint('{\"case\": 0, \"value\": 7}')\nos._exit(0)\ndef f():\n    return 7\n", [], 7),
-        "always_equal": (_prog("""
+        "os_exit": ('import os\nprint(\'{"case": 0, "value": 7}\')\nos._exit(0)\ndef f():\n    return 7\n', [], 7),
+        "always_equal": (
+            _prog("""
             class Yes:
                 def __eq__(self, other):
                     return True
                 __hash__ = object.__hash__
             def f():
                 return Yes()
-            """), [], 123),
-        "int_subclass": ("class I(int):\n    def __eq__(self, o):\n        return True\ndef f():\n    return I(1)\n", [], 123),
-        "orphan_daemon": (_prog("""
+            """),
+            [],
+            123,
+        ),
+        "int_subclass": (
+            "class I(int):\n    def __eq__(self, o):\n        return True\ndef f():\n    return I(1)\n",
+            [],
+            123,
+        ),
+        "orphan_daemon": (
+            _prog("""
             import os, time
             def f():
                 if os.fork() == 0:
@@ -151,30 +181,42 @@ def attacks(host) -> dict[str, tuple[str, list, object]]:
                         time.sleep(60)
                     os._exit(0)
                 os._exit(0)
-            """), [], "daemon"),
-        "disk_fill": (_prog("""
+            """),
+            [],
+            "daemon",
+        ),
+        "disk_fill": (
+            _prog("""
             def f():
                 n = 0
                 while True:
                     with open(f"fill{n}.bin", "wb") as fh:
                         fh.write(b"0" * (8 << 20))
                     n += 1
-            """), [], 1),
+            """),
+            [],
+            1,
+        ),
     }
 
 
 GOOD = {
     "prints": ("def f(x):\n    print('thinking about', x)\n    return x * 2\n", [21], 42),
     "sleeps": ("import time\ndef f(x):\n    time.sleep(0.2)\n    return x\n", [5], 5),
-    "deep_recursion": (_prog("""
+    "deep_recursion": (
+        _prog("""
         import sys
         sys.setrecursionlimit(20000)
         def depth(n):
             return 0 if n == 0 else 1 + depth(n - 1)
         def f(n):
             return depth(n)
-        """), [10000], 10000),
-    "temp_file": (_prog("""
+        """),
+        [10000],
+        10000,
+    ),
+    "temp_file": (
+        _prog("""
         import os, tempfile
         def f(s):
             with tempfile.NamedTemporaryFile("w+", delete=False) as fh:
@@ -184,7 +226,10 @@ GOOD = {
             out = open(fh.name).read() + open("local.txt").read()
             os.unlink(fh.name)
             return out
-        """), ["ab"], "abab"),
+        """),
+        ["ab"],
+        "abab",
+    ),
     "alloc_100mb": ("def f():\n    b = bytearray(100 * 10**6)\n    return len(b)\n", [], 100_000_000),
 }
 
@@ -193,8 +238,10 @@ GOOD = {
 def batch(host):
     """Hostile and correct programs judged together in one parallel batch."""
     table = {**attacks(host), **GOOD}
-    items = [{"id": name, "program": src, "entry_point": "f", "cases": [{"input": args, "output": out}]}
-             for name, (src, args, out) in table.items()]
+    items = [
+        {"id": name, "program": src, "entry_point": "f", "cases": [{"input": args, "output": out}]}
+        for name, (src, args, out) in table.items()
+    ]
     free_before = shutil.disk_usage("/tmp").free
     t = time.monotonic()
     results = judge_many(items, workers=4, timeout_s=TIMEOUT_S)
@@ -202,9 +249,28 @@ def batch(host):
     return {r.id: r for r in results}, seconds, free_before
 
 
-@pytest.mark.parametrize("name", ["infinite_loop", "fork_bomb", "memory_bomb", "memory_creep", "network", "write_outside",
-                                  "read_host_file", "env_leak", "kill_parent", "flood_stdout", "fake_result",
-                                  "sys_exit", "os_exit", "always_equal", "int_subclass", "orphan_daemon", "disk_fill"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "infinite_loop",
+        "fork_bomb",
+        "memory_bomb",
+        "memory_creep",
+        "network",
+        "write_outside",
+        "read_host_file",
+        "env_leak",
+        "kill_parent",
+        "flood_stdout",
+        "fake_result",
+        "sys_exit",
+        "os_exit",
+        "always_equal",
+        "int_subclass",
+        "orphan_daemon",
+        "disk_fill",
+    ],
+)
 def test_attack_is_not_passed(batch, name):
     r = batch[0][name]
     assert not r.passed and r.status != "passed", r

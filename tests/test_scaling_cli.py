@@ -38,7 +38,9 @@ def test_fit_chinchilla_csv_with_aliases(tmp_path):
     assert out["law"] == "chinchilla" and out["n_points"] == 36 and out["success"]
     assert out["params"]["alpha"] == pytest.approx(0.34, rel=1e-3)
     assert len(out["ci95"]["beta"]) == 2
-    plan = _json("fit", "chinchilla", str(f), "--bootstrap", "20", "--grid", "small", "--compute", "1e20,1e22")["compute_optimal"]
+    plan = _json("fit", "chinchilla", str(f), "--bootstrap", "20", "--grid", "small", "--compute", "1e20,1e22")[
+        "compute_optimal"
+    ]
     # N* ∝ C^(β/(α+β)): 100x the compute gives 100^(0.30/0.64) x the parameters
     assert plan["N"][1] / plan["N"][0] == pytest.approx(100 ** (0.30 / 0.64), rel=1e-3)
     assert len(plan["bands"]["N"][0]) == 2
@@ -61,7 +63,9 @@ def _main_exit(args, capsys):
 
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
     code, cap = _main_exit(["fit", "power", str(tmp_path / "missing.csv"), "--json"], capsys)
-    assert code == 2 and "missing.csv" in cap.err and "missing.csv" in json.loads(cap.out)["error"]  # --json: the error as the one object
+    assert (
+        code == 2 and "missing.csv" in cap.err and "missing.csv" in json.loads(cap.out)["error"]
+    )  # --json: the error as the one object
     f = tmp_path / "t.csv"
     f.write_text("a,b\n1,2\n2,3\n")
     code, cap = _main_exit(["fit", "power", str(f), "--x", "nope"], capsys)
@@ -93,8 +97,17 @@ def test_bench_fit_small(tmp_path):
 def test_scaling_is_torch_free():
     for f in sorted(Path(pkg.__file__).parent.glob("*.py")):
         for node in ast.walk(ast.parse(f.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             assert not any(n.split(".")[0] == "torch" for n in names), f"{f.name} imports torch"
-    mods = ", ".join(f"scalinglab.scaling.{f.stem}" for f in Path(pkg.__file__).parent.glob("*.py") if f.stem != "__init__")
-    assert subprocess.run([sys.executable, "-c", f"import sys, {mods}; sys.exit('torch' in sys.modules)"]).returncode == 0
+    mods = ", ".join(
+        f"scalinglab.scaling.{f.stem}" for f in Path(pkg.__file__).parent.glob("*.py") if f.stem != "__init__"
+    )
+    assert (
+        subprocess.run([sys.executable, "-c", f"import sys, {mods}; sys.exit('torch' in sys.modules)"]).returncode == 0
+    )

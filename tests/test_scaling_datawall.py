@@ -5,8 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from scalinglab.scaling.datawall import (PUBLISHED_R_D, datawall_loss, effective_data, fit_datawall, fresh_equivalent,
-                                         worth)
+from scalinglab.scaling.datawall import (
+    PUBLISHED_R_D,
+    datawall_loss,
+    effective_data,
+    fit_datawall,
+    fresh_equivalent,
+    worth,
+)
 
 U = 1e5
 EPOCHS = np.array([1, 2, 4, 8, 16], float)
@@ -37,7 +43,9 @@ def test_exact_data_give_the_exact_parameters():
     assert f.success and not f.warnings
     assert f.params["R_D*"] == pytest.approx(5.0, rel=1e-4)
     assert f.params["beta"] == pytest.approx(0.4, rel=1e-4) and f.params["B"] == pytest.approx(300.0, rel=1e-3)
-    assert f.params["E@N=40000"] == pytest.approx(3.0, rel=1e-5) and f.params["E@N=100000"] == pytest.approx(2.7, rel=1e-5)
+    assert f.params["E@N=40000"] == pytest.approx(3.0, rel=1e-5) and f.params["E@N=100000"] == pytest.approx(
+        2.7, rel=1e-5
+    )
 
 
 @pytest.mark.parametrize("r_star", [2.0, 5.0, 15.4])
@@ -88,7 +96,9 @@ def test_designs_that_pin_nothing_fail_with_a_reason():
     f = fit_datawall(N[fresh], D[fresh], Uu[fresh], L[fresh], bootstrap=0)
     assert not f.success and "R_D*" in f.message
     rep = ~fresh | (D == U)
-    f = fit_datawall(N[rep & (D <= 2 * U)], D[rep & (D <= 2 * U)], Uu[rep & (D <= 2 * U)], L[rep & (D <= 2 * U)], bootstrap=0)
+    f = fit_datawall(
+        N[rep & (D <= 2 * U)], D[rep & (D <= 2 * U)], Uu[rep & (D <= 2 * U)], L[rep & (D <= 2 * U)], bootstrap=0
+    )
     assert not f.success
     f = fit_datawall([1, 2], [1, 2, 3], [1], [1], bootstrap=0)
     assert not f.success and "different lengths" in f.message

@@ -5,12 +5,19 @@ Seeds are fixed: a 95% interval misses the truth 5% of the time by design, so a 
 parameters at a random seed would fail now and then even for a correct fit. (Seed 6 of the sigmoid
 test is one such miss: A's interval [0.8007, 0.817] just excludes 0.8.)"""
 
-
 import numpy as np
 import pytest
 
-from scalinglab.scaling import (fit_chinchilla, fit_coverage, fit_kaplan, fit_majority_vote, fit_offset_power, fit_power,
-                                fit_sigmoid, laws)
+from scalinglab.scaling import (
+    fit_chinchilla,
+    fit_coverage,
+    fit_kaplan,
+    fit_majority_vote,
+    fit_offset_power,
+    fit_power,
+    fit_sigmoid,
+    laws,
+)
 
 TRUE_CH = {"E": 1.7, "A": 400.0, "B": 1500.0, "alpha": 0.34, "beta": 0.30}
 
@@ -51,7 +58,11 @@ def test_wide_intervals_are_reported():
     # Epoch AI's Chinchilla intervals are tight enough: no warning
     assert wide_intervals({"E": (1.79, 1.84), "A": (124.0, 802.0), "alpha": (0.28, 0.40)}) == []
     got = wide_intervals({"E": (0.0, 0.86), "A": (25.7, 3.75e75), "beta": (0.43, 3.96), "B": (nan, nan)})
-    assert [w.split(" (")[0] for w in got] == ["the 95% interval of E", "the 95% interval of A", "the 95% interval of beta"]
+    assert [w.split(" (")[0] for w in got] == [
+        "the 95% interval of E",
+        "the 95% interval of A",
+        "the 95% interval of beta",
+    ]
     assert "reaches 0" in got[0] and "spans a factor 1.46e+74" in got[1] and "spans a factor 9.21" in got[2]
 
 
@@ -152,7 +163,9 @@ def test_kaplan_recovers_params():
     L = laws.kaplan(N, D, **truth) * np.exp(rng.normal(0, 0.002, N.size))
     fit = fit_kaplan(N, D, L, bootstrap=30)
     assert fit.success
-    assert fit.params["alpha_N"] == pytest.approx(0.076, rel=0.1) and fit.params["alpha_D"] == pytest.approx(0.095, rel=0.1)
+    assert fit.params["alpha_N"] == pytest.approx(0.076, rel=0.1) and fit.params["alpha_D"] == pytest.approx(
+        0.095, rel=0.1
+    )
     _inside(fit, {"alpha_N": 0.076, "alpha_D": 0.095})
 
 

@@ -78,12 +78,14 @@ def test_predict_then_train_on_a_known_law():
     budgets = [1e13, 2e13, 4e13, 8e13]
     C, N, L = _ladder(budgets, n_sizes=5, noise=0.005, seed=7)
     fit = fit_chinchilla(N, C / (6 * N), L, bootstrap=400, seed=0, grid="small")
-    sizes = {d: int(1e4 * 1.6 ** d) for d in range(1, 30)}  # a dial
+    sizes = {d: int(1e4 * 1.6**d) for d in range(1, 30)}  # a dial
     pred = iso.predict_optimum(fit, 3.2e14, sizes, seed=0)
     assert set(pred) >= {"predicted", "interval95", "N", "D", "size", "C"}
     assert pred["N"] == sizes[pred["size"]]
     # the chosen dial size is the nearest (in log N) to the fitted optimum
-    assert all(abs(math.log(pred["N"] / pred["N_opt_fit"])) <= abs(math.log(n / pred["N_opt_fit"])) for n in sizes.values())
+    assert all(
+        abs(math.log(pred["N"] / pred["N_opt_fit"])) <= abs(math.log(n / pred["N_opt_fit"])) for n in sizes.values()
+    )
     truth = float(iso.chinchilla_loss(TRUE, pred["N"], pred["D"])[0])
     rec = iso.score_prediction(pred, truth)
     assert abs(rec["relative_error"]) < 0.02 and rec["inside"]

@@ -21,7 +21,9 @@ def test_chinchilla_value_and_log_form_agree():
     L = laws.chinchilla(70e9, 1.4e12, **EPOCH)
     assert L == pytest.approx(1.8172 + 482.01 / 70e9**0.3478 + 2085.43 / 1.4e12**0.3658, rel=1e-12)
     assert L == pytest.approx(1.8172 + 0.08139 + 0.07515, abs=2e-4)
-    lg = laws.chinchilla_log(math.log(70e9), math.log(1.4e12), math.log(482.01), math.log(2085.43), math.log(1.8172), 0.3478, 0.3658)
+    lg = laws.chinchilla_log(
+        math.log(70e9), math.log(1.4e12), math.log(482.01), math.log(2085.43), math.log(1.8172), 0.3478, 0.3658
+    )
     assert math.exp(lg) == pytest.approx(L, rel=1e-12)
 
 
@@ -66,8 +68,13 @@ def test_batched_lbfgs_matches_scipy_on_rosenbrock():
     res = minimize_batch(fg, x0, gtol=1e-10)
     assert res.converged.all()
     for i in range(3):
-        ref = minimize(lambda v: rosen(v - shifts[i]), x0[i], jac=lambda v: rosen_der(v - shifts[i]), method="L-BFGS-B",
-                       options={"ftol": 1e-15, "gtol": 1e-10})
+        ref = minimize(
+            lambda v: rosen(v - shifts[i]),
+            x0[i],
+            jac=lambda v: rosen_der(v - shifts[i]),
+            method="L-BFGS-B",
+            options={"ftol": 1e-15, "gtol": 1e-10},
+        )
         np.testing.assert_allclose(res.x[i], ref.x, atol=1e-6)
         np.testing.assert_allclose(res.x[i], shifts[i] + 1.0, atol=1e-6)  # the true minimum is at shift + 1
 
@@ -102,13 +109,22 @@ def test_inference_aware_shrinks_the_model_and_saves_flops():
 def test_cheapest_mix_hand_example():
     # training law p1(C) = sigmoid; coverage exponent b = -0.5 so k samples give p1^(1/sqrt(k))
     sig = dict(R0=0.0, A=0.95, C_mid=1e20, B=1.0)
-    out = planning.cheapest_mix(lambda c: float(laws.sigmoid(c, **sig)), -0.5, 0.8, flops_per_sample=1e12, queries=1e6,
-                                ks=(1, 4, 16), train_inverse=lambda p: laws.sigmoid_inverse(p, **sig))
+    out = planning.cheapest_mix(
+        lambda c: float(laws.sigmoid(c, **sig)),
+        -0.5,
+        0.8,
+        flops_per_sample=1e12,
+        queries=1e6,
+        ks=(1, 4, 16),
+        train_inverse=lambda p: laws.sigmoid_inverse(p, **sig),
+    )
     row4 = next(r for r in out["table"] if r["k"] == 4)
     assert row4["p1_needed"] == pytest.approx(0.8**2)  # p1^(4^-0.5) = 0.8 → p1 = 0.64
     # sigmoid inverse by hand: 0.64 = 0.95/(1 + 1e20/C) → C = 1e20 / (0.95/0.64 − 1)
     assert row4["train_flops"] == pytest.approx(1e20 / (0.95 / 0.64 - 1))
     assert out["best_k"] == min(out["table"], key=lambda r: r["total_flops"])["k"]
     # the numeric inverse agrees with the analytic one
-    num = planning.cheapest_mix(lambda c: float(laws.sigmoid(c, **sig)), -0.5, 0.8, flops_per_sample=1e12, queries=1e6, ks=(4,))
+    num = planning.cheapest_mix(
+        lambda c: float(laws.sigmoid(c, **sig)), -0.5, 0.8, flops_per_sample=1e12, queries=1e6, ks=(4,)
+    )
     assert num["train_flops"] == pytest.approx(row4["train_flops"], rel=1e-6)

@@ -14,8 +14,16 @@ from scalinglab.cli import app, main
 from scalinglab.errors import UserError
 from scalinglab.train.datawall import DataWallConfig, jobs, run_datawall
 
-TINY = ("aspect=16", "vocab_size=512", "batch_size=4", "seq_len=32", "val_tokens=1024", "warmup_steps=1", "log_every=1",
-        "eval_problems=0")
+TINY = (
+    "aspect=16",
+    "vocab_size=512",
+    "batch_size=4",
+    "seq_len=32",
+    "val_tokens=1024",
+    "warmup_steps=1",
+    "log_every=1",
+    "eval_problems=0",
+)
 CFG = DataWallConfig(depths=(1,), unique_tokens=660, epochs=(1, 2, 4), bootstrap=50, overrides=TINY)
 
 
@@ -70,22 +78,33 @@ def test_rerun_reuses_every_rung_and_changed_settings_are_refused(wall):
 
 def test_the_plan_names_every_rung():
     plan = jobs(DataWallConfig(depths=(2, 3), unique_tokens=1000, epochs=(1, 4)))
-    assert set(plan) == {"rep-d2-u1000-e1", "rep-d2-u1000-e4", "fresh-d2-t1000", "fresh-d2-t4000",
-                         "rep-d3-u1000-e1", "rep-d3-u1000-e4", "fresh-d3-t1000", "fresh-d3-t4000"}
+    assert set(plan) == {
+        "rep-d2-u1000-e1",
+        "rep-d2-u1000-e4",
+        "fresh-d2-t1000",
+        "fresh-d2-t4000",
+        "rep-d3-u1000-e1",
+        "rep-d3-u1000-e4",
+        "fresh-d3-t1000",
+        "fresh-d3-t4000",
+    }
     kind, depth, e, pc = plan["rep-d3-u1000-e4"]
     assert (kind, depth, e, pc.tokens, pc.unique_tokens) == ("repeated", 3, 4, 4000, 1000)
     assert plan["fresh-d2-t4000"][3].unique_tokens == 0
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--task", "arithmetic"], "needs a text corpus"),
-    (["--epochs", "1"], "at least one count above 1"),
-    (["--epochs", "1,x"], "--epochs"),
-    (["--unique-tokens", "1e6", "--epochs", "1,16"], "training tokens"),
-    (["--unique-tokens", "0.5"], "--unique-tokens"),
-    (["--set", "tokens=1000"], "sets tokens itself"),
-    (["--set", "unique_tokens=1000"], "sets unique_tokens itself"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--task", "arithmetic"], "needs a text corpus"),
+        (["--epochs", "1"], "at least one count above 1"),
+        (["--epochs", "1,x"], "--epochs"),
+        (["--unique-tokens", "1e6", "--epochs", "1,16"], "training tokens"),
+        (["--unique-tokens", "0.5"], "--unique-tokens"),
+        (["--set", "tokens=1000"], "sets tokens itself"),
+        (["--set", "unique_tokens=1000"], "sets unique_tokens itself"),
+    ],
+)
 def test_bad_input_is_one_line(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as e:
         main(["sweep", "datawall", "--out", str(tmp_path / "w"), *args])
@@ -97,8 +116,21 @@ def test_bad_input_is_one_line(tmp_path, capsys, args, message):
 
 def test_cli_json_is_one_object(wall):
     out, s = wall
-    args = ["sweep", "datawall", "--depths", "1", "--unique-tokens", "660", "--epochs", "1,2,4", "--bootstrap", "50",
-            "--out", str(out), "--json"]
+    args = [
+        "sweep",
+        "datawall",
+        "--depths",
+        "1",
+        "--unique-tokens",
+        "660",
+        "--epochs",
+        "1,2,4",
+        "--bootstrap",
+        "50",
+        "--out",
+        str(out),
+        "--json",
+    ]
     for item in TINY:
         args += ["--set", item]
     r = CliRunner().invoke(app, args)

@@ -20,7 +20,9 @@ from scalinglab.train.pretrain import PackedStream, PretrainConfig, check_config
 from scalinglab.train.saturation import SaturationConfig, describe, eval_problems, run_saturation, wilson
 
 TINY = ("batch_size=4", "seq_len=32", "warmup_steps=1", "log_every=1")
-CFG = SaturationConfig(difficulties=(1, 2), depths=(1,), tokens=(1024, 2048), eval_problems=12, val_tokens=512, overrides=TINY)
+CFG = SaturationConfig(
+    difficulties=(1, 2), depths=(1,), tokens=(1024, 2048), eval_problems=12, val_tokens=512, overrides=TINY
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,9 @@ def test_the_mix_trains_on_every_difficulty_and_only_train_problems():
     seen = s._problems(0, 600)
     digits = [len(str(p.meta["a"])) if p.meta["a"] >= 10 else 1 for p in seen]
     counts = {d: digits.count(d) for d in (1, 2, 3)}
-    assert all(150 <= c <= 210 for c in counts.values()), counts  # an even mix (1-digit ones pass the split filter least)
+    assert all(150 <= c <= 210 for c in counts.values()), (
+        counts
+    )  # an even mix (1-digit ones pass the split filter least)
     assert all(split_of(p) == "train" for p in seen)
     # a single difficulty is exactly the generator's chunk, as before the mix existed
     one = PackedStream(task, CharTokenizer(), 2, chunk_seed=lambda c: 7 + c)
@@ -89,10 +93,24 @@ def test_shape_rule_on_hand_made_rows():
     rows = []
     for i, (C, loss) in enumerate(((1e9, 2.0), (1e10, 1.5), (1e11, 1.2))):
         for d, acc in ((1, (0.6, 0.95, 0.97)[i]), (2, (0.1, 0.3, 0.6)[i]), (3, (0.0, 0.0, 0.01)[i])):
-            rows.append({"run": f"r{i}", "C": C, "loss": loss, "difficulty": d, "accuracy": acc, "ci_lo": 0, "ci_hi": 1,
-                         "difficulty_loss": loss})
+            rows.append(
+                {
+                    "run": f"r{i}",
+                    "C": C,
+                    "loss": loss,
+                    "difficulty": d,
+                    "accuracy": acc,
+                    "ci_lo": 0,
+                    "ci_hi": 1,
+                    "difficulty_loss": loss,
+                }
+            )
     sh = describe(rows, (1, 2, 3))
-    assert sh["1"]["label"] == "saturated" and sh["2"]["label"] == "improving" and sh["3"]["label"] == "flat below the ceiling"
+    assert (
+        sh["1"]["label"] == "saturated"
+        and sh["2"]["label"] == "improving"
+        and sh["3"]["label"] == "flat below the ceiling"
+    )
     assert sh["2"]["gain_top_half"] == pytest.approx(0.3) and sh["loss"]["fall_top_half"] == pytest.approx(0.3)
 
 
@@ -105,13 +123,16 @@ def test_rerun_reuses_rungs_and_evaluations(sat):
     assert [r["accuracy"] for r in again["rows"]] == [r["accuracy"] for r in s["rows"]]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--task", "pystdlib"], "no difficulty levels"),
-    (["--difficulties", "2"], "at least two distinct"),
-    (["--depths", "1", "--tokens", "1000"], "at least two rungs"),
-    (["--set", "difficulty_mix=1,2"], "sets difficulty_mix itself"),
-    (["--task", "countdown", "--difficulties", "1,9"], "no difficulty 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--task", "pystdlib"], "no difficulty levels"),
+        (["--difficulties", "2"], "at least two distinct"),
+        (["--depths", "1", "--tokens", "1000"], "at least two rungs"),
+        (["--set", "difficulty_mix=1,2"], "sets difficulty_mix itself"),
+        (["--task", "countdown", "--difficulties", "1,9"], "no difficulty 1"),
+    ],
+)
 def test_bad_input_is_one_line(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as e:
         main(["sweep", "saturation", "--out", str(tmp_path / "s"), *args])
@@ -123,8 +144,21 @@ def test_bad_input_is_one_line(tmp_path, capsys, args, message):
 
 def test_cli_json_is_one_object(sat):
     out, s = sat
-    args = ["sweep", "saturation", "--difficulties", "1,2", "--depths", "1", "--tokens", "1024,2048", "--eval-problems", "12",
-            "--out", str(out), "--json"]
+    args = [
+        "sweep",
+        "saturation",
+        "--difficulties",
+        "1,2",
+        "--depths",
+        "1",
+        "--tokens",
+        "1024,2048",
+        "--eval-problems",
+        "12",
+        "--out",
+        str(out),
+        "--json",
+    ]
     for item in TINY:
         args += ["--set", item]
     r = CliRunner().invoke(app, args)
@@ -132,4 +166,6 @@ def test_cli_json_is_one_object(sat):
     assert r.exit_code == 0, r.output
     got = json.loads(r.stdout)
     assert got["kind"] == "saturation" and got["trained"] == 0 and got["reused"] == 2
-    assert [x["accuracy"] for x in got["rows"]] == [x["accuracy"] for x in s["rows"]]  # greedy accuracy does not depend on val_tokens
+    assert [x["accuracy"] for x in got["rows"]] == [
+        x["accuracy"] for x in s["rows"]
+    ]  # greedy accuracy does not depend on val_tokens

@@ -1,12 +1,12 @@
 """Math-Shepherd hard/soft labels with a scripted completer whose outcomes are known by hand."""
 
 import pytest
+from test_synth_rejection import scripted_sampler
 
 from scalinglab.errors import UserError
 from scalinglab.synth.annotate import AnnotateConfig, annotate, labels
 from scalinglab.tasks.arithmetic import Arithmetic
 from scalinglab.verify.verdict import Verdict
-from test_synth_rejection import scripted_sampler
 
 
 class ErrTask(Arithmetic):
@@ -34,7 +34,12 @@ def test_labels_by_hand():
     rows, s = annotate(task, [ROW, BAD], scripted_sampler(script, calls), AnnotateConfig(m=4, max_new_tokens=8))
     assert len(calls) == 1 and calls[0][1].n == 4
     # 2 non-final prefixes per row; the shared first prefix appears once per row
-    assert calls[0][0] == ["12+34=?\n2+4+0=6\n", "12+34=?\n2+4+0=6\n1+3+0=4\n", "12+34=?\n2+4+0=6\n", "12+34=?\n2+4+0=6\n1+3+0=5\n"]
+    assert calls[0][0] == [
+        "12+34=?\n2+4+0=6\n",
+        "12+34=?\n2+4+0=6\n1+3+0=4\n",
+        "12+34=?\n2+4+0=6\n",
+        "12+34=?\n2+4+0=6\n1+3+0=5\n",
+    ]
     r1, r2 = rows
     assert r1["steps"] == ["2+4+0=6\n", "1+3+0=4\n", "A: 46\n"]
     assert (r1["hard"], r1["soft"], r1["completion_correct"]) == ([1, 0, 1], [0.5, 0.0, 1.0], True)
@@ -49,15 +54,21 @@ def test_labels_by_hand():
 def test_all_errors_give_null_labels_and_steps_from_row():
     task = ErrTask(name="addition")
     row = {"id": "r", "prompt": "1+1=?\n", "answer": "2", "solution": "ignored", "steps": ["1+1+0=2\n", "A: 2\n"]}
-    rows, _ = annotate(task, [row], scripted_sampler({"1+1=?\n1+1+0=2\n": ["ERR"]}, []), AnnotateConfig(m=3, max_new_tokens=4))
+    rows, _ = annotate(
+        task, [row], scripted_sampler({"1+1=?\n1+1+0=2\n": ["ERR"]}, []), AnnotateConfig(m=3, max_new_tokens=4)
+    )
     assert rows[0]["hard"] == [None, 1] and rows[0]["soft"] == [None, 1.0]
     assert rows[0]["meta"]["rollout_errors"] == [3, 0]
 
 
 def test_single_step_solution_needs_no_rollouts():
     calls = []
-    rows, s = annotate(Arithmetic(), [{"prompt": "1+1=?\n", "answer": "2", "completion": "A: 2\n"}],
-                       scripted_sampler({}, calls), AnnotateConfig(m=4))
+    rows, s = annotate(
+        Arithmetic(),
+        [{"prompt": "1+1=?\n", "answer": "2", "completion": "A: 2\n"}],
+        scripted_sampler({}, calls),
+        AnnotateConfig(m=4),
+    )
     assert calls == [] and rows[0]["hard"] == [1] and s["rollouts"] == 0
 
 

@@ -3,26 +3,38 @@
 import pytest
 
 from scalinglab.verify.judge import (
-    JudgeResult, Vote, aggregate, judge_candidates, judge_prompt, majority, mean_score, parse_vote, summarise, unanimous,
+    JudgeResult,
+    Vote,
+    aggregate,
+    judge_candidates,
+    judge_prompt,
+    majority,
+    mean_score,
+    parse_vote,
+    summarise,
+    unanimous,
 )
 
 
-@pytest.mark.parametrize("text,passed,score", [
-    ("VERDICT: PASS\nSCORE: 8", True, 0.8),
-    ("verdict = fail\nscore: 2/10", False, 0.2),
-    ("**Verdict:** Correct. Score: 3/4", True, 0.75),
-    ("VERDICT: INCORRECT", False, 0.0),
-    ("Score: 7", True, 0.7),  # score only: passes at >= 0.5
-    ("SCORE: 4", False, 0.4),
-    ("yes", True, 1.0),  # a bare word counts
-    (" No.", False, 0.0),
-    ("VERDICT: PASS\n...\nVERDICT: FAIL", False, 0.0),  # the last verdict wins
-    ("VERDICT: PASS SCORE: 42", True, 1.0),  # out-of-range score is dropped, verdict kept
-    ("A: 12\n#$%^&", None, None),  # garbage abstains
-    ("", None, None),
-    ("VERDICT: none of the above", None, None),
-    ("no idea, maybe", None, None),  # 'no' inside a sentence is not a vote
-])
+@pytest.mark.parametrize(
+    "text,passed,score",
+    [
+        ("VERDICT: PASS\nSCORE: 8", True, 0.8),
+        ("verdict = fail\nscore: 2/10", False, 0.2),
+        ("**Verdict:** Correct. Score: 3/4", True, 0.75),
+        ("VERDICT: INCORRECT", False, 0.0),
+        ("Score: 7", True, 0.7),  # score only: passes at >= 0.5
+        ("SCORE: 4", False, 0.4),
+        ("yes", True, 1.0),  # a bare word counts
+        (" No.", False, 0.0),
+        ("VERDICT: PASS\n...\nVERDICT: FAIL", False, 0.0),  # the last verdict wins
+        ("VERDICT: PASS SCORE: 42", True, 1.0),  # out-of-range score is dropped, verdict kept
+        ("A: 12\n#$%^&", None, None),  # garbage abstains
+        ("", None, None),
+        ("VERDICT: none of the above", None, None),
+        ("no idea, maybe", None, None),  # 'no' inside a sentence is not a vote
+    ],
+)
 def test_parse_vote(text, passed, score):
     v = parse_vote(text, "j")
     assert (v.passed, v.score) == (passed, pytest.approx(score) if score is not None else None)
@@ -38,7 +50,12 @@ def test_aggregators_by_hand():
     assert majority(votes) is True and unanimous(votes) is False
     assert mean_score(votes) is True  # (0.9 + 0.4 + 0.6) / 3 = 0.633
     r = aggregate(votes)
-    assert r.passed is True and r.score == pytest.approx(1.9 / 3) and r.agreement == pytest.approx(2 / 3) and r.abstained == 1
+    assert (
+        r.passed is True
+        and r.score == pytest.approx(1.9 / 3)
+        and r.agreement == pytest.approx(2 / 3)
+        and r.abstained == 1
+    )
     assert majority([V(True), V(False)]) is None  # tie
     assert majority([V(None), V(None)]) is None and mean_score([V(None)]) is None
     assert aggregate([V(True, 0.2), V(False, 0.4)], "mean").passed is False
@@ -54,8 +71,10 @@ def test_to_verdict():
 
 
 def test_chorus_with_stub_judges():
-    items = [{"question": "2+2=?", "candidate": "A: 4", "reference": "4"},
-             {"question": "2+3=?", "candidate": "A: 6", "reference": "5"}]
+    items = [
+        {"question": "2+2=?", "candidate": "A: 4", "reference": "4"},
+        {"question": "2+3=?", "candidate": "A: 6", "reference": "5"},
+    ]
     seen = []
 
     def checker(prompts):  # a judge that actually compares reference and candidate

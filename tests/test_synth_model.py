@@ -30,8 +30,23 @@ def model_dir(tmp_path_factory):
     from scalinglab.train.pretrain import PretrainConfig, pretrain
 
     out = tmp_path_factory.mktemp("synth") / "tiny"
-    pretrain(PretrainConfig(task="addition", difficulty=1, depth=1, steps=60, batch_size=8, seq_len=64, lr=0.01,
-                            warmup_steps=10, val_tokens=256, eval_problems=0, log_every=20, device="cpu"), str(out))
+    pretrain(
+        PretrainConfig(
+            task="addition",
+            difficulty=1,
+            depth=1,
+            steps=60,
+            batch_size=8,
+            seq_len=64,
+            lr=0.01,
+            warmup_steps=10,
+            val_tokens=256,
+            eval_problems=0,
+            log_every=20,
+            device="cpu",
+        ),
+        str(out),
+    )
     return out
 
 
@@ -42,8 +57,9 @@ def synth_run(model_dir, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("data") / "add.jsonl"
     task, probs = load_task_problems("addition", 24, 0, 1)
-    rows, s = rejection_sample(task, probs, make_sampler("local", str(model_dir), "cpu"),
-                               SynthConfig(k=8, max_new_tokens=24, retry=True))
+    rows, s = rejection_sample(
+        task, probs, make_sampler("local", str(model_dir), "cpu"), SynthConfig(k=8, max_new_tokens=24, retry=True)
+    )
     return out, rows, write_synth(rows, s, str(out))
 
 
@@ -66,8 +82,27 @@ def test_synth_kept_samples_reverify(synth_run):
 
 def test_synth_cli_json(model_dir, tmp_path, capsys):
     out = tmp_path / "c.jsonl"
-    code, stdout, _ = cli(capsys, "synth", "--task", "addition", "--model", str(model_dir), "--n", "6", "--k", "4",
-                          "--difficulty", "1", "--max-new-tokens", "20", "--out", str(out), "--device", "cpu", "--json")
+    code, stdout, _ = cli(
+        capsys,
+        "synth",
+        "--task",
+        "addition",
+        "--model",
+        str(model_dir),
+        "--n",
+        "6",
+        "--k",
+        "4",
+        "--difficulty",
+        "1",
+        "--max-new-tokens",
+        "20",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--json",
+    )
     assert code == 0
     s = json.loads(stdout)
     rows = [json.loads(x) for x in out.read_text().splitlines()]
@@ -77,27 +112,72 @@ def test_synth_cli_json(model_dir, tmp_path, capsys):
 
 
 def test_synth_cli_bad_input(model_dir, tmp_path, capsys):
-    code, _, err = cli(capsys, "synth", "--task", "nope", "--model", str(model_dir), "--n", "2", "--out", str(tmp_path / "x"))
+    code, _, err = cli(
+        capsys, "synth", "--task", "nope", "--model", str(model_dir), "--n", "2", "--out", str(tmp_path / "x")
+    )
     assert code == 2 and "unknown task 'nope'" in err
-    code, _, err = cli(capsys, "synth", "--task", "addition", "--model", str(model_dir), "--n", "2", "--backend", "ray",
-                       "--out", str(tmp_path / "x"))
+    code, _, err = cli(
+        capsys,
+        "synth",
+        "--task",
+        "addition",
+        "--model",
+        str(model_dir),
+        "--n",
+        "2",
+        "--backend",
+        "ray",
+        "--out",
+        str(tmp_path / "x"),
+    )
     assert code == 2 and "--backend 'ray'" in err
-    code, _, err = cli(capsys, "synth", "--task", "addition", "--model", str(tmp_path / "missing"), "--n", "2",
-                       "--out", str(tmp_path / "x"))
+    code, _, err = cli(
+        capsys,
+        "synth",
+        "--task",
+        "addition",
+        "--model",
+        str(tmp_path / "missing"),
+        "--n",
+        "2",
+        "--out",
+        str(tmp_path / "x"),
+    )
     assert code == 2 and "no such directory" in err
 
 
 def test_annotate_cli_real_run(model_dir, synth_run, tmp_path, capsys):
     data, rows, _ = synth_run
     out = tmp_path / "prm.jsonl"
-    code, stdout, _ = cli(capsys, "annotate", "--task", "addition", "--model", str(model_dir), "--data", str(data),
-                          "--m", "3", "--limit", "4", "--max-new-tokens", "16", "--out", str(out), "--device", "cpu", "--json")
+    code, stdout, _ = cli(
+        capsys,
+        "annotate",
+        "--task",
+        "addition",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(data),
+        "--m",
+        "3",
+        "--limit",
+        "4",
+        "--max-new-tokens",
+        "16",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--json",
+    )
     assert code == 0
     s = json.loads(stdout)
     labelled = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(labelled) == s["rows"] == min(4, len(rows))
     for src, r in zip(rows, labelled):
-        assert r["id"] == src["id"] and r["steps"] == src["steps"] and len(r["hard"]) == len(r["soft"]) == len(r["steps"])
+        assert (
+            r["id"] == src["id"] and r["steps"] == src["steps"] and len(r["hard"]) == len(r["soft"]) == len(r["steps"])
+        )
         assert r["completion_correct"] is True and r["hard"][-1] == 1 and r["soft"][-1] == 1.0  # kept rows are correct
         for h, sf, c in zip(r["hard"], r["soft"], r["meta"]["rollouts_correct"]):
             assert h == int(sf > 0) and (c is None or sf == c / 3)
@@ -116,10 +196,27 @@ def test_model_judge_end_to_end(model_dir, tmp_path, capsys):
     assert [len(r.votes) for r in res] == [2, 2] and all(r.votes[1].passed is True for r in res)
 
     cands = tmp_path / "c.jsonl"
-    cands.write_text("".join(json.dumps({"id": f"c{i}", "prompt": it["question"], "completion": it["candidate"]}) + "\n"
-                             for i, it in enumerate(items)))
-    code, stdout, _ = cli(capsys, "judge", "-i", str(cands), "--model", str(model_dir), "--model", str(model_dir),
-                          "--max-new-tokens", "8", "--device", "cpu", "--json")
+    cands.write_text(
+        "".join(
+            json.dumps({"id": f"c{i}", "prompt": it["question"], "completion": it["candidate"]}) + "\n"
+            for i, it in enumerate(items)
+        )
+    )
+    code, stdout, _ = cli(
+        capsys,
+        "judge",
+        "-i",
+        str(cands),
+        "--model",
+        str(model_dir),
+        "--model",
+        str(model_dir),
+        "--max-new-tokens",
+        "8",
+        "--device",
+        "cpu",
+        "--json",
+    )
     assert code == 0
     out = json.loads(stdout)
     assert out["candidates"] == 2 and len(out["judges"]) == 2 and [r["id"] for r in out["results"]] == ["c0", "c1"]

@@ -22,6 +22,7 @@ class ErrTask(Arithmetic):
 
 def scripted_sampler(script, calls):
     """Sampler returning script[prompt] (cycled to n); one token per char; FLOPs = 10/token."""
+
     def sample(prompts, params):
         calls.append((list(prompts), params))
         gens, gen_tokens = [], 0
@@ -31,8 +32,14 @@ def scripted_sampler(script, calls):
             gen_tokens += sum(len(t) for t in texts)
             gens.append(Generation(p, list(range(len(p))), comps))
         pt = sum(len(p) for p in prompts)
-        return GenerationResult(gens, prompt_tokens=pt, generated_tokens=gen_tokens, prompt_flops=10.0 * pt,
-                                generated_flops=10.0 * gen_tokens)
+        return GenerationResult(
+            gens,
+            prompt_tokens=pt,
+            generated_tokens=gen_tokens,
+            prompt_flops=10.0 * pt,
+            generated_flops=10.0 * gen_tokens,
+        )
+
     return sample
 
 
@@ -43,8 +50,10 @@ def problems():
 
 def test_acceptance_dedup_errors_and_cost():
     task, (p1, p2) = problems()
-    script = {p1.prompt: ["A: 5\n", "A:  5\n", "A: 6\n", "ERR\n"],  # correct, duplicate, wrong, verifier error
-              p2.prompt: ["A: 9\n", "4+4+0=8\nA: 8\n", "A: 7\n", "A: 1\n"]}
+    script = {
+        p1.prompt: ["A: 5\n", "A:  5\n", "A: 6\n", "ERR\n"],  # correct, duplicate, wrong, verifier error
+        p2.prompt: ["A: 9\n", "4+4+0=8\nA: 8\n", "A: 7\n", "A: 1\n"],
+    }
     calls = []
     rows, s = rejection_sample(task, [p1, p2], scripted_sampler(script, calls), SynthConfig(k=4, max_new_tokens=16))
     assert len(calls) == 1 and calls[0][1].n == 4 and calls[0][0] == [p1.prompt, p2.prompt]
@@ -57,16 +66,27 @@ def test_acceptance_dedup_errors_and_cost():
     assert s["prompt_tokens"] == 12 and s["generated_tokens"] == gen
     assert s["tokens_per_kept"] == (12 + gen) / 2 and s["flops_per_kept"] == 10.0 * (12 + gen) / 2
     r = rows[1]
-    assert r == {"id": "p2/1", "task": "arithmetic", "prompt": "4+4=?\n", "answer": "8", "completion": "4+4+0=8\nA: 8\n",
-                 "steps": ["4+4+0=8\n", "A: 8\n"], "correct": True,
-                 "meta": {"problem_id": "p2", "sample_index": 1, "tokens": 13, "attempt": 1, "finish_reason": "eos"}}
+    assert r == {
+        "id": "p2/1",
+        "task": "arithmetic",
+        "prompt": "4+4=?\n",
+        "answer": "8",
+        "completion": "4+4+0=8\nA: 8\n",
+        "steps": ["4+4+0=8\n", "A: 8\n"],
+        "correct": True,
+        "meta": {"problem_id": "p2", "sample_index": 1, "tokens": 13, "attempt": 1, "finish_reason": "eos"},
+    }
     assert "retries" not in s
 
 
 def test_no_dedup_keeps_repeats():
     task, (p1, _) = problems()
-    rows, s = rejection_sample(task, [p1], scripted_sampler({p1.prompt: ["A: 5\n", "A: 5\n"]}, []),
-                               SynthConfig(k=2, max_new_tokens=8, dedup=False))
+    rows, s = rejection_sample(
+        task,
+        [p1],
+        scripted_sampler({p1.prompt: ["A: 5\n", "A: 5\n"]}, []),
+        SynthConfig(k=2, max_new_tokens=8, dedup=False),
+    )
     assert s["kept"] == 2 and s["duplicates"] == 0
 
 
@@ -78,10 +98,16 @@ def test_retry_prompt_masks_the_reference():
 def test_retry_success_rate():
     task, (p1, p2) = problems()
     r_wrong = retry_prompt(p1, "A: 6\n", "answered 6, expected 5")
-    script = {p1.prompt: ["A: 5\n", "A: 6\n", "ERR\n"], p2.prompt: ["A: 7\n", "A: 7\n", "A: 8\n"],
-              r_wrong: ["A: 5\n"], retry_prompt(p2, "A: 7\n", "answered 7, expected 8"): ["A: 8\n"]}
+    script = {
+        p1.prompt: ["A: 5\n", "A: 6\n", "ERR\n"],
+        p2.prompt: ["A: 7\n", "A: 7\n", "A: 8\n"],
+        r_wrong: ["A: 5\n"],
+        retry_prompt(p2, "A: 7\n", "answered 7, expected 8"): ["A: 8\n"],
+    }
     calls = []
-    rows, s = rejection_sample(task, [p1, p2], scripted_sampler(script, calls), SynthConfig(k=3, max_new_tokens=8, retry=True))
+    rows, s = rejection_sample(
+        task, [p1, p2], scripted_sampler(script, calls), SynthConfig(k=3, max_new_tokens=8, retry=True)
+    )
     assert len(calls) == 2  # the verifier-error sample is not retried
     retry_prompts, params = calls[1]
     assert params.n == 1 and params.seed == 1 and len(retry_prompts) == 3  # 1 wrong of p1, 2 wrong of p2
@@ -93,8 +119,12 @@ def test_retry_success_rate():
 
 def test_kept_rows_reverify_and_files_written(tmp_path):
     task, (p1, p2) = problems()
-    rows, s = rejection_sample(task, [p1, p2], scripted_sampler({p1.prompt: ["A: 5\n"], p2.prompt: ["A: 3\n"]}, []),
-                               SynthConfig(k=2, max_new_tokens=8))
+    rows, s = rejection_sample(
+        task,
+        [p1, p2],
+        scripted_sampler({p1.prompt: ["A: 5\n"], p2.prompt: ["A: 3\n"]}, []),
+        SynthConfig(k=2, max_new_tokens=8),
+    )
     out = tmp_path / "d.jsonl"
     s = write_synth(rows, s, str(out))
     back = [json.loads(x) for x in out.read_text().splitlines()]
@@ -105,7 +135,9 @@ def test_kept_rows_reverify_and_files_written(tmp_path):
 
 def test_zero_kept_reports_none_cost_and_bad_k():
     task, (p1, _) = problems()
-    _, s = rejection_sample(task, [p1], scripted_sampler({p1.prompt: ["A: 1\n"]}, []), SynthConfig(k=1, max_new_tokens=4))
+    _, s = rejection_sample(
+        task, [p1], scripted_sampler({p1.prompt: ["A: 1\n"]}, []), SynthConfig(k=1, max_new_tokens=4)
+    )
     assert s["kept"] == 0 and s["tokens_per_kept"] is None and s["acceptance_rate"] == 0.0
     with pytest.raises(UserError):
         rejection_sample(task, [p1], scripted_sampler({}, []), SynthConfig(k=0))
@@ -119,7 +151,9 @@ def test_load_task_problems(tmp_path):
     from scalinglab.synth.rejection import load_task_problems
 
     f = tmp_path / "p.jsonl"
-    f.write_text('{"id": "a", "prompt": "1+1=?\\n", "answer": "2"}\n{"id": "b", "prompt": "Q?", "answer": "x #### 3"}\n')
+    f.write_text(
+        '{"id": "a", "prompt": "1+1=?\\n", "answer": "2"}\n{"id": "b", "prompt": "Q?", "answer": "x #### 3"}\n'
+    )
     task, probs = load_task_problems("addition", 1, 0, problems_file=str(f))
     assert task.name == "addition" and [p.id for p in probs] == ["a"]
     task, probs = load_task_problems("math", 2, 0, problems_file=str(f))

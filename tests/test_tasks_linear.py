@@ -15,12 +15,15 @@ def test_docstring_example_is_exact():
     assert p.answer == "-3/4"
 
 
-@pytest.mark.parametrize("a,b,c,d,x", [
-    (2, 0, 1, 5, "5"),  # 2x = x+5
-    (1, 1, -1, 1, "0"),  # x+1 = -x+1
-    (-6, 4, 2, -4, "1"),  # -6x+4 = 2x-4 => -8x = -8
-    (5, -7, 3, 0, "7/2"),
-])
+@pytest.mark.parametrize(
+    "a,b,c,d,x",
+    [
+        (2, 0, 1, 5, "5"),  # 2x = x+5
+        (1, 1, -1, 1, "0"),  # x+1 = -x+1
+        (-6, 4, 2, -4, "1"),  # -6x+4 = 2x-4 => -8x = -8
+        (5, -7, 3, 0, "7/2"),
+    ],
+)
 def test_hand_solved(a, b, c, d, x):
     p = Linear().make(a, b, c, d)
     assert p.answer == x

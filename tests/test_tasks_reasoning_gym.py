@@ -30,13 +30,22 @@ def test_prompt_ids_and_determinism():
     assert not any(p.prompt in shots for p in ps)
 
 
-@pytest.mark.parametrize("completion, want", [
-    ("think... <answer> 7 </answer>", "7"), ("<answer>1</answer> then <answer>2</answer>", "2"),
-    ("so\nAnswer: 12\n", "12"), ("**Final answer:** 3 × 5\n", "3 × 5"), ("answer: 1 2\n3 4\n\nnext", "1 2\n3 4"),
-    ("Answer:\n1 0\n0 1", "1 0\n0 1"), ("no final line", None), ("Answer:   ", None),
-    ("5 - 3 = 2\n\nThe answer is 2.", "2"), ("Answer: Ann is a knave, and Bo is a knight.", "Ann is a knave, and Bo is a knight."),
-    ("<answer>2.</answer>", "2."),
-])
+@pytest.mark.parametrize(
+    "completion, want",
+    [
+        ("think... <answer> 7 </answer>", "7"),
+        ("<answer>1</answer> then <answer>2</answer>", "2"),
+        ("so\nAnswer: 12\n", "12"),
+        ("**Final answer:** 3 × 5\n", "3 × 5"),
+        ("answer: 1 2\n3 4\n\nnext", "1 2\n3 4"),
+        ("Answer:\n1 0\n0 1", "1 0\n0 1"),
+        ("no final line", None),
+        ("Answer:   ", None),
+        ("5 - 3 = 2\n\nThe answer is 2.", "2"),
+        ("Answer: Ann is a knave, and Bo is a knight.", "Ann is a knave, and Bo is a knight."),
+        ("<answer>2.</answer>", "2."),
+    ],
+)
 def test_extract(completion, want):
     assert extract(completion) == want
 
@@ -71,9 +80,13 @@ def test_difficulty_is_the_curriculum_level():
 def test_scorer_verdicts_partial_credit_and_errors():
     t = get_task("rg:prime_factorization")
     p = t.generate(1, seed=1)[0]
-    right, raised, nothing, tags = t.check_batch([p] * 4, [p.solution, "Answer: abc", "I am not sure", f"<answer>{p.answer}</answer>"])
+    right, raised, nothing, tags = t.check_batch(
+        [p] * 4, [p.solution, "Answer: abc", "I am not sure", f"<answer>{p.answer}</answer>"]
+    )
     assert right.correct and right.reward == 1.0 and tags.correct
-    assert raised.error and not raised.correct and "ValueError" in raised.reason  # the scorer raised: not a wrong answer
+    assert (
+        raised.error and not raised.correct and "ValueError" in raised.reason
+    )  # the scorer raised: not a wrong answer
     assert not nothing.correct and not nothing.error
     q = get_task("rg:basic_arithmetic").generate(1, seed=1)[0]
     v = get_task("rg:basic_arithmetic").check(q, "Answer: -40")  # reasoning-gym's default partial credit
@@ -127,10 +140,15 @@ def test_task_spec_carries_settings_in_brackets():
     """`name[k=v,...]` is what a config's `task` field holds: the same problems as get_task(name, settings)."""
     from scalinglab.tasks import get_task, split_spec
 
-    assert split_spec("rg:basic_arithmetic[min_terms=2, max_digits=1]") == ("rg:basic_arithmetic", {"min_terms": "2", "max_digits": "1"})
+    assert split_spec("rg:basic_arithmetic[min_terms=2, max_digits=1]") == (
+        "rg:basic_arithmetic",
+        {"min_terms": "2", "max_digits": "1"},
+    )
     assert split_spec("arithmetic") == ("arithmetic", {})
     a = get_task("rg:basic_arithmetic[min_terms=2,max_terms=2,max_digits=1,min_digits=1]").generate(5, seed=3)
-    b = get_task("rg:basic_arithmetic", {"min_terms": 2, "max_terms": 2, "max_digits": 1, "min_digits": 1}).generate(5, seed=3)
+    b = get_task("rg:basic_arithmetic", {"min_terms": 2, "max_terms": 2, "max_digits": 1, "min_digits": 1}).generate(
+        5, seed=3
+    )
     assert [p.prompt for p in a] == [p.prompt for p in b]
     import re
 

@@ -24,7 +24,9 @@ def _keys(problems):
 
 
 def test_canonical_is_the_raw_prompt_with_whitespace_normalised():
-    p = Problem(id="1", task="arithmetic", prompt="<chat> 47+85=?\n</chat>", answer="132", meta={"raw_prompt": "47+85=?\n"})
+    p = Problem(
+        id="1", task="arithmetic", prompt="<chat> 47+85=?\n</chat>", answer="132", meta={"raw_prompt": "47+85=?\n"}
+    )
     assert canonical(p) == "47+85=?"
     assert canonical(replace(p, meta={})) == "<chat> 47+85=? </chat>"
     assert canonical(Problem(id="2", task="x", prompt="a \n\t b ", answer="")) == "a b"
@@ -51,7 +53,7 @@ def test_draw_is_deterministic_distinct_for_eval_and_starts_with_the_first_chunk
     assert len(ev) == 200 and len(_keys(ev)) == 200 and all(split_of(p) == "eval" for p in ev)
     tr = draw(t, 100, 5, split="train")
     first = only(t.generate(100, seed=5), "train")
-    assert [p.prompt for p in tr[:len(first)]] == [p.prompt for p in first]
+    assert [p.prompt for p in tr[: len(first)]] == [p.prompt for p in first]
     assert len(tr) == 100 and all(split_of(p) == "train" for p in tr)
     assert chunk_seed(5, 1) != chunk_seed(5, 2) and chunk_seed(5, 1) == chunk_seed(5, 1)
 
@@ -70,7 +72,9 @@ def test_raw_generators_overlap_which_is_why_the_split_exists():
 def test_zero_overlap_between_train_draws_over_many_seeds_and_the_eval_draw(name):
     t = get_task(name)
     seeds, per = (range(4), 100) if name in SLOW_TO_GENERATE else (range(20), 100)
-    ev = draw(t, 200, 777, split="eval")  # every built-in task has >= 200 distinct eval problems at its default difficulty
+    ev = draw(
+        t, 200, 777, split="eval"
+    )  # every built-in task has >= 200 distinct eval problems at its default difficulty
     assert len(_keys(ev)) == 200
     train = [p for s in seeds for p in draw(t, per, 1000 + s, split="train")]
     assert not _keys(train) & _keys(ev)
@@ -97,12 +101,19 @@ def test_the_issues_small_rg_setting_supplies_a_clean_200_problem_eval():
     ev = draw(t, 200, 777, split="eval")
     train = [p for s in range(5) for p in draw(t, 400, 60 + s, split="train")]
     assert len(_keys(ev)) == 200 and overlap(train, ev) == 0
-    assert overlap([p for s in range(5) for p in t.generate(400, seed=60 + s)], t.generate(200, seed=777)) > 0  # raw: leaks
+    assert (
+        overlap([p for s in range(5) for p in t.generate(400, seed=60 + s)], t.generate(200, seed=777)) > 0
+    )  # raw: leaks
 
 
 def _gsm8k_file(path: Path, n: int, offset: int = 0) -> Path:
-    rows = [{"question": f"Tom has {i} apples and buys {i + 1} more. How many now?",
-             "answer": f"He has {i} + {i + 1} = {2 * i + 1}.\n#### {2 * i + 1}"} for i in range(offset, offset + n)]
+    rows = [
+        {
+            "question": f"Tom has {i} apples and buys {i + 1} more. How many now?",
+            "answer": f"He has {i} + {i + 1} = {2 * i + 1}.\n#### {2 * i + 1}",
+        }
+        for i in range(offset, offset + n)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -126,7 +137,9 @@ def test_an_undeclared_file_splits_by_hash(tmp_path):
     from scalinglab.tasks.extra import math_file
 
     f = tmp_path / "p.jsonl"
-    f.write_text("".join(json.dumps({"prompt": f"What is {i} squared?", "answer": str(i * i)}) + "\n" for i in range(200)))
+    f.write_text(
+        "".join(json.dumps({"prompt": f"What is {i} squared?", "answer": str(i * i)}) + "\n" for i in range(200))
+    )
     t = math_file(str(f))
     ev = draw(t, 20, 0, split="eval")
     train = [p for s in range(5) for p in draw(t, 100, s, split="train")]

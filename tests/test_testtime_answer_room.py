@@ -16,7 +16,9 @@ class _Words:
 
 def test_room_is_measured_in_the_models_tokens():
     task = get_task("arithmetic")
-    probs = [Problem(id="a", task="arithmetic", prompt="q", answer="1", solution="one two three four five six seven eight")]
+    probs = [
+        Problem(id="a", task="arithmetic", prompt="q", answer="1", solution="one two three four five six seven eight")
+    ]
     chars = default_max_new_tokens(task, probs)
     assert chars == int(len(probs[0].solution) * 1.5) + 16
     assert default_max_new_tokens(task, probs, CharTokenizer()) == chars  # one token per character: unchanged

@@ -27,9 +27,30 @@ def test_eval_json_and_run_directory(model_dir, tmp_path):
     probs = tmp_path / "p.jsonl"
     write_jsonl(probs, [p.to_json() for p in get_task("arithmetic").generate(2, seed=3)])
     out = tmp_path / "run"
-    r = runner.invoke(root, ["eval", "--model", str(model_dir), "--task", "arithmetic", "--problems", str(probs),
-                             "--strategy", "majority", "--n", "2,1", "--max-new-tokens", "6", "--device", "cpu",
-                             "--out", str(out), "--json"], catch_exceptions=False)
+    r = runner.invoke(
+        root,
+        [
+            "eval",
+            "--model",
+            str(model_dir),
+            "--task",
+            "arithmetic",
+            "--problems",
+            str(probs),
+            "--strategy",
+            "majority",
+            "--n",
+            "2,1",
+            "--max-new-tokens",
+            "6",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--json",
+        ],
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0, r.output
     s = json.loads(r.stdout)
     assert s["task"] == "arithmetic" and s["strategy"] == "majority"
@@ -48,9 +69,28 @@ def test_num_problems_takes_the_first_n_of_a_problems_file(model_dir, tmp_path):
     """`--problems FILE --num-problems N` evaluates the file's first N problems (lm-eval's --limit); without N, all."""
     probs = tmp_path / "p.jsonl"
     write_jsonl(probs, [p.to_json() for p in get_task("arithmetic").generate(5, seed=3)])
-    base = ["eval", "--model", str(model_dir), "--task", "arithmetic", "--problems", str(probs), "--strategy", "greedy",
-            "--n", "1", "--max-new-tokens", "4", "--device", "cpu", "--json"]
-    for extra, want in ((["--num-problems", "2"], ["arithmetic-s3-0", "arithmetic-s3-1"]), ([], [f"arithmetic-s3-{i}" for i in range(5)])):
+    base = [
+        "eval",
+        "--model",
+        str(model_dir),
+        "--task",
+        "arithmetic",
+        "--problems",
+        str(probs),
+        "--strategy",
+        "greedy",
+        "--n",
+        "1",
+        "--max-new-tokens",
+        "4",
+        "--device",
+        "cpu",
+        "--json",
+    ]
+    for extra, want in (
+        (["--num-problems", "2"], ["arithmetic-s3-0", "arithmetic-s3-1"]),
+        ([], [f"arithmetic-s3-{i}" for i in range(5)]),
+    ):
         r = runner.invoke(root, base + extra, catch_exceptions=False)
         assert r.exit_code == 0, r.output
         assert [q["id"] for q in json.loads(r.stdout)["per_problem"]] == want
@@ -67,7 +107,9 @@ def _main_exit(args, capsys):
 def test_bad_input_is_one_line_exit_2(model_dir, tmp_path, capsys):
     base = ["eval", "--model", str(model_dir), "--num-problems", "1", "--json"]
     code, cap = _main_exit(base + ["--strategy", "vibes"], capsys)
-    assert code == 2 and "--strategy 'vibes'" in cap.err and "--strategy 'vibes'" in json.loads(cap.out)["error"]  # --json: the error as the one object
+    assert (
+        code == 2 and "--strategy 'vibes'" in cap.err and "--strategy 'vibes'" in json.loads(cap.out)["error"]
+    )  # --json: the error as the one object
     code, cap = _main_exit(base + ["--n", "1,two"], capsys)
     assert code == 2 and "--n '1,two'" in cap.err
     code, cap = _main_exit(base + ["--strategy", "best-of-n", "--verifier", "prm"], capsys)
@@ -81,8 +123,24 @@ def test_parse_ns():
 
 
 def test_dtype_picks_the_decode_weights_and_a_bad_one_is_one_line(model_dir, tmp_path, capsys):
-    base = ["eval", "--model", str(model_dir), "--task", "arithmetic", "--num-problems", "2", "--strategy", "greedy",
-            "--n", "1", "--max-new-tokens", "4", "--device", "cpu", "--json"]
+    base = [
+        "eval",
+        "--model",
+        str(model_dir),
+        "--task",
+        "arithmetic",
+        "--num-problems",
+        "2",
+        "--strategy",
+        "greedy",
+        "--n",
+        "1",
+        "--max-new-tokens",
+        "4",
+        "--device",
+        "cpu",
+        "--json",
+    ]
     for flag, want in (("auto", "float32"), ("fp32", "float32"), ("bf16", "bfloat16")):
         r = runner.invoke(root, base + ["--dtype", flag], catch_exceptions=False)
         assert r.exit_code == 0, r.output

@@ -46,8 +46,10 @@ def test_majority_at_16_beats_greedy_on_a_multi_route_task(trained):
     assert sum(maj) / len(maj) == pytest.approx(m["points"][-1]["accuracy"])  # recomputed vote = engine's
     lo, hi = paired_bootstrap(maj, greedy)
     delta = (sum(maj) - sum(greedy)) / len(greedy)
-    print(f"greedy {sum(greedy) / 200:.3f}; majority@1/4/16 {[p['accuracy'] for p in m['points']]}; "
-          f"delta {delta:+.3f} CI95 [{lo:+.3f}, {hi:+.3f}]")
+    print(
+        f"greedy {sum(greedy) / 200:.3f}; majority@1/4/16 {[p['accuracy'] for p in m['points']]}; "
+        f"delta {delta:+.3f} CI95 [{lo:+.3f}, {hi:+.3f}]"
+    )
     assert 0.1 < sum(greedy) / len(greedy) < 0.95  # a model with room to gain, not a solved task
     assert delta >= MARGIN
     assert lo > 0

@@ -55,10 +55,16 @@ def test_draw_accounting_equals_engine_outputs(tiny_model):
     _assert_cost_is_engine_sum(cost, rec)
     full = select(attempts, 6, "majority", ARITH).cost
     assert (full.prompt_tokens, full.generated_tokens, full.prefills) == (cost.prompt_tokens, cost.generated_tokens, 3)
-    assert full.prompt_flops == pytest.approx(cost.prompt_flops) and full.generated_flops == pytest.approx(cost.generated_flops)
+    assert full.prompt_flops == pytest.approx(cost.prompt_flops) and full.generated_flops == pytest.approx(
+        cost.generated_flops
+    )
     # a smaller n is the same prompts plus the decodes of the first n samples, by hand
     res = rec.results[0]
-    want = sum(sequence_flops(model.config, len(g.prompt_ids), len(c.token_ids)) for g in res.generations for c in g.completions[:3])
+    want = sum(
+        sequence_flops(model.config, len(g.prompt_ids), len(c.token_ids))
+        for g in res.generations
+        for c in g.completions[:3]
+    )
     three = select(attempts, 3, "majority", ARITH).cost
     assert three.generated_flops == pytest.approx(want)
     assert three.generated_tokens == sum(len(c.token_ids) for g in res.generations for c in g.completions[:3])
@@ -68,11 +74,15 @@ def test_draw_accounting_equals_engine_outputs(tiny_model):
 def test_prefix_shared_across_64_samples_at_strategy_level(tiny_model):
     model, tok = tiny_model
     p = Problem(id="long", task="arithmetic", prompt="x" * 511, answer="1")  # 512 tokens with BOS
-    strat = SampledStrategy(Engine(model, tok, max_batch=64), ARITH, "majority", SamplingParams(max_new_tokens=2, ignore_eos=True))
+    strat = SampledStrategy(
+        Engine(model, tok, max_batch=64), ARITH, "majority", SamplingParams(max_new_tokens=2, ignore_eos=True)
+    )
     r = strat.solve([p], 64)
     cfg = model.config
     assert r.cost.prefills == 1 and r.cost.prompt_tokens == 512
-    assert r.cost.prefix_kv_bytes == 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * 512 * 4  # one fp32 copy
+    assert (
+        r.cost.prefix_kv_bytes == 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * 512 * 4
+    )  # one fp32 copy
     assert r.cost.generated_tokens == 128 and r.solutions[0].candidates == 64
     assert r.cost.prompt_flops == pytest.approx(cfg.prefill_flops(512))
 
@@ -90,8 +100,18 @@ def test_beam_search_accounting_and_shape(tiny_model, scorer):
     model, tok = tiny_model
     rec = Recording(Engine(model, tok, max_batch=32))
     problems = ARITH.generate(2, seed=2)
-    bs = BeamSearch(rec, ARITH, scorer, StubPRM(), expand=2, rollouts=2, max_steps=2, step_tokens=5, rollout_tokens=6,
-                    params=SamplingParams(seed=1))
+    bs = BeamSearch(
+        rec,
+        ARITH,
+        scorer,
+        StubPRM(),
+        expand=2,
+        rollouts=2,
+        max_steps=2,
+        step_tokens=5,
+        rollout_tokens=6,
+        params=SamplingParams(seed=1),
+    )
     r = bs.solve(problems, 4)  # keep 2 beams, 2 steps each
     _assert_cost_is_engine_sum(r.cost, rec)
     assert len(r.solutions) == 2 and all(s.candidates >= 1 for s in r.solutions)
@@ -113,7 +133,9 @@ class Scripted:
         res = GenerationResult(generations=[])
         for p, t in zip(prompts, texts):
             ids = list(range(len(p) + 1))
-            comp = Completion(t, list(range(len(t))), [0.0] * len(t), "length" if len(t) >= params.max_new_tokens else "stop")
+            comp = Completion(
+                t, list(range(len(t))), [0.0] * len(t), "length" if len(t) >= params.max_new_tokens else "stop"
+            )
             res.generations.append(Generation(p, ids, [comp]))
             res.prompt_tokens += len(ids)
             res.generated_tokens += len(t)

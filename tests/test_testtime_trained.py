@@ -36,8 +36,10 @@ def test_vote_and_best_of_n_rise_with_n(trained):
     greedy = evaluate(model, tok, task, problems, EvalConfig(strategy="greedy"))["points"][0]["accuracy"]
     maj = evaluate(model, tok, task, problems, EvalConfig(strategy="majority", ns=(1, 4, 16), seed=1))
     bon = evaluate(model, tok, task, problems, EvalConfig(strategy="best-of-n", ns=(1, 4, 16), seed=1))
-    print(f"greedy {greedy:.3f}; majority {[p['accuracy'] for p in maj['points']]}; "
-          f"best-of-n {[p['accuracy'] for p in bon['points']]}; pass@k {[p['pass_at_k'] for p in bon['points']]}")
+    print(
+        f"greedy {greedy:.3f}; majority {[p['accuracy'] for p in maj['points']]}; "
+        f"best-of-n {[p['accuracy'] for p in bon['points']]}; pass@k {[p['pass_at_k'] for p in bon['points']]}"
+    )
     assert maj["points"][-1]["accuracy"] > maj["points"][0]["accuracy"]
     top = bon["points"][-1]
     assert top["n"] == 16 and top["accuracy"] == pytest.approx(top["pass_at_k"])

@@ -39,7 +39,10 @@ def test_weighted_vote_can_overturn_the_count():
 
 def _attempt(texts):
     p = ARITH.make(47, "+", 85)  # answer 132
-    samples = [Sample(t, ARITH.extract_answer(t), ARITH.check(p, t).correct, tokens=len(t) + 1, flops=10.0 * (len(t) + 1)) for t in texts]
+    samples = [
+        Sample(t, ARITH.extract_answer(t), ARITH.check(p, t).correct, tokens=len(t) + 1, flops=10.0 * (len(t) + 1))
+        for t in texts
+    ]
     return Attempt(p, len(p.prompt) + 1, 100.0, samples)
 
 

@@ -90,7 +90,7 @@ def test_stream_resumes_exactly_and_repeats_only_its_unique_tokens():
     starts = {int(r[0]) for r in rows}
     assert len(starts) == 5 and u.epochs() == 3.0 and u.unique_tokens == 500
     assert {int(r[0]) for r in TextStream(tokens, 100, seed=9, unique_tokens=500).next_rows(5)} == starts
-    epochs = [[int(r[0]) for r in rows[i:i + 5]] for i in (0, 5, 10)]
+    epochs = [[int(r[0]) for r in rows[i : i + 5]] for i in (0, 5, 10)]
     assert all(sorted(e) == sorted(epochs[0]) for e in epochs) and len({tuple(e) for e in epochs}) > 1
     assert all(int(r[-1]) - int(r[0]) == 99 for r in rows)  # whole contiguous windows
 
@@ -119,8 +119,18 @@ def test_next_tokens_accuracy_counts_exact_continuations():
 def test_pretrain_on_the_corpus_records_what_it_was_made_from(tmp_path):
     from scalinglab.train.pretrain import PretrainConfig, pretrain
 
-    cfg = PretrainConfig(task="pystdlib", depth=1, width=24, vocab_size=512, batch_size=8, seq_len=64, tokens=8192,
-                         val_tokens=4096, eval_problems=20, log_every=4)
+    cfg = PretrainConfig(
+        task="pystdlib",
+        depth=1,
+        width=24,
+        vocab_size=512,
+        batch_size=8,
+        seq_len=64,
+        tokens=8192,
+        val_tokens=4096,
+        eval_problems=20,
+        log_every=4,
+    )
     s = pretrain(cfg, str(tmp_path / "r"))
     assert s["corpus"]["name"] == "pystdlib" and s["corpus"]["files"]["eval"] > 0
     assert math.isfinite(s["val_loss"]) and s["val_loss"] < math.log(512) + 0.5
@@ -146,14 +156,40 @@ EXE = shutil.which("scalinglab", path=str(Path(sys.executable).parent)) or shuti
 def _cli(*args):
     if EXE is None:
         pytest.skip("the scalinglab console script is not installed (pip install -e .)")
-    return subprocess.run([EXE, *args], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"})
+    return subprocess.run(
+        [EXE, *args], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
+    )
 
 
 def test_sweep_isoflop_predicts_before_it_trains(tmp_path):
     out = tmp_path / "iso"
-    args = ["sweep", "isoflop", "--budgets", "1e9,2e9", "--sizes", "16,24,32", "--predict", "4e9", "--bootstrap", "60",
-            "--grid", "small", "--eval-problems", "40", "--out", str(out), "--json",
-            "--set", "vocab_size=512", "--set", "batch_size=8", "--set", "seq_len=64", "--set", "val_tokens=4096"]
+    args = [
+        "sweep",
+        "isoflop",
+        "--budgets",
+        "1e9,2e9",
+        "--sizes",
+        "16,24,32",
+        "--predict",
+        "4e9",
+        "--bootstrap",
+        "60",
+        "--grid",
+        "small",
+        "--eval-problems",
+        "40",
+        "--out",
+        str(out),
+        "--json",
+        "--set",
+        "vocab_size=512",
+        "--set",
+        "batch_size=8",
+        "--set",
+        "seq_len=64",
+        "--set",
+        "val_tokens=4096",
+    ]
     r = _cli(*args)
     assert r.returncode == 0, r.stderr[-2000:]
     s = json.loads(r.stdout)

@@ -11,8 +11,17 @@ from scalinglab.tokenomics.hf_config import from_hf_config
 from scalinglab.tokenomics.memory import ServeConfig
 from scalinglab.tokenomics.roofline import StepModel
 
-TINY = from_hf_config({"num_hidden_layers": 4, "hidden_size": 512, "num_attention_heads": 8, "num_key_value_heads": 2,
-                       "intermediate_size": 1536, "vocab_size": 8192}, name="tiny")
+TINY = from_hf_config(
+    {
+        "num_hidden_layers": 4,
+        "hidden_size": 512,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 2,
+        "intermediate_size": 1536,
+        "vocab_size": 8192,
+    },
+    name="tiny",
+)
 
 
 def test_fit_recovers_additive_model():
@@ -51,10 +60,14 @@ def test_calibrate_with_injected_decode_and_local_cpu(tmp_path, monkeypatch):
     path = tmp_path / "cal.json"
     monkeypatch.setenv("SCALINGLAB_CALIBRATION", str(path))
     r0 = calibrate(quick=True, save=False)  # peaks only, to build a "true" engine from
-    true = local_hardware(tmp_path / "none.json").with_(bf16_tflops=r0["matmul_flops"] / 1e12,
-                                                       hbm_tbps=r0["bandwidth_bytes_per_s"] / 1e12)
-    engine = StepModel(TINY, true.with_(mfu=0.3, mbu=0.5, step_overhead_s=1e-4, overlap=False),
-                       ServeConfig(weights_dtype="fp32", kv_dtype="fp32"))
+    true = local_hardware(tmp_path / "none.json").with_(
+        bf16_tflops=r0["matmul_flops"] / 1e12, hbm_tbps=r0["bandwidth_bytes_per_s"] / 1e12
+    )
+    engine = StepModel(
+        TINY,
+        true.with_(mfu=0.3, mbu=0.5, step_overhead_s=1e-4, overlap=False),
+        ServeConfig(weights_dtype="fp32", kv_dtype="fp32"),
+    )
     calls = []
 
     def measure(b, ctx):  # a deterministic "engine": the roofline at known efficiencies
@@ -110,6 +123,11 @@ def test_numpy_reference_decoder_within_25_percent_after_calibration(tmp_path):
     import sys
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-c", SLOW_SCRIPT, str(tmp_path / "c.json")], env=env,
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", SLOW_SCRIPT, str(tmp_path / "c.json")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout + r.stderr

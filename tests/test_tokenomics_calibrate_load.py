@@ -19,8 +19,17 @@ from scalinglab.tokenomics.hf_config import from_hf_config
 from scalinglab.tokenomics.memory import ServeConfig
 from scalinglab.tokenomics.roofline import StepModel
 
-TINY = from_hf_config({"num_hidden_layers": 4, "hidden_size": 512, "num_attention_heads": 8, "num_key_value_heads": 2,
-                       "intermediate_size": 1536, "vocab_size": 8192}, name="tiny")
+TINY = from_hf_config(
+    {
+        "num_hidden_layers": 4,
+        "hidden_size": 512,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 2,
+        "intermediate_size": 1536,
+        "vocab_size": 8192,
+    },
+    name="tiny",
+)
 FP32 = ServeConfig(weights_dtype="fp32", kv_dtype="fp32")
 POINTS = ((1, 64), (4, 128), (16, 128), (16, 512), (64, 128), (64, 256))
 HOLDOUT = ((2, 96), (8, 192), (32, 384), (48, 200))
@@ -45,6 +54,7 @@ def _burst_measure(true, burst):
     def measure(b, c):
         calls.append((b, c))
         return true[(b, c)] * (3.0 if burst[0] <= len(calls) <= burst[1] else 1.0)
+
     return measure, calls
 
 
@@ -54,7 +64,7 @@ def test_interleaved_rounds_spread_a_load_burst_over_every_point():
     measure, calls = _burst_measure(true, (1, 15))  # the first 15 calls are loaded
     samples = measure_interleaved(measure, pts, budget_s=0.0, min_rounds=5, max_rounds=5)
     assert [len(s) for s in samples] == [5] * 5
-    rounds = [calls[i * 5:(i + 1) * 5] for i in range(5)]
+    rounds = [calls[i * 5 : (i + 1) * 5] for i in range(5)]
     assert all(sorted(r) == sorted(pts) for r in rounds)  # one sample of every point per round
     assert len({tuple(r) for r in rounds}) > 1  # in a fresh order each round
     assert [min(s) for s in samples] == [true[p] for p in pts]
@@ -105,12 +115,15 @@ def test_peaks_report_their_spread():
     assert r["peak_basis"]
 
 
-@pytest.mark.parametrize("kw,match", [
-    ({"points": ((0, 64), (4, 128), (16, 128))}, ">= 1"),
-    ({"points": ((1, 64), (4, 128))}, "at least 3"),
-    ({"points": POINTS, "holdout": ((2, -1),)}, "holdout"),
-    ({"points": ("ab",)}, "pairs of integers"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"points": ((0, 64), (4, 128), (16, 128))}, ">= 1"),
+        ({"points": ((1, 64), (4, 128))}, "at least 3"),
+        ({"points": POINTS, "holdout": ((2, -1),)}, "holdout"),
+        ({"points": ("ab",)}, "pairs of integers"),
+    ],
+)
 def test_bad_points_are_one_line_user_errors(kw, match):
     with pytest.raises(UserError, match=match):
         calibrate(lambda b, c: 1e-3, TINY, save=False, quick=True, **kw)
@@ -134,6 +147,7 @@ def test_decode_timer_keeps_caches_up_to_its_cap(tiny_model):
 
 
 # -- the real engine under a CPU hog ---------------------------------------------------------------
+
 
 def _spin(counter):
     n = 0

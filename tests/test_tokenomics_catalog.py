@@ -10,9 +10,15 @@ from scalinglab.tokenomics.hf_config import from_hf_config
 
 # (total, active) in billions as the model cards state them
 PUBLISHED = {
-    "Llama-3.1-8B": (8.03, None), "Llama-3.1-70B": (70.6, None), "Llama-3.1-405B": (405.9, None),
-    "Qwen2.5-0.5B": (0.49, None), "Qwen2.5-7B": (7.61, None), "Qwen2.5-72B": (72.7, None),
-    "Mixtral-8x7B": (46.7, 12.9), "DeepSeek-V3": (671.0, 37.0), "GPT-OSS-120B": (116.8, 5.1),
+    "Llama-3.1-8B": (8.03, None),
+    "Llama-3.1-70B": (70.6, None),
+    "Llama-3.1-405B": (405.9, None),
+    "Qwen2.5-0.5B": (0.49, None),
+    "Qwen2.5-7B": (7.61, None),
+    "Qwen2.5-72B": (72.7, None),
+    "Mixtral-8x7B": (46.7, 12.9),
+    "DeepSeek-V3": (671.0, 37.0),
+    "GPT-OSS-120B": (116.8, 5.1),
 }
 
 
@@ -34,9 +40,18 @@ def test_llama8b_params_by_hand():
 
 
 def test_any_config_json_is_a_model(tmp_path):
-    cfg = {"model_type": "qwen2", "num_hidden_layers": 4, "hidden_size": 256, "num_attention_heads": 4,
-           "num_key_value_heads": 2, "intermediate_size": 512, "vocab_size": 1000, "sliding_window": 64,
-           "use_sliding_window": True, "max_window_layers": 2}
+    cfg = {
+        "model_type": "qwen2",
+        "num_hidden_layers": 4,
+        "hidden_size": 256,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "intermediate_size": 512,
+        "vocab_size": 1000,
+        "sliding_window": 64,
+        "use_sliding_window": True,
+        "max_window_layers": 2,
+    }
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     m = get_model(str(tmp_path))
     assert m.name == tmp_path.name
@@ -45,8 +60,13 @@ def test_any_config_json_is_a_model(tmp_path):
 
 
 def test_text_config_and_missing_field():
-    inner = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 128,
-             "vocab_size": 10}
+    inner = {
+        "num_hidden_layers": 2,
+        "hidden_size": 64,
+        "num_attention_heads": 4,
+        "intermediate_size": 128,
+        "vocab_size": 10,
+    }
     assert from_hf_config({"text_config": inner}).layers == 2
     with pytest.raises(UserError, match="hidden_size"):
         from_hf_config({"num_hidden_layers": 2})

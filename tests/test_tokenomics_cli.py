@@ -25,8 +25,19 @@ def test_kv_json():
 
 
 def test_memory_decode_prefill_json():
-    r = _json("memory", "--model", "Llama-3.1-405B", "--hardware", "H200", "--tp", "8", "--weights-dtype", "fp8",
-              "--context", "20000")
+    r = _json(
+        "memory",
+        "--model",
+        "Llama-3.1-405B",
+        "--hardware",
+        "H200",
+        "--tp",
+        "8",
+        "--weights-dtype",
+        "fp8",
+        "--context",
+        "20000",
+    )
     assert r["max_batch"] == 63
     d = _json("decode", "--model", "Llama-3.1-8B", "--hardware", "H100", "--batch", "8", "--context", "1000")
     assert {"step_seconds", "tokens_per_s", "bound"} <= set(d)
@@ -48,13 +59,16 @@ def test_calibrate_json(tmp_path):
     assert r["matmul_flops"] > 1e8 and r["bandwidth_bytes_per_s"] > 1e8 and (tmp_path / "cal.json").exists()
 
 
-@pytest.mark.parametrize("args,match", [
-    (["kv", "--model", "no-such"], "--model"),
-    (["decode", "--hardware", "X100"], "--hardware"),
-    (["decode", "--batch", "0"], "--batch"),
-    (["serve", "--disagg", "1:x"], "--disagg"),
-    (["cost", "--cot-len", "a,b"], "--cot-len"),
-])
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["kv", "--model", "no-such"], "--model"),
+        (["decode", "--hardware", "X100"], "--hardware"),
+        (["decode", "--batch", "0"], "--batch"),
+        (["serve", "--disagg", "1:x"], "--disagg"),
+        (["cost", "--cot-len", "a,b"], "--cot-len"),
+    ],
+)
 def test_bad_input_is_a_user_error(args, match):
     r = runner.invoke(root, ["tokenomics", *args])
     assert isinstance(r.exception, UserError) and match in str(r.exception)

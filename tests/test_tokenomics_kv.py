@@ -7,8 +7,7 @@ import pytest
 
 from scalinglab.errors import UserError
 from scalinglab.tokenomics.catalog import MODEL_CONFIGS, get_model
-from scalinglab.tokenomics.kv import (kv_bytes_per_sequence, kv_bytes_per_token, kv_bytes_per_token_long,
-                                      kv_summary)
+from scalinglab.tokenomics.kv import kv_bytes_per_sequence, kv_bytes_per_token, kv_bytes_per_token_long, kv_summary
 
 HAND = {
     "Llama-3.1-8B": 32 * 2 * 8 * 128 * 2,  # 131,072

@@ -13,8 +13,13 @@ FILES = sorted(Path(pkg.__file__).parent.glob("*.py"))
 def test_no_torch_import_statement():
     for f in FILES:
         for node in ast.walk(ast.parse(f.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             assert not any(n.split(".")[0] == "torch" for n in names), f"{f.name} imports torch"
 
 

@@ -31,8 +31,15 @@ def test_young_daly_overhead_by_hand():
 
 def test_rl_cost_splits_rollout_and_update():
     s = StepModel(get_model("Qwen2.5-0.5B"), get_hardware("H100"), ServeConfig())
-    r = rl_cost(s, Cluster(get_hardware("H100"), 8), n_steps=10, prompts_per_step=16, group_size=4,
-                prompt_len=200, response_len=1000)
+    r = rl_cost(
+        s,
+        Cluster(get_hardware("H100"), 8),
+        n_steps=10,
+        prompts_per_step=16,
+        group_size=4,
+        prompt_len=200,
+        response_len=1000,
+    )
     tokens = 10 * 16 * 4 * 1200
     assert r["tokens"] == tokens
     assert r["train_flops"] == pytest.approx(10 * s.model.active_params * tokens)

@@ -66,7 +66,9 @@ def test_grpo_step_with_shared_prefixes_makes_the_same_update(tiny_model):
     model, tok = tiny_model
     task = get_task("arithmetic")
     ro = rollout(Engine(model, tok, max_batch=32), task, task.generate(3, seed=1), 8, 12, 1.0, seed=5)
-    adv = torch.randn(ro.ids.shape[0], generator=torch.Generator().manual_seed(0))  # any advantages: the update must agree
+    adv = torch.randn(
+        ro.ids.shape[0], generator=torch.Generator().manual_seed(0)
+    )  # any advantages: the update must agree
     after = {}
     for share in (False, True):
         m = copy.deepcopy(model).train()

@@ -28,11 +28,25 @@ def test_rl_run_formats_its_task(model_dir, tmp_path):
 
     few_shot = get_task(TASK).few_shot
     assert few_shot
-    run = RLRun.start("grpo", GRPOConfig(task=TASK, steps=1, eval_problems=0, device="cpu"), str(model_dir), str(tmp_path / "g"), False)
+    run = RLRun.start(
+        "grpo",
+        GRPOConfig(task=TASK, steps=1, eval_problems=0, device="cpu"),
+        str(model_dir),
+        str(tmp_path / "g"),
+        False,
+    )
     p = run.task.generate(2, seed=5)[0]
     assert p.prompt.startswith(few_shot) and p.prompt.endswith(p.meta["raw_prompt"])
-    plain = RLRun.start("grpo", GRPOConfig(task="arithmetic", steps=1, eval_problems=0, device="cpu"), str(model_dir), str(tmp_path / "a"), False)
-    assert plain.task.generate(1, seed=5)[0].prompt == get_task("arithmetic").generate(1, seed=5)[0].prompt  # toy runs unchanged
+    plain = RLRun.start(
+        "grpo",
+        GRPOConfig(task="arithmetic", steps=1, eval_problems=0, device="cpu"),
+        str(model_dir),
+        str(tmp_path / "a"),
+        False,
+    )
+    assert (
+        plain.task.generate(1, seed=5)[0].prompt == get_task("arithmetic").generate(1, seed=5)[0].prompt
+    )  # toy runs unchanged
 
 
 def test_posttrain_open_run_formats_its_task(model_dir, tmp_path):
@@ -40,7 +54,15 @@ def test_posttrain_open_run_formats_its_task(model_dir, tmp_path):
     from scalinglab.train.posttrain_loop import open_run
     from scalinglab.train.sft import SFTConfig
 
-    opened = open_run("sft", SFTConfig(task=TASK, steps=1, eval_problems=0, device="cpu"), str(model_dir), str(tmp_path / "s"), False)
+    opened = open_run(
+        "sft", SFTConfig(task=TASK, steps=1, eval_problems=0, device="cpu"), str(model_dir), str(tmp_path / "s"), False
+    )
     assert opened.task.generate(1, seed=2)[0].prompt.startswith(get_task(TASK).few_shot)
     with pytest.raises(Exception, match="chat template"):
-        open_run("sft", SFTConfig(task=TASK, chat="on", steps=1, eval_problems=0, device="cpu"), str(model_dir), str(tmp_path / "t"), False)
+        open_run(
+            "sft",
+            SFTConfig(task=TASK, chat="on", steps=1, eval_problems=0, device="cpu"),
+            str(model_dir),
+            str(tmp_path / "t"),
+            False,
+        )

@@ -66,6 +66,7 @@ RL = dict(task="flaky", prompts_per_step=3, max_new_tokens=8, eval_problems=0, d
 
 # -- GRPO advantages -------------------------------------------------------------------------
 
+
 def test_group_statistics_skip_errored_samples_by_hand():
     r = torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0]])
     valid = torch.tensor([[True, True, False, True], [True, True, False, True], [False, True, False, False]])
@@ -78,12 +79,16 @@ def test_group_statistics_skip_errored_samples_by_hand():
     assert zero_std_groups(r, valid).tolist() == [False, True, True]
     assert zero_std_groups(r).tolist() == [False, False, False]  # what counting errors as 0 would say
     z = group_advantages(r, valid, "zscore")[0]  # std with Bessel over the answered three: sqrt(1/3)
-    assert z.tolist() == pytest.approx([(2 / 3) / (1 / 3) ** 0.5, -(1 / 3) / (1 / 3) ** 0.5, 0.0, -(1 / 3) / (1 / 3) ** 0.5], rel=1e-3)
+    assert z.tolist() == pytest.approx(
+        [(2 / 3) / (1 / 3) ** 0.5, -(1 / 3) / (1 / 3) ** 0.5, 0.0, -(1 / 3) / (1 / 3) ** 0.5], rel=1e-3
+    )
 
 
 def test_grpo_never_trains_on_an_errored_sample():
-    ro = SimpleNamespace(rewards=torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0]),
-                         answered=torch.tensor([True, True, False, True, True, True, False, True]))
+    ro = SimpleNamespace(
+        rewards=torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0]),
+        answered=torch.tensor([True, True, False, True, True, True, False, True]),
+    )
     for filt in (True, False):
         adv, keep, zero = grpo_advantages(ro, GRPOConfig(group_size=4, advantage="center", filter_zero_std=filt))
         assert not keep[2] and not keep[6] and adv[2] == 0 and adv[6] == 0
@@ -113,6 +118,7 @@ def test_grpo_run_masks_and_counts_verifier_errors(tiny, flaky, tmp_path, monkey
 
 
 # -- PPO ---------------------------------------------------------------------------------------
+
 
 def test_ppo_trains_on_answered_samples_only(tiny, flaky, tmp_path, monkeypatch):
     from scalinglab.train import ppo as ppo_mod
@@ -151,15 +157,29 @@ def test_ppo_train_rows_selects_the_answered(tiny, flaky):
 
 # -- preference pairs, reward-model labels, AUC ------------------------------------------------
 
+
 def _samples_with_errors(model, tok, task, problems, k, temperature, seed, **kw):
     """Per problem: a right answer, a wrong one, and a verifier error (a right-looking text the
     verifier timed out on; counting it as wrong would make it a 'rejected' answer)."""
     rows = []
     for p in problems:
         wrong = p.solution.replace(f"A: {p.answer}", f"A: {int(p.answer) + 1}")
-        for j, (c, ok, err) in enumerate(((p.solution, True, False), (wrong, False, False), (p.solution + "#t\n", False, True))):
-            rows.append({"id": f"{p.id}#{j}", "problem_id": p.id, "task": p.task, "prompt": p.prompt, "answer": p.answer,
-                         "completion": c, "correct": ok, "verifier_error": err, "finish_reason": "stop"})
+        for j, (c, ok, err) in enumerate(
+            ((p.solution, True, False), (wrong, False, False), (p.solution + "#t\n", False, True))
+        ):
+            rows.append(
+                {
+                    "id": f"{p.id}#{j}",
+                    "problem_id": p.id,
+                    "task": p.task,
+                    "prompt": p.prompt,
+                    "answer": p.answer,
+                    "completion": c,
+                    "correct": ok,
+                    "verifier_error": err,
+                    "finish_reason": "stop",
+                }
+            )
     return rows
 
 
@@ -200,10 +220,15 @@ def test_dpo_data_file_judged_here_counts_its_errors(tiny, tmp_path, monkeypatch
         def __getattr__(self, k):
             return getattr(ARITH, k)
 
-    rows = [{k: r[k] for k in ("prompt", "answer", "completion")} for r in _samples_with_errors(None, None, ARITH, ARITH.generate(4, seed=5), 3, 1, 0)]
+    rows = [
+        {k: r[k] for k in ("prompt", "answer", "completion")}
+        for r in _samples_with_errors(None, None, ARITH, ARITH.generate(4, seed=5), 3, 1, 0)
+    ]
     write_jsonl(tmp_path / "rows.jsonl", rows)  # no `correct`: judged by the task in the trainer
     monkeypatch.setattr(dpo_mod, "open_run", _open_run_with(dpo_mod.open_run, TimesOut()))
-    s = dpo_mod.dpo(dpo_mod.DPOConfig(data=str(tmp_path / "rows.jsonl"), eval_problems=0, **POST), str(tiny), str(tmp_path / "D"))
+    s = dpo_mod.dpo(
+        dpo_mod.DPOConfig(data=str(tmp_path / "rows.jsonl"), eval_problems=0, **POST), str(tiny), str(tmp_path / "D")
+    )
     pairs = read_jsonl(tmp_path / "D" / "data.jsonl")
     assert len(pairs) == 4 and not any(x.endswith("#t\n") for q in pairs for x in (q["chosen"], q["rejected"]))
     assert s["verifier_errors"] == 4
@@ -214,6 +239,7 @@ def _open_run_with(open_run, task):
         st = open_run(*a, **kw)
         st.task = task
         return st
+
     return wrapped
 
 
@@ -221,10 +247,15 @@ def test_orm_labels_and_auc_exclude_and_count_verifier_errors(tiny, tmp_path, mo
     from scalinglab.train import reward_trainer as rm_mod
 
     monkeypatch.setattr(rm_mod, "sample_and_verify", _samples_with_errors)
-    s = rm_mod.train_reward_model(rm_mod.RewardModelConfig(num_problems=6, eval_problems=5, eval_samples=3, **POST),
-                                  str(tiny), str(tmp_path / "R"))
+    s = rm_mod.train_reward_model(
+        rm_mod.RewardModelConfig(num_problems=6, eval_problems=5, eval_samples=3, **POST),
+        str(tiny),
+        str(tmp_path / "R"),
+    )
     items = read_jsonl(tmp_path / "R" / "data.jsonl")
-    assert len(items) == 12 and not any(r["completion"].endswith("#t\n") for r in items)  # no errored verdict as a label
+    assert len(items) == 12 and not any(
+        r["completion"].endswith("#t\n") for r in items
+    )  # no errored verdict as a label
     assert s["verifier_errors"] == 6
     assert s["eval_verifier_errors"] == 5 and s["eval_samples"] == 10 and s["eval_negatives"] == 5
 

@@ -85,21 +85,24 @@ def test_equivalence_table():
     assert all(v.reward == (1.0 if v.correct else 0.0) for v in verdicts)
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("blah \\boxed{\\frac{1}{2}} and \\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),
-    ("nested \\boxed{\\frac{\\sqrt{3}}{2}}.", "\\frac{\\sqrt{3}}{2}"),
-    ("\\boxed 7", "7"),
-    ("step\nA: -3/4\n", "-3/4"),
-    ("Answer: $\\dfrac{2}{3}$.", "\\frac{2}{3}"),
-    ("Final answer: 12\nA: 13", "13"),
-    ("Natalia sold 48/2 = 24 clips in May.\n#### 72", "72"),
-    ("So the answer is (1, 2).", "(1, 2)"),
-    ("\\frac{1}{2}", "\\frac{1}{2}"),
-    ("(-oo, 2]", "(-oo, 2]"),
-    ("He paid 1,250 dollars then 3.5 more", "3.5"),
-    ("nothing numeric here", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("blah \\boxed{\\frac{1}{2}} and \\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),
+        ("nested \\boxed{\\frac{\\sqrt{3}}{2}}.", "\\frac{\\sqrt{3}}{2}"),
+        ("\\boxed 7", "7"),
+        ("step\nA: -3/4\n", "-3/4"),
+        ("Answer: $\\dfrac{2}{3}$.", "\\frac{2}{3}"),
+        ("Final answer: 12\nA: 13", "13"),
+        ("Natalia sold 48/2 = 24 clips in May.\n#### 72", "72"),
+        ("So the answer is (1, 2).", "(1, 2)"),
+        ("\\frac{1}{2}", "\\frac{1}{2}"),
+        ("(-oo, 2]", "(-oo, 2]"),
+        ("He paid 1,250 dollars then 3.5 more", "3.5"),
+        ("nothing numeric here", None),
+        ("", None),
+    ],
+)
 def test_extraction(text, expected):
     assert extract_answer(text) == expected
 
@@ -153,15 +156,25 @@ def test_verify_math_command_json(tmp_path):
     app = typer.Typer()
     app.add_typer(common.verify_app, name="verify")
     f = tmp_path / "in.jsonl"
-    f.write_text("\n".join(json.dumps(r) for r in [
-        {"id": "a", "candidate": "so \\boxed{\\frac{1}{2}}", "reference": "0.5"},
-        {"id": "b", "candidate": "3", "reference": "4"},
-        {"id": "c", "candidate": "1000000!", "reference": "1000001!"},
-    ]) + "\n")
+    f.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"id": "a", "candidate": "so \\boxed{\\frac{1}{2}}", "reference": "0.5"},
+                {"id": "b", "candidate": "3", "reference": "4"},
+                {"id": "c", "candidate": "1000000!", "reference": "1000001!"},
+            ]
+        )
+        + "\n"
+    )
     res = CliRunner().invoke(app, ["verify", "math", "--input", str(f), "--timeout", "1", "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert [(r["id"], r["correct"], r["error"]) for r in out["results"]] == [("a", True, False), ("b", False, False), ("c", False, True)]
+    assert [(r["id"], r["correct"], r["error"]) for r in out["results"]] == [
+        ("a", True, False),
+        ("b", False, False),
+        ("c", False, True),
+    ]
     assert (out["n"], out["correct"], out["wrong"], out["errors"], out["timeouts"]) == (3, 1, 1, 1, 1)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": 1, "candidate": "3"}\n')

@@ -11,8 +11,8 @@ import sys
 
 import typer
 
-from scalinglab.errors import UserError
 from scalinglab.commands import common
+from scalinglab.errors import UserError
 
 app = typer.Typer(
     help="scalinglab: pre-training ladders, post-training with verifiers and RL, test-time compute, "
@@ -28,7 +28,21 @@ def _register() -> None:
     from scalinglab.commands import foundation
 
     foundation.register(app)
-    for name in ("scaling", "sweep", "tokenomics", "verify_math", "verify_code", "synth", "posttrain", "rl", "testtime", "pipeline", "report", "distributed", "tasks"):
+    for name in (
+        "scaling",
+        "sweep",
+        "tokenomics",
+        "verify_math",
+        "verify_code",
+        "synth",
+        "posttrain",
+        "rl",
+        "testtime",
+        "pipeline",
+        "report",
+        "distributed",
+        "tasks",
+    ):
         try:
             mod = __import__(f"scalinglab.commands.{name}", fromlist=["register"])
         except ModuleNotFoundError as e:
@@ -83,7 +97,12 @@ def main(argv: list[str] | None = None) -> None:
         ctx = getattr(e, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         param = getattr(e, "param", None)
-        _fail(f"{msg}{hint}", argv, getattr(e, "exit_code", 2), getattr(param, "name", None) or getattr(e, "option_name", None))
+        _fail(
+            f"{msg}{hint}",
+            argv,
+            getattr(e, "exit_code", 2),
+            getattr(param, "name", None) or getattr(e, "option_name", None),
+        )
     if code == 130:
         common.err.print("interrupted; finished work is kept")
         sys.exit(130)

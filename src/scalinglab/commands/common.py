@@ -16,11 +16,18 @@ from scalinglab.runs.store import dumps
 err = Console(stderr=True)
 out = Console()
 
-bench_app = typer.Typer(help="The project's benchmarks, each measured side by side against the tool a user would otherwise pick.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="The project's benchmarks, each measured side by side against the tool a user would otherwise pick.",
+    no_args_is_help=True,
+)
 
-verify_app = typer.Typer(help="Judge candidates: math answers by equivalence, programs in the sandbox.", no_args_is_help=True)
+verify_app = typer.Typer(
+    help="Judge candidates: math answers by equivalence, programs in the sandbox.", no_args_is_help=True
+)
 
-train_app = typer.Typer(help="Post-training: sft, reward-model, dpo, ppo, grpo (each --help shows its recipe).", no_args_is_help=True)
+train_app = typer.Typer(
+    help="Post-training: sft, reward-model, dpo, ppo, grpo (each --help shows its recipe).", no_args_is_help=True
+)
 
 JSON_OPT = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
 
@@ -49,8 +56,14 @@ class ProgressReporter:
 
 
 def _columns() -> list:
-    return [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
+    return [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    ]
 
 
 @contextlib.contextmanager

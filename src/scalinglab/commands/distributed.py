@@ -14,7 +14,10 @@ def register(app: typer.Typer) -> None:
 
 
 def ray_status_cmd(
-    address: Optional[str] = typer.Option(None, help="Cluster to query (HEAD:6379, or 'auto' for one started on this machine); default: a throwaway local instance."),
+    address: Optional[str] = typer.Option(
+        None,
+        help="Cluster to query (HEAD:6379, or 'auto' for one started on this machine); default: a throwaway local instance.",
+    ),
     as_json: bool = common.JSON_OPT,
 ) -> None:
     """Show a Ray cluster's nodes, CPUs and GPUs (total and free) and the Ray version.
@@ -32,7 +35,9 @@ def ray_status_cmd(
     try:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         out = {
-            "ray_version": ray.__version__, "address": address or "local", "nodes": len(nodes),
+            "ray_version": ray.__version__,
+            "address": address or "local",
+            "nodes": len(nodes),
             "resources": {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU", "memory")},
             "available": {k: v for k, v in ray.available_resources().items() if k in ("CPU", "GPU", "memory")},
             "node_ips": sorted({n.get("NodeManagerAddress", "?") for n in nodes}),

@@ -10,14 +10,22 @@ import typer
 from scalinglab.commands.common import JSON_OPT, bench_app, emit, progress_bar
 from scalinglab.errors import UserError
 
-MODEL_HELP = ("Run directory, local Hugging Face model directory, .gguf file (converted once, cached) "
-              "or short name of a packaged model (smollm2-135m).")
-CHAT_OPT = typer.Option("auto", help="Chat template: auto (on when the tokenizer has one: instruct models), on, off "
-                        "(plain prompt, after the task's few-shot examples if it has them).")
+MODEL_HELP = (
+    "Run directory, local Hugging Face model directory, .gguf file (converted once, cached) "
+    "or short name of a packaged model (smollm2-135m)."
+)
+CHAT_OPT = typer.Option(
+    "auto",
+    help="Chat template: auto (on when the tokenizer has one: instruct models), on, off "
+    "(plain prompt, after the task's few-shot examples if it has them).",
+)
 SYSTEM_OPT = typer.Option(None, help="System message for the chat template (default: the template's own).")
-DTYPE_OPT = typer.Option("auto", help="Weights the decode loop reads: fp32, bf16, or auto (bf16 on CUDA, fp32 on a CPU). "
-                         "On a CPU bf16 halves the bytes each step reads: faster at small batches everywhere, at large "
-                         "batches only with native bf16 dot products (AVX512-BF16/AMX); greedy tokens may differ from fp32.")
+DTYPE_OPT = typer.Option(
+    "auto",
+    help="Weights the decode loop reads: fp32, bf16, or auto (bf16 on CUDA, fp32 on a CPU). "
+    "On a CPU bf16 halves the bytes each step reads: faster at small batches everywhere, at large "
+    "batches only with native bf16 dot products (AVX512-BF16/AMX); greedy tokens may differ from fp32.",
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -27,14 +35,18 @@ def register(app: typer.Typer) -> None:
 
 
 def pretrain_cmd(
-    task: str = typer.Option("arithmetic", help="Task whose worked solutions form the corpus (see `scalinglab tasks`)."),
+    task: str = typer.Option(
+        "arithmetic", help="Task whose worked solutions form the corpus (see `scalinglab tasks`)."
+    ),
     depth: int = typer.Option(2, help="Model size dial: width 64·depth, depth layers, heads and LR follow."),
     steps: int = typer.Option(300, help="Optimizer steps (ignored when --tokens is given)."),
     tokens: int = typer.Option(0, help="Training-token budget D; sets the number of steps."),
     seed: int = typer.Option(0, help="Seed for initialisation and data order."),
     out: Path = typer.Option(..., help="Run directory to create (or to continue with --resume)."),
     resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override any PretrainConfig field: --set lr=3e-3 --set batch_size=16."),
+    set_: Optional[List[str]] = typer.Option(
+        None, "--set", help="Override any PretrainConfig field: --set lr=3e-3 --set batch_size=16."
+    ),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Pre-train a transformer from scratch on a task's worked solutions.
@@ -53,7 +65,9 @@ def pretrain_cmd(
 
 def _human_summary(s: dict) -> str:
     keys = ["params", "tokens", "flops", "train_loss", "val_loss", "accuracy", "seconds", "model"]
-    return "\n".join(f"{k:>12}: {s[k]:.4g}" if isinstance(s.get(k), float) else f"{k:>12}: {s.get(k)}" for k in keys if k in s)
+    return "\n".join(
+        f"{k:>12}: {s[k]:.4g}" if isinstance(s.get(k), float) else f"{k:>12}: {s.get(k)}" for k in keys if k in s
+    )
 
 
 def generate_cmd(
@@ -71,8 +85,12 @@ def generate_cmd(
     max_batch: int = typer.Option(64, help="Sequences decoded together."),
     dtype: str = DTYPE_OPT,
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    compile: bool = typer.Option(False, "--compile", help="Decode through a torch.compile graph (n=1), compiled once (10-20 s, "
-                                 "cached on disk). For GPUs: on a CPU the default native C++ decode loop is faster."),
+    compile: bool = typer.Option(
+        False,
+        "--compile",
+        help="Decode through a torch.compile graph (n=1), compiled once (10-20 s, "
+        "cached on disk). For GPUs: on a CPU the default native C++ decode loop is faster.",
+    ),
     chat: str = CHAT_OPT,
     system: Optional[str] = SYSTEM_OPT,
     as_json: bool = JSON_OPT,
@@ -91,23 +109,47 @@ def generate_cmd(
     from scalinglab.model.prompting import PromptFormat
     from scalinglab.train.common import pick_device
 
-    check_sampling(True, n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, max_batch=max_batch)
+    check_sampling(
+        True, n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, max_batch=max_batch
+    )
     lines = _read_prompts(prompts)
     dev = pick_device(device)
     load_dtype, weight_dtype = decode_dtypes(dtype, dev)
     m, tok = load_model(model, device=dev, dtype=load_dtype)
     fmt = PromptFormat(tok, chat, system)
     lines = [fmt.render(line) for line in lines]
-    params = SamplingParams(n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                            greedy=greedy, ignore_eos=ignore_eos, stop=tuple(stop or ()), seed=seed)
+    params = SamplingParams(
+        n=n,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        greedy=greedy,
+        ignore_eos=ignore_eos,
+        stop=tuple(stop or ()),
+        seed=seed,
+    )
     engine = Engine(m, tok, max_batch=max_batch, compile=compile, weight_dtype=weight_dtype)
     with progress_bar("generate", enabled=True) as bar:
         res = engine.generate(lines, params, progress=bar)
-    out = {"completions": [[c.text for c in g.completions] for g in res.generations], "prompt_tokens": res.prompt_tokens,
-           "generated_tokens": res.generated_tokens, "seconds": res.seconds, "tokens_per_s": res.tokens_per_s,
-           "flops": res.flops, "decode_path": res.decode_path, "dtype": str(engine.decode_dtype()).removeprefix("torch."), "chat": fmt.chat, "finish_reasons": [[c.finish_reason for c in g.completions] for g in res.generations]}
-    emit(out, as_json, human="\n".join(f"[{i}] {c!r}" for i, g in enumerate(out["completions"]) for c in g)
-         + f"\n{res.generated_tokens} tokens in {res.seconds:.2f}s ({res.tokens_per_s:.0f} tok/s)")
+    out = {
+        "completions": [[c.text for c in g.completions] for g in res.generations],
+        "prompt_tokens": res.prompt_tokens,
+        "generated_tokens": res.generated_tokens,
+        "seconds": res.seconds,
+        "tokens_per_s": res.tokens_per_s,
+        "flops": res.flops,
+        "decode_path": res.decode_path,
+        "dtype": str(engine.decode_dtype()).removeprefix("torch."),
+        "chat": fmt.chat,
+        "finish_reasons": [[c.finish_reason for c in g.completions] for g in res.generations],
+    }
+    emit(
+        out,
+        as_json,
+        human="\n".join(f"[{i}] {c!r}" for i, g in enumerate(out["completions"]) for c in g)
+        + f"\n{res.generated_tokens} tokens in {res.seconds:.2f}s ({res.tokens_per_s:.0f} tok/s)",
+    )
 
 
 def _read_prompts(path: Path) -> list[str]:
@@ -137,13 +179,18 @@ def export_hf_cmd(
 
 @bench_app.command("engine")
 def bench_engine_cmd(
-    model: Optional[Path] = typer.Option(None, help="Model to benchmark (default: a random-initialised depth-2 model)."),
+    model: Optional[Path] = typer.Option(
+        None, help="Model to benchmark (default: a random-initialised depth-2 model)."
+    ),
     sequences: int = typer.Option(64, help="Sequences generated (one prompt each)."),
     new_tokens: int = typer.Option(64, help="New tokens per sequence (EOS ignored)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     repeats: int = typer.Option(3, help="Timed repeats per side; the best is reported."),
-    ragged: bool = typer.Option(True, help="Also the continuous-batching case: 256 prompts, 64 at a time, up to 256 new "
-                                "tokens, stopping at EOS (useful tokens/s of each side)."),
+    ragged: bool = typer.Option(
+        True,
+        help="Also the continuous-batching case: 256 prompts, 64 at a time, up to 256 new "
+        "tokens, stopping at EOS (useful tokens/s of each side).",
+    ),
     as_json: bool = JSON_OPT,
 ) -> None:
     """scalinglab generate (default and --compile) vs transformers generate on the same exported model, side by side.
@@ -153,10 +200,19 @@ def bench_engine_cmd(
     """
     from scalinglab.engine.bench import run_benchmark
 
-    res = run_benchmark(model=model, sequences=sequences, new_tokens=new_tokens, device=device, repeats=repeats, ragged=ragged)
-    emit(res, as_json, human=f"scalinglab {res['scalinglab_tokens_per_s']:.0f} tok/s ({res['speedup']:.2f}x), "
-         f"--compile {res['compiled_tokens_per_s']:.0f} tok/s ({res['compiled_speedup']:.2f}x, compiled in {res['compile_seconds']:.0f} s), "
-         f"transformers {res['transformers_tokens_per_s']:.0f} tok/s"
-         + (f"\nragged (EOS, 256 prompts, 64 at a time): scalinglab {res['ragged']['scalinglab_tokens_per_s']:.0f} tok/s, "
+    res = run_benchmark(
+        model=model, sequences=sequences, new_tokens=new_tokens, device=device, repeats=repeats, ragged=ragged
+    )
+    emit(
+        res,
+        as_json,
+        human=f"scalinglab {res['scalinglab_tokens_per_s']:.0f} tok/s ({res['speedup']:.2f}x), "
+        f"--compile {res['compiled_tokens_per_s']:.0f} tok/s ({res['compiled_speedup']:.2f}x, compiled in {res['compile_seconds']:.0f} s), "
+        f"transformers {res['transformers_tokens_per_s']:.0f} tok/s"
+        + (
+            f"\nragged (EOS, 256 prompts, 64 at a time): scalinglab {res['ragged']['scalinglab_tokens_per_s']:.0f} tok/s, "
             f"transformers {res['ragged']['transformers_tokens_per_s']:.0f} tok/s ({res['ragged']['speedup']:.2f}x)"
-            if "ragged" in res else ""))
+            if "ragged" in res
+            else ""
+        ),
+    )

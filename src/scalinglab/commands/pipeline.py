@@ -14,10 +14,15 @@ def register(app: typer.Typer) -> None:
 
 
 def run_cmd(
-    preset: str = typer.Option("cpu", help="smoke (a few minutes; what the tests run), cpu (default: models that clearly learn, "
-                               "< 30 min on 2 cores), gpu (bigger; uses CUDA when present) or real (SmolLM2-135M-Instruct: no ladder; "
-                               "base eval on a reasoning-gym task and GSM8K, rejection-sampled SFT, GRPO, test-time, tokenomics)."),
-    out: Path = typer.Option(Path("runs/main"), help="Run directory: one sub-directory per stage, summary.json, report.html."),
+    preset: str = typer.Option(
+        "cpu",
+        help="smoke (a few minutes; what the tests run), cpu (default: models that clearly learn, "
+        "< 30 min on 2 cores), gpu (bigger; uses CUDA when present) or real (SmolLM2-135M-Instruct: no ladder; "
+        "base eval on a reasoning-gym task and GSM8K, rejection-sampled SFT, GRPO, test-time, tokenomics).",
+    ),
+    out: Path = typer.Option(
+        Path("runs/main"), help="Run directory: one sub-directory per stage, summary.json, report.html."
+    ),
     resume: bool = typer.Option(False, help="Continue a stopped run: finished stages are skipped."),
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -34,7 +39,11 @@ def run_cmd(
 
     with progress_group() as progress:  # one live display; each piece of work adds its own bar
         summary = run_pipeline(preset, str(out), resume=resume, progress=progress)
-    lines = [f"[bold]{s.get('title', name)}[/bold]: " + ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
-                                                             for k, v in (s.get("headline") or {}).items())
-             for name, s in summary["stages"].items()]
+    lines = [
+        f"[bold]{s.get('title', name)}[/bold]: "
+        + ", ".join(
+            f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in (s.get("headline") or {}).items()
+        )
+        for name, s in summary["stages"].items()
+    ]
     emit(summary, as_json, human="\n".join(lines) + f"\n\nreport: {summary.get('report')}")

@@ -13,11 +13,18 @@ from scalinglab.commands import common
 
 
 def report(
-    run: Path = typer.Argument(..., metavar="RUN_OR_DIR", help="A `scalinglab run` directory (the one holding "
-                               "summary.json), or its summary.json / report.html."),
-    screenshot: Path = typer.Option(None, "--screenshot", help="Also open the page in headless Chromium and "
-                                    "save a full-page PNG here (width 1280 px); reports console errors and "
-                                    "network requests (there should be none)."),
+    run: Path = typer.Argument(
+        ...,
+        metavar="RUN_OR_DIR",
+        help="A `scalinglab run` directory (the one holding summary.json), or its summary.json / report.html.",
+    ),
+    screenshot: Path = typer.Option(
+        None,
+        "--screenshot",
+        help="Also open the page in headless Chromium and "
+        "save a full-page PNG here (width 1280 px); reports console errors and "
+        "network requests (there should be none).",
+    ),
     as_json: bool = common.JSON_OPT,
 ) -> None:
     """(Re)build DIR/report.html from DIR/summary.json and the figures it names.
@@ -36,7 +43,8 @@ def report(
     summary = load_summary(path.parent)
     figs = figure_paths(path.parent, summary)
     result = {
-        "report": str(path), "bytes": path.stat().st_size,
+        "report": str(path),
+        "bytes": path.stat().st_size,
         "stages": {k: stage_status(s) for k, s in ordered_stages(summary)},
         "figures": sum(p.is_file() for _, p in figs),
         "missing_figures": [str(p) for _, p in figs if not p.is_file()],
@@ -48,12 +56,18 @@ def report(
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         screenshot.write_bytes(v.screenshot)
         result.update(screenshot=str(screenshot), browser_errors=v.errors, network_requests=v.network_requests)
-    missing = f", [yellow]{len(result['missing_figures'])} figure(s) missing[/yellow]" if result["missing_figures"] else ""
-    human = (f"wrote [bold]{path}[/bold] ({result['bytes'] / 1e6:.2f} MB, {result['figures']} figures{missing}); "
-             + ", ".join(f"{k} {v}" for k, v in result["stages"].items()))
+    missing = (
+        f", [yellow]{len(result['missing_figures'])} figure(s) missing[/yellow]" if result["missing_figures"] else ""
+    )
+    human = (
+        f"wrote [bold]{path}[/bold] ({result['bytes'] / 1e6:.2f} MB, {result['figures']} figures{missing}); "
+        + ", ".join(f"{k} {v}" for k, v in result["stages"].items())
+    )
     if screenshot is not None:
-        human += (f"\nscreenshot [bold]{screenshot}[/bold]; browser errors: {len(result['browser_errors'])}, "
-                  f"network requests: {len(result['network_requests'])}")
+        human += (
+            f"\nscreenshot [bold]{screenshot}[/bold]; browser errors: {len(result['browser_errors'])}, "
+            f"network requests: {len(result['network_requests'])}"
+        )
     common.emit(result, as_json, human)
 
 

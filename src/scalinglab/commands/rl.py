@@ -11,13 +11,20 @@ import typer
 from scalinglab.commands.common import JSON_OPT, emit, progress_bar, train_app
 from scalinglab.errors import UserError
 
-MODEL_OPT = typer.Option(..., help="Starting policy: a run directory (e.g. from `scalinglab pretrain`), a Hugging Face model directory, a .gguf file or a short name (smollm2-135m).")
+MODEL_OPT = typer.Option(
+    ...,
+    help="Starting policy: a run directory (e.g. from `scalinglab pretrain`), a Hugging Face model directory, a .gguf file or a short name (smollm2-135m).",
+)
 TASK_OPT = typer.Option("arithmetic", help="Task whose verifier gives the reward (see docs/tasks.md).")
 STEPS_OPT = typer.Option(200, help="RL steps (one rollout batch and one update each).")
 SEED_OPT = typer.Option(0, help="Seed of the prompt stream and the sampler.")
-CKPT_OPT = typer.Option(0, "--checkpoint-every", help="Write an atomic checkpoint every N steps (0 = final model only).")
+CKPT_OPT = typer.Option(
+    0, "--checkpoint-every", help="Write an atomic checkpoint every N steps (0 = final model only)."
+)
 OUT_OPT = typer.Option(..., help="Run directory to create (or to continue with --resume).")
-RESUME_OPT = typer.Option(False, help="Continue a killed run from its last checkpoint; every step appears once in metrics.jsonl.")
+RESUME_OPT = typer.Option(
+    False, help="Continue a killed run from its last checkpoint; every step appears once in metrics.jsonl."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -27,7 +34,9 @@ def register(app: typer.Typer) -> None:
 
 def _human(s: dict) -> str:
     keys = ["accuracy_before", "accuracy", "gain", "reward_last10", "train_accuracy_last10", "seconds", "model"]
-    return "\n".join(f"{k:>22}: {s[k]:.4g}" if isinstance(s.get(k), float) else f"{k:>22}: {s.get(k)}" for k in keys if k in s)
+    return "\n".join(
+        f"{k:>22}: {s[k]:.4g}" if isinstance(s.get(k), float) else f"{k:>22}: {s.get(k)}" for k in keys if k in s
+    )
 
 
 def _run(kind: str, cfg, model: Path, out: Path, resume: bool, as_json: bool) -> None:
@@ -46,12 +55,23 @@ def _run(kind: str, cfg, model: Path, out: Path, resume: bool, as_json: bool) ->
 
 
 def grpo_cmd(
-    model: Path = MODEL_OPT, task: str = TASK_OPT, steps: int = STEPS_OPT, seed: int = SEED_OPT, checkpoint_every: int = CKPT_OPT,
-    out: Path = OUT_OPT, resume: bool = RESUME_OPT,
-    backend: str = typer.Option("local", help="local: sample in this process; ray: generation and verifier actors on Ray."),
-    address: str = typer.Option("", help="Ray cluster address to join (--backend ray; default: a private local instance)."),
+    model: Path = MODEL_OPT,
+    task: str = TASK_OPT,
+    steps: int = STEPS_OPT,
+    seed: int = SEED_OPT,
+    checkpoint_every: int = CKPT_OPT,
+    out: Path = OUT_OPT,
+    resume: bool = RESUME_OPT,
+    backend: str = typer.Option(
+        "local", help="local: sample in this process; ray: generation and verifier actors on Ray."
+    ),
+    address: str = typer.Option(
+        "", help="Ray cluster address to join (--backend ray; default: a private local instance)."
+    ),
     workers: int = typer.Option(2, help="Generation actors on the Ray backend."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override any GRPOConfig field: --set lr=3e-4 --set group_size=16 --set advantage=center."),
+    set_: Optional[List[str]] = typer.Option(
+        None, "--set", help="Override any GRPOConfig field: --set lr=3e-4 --set group_size=16 --set advantage=center."
+    ),
     as_json: bool = JSON_OPT,
 ) -> None:
     """GRPO (DAPO-style: token-mean loss over the whole batch, clip-higher, zero-variance groups filtered) against the task's verifier.
@@ -66,16 +86,35 @@ def grpo_cmd(
     from scalinglab.config import override
     from scalinglab.train.grpo import GRPOConfig
 
-    cfg = override(GRPOConfig(), {"task": task, "steps": steps, "seed": seed, "checkpoint_every": checkpoint_every,
-                                  "backend": backend, "ray_address": address, "ray_generators": workers})
+    cfg = override(
+        GRPOConfig(),
+        {
+            "task": task,
+            "steps": steps,
+            "seed": seed,
+            "checkpoint_every": checkpoint_every,
+            "backend": backend,
+            "ray_address": address,
+            "ray_generators": workers,
+        },
+    )
     cfg = override(cfg, set_ or [])
     _run("grpo", cfg, model, out, resume, as_json)
 
 
 def ppo_cmd(
-    model: Path = MODEL_OPT, task: str = TASK_OPT, steps: int = STEPS_OPT, seed: int = SEED_OPT, checkpoint_every: int = CKPT_OPT,
-    out: Path = OUT_OPT, resume: bool = RESUME_OPT,
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override any PPOConfig field: --set reward=orm --set reward_model=runs/RM --set kl_coef=0.02."),
+    model: Path = MODEL_OPT,
+    task: str = TASK_OPT,
+    steps: int = STEPS_OPT,
+    seed: int = SEED_OPT,
+    checkpoint_every: int = CKPT_OPT,
+    out: Path = OUT_OPT,
+    resume: bool = RESUME_OPT,
+    set_: Optional[List[str]] = typer.Option(
+        None,
+        "--set",
+        help="Override any PPOConfig field: --set reward=orm --set reward_model=runs/RM --set kl_coef=0.02.",
+    ),
     as_json: bool = JSON_OPT,
 ) -> None:
     """PPO with a value model: GAE (γ=1, λ=0.95), whitened advantages, value clipping, per-token k1 KL to the reference in the reward.

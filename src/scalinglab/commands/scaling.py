@@ -35,15 +35,25 @@ Example (Epoch AI's replication data, 5 highest losses dropped):
 
 
 def fit_cmd(
-    law: str = typer.Argument(..., help="chinchilla | kaplan | power | offset_power | coverage | majority_vote | sigmoid"),
+    law: str = typer.Argument(
+        ..., help="chinchilla | kaplan | power | offset_power | coverage | majority_vote | sigmoid"
+    ),
     data: Path = typer.Argument(..., help="CSV with a header row, or a JSON list of objects."),
     x: Optional[str] = typer.Option(None, "--x", help="x column (1-D laws; for chinchilla/kaplan: the N column)."),
     y: Optional[str] = typer.Option(None, "--y", help="y column (1-D laws; for chinchilla/kaplan: the loss column)."),
-    bootstrap: Optional[int] = typer.Option(None, "--bootstrap", help="Bootstrap resamples for the 95% intervals (0 = none; default depends on the law)."),
+    bootstrap: Optional[int] = typer.Option(
+        None, "--bootstrap", help="Bootstrap resamples for the 95% intervals (0 = none; default depends on the law)."
+    ),
     drop_highest: int = typer.Option(0, "--drop-highest", help="Drop this many highest-y rows first (Epoch drop 5)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the bootstrap resamples."),
-    grid: str = typer.Option("hoffmann", "--grid", help="chinchilla starts: hoffmann (4,500, as published) or small (243, quick)."),
-    compute: Optional[str] = typer.Option(None, "--compute", help="chinchilla: also plan N*(C), D*(C) with bootstrap bands at these FLOP budgets, e.g. 1e21,5.76e23."),
+    grid: str = typer.Option(
+        "hoffmann", "--grid", help="chinchilla starts: hoffmann (4,500, as published) or small (243, quick)."
+    ),
+    compute: Optional[str] = typer.Option(
+        None,
+        "--compute",
+        help="chinchilla: also plan N*(C), D*(C) with bootstrap bands at these FLOP budgets, e.g. 1e21,5.76e23.",
+    ),
     as_json: bool = common.JSON_OPT,
 ) -> None:
     from scalinglab.scaling import compute_optimal, fit_file
@@ -51,15 +61,19 @@ def fit_cmd(
     budgets = _floats(compute, "--compute") if compute else None
     if budgets and law != "chinchilla":
         raise UserError("--compute plans a compute-optimal allocation and needs the chinchilla law")
-    res = fit_file(law.replace("-", "_"), data, x=x, y=y, bootstrap=bootstrap, seed=seed, drop_highest=drop_highest, grid=grid)
+    res = fit_file(
+        law.replace("-", "_"), data, x=x, y=y, bootstrap=bootstrap, seed=seed, drop_highest=drop_highest, grid=grid
+    )
     if not res.success and all(v != v for v in res.params.values()):  # nothing was fitted: one line, not a table of NaN
         raise UserError(f"{law} fit of {data}: {res.message}")
     out = res.to_dict()
     human = res.summary()
     if budgets and res.success:
         out["compute_optimal"] = plan = compute_optimal(res, budgets)
-        human += "\n" + "\n".join(f"C={c:.3g}: N*={n:.3g} D*={d:.3g} ({d / n:.1f} tokens/param)"
-                                   for c, n, d in zip(plan["C"], plan["N"], plan["D"]))
+        human += "\n" + "\n".join(
+            f"C={c:.3g}: N*={n:.3g} D*={d:.3g} ({d / n:.1f} tokens/param)"
+            for c, n, d in zip(plan["C"], plan["N"], plan["D"])
+        )
     common.emit(out, as_json, human=human)
 
 
@@ -71,10 +85,16 @@ def _floats(text: str, flag: str) -> list[float]:
 
 
 def bench_fit(
-    data: Optional[Path] = typer.Option(None, "--data", help="Epoch AI's CSV (default: ../shared/reference/ beside the repo)."),
+    data: Optional[Path] = typer.Option(
+        None, "--data", help="Epoch AI's CSV (default: ../shared/reference/ beside the repo)."
+    ),
     bootstrap: int = typer.Option(4000, "--bootstrap", help="Bootstrap resamples on both sides."),
-    naive_starts: int = typer.Option(450, "--naive-starts", help="Grid starts the SciPy side runs (its time is scaled to 4,500); 0 = all."),
-    naive_resamples: int = typer.Option(400, "--naive-resamples", help="Resamples the SciPy side runs (time scaled to --bootstrap); 0 = all."),
+    naive_starts: int = typer.Option(
+        450, "--naive-starts", help="Grid starts the SciPy side runs (its time is scaled to 4,500); 0 = all."
+    ),
+    naive_resamples: int = typer.Option(
+        400, "--naive-resamples", help="Resamples the SciPy side runs (time scaled to --bootstrap); 0 = all."
+    ),
     as_json: bool = common.JSON_OPT,
 ) -> None:
     """Chinchilla fit (4,500-start grid + 4,000 bootstraps): ours vs one scipy.optimize.minimize per start and resample."""
@@ -85,12 +105,21 @@ def bench_fit(
         raise UserError(f"benchmark data not found: {path} (pass --data PATH to Epoch AI's svg_extracted_data.csv)")
     N, D, L = benchmark.load_epoch(path)
     with common.progress_bar("bench fit", enabled=not as_json) as report:
-        res = benchmark.run(N, D, L, bootstrap=bootstrap, naive_starts=naive_starts or None,
-                            naive_resamples=naive_resamples or None, progress=report)
-    human = (f"ours {res['ours']['seconds']:.2f} s vs SciPy {res['scipy']['seconds_total']:.1f} s "
-             f"({'extrapolated' if res['naive_extrapolated'] else 'measured'}): {res['speedup']:.1f}x faster "
-             f"({res['speedup_cpu']:.1f}x in CPU time); "
-             f"max relative parameter difference {res['same_answer']['max_rel_diff_params']:.2g}")
+        res = benchmark.run(
+            N,
+            D,
+            L,
+            bootstrap=bootstrap,
+            naive_starts=naive_starts or None,
+            naive_resamples=naive_resamples or None,
+            progress=report,
+        )
+    human = (
+        f"ours {res['ours']['seconds']:.2f} s vs SciPy {res['scipy']['seconds_total']:.1f} s "
+        f"({'extrapolated' if res['naive_extrapolated'] else 'measured'}): {res['speedup']:.1f}x faster "
+        f"({res['speedup_cpu']:.1f}x in CPU time); "
+        f"max relative parameter difference {res['same_answer']['max_rel_diff_params']:.2g}"
+    )
     common.emit(res, as_json, human=human)
 
 

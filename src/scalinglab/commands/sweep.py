@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-
 from pathlib import Path
 from typing import List, Optional
 
@@ -12,7 +11,9 @@ import typer
 from scalinglab.commands import common
 from scalinglab.errors import UserError
 
-sweep_app = typer.Typer(help="Sweeps over the model-size dial: scaling ladders that fit their own laws.", no_args_is_help=True)
+sweep_app = typer.Typer(
+    help="Sweeps over the model-size dial: scaling ladders that fit their own laws.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -27,14 +28,20 @@ def sweep_pretrain_cmd(
     seed: int = typer.Option(0, help="Seed of every rung (init and data order)."),
     out: Path = typer.Option(..., help="Ladder directory; finished rungs already in it are reused."),
     backend: str = typer.Option("local", help="local (sequential, in this process) or ray (one Ray task per rung)."),
-    address: Optional[str] = typer.Option(None, help="Ray cluster to join (HEAD:6379, or 'auto'); default: a local Ray instance."),
-    threads: int = typer.Option(1, help="Torch threads per rung (and Ray CPUs per rung); equal threads give equal numbers on both backends."),
+    address: Optional[str] = typer.Option(
+        None, help="Ray cluster to join (HEAD:6379, or 'auto'); default: a local Ray instance."
+    ),
+    threads: int = typer.Option(
+        1, help="Torch threads per rung (and Ray CPUs per rung); equal threads give equal numbers on both backends."
+    ),
     gpus: float = typer.Option(0.0, help="GPUs per rung on Ray (e.g. 1, or 0.5 to share a device)."),
     retries: int = typer.Option(3, help="Ray re-executions of a rung whose worker process died."),
     eval_problems: int = typer.Option(0, help="Held-out problems for each rung's greedy accuracy (0 = skip)."),
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the fit's 95% intervals."),
     grid: str = typer.Option("hoffmann", help="Fit starts: hoffmann (4,500, as published) or small (243, quick)."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="Any other PretrainConfig field for every rung: --set batch_size=16 --set lr=3e-3."),
+    set_: Optional[List[str]] = typer.Option(
+        None, "--set", help="Any other PretrainConfig field for every rung: --set batch_size=16 --set lr=3e-3."
+    ),
     as_json: bool = common.JSON_OPT,
 ) -> None:
     """Train a scaling ladder (every depth x every token budget), fit L(N, D) = E + A/N^a + B/D^b, plan N*(C), D*(C).
@@ -51,9 +58,19 @@ def sweep_pretrain_cmd(
     """
     from scalinglab.train.ladder import LadderConfig, parse_list, run_ladder
 
-    cfg = LadderConfig(task=task, depths=parse_list(depths, "--depths"), tokens=parse_list(tokens, "--tokens"), seed=seed,
-                       eval_problems=eval_problems, threads=threads, gpus=gpus, retries=retries, bootstrap=bootstrap,
-                       grid=grid, overrides=tuple(set_ or ()))
+    cfg = LadderConfig(
+        task=task,
+        depths=parse_list(depths, "--depths"),
+        tokens=parse_list(tokens, "--tokens"),
+        seed=seed,
+        eval_problems=eval_problems,
+        threads=threads,
+        gpus=gpus,
+        retries=retries,
+        bootstrap=bootstrap,
+        grid=grid,
+        overrides=tuple(set_ or ()),
+    )
     n = len(set(cfg.depths)) * len(set(cfg.tokens))
     with _ladder_dir(out):
         with common.progress_bar(f"ladder ({n} rungs, {backend})") as bar:
@@ -63,22 +80,45 @@ def sweep_pretrain_cmd(
 
 @sweep_app.command("isoflop")
 def sweep_isoflop_cmd(
-    task: str = typer.Option("pystdlib", help="A text corpus (pystdlib: the Python standard library's sources, split by file) or a task."),
-    budgets: str = typer.Option("1e11,2e11,4e11,8e11", help="Compute budgets C = 6ND of the IsoFLOP profiles, comma-separated."),
-    sizes: str = typer.Option("16,24,32,40,48", help="The dial's sizes trained at every budget: widths (--dial width) or depths (--dial depth)."),
-    dial: str = typer.Option("width", help="width: --sizes are widths of a --depth-layer model; depth: --sizes are depths of width aspect·depth (nanochat's dial)."),
+    task: str = typer.Option(
+        "pystdlib", help="A text corpus (pystdlib: the Python standard library's sources, split by file) or a task."
+    ),
+    budgets: str = typer.Option(
+        "1e11,2e11,4e11,8e11", help="Compute budgets C = 6ND of the IsoFLOP profiles, comma-separated."
+    ),
+    sizes: str = typer.Option(
+        "16,24,32,40,48",
+        help="The dial's sizes trained at every budget: widths (--dial width) or depths (--dial depth).",
+    ),
+    dial: str = typer.Option(
+        "width",
+        help="width: --sizes are widths of a --depth-layer model; depth: --sizes are depths of width aspect·depth (nanochat's dial).",
+    ),
     depth: int = typer.Option(2, help="Layers of every model on the width dial."),
-    predict: float = typer.Option(0.0, help="Held-out budget: predict its compute-optimal model's loss, then train it (0 = twice the largest; -1 = skip)."),
+    predict: float = typer.Option(
+        0.0,
+        help="Held-out budget: predict its compute-optimal model's loss, then train it (0 = twice the largest; -1 = skip).",
+    ),
     seed: int = typer.Option(0, help="Seed of every rung (init and data order)."),
     out: Path = typer.Option(..., help="Ladder directory; finished rungs already in it are reused."),
     backend: str = typer.Option("local", help="local (sequential, in this process) or ray (one Ray task per rung)."),
-    address: Optional[str] = typer.Option(None, help="Ray cluster to join (HEAD:6379, or 'auto'); default: a local Ray instance."),
+    address: Optional[str] = typer.Option(
+        None, help="Ray cluster to join (HEAD:6379, or 'auto'); default: a local Ray instance."
+    ),
     threads: int = typer.Option(1, help="Torch threads per rung (and Ray CPUs per rung)."),
-    eval_problems: int = typer.Option(1000, help="Held-out contexts for each rung's accuracy (0 = skip loss-to-accuracy)."),
-    bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% intervals (both approaches and the prediction)."),
+    eval_problems: int = typer.Option(
+        1000, help="Held-out contexts for each rung's accuracy (0 = skip loss-to-accuracy)."
+    ),
+    bootstrap: int = typer.Option(
+        1000, help="Bootstrap resamples for the 95% intervals (both approaches and the prediction)."
+    ),
     grid: str = typer.Option("hoffmann", help="Approach 3 fit starts: hoffmann (4,500) or small (243)."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="PretrainConfig fields for every rung, replacing the defaults "
-                                             "vocab_size=512 batch_size=8 seq_len=128 val_tokens=65536 when any is given (repeat them)."),
+    set_: Optional[List[str]] = typer.Option(
+        None,
+        "--set",
+        help="PretrainConfig fields for every rung, replacing the defaults "
+        "vocab_size=512 batch_size=8 seq_len=128 val_tokens=65536 when any is given (repeat them).",
+    ),
     as_json: bool = common.JSON_OPT,
 ) -> None:
     """An IsoFLOP ladder: every size at every compute budget; Approach 2 and 3 fits with intervals; predict, then train.
@@ -95,8 +135,20 @@ def sweep_isoflop_cmd(
     from scalinglab.train.ladder import parse_list
 
     kw = {"overrides": tuple(set_)} if set_ else {}
-    cfg = IsoFlopConfig(task=task, budgets=_floats(budgets, "--budgets"), sizes=parse_list(sizes, "--sizes"), dial=dial, depth=depth, predict=predict,
-                        seed=seed, eval_problems=eval_problems, threads=threads, bootstrap=bootstrap, grid=grid, **kw)
+    cfg = IsoFlopConfig(
+        task=task,
+        budgets=_floats(budgets, "--budgets"),
+        sizes=parse_list(sizes, "--sizes"),
+        dial=dial,
+        depth=depth,
+        predict=predict,
+        seed=seed,
+        eval_problems=eval_problems,
+        threads=threads,
+        bootstrap=bootstrap,
+        grid=grid,
+        **kw,
+    )
     with _ladder_dir(out):
         n = len(set(cfg.budgets)) * len(set(cfg.sizes)) + (cfg.predict != -1)
         with common.progress_bar(f"IsoFLOP ladder ({n} rungs, {backend})") as bar:
@@ -120,25 +172,36 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
 
 
 def _human_isoflop(s: dict) -> str:
-    lines = [f"{s['trained']} rungs trained, {s['reused']} reused ({s['backend']}), {s['seconds']:.1f}s",
-             f"{'C':>9} {s['dial']:>5} {'N':>9} {'D':>9} {'loss':>7} {'acc':>6}"]
-    lines += [f"{r['budget']:>9.3g} {r['size']:>5} {r['N']:>9.4g} {r['D']:>9.4g} {r['loss']:>7.4f} "
-              f"{'' if r['accuracy'] is None else format(r['accuracy'], '.3f'):>6}" for r in s["rungs"]]
+    lines = [
+        f"{s['trained']} rungs trained, {s['reused']} reused ({s['backend']}), {s['seconds']:.1f}s",
+        f"{'C':>9} {s['dial']:>5} {'N':>9} {'D':>9} {'loss':>7} {'acc':>6}",
+    ]
+    lines += [
+        f"{r['budget']:>9.3g} {r['size']:>5} {r['N']:>9.4g} {r['D']:>9.4g} {r['loss']:>7.4f} "
+        f"{'' if r['accuracy'] is None else format(r['accuracy'], '.3f'):>6}"
+        for r in s["rungs"]
+    ]
     a2 = s["approach2"]
     lines.append(f"Approach 2: N_opt ∝ C^{a2['a']:.3f} [{a2['a_ci95'][0]:.3f}, {a2['a_ci95'][1]:.3f}]")
     ex = s.get("exponents")
     if ex:
         a3 = ex["approach3"]
-        lines.append(f"Approach 3: N_opt ∝ C^{a3['a']:.3f} [{a3['ci95'][0]:.3f}, {a3['ci95'][1]:.3f}]; "
-                     f"the two {'agree' if ex['agree'] else 'DISAGREE'} within their 95% intervals")
+        lines.append(
+            f"Approach 3: N_opt ∝ C^{a3['a']:.3f} [{a3['ci95'][0]:.3f}, {a3['ci95'][1]:.3f}]; "
+            f"the two {'agree' if ex['agree'] else 'DISAGREE'} within their 95% intervals"
+        )
     p = s.get("prediction")
     if p:
-        lines.append(f"prediction at C={p['C']:.3g} ({s['dial']} {p['size']}, N={p['N']:.4g}, D={p['D']:.4g}): "
-                     f"{p['predicted']:.4f} [{p['interval95'][0]:.4f}, {p['interval95'][1]:.4f}], measured {p['measured']:.4f} "
-                     f"({p['relative_error']:+.2%}, {'inside' if p['inside'] else 'OUTSIDE'} the interval)")
+        lines.append(
+            f"prediction at C={p['C']:.3g} ({s['dial']} {p['size']}, N={p['N']:.4g}, D={p['D']:.4g}): "
+            f"{p['predicted']:.4f} [{p['interval95'][0]:.4f}, {p['interval95'][1]:.4f}], measured {p['measured']:.4f} "
+            f"({p['relative_error']:+.2%}, {'inside' if p['inside'] else 'OUTSIDE'} the interval)"
+        )
     la = s.get("loss_to_accuracy")
     if la:
-        lines.append(f"loss to accuracy: predicted {la['predicted_from_predicted_loss']:.3f}, measured {la['measured']:.3f}")
+        lines.append(
+            f"loss to accuracy: predicted {la['predicted_from_predicted_loss']:.3f}, measured {la['measured']:.3f}"
+        )
     lines += [f"warning: {w}" for w in s["warnings"]]
     lines += [f"wrote {p}" for p in [s["ladder_csv"], *s["figures"]]]
     return "\n".join(lines)
@@ -173,8 +236,10 @@ def _lock(out: Path):
 
 
 def _human(s: dict) -> str:
-    lines = [f"{s['trained']} rungs trained, {s['reused']} reused ({s['backend']}), {s['seconds']:.1f}s",
-             f"{'depth':>5} {'N':>10} {'D':>10} {'C':>10} {'loss':>8}"]
+    lines = [
+        f"{s['trained']} rungs trained, {s['reused']} reused ({s['backend']}), {s['seconds']:.1f}s",
+        f"{'depth':>5} {'N':>10} {'D':>10} {'C':>10} {'loss':>8}",
+    ]
     lines += [f"{r['depth']:>5} {r['N']:>10.4g} {r['D']:>10.4g} {r['C']:>10.4g} {r['loss']:>8.4f}" for r in s["rungs"]]
     f = s["fit"]
     if f["success"]:
@@ -196,19 +261,37 @@ def _human(s: dict) -> str:
 
 @sweep_app.command("datawall")
 def sweep_datawall_cmd(
-    unique_tokens: float = typer.Option(5e4, "--unique-tokens", help="U: distinct tokens every repeated rung trains on (5e4 notation is fine)."),
-    epochs: str = typer.Option("1,2,4,8,16", help="Epoch counts over U, comma-separated; each rung trains D = epochs·U tokens."),
-    depths: str = typer.Option("3", help="Model sizes, comma-separated depths (width = aspect·depth; aspect via --set)."),
-    task: str = typer.Option("pystdlib", help="A text corpus (pystdlib: the Python standard library's sources, split by file)."),
-    fresh: bool = typer.Option(True, "--fresh/--no-fresh", help="Train the fresh-data references (U = D) at every D; the fit needs them."),
-    seed: int = typer.Option(0, help="Seed of every rung (init and data order; the U tokens are the same for every seed)."),
+    unique_tokens: float = typer.Option(
+        5e4, "--unique-tokens", help="U: distinct tokens every repeated rung trains on (5e4 notation is fine)."
+    ),
+    epochs: str = typer.Option(
+        "1,2,4,8,16", help="Epoch counts over U, comma-separated; each rung trains D = epochs·U tokens."
+    ),
+    depths: str = typer.Option(
+        "3", help="Model sizes, comma-separated depths (width = aspect·depth; aspect via --set)."
+    ),
+    task: str = typer.Option(
+        "pystdlib", help="A text corpus (pystdlib: the Python standard library's sources, split by file)."
+    ),
+    fresh: bool = typer.Option(
+        True, "--fresh/--no-fresh", help="Train the fresh-data references (U = D) at every D; the fit needs them."
+    ),
+    seed: int = typer.Option(
+        0, help="Seed of every rung (init and data order; the U tokens are the same for every seed)."
+    ),
     out: Path = typer.Option(..., help="Sweep directory; finished rungs already in it are reused."),
     backend: str = typer.Option("local", help="local (sequential, in this process) or ray (one Ray task per rung)."),
-    address: Optional[str] = typer.Option(None, help="Ray cluster to join (HEAD:6379, or 'auto'); default: a local Ray instance."),
+    address: Optional[str] = typer.Option(
+        None, help="Ray cluster to join (HEAD:6379, or 'auto'); default: a local Ray instance."
+    ),
     threads: int = typer.Option(1, help="Torch threads per rung (and Ray CPUs per rung)."),
     bootstrap: int = typer.Option(1000, help="Residual-bootstrap resamples for R_D*'s 95% interval."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="PretrainConfig fields for every rung, replacing the defaults "
-                                             "aspect=32 vocab_size=512 batch_size=8 seq_len=128 val_tokens=65536 eval_problems=0 when any is given."),
+    set_: Optional[List[str]] = typer.Option(
+        None,
+        "--set",
+        help="PretrainConfig fields for every rung, replacing the defaults "
+        "aspect=32 vocab_size=512 batch_size=8 seq_len=128 val_tokens=65536 eval_problems=0 when any is given.",
+    ),
     as_json: bool = common.JSON_OPT,
 ) -> None:
     """The data wall: train on U distinct tokens for 1, 2, 4, ... epochs, beside fresh data at the same D; fit R_D*.
@@ -229,9 +312,17 @@ def sweep_datawall_cmd(
     if not (unique_tokens >= 1 and float(unique_tokens).is_integer()):
         raise UserError(f"--unique-tokens {unique_tokens:g}: must be a positive whole number of tokens")
     kw = {"overrides": tuple(set_)} if set_ else {}
-    cfg = DataWallConfig(task=task, depths=parse_list(depths, "--depths"), unique_tokens=int(unique_tokens),
-                         epochs=parse_list(epochs, "--epochs"), fresh=fresh, seed=seed, threads=threads,
-                         bootstrap=bootstrap, **kw)
+    cfg = DataWallConfig(
+        task=task,
+        depths=parse_list(depths, "--depths"),
+        unique_tokens=int(unique_tokens),
+        epochs=parse_list(epochs, "--epochs"),
+        fresh=fresh,
+        seed=seed,
+        threads=threads,
+        bootstrap=bootstrap,
+        **kw,
+    )
     with _ladder_dir(out):
         n = len(set(cfg.depths)) * len(set(cfg.epochs)) * (2 if cfg.fresh else 1)
         with common.progress_bar(f"data wall ({n} rungs, {backend})") as bar:
@@ -243,16 +334,22 @@ def _human_datawall(s: dict) -> str:
     def f(v, spec):
         return "" if v is None else format(v, spec)
 
-    lines = [f"{s['trained']} rungs trained, {s['reused']} reused ({s['backend']}), {s['seconds']:.1f}s; U = {s['unique_tokens']:,}",
-             f"{'depth':>5} {'epochs':>6} {'D':>9} {'repeated':>9} {'fresh':>8} {'gap':>7} {'worth':>6} {'95% CI':>13} {'fitted':>6} {'paper':>6}"]
+    lines = [
+        f"{s['trained']} rungs trained, {s['reused']} reused ({s['backend']}), {s['seconds']:.1f}s; U = {s['unique_tokens']:,}",
+        f"{'depth':>5} {'epochs':>6} {'D':>9} {'repeated':>9} {'fresh':>8} {'gap':>7} {'worth':>6} {'95% CI':>13} {'fitted':>6} {'paper':>6}",
+    ]
     for t in s["comparison"]:
         ci = t.get("worth_measured_ci95")
-        lines.append(f"{t['depth']:>5} {t['epochs']:>6.3g} {t['D']:>9.4g} {t['loss_repeated']:>9.4f} {f(t['loss_fresh'], '.4f'):>8} "
-                     f"{f(t['loss_gap'], '+.2%'):>7} {f(t.get('worth_measured'), '.3f'):>6} "
-                     f"{'' if not ci else f'[{ci[0]:.2f}, {ci[1]:.2f}]':>13} {f(t.get('worth_fitted'), '.3f'):>6} {t['worth_published']:>6.3f}")
+        lines.append(
+            f"{t['depth']:>5} {t['epochs']:>6.3g} {t['D']:>9.4g} {t['loss_repeated']:>9.4f} {f(t['loss_fresh'], '.4f'):>8} "
+            f"{f(t['loss_gap'], '+.2%'):>7} {f(t.get('worth_measured'), '.3f'):>6} "
+            f"{'' if not ci else f'[{ci[0]:.2f}, {ci[1]:.2f}]':>13} {f(t.get('worth_fitted'), '.3f'):>6} {t['worth_published']:>6.3f}"
+        )
     r = s.get("R_D*")
     if r:
-        lines.append(f"R_D* = {r['estimate']:.3g} [{r['ci95'][0]:.3g}, {r['ci95'][1]:.3g}] (Muennighoff et al.: {r['published']})")
+        lines.append(
+            f"R_D* = {r['estimate']:.3g} [{r['ci95'][0]:.3g}, {r['ci95'][1]:.3g}] (Muennighoff et al.: {r['published']})"
+        )
     elif s.get("fit"):
         lines.append(f"fit: {s['fit']['message']}")
     lines += [f"warning: {w}" for w in s["warnings"]]
@@ -265,17 +362,29 @@ def _human_datawall(s: dict) -> str:
 
 @sweep_app.command("saturation")
 def sweep_saturation_cmd(
-    task: str = typer.Option("arithmetic", help="A generated task with a difficulty knob (arithmetic: digits per operand)."),
-    difficulties: str = typer.Option("1,2,3", help="Difficulty levels, easy to hard: trained as an even mix, evaluated one by one."),
+    task: str = typer.Option(
+        "arithmetic", help="A generated task with a difficulty knob (arithmetic: digits per operand)."
+    ),
+    difficulties: str = typer.Option(
+        "1,2,3", help="Difficulty levels, easy to hard: trained as an even mix, evaluated one by one."
+    ),
     depths: str = typer.Option("1,2", help="Model sizes, comma-separated depths (width 64·depth)."),
     tokens: str = typer.Option("1e5,3e5,1e6", help="Token budgets per size, comma-separated (1e5 notation is fine)."),
-    eval_problems: int = typer.Option(200, help="Held-out problems per difficulty (the whole evaluation split when it is smaller)."),
+    eval_problems: int = typer.Option(
+        200, help="Held-out problems per difficulty (the whole evaluation split when it is smaller)."
+    ),
     seed: int = typer.Option(0, help="Seed of every rung (init and data order)."),
-    out: Path = typer.Option(..., help="Sweep directory; finished rungs (and their evaluations) already in it are reused."),
+    out: Path = typer.Option(
+        ..., help="Sweep directory; finished rungs (and their evaluations) already in it are reused."
+    ),
     backend: str = typer.Option("local", help="local (sequential, in this process) or ray (one Ray task per rung)."),
-    address: Optional[str] = typer.Option(None, help="Ray cluster to join (HEAD:6379, or 'auto'); default: a local Ray instance."),
+    address: Optional[str] = typer.Option(
+        None, help="Ray cluster to join (HEAD:6379, or 'auto'); default: a local Ray instance."
+    ),
     threads: int = typer.Option(1, help="Torch threads per rung and per evaluation."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="Any other PretrainConfig field for every rung: --set batch_size=8."),
+    set_: Optional[List[str]] = typer.Option(
+        None, "--set", help="Any other PretrainConfig field for every rung: --set batch_size=8."
+    ),
     as_json: bool = common.JSON_OPT,
 ) -> None:
     """Saturated benchmarks: one ladder evaluated at three difficulties of one task, against compute.
@@ -293,9 +402,16 @@ def sweep_saturation_cmd(
     from scalinglab.train.ladder import parse_list
     from scalinglab.train.saturation import SaturationConfig, run_saturation
 
-    cfg = SaturationConfig(task=task, difficulties=parse_list(difficulties, "--difficulties"), depths=parse_list(depths, "--depths"),
-                           tokens=parse_list(tokens, "--tokens"), eval_problems=eval_problems, seed=seed, threads=threads,
-                           overrides=tuple(set_ or ()))
+    cfg = SaturationConfig(
+        task=task,
+        difficulties=parse_list(difficulties, "--difficulties"),
+        depths=parse_list(depths, "--depths"),
+        tokens=parse_list(tokens, "--tokens"),
+        eval_problems=eval_problems,
+        seed=seed,
+        threads=threads,
+        overrides=tuple(set_ or ()),
+    )
     with _ladder_dir(out):
         n = len(set(cfg.depths)) * len(set(cfg.tokens))
         with common.progress_bar(f"saturation ({n} rungs: train, then evaluate; {backend})") as bar:
@@ -305,8 +421,10 @@ def sweep_saturation_cmd(
 
 def _human_saturation(s: dict) -> str:
     diffs = s["config"]["difficulties"]
-    lines = [f"{s['trained']} rungs trained, {s['reused']} reused ({s['backend']}), {s['seconds']:.1f}s",
-             f"{'depth':>5} {'D':>9} {'C':>9} {'loss':>7} " + " ".join(f"{'acc d' + str(d):>17}" for d in diffs)]
+    lines = [
+        f"{s['trained']} rungs trained, {s['reused']} reused ({s['backend']}), {s['seconds']:.1f}s",
+        f"{'depth':>5} {'D':>9} {'C':>9} {'loss':>7} " + " ".join(f"{'acc d' + str(d):>17}" for d in diffs),
+    ]
     runs = sorted({(r["C"], r["run"]) for r in s["rows"]})
     for _, name in runs:
         rs = {r["difficulty"]: r for r in s["rows"] if r["run"] == name}
@@ -316,8 +434,10 @@ def _human_saturation(s: dict) -> str:
     sh = s["shape"]
     for d in diffs:
         x = sh[str(d)]
-        lines.append(f"difficulty {d}: {x['accuracy_median_compute']:.3f} -> {x['accuracy_largest']:.3f} over the top half "
-                     f"of compute ({x['gain_top_half']:+.3f}): {x['label']}")
+        lines.append(
+            f"difficulty {d}: {x['accuracy_median_compute']:.3f} -> {x['accuracy_largest']:.3f} over the top half "
+            f"of compute ({x['gain_top_half']:+.3f}): {x['label']}"
+        )
     lo = sh["loss"]
     lines.append(f"loss (the mix): {lo['median_compute']:.4f} -> {lo['largest']:.4f} over the top half of compute")
     lines += [f"wrote {p}" for p in [s["saturation_csv"], *s["figures"]]]

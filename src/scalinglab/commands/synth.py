@@ -22,12 +22,20 @@ def register(app: typer.Typer) -> None:
 
 def synth_cmd(
     task: str = typer.Option(..., help="Task whose verifier filters the samples (see docs/tasks.md)."),
-    model: Path = typer.Option(..., help="Model to sample from: run dir, Hugging Face dir, .gguf file or short name (smollm2-135m)."),
-    n: int = typer.Option(..., help="Problems to sample (drawn from the task's generator, or the first N of --problems)."),
+    model: Path = typer.Option(
+        ..., help="Model to sample from: run dir, Hugging Face dir, .gguf file or short name (smollm2-135m)."
+    ),
+    n: int = typer.Option(
+        ..., help="Problems to sample (drawn from the task's generator, or the first N of --problems)."
+    ),
     k: int = typer.Option(8, help="Samples per problem; the K samples of a prompt share one prefill."),
     out: Path = typer.Option(..., help="JSONL to write the kept samples to; the summary goes to OUT.summary.json."),
-    problems: Optional[Path] = typer.Option(None, help="JSONL of problems ({prompt, answer, ...}) instead of the generator."),
-    retry: bool = typer.Option(False, help="Re-prompt each wrong sample once with its attempt and the verifier's reason."),
+    problems: Optional[Path] = typer.Option(
+        None, help="JSONL of problems ({prompt, answer, ...}) instead of the generator."
+    ),
+    retry: bool = typer.Option(
+        False, help="Re-prompt each wrong sample once with its attempt and the verifier's reason."
+    ),
     seed: int = typer.Option(0, help="Seed of the problem generator and of sampling."),
     difficulty: Optional[int] = typer.Option(None, help="Task difficulty knob (default: the task's own)."),
     temperature: float = typer.Option(1.0, help="Sampling temperature."),
@@ -58,24 +66,47 @@ def synth_cmd(
         raise UserError(f"--temperature must be >= 0, got {temperature}")
     t, probs = load_task_problems(task, n, seed, difficulty, str(problems) if problems else None)
     t, probs = format_task(t, probs, load_tokenizer(resolve_model_dir(model)), chat, system)  # chat template / few-shot
-    cfg = SynthConfig(k=k, max_new_tokens=max_new_tokens, temperature=temperature, retry=retry, dedup=not no_dedup, seed=seed)
+    cfg = SynthConfig(
+        k=k, max_new_tokens=max_new_tokens, temperature=temperature, retry=retry, dedup=not no_dedup, seed=seed
+    )
     with progress_bar(f"synth {task}") as bar:
         sampler = make_sampler(backend, str(model), device, max_batch, progress=bar)
         rows, summary = rejection_sample(t, probs, sampler, cfg)
     summary = write_synth(rows, summary, str(out))
-    emit(summary, as_json, human=_human(summary, ["samples", "acceptance_rate", "kept", "problems_with_kept", "errors",
-                                                  "tokens", "tokens_per_kept", "flops_per_kept", "retry_success_rate", "out"]))
+    emit(
+        summary,
+        as_json,
+        human=_human(
+            summary,
+            [
+                "samples",
+                "acceptance_rate",
+                "kept",
+                "problems_with_kept",
+                "errors",
+                "tokens",
+                "tokens_per_kept",
+                "flops_per_kept",
+                "retry_success_rate",
+                "out",
+            ],
+        ),
+    )
 
 
 def annotate_cmd(
     task: str = typer.Option(..., help="Task whose verifier judges the rollouts."),
     model: Path = typer.Option(..., help="Run directory or Hugging Face model directory used as the completer."),
-    data: Path = typer.Option(..., help="JSONL of solutions ({prompt, answer, completion|solution, steps?}), e.g. from synth."),
+    data: Path = typer.Option(
+        ..., help="JSONL of solutions ({prompt, answer, completion|solution, steps?}), e.g. from synth."
+    ),
     out: Path = typer.Option(..., help="JSONL to write {id, prompt, steps, hard, soft, completion_correct} rows to."),
     m: int = typer.Option(8, help="Completions per step prefix (they share one prefill)."),
     seed: int = typer.Option(0, help="Sampling seed."),
     temperature: float = typer.Option(1.0, help="Completer temperature."),
-    max_new_tokens: int = typer.Option(0, help="Tokens per completion (0: room for the task's longest worked solution)."),
+    max_new_tokens: int = typer.Option(
+        0, help="Tokens per completion (0: room for the task's longest worked solution)."
+    ),
     limit: int = typer.Option(0, help="Annotate only the first LIMIT rows (0: all)."),
     backend: str = BACKEND_OPT,
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -102,19 +133,42 @@ def annotate_cmd(
         raise UserError(f"{data}: no rows to annotate")
     with progress_bar(f"annotate {task}") as bar:
         sampler = make_sampler(backend, str(model), device, max_batch, progress=bar)
-        labelled, summary = annotate(t, rows, sampler, AnnotateConfig(m=m, max_new_tokens=max_new_tokens,
-                                                                     temperature=temperature, seed=seed))
+        labelled, summary = annotate(
+            t, rows, sampler, AnnotateConfig(m=m, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+        )
     write_jsonl(out, labelled)
     summary = {**summary, "out": str(out), "summary_file": f"{out}.summary.json"}
     atomic_write_json(f"{out}.summary.json", summary)
-    emit(summary, as_json, human=_human(summary, ["rows", "steps", "rollouts", "mean_soft", "hard_positive_rate",
-                                                  "verifier_errors", "tokens", "seconds", "out"]))
+    emit(
+        summary,
+        as_json,
+        human=_human(
+            summary,
+            [
+                "rows",
+                "steps",
+                "rollouts",
+                "mean_soft",
+                "hard_positive_rate",
+                "verifier_errors",
+                "tokens",
+                "seconds",
+                "out",
+            ],
+        ),
+    )
 
 
 def judge_cmd(
-    input: Path = typer.Option(..., "--input", "-i", help="JSONL: {id, question|prompt, candidate|completion, reference|answer?}."),
-    model: List[Path] = typer.Option(..., "--model", help="A judge model (repeat for a chorus): run dir or Hugging Face dir."),
-    rubric: str = typer.Option("", help="Grading rubric text, or @FILE to read it from a file (default: answer must be correct)."),
+    input: Path = typer.Option(
+        ..., "--input", "-i", help="JSONL: {id, question|prompt, candidate|completion, reference|answer?}."
+    ),
+    model: List[Path] = typer.Option(
+        ..., "--model", help="A judge model (repeat for a chorus): run dir or Hugging Face dir."
+    ),
+    rubric: str = typer.Option(
+        "", help="Grading rubric text, or @FILE to read it from a file (default: answer must be correct)."
+    ),
     rule: str = typer.Option("majority", help="Vote aggregation: majority, mean (mean score >= 0.5) or unanimous."),
     no_reference: bool = typer.Option(False, "--no-reference", help="Hide the reference answer from the judges."),
     max_new_tokens: int = typer.Option(32, help="Tokens per judge reply."),
@@ -138,13 +192,26 @@ def judge_cmd(
             raise UserError(f"--rubric {rubric}: no such file")
         rubric = p.read_text()
     with progress_bar("loading judges") as bar:
-        res = judge_file([str(x) for x in model], input, rubric or DEFAULT_RUBRIC, rule, device, max_new_tokens,
-                         use_reference=not no_reference, progress=bar)
-    emit(res, as_json, human=_human(res, ["candidates", "passed", "failed", "undecided", "pass_rate", "abstention_rate",
-                                          "mean_agreement"]))
+        res = judge_file(
+            [str(x) for x in model],
+            input,
+            rubric or DEFAULT_RUBRIC,
+            rule,
+            device,
+            max_new_tokens,
+            use_reference=not no_reference,
+            progress=bar,
+        )
+    emit(
+        res,
+        as_json,
+        human=_human(
+            res, ["candidates", "passed", "failed", "undecided", "pass_rate", "abstention_rate", "mean_agreement"]
+        ),
+    )
 
 
 def _human(s: dict, keys: list[str]) -> str:
-    return "\n".join(f"{k:>20}: {s[k]:.4g}" if isinstance(s.get(k), float) else f"{k:>20}: {s.get(k)}" for k in keys if k in s)
-
-
+    return "\n".join(
+        f"{k:>20}: {s[k]:.4g}" if isinstance(s.get(k), float) else f"{k:>20}: {s.get(k)}" for k in keys if k in s
+    )

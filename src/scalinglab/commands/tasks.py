@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+
 from scalinglab.commands.common import JSON_OPT, emit
 
 

@@ -30,15 +30,30 @@ def parse_ns(text: str) -> tuple[int, ...]:
 def eval_cmd(
     model: Path = typer.Option(..., help=MODEL_HELP),
     task: str = typer.Option("arithmetic", help="Task name (see `scalinglab tasks`); judges the answers."),
-    problems: Optional[Path] = typer.Option(None, help="JSONL of problems (id, prompt, answer); default: generate them."),
+    problems: Optional[Path] = typer.Option(
+        None, help="JSONL of problems (id, prompt, answer); default: generate them."
+    ),
     seed: int = typer.Option(777, help="Generator seed of the problems when --problems is not given."),
-    num_problems: Optional[int] = typer.Option(None, help="Problems to evaluate: without --problems, this many distinct problems of the task's evaluation split (default 100); with --problems, the file's first N (default: all, like lm-eval's --limit)."),
+    num_problems: Optional[int] = typer.Option(
+        None,
+        help="Problems to evaluate: without --problems, this many distinct problems of the task's evaluation split (default 100); with --problems, the file's first N (default: all, like lm-eval's --limit).",
+    ),
     difficulty: int = typer.Option(0, help="Task difficulty of generated problems (0 = the task's default)."),
-    settings: list[str] = typer.Option([], "--set", help="Task setting KEY=VALUE, repeatable (e.g. --set min_terms=2 for rg:basic_arithmetic; `scalinglab tasks`)."),
+    settings: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Task setting KEY=VALUE, repeatable (e.g. --set min_terms=2 for rg:basic_arithmetic; `scalinglab tasks`).",
+    ),
     strategy: str = typer.Option("majority", help="greedy | sample | majority | best-of-n | weighted | beam | budget."),
-    n: str = typer.Option("1,2,4,8,16", help="Budgets: samples per problem (beam: candidates per step; budget: thinking tokens)."),
-    verifier: str = typer.Option("functional", help="functional (task checker, oracle) | orm | prm, for best-of-n, weighted and beam."),
-    reward_model: Optional[Path] = typer.Option(None, help="Reward model directory (from `scalinglab train reward-model`) for orm/prm."),
+    n: str = typer.Option(
+        "1,2,4,8,16", help="Budgets: samples per problem (beam: candidates per step; budget: thinking tokens)."
+    ),
+    verifier: str = typer.Option(
+        "functional", help="functional (task checker, oracle) | orm | prm, for best-of-n, weighted and beam."
+    ),
+    reward_model: Optional[Path] = typer.Option(
+        None, help="Reward model directory (from `scalinglab train reward-model`) for orm/prm."
+    ),
     aggregation: str = typer.Option("", help="PRM step aggregation: min | prod | last (default min; last for beam)."),
     temperature: float = typer.Option(1.0, help="Sampling temperature."),
     top_p: float = typer.Option(1.0, help="Nucleus sampling mass."),
@@ -47,7 +62,9 @@ def eval_cmd(
     max_batch: int = typer.Option(64, help="Sequences decoded together."),
     dtype: str = DTYPE_OPT,
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    out: Optional[Path] = typer.Option(None, help="Run directory to write (summary.json, metrics.jsonl, accuracy_vs_flops.png)."),
+    out: Optional[Path] = typer.Option(
+        None, help="Run directory to write (summary.json, metrics.jsonl, accuracy_vs_flops.png)."
+    ),
     chat: str = CHAT_OPT,
     system: Optional[str] = SYSTEM_OPT,
     as_json: bool = JSON_OPT,
@@ -72,7 +89,13 @@ def eval_cmd(
     from scalinglab.engine.sampling import check_sampling
     from scalinglab.model.hf import resolve_model_dir
 
-    check_sampling(True, temperature=temperature, top_p=top_p, max_batch=max_batch, **({"max_new_tokens": max_new_tokens} if max_new_tokens else {}))
+    check_sampling(
+        True,
+        temperature=temperature,
+        top_p=top_p,
+        max_batch=max_batch,
+        **({"max_new_tokens": max_new_tokens} if max_new_tokens else {}),
+    )
     resolve_model_dir(model)  # a bad --model fails before any work (and a .gguf is converted now, once)
     t = get_task(task, parse_settings(settings))
     from scalinglab.tasks.split import draw
@@ -84,14 +107,35 @@ def eval_cmd(
         probs = load_problems(problems, default_task=task, task=t)[:num_problems]
     else:
         probs = draw(t, num_problems or 100, seed, difficulty or None, split="eval")
-    cfg = EvalConfig(strategy=strategy, ns=parse_ns(n), verifier=verifier, aggregation=aggregation, temperature=temperature,
-                     top_p=top_p, max_new_tokens=max_new_tokens, seed=sample_seed, max_batch=max_batch, dtype=dtype)
-    summary = run_eval(model, t, probs, cfg, reward_model=reward_model, device=device, out=out, chat=chat, system=system)
+    cfg = EvalConfig(
+        strategy=strategy,
+        ns=parse_ns(n),
+        verifier=verifier,
+        aggregation=aggregation,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        seed=sample_seed,
+        max_batch=max_batch,
+        dtype=dtype,
+    )
+    summary = run_eval(
+        model, t, probs, cfg, reward_model=reward_model, device=device, out=out, chat=chat, system=system
+    )
     emit(summary, as_json, human=_human(summary))
 
 
-def run_eval(model: Path, task, problems, cfg, reward_model: Path | None = None, device: str = "auto", out: Path | None = None,
-             chat: str = "auto", system: str | None = None) -> dict:
+def run_eval(
+    model: Path,
+    task,
+    problems,
+    cfg,
+    reward_model: Path | None = None,
+    device: str = "auto",
+    out: Path | None = None,
+    chat: str = "auto",
+    system: str | None = None,
+) -> dict:
     """Load the model (and reward model), format the prompts for it (chat template or few-shot),
     evaluate, and with `out` write a run directory."""
     import contextlib
@@ -110,9 +154,22 @@ def run_eval(model: Path, task, problems, cfg, reward_model: Path | None = None,
     dev = pick_device(device)
     m, tok = load_model(model, device=dev, dtype=decode_dtypes(cfg.dtype, dev)[0])
     task, problems = format_task(task, problems, tok, chat, system)
-    run = Run.create(out, "eval", {**dataclasses.asdict(cfg), "model": str(model), "task": task.name,
-                                   "reward_model": str(reward_model) if reward_model else None,
-                                   "problems": len(problems), **PromptFormat(tok, chat, system).describe()}) if out else None
+    run = (
+        Run.create(
+            out,
+            "eval",
+            {
+                **dataclasses.asdict(cfg),
+                "model": str(model),
+                "task": task.name,
+                "reward_model": str(reward_model) if reward_model else None,
+                "problems": len(problems),
+                **PromptFormat(tok, chat, system).describe(),
+            },
+        )
+        if out
+        else None
+    )
     # with --out, a failure, Ctrl-C or full disk is recorded in runs.sqlite and a run with nothing in it is removed
     with checkpoint.guard(run) if run is not None else contextlib.nullcontext():
         rm = load_reward_model(reward_model, dev) if reward_model and cfg.verifier != "functional" else None
@@ -128,14 +185,20 @@ def run_eval(model: Path, task, problems, cfg, reward_model: Path | None = None,
 
 
 def _human(s: dict) -> str:
-    rows = [f"{s['task']} · {s['strategy']} · {s['problems']} problems",
-            f"{'n':>5} {'accuracy':>9} {'pass@k':>7} {'prompt tok':>11} {'gen tok':>9} {'FLOPs':>10}"]
-    rows += [f"{p['n']:>5} {p['accuracy']:>9.3f} {p['pass_at_k']:>7.3f} {p['prompt_tokens']:>11} {p['generated_tokens']:>9} {p['flops']:>10.3g}"
-             for p in s["points"]]
+    rows = [
+        f"{s['task']} · {s['strategy']} · {s['problems']} problems",
+        f"{'n':>5} {'accuracy':>9} {'pass@k':>7} {'prompt tok':>11} {'gen tok':>9} {'FLOPs':>10}",
+    ]
+    rows += [
+        f"{p['n']:>5} {p['accuracy']:>9.3f} {p['pass_at_k']:>7.3f} {p['prompt_tokens']:>11} {p['generated_tokens']:>9} {p['flops']:>10.3g}"
+        for p in s["points"]
+    ]
     if s.get("decode") and s["decode"].get("tokens_per_s"):
         d = s["decode"]
-        rows.append(f"decode: {d['generated_tokens']} tokens in {d['seconds']:.1f} s ({d['tokens_per_s']:.0f} tok/s, "
-                    f"up to {d['max_batch']} sequences at once, {d['max_new_tokens']} new tokens at most)")
+        rows.append(
+            f"decode: {d['generated_tokens']} tokens in {d['seconds']:.1f} s ({d['tokens_per_s']:.0f} tok/s, "
+            f"up to {d['max_batch']} sequences at once, {d['max_new_tokens']} new tokens at most)"
+        )
     if s.get("figure"):
         rows.append(f"figure: {s['figure']}")
     return "\n".join(rows)

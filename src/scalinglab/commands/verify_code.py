@@ -14,13 +14,23 @@ from scalinglab.tasks.base import read_jsonl
 
 @common.verify_app.command("code")
 def verify_code(
-    input: Path = typer.Option(..., "--input", help='JSONL, one program per line: {"id", "program", "entry_point", "cases": [{"input": [args...], "output": expected}]}, '
-                              'or a HumanEval-style record {"task_id", "prompt", "completion", "test", "entry_point"} '
-                              '(prompt/test/entry_point looked up for HumanEval/N task_ids).'),
-    timeout: float = typer.Option(5.0, "--timeout", min=0.1, help="Wall seconds per program (all its cases); also its CPU-seconds limit."),
+    input: Path = typer.Option(
+        ...,
+        "--input",
+        help='JSONL, one program per line: {"id", "program", "entry_point", "cases": [{"input": [args...], "output": expected}]}, '
+        'or a HumanEval-style record {"task_id", "prompt", "completion", "test", "entry_point"} '
+        "(prompt/test/entry_point looked up for HumanEval/N task_ids).",
+    ),
+    timeout: float = typer.Option(
+        5.0, "--timeout", min=0.1, help="Wall seconds per program (all its cases); also its CPU-seconds limit."
+    ),
     workers: int = typer.Option(0, "--workers", min=0, help="Parallel sandboxes (0: two per CPU core)."),
-    sandbox: str = typer.Option("auto", "--sandbox", help="auto (bubblewrap; refuses to run without it), bwrap, or fallback: "
-                                "rlimits + unshare only, where programs can read and write host files (ask for it by name)."),
+    sandbox: str = typer.Option(
+        "auto",
+        "--sandbox",
+        help="auto (bubblewrap; refuses to run without it), bwrap, or fallback: "
+        "rlimits + unshare only, where programs can read and write host files (ask for it by name).",
+    ),
     as_json: bool = common.JSON_OPT,
 ) -> None:
     """Run untrusted Python programs in the sandbox (bubblewrap + rlimits) and judge them.
@@ -47,11 +57,19 @@ def verify_code(
     # No progress bar: common.progress_bar's task lacks its "info" field (KeyError in rich).
     results = judge_many(items, workers=workers or None, timeout_s=timeout, iso=iso)
     seconds = time.perf_counter() - t
-    out = {"isolation": iso.describe(), "results": [{**r.to_json(), "isolation": iso.mode} for r in results],
-           "passed": sum(r.passed for r in results), "total": len(results),
-           "programs_per_s": round(len(results) / seconds, 2) if results else 0.0}
-    human = "\n".join(f"{r.id or i}: {r.status} ({r.cases_passed}/{r.cases_total}) {r.detail}" for i, r in enumerate(results))
-    common.emit(out, as_json, escape(human) + f"\n{out['passed']}/{out['total']} passed, {out['programs_per_s']} programs/s")
+    out = {
+        "isolation": iso.describe(),
+        "results": [{**r.to_json(), "isolation": iso.mode} for r in results],
+        "passed": sum(r.passed for r in results),
+        "total": len(results),
+        "programs_per_s": round(len(results) / seconds, 2) if results else 0.0,
+    }
+    human = "\n".join(
+        f"{r.id or i}: {r.status} ({r.cases_passed}/{r.cases_total}) {r.detail}" for i, r in enumerate(results)
+    )
+    common.emit(
+        out, as_json, escape(human) + f"\n{out['passed']}/{out['total']} passed, {out['programs_per_s']} programs/s"
+    )
 
 
 @common.bench_app.command("sandbox")
@@ -69,9 +87,11 @@ def bench_sandbox(
     from scalinglab.verify.sandbox_bench import bench_sandbox as run
 
     res = run(n=n, workers=workers or None)
-    human = (f"naive    {res['naive']['programs_per_s']:>7} programs/s  ({res['naive']['method']})\n"
-             f"isolated {res['isolated']['programs_per_s']:>7} programs/s  ({res['isolated']['method']})\n"
-             f"ratio    {res['ratio']}x  verdicts agree: {res['agree']}")
+    human = (
+        f"naive    {res['naive']['programs_per_s']:>7} programs/s  ({res['naive']['method']})\n"
+        f"isolated {res['isolated']['programs_per_s']:>7} programs/s  ({res['isolated']['method']})\n"
+        f"ratio    {res['ratio']}x  verdicts agree: {res['agree']}"
+    )
     common.emit(res, as_json, escape(human))
 
 

@@ -13,9 +13,16 @@ from scalinglab.errors import UserError
 
 @common.verify_app.command("math")
 def verify_math_cmd(
-    input: Path = typer.Option(..., "--input", "-i", help="JSONL, one object per line: "
-                               '{"id": ..., "candidate": "<answer or full solution>", "reference": "<answer>"}.'),
-    timeout_s: float = typer.Option(5.0, "--timeout", help="Hard limit in seconds per pair; an overrun worker is killed."),
+    input: Path = typer.Option(
+        ...,
+        "--input",
+        "-i",
+        help="JSONL, one object per line: "
+        '{"id": ..., "candidate": "<answer or full solution>", "reference": "<answer>"}.',
+    ),
+    timeout_s: float = typer.Option(
+        5.0, "--timeout", help="Hard limit in seconds per pair; an overrun worker is killed."
+    ),
     workers: int = typer.Option(0, "--workers", help="Worker processes (0: one per core, at most 4)."),
     as_json: bool = common.JSON_OPT,
 ) -> None:
@@ -41,11 +48,14 @@ def verify_math_cmd(
         if missing:
             raise UserError(f"{input}:{i}: missing field(s) {missing}")
     t0 = time.perf_counter()
-    verdicts = verify_batch([(str(r["candidate"]), str(r["reference"])) for r in rows],
-                            timeout_s=timeout_s, workers=workers or None)
+    verdicts = verify_batch(
+        [(str(r["candidate"]), str(r["reference"])) for r in rows], timeout_s=timeout_s, workers=workers or None
+    )
     secs = time.perf_counter() - t0
-    results = [{"id": r.get("id", i), "correct": v.correct, "reason": v.reason, "error": v.error}
-               for i, (r, v) in enumerate(zip(rows, verdicts))]
+    results = [
+        {"id": r.get("id", i), "correct": v.correct, "reason": v.reason, "error": v.error}
+        for i, (r, v) in enumerate(zip(rows, verdicts))
+    ]
     timeouts = sum(v.error and v.reason.startswith(TIMEOUT_PREFIX) for v in verdicts)
     errors = sum(v.error for v in verdicts)
     summary = {
@@ -58,8 +68,10 @@ def verify_math_cmd(
         "seconds": round(secs, 4),
         "pairs_per_s": round(len(rows) / secs, 2) if secs > 0 else None,
     }
-    human = (f"{summary['correct']}/{len(rows)} correct, {summary['wrong']} wrong, "
-             f"{errors} verifier errors ({timeouts} timeouts) in {secs:.2f}s")
+    human = (
+        f"{summary['correct']}/{len(rows)} correct, {summary['wrong']} wrong, "
+        f"{errors} verifier errors ({timeouts} timeouts) in {secs:.2f}s"
+    )
     common.emit(summary, as_json, human)
 
 

@@ -84,7 +84,9 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise UserError("--backend ray needs Ray: pip install 'scalinglab[ray]' (or pip install 'ray[default]')") from None
+        raise UserError(
+            "--backend ray needs Ray: pip install 'scalinglab[ray]' (or pip install 'ray[default]')"
+        ) from None
     return ray
 
 
@@ -100,8 +102,9 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as e:
-        raise UserError(f"--address {address}: no Ray head reachable there ({e.strerror or e}); "
-                        "start one with `ray start --head`") from None
+        raise UserError(
+            f"--address {address}: no Ray head reachable there ({e.strerror or e}); start one with `ray start --head`"
+        ) from None
 
 
 def _token_auth_for_clients() -> None:
@@ -110,7 +113,11 @@ def _token_auth_for_clients() -> None:
     address did not send it unless RAY_AUTH_MODE=token was set (measured with Ray 2.60)."""
     if "RAY_AUTH_MODE" in os.environ:
         return
-    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or Path("~/.ray/auth_token").expanduser().exists():
+    if (
+        os.environ.get("RAY_AUTH_TOKEN")
+        or os.environ.get("RAY_AUTH_TOKEN_PATH")
+        or Path("~/.ray/auth_token").expanduser().exists()
+    ):
         os.environ["RAY_AUTH_MODE"] = "token"
 
 
@@ -150,8 +157,9 @@ class RayExecutor:
         if fn not in self._remote:
             self._remote[fn] = self.ray.remote(fn)
         # retry_exceptions=False: only a dead worker is retried, never a Python exception
-        opts = self._remote[fn].options(num_cpus=r.num_cpus, num_gpus=r.num_gpus, max_retries=r.max_retries,
-                                        retry_exceptions=False)
+        opts = self._remote[fn].options(
+            num_cpus=r.num_cpus, num_gpus=r.num_gpus, max_retries=r.max_retries, retry_exceptions=False
+        )
         return opts.remote(*args, **kwargs)
 
     def gather(self, handles, on_result=None):

@@ -31,9 +31,8 @@ task whose `check` returns the verdicts the verifier actors already computed).
 
 from __future__ import annotations
 
-import math
-
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -143,7 +142,11 @@ class PoolBatch:
 
     def record(self) -> dict:
         """Metrics a trainer logs per step."""
-        return {"weight_version": self.expected_version, "stale_chunks": self.stale, "generator_restarts": self.restarts}
+        return {
+            "weight_version": self.expected_version,
+            "stale_chunks": self.stale,
+            "generator_restarts": self.restarts,
+        }
 
 
 def _chunks(n: int, k: int) -> list[tuple[int, int]]:
@@ -156,7 +159,15 @@ def merge_results(parts: Sequence[Any], seconds: float) -> Any:
     from scalinglab.engine.engine import GenerationResult
 
     out = GenerationResult(generations=[g for p in parts for g in p.generations], seconds=seconds)
-    for k in ("prompt_tokens", "generated_tokens", "prefills", "prompt_flops", "generated_flops", "kv_bytes", "prefix_kv_bytes"):
+    for k in (
+        "prompt_tokens",
+        "generated_tokens",
+        "prefills",
+        "prompt_flops",
+        "generated_flops",
+        "kv_bytes",
+        "prefix_kv_bytes",
+    ):
         setattr(out, k, sum(getattr(p, k) for p in parts))
     out.steps = max((p.steps for p in parts), default=0)
     return out
@@ -176,9 +187,13 @@ class RayRolloutPool:
         if cfg.trace_dir:
             Path(cfg.trace_dir).mkdir(parents=True, exist_ok=True)
         restarts = dict(max_restarts=cfg.max_restarts, max_task_retries=cfg.max_restarts)
-        Gen = ray.remote(GenerationWorker).options(num_cpus=cfg.cpus_per_generator, num_gpus=cfg.gpus_per_generator, **restarts)
+        Gen = ray.remote(GenerationWorker).options(
+            num_cpus=cfg.cpus_per_generator, num_gpus=cfg.gpus_per_generator, **restarts
+        )
         Ver = ray.remote(VerifierWorker).options(num_cpus=cfg.cpus_per_verifier, **restarts)
-        self.generators = [Gen.remote(self.model_path, r, cfg.threads, cfg.max_batch, cfg.trace_dir) for r in range(cfg.generators)]
+        self.generators = [
+            Gen.remote(self.model_path, r, cfg.threads, cfg.max_batch, cfg.trace_dir) for r in range(cfg.generators)
+        ]
         self.verifiers = [Ver.remote() for _ in range(cfg.verifiers)]
         self.version = 0
         # (version, [ObjectRef]) of the latest published weights; the ref sits in a list so Ray passes
@@ -197,8 +212,9 @@ class RayRolloutPool:
         # each runs before any later call to the same actor; kept so `close` can let them finish
         self._loading = [g.set_weights.remote(self._published) for g in self.generators]
 
-    def generate_and_verify(self, task: Any, problems: Sequence[Any], params: Any, version: int | None = None,
-                            weights: Any = None) -> PoolBatch:
+    def generate_and_verify(
+        self, task: Any, problems: Sequence[Any], params: Any, version: int | None = None, weights: Any = None
+    ) -> PoolBatch:
         """Sample `params.n` completions per problem on the generators and verify them on the verifiers.
 
         `weights` (a model or a name -> tensor dict) with `version` publishes new weights first;
@@ -217,7 +233,9 @@ class RayRolloutPool:
         gen_refs, ver_refs = [], []
         for i, (lo, hi) in enumerate(spans):
             p_i = replace(params, seed=params.seed + i)
-            gref = self.generators[i].generate.remote([p.prompt for p in problems[lo:hi]], p_i, expected, self._published)
+            gref = self.generators[i].generate.remote(
+                [p.prompt for p in problems[lo:hi]], p_i, expected, self._published
+            )
             gen_refs.append(gref)
             per = max(1, len(self.verifiers) // len(spans))  # verifiers per chunk
             for j, (a, b) in enumerate(_chunks(hi - lo, per)):
@@ -229,17 +247,42 @@ class RayRolloutPool:
         for g in gens:
             if self._pids.get(g["rank"]) != g["pid"]:
                 restarts += 1
-                log.warning("generator %d was restarted (pid %s -> %s); the call was re-run", g["rank"], self._pids.get(g["rank"]), g["pid"])
+                log.warning(
+                    "generator %d was restarted (pid %s -> %s); the call was re-run",
+                    g["rank"],
+                    self._pids.get(g["rank"]),
+                    g["pid"],
+                )
                 self._pids[g["rank"]] = g["pid"]
             if g["version"] != expected:
-                log.warning("generator %d sampled with STALE weights v%d (expected v%d)", g["rank"], g["version"], expected)
+                log.warning(
+                    "generator %d sampled with STALE weights v%d (expected v%d)", g["rank"], g["version"], expected
+                )
         seconds = time.perf_counter() - t0
         result = merge_results([g["result"] for g in gens], seconds)
-        return PoolBatch(result=result, verdicts=verdicts, versions=[g["version"] for g in gens], expected_version=expected,
-                         restarts=restarts, seconds=seconds)
+        return PoolBatch(
+            result=result,
+            verdicts=verdicts,
+            versions=[g["version"] for g in gens],
+            expected_version=expected,
+            restarts=restarts,
+            seconds=seconds,
+        )
 
-    def rollout(self, task: Any, problems: Sequence[Any], n: int, max_new_tokens: int, temperature: float, seed: int,
-                missing_eos_penalty: float = 0.0, *, tokenizer: Any, device: Any = "cpu", version: int | None = None):
+    def rollout(
+        self,
+        task: Any,
+        problems: Sequence[Any],
+        n: int,
+        max_new_tokens: int,
+        temperature: float,
+        seed: int,
+        missing_eos_penalty: float = 0.0,
+        *,
+        tokenizer: Any,
+        device: Any = "cpu",
+        version: int | None = None,
+    ):
         """`rl_common.rollout` with generation and verification on the pool; returns an `rl_common.Rollout`
         whose `extra` holds the batch's weight version, stale chunks and generator restarts."""
         from scalinglab.train.rl_common import rollout
@@ -275,8 +318,13 @@ class _PoolEngine:
         if list(prompts) != [p.prompt for p in self.problems]:
             raise ValueError("prompts do not match the problems given to the pool")
         self.batch = self.pool.generate_and_verify(self.task, self.problems, params, self.version)
-        self._verdicts = iter([(c.text, v) for g, vs in zip(self.batch.result.generations, self.batch.verdicts)
-                               for c, v in zip(g.completions, vs)])
+        self._verdicts = iter(
+            [
+                (c.text, v)
+                for g, vs in zip(self.batch.result.generations, self.batch.verdicts)
+                for c, v in zip(g.completions, vs)
+            ]
+        )
         return self.batch.result
 
 

@@ -43,8 +43,15 @@ def _model_dir(model: Path | None, depth: int, tmp: Path) -> Path:
     return save_model(m, CharTokenizer(), tmp / "model")
 
 
-def run_benchmark(model: Path | None = None, sequences: int = 64, new_tokens: int = 64, device: str = "cpu",
-                  repeats: int = 3, depth: int = 2, ragged: bool = True) -> dict:
+def run_benchmark(
+    model: Path | None = None,
+    sequences: int = 64,
+    new_tokens: int = 64,
+    device: str = "cpu",
+    repeats: int = 3,
+    depth: int = 2,
+    ragged: bool = True,
+) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from scalinglab.engine import Engine, SamplingParams
@@ -53,7 +60,9 @@ def run_benchmark(model: Path | None = None, sequences: int = 64, new_tokens: in
 
     dev = torch.device(device)
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
-    if model is not None and dev.type == "cpu":  # a real model: the issue-16 grid of contenders instead of the toy cases
+    if (
+        model is not None and dev.type == "cpu"
+    ):  # a real model: the issue-16 grid of contenders instead of the toy cases
         return real_model_benchmark(model, new_tokens=new_tokens, rounds=repeats)
     with tempfile.TemporaryDirectory() as td:
         d = _model_dir(model, depth, Path(td))
@@ -77,8 +86,16 @@ def run_benchmark(model: Path | None = None, sequences: int = 64, new_tokens: in
 
         def run_hf() -> int:
             with torch.no_grad():
-                out = hf.generate(**enc, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=new_tokens,
-                                  min_new_tokens=new_tokens, pad_token_id=hf_tok.pad_token_id)
+                out = hf.generate(
+                    **enc,
+                    do_sample=True,
+                    temperature=1.0,
+                    top_k=0,
+                    top_p=1.0,
+                    max_new_tokens=new_tokens,
+                    min_new_tokens=new_tokens,
+                    pad_token_id=hf_tok.pad_token_id,
+                )
             return int((out.shape[1] - enc["input_ids"].shape[1]) * out.shape[0])
 
         def best(fn) -> tuple[float, int]:
@@ -104,13 +121,27 @@ def run_benchmark(model: Path | None = None, sequences: int = 64, new_tokens: in
         rag = _ragged(engine.model, tok, hf, hf_tok, sequences, best) if ragged else None
     ours_tps, comp_tps, hf_tps = n_ours / t_ours, n_comp / t_comp, n_hf / t_hf
     return {
-        "benchmark": "engine", "device": str(dev), "threads": torch.get_num_threads(), "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(), "sequences": sequences, "new_tokens": new_tokens,
-        "model_params": sum(p.numel() for p in ours.parameters()), "scalinglab_tokens": n_ours, "transformers_tokens": n_hf,
-        "scalinglab_seconds": t_ours, "transformers_seconds": t_hf, "scalinglab_tokens_per_s": ours_tps,
-        "transformers_tokens_per_s": hf_tps, "speedup": ours_tps / hf_tps,
-        "compiled_seconds": t_comp, "compiled_tokens_per_s": comp_tps, "compiled_speedup": comp_tps / hf_tps,
-        "compile_seconds": t_compile, "torch": torch.__version__, "scalinglab_decode_path": path,
+        "benchmark": "engine",
+        "device": str(dev),
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "sequences": sequences,
+        "new_tokens": new_tokens,
+        "model_params": sum(p.numel() for p in ours.parameters()),
+        "scalinglab_tokens": n_ours,
+        "transformers_tokens": n_hf,
+        "scalinglab_seconds": t_ours,
+        "transformers_seconds": t_hf,
+        "scalinglab_tokens_per_s": ours_tps,
+        "transformers_tokens_per_s": hf_tps,
+        "speedup": ours_tps / hf_tps,
+        "compiled_seconds": t_comp,
+        "compiled_tokens_per_s": comp_tps,
+        "compiled_speedup": comp_tps / hf_tps,
+        "compile_seconds": t_compile,
+        "torch": torch.__version__,
+        "scalinglab_decode_path": path,
         **({"ragged": rag} if rag else {}),
     }
 
@@ -118,7 +149,9 @@ def run_benchmark(model: Path | None = None, sequences: int = 64, new_tokens: in
 def answer_lengths(new: torch.Tensor, eos: int) -> torch.Tensor:
     """Tokens of each generated row (B, T) up to and including its first EOS (T where it has none); the rest is padding."""
     ended = new == eos
-    return torch.where(ended.any(1), ended.int().argmax(1) + 1, torch.full((new.shape[0],), new.shape[1], dtype=torch.long))
+    return torch.where(
+        ended.any(1), ended.int().argmax(1) + 1, torch.full((new.shape[0],), new.shape[1], dtype=torch.long)
+    )
 
 
 def _ragged(model, tok, hf, hf_tok, batch: int, best, prompts: int = 256, new_tokens: int = 256) -> dict:
@@ -137,19 +170,35 @@ def _ragged(model, tok, hf, hf_tok, batch: int, best, prompts: int = 256, new_to
     def run_hf() -> int:
         count = 0
         for i in range(0, prompts, batch):
-            enc = hf_tok(texts[i:i + batch], return_tensors="pt", padding=True).to(dev)
+            enc = hf_tok(texts[i : i + batch], return_tensors="pt", padding=True).to(dev)
             with torch.no_grad():
-                out = hf.generate(**enc, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=new_tokens,
-                                  pad_token_id=hf_tok.pad_token_id, eos_token_id=tok.eos_id)
-            count += int(answer_lengths(out[:, enc["input_ids"].shape[1]:], tok.eos_id).sum())
+                out = hf.generate(
+                    **enc,
+                    do_sample=True,
+                    temperature=1.0,
+                    top_k=0,
+                    top_p=1.0,
+                    max_new_tokens=new_tokens,
+                    pad_token_id=hf_tok.pad_token_id,
+                    eos_token_id=tok.eos_id,
+                )
+            count += int(answer_lengths(out[:, enc["input_ids"].shape[1] :], tok.eos_id).sum())
         return count
 
     t_ours, n_ours = best(run_ours)
     t_hf, n_hf = best(run_hf)
-    return {"prompts": prompts, "max_batch": batch, "max_new_tokens": new_tokens, "scalinglab_tokens": n_ours,
-            "transformers_tokens": n_hf, "scalinglab_seconds": t_ours, "transformers_seconds": t_hf,
-            "scalinglab_tokens_per_s": n_ours / t_ours, "transformers_tokens_per_s": n_hf / t_hf,
-            "speedup": (n_ours / t_ours) / (n_hf / t_hf)}
+    return {
+        "prompts": prompts,
+        "max_batch": batch,
+        "max_new_tokens": new_tokens,
+        "scalinglab_tokens": n_ours,
+        "transformers_tokens": n_hf,
+        "scalinglab_seconds": t_ours,
+        "transformers_seconds": t_hf,
+        "scalinglab_tokens_per_s": n_ours / t_ours,
+        "transformers_tokens_per_s": n_hf / t_hf,
+        "speedup": (n_ours / t_ours) / (n_hf / t_hf),
+    }
 
 
 def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3) -> dict:
@@ -173,8 +222,10 @@ def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3) -> dict:
     d = resolve_model_dir(model)
     prompts = [p.prompt for p in get_task("arithmetic").generate(8, seed=12345, difficulty=3)]
     ours, tok = load_model(d, dtype=torch.float32)
-    engines = {"scalinglab_fp32": Engine(ours, tok, max_batch=64),
-               "scalinglab_bf16": Engine(ours, tok, max_batch=64, weight_dtype=torch.bfloat16)}
+    engines = {
+        "scalinglab_fp32": Engine(ours, tok, max_batch=64),
+        "scalinglab_bf16": Engine(ours, tok, max_batch=64, weight_dtype=torch.bfloat16),
+    }
     hf32 = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
     hf16 = AutoModelForCausalLM.from_pretrained(d, dtype=torch.bfloat16).eval()
     hf_tok = AutoTokenizer.from_pretrained(d)
@@ -192,10 +243,19 @@ def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3) -> dict:
 
         def run() -> int:
             with torch.no_grad():
-                out = hf.generate(**enc, do_sample=not greedy, temperature=1.0 if not greedy else None, top_k=0 if not greedy else None,
-                                  top_p=1.0 if not greedy else None, num_return_sequences=n, max_new_tokens=new_tokens,
-                                  min_new_tokens=new_tokens, pad_token_id=hf_tok.pad_token_id)
+                out = hf.generate(
+                    **enc,
+                    do_sample=not greedy,
+                    temperature=1.0 if not greedy else None,
+                    top_k=0 if not greedy else None,
+                    top_p=1.0 if not greedy else None,
+                    num_return_sequences=n,
+                    max_new_tokens=new_tokens,
+                    min_new_tokens=new_tokens,
+                    pad_token_id=hf_tok.pad_token_id,
+                )
             return int((out.shape[1] - enc["input_ids"].shape[1]) * out.shape[0])
+
         return run
 
     runs = {}
@@ -204,8 +264,11 @@ def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3) -> dict:
         runs[(case, "scalinglab_bf16")] = ours_fn(engines["scalinglab_bf16"], ps, n, greedy)
         runs[(case, "transformers_fp32")] = hf_fn(hf32, ps, n, greedy)
         runs[(case, "transformers_bf16")] = hf_fn(hf16, ps, n, greedy)
-    notes = {name: f"{pkg} is not installed: skipped (the `bench` extra installs it)"
-             for name, pkg in (("ctranslate2", "ctranslate2"), ("llama.cpp", "llama_cpp")) if importlib.util.find_spec(pkg) is None}
+    notes = {
+        name: f"{pkg} is not installed: skipped (the `bench` extra installs it)"
+        for name, pkg in (("ctranslate2", "ctranslate2"), ("llama.cpp", "llama_cpp"))
+        if importlib.util.find_spec(pkg) is None
+    }
     for fn in runs.values():  # warm-up: packing, first-call allocations
         fn()
     times: dict = {k: [] for k in runs}
@@ -230,15 +293,31 @@ def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3) -> dict:
     flags = cpu_flags()
     b64 = table["batch64"]
     return {
-        "benchmark": "engine", "model": str(model), "model_dir": str(d), "model_params": sum(p.numel() for p in ours.parameters()),
-        "device": "cpu", "threads": torch.get_num_threads(), "machine": platform.machine(), "processor": platform.processor(),
-        "cpu_bf16_dot_products": cpu_bf16_dot_products(), "cpu_avx512": "avx512f" in flags,
-        "new_tokens": new_tokens, "rounds": rounds, "load_average_per_round": loads, "cases": table,
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__}, "skipped": notes,
-        "scalinglab_decode_path": engines["scalinglab_fp32"].generate(prompts[:1], SamplingParams(max_new_tokens=1)).decode_path,
+        "benchmark": "engine",
+        "model": str(model),
+        "model_dir": str(d),
+        "model_params": sum(p.numel() for p in ours.parameters()),
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_bf16_dot_products": cpu_bf16_dot_products(),
+        "cpu_avx512": "avx512f" in flags,
+        "new_tokens": new_tokens,
+        "rounds": rounds,
+        "load_average_per_round": loads,
+        "cases": table,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "skipped": notes,
+        "scalinglab_decode_path": engines["scalinglab_fp32"]
+        .generate(prompts[:1], SamplingParams(max_new_tokens=1))
+        .decode_path,
         # the command's one-line summary: batch 64, fp32
-        "scalinglab_tokens_per_s": b64["scalinglab_fp32"]["tokens_per_s"], "transformers_tokens_per_s": b64["transformers_fp32"]["tokens_per_s"],
-        "speedup": b64["scalinglab_fp32"]["vs_transformers_fp32"], "compiled_tokens_per_s": float("nan"),
-        "compiled_speedup": float("nan"), "compile_seconds": float("nan"),
+        "scalinglab_tokens_per_s": b64["scalinglab_fp32"]["tokens_per_s"],
+        "transformers_tokens_per_s": b64["transformers_fp32"]["tokens_per_s"],
+        "speedup": b64["scalinglab_fp32"]["vs_transformers_fp32"],
+        "compiled_tokens_per_s": float("nan"),
+        "compiled_speedup": float("nan"),
+        "compile_seconds": float("nan"),
         "note": "real model: the compiled path and the ragged case are not run (toy-model cases; see docs/engine.md)",
     }

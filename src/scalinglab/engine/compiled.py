@@ -38,7 +38,9 @@ def _norm(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
     return w * F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
 
 
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+def _attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, pos: torch.Tensor
+) -> torch.Tensor:
     """Attention of q (S, H, D) over cached kc/vc (S, Hkv, T, D) at positions < pos, and over its own k/v (S, Hkv, D).
 
     Broadcast-multiply-and-sum, which the compiler fuses into loops (see the module docstring).
@@ -56,9 +58,22 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kc: torch.Tensor,
     return y / (e.sum(-1, keepdim=True) + e_own)
 
 
-def decode_step(tokens: torch.Tensor, pos: torch.Tensor, kv: torch.Tensor, cos_t: torch.Tensor, sin_t: torch.Tensor,
-                embed: torch.Tensor, layers: list[tuple], norm_w: torch.Tensor, lm_head: torch.Tensor,
-                heads: tuple[int, int], eps: float, uniform: torch.Tensor, temperature: torch.Tensor, kernel: bool = False):
+def decode_step(
+    tokens: torch.Tensor,
+    pos: torch.Tensor,
+    kv: torch.Tensor,
+    cos_t: torch.Tensor,
+    sin_t: torch.Tensor,
+    embed: torch.Tensor,
+    layers: list[tuple],
+    norm_w: torch.Tensor,
+    lm_head: torch.Tensor,
+    heads: tuple[int, int],
+    eps: float,
+    uniform: torch.Tensor,
+    temperature: torch.Tensor,
+    kernel: bool = False,
+):
     """One decode step: sampled ids (S,), their log-probs (S,), logits (S, V) and new K/V (L, 2, S, Hkv, D).
 
     tokens, pos (S,): the last ids and their positions; kv (L, 2, S, Hkv, T, D) holds each
@@ -78,11 +93,13 @@ def decode_step(tokens: torch.Tensor, pos: torch.Tensor, kv: torch.Tensor, cos_t
     for li, (ln1, wqkv, bqkv, wo, ln2, wgu, wdown) in enumerate(layers):
         qkv = F.linear(_norm(x, ln1, eps), wqkv, bqkv).unflatten(-1, (H + 2 * Hkv, D))
         q = _rotate(qkv[:, :H], cos, sin)
-        k, v = _rotate(qkv[:, H:H + Hkv], cos, sin), qkv[:, H + Hkv:]
+        k, v = _rotate(qkv[:, H : H + Hkv], cos, sin), qkv[:, H + Hkv :]
         new.append(torch.stack([k, v]))
         if kernel:
             no_prefix = kv.new_empty(0, Hkv, 1, D)
-            y = torch.ops.scalinglab.decode_attention(q, no_prefix, no_prefix, pos, kv[li, 0], kv[li, 1], pos, k, v, 1.0 / math.sqrt(D))
+            y = torch.ops.scalinglab.decode_attention(
+                q, no_prefix, no_prefix, pos, kv[li, 0], kv[li, 1], pos, k, v, 1.0 / math.sqrt(D)
+            )
         else:
             y = _attend(q, k, v, kv[li, 0], kv[li, 1], pos)
         x = x + F.linear(y.reshape(S, H * D).to(x.dtype), wo)

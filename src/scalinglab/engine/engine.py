@@ -73,9 +73,17 @@ class GenerationResult:
         return self.generated_tokens / self.seconds if self.seconds > 0 else 0.0
 
     def accounting(self) -> dict:
-        return {"prompt_tokens": self.prompt_tokens, "generated_tokens": self.generated_tokens, "prefills": self.prefills,
-                "prompt_flops": self.prompt_flops, "generated_flops": self.generated_flops, "flops": self.flops,
-                "seconds": self.seconds, "tokens_per_s": self.tokens_per_s, "kv_bytes": self.kv_bytes}
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "generated_tokens": self.generated_tokens,
+            "prefills": self.prefills,
+            "prompt_flops": self.prompt_flops,
+            "generated_flops": self.generated_flops,
+            "flops": self.flops,
+            "seconds": self.seconds,
+            "tokens_per_s": self.tokens_per_s,
+            "kv_bytes": self.kv_bytes,
+        }
 
 
 def sequence_flops(cfg, start: int, count: int) -> float:
@@ -90,13 +98,18 @@ _REASONS = ("length", "eos", "stop", "length")  # by code; 0 = still running (re
 class Engine(ModelSteps):
     """Generation for a `Transformer` and its tokenizer. See the module docstring."""
 
-    def __init__(self, model: Transformer, tokenizer, max_batch: int = 64, compile: bool = False,
-                 weight_dtype: torch.dtype | None = None):
+    def __init__(
+        self,
+        model: Transformer,
+        tokenizer,
+        max_batch: int = 64,
+        compile: bool = False,
+        weight_dtype: torch.dtype | None = None,
+    ):
         super().__init__(model, weight_dtype)
         self.tok = tokenizer
         self.max_batch = max_batch
         self.compile = compile  # n == 1 decode steps through `engine.compiled` (torch.compile)
-
 
     def encode_prompts(self, prompts: Sequence[str | Sequence[int]]) -> list[list[int]]:
         ids = [list(p) if not isinstance(p, str) else self.tok.encode(p) for p in prompts]
@@ -106,8 +119,12 @@ class Engine(ModelSteps):
         return ids
 
     @torch.inference_mode()
-    def generate(self, prompts: Sequence[str | Sequence[int]], params: SamplingParams = SamplingParams(),
-                 progress: Callable[..., None] | None = None) -> GenerationResult:
+    def generate(
+        self,
+        prompts: Sequence[str | Sequence[int]],
+        params: SamplingParams = SamplingParams(),
+        progress: Callable[..., None] | None = None,
+    ) -> GenerationResult:
         """Complete every prompt `params.n` times. Prompts are strings or token-id lists."""
         t0 = time.perf_counter()
         prompt_ids = self.encode_prompts(prompts)
@@ -116,8 +133,10 @@ class Engine(ModelSteps):
         Tp, Ts = max(len(x) for x in prompt_ids), params.max_new_tokens
         if Tp + Ts > cfg.max_position_embeddings:
             i = max(range(len(prompt_ids)), key=lambda j: len(prompt_ids[j]))
-            raise UserError(f"prompt {i} has {Tp} tokens: with max_new_tokens {Ts} it runs past the model's context of "
-                            f"{cfg.max_position_embeddings} positions (max_position_embeddings)")
+            raise UserError(
+                f"prompt {i} has {Tp} tokens: with max_new_tokens {Ts} it runs past the model's context of "
+                f"{cfg.max_position_embeddings} positions (max_position_embeddings)"
+            )
         compiled, cache_ts = self.compile and n == 1, Ts
         if compiled:  # few distinct shapes, so few compilations: batch to a power of two, length to 64s
             G = min(1 << (G - 1).bit_length(), max(1, self.max_batch))
@@ -129,8 +148,12 @@ class Engine(ModelSteps):
         stop_strs = tuple(params.stop)
         eos = None if params.ignore_eos else self.tok.eos_id
 
-        result = GenerationResult(generations=[Generation(prompt=p if isinstance(p, str) else self.tok.decode(p), prompt_ids=ids, completions=[])
-                                               for p, ids in zip(prompts, prompt_ids)])
+        result = GenerationResult(
+            generations=[
+                Generation(prompt=p if isinstance(p, str) else self.tok.decode(p), prompt_ids=ids, completions=[])
+                for p, ids in zip(prompts, prompt_ids)
+            ]
+        )
         result.decode_path = "native" if native else "compiled" if compiled else "pytorch"
         # per-slot output buffers: a step records its tokens with a few array operations
         buf_tok = np.zeros((G * n, Ts), dtype=np.int64)
@@ -167,8 +190,8 @@ class Engine(ModelSteps):
         def check_stops(slots: np.ndarray) -> None:
             """Finish the `slots` (just given a token) whose text now ends with a stop string."""
             for s_ in slots[reason[slots] != _EOS] if stop_strs else ():
-                tail = self.tok.decode(buf_tok[s_, max(0, ntok[s_] - 32):ntok[s_]].tolist())
-                if any(tail.endswith(st) or st in tail[-(len(st) + 8):] for st in stop_strs):
+                tail = self.tok.decode(buf_tok[s_, max(0, ntok[s_] - 32) : ntok[s_]].tolist())
+                if any(tail.endswith(st) or st in tail[-(len(st) + 8) :] for st in stop_strs):
                     reason[s_], done_host[s_] = _STOP, True
 
         def admit(free: list[int]) -> None:
@@ -204,9 +227,11 @@ class Engine(ModelSteps):
             gen_out = result.generations[p]
             for j in range(n):
                 s_ = g * n + j
-                ids, why = buf_tok[s_, :ntok[s_]].tolist(), _REASONS[reason[s_]]
+                ids, why = buf_tok[s_, : ntok[s_]].tolist(), _REASONS[reason[s_]]
                 text_ids = ids[:-1] if why == "eos" else ids
-                gen_out.completions.append(Completion(self.tok.decode(text_ids), ids, buf_lp[s_, :ntok[s_]].tolist(), why))
+                gen_out.completions.append(
+                    Completion(self.tok.decode(text_ids), ids, buf_lp[s_, : ntok[s_]].tolist(), why)
+                )
                 result.generated_tokens += len(ids)
                 result.generated_flops += sequence_flops(cfg, len(prompt_ids[p]), len(ids))
             group_prompt[g] = -1
@@ -230,7 +255,7 @@ class Engine(ModelSteps):
         admit(list(range(G)))
         while active_groups > 0:
             # retire finished groups; refill them from the queue or compact
-            for g in np.nonzero(done_host[:active_groups * n].reshape(-1, n).all(1))[0]:
+            for g in np.nonzero(done_host[: active_groups * n].reshape(-1, n).all(1))[0]:
                 if group_prompt[g] >= 0:
                     retire(int(g))
             free = [g for g in range(active_groups) if group_prompt[g] < 0]
@@ -251,7 +276,9 @@ class Engine(ModelSteps):
             S = active_groups * n
             if native:  # as many steps as no group finishes (one when stop strings need checking)
                 live = np.nonzero(~done_host[:S])[0]
-                steps = self._native_steps(cache, n, S, tokens, plen, slen, shared, Ts, params, gen, eos, 1 if stop_strs else Ts)
+                steps = self._native_steps(
+                    cache, n, S, tokens, plen, slen, shared, Ts, params, gen, eos, 1 if stop_strs else Ts
+                )
                 result.steps += steps
                 slen_host[:S] += steps
                 check_stops(live)

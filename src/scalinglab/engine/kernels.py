@@ -42,7 +42,12 @@ _FAILED: str | None = None
 _INFO: dict = {}  # how the library got here: {"path", "key", "compiled"} (see build_info)
 _NAME = "scalinglab_engine_kernels"
 _CSRC = Path(__file__).parent / "csrc"
-_FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]  # fast-math: vectorised exp and dot products (the kernel meets no inf/NaN); -fopenmp: at::parallel_for really runs in parallel, on torch's own OpenMP runtime (not linked, resolved from libtorch)
+_FLAGS = [
+    "-O3",
+    "-march=native",
+    "-ffast-math",
+    "-fopenmp",
+]  # fast-math: vectorised exp and dot products (the kernel meets no inf/NaN); -fopenmp: at::parallel_for really runs in parallel, on torch's own OpenMP runtime (not linked, resolved from libtorch)
 
 
 def build_key(csrc: Path = _CSRC, flags: list[str] = _FLAGS) -> str:
@@ -50,8 +55,14 @@ def build_key(csrc: Path = _CSRC, flags: list[str] = _FLAGS) -> str:
     h = hashlib.sha256()
     for f in sorted(p for p in csrc.iterdir() if p.is_file()):
         h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
-    for part in (*flags, os.environ.get("CXX", "c++"), torch.__version__, sys.version.split()[0],
-                 torch.backends.cpu.get_cpu_capability(), platform.machine()):
+    for part in (
+        *flags,
+        os.environ.get("CXX", "c++"),
+        torch.__version__,
+        sys.version.split()[0],
+        torch.backends.cpu.get_cpu_capability(),
+        platform.machine(),
+    ):
         h.update(str(part).encode() + b"\0")
     return h.hexdigest()[:16]
 
@@ -89,8 +100,14 @@ def _load(csrc: Path = _CSRC, root: Path | None = None) -> dict:
 
     d.mkdir(parents=True, exist_ok=True)
     sources = sorted(str(p) for p in csrc.glob("*.cpp"))
-    load(name, sources, extra_cflags=_FLAGS, build_directory=str(d), is_python_module=False,
-         verbose=os.environ.get("SCALINGLAB_VERBOSE_BUILD") == "1")  # registers torch.ops.scalinglab.*
+    load(
+        name,
+        sources,
+        extra_cflags=_FLAGS,
+        build_directory=str(d),
+        is_python_module=False,
+        verbose=os.environ.get("SCALINGLAB_VERBOSE_BUILD") == "1",
+    )  # registers torch.ops.scalinglab.*
     return {"path": str(so), "key": d.name.rsplit("-", 1)[1], "compiled": True}
 
 
@@ -124,7 +141,11 @@ def decode_attention():
             _OP = _build()
         except Exception as e:  # noqa: BLE001 - no compiler / ninja: the matmul path still works
             _FAILED = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
-            warnings.warn(f"CPU decode-attention kernel not built ({_FAILED}); using batched matmuls", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"CPU decode-attention kernel not built ({_FAILED}); using batched matmuls",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     return _OP
 
 

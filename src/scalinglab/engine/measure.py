@@ -34,9 +34,17 @@ class _Point:
         self.tokens = torch.randint(4, cfg.vocab_size, (batch,), device=dev)
         self.greedy, self.gen = SamplingParams(greedy=True), torch.Generator(device=dev)
         # the scheduler's record arrays; no slot ever finishes (no EOS, budget never reached): reset per run
-        self.record = ([torch.zeros(batch, slots + 1, dtype=torch.long), torch.zeros(batch, slots + 1, dtype=torch.float64),
-                        torch.zeros(batch, dtype=torch.long), torch.zeros(batch, dtype=torch.bool), torch.zeros(batch, dtype=torch.int8)]
-                       if self.native else None)
+        self.record = (
+            [
+                torch.zeros(batch, slots + 1, dtype=torch.long),
+                torch.zeros(batch, slots + 1, dtype=torch.float64),
+                torch.zeros(batch, dtype=torch.long),
+                torch.zeros(batch, dtype=torch.bool),
+                torch.zeros(batch, dtype=torch.int8),
+            ]
+            if self.native
+            else None
+        )
         self.bytes = self.cache.bytes
 
     def run(self, engine: Engine, steps: int, warmup: int) -> list[float]:
@@ -52,10 +60,24 @@ class _Point:
                 torch.cuda.synchronize()
             t = time.perf_counter()
             if self.native:
-                engine._native_steps(self.cache, 1, b, self.tokens, self.plen, slen, self.record, self.slots + 2, self.greedy,
-                                     self.gen, None, 1)
+                engine._native_steps(
+                    self.cache,
+                    1,
+                    b,
+                    self.tokens,
+                    self.plen,
+                    slen,
+                    self.record,
+                    self.slots + 2,
+                    self.greedy,
+                    self.gen,
+                    None,
+                    1,
+                )
             elif self.compiled:
-                engine._decode_compiled(self.cache, self.tokens, self.plen, slen, self.context + i + 1, self.greedy, self.gen, b)
+                engine._decode_compiled(
+                    self.cache, self.tokens, self.plen, slen, self.context + i + 1, self.greedy, self.gen, b
+                )
             else:
                 engine._decode(self.cache, b, 1, self.tokens, self.plen, slen, self.context + i + 1)
             if dev.type == "cuda":
@@ -65,8 +87,9 @@ class _Point:
         return times
 
 
-def decode_step_times(engine: Engine, batch: int, context: int, steps: int = 8, warmup: int = 2,
-                      compiled: bool = False) -> list[float]:
+def decode_step_times(
+    engine: Engine, batch: int, context: int, steps: int = 8, warmup: int = 2, compiled: bool = False
+) -> list[float]:
     """Seconds of each of `steps` decode steps of `batch` sequences that each hold `context` tokens.
 
     The cache is filled with random keys/values, so no prefill is timed; each timed call is exactly
@@ -77,7 +100,9 @@ def decode_step_times(engine: Engine, batch: int, context: int, steps: int = 8, 
     return _Point(engine, batch, context, steps + warmup, compiled).run(engine, steps, warmup)
 
 
-def decode_step_seconds(engine: Engine, batch: int, context: int, steps: int = 8, warmup: int = 2, compiled: bool = False) -> float:
+def decode_step_seconds(
+    engine: Engine, batch: int, context: int, steps: int = 8, warmup: int = 2, compiled: bool = False
+) -> float:
     """Median seconds of one decode step (see `decode_step_times`)."""
     times = sorted(decode_step_times(engine, batch, context, steps, warmup, compiled))
     return times[len(times) // 2]

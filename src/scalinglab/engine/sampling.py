@@ -15,10 +15,14 @@ import torch
 
 from scalinglab.errors import UserError
 
-_RULES = {"n": (lambda v: v >= 1, "at least 1"), "max_new_tokens": (lambda v: v >= 1, "at least 1"),
-          "max_batch": (lambda v: v >= 1, "at least 1"), "top_k": (lambda v: v >= 0, "0 (all) or more"),
-          "temperature": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
-          "top_p": (lambda v: 0 < v <= 1, "in (0, 1]")}
+_RULES = {
+    "n": (lambda v: v >= 1, "at least 1"),
+    "max_new_tokens": (lambda v: v >= 1, "at least 1"),
+    "max_batch": (lambda v: v >= 1, "at least 1"),
+    "top_k": (lambda v: v >= 0, "0 (all) or more"),
+    "temperature": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
+    "top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
+}
 
 
 def check_sampling(as_flags: bool = False, **values) -> None:
@@ -45,8 +49,13 @@ class SamplingParams:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_sampling(n=self.n, max_new_tokens=self.max_new_tokens, top_k=self.top_k, top_p=self.top_p,
-                       **({} if self.greedy else {"temperature": self.temperature}))
+        check_sampling(
+            n=self.n,
+            max_new_tokens=self.max_new_tokens,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            **({} if self.greedy else {"temperature": self.temperature}),
+        )
 
 
 def sample_tokens(logits: torch.Tensor, p: SamplingParams, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -57,7 +57,6 @@ class _Cache:
         self.bytes = self.prefix_bytes + 2 * self.ks.numel() * self.ks.element_size()
 
 
-
 DTYPES = ("auto", "fp32", "bf16")
 
 
@@ -122,7 +121,9 @@ class ModelSteps:
         Parameters' version counters tell when an optimizer step changed them in place.
         """
         if getattr(self, "_params", None) is None:
-            self._params = list(self.model.parameters())  # walking the module tree every step cost half as much as its GEMMs
+            self._params = list(
+                self.model.parameters()
+            )  # walking the module tree every step cost half as much as its GEMMs
         version = sum(p._version for p in self._params)
         if getattr(self, "_fused_version", None) != version:
             D = self.cfg.head_dim
@@ -135,11 +136,23 @@ class ModelSteps:
             for b in self.model.model.layers:
                 a = b.self_attn
                 wqkv = torch.cat([interleave(a.q_proj.weight), interleave(a.k_proj.weight), a.v_proj.weight]).detach()
-                bqkv = (torch.cat([interleave(a.q_proj.bias), interleave(a.k_proj.bias), a.v_proj.bias]).detach()
-                        if a.q_proj.bias is not None else None)
+                bqkv = (
+                    torch.cat([interleave(a.q_proj.bias), interleave(a.k_proj.bias), a.v_proj.bias]).detach()
+                    if a.q_proj.bias is not None
+                    else None
+                )
                 wgu = torch.cat([b.mlp.gate_proj.weight, b.mlp.up_proj.weight]).detach()
-                layers.append((b.input_layernorm, wqkv, bqkv, a.o_proj.weight.detach(), b.post_attention_layernorm, wgu,
-                               b.mlp.down_proj.weight.detach()))
+                layers.append(
+                    (
+                        b.input_layernorm,
+                        wqkv,
+                        bqkv,
+                        a.o_proj.weight.detach(),
+                        b.post_attention_layernorm,
+                        wgu,
+                        b.mlp.down_proj.weight.detach(),
+                    )
+                )
             self._fused_layers, self._fused_version = layers, version
         return self._fused_layers
 
@@ -159,9 +172,11 @@ class ModelSteps:
         cfg = self.cfg
         H, Hkv, D = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         qkv = F.linear(h, wqkv, bqkv).unflatten(-1, (H + 2 * Hkv, D))
-        qk = torch.view_as_complex(qkv[..., : H + Hkv, :].float().unflatten(-1, (D // 2, 2)))  # one rotation for q and k
+        qk = torch.view_as_complex(
+            qkv[..., : H + Hkv, :].float().unflatten(-1, (D // 2, 2))
+        )  # one rotation for q and k
         qk = torch.view_as_real(qk * rot).flatten(-2).to(h.dtype)
-        return qk[..., :H, :], qk[..., H:, :], qkv[..., H + Hkv:, :]
+        return qk[..., :H, :], qk[..., H:, :], qkv[..., H + Hkv :, :]
 
     @staticmethod
     def _mlp(x: torch.Tensor, ln2, wgu: torch.Tensor, wdown: torch.Tensor) -> torch.Tensor:
@@ -184,8 +199,21 @@ class ModelSteps:
             pos = torch.tensor([i for x in ids for i in range(len(x))])
             last = torch.tensor([len(x) for x in ids]).cumsum(0) - 1  # each prompt's final row
             embed, norm_w, lm_head, flat = self._packed()
-            return prefill_rows()(embed, flat, norm_w, lm_head, self.cfg.num_attention_heads, self.cfg.rms_norm_eps,
-                                  self._native_rope(cache), kc, vc, toks, crow, pos, last)
+            return prefill_rows()(
+                embed,
+                flat,
+                norm_w,
+                lm_head,
+                self.cfg.num_attention_heads,
+                self.cfg.rms_norm_eps,
+                self._native_rope(cache),
+                kc,
+                vc,
+                toks,
+                crow,
+                pos,
+                last,
+            )
         k_, T = len(ids), max(len(x) for x in ids)
         batch = torch.full((k_, T), self.tok.pad_id, dtype=torch.long)
         for i, x in enumerate(ids):
@@ -208,7 +236,9 @@ class ModelSteps:
         return m.lm_head(self._norm(x[torch.arange(k_, device=dev), last], m.model.norm))
 
     @torch.inference_mode()
-    def _decode(self, cache: _Cache, G: int, n: int, tokens: torch.Tensor, plen: torch.Tensor, slen: torch.Tensor, tcur: int) -> torch.Tensor:
+    def _decode(
+        self, cache: _Cache, G: int, n: int, tokens: torch.Tensor, plen: torch.Tensor, slen: torch.Tensor, tcur: int
+    ) -> torch.Tensor:
         """One decode step for the first G groups (S = G·n samples); logits (S, V).
 
         tokens (S,) the last sampled ids; plen (G,) prompt lengths; slen (S,) tokens
@@ -224,7 +254,9 @@ class ModelSteps:
         rot = self._rope(pos)[:, None, :]  # (S, 1, D/2): broadcast over heads
         wpos = (pos if cache.flat else slen).clamp(max=cache.ks.shape[3] - 1)  # finished samples keep stepping
         T = cache.ks.shape[3]
-        slots = ((torch.arange(S, device=dev)[:, None] * Hkv + torch.arange(Hkv, device=dev)[None, :]) * T + wpos[:, None]).reshape(-1)
+        slots = (
+            (torch.arange(S, device=dev)[:, None] * Hkv + torch.arange(Hkv, device=dev)[None, :]) * T + wpos[:, None]
+        ).reshape(-1)
         scale = 1.0 / math.sqrt(D)
         attend = decode_attention() if dev.type == "cpu" and x.dtype == torch.float32 else None
         if attend is None:  # masks for the matmul attention
@@ -251,8 +283,17 @@ class ModelSteps:
         return m.lm_head(self._norm(x, m.model.norm))
 
     @torch.inference_mode()
-    def _decode_compiled(self, cache: _Cache, tokens: torch.Tensor, plen: torch.Tensor, slen: torch.Tensor, tcur: int,
-                         p: SamplingParams, gen: torch.Generator, live: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _decode_compiled(
+        self,
+        cache: _Cache,
+        tokens: torch.Tensor,
+        plen: torch.Tensor,
+        slen: torch.Tensor,
+        tcur: int,
+        p: SamplingParams,
+        gen: torch.Generator,
+        live: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One flat-mode decode step of every slot through `engine.compiled`: sampled ids and log-probs (G,).
 
         Slots from `live` on are empty: they are computed (the graph's shapes are fixed) and ignored.
@@ -282,8 +323,21 @@ class ModelSteps:
             uniform = cache.noise
             uniform[:live].uniform_(generator=gen)
         tb = min(T, -(-tcur // 16) * 16)
-        tok, lp, logits, new = CompiledDecode.step(tokens, pos, cache.kv[..., :tb, :], *cache.rope, embed, w, norm_w, lm_head,
-                                                   (cfg.num_attention_heads, Hkv), cfg.rms_norm_eps, uniform, temp, kernel)
+        tok, lp, logits, new = CompiledDecode.step(
+            tokens,
+            pos,
+            cache.kv[..., :tb, :],
+            *cache.rope,
+            embed,
+            w,
+            norm_w,
+            lm_head,
+            (cfg.num_attention_heads, Hkv),
+            cfg.rms_norm_eps,
+            uniform,
+            temp,
+            kernel,
+        )
         rows = (cache.rows + pos[None, None, :, None]).view(-1)  # row (l, k|v, g, h, pos[g]) of the flat cache
         cache.kv.view(-1, D).index_copy_(0, rows, new.reshape(-1, D))
         if truncated:
@@ -292,8 +346,12 @@ class ModelSteps:
 
     def _native_ok(self) -> bool:
         """Whether the C++ operators serve this model: CPU, float32 or bfloat16 weights, head_dim <= 256, and the extension built."""
-        return (self.device.type == "cpu" and self.model.lm_head.weight.dtype in (torch.float32, torch.bfloat16)
-                and self.cfg.head_dim <= 256 and decode_steps() is not None)
+        return (
+            self.device.type == "cpu"
+            and self.model.lm_head.weight.dtype in (torch.float32, torch.bfloat16)
+            and self.cfg.head_dim <= 256
+            and decode_steps() is not None
+        )
 
     def decode_dtype(self) -> torch.dtype:
         """The dtype of the native path's matrices (what `--dtype` chose; commands report it): `weight_dtype`, else bf16 for a bf16 model, else float32."""
@@ -319,8 +377,15 @@ class ModelSteps:
 
             flat = []
             for ln1, wqkv, bqkv, wo, ln2, wgu, wdown in layers:
-                flat += [f32(ln1.weight), pack_weight(wqkv, wdt), none if bqkv is None else f32(bqkv), pack_weight(wo, wdt),
-                         f32(ln2.weight), pack_weight(wgu, wdt), pack_weight(wdown, wdt)]
+                flat += [
+                    f32(ln1.weight),
+                    pack_weight(wqkv, wdt),
+                    none if bqkv is None else f32(bqkv),
+                    pack_weight(wo, wdt),
+                    f32(ln2.weight),
+                    pack_weight(wgu, wdt),
+                    pack_weight(wdown, wdt),
+                ]
             embed = f32(m.model.embed_tokens.weight.to(wdt))  # bf16: the embedding rows rounded like every matrix
             self._packed_cache = (embed, f32(m.model.norm.weight), pack_weight(m.lm_head.weight, wdt), flat)
             self._packed_key = (self._fused_version, wdt)
@@ -335,9 +400,16 @@ class ModelSteps:
         layers = self._fused()
         if getattr(self, "_weights_version", None) != self._fused_version:
             m, none = self.model, torch.empty(0, device=self.device)
-            head = tuple(t.detach().contiguous() for t in (m.model.embed_tokens.weight, m.model.norm.weight, m.lm_head.weight))
-            per_layer = [tuple(None if t is None else t.detach().contiguous() for t in (ln1.weight, wqkv, bqkv, wo, ln2.weight, wgu, wdown))
-                         for ln1, wqkv, bqkv, wo, ln2, wgu, wdown in layers]
+            head = tuple(
+                t.detach().contiguous() for t in (m.model.embed_tokens.weight, m.model.norm.weight, m.lm_head.weight)
+            )
+            per_layer = [
+                tuple(
+                    None if t is None else t.detach().contiguous()
+                    for t in (ln1.weight, wqkv, bqkv, wo, ln2.weight, wgu, wdown)
+                )
+                for ln1, wqkv, bqkv, wo, ln2, wgu, wdown in layers
+            ]
             flat = [none if t is None else t for layer in per_layer for t in layer]
             self._weights_cache, self._weights_version = (head, per_layer, flat), self._fused_version
         return self._weights_cache
@@ -352,9 +424,21 @@ class ModelSteps:
         return cache.rope
 
     @torch.inference_mode()
-    def _native_steps(self, cache: _Cache, n: int, S: int, tokens: torch.Tensor, plen: torch.Tensor, slen: torch.Tensor,
-                      record: list[torch.Tensor], budget: int, p: SamplingParams, gen: torch.Generator, eos: int | None,
-                      max_steps: int) -> int:
+    def _native_steps(
+        self,
+        cache: _Cache,
+        n: int,
+        S: int,
+        tokens: torch.Tensor,
+        plen: torch.Tensor,
+        slen: torch.Tensor,
+        record: list[torch.Tensor],
+        budget: int,
+        p: SamplingParams,
+        gen: torch.Generator,
+        eos: int | None,
+        max_steps: int,
+    ) -> int:
         """Decode steps of the first S slots in C++ until a group finishes or `max_steps`; returns the steps taken.
 
         tokens and slen advance in place; each live slot's tokens and log-probs go into
@@ -362,12 +446,38 @@ class ModelSteps:
         also finishes (EOS, or `budget` tokens). Samples as `sample_tokens` does.
         """
         embed, norm_w, lm_head, flat = self._packed()
-        return decode_steps()(embed, flat, norm_w, lm_head, self.cfg.num_attention_heads, self.cfg.rms_norm_eps,
-                              self._native_rope(cache), cache.kp, cache.vp, plen, cache.kv, cache.flat, n, S, tokens, slen, *record, budget,
-                              p.temperature, p.greedy, p.top_k, p.top_p, -1 if eos is None else eos, max_steps, gen)
+        return decode_steps()(
+            embed,
+            flat,
+            norm_w,
+            lm_head,
+            self.cfg.num_attention_heads,
+            self.cfg.rms_norm_eps,
+            self._native_rope(cache),
+            cache.kp,
+            cache.vp,
+            plen,
+            cache.kv,
+            cache.flat,
+            n,
+            S,
+            tokens,
+            slen,
+            *record,
+            budget,
+            p.temperature,
+            p.greedy,
+            p.top_k,
+            p.top_p,
+            -1 if eos is None else eos,
+            max_steps,
+            gen,
+        )
 
     @staticmethod
-    def _shared_attention(q, cache: _Cache, li: int, G: int, n: int, rep: int, scale: float, pmask, future, tcur: int) -> torch.Tensor:
+    def _shared_attention(
+        q, cache: _Cache, li: int, G: int, n: int, rep: int, scale: float, pmask, future, tcur: int
+    ) -> torch.Tensor:
         """Attention over a shared prompt prefix and each sample's own suffix, merged by LSE."""
         S, H, D = q.shape
         Hkv = H // rep

@@ -52,8 +52,16 @@ class ModelConfig:
         heads = width // head_dim
         kv = heads // 2 if heads % 2 == 0 else heads
         mlp = int(math.ceil(8 * width / 3 / 32) * 32)
-        base = dict(vocab_size=vocab_size, hidden_size=width, intermediate_size=mlp, num_hidden_layers=depth,
-                    num_attention_heads=heads, num_key_value_heads=kv, head_dim=head_dim, depth=depth)
+        base = dict(
+            vocab_size=vocab_size,
+            hidden_size=width,
+            intermediate_size=mlp,
+            num_hidden_layers=depth,
+            num_attention_heads=heads,
+            num_key_value_heads=kv,
+            head_dim=head_dim,
+            depth=depth,
+        )
         base.update(overrides)
         return cls(**base)
 

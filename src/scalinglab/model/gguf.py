@@ -106,7 +106,9 @@ def convert_gguf(path: Path, out: Path) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
     except ImportError as e:
-        raise UserError(f"model {path}: loading a .gguf needs `transformers` and `gguf` ({e}); pip install transformers gguf") from None
+        raise UserError(
+            f"model {path}: loading a .gguf needs `transformers` and `gguf` ({e}); pip install transformers gguf"
+        ) from None
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
@@ -114,9 +116,13 @@ def convert_gguf(path: Path, out: Path) -> None:
         tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     except Exception as e:  # a truncated or foreign file fails anywhere in transformers' reader (struct.error, ...)
         first = str(e).splitlines()[0] if str(e) else ""
-        raise UserError(f"model {path}: transformers cannot convert this GGUF ({type(e).__name__}: {first[:200]})") from None
+        raise UserError(
+            f"model {path}: transformers cannot convert this GGUF ({type(e).__name__}: {first[:200]})"
+        ) from None
     if model.config.model_type not in _SUPPORTED:
-        raise UserError(f"model {path}: architecture {model.config.model_type!r} is not supported (supported: {', '.join(_SUPPORTED)})")
+        raise UserError(
+            f"model {path}: architecture {model.config.model_type!r} is not supported (supported: {', '.join(_SUPPORTED)})"
+        )
     # The weights are de-quantised now: drop the quantizer, or save_pretrained refuses / marks the folder as GGUF.
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config

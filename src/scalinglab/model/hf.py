@@ -60,11 +60,17 @@ def resolve_model_dir(path: str | os.PathLike) -> Path:
         return p
     if _is_model_dir(p / "model"):
         return p / "model"
-    ckpts = sorted((int(c.name[5:]), c) for c in (p / "checkpoints").glob("step-*") if c.name[5:].isdigit()) if (p / "checkpoints").exists() else []
+    ckpts = (
+        sorted((int(c.name[5:]), c) for c in (p / "checkpoints").glob("step-*") if c.name[5:].isdigit())
+        if (p / "checkpoints").exists()
+        else []
+    )
     for _, c in reversed(ckpts):
         if _is_model_dir(c / "model"):
             return c / "model"
-    raise UserError(f"model {p}: neither a Hugging Face model directory (config.json with model_type) nor a run with a model")
+    raise UserError(
+        f"model {p}: neither a Hugging Face model directory (config.json with model_type) nor a run with a model"
+    )
 
 
 def config_from_hf(d: dict) -> ModelConfig:
@@ -77,16 +83,24 @@ def config_from_hf(d: dict) -> ModelConfig:
     heads = d["num_attention_heads"]
     try:
         return ModelConfig(
-            vocab_size=d["vocab_size"], hidden_size=d["hidden_size"], intermediate_size=d["intermediate_size"],
-            num_hidden_layers=d["num_hidden_layers"], num_attention_heads=heads,
+            vocab_size=d["vocab_size"],
+            hidden_size=d["hidden_size"],
+            intermediate_size=d["intermediate_size"],
+            num_hidden_layers=d["num_hidden_layers"],
+            num_attention_heads=heads,
             num_key_value_heads=d.get("num_key_value_heads") or heads,
             head_dim=d.get("head_dim") or d["hidden_size"] // heads,
-            max_position_embeddings=d.get("max_position_embeddings", 2048), rope_theta=float(theta),
-            rope_scaling=scaling, rms_norm_eps=d.get("rms_norm_eps", 1e-6),
+            max_position_embeddings=d.get("max_position_embeddings", 2048),
+            rope_theta=float(theta),
+            rope_scaling=scaling,
+            rms_norm_eps=d.get("rms_norm_eps", 1e-6),
             tie_word_embeddings=d.get("tie_word_embeddings", mt == "qwen2" and False),
-            attention_bias=True if mt == "qwen2" else d.get("attention_bias", False), arch=mt,
+            attention_bias=True if mt == "qwen2" else d.get("attention_bias", False),
+            arch=mt,
             bos_token_id=d.get("bos_token_id") if isinstance(d.get("bos_token_id"), int) else 1,
-            eos_token_id=(d["eos_token_id"][0] if isinstance(d.get("eos_token_id"), list) else d.get("eos_token_id", 2)),
+            eos_token_id=(
+                d["eos_token_id"][0] if isinstance(d.get("eos_token_id"), list) else d.get("eos_token_id", 2)
+            ),
             pad_token_id=d.get("pad_token_id") if isinstance(d.get("pad_token_id"), int) else 0,
             depth=(d.get("scalinglab") or {}).get("depth"),
         )
@@ -96,14 +110,27 @@ def config_from_hf(d: dict) -> ModelConfig:
 
 def config_to_hf(cfg: ModelConfig) -> dict:
     d = {
-        "architectures": [_ARCH[cfg.arch]], "model_type": cfg.arch, "vocab_size": cfg.vocab_size,
-        "hidden_size": cfg.hidden_size, "intermediate_size": cfg.intermediate_size,
-        "num_hidden_layers": cfg.num_hidden_layers, "num_attention_heads": cfg.num_attention_heads,
-        "num_key_value_heads": cfg.num_key_value_heads, "head_dim": cfg.head_dim, "hidden_act": "silu",
-        "max_position_embeddings": cfg.max_position_embeddings, "rms_norm_eps": cfg.rms_norm_eps,
-        "rope_theta": cfg.rope_theta, "rope_scaling": cfg.rope_scaling, "tie_word_embeddings": cfg.tie_word_embeddings,
-        "bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id, "pad_token_id": cfg.pad_token_id,
-        "initializer_range": 0.02, "use_cache": True, "torch_dtype": "float32",
+        "architectures": [_ARCH[cfg.arch]],
+        "model_type": cfg.arch,
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.hidden_size,
+        "intermediate_size": cfg.intermediate_size,
+        "num_hidden_layers": cfg.num_hidden_layers,
+        "num_attention_heads": cfg.num_attention_heads,
+        "num_key_value_heads": cfg.num_key_value_heads,
+        "head_dim": cfg.head_dim,
+        "hidden_act": "silu",
+        "max_position_embeddings": cfg.max_position_embeddings,
+        "rms_norm_eps": cfg.rms_norm_eps,
+        "rope_theta": cfg.rope_theta,
+        "rope_scaling": cfg.rope_scaling,
+        "tie_word_embeddings": cfg.tie_word_embeddings,
+        "bos_token_id": cfg.bos_token_id,
+        "eos_token_id": cfg.eos_token_id,
+        "pad_token_id": cfg.pad_token_id,
+        "initializer_range": 0.02,
+        "use_cache": True,
+        "torch_dtype": "float32",
         "scalinglab": {"depth": cfg.depth},
     }
     if cfg.arch == "llama":
@@ -113,7 +140,9 @@ def config_to_hf(cfg: ModelConfig) -> dict:
     return d
 
 
-def save_model(model: Transformer, tokenizer: Tokenizer, directory: str | os.PathLike, extra: dict | None = None) -> Path:
+def save_model(
+    model: Transformer, tokenizer: Tokenizer, directory: str | os.PathLike, extra: dict | None = None
+) -> Path:
     """Write `directory` atomically (temp dir + rename) in the Hugging Face layout."""
     from safetensors.torch import save_file
 
@@ -167,7 +196,9 @@ def _load_state_dict(d: Path) -> dict[str, torch.Tensor]:
     return sd
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> tuple[Transformer, Tokenizer]:
+def load_model(
+    path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> tuple[Transformer, Tokenizer]:
     """Load a run directory or a local Hugging Face Llama/Qwen2 directory into our model."""
     d = resolve_model_dir(path)
     try:
@@ -183,20 +214,33 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", dtyp
     with torch.device("meta"):
         model = Transformer(cfg, init=False)
     want = model.state_dict()
-    wrong = [f"{k} {tuple(v.shape)} (config.json implies {tuple(want[k].shape)})" for k, v in sd.items()
-             if k in want and tuple(v.shape) != tuple(want[k].shape)]
+    wrong = [
+        f"{k} {tuple(v.shape)} (config.json implies {tuple(want[k].shape)})"
+        for k, v in sd.items()
+        if k in want and tuple(v.shape) != tuple(want[k].shape)
+    ]
     if wrong:
-        raise UserError(f"model {d}: the weights do not match config.json: {wrong[0]}" + (f" and {len(wrong) - 1} more" if len(wrong) > 1 else ""))
+        raise UserError(
+            f"model {d}: the weights do not match config.json: {wrong[0]}"
+            + (f" and {len(wrong) - 1} more" if len(wrong) > 1 else "")
+        )
     # one float32 sum per tensor: NaN or infinity anywhere makes it non-finite (finite weights cannot overflow it)
     broken = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v.sum(dtype=torch.float32))]
     if broken:
-        raise UserError(f"model {d}: weights hold NaN or infinity: {broken[0]}" + (f" and {len(broken) - 1} more tensors" if len(broken) > 1 else ""))
-    missing, unexpected = model.load_state_dict({k: v for k, v in sd.items() if "rotary_emb" not in k}, strict=False, assign=True)
+        raise UserError(
+            f"model {d}: weights hold NaN or infinity: {broken[0]}"
+            + (f" and {len(broken) - 1} more tensors" if len(broken) > 1 else "")
+        )
+    missing, unexpected = model.load_state_dict(
+        {k: v for k, v in sd.items() if "rotary_emb" not in k}, strict=False, assign=True
+    )
     if cfg.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight
         missing = [m for m in missing if m != "lm_head.weight"]
     if missing or unexpected:
-        raise UserError(f"model {d}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise UserError(
+            f"model {d}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     model = model.to(device=device, dtype=dtype)
     model.inv_freq = rope_inv_freq(cfg).to(device)  # keep RoPE frequencies in fp32
     model.eval()

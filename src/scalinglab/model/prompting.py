@@ -50,7 +50,9 @@ def _compile(template: str):
     def raise_exception(message: str):
         raise TemplateError(message)
 
-    def tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None, separators=None, sort_keys: bool = False) -> str:
+    def tojson(
+        x: Any, ensure_ascii: bool = False, indent: int | None = None, separators=None, sort_keys: bool = False
+    ) -> str:
         return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
     # The same environment settings as transformers' chat-template renderer.
@@ -69,7 +71,9 @@ def render_chat(template: str, messages: list[dict], add_generation_prompt: bool
     from jinja2 import TemplateError
 
     try:
-        return _compile(template).render(messages=messages, add_generation_prompt=add_generation_prompt, **special_tokens)
+        return _compile(template).render(
+            messages=messages, add_generation_prompt=add_generation_prompt, **special_tokens
+        )
     except TemplateError as e:
         raise UserError(f"chat template: {e}") from None
 
@@ -91,7 +95,9 @@ class PromptFormat:
         self.specials: dict[str, str] = dict(getattr(tokenizer, "special_tokens", {}) or {})
 
     def messages(self, text: str) -> list[dict]:
-        return ([{"role": "system", "content": self.system}] if self.system is not None else []) + [{"role": "user", "content": text}]
+        return ([{"role": "system", "content": self.system}] if self.system is not None else []) + [
+            {"role": "user", "content": text}
+        ]
 
     def render(self, text: str, few_shot: str = "") -> str:
         """The prompt as the model sees it (less a BOS the tokenizer adds itself)."""
@@ -100,7 +106,7 @@ class PromptFormat:
         out = render_chat(self.template, self.messages(text), add_generation_prompt=True, **self.specials)
         bos = self.specials.get("bos_token")
         if bos and getattr(self.tok, "adds_bos", False) and out.startswith(bos):
-            out = out[len(bos):]  # encode(text, bos=True) puts it back
+            out = out[len(bos) :]  # encode(text, bos=True) puts it back
         return out
 
     def apply(self, problems: Sequence[Problem], few_shot: str = "") -> list[Problem]:

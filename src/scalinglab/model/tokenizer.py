@@ -55,21 +55,33 @@ class CharTokenizer:
 
     def save(self, directory: str | os.PathLike) -> None:
         """Write `tokenizer.json` + `tokenizer_config.json` that `AutoTokenizer` loads."""
-        from tokenizers import Tokenizer as HFTok, decoders, models, processors
+        from tokenizers import Tokenizer as HFTok
+        from tokenizers import decoders, models, processors
 
         vocab = {s: i for i, s in enumerate(self.itos)}
         tok = HFTok(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))  # no merges: one token per char
         tok.add_special_tokens(SPECIALS)
         tok.decoder = decoders.Fuse()
-        tok.post_processor = processors.TemplateProcessing(single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", 1)])
+        tok.post_processor = processors.TemplateProcessing(
+            single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", 1)]
+        )
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         tok.save(str(d / "tokenizer.json"))
-        cfg = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<bos>", "eos_token": "<eos>",
-               "pad_token": "<pad>", "unk_token": "<unk>", "model_max_length": 1_000_000, "clean_up_tokenization_spaces": False,
-               "scalinglab_tokenizer": "char"}
+        cfg = {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": "<bos>",
+            "eos_token": "<eos>",
+            "pad_token": "<pad>",
+            "unk_token": "<unk>",
+            "model_max_length": 1_000_000,
+            "clean_up_tokenization_spaces": False,
+            "scalinglab_tokenizer": "char",
+        }
         (d / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2))
-        (d / "special_tokens_map.json").write_text(json.dumps({k: cfg[k] for k in ("bos_token", "eos_token", "pad_token", "unk_token")}, indent=2))
+        (d / "special_tokens_map.json").write_text(
+            json.dumps({k: cfg[k] for k in ("bos_token", "eos_token", "pad_token", "unk_token")}, indent=2)
+        )
 
 
 class HFTokenizer:
@@ -99,7 +111,9 @@ class HFTokenizer:
             t = text(name)
             return self.tok.token_to_id(t) if t is not None else None
 
-        self.special_tokens = {k: text(k) for k in ("bos_token", "eos_token", "pad_token", "unk_token") if text(k) is not None}
+        self.special_tokens = {
+            k: text(k) for k in ("bos_token", "eos_token", "pad_token", "unk_token") if text(k) is not None
+        }
         # The chat template (Jinja), where transformers keeps it: chat_template.jinja (5.x) or tokenizer_config.json.
         tmpl = cfg.get("chat_template")
         if (d / "chat_template.jinja").exists():
@@ -145,7 +159,13 @@ class HFTokenizer:
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json", "chat_template.jinja"):
+        for name in (
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+            "generation_config.json",
+            "chat_template.jinja",
+        ):
             if (self.directory / name).exists() and (self.directory / name).resolve() != (d / name).resolve():
                 shutil.copy(self.directory / name, d / name)
 
@@ -158,25 +178,43 @@ def train_bpe(texts, vocab_size: int, directory: str | os.PathLike) -> HFTokeniz
     `<bos>` (the post-processor does, as for the char tokenizer). The directory then holds a
     `tokenizer.json` that `transformers.AutoTokenizer` and `HFTokenizer` load.
     """
-    from tokenizers import Tokenizer as HFTok, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer as HFTok
+    from tokenizers import decoders, models, pre_tokenizers, processors, trainers
 
     specials = SPECIALS[:3]
     if vocab_size < 256 + len(specials) + 1:
-        raise UserError(f"vocab_size {vocab_size}: a byte-level BPE needs at least {256 + len(specials) + 1} (256 bytes, specials, merges)")
+        raise UserError(
+            f"vocab_size {vocab_size}: a byte-level BPE needs at least {256 + len(specials) + 1} (256 bytes, specials, merges)"
+        )
     tok = HFTok(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(texts, trainer)
-    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", tok.token_to_id("<bos>"))])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", tok.token_to_id("<bos>"))]
+    )
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     tok.save(str(d / "tokenizer.json"))
-    cfg = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>",
-           "model_max_length": 1_000_000, "clean_up_tokenization_spaces": False, "scalinglab_tokenizer": "bpe"}
+    cfg = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": "<bos>",
+        "eos_token": "<eos>",
+        "pad_token": "<pad>",
+        "model_max_length": 1_000_000,
+        "clean_up_tokenization_spaces": False,
+        "scalinglab_tokenizer": "bpe",
+    }
     (d / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2))
-    (d / "special_tokens_map.json").write_text(json.dumps({k: cfg[k] for k in ("bos_token", "eos_token", "pad_token")}, indent=2))
+    (d / "special_tokens_map.json").write_text(
+        json.dumps({k: cfg[k] for k in ("bos_token", "eos_token", "pad_token")}, indent=2)
+    )
     return HFTokenizer(d)
 
 

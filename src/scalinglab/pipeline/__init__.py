@@ -30,8 +30,14 @@ from scalinglab.runs.checkpoint import sigterm_as_interrupt
 from scalinglab.runs.store import DirLock, atomic_write_json, atomic_write_text, dumps
 
 STAGES: list[tuple[str, Callable]] = [
-    ("pretrain", stages.pretrain), ("synth", stages.synth), ("sft", stages.sft), ("rl", stages.rl),
-    ("reward_models", stages.reward_models), ("testtime", stages.testtime), ("tradeoff", stages.tradeoff), ("tokenomics", stages.tokenomics),
+    ("pretrain", stages.pretrain),
+    ("synth", stages.synth),
+    ("sft", stages.sft),
+    ("rl", stages.rl),
+    ("reward_models", stages.reward_models),
+    ("testtime", stages.testtime),
+    ("tradeoff", stages.tradeoff),
+    ("tokenomics", stages.tokenomics),
 ]
 
 
@@ -49,37 +55,64 @@ def get_preset(name: str) -> Preset:
         raise UserError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
     p = PRESETS[name]
     if p.device == "auto":
-        import torch
-
         from dataclasses import replace
+
+        import torch
 
         p = replace(p, device="cuda" if torch.cuda.is_available() else "cpu")
     return p
 
 
-def _summary(out: Path, preset: Preset, records: dict, failed: dict, t0: float, started: str, status: str = "running") -> dict:
+def _summary(
+    out: Path, preset: Preset, records: dict, failed: dict, t0: float, started: str, status: str = "running"
+) -> dict:
     keep = ("title", "headline", "model", "figures", "table", "notes", "prediction")
     st = {name: {k: r.get(k) for k in keep if r.get(k) is not None} for name, r in records.items()}
-    st.update({name: {"status": "interrupted" if err == "interrupted" else "failed", "error": err} for name, err in failed.items()})
-    laws = {r["law"]["name"]: {k: r["law"].get(k) for k in ("params", "ci95", "success", "message", "warnings", "n_points")
-                               if r["law"].get(k) is not None}
-            for r in records.values() if r.get("law")}
-    return {"preset": preset.name, "task": preset.task, "status": status, "started": started,
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S") if status == "finished" else None, "seconds": time.time() - t0, "machine": f"{os.cpu_count()}-core {platform.machine()}", "stages": st, "laws": laws,
-            "models": {name: r.get("model") for name, r in records.items()},
-            "heldout_overlap": stages.heldout_overlap(records)}  # evaluation problems seen in training, all stages (0)
+    st.update(
+        {
+            name: {"status": "interrupted" if err == "interrupted" else "failed", "error": err}
+            for name, err in failed.items()
+        }
+    )
+    laws = {
+        r["law"]["name"]: {
+            k: r["law"].get(k)
+            for k in ("params", "ci95", "success", "message", "warnings", "n_points")
+            if r["law"].get(k) is not None
+        }
+        for r in records.values()
+        if r.get("law")
+    }
+    return {
+        "preset": preset.name,
+        "task": preset.task,
+        "status": status,
+        "started": started,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S") if status == "finished" else None,
+        "seconds": time.time() - t0,
+        "machine": f"{os.cpu_count()}-core {platform.machine()}",
+        "stages": st,
+        "laws": laws,
+        "models": {name: r.get("model") for name, r in records.items()},
+        "heldout_overlap": stages.heldout_overlap(records),
+    }  # evaluation problems seen in training, all stages (0)
 
 
 def results_markdown(summary: dict) -> str:
     """The run's headline numbers as a Markdown table (what the README shows)."""
+
     def fmt(v) -> str:
         if isinstance(v, float):
             return f"{v:.3g}" if abs(v) >= 1e4 or abs(v) < 1e-2 else f"{v:.3f}"
         return str(v)
 
-    lines = [f"Preset `{summary['preset']}`, task `{summary['task']}`, {summary['machine']}, "
-             f"{summary['seconds'] / 60:.1f} min, finished {summary['finished']}.", "",
-             "| stage | result |", "|---|---|"]
+    lines = [
+        f"Preset `{summary['preset']}`, task `{summary['task']}`, {summary['machine']}, "
+        f"{summary['seconds'] / 60:.1f} min, finished {summary['finished']}.",
+        "",
+        "| stage | result |",
+        "|---|---|",
+    ]
     for name, st in summary["stages"].items():
         if st.get("status") == "failed":
             lines.append(f"| {name} | failed: {st.get('error')} |")
@@ -89,8 +122,13 @@ def results_markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_pipeline(preset: str = "cpu", out: str = "runs/main", resume: bool = False,
-                 progress: Callable[[str], Callable[..., None]] | None = None, only: tuple[str, ...] = ()) -> dict:
+def run_pipeline(
+    preset: str = "cpu",
+    out: str = "runs/main",
+    resume: bool = False,
+    progress: Callable[[str], Callable[..., None]] | None = None,
+    only: tuple[str, ...] = (),
+) -> dict:
     """Run every stage (or resume the unfinished ones); returns the summary written to OUT/summary.json."""
     p = get_preset(preset)
     root = Path(out)
@@ -113,9 +151,11 @@ def run_pipeline(preset: str = "cpu", out: str = "runs/main", resume: bool = Fal
 def _run(p: Preset, root: Path, resume: bool, progress, only: tuple[str, ...]) -> dict:
     cfg_path = root / "preset.json"
     if cfg_path.exists() and json.loads(cfg_path.read_text()).get("name") != p.name:
-        raise UserError(f"{root}: was started with preset {json.loads(cfg_path.read_text()).get('name')!r}, not {p.name!r}")
+        raise UserError(
+            f"{root}: was started with preset {json.loads(cfg_path.read_text()).get('name')!r}, not {p.name!r}"
+        )
     atomic_write_json(cfg_path, p.__dict__)
-    ctx = stages.Context(out=root, preset=p, progress=progress or (lambda name: (lambda *a, **k: None)))
+    ctx = stages.Context(out=root, preset=p, progress=progress or (lambda name: lambda *a, **k: None))
     t0, started = time.time(), time.strftime("%Y-%m-%dT%H:%M:%S")
     if (root / "summary.json").exists():  # a resumed run: its time so far and its start carry over
         before = json.loads((root / "summary.json").read_text())
@@ -128,21 +168,29 @@ def _run(p: Preset, root: Path, resume: bool, progress, only: tuple[str, ...]) -
         if marker.exists():
             ctx.records[name] = json.loads(marker.read_text())
             continue
-        if name != "pretrain" and (root / name).exists():  # an unfinished stage restarts (the ladder reuses finished rungs)
+        if (
+            name != "pretrain" and (root / name).exists()
+        ):  # an unfinished stage restarts (the ladder reuses finished rungs)
             shutil.rmtree(root / name)
         try:
             record = fn(ctx)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: finished stages are kept, the run says it was interrupted
             failed[name] = "interrupted"
-            atomic_write_json(root / "summary.json", _summary(root, p, ctx.records, failed, t0, started, status="interrupted"))
+            atomic_write_json(
+                root / "summary.json", _summary(root, p, ctx.records, failed, t0, started, status="interrupted")
+            )
             raise
         except UserError as e:
             failed[name] = str(e)
-            atomic_write_json(root / "summary.json", _summary(root, p, ctx.records, failed, t0, started, status="failed"))
+            atomic_write_json(
+                root / "summary.json", _summary(root, p, ctx.records, failed, t0, started, status="failed")
+            )
             raise
         except Exception as e:  # a failed stage is reported; the stages that need it are skipped
             failed[name] = f"{type(e).__name__}: {e}"
-            atomic_write_json(root / "summary.json", _summary(root, p, ctx.records, failed, t0, started, status="failed"))
+            atomic_write_json(
+                root / "summary.json", _summary(root, p, ctx.records, failed, t0, started, status="failed")
+            )
             raise
         atomic_write_json(marker, json.loads(dumps(record)))
         ctx.records[name] = record

@@ -29,8 +29,17 @@ from scalinglab.pipeline.stages import EVAL_SEED, Context, _fig
 from scalinglab.report.figures import save_fig
 
 
-def _eval(ctx: Context, model_path: str, task_name: str, n_problems: int, chat: str, strategy: str, ns, max_new_tokens: int,
-          label: str) -> dict:
+def _eval(
+    ctx: Context,
+    model_path: str,
+    task_name: str,
+    n_problems: int,
+    chat: str,
+    strategy: str,
+    ns,
+    max_new_tokens: int,
+    label: str,
+) -> dict:
     """`evaluate` on the task's eval split, prompts formatted for the model's own tokenizer."""
     from scalinglab.model.hf import load_model
     from scalinglab.model.prompting import format_task
@@ -41,7 +50,9 @@ def _eval(ctx: Context, model_path: str, task_name: str, n_problems: int, chat: 
     model, tok = load_model(model_path)
     task = get_task(task_name)
     task, problems = format_task(task, draw(task, n_problems, EVAL_SEED, split="eval"), tok, chat)
-    cfg = EvalConfig(strategy=strategy, ns=tuple(ns), max_new_tokens=max_new_tokens, temperature=ctx.preset.temperature, seed=0)
+    cfg = EvalConfig(
+        strategy=strategy, ns=tuple(ns), max_new_tokens=max_new_tokens, temperature=ctx.preset.temperature, seed=0
+    )
     s = evaluate(model, tok, task, problems, cfg, progress=ctx.progress(label))
     s["correct"] = [int(q["correct_samples"] > 0) if strategy == "greedy" else None for q in s["per_problem"]]
     return s
@@ -53,24 +64,56 @@ def base(ctx: Context) -> dict:
     sample = _eval(ctx, p.model, p.task, p.eval_problems, "off", "majority", p.ns, p.max_new_tokens, "base majority")
     gsm = _eval(ctx, p.model, "gsm8k", p.gsm8k_problems, "auto", "greedy", (1,), p.gsm8k_max_new_tokens, "base gsm8k")
     last = sample["points"][-1]
-    return {"title": f"The pretrained model as it comes ({p.model})", "model": p.model, "figures": [],
-            "headline": {f"{p.task} greedy": greedy["points"][0]["accuracy"], f"majority@{last['n']}": last["accuracy"],
-                         f"pass@{last['n']}": last["pass_at_k"], f"gsm8k greedy ({p.gsm8k_problems} test problems, chat)":
-                         gsm["points"][0]["accuracy"]},
-            "table": [{"task": t, "strategy": s["strategy"], "n": q["n"], "accuracy": q["accuracy"], "pass@k": q["pass_at_k"],
-                       "generated tokens": q["generated_tokens"], "FLOPs": q["flops"]}
-                      for t, s in ((p.task, greedy), (p.task, sample), ("gsm8k", gsm)) for q in s["points"]],
-            "correct": greedy["correct"], "coverage": sample.get("coverage"), "gsm8k": gsm["points"][0]}
+    return {
+        "title": f"The pretrained model as it comes ({p.model})",
+        "model": p.model,
+        "figures": [],
+        "headline": {
+            f"{p.task} greedy": greedy["points"][0]["accuracy"],
+            f"majority@{last['n']}": last["accuracy"],
+            f"pass@{last['n']}": last["pass_at_k"],
+            f"gsm8k greedy ({p.gsm8k_problems} test problems, chat)": gsm["points"][0]["accuracy"],
+        },
+        "table": [
+            {
+                "task": t,
+                "strategy": s["strategy"],
+                "n": q["n"],
+                "accuracy": q["accuracy"],
+                "pass@k": q["pass_at_k"],
+                "generated tokens": q["generated_tokens"],
+                "FLOPs": q["flops"],
+            }
+            for t, s in ((p.task, greedy), (p.task, sample), ("gsm8k", gsm))
+            for q in s["points"]
+        ],
+        "correct": greedy["correct"],
+        "coverage": sample.get("coverage"),
+        "gsm8k": gsm["points"][0],
+    }
 
 
 def sft(ctx: Context) -> dict:
-    from scalinglab.train.sft import SFTConfig, sft as run_sft
+    from scalinglab.train.sft import SFTConfig
+    from scalinglab.train.sft import sft as run_sft
 
     p = ctx.preset
-    cfg = SFTConfig(task=p.task, chat="off", source="samples", num_problems=p.synth_problems, samples_per_problem=p.synth_k,
-                    sample_temperature=p.temperature,
-                    steps=p.sft_steps, batch_size=p.sft_batch, seq_len=p.sft_seq_len, lr=p.sft_lr, warmup_steps=2,
-                    eval_problems=p.eval_problems, eval_seed=EVAL_SEED, device=p.device)
+    cfg = SFTConfig(
+        task=p.task,
+        chat="off",
+        source="samples",
+        num_problems=p.synth_problems,
+        samples_per_problem=p.synth_k,
+        sample_temperature=p.temperature,
+        steps=p.sft_steps,
+        batch_size=p.sft_batch,
+        seq_len=p.sft_seq_len,
+        lr=p.sft_lr,
+        warmup_steps=2,
+        eval_problems=p.eval_problems,
+        eval_seed=EVAL_SEED,
+        device=p.device,
+    )
     notes = None
     try:
         s = run_sft(cfg, p.model, str(ctx.dir("sft") / "run"), progress=ctx.progress("sft"))
@@ -79,11 +122,27 @@ def sft(ctx: Context) -> dict:
             raise
         # nothing the model sampled was right (a model at the floor): the task's reference answers instead
         notes = f"{e}; SFT used the task's reference solutions instead"
-        s = run_sft(replace(cfg, source="solutions"), p.model, str(ctx.dir("sft") / "run-solutions"), progress=ctx.progress("sft"))
-    return {"title": "Rejection-sampled SFT on the model's own verified answers", "model": s["model"], "figures": [], "notes": notes,
-            "headline": {"accuracy before": s.get("base_accuracy"), "accuracy after": s.get("accuracy"), "steps": p.sft_steps,
-                         "examples": s.get("examples")},
-            "accuracy": s.get("accuracy"), "heldout_overlap": s.get("heldout_overlap"), "summary": s}
+        s = run_sft(
+            replace(cfg, source="solutions"),
+            p.model,
+            str(ctx.dir("sft") / "run-solutions"),
+            progress=ctx.progress("sft"),
+        )
+    return {
+        "title": "Rejection-sampled SFT on the model's own verified answers",
+        "model": s["model"],
+        "figures": [],
+        "notes": notes,
+        "headline": {
+            "accuracy before": s.get("base_accuracy"),
+            "accuracy after": s.get("accuracy"),
+            "steps": p.sft_steps,
+            "examples": s.get("examples"),
+        },
+        "accuracy": s.get("accuracy"),
+        "heldout_overlap": s.get("heldout_overlap"),
+        "summary": s,
+    }
 
 
 def rl(ctx: Context) -> dict:
@@ -91,13 +150,29 @@ def rl(ctx: Context) -> dict:
 
     p = ctx.preset
     start = ctx.model_of("sft")
-    cfg = GRPOConfig(task=p.task, chat="off", steps=p.grpo_steps, prompts_per_step=p.rl_prompts_per_step, group_size=p.group_size,
-                     max_new_tokens=p.max_new_tokens, lr=p.grpo_lr, temperature=p.temperature, share_prefix=True, eval_problems=p.eval_problems,
-                     eval_seed=EVAL_SEED, device=p.device)
+    cfg = GRPOConfig(
+        task=p.task,
+        chat="off",
+        steps=p.grpo_steps,
+        prompts_per_step=p.rl_prompts_per_step,
+        group_size=p.group_size,
+        max_new_tokens=p.max_new_tokens,
+        lr=p.grpo_lr,
+        temperature=p.temperature,
+        share_prefix=True,
+        eval_problems=p.eval_problems,
+        eval_seed=EVAL_SEED,
+        device=p.device,
+    )
     g = train_grpo(cfg, start, str(ctx.dir("rl") / "grpo"), progress=ctx.progress("grpo"))
-    return {"title": "GRPO against the task's own scorer", "model": g["model"], "figures": [],
-            "headline": {"accuracy": stages._change(g.get("accuracy_before"), g.get("accuracy")), "steps": p.grpo_steps},
-            "grpo": g, "heldout_overlap": g.get("heldout_overlap")}
+    return {
+        "title": "GRPO against the task's own scorer",
+        "model": g["model"],
+        "figures": [],
+        "headline": {"accuracy": stages._change(g.get("accuracy_before"), g.get("accuracy")), "steps": p.grpo_steps},
+        "grpo": g,
+        "heldout_overlap": g.get("heldout_overlap"),
+    }
 
 
 def testtime(ctx: Context) -> dict:
@@ -105,14 +180,23 @@ def testtime(ctx: Context) -> dict:
 
     p = ctx.preset
     runs = {"base": p.model, "sft": ctx.model_of("sft"), "rl": ctx.model_of("rl")}
-    greedy = {k: _eval(ctx, m, p.task, p.eval_problems, "off", "greedy", (1,), p.max_new_tokens, f"{k} greedy")
-              for k, m in runs.items() if k != "base"}
-    greedy["base"] = {"correct": ctx.records["base"]["correct"], "points": [{"accuracy": sum(ctx.records["base"]["correct"]) / p.eval_problems}]}
+    greedy = {
+        k: _eval(ctx, m, p.task, p.eval_problems, "off", "greedy", (1,), p.max_new_tokens, f"{k} greedy")
+        for k, m in runs.items()
+        if k != "base"
+    }
+    greedy["base"] = {
+        "correct": ctx.records["base"]["correct"],
+        "points": [{"accuracy": sum(ctx.records["base"]["correct"]) / p.eval_problems}],
+    }
     sample = _eval(ctx, runs["rl"], p.task, p.eval_problems, "off", "majority", p.ns, p.max_new_tokens, "rl majority")
     gains = {}
     for k in ("sft", "rl"):
         lo, hi = paired_bootstrap(greedy[k]["correct"], greedy["base"]["correct"])
-        gains[k] = {"delta": greedy[k]["points"][0]["accuracy"] - greedy["base"]["points"][0]["accuracy"], "ci95": [lo, hi]}
+        gains[k] = {
+            "delta": greedy[k]["points"][0]["accuracy"] - greedy["base"]["points"][0]["accuracy"],
+            "ci95": [lo, hi],
+        }
     fig, ax, path = _fig(ctx, "testtime", "accuracy_vs_flops")
     pts = sample["points"]
     ax.plot([q["flops"] for q in pts], [q["accuracy"] for q in pts], "o-", label="majority vote (RL model)")
@@ -122,15 +206,30 @@ def testtime(ctx: Context) -> dict:
     ax.set_ylabel("accuracy")
     ax.legend(fontsize=7)
     save_fig(fig, path)
-    return {"title": "Held-out gains and test-time compute", "model": runs["rl"],
-            "headline": {f"greedy {k}": greedy[k]["points"][0]["accuracy"] for k in ("base", "sft", "rl")}
-            | {f"gain {k} (95% CI)": f"{g['delta']:+.3f} [{g['ci95'][0]:+.3f}, {g['ci95'][1]:+.3f}]" for k, g in gains.items()}
-            | {f"majority@{pts[-1]['n']}": pts[-1]["accuracy"], f"pass@{pts[-1]['n']}": pts[-1]["pass_at_k"],
-               "held-out problems seen in training": stages.heldout_overlap(ctx.records)},
-            "figures": [{"path": ctx.rel(path), "caption": "Majority-vote accuracy and pass@k of the RL model against inference "
-                         "compute on held-out problems."}],
-            "gains": gains, "coverage": sample.get("coverage"), "table": [{"n": q["n"], "majority": q["accuracy"], "pass@k": q["pass_at_k"],
-                                                                          "FLOPs": q["flops"]} for q in pts]}
+    return {
+        "title": "Held-out gains and test-time compute",
+        "model": runs["rl"],
+        "headline": {f"greedy {k}": greedy[k]["points"][0]["accuracy"] for k in ("base", "sft", "rl")}
+        | {
+            f"gain {k} (95% CI)": f"{g['delta']:+.3f} [{g['ci95'][0]:+.3f}, {g['ci95'][1]:+.3f}]"
+            for k, g in gains.items()
+        }
+        | {
+            f"majority@{pts[-1]['n']}": pts[-1]["accuracy"],
+            f"pass@{pts[-1]['n']}": pts[-1]["pass_at_k"],
+            "held-out problems seen in training": stages.heldout_overlap(ctx.records),
+        },
+        "figures": [
+            {
+                "path": ctx.rel(path),
+                "caption": "Majority-vote accuracy and pass@k of the RL model against inference "
+                "compute on held-out problems.",
+            }
+        ],
+        "gains": gains,
+        "coverage": sample.get("coverage"),
+        "table": [{"n": q["n"], "majority": q["accuracy"], "pass@k": q["pass_at_k"], "FLOPs": q["flops"]} for q in pts],
+    }
 
 
 STAGES = [("base", base), ("sft", sft), ("rl", rl), ("testtime", testtime), ("tokenomics", stages.tokenomics)]

@@ -27,8 +27,8 @@ import fcntl
 import json
 import os
 import select
-import signal
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -39,10 +39,22 @@ from typing import Any
 from scalinglab.errors import UserError
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--disable-extensions", "--disable-default-apps", "--hide-scrollbars",
-         "--mute-audio", "--remote-debugging-pipe"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--hide-scrollbars",
+    "--mute-audio",
+    "--remote-debugging-pipe",
+]
 
 IMAGES_JS = """(async () => {
   const imgs = [...document.images];
@@ -84,8 +96,7 @@ class _Pipe:
         self.proc, self.w, self.r = proc, to_chrome, from_chrome
         self.buf, self.next_id, self.events = b"", 0, []
 
-    def send(self, method: str, params: dict | None = None, session: str | None = None,
-             timeout: float = 20.0) -> dict:
+    def send(self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 20.0) -> dict:
         self.next_id += 1
         msg: dict[str, Any] = {"id": self.next_id, "method": method, "params": params or {}}
         if session:
@@ -136,15 +147,23 @@ def _launch(chromium: str, user_dir: str, width: int, height: int) -> tuple[subp
     cmd = [chromium, *FLAGS, f"--user-data-dir={user_dir}", f"--window-size={width},{height}", "about:blank"]
     # close_fds=False is safe: Python's own fds are non-inheritable (PEP 446); only the two
     # dup2'd ones (inheritable by default) cross exec.
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            preexec_fn=child_fds, close_fds=False, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=child_fds,
+        close_fds=False,
+        start_new_session=True,
+    )
     os.close(to_r)
     os.close(from_w)
     return proc, _Pipe(proc, to_w, from_r)
 
 
-def visit(page: str | Path, width: int = 1280, height: int = 800, chromium: str | None = None,
-          timeout: float = 30.0) -> PageVisit:
+def visit(
+    page: str | Path, width: int = 1280, height: int = 800, chromium: str | None = None, timeout: float = 30.0
+) -> PageVisit:
     """Load a local HTML file in a fresh headless Chromium profile and record the visit."""
     chromium = chromium or find_chromium()
     if not chromium:
@@ -158,17 +177,28 @@ def visit(page: str | Path, width: int = 1280, height: int = 800, chromium: str 
             s = cdp.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
             for domain in ("Page", "Runtime", "Log", "Network"):
                 cdp.send(f"{domain}.enable", session=s)
-            cdp.send("Emulation.setDeviceMetricsOverride",
-                     {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session=s)
+            cdp.send(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+                session=s,
+            )
             cdp.events.clear()
             cdp.send("Page.navigate", {"url": url}, session=s)
             cdp.wait_event("Page.loadEventFired", timeout=timeout)
-            info = cdp.send("Runtime.evaluate", {"expression": IMAGES_JS, "awaitPromise": True,
-                                                  "returnByValue": True}, session=s)["result"]["value"]
+            info = cdp.send(
+                "Runtime.evaluate", {"expression": IMAGES_JS, "awaitPromise": True, "returnByValue": True}, session=s
+            )["result"]["value"]
             out.images, out.height = info["images"], int(info["height"])
-            shot = cdp.send("Page.captureScreenshot", {
-                "format": "png", "captureBeyondViewport": True,
-                "clip": {"x": 0, "y": 0, "width": width, "height": out.height, "scale": 1}}, session=s, timeout=timeout)
+            shot = cdp.send(
+                "Page.captureScreenshot",
+                {
+                    "format": "png",
+                    "captureBeyondViewport": True,
+                    "clip": {"x": 0, "y": 0, "width": width, "height": out.height, "scale": 1},
+                },
+                session=s,
+                timeout=timeout,
+            )
             out.screenshot = base64.b64decode(shot["data"])
             time.sleep(0.2)  # let late console/log events arrive before we read them
             cdp.send("Runtime.evaluate", {"expression": "1"}, session=s)
@@ -195,7 +225,9 @@ def _collect(events: list[dict], out: PageVisit) -> None:
         if m == "Network.requestWillBeSent":
             out.requests.append(p["request"]["url"])
         elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-            out.errors.append("console: " + " ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", [])))
+            out.errors.append(
+                "console: " + " ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", []))
+            )
         elif m == "Runtime.exceptionThrown":
             d = p.get("exceptionDetails", {})
             out.errors.append("exception: " + str(d.get("exception", {}).get("description") or d.get("text")))

@@ -99,8 +99,9 @@ def save_fig(fig: Any, path: str | os.PathLike, dpi: int = DPI) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".{fmt}")
     os.close(fd)
     try:
-        fig.savefig(tmp, format=fmt, dpi=dpi, facecolor="white", bbox_inches="tight", pad_inches=0.08,
-                    metadata=_NO_STAMP[fmt])
+        fig.savefig(
+            tmp, format=fmt, dpi=dpi, facecolor="white", bbox_inches="tight", pad_inches=0.08, metadata=_NO_STAMP[fmt]
+        )
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -46,10 +46,26 @@ STAGES: dict[str, tuple[str, str, str]] = {
 # page's ~10-11 px figure text, the same in every figure whatever its width.
 FIG_SCALE = 0.62
 WIDE_ASPECT = 1.9  # wider figures (side-by-side panels) span the whole row
-MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
-        ".webp": "image/webp", ".svg": "image/svg+xml"}
-GREEK = {"alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "eta": "η", "kappa": "κ", "lambda": "λ",
-         "mu": "μ", "sigma": "σ", "tau": "τ"}
+MIME = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".svg": "image/svg+xml",
+}
+GREEK = {
+    "alpha": "α",
+    "beta": "β",
+    "gamma": "γ",
+    "delta": "δ",
+    "eta": "η",
+    "kappa": "κ",
+    "lambda": "λ",
+    "mu": "μ",
+    "sigma": "σ",
+    "tau": "τ",
+}
 MAX_TABLE_ROWS = 10  # longer stage tables fold the rest under a <details>
 
 
@@ -214,9 +230,11 @@ def render(summary: dict, run_dir: Path) -> str:
     """The whole page as a string."""
     stages = ordered_stages(summary)
     preset = summary.get("preset", "?")
-    nav = "".join(f'<a class="stage" href="#stage-{esc(k)}" title="{esc(_title(k, s))}">'
-                  f'<span class="dot {stage_status(s)}"></span>{esc(STAGES[k][2] if k in STAGES else k)}</a>'
-                  for k, s in stages)
+    nav = "".join(
+        f'<a class="stage" href="#stage-{esc(k)}" title="{esc(_title(k, s))}">'
+        f'<span class="dot {stage_status(s)}"></span>{esc(STAGES[k][2] if k in STAGES else k)}</a>'
+        for k, s in stages
+    )
     counter = [0]  # figure numbers run through the whole page
     sections = "".join(render_stage(i + 1, k, s, run_dir, counter) for i, (k, s) in enumerate(stages))
     built = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -249,10 +267,17 @@ def render_header(summary: dict, stages: list[tuple[str, Any]]) -> str:
     n_ok = sum(stage_status(s) == "ok" for _, s in stages)
     n_failed = sum(stage_status(s) == "failed" for _, s in stages)
     machine = summary.get("machine")
-    chips = [("preset", esc(summary.get("preset", "?"))), ("started", fmt_time(summary.get("started"))),
-             ("took", fmt_duration(summary.get("seconds"))),
-             ("stages", f"{n_ok} ok" + (f", {n_failed} failed" if n_failed else "")
-              + (f", {len(stages) - n_ok - n_failed} skipped" if len(stages) - n_ok - n_failed else ""))]
+    chips = [
+        ("preset", esc(summary.get("preset", "?"))),
+        ("started", fmt_time(summary.get("started"))),
+        ("took", fmt_duration(summary.get("seconds"))),
+        (
+            "stages",
+            f"{n_ok} ok"
+            + (f", {n_failed} failed" if n_failed else "")
+            + (f", {len(stages) - n_ok - n_failed} skipped" if len(stages) - n_ok - n_failed else ""),
+        ),
+    ]
     if machine:
         chips.append(("machine", fmt_value(machine)))
     chip_html = "".join(f'<span class="chip">{k} <b>{v}</b></span>' for k, v in chips)
@@ -272,18 +297,24 @@ def render_overview(stages: list[tuple[str, Any]], run_dir: Path) -> str:
         head = (stage.get("headline") or {}) if status == "ok" and isinstance(stage, dict) else {}
         if status == "ok" and head:
             name, value = next(iter(head.items()))
-            tiles.append(f'<a class="tile" href="#stage-{esc(key)}"><div class="axis">{esc(axis)}</div>'
-                         f'<div class="value">{fmt_value(value)}</div><div class="what">{label(name)}</div></a>')
+            tiles.append(
+                f'<a class="tile" href="#stage-{esc(key)}"><div class="axis">{esc(axis)}</div>'
+                f'<div class="value">{fmt_value(value)}</div><div class="what">{label(name)}</div></a>'
+            )
         elif status != "ok":
-            tiles.append(f'<a class="tile {status}" href="#stage-{esc(key)}"><div class="axis">{esc(axis)}</div>'
-                         f'<div class="value">{status}</div><div class="what">{esc(title)}</div></a>')
+            tiles.append(
+                f'<a class="tile {status}" href="#stage-{esc(key)}"><div class="axis">{esc(axis)}</div>'
+                f'<div class="value">{status}</div><div class="what">{esc(title)}</div></a>'
+            )
         results = " · ".join(f"{label(k)} <b>{fmt_value(v)}</b>" for k, v in list(head.items())[:3])
         model = stage.get("model") if isinstance(stage, dict) else None
         model_html = f"<code>{esc(_display_path(run_dir, model))}</code>" if model else "—"
         if status == "failed":
             results = f'<span class="msg">{esc(_error_line(stage))}</span>'
-        rows.append(f'<tr><td><a href="#stage-{esc(key)}">{esc(title)}</a></td><td>{badge(status)}</td>'
-                    f"<td>{results or '—'}</td><td>{model_html}</td></tr>")
+        rows.append(
+            f'<tr><td><a href="#stage-{esc(key)}">{esc(title)}</a></td><td>{badge(status)}</td>'
+            f"<td>{results or '—'}</td><td>{model_html}</td></tr>"
+        )
     return f"""<section class="card" id="summary"><h2>Summary</h2>
 <p class="sub">What each axis bought in this run (the first headline number of each stage; click for the stage).</p>
 <div class="tiles">{"".join(tiles)}</div>
@@ -301,15 +332,23 @@ def _error_line(stage: Any) -> str:
 
 def render_laws(laws: dict) -> str:
     if not laws:
-        return ('<section class="card" id="laws"><h2>Fitted laws</h2>'
-                '<p class="sub">No law was fitted in this run.</p></section>')
+        return (
+            '<section class="card" id="laws"><h2>Fitted laws</h2>'
+            '<p class="sub">No law was fitted in this run.</p></section>'
+        )
     rows = []
     for name, law in laws.items():
         law = law if isinstance(law, dict) else {}
         params, ci = law.get("params") or {}, law.get("ci95") or {}
         ok = bool(law.get("success"))
         warn = law.get("warnings") or []
-        status = badge("ok") if ok and not warn else badge("failed") if not ok else '<span class="badge skipped">ill-determined</span>'
+        status = (
+            badge("ok")
+            if ok and not warn
+            else badge("failed")
+            if not ok
+            else '<span class="badge skipped">ill-determined</span>'
+        )
         msg = esc(law.get("message", "")) + ("".join(f"<br>{esc(w)}" for w in warn))
         extra = f"<br>{fmt_num(law['n_points'])} points" if isinstance(law.get("n_points"), int) else ""
         items = list(params.items()) or [("—", None)]
@@ -319,10 +358,12 @@ def render_laws(laws: dict) -> str:
                 interval = f"[{fmt_num(lo_hi[0])}, {fmt_num(lo_hi[1])}]"
             else:
                 interval = "—"
-            lead = (f'<td rowspan="{len(items)}"><b>{label(name)}</b>{extra}</td>' if i == 0 else "")
-            tail = (f'<td rowspan="{len(items)}">{status}<div class="msg">{msg}</div></td>' if i == 0 else "")
-            rows.append(f'<tr class="{"group-start" if i == 0 else ""}">{lead}<td>{param_name(k)}</td>'
-                        f'<td class="n">{fmt_value(v)}</td><td class="n">{interval}</td>{tail}</tr>')
+            lead = f'<td rowspan="{len(items)}"><b>{label(name)}</b>{extra}</td>' if i == 0 else ""
+            tail = f'<td rowspan="{len(items)}">{status}<div class="msg">{msg}</div></td>' if i == 0 else ""
+            rows.append(
+                f'<tr class="{"group-start" if i == 0 else ""}">{lead}<td>{param_name(k)}</td>'
+                f'<td class="n">{fmt_value(v)}</td><td class="n">{interval}</td>{tail}</tr>'
+            )
     return f"""<section class="card" id="laws"><h2>Fitted laws</h2>
 <p class="sub">Each law fitted to this run's measurements; intervals are 95% bootstrap percentiles
 (— where the fit had no bootstrap).</p>
@@ -340,7 +381,9 @@ def render_stage(num: int, key: str, stage: Any, run_dir: Path, counter: list[in
     stage = stage if isinstance(stage, dict) else {"error": _error_line(stage)}
     parts = [head]
     model = stage.get("model")
-    sub = [f"stage <code>{esc(key)}</code>"] + ([f"model <code>{esc(_display_path(run_dir, model))}</code>"] if model else [])
+    sub = [f"stage <code>{esc(key)}</code>"] + (
+        [f"model <code>{esc(_display_path(run_dir, model))}</code>"] if model else []
+    )
     parts.append(f'<p class="sub">{" · ".join(sub)}</p>')
     if status == "failed":
         error = esc(stage.get("error") or "no error message recorded")
@@ -349,12 +392,15 @@ def render_stage(num: int, key: str, stage: Any, run_dir: Path, counter: list[in
         paras = [p.strip() for p in str(stage["notes"]).split("\n\n") if p.strip()]
         parts.append('<div class="notes">' + "".join(f"<p>{esc(p)}</p>" for p in paras) + "</div>")
     if stage.get("headline"):
-        rows = "".join(f'<tr><th>{label(k)}</th><td class="n">{fmt_value(v)}</td></tr>' for k, v in stage["headline"].items())
+        rows = "".join(
+            f'<tr><th>{label(k)}</th><td class="n">{fmt_value(v)}</td></tr>' for k, v in stage["headline"].items()
+        )
         parts.append(f'<h3>Headline numbers</h3><table class="kv"><tbody>{rows}</tbody></table>')
     figs = stage.get("figures") or []
     if figs:
-        parts.append("<h3>Figures</h3><div class=\"figs\">"
-                     + "".join(render_figure(f, run_dir, counter) for f in figs) + "</div>")
+        parts.append(
+            '<h3>Figures</h3><div class="figs">' + "".join(render_figure(f, run_dir, counter) for f in figs) + "</div>"
+        )
     if isinstance(stage.get("table"), list) and stage["table"]:
         parts.append("<h3>Data</h3>" + render_table(stage["table"]))
     return f'<section class="card" id="stage-{esc(key)}">{"".join(parts)}</section>'
@@ -372,8 +418,7 @@ def render_figure(fig: Any, run_dir: Path, counter: list[int]) -> str:
         return f'<figure><div class="missing">figure {why}: <code>{esc(rel)}</code></div>{cap}</figure>'
     data = path.read_bytes()
     size = _png_size(data)
-    dims = (f' width="{size[0]}" height="{size[1]}" style="max-width:{round(size[0] * FIG_SCALE)}px"'
-            if size else "")
+    dims = f' width="{size[0]}" height="{size[1]}" style="max-width:{round(size[0] * FIG_SCALE)}px"' if size else ""
     wide = ' class="wide"' if size and size[0] > WIDE_ASPECT * size[1] else ""
     uri = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
     return f'<figure{wide}><img src="{uri}"{dims} alt="{esc(caption or rel)}">{cap}</figure>'
@@ -387,13 +432,23 @@ def render_table(rows: list[Any]) -> str:
     numeric = {c for c in cols if all(isinstance(r.get(c), (int, float)) or r.get(c) is None for r in rows)}
 
     def tr(r: dict) -> str:
-        return "<tr>" + "".join(f'<td class="{"n" if c in numeric else ""}">{fmt_value(r.get(c))}</td>' for c in cols) + "</tr>"
+        return (
+            "<tr>"
+            + "".join(f'<td class="{"n" if c in numeric else ""}">{fmt_value(r.get(c))}</td>' for c in cols)
+            + "</tr>"
+        )
 
-    thead = "<thead><tr>" + "".join(f'<th class="{"n" if c in numeric else ""}">{label(c)}</th>' for c in cols) + "</tr></thead>"
+    thead = (
+        "<thead><tr>"
+        + "".join(f'<th class="{"n" if c in numeric else ""}">{label(c)}</th>' for c in cols)
+        + "</tr></thead>"
+    )
     body = "".join(tr(r) for r in rows[:MAX_TABLE_ROWS])
     out = f'<div class="scroll"><table>{thead}<tbody>{body}</tbody></table></div>'
     if len(rows) > MAX_TABLE_ROWS:
         rest = "".join(tr(r) for r in rows[MAX_TABLE_ROWS:])
-        out += (f"<details><summary>{len(rows) - MAX_TABLE_ROWS} more rows</summary>"
-                f'<div class="scroll"><table>{thead}<tbody>{rest}</tbody></table></div></details>')
+        out += (
+            f"<details><summary>{len(rows) - MAX_TABLE_ROWS} more rows</summary>"
+            f'<div class="scroll"><table>{thead}<tbody>{rest}</tbody></table></div></details>'
+        )
     return out

@@ -70,8 +70,16 @@ def set_rng_state(st: dict) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
-def save(run: Run, step: int, model, tokenizer, optimizer=None, extra: dict | None = None, modules: dict | None = None,
-         keep: int = 2) -> Path:
+def save(
+    run: Run,
+    step: int,
+    model,
+    tokenizer,
+    optimizer=None,
+    extra: dict | None = None,
+    modules: dict | None = None,
+    keep: int = 2,
+) -> Path:
     """Write checkpoints/step-`step` atomically (temp directory + rename); returns its path."""
     import torch
 
@@ -80,8 +88,13 @@ def save(run: Run, step: int, model, tokenizer, optimizer=None, extra: dict | No
     tmp = run.new_checkpoint_tmp(step)
     try:
         save_model(model, tokenizer, tmp / "model")
-        state = {"step": step, "optimizer": optimizer.state_dict() if optimizer is not None else None, "rng": rng_state(),
-                 "extra": extra or {}, "modules": {k: m.state_dict() for k, m in (modules or {}).items()}}
+        state = {
+            "step": step,
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "rng": rng_state(),
+            "extra": extra or {},
+            "modules": {k: m.state_dict() for k, m in (modules or {}).items()},
+        }
         torch.save(state, tmp / TRAIN_STATE)
         return run.commit_checkpoint(tmp, step, keep=keep)
     except BaseException as e:
@@ -105,7 +118,9 @@ def load_state(ckpt: Path) -> dict:
     try:
         return torch.load(p, map_location="cpu", weights_only=False)
     except Exception as e:  # a torn or corrupt file
-        raise UserError(f"{p}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from None
+        raise UserError(
+            f"{p}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})"
+        ) from None
 
 
 def _load_weights(ckpt: Path) -> dict:
@@ -117,7 +132,9 @@ def _load_weights(ckpt: Path) -> dict:
     try:
         return load_file(str(p))
     except Exception as e:
-        raise UserError(f"{p}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from None
+        raise UserError(
+            f"{p}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})"
+        ) from None
 
 
 def restore(run: Run, model, optimizer=None, modules: dict | None = None) -> tuple[int, dict]:
@@ -211,9 +228,14 @@ def guard(run: Run, release: bool = True) -> Iterator[Run]:
         run.release()
         if full:
             last = run.latest_checkpoint()
-            raise UserError(f"{run.path}: disk full (no space left on device); "
-                            + (f"the last checkpoint {last.name} is kept: free space and --resume" if last else
-                               "nothing was checkpointed yet: free space and run again")) from None
+            raise UserError(
+                f"{run.path}: disk full (no space left on device); "
+                + (
+                    f"the last checkpoint {last.name} is kept: free space and --resume"
+                    if last
+                    else "nothing was checkpointed yet: free space and run again"
+                )
+            ) from None
         raise
     else:
         if release:

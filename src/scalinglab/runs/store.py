@@ -170,7 +170,9 @@ def list_runs(root: str | os.PathLike, kind: str | None = None) -> list[dict]:
         return []
     with open_index(root) as db:
         q = f"SELECT {', '.join(_COLUMNS)} FROM runs"
-        rows = db.execute(q + (" WHERE kind = ?" if kind else "") + " ORDER BY created", (kind,) if kind else ()).fetchall()
+        rows = db.execute(
+            q + (" WHERE kind = ?" if kind else "") + " ORDER BY created", (kind,) if kind else ()
+        ).fetchall()
     out = []
     for r in rows:
         d = dict(zip(_COLUMNS, r))
@@ -185,6 +187,7 @@ def list_runs(root: str | os.PathLike, kind: str | None = None) -> list[dict]:
 
 # -- the lock ----------------------------------------------------------------------------
 
+
 def lock_holder(path: str | os.PathLike) -> str | None:
     """Who holds the lock of run directory `path` ("pid N: command"), or None when nobody does."""
     import fcntl
@@ -197,7 +200,7 @@ def lock_holder(path: str | os.PathLike) -> str | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError:
-        return (os.pread(fd, 500, 0).decode("utf-8", "replace").strip() or "another process")
+        return os.pread(fd, 500, 0).decode("utf-8", "replace").strip() or "another process"
     else:
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
@@ -248,7 +251,9 @@ def _bookkeeping_only(path: Path) -> bool:
 def _abandoned_start(path: Path) -> bool:
     """A start killed (kill -9, power loss) before any work: only the lock, config.json and
     command.txt, and nobody holds the lock. Nothing is lost by starting it afresh."""
-    return all(p.name in (LOCK_NAME, "config.json", "command.txt") for p in path.iterdir()) and lock_holder(path) is None
+    return (
+        all(p.name in (LOCK_NAME, "config.json", "command.txt") for p in path.iterdir()) and lock_holder(path) is None
+    )
 
 
 class Run:
@@ -279,15 +284,22 @@ class Run:
             raise _input_error(f"--out {run.path}: is a file, not a run directory", run.path)
         if run.path.exists() and not _bookkeeping_only(run.path) and (resume or not _abandoned_start(run.path)):
             if not (run.path / "config.json").exists():
-                raise _input_error(f"{run.path}: directory is not empty" + (" and holds no run (no config.json)" if resume else ""), run.path)
+                raise _input_error(
+                    f"{run.path}: directory is not empty" + (" and holds no run (no config.json)" if resume else ""),
+                    run.path,
+                )
             if not resume:
-                raise _input_error(f"{run.path}: a run already exists there (use --resume to continue it, or another --out)", run.path)
+                raise _input_error(
+                    f"{run.path}: a run already exists there (use --resume to continue it, or another --out)", run.path
+                )
         config = json.loads(dumps(config))
         try:
             run._made_dir = not run.path.exists()
             run.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise _input_error(f"--out {run.path}: cannot create the run directory ({e.strerror or e})", run.path) from None
+            raise _input_error(
+                f"--out {run.path}: cannot create the run directory ({e.strerror or e})", run.path
+            ) from None
         try:
             run._lock = DirLock(run.path)  # first: a run another process holds is refused as such
         except OSError as e:
@@ -331,8 +343,17 @@ class Run:
                 if row is None:
                     db.execute(
                         "INSERT INTO runs (name, kind, status, created, updated, config, summary, reason, pid) VALUES (?,?,?,?,?,?,?,?,?)",
-                        (self.path.name, enc.get("kind"), enc.get("status"), now, now, enc.get("config", "{}"),
-                         enc.get("summary", "{}"), enc.get("reason"), enc.get("pid")),
+                        (
+                            self.path.name,
+                            enc.get("kind"),
+                            enc.get("status"),
+                            now,
+                            now,
+                            enc.get("config", "{}"),
+                            enc.get("summary", "{}"),
+                            enc.get("reason"),
+                            enc.get("pid"),
+                        ),
                     )
                 else:
                     sets = ", ".join(f"{k} = ?" for k in enc) + ", updated = ?"
@@ -471,17 +492,27 @@ def _same(key: str, a: Any, b: Any) -> bool:
 
 def _check_resumable(path: Path, saved: dict, config: dict, finished: bool) -> None:
     """Refuse (one line) a resume whose settings would train something else in `path`."""
-    keys = [k for k in dict.fromkeys([*saved, *config]) if k not in RESUMABLE_CHANGES and not _same(k, saved.get(k), config.get(k))]
+    keys = [
+        k
+        for k in dict.fromkeys([*saved, *config])
+        if k not in RESUMABLE_CHANGES and not _same(k, saved.get(k), config.get(k))
+    ]
     if not keys:
         return
     diff = ", ".join(f"{k} {saved.get(k)!r} -> {config.get(k)!r}" for k in keys)
     if set(keys) <= {"steps", "tokens"}:
         state = "has finished" if finished else "was started"
-        raise _input_error(f"{path}: --resume does not extend or shorten a run ({diff}): it {state} with that length, and its "
-                           "learning-rate schedule and summary are those of it; for more steps start a new run "
-                           "(post-training can start from this one with --model), or resume with the saved value", path)
-    raise _input_error(f"{path}: --resume with settings that differ from its config.json ({diff}); a resumed run keeps its "
-                       "settings: repeat them, or use another --out", path)
+        raise _input_error(
+            f"{path}: --resume does not extend or shorten a run ({diff}): it {state} with that length, and its "
+            "learning-rate schedule and summary are those of it; for more steps start a new run "
+            "(post-training can start from this one with --model), or resume with the saved value",
+            path,
+        )
+    raise _input_error(
+        f"{path}: --resume with settings that differ from its config.json ({diff}); a resumed run keeps its "
+        "settings: repeat them, or use another --out",
+        path,
+    )
 
 
 def _rmtree(p: Path) -> None:

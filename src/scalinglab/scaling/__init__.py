@@ -17,7 +17,18 @@ from scalinglab.scaling.rl import fit_sigmoid
 from scalinglab.scaling.testtime import fit_coverage, fit_majority_vote
 
 __all__ = [
-    "FitResult", "fit_chinchilla", "fit_kaplan", "fit_power", "fit_offset_power", "fit_coverage",
-    "fit_majority_vote", "fit_sigmoid", "compute_optimal", "optimal_allocation", "inference_aware",
-    "cheapest_mix", "fit_file", "read_table",
+    "FitResult",
+    "fit_chinchilla",
+    "fit_kaplan",
+    "fit_power",
+    "fit_offset_power",
+    "fit_coverage",
+    "fit_majority_vote",
+    "fit_sigmoid",
+    "compute_optimal",
+    "optimal_allocation",
+    "inference_aware",
+    "cheapest_mix",
+    "fit_file",
+    "read_table",
 ]

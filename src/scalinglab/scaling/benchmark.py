@@ -60,12 +60,27 @@ def scipy_objective(theta: np.ndarray, logN, logD, logL, w, delta: float = ch.HU
 
 
 def _scipy_min(theta0, logN, logD, logL, w):
-    return minimize(scipy_objective, theta0, args=(logN, logD, logL, w), jac=True, method="L-BFGS-B",
-                    options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 15000})
+    return minimize(
+        scipy_objective,
+        theta0,
+        args=(logN, logD, logL, w),
+        jac=True,
+        method="L-BFGS-B",
+        options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 15000},
+    )
 
 
-def run(N, D, L, *, bootstrap: int = 4000, naive_starts: int | None = 450, naive_resamples: int | None = 400,
-        seed: int = 0, progress: Callable[..., Any] | None = None) -> dict[str, Any]:
+def run(
+    N,
+    D,
+    L,
+    *,
+    bootstrap: int = 4000,
+    naive_starts: int | None = 450,
+    naive_resamples: int | None = 400,
+    seed: int = 0,
+    progress: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
     """Time both sides; compare their answers. `None` for a naive_* count means run it in full."""
     report = progress or (lambda *a, **k: None)
     logN, logD, logL = np.log(N), np.log(D), np.log(L)
@@ -118,14 +133,33 @@ def run(N, D, L, *, bootstrap: int = 4000, naive_starts: int | None = 450, naive
         "data_points": n,
         "bootstrap": bootstrap,
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPUs, {platform.processor() or platform.platform()}",
-        "ours": {"seconds": t_ours, "cpu_seconds": c_ours, "seconds_grid": ours.info["seconds_grid"], "seconds_bootstrap": ours.info["seconds_bootstrap"],
-                 "params": ours.params, "objective": ours.objective, "ci95": {k: list(v) for k, v in ours.ci.items()}, "se": ours.se},
-        "scipy": {"seconds_total": naive_total, "cpu_seconds_total": naive_cpu, "seconds_grid": naive_grid_full, "seconds_bootstrap": naive_bs_full,
-                  "measured_seconds": t_grid + t_bs, "starts_run": int(n_st), "resamples_run": int(n_bs),
-                  "params": dict(zip(names, map(float, naive_params))), "objective": float(best.fun)},
+        "ours": {
+            "seconds": t_ours,
+            "cpu_seconds": c_ours,
+            "seconds_grid": ours.info["seconds_grid"],
+            "seconds_bootstrap": ours.info["seconds_bootstrap"],
+            "params": ours.params,
+            "objective": ours.objective,
+            "ci95": {k: list(v) for k, v in ours.ci.items()},
+            "se": ours.se,
+        },
+        "scipy": {
+            "seconds_total": naive_total,
+            "cpu_seconds_total": naive_cpu,
+            "seconds_grid": naive_grid_full,
+            "seconds_bootstrap": naive_bs_full,
+            "measured_seconds": t_grid + t_bs,
+            "starts_run": int(n_st),
+            "resamples_run": int(n_bs),
+            "params": dict(zip(names, map(float, naive_params))),
+            "objective": float(best.fun),
+        },
         "naive_extrapolated": bool(n_st < len(grid) or n_bs < bootstrap),
-        "note": (f"SciPy side ran {n_st}/{len(grid)} starts and {n_bs}/{bootstrap} resamples; its times are scaled up linearly"
-                 if (n_st < len(grid) or n_bs < bootstrap) else "both sides ran in full"),
+        "note": (
+            f"SciPy side ran {n_st}/{len(grid)} starts and {n_bs}/{bootstrap} resamples; its times are scaled up linearly"
+            if (n_st < len(grid) or n_bs < bootstrap)
+            else "both sides ran in full"
+        ),
         "speedup": naive_total / t_ours,
         "speedup_cpu": naive_cpu / c_ours,
         "same_answer": {
@@ -135,7 +169,10 @@ def run(N, D, L, *, bootstrap: int = 4000, naive_starts: int | None = 450, naive
             "bootstrap_median_rel_diff": float(np.median(rel)) if rel.size else None,
             "bootstrap_p99_rel_diff": float(np.percentile(rel.max(axis=1), 99)) if rel.size else None,
             "bootstrap_ours_objective_not_worse": float(np.mean(f_ours <= f_naive * (1 + 1e-9))) if rel.size else None,
-            "bootstrap_se_ratio_on_shared_resamples": {k: float(np.std(ours_bs[:, i]) / np.std(naive_bs_p[:, i]))
-                                                       for i, k in enumerate(names)} if n_bs > 2 else None,
+            "bootstrap_se_ratio_on_shared_resamples": {
+                k: float(np.std(ours_bs[:, i]) / np.std(naive_bs_p[:, i])) for i, k in enumerate(names)
+            }
+            if n_bs > 2
+            else None,
         },
     }

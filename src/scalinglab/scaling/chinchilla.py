@@ -52,11 +52,21 @@ def hoffmann_grid() -> np.ndarray:
 
 def small_grid() -> np.ndarray:
     """A 243-point grid for quick fits (same ranges as Hoffmann's, coarser)."""
-    return np.array(list(itertools.product((-1.0, 0.0, 1.0), (0.0, 10.0, 20.0), (0.0, 10.0, 20.0), (0.0, 0.5, 1.0), (0.0, 0.5, 1.0))))
+    return np.array(
+        list(
+            itertools.product((-1.0, 0.0, 1.0), (0.0, 10.0, 20.0), (0.0, 10.0, 20.0), (0.0, 0.5, 1.0), (0.0, 0.5, 1.0))
+        )
+    )
 
 
-def objective(theta: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.ndarray, W: np.ndarray | None,
-              delta: float = HUBER_DELTA) -> tuple[np.ndarray, np.ndarray]:
+def objective(
+    theta: np.ndarray,
+    logN: np.ndarray,
+    logD: np.ndarray,
+    logL: np.ndarray,
+    W: np.ndarray | None,
+    delta: float = HUBER_DELTA,
+) -> tuple[np.ndarray, np.ndarray]:
     """Weighted Huber objective and its gradient for a batch of parameter vectors.
 
     theta: (R, 5) rows (e, a, b, alpha, beta); W: (R, n) point weights (bootstrap counts) or None
@@ -65,8 +75,14 @@ def objective(theta: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.nd
     """
     e, a, b, al, be = (theta[:, i : i + 1] for i in range(5))
     # the three LSE terms; exponents clipped so a wild line-search trial cannot overflow
-    x1 = np.multiply(al, -logN); x1 += a; np.clip(x1, -700.0, 700.0, out=x1); np.exp(x1, out=x1)  # A/N^α, (R, n)
-    x2 = np.multiply(be, -logD); x2 += b; np.clip(x2, -700.0, 700.0, out=x2); np.exp(x2, out=x2)  # B/D^β
+    x1 = np.multiply(al, -logN)  # A/N^α, (R, n), computed in place
+    x1 += a
+    np.clip(x1, -700.0, 700.0, out=x1)
+    np.exp(x1, out=x1)
+    x2 = np.multiply(be, -logD)  # B/D^β
+    x2 += b
+    np.clip(x2, -700.0, 700.0, out=x2)
+    np.exp(x2, out=x2)
     x3 = np.exp(np.clip(e, -700.0, 700.0))  # E, (R, 1)
     tot = x1 + x2
     tot += x3
@@ -125,8 +141,9 @@ def bootstrap_weights(n: int, B: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=B).astype(float)
 
 
-def fit_chinchilla(N, D, loss, *, bootstrap: int = 4000, seed: int = 0, grid: str | np.ndarray = "hoffmann",
-                   delta: float = HUBER_DELTA) -> FitResult:
+def fit_chinchilla(
+    N, D, loss, *, bootstrap: int = 4000, seed: int = 0, grid: str | np.ndarray = "hoffmann", delta: float = HUBER_DELTA
+) -> FitResult:
     """Fit L(N, D) = E + A/N^α + B/D^β; `bootstrap` resamples give 95% percentile intervals.
 
     N: parameters, D: training tokens, loss: final loss (all positive, same length).
@@ -140,7 +157,9 @@ def fit_chinchilla(N, D, loss, *, bootstrap: int = 4000, seed: int = 0, grid: st
         return failed("chinchilla", NAMES, f"N, D and loss have different lengths ({len(N)}, {len(D)}, {n})", n)
     good = np.isfinite(N) & np.isfinite(D) & np.isfinite(L) & (N > 0) & (D > 0) & (L > 0)
     if good.sum() < 6:
-        return failed("chinchilla", NAMES, f"{good.sum()} usable points (positive, finite N, D, loss); need at least 6", n)
+        return failed(
+            "chinchilla", NAMES, f"{good.sum()} usable points (positive, finite N, D, loss); need at least 6", n
+        )
     N, D, L = N[good], D[good], L[good]
     n = len(L)
     logN, logD, logL = np.log(N), np.log(D), np.log(L)
@@ -178,17 +197,29 @@ def fit_chinchilla(N, D, loss, *, bootstrap: int = 4000, seed: int = 0, grid: st
     params = dict(zip(NAMES, (float(v) for v in to_params(theta[None])[0])))
     warns = diagnose(params, None, None, len(np.unique(N)), 3, "model sizes N")
     lo, hi = EXPONENT_BOUNDS
-    warns += [f"{k}={params[k]:.4g} lies outside the plausible range [{lo:g}, {hi:g}] (the solve is unconstrained)"
-              for k in ("alpha", "beta") if not lo <= params[k] <= hi]
+    warns += [
+        f"{k}={params[k]:.4g} lies outside the plausible range [{lo:g}, {hi:g}] (the solve is unconstrained)"
+        for k in ("alpha", "beta")
+        if not lo <= params[k] <= hi
+    ]
     warns += diagnose(params, None, None, len(np.unique(D)), 3, "token counts D")
     if samples is not None:
         # Correlations are judged with each amplitude taken at the centre of the data (A/N̄^α, B/D̄^β):
         # log A and α are always nearly collinear merely because log N is far from 0.
         mN, mD = logN.mean(), logD.mean()
         with np.errstate(divide="ignore", invalid="ignore"):  # E -> 0 in a resample: log E = -inf, judged below
-            view = np.column_stack([np.log(samples[:, 0]), np.log(samples[:, 1]) - samples[:, 3] * mN,
-                                    np.log(samples[:, 2]) - samples[:, 4] * mD, samples[:, 3], samples[:, 4]])
-        warns += diagnose(dict(zip(("log E", "log A/N̄^α", "log B/D̄^β", "alpha", "beta"), view[0])), None, view, 10**9, 0)
+            view = np.column_stack(
+                [
+                    np.log(samples[:, 0]),
+                    np.log(samples[:, 1]) - samples[:, 3] * mN,
+                    np.log(samples[:, 2]) - samples[:, 4] * mD,
+                    samples[:, 3],
+                    samples[:, 4],
+                ]
+            )
+        warns += diagnose(
+            dict(zip(("log E", "log A/N̄^α", "log B/D̄^β", "alpha", "beta"), view[0])), None, view, 10**9, 0
+        )
         if boot_conv < 0.95:
             warns.append(f"only {boot_conv:.0%} of bootstrap refits converged")
     ci = percentile_ci(samples, NAMES)
@@ -199,7 +230,23 @@ def fit_chinchilla(N, D, loss, *, bootstrap: int = 4000, seed: int = 0, grid: st
         msg = "the best start did not converge; " + msg
     if warns:
         msg += "; ill-determined: " + "; ".join(warns)
-    return FitResult(law="chinchilla", params=params, ci=ci, residuals=resid,
-                     success=success, message=msg, n_points=n, warnings=warns, samples=samples, objective=fbest,
-                     info={"n_starts": int(len(starts)), "best_start_hits": hits, "bootstrap_converged": boot_conv,
-                           "huber_delta": delta, "seconds_grid": t_grid, "seconds_bootstrap": t_boot})
+    return FitResult(
+        law="chinchilla",
+        params=params,
+        ci=ci,
+        residuals=resid,
+        success=success,
+        message=msg,
+        n_points=n,
+        warnings=warns,
+        samples=samples,
+        objective=fbest,
+        info={
+            "n_starts": int(len(starts)),
+            "best_start_hits": hits,
+            "bootstrap_converged": boot_conv,
+            "huber_delta": delta,
+            "seconds_grid": t_grid,
+            "seconds_bootstrap": t_boot,
+        },
+    )

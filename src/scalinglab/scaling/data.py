@@ -36,11 +36,17 @@ def read_table(path: str | Path) -> dict[str, np.ndarray]:
     try:
         if p.suffix.lower() in (".json", ".jsonl"):
             text = p.read_text()
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()] if p.suffix.lower() == ".jsonl" else json.loads(text)
+            rows = (
+                [json.loads(line) for line in text.splitlines() if line.strip()]
+                if p.suffix.lower() == ".jsonl"
+                else json.loads(text)
+            )
             if isinstance(rows, dict):  # {"col": [..], ...}
                 columns = list(rows.values())
                 if not columns or not all(isinstance(c, list) for c in columns) or len({len(c) for c in columns}) != 1:
-                    raise UserError(f"{p}: a JSON object must map every column name to a list of the same length ({shape})")
+                    raise UserError(
+                        f"{p}: a JSON object must map every column name to a list of the same length ({shape})"
+                    )
                 rows = [dict(zip(rows, vals)) for vals in zip(*columns)]
         else:
             with p.open(newline="") as f:
@@ -62,7 +68,9 @@ def read_table(path: str | Path) -> dict[str, np.ndarray]:
     return cols
 
 
-def _pick(cols: dict[str, np.ndarray], wanted: str | None, aliases: tuple[str, ...], role: str, path) -> np.ndarray | None:
+def _pick(
+    cols: dict[str, np.ndarray], wanted: str | None, aliases: tuple[str, ...], role: str, path
+) -> np.ndarray | None:
     lower = {k.lower().strip(): k for k in cols}
     if wanted is not None:
         if wanted.lower() not in lower:
@@ -74,8 +82,17 @@ def _pick(cols: dict[str, np.ndarray], wanted: str | None, aliases: tuple[str, .
     return None
 
 
-def fit_file(law: str, path: str | Path, *, x: str | None = None, y: str | None = None, bootstrap: int | None = None,
-             seed: int = 0, drop_highest: int = 0, grid: str = "hoffmann") -> FitResult:
+def fit_file(
+    law: str,
+    path: str | Path,
+    *,
+    x: str | None = None,
+    y: str | None = None,
+    bootstrap: int | None = None,
+    seed: int = 0,
+    drop_highest: int = 0,
+    grid: str = "hoffmann",
+) -> FitResult:
     """Fit `law` to the table at `path`; `drop_highest` removes that many highest-y rows first
     (Epoch AI drop the 5 highest-loss Chinchilla points). `grid` (Chinchilla only): "hoffmann"
     (4,500 starts) or "small" (243)."""
@@ -95,7 +112,9 @@ def fit_file(law: str, path: str | Path, *, x: str | None = None, y: str | None 
             C = _pick(cols, None, C_ALIASES, "FLOP", path)
             D = None if C is None else C / (6.0 * N)
         if N is None or D is None or L is None:
-            raise UserError(f"{law} needs columns N, D (or FLOP) and loss in {path}; numeric columns: {', '.join(cols)}")
+            raise UserError(
+                f"{law} needs columns N, D (or FLOP) and loss in {path}; numeric columns: {', '.join(cols)}"
+            )
         keep = _drop(L, drop_highest)
         if law == "kaplan":
             return kaplan.fit_kaplan(N[keep], D[keep], L[keep], **kw)
@@ -108,8 +127,13 @@ def fit_file(law: str, path: str | Path, *, x: str | None = None, y: str | None 
     if yv is None:
         raise UserError(f"{path} needs two numeric columns (x and y) for a {law} fit")
     keep = _drop(yv, drop_highest)
-    fn = {"power": power.fit_power, "offset_power": power.fit_offset_power, "coverage": testtime.fit_coverage,
-          "majority_vote": testtime.fit_majority_vote, "sigmoid": rl.fit_sigmoid}[law]
+    fn = {
+        "power": power.fit_power,
+        "offset_power": power.fit_offset_power,
+        "coverage": testtime.fit_coverage,
+        "majority_vote": testtime.fit_majority_vote,
+        "sigmoid": rl.fit_sigmoid,
+    }[law]
     return fn(xv[keep], yv[keep], **kw)
 
 

@@ -105,7 +105,9 @@ def fit_datawall(N, D, U, loss, *, bootstrap: int = 1000, seed: int = 0) -> Data
     if not np.any(R > 0.5):
         return _failed(names, "no rung repeats its data (every D <= 1.5·U): nothing pins R_D*", n, sizes)
     if len(np.unique(D[R < 0.01])) < 2:
-        return _failed(names, "fewer than two distinct D among the fresh (U = D) rungs: nothing pins B and beta", n, sizes)
+        return _failed(
+            names, "fewer than two distinct D among the fresh (U = D) rungs: nothing pins B and beta", n, sizes
+        )
     idx = np.searchsorted(np.array(sizes), N)
     logL = np.log(L)
     lo = np.array([*([0.0] * k), -30.0, BETA_BOUNDS[0], math.log(R_BOUNDS[0])])
@@ -115,8 +117,16 @@ def fit_datawall(N, D, U, loss, *, bootstrap: int = 1000, seed: int = 0) -> Data
         return np.log(datawall_loss(D, U, th[:k][idx], math.exp(th[k]), th[k + 1], math.exp(th[k + 2])))
 
     def solve(y: np.ndarray, th0: np.ndarray):
-        return least_squares(lambda th: model(th) - y, np.clip(th0, lo + 1e-12, hi - 1e-12), bounds=(lo, hi),
-                             x_scale="jac", xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=4000)
+        return least_squares(
+            lambda th: model(th) - y,
+            np.clip(th0, lo + 1e-12, hi - 1e-12),
+            bounds=(lo, hi),
+            x_scale="jac",
+            xtol=1e-12,
+            ftol=1e-12,
+            gtol=1e-12,
+            max_nfev=4000,
+        )
 
     with np.errstate(all="ignore"):
         best = None
@@ -156,20 +166,37 @@ def fit_datawall(N, D, U, loss, *, bootstrap: int = 1000, seed: int = 0) -> Data
     warns = []
     for key, (blo, bhi), log in (("R_D*", R_BOUNDS, True), ("beta", BETA_BOUNDS, False)):
         v, (clo, chi) = params[key], ci[key]
-        near = (lambda a, b: abs(math.log(a) - math.log(b)) < 0.01) if log else (lambda a, b: abs(a - b) < 1e-3 * (bhi - blo))
+        near = (
+            (lambda a, b: abs(math.log(a) - math.log(b)) < 0.01)
+            if log
+            else (lambda a, b: abs(a - b) < 1e-3 * (bhi - blo))
+        )
         if near(v, blo) or near(v, bhi):
             warns.append(f"{key}={v:.4g} is at the edge of its search box [{blo:g}, {bhi:g}]")
         elif samples is not None and (near(clo, blo) or near(chi, bhi)):
-            warns.append(f"the 95% interval of {key} ({clo:.3g}, {chi:.3g}) runs into its search box [{blo:g}, {bhi:g}]: "
-                         "the data do not pin it")
+            warns.append(
+                f"the 95% interval of {key} ({clo:.3g}, {chi:.3g}) runs into its search box [{blo:g}, {bhi:g}]: "
+                "the data do not pin it"
+            )
     if samples is not None and np.mean(np.all(np.isfinite(samples), axis=1)) < 0.9:
         warns.append("more than 10% of bootstrap refits failed")
     msg = "converged" if best.success else f"optimizer: {best.message}"
     if warns:
         msg += "; ill-determined: " + "; ".join(warns)
-    return DataWallFit(law="datawall", params=params, ci=ci, residuals=resid, success=bool(best.success), message=msg,
-                       n_points=n, warnings=warns, samples=samples, objective=float(best.cost),
-                       info={"residual_sd": float(np.sqrt(np.sum(resid**2) / (n - p)))}, sizes=sizes)
+    return DataWallFit(
+        law="datawall",
+        params=params,
+        ci=ci,
+        residuals=resid,
+        success=bool(best.success),
+        message=msg,
+        n_points=n,
+        warnings=warns,
+        samples=samples,
+        objective=float(best.cost),
+        info={"residual_sd": float(np.sqrt(np.sum(resid**2) / (n - p)))},
+        sizes=sizes,
+    )
 
 
 def _params(th: np.ndarray, k: int) -> list[float]:
@@ -178,8 +205,10 @@ def _params(th: np.ndarray, k: int) -> list[float]:
 
 def _failed(names, message: str, n: int, sizes) -> DataWallFit:
     f = failed("datawall", names, message, n)
-    return DataWallFit(**{k: getattr(f, k) for k in ("law", "params", "ci", "residuals", "success", "message", "n_points")},
-                       sizes=tuple(sizes))
+    return DataWallFit(
+        **{k: getattr(f, k) for k in ("law", "params", "ci", "residuals", "success", "message", "n_points")},
+        sizes=tuple(sizes),
+    )
 
 
 def worth(fit: DataWallFit, epochs) -> dict:
@@ -213,5 +242,7 @@ def fresh_equivalent(fit: DataWallFit, N, loss) -> dict:
     if fit.samples is not None:
         vals = np.sort([inv(dict(zip(names, row))) for row in fit.samples if np.all(np.isfinite(row))])
         # order statistics, not interpolation: a resample whose offset lies above the loss gives +inf
-        out["ci95"] = [float(vals[int(q * (len(vals) - 1))]) for q in (0.025, 0.975)] if len(vals) else [math.nan, math.nan]
+        out["ci95"] = (
+            [float(vals[int(q * (len(vals) - 1))]) for q in (0.025, 0.975)] if len(vals) else [math.nan, math.nan]
+        )
     return out

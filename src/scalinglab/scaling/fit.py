@@ -81,15 +81,24 @@ class FitResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "law": self.law, "params": self.params, "ci95": {k: list(v) for k, v in self.ci.items()},
-            "se": self.se, "success": self.success, "message": self.message, "n_points": self.n_points,
-            "warnings": self.warnings, "objective": self.objective,
-            "n_bootstrap": 0 if self.samples is None else int(len(self.samples)), **self.info,
+            "law": self.law,
+            "params": self.params,
+            "ci95": {k: list(v) for k, v in self.ci.items()},
+            "se": self.se,
+            "success": self.success,
+            "message": self.message,
+            "n_points": self.n_points,
+            "warnings": self.warnings,
+            "objective": self.objective,
+            "n_bootstrap": 0 if self.samples is None else int(len(self.samples)),
+            **self.info,
         }
 
     def summary(self) -> str:
-        lines = [f"{self.law} fit: {'ok' if self.success else 'FAILED'} ({self.n_points} points) - {self.message}",
-                 f"{'param':>8} {'estimate':>12} {'2.5%':>12} {'97.5%':>12} {'se':>10}"]
+        lines = [
+            f"{self.law} fit: {'ok' if self.success else 'FAILED'} ({self.n_points} points) - {self.message}",
+            f"{'param':>8} {'estimate':>12} {'2.5%':>12} {'97.5%':>12} {'se':>10}",
+        ]
         se = self.se
         for k, v in self.params.items():
             lo, hi = self.ci.get(k, (float("nan"), float("nan")))
@@ -100,19 +109,34 @@ class FitResult:
 
 def failed(law: str, names: Sequence[str], message: str, n_points: int = 0) -> FitResult:
     nan = float("nan")
-    return FitResult(law=law, params={k: nan for k in names}, ci={k: (nan, nan) for k in names},
-                     residuals=np.array([]), success=False, message=message, n_points=n_points)
+    return FitResult(
+        law=law,
+        params={k: nan for k in names},
+        ci={k: (nan, nan) for k in names},
+        residuals=np.array([]),
+        success=False,
+        message=message,
+        n_points=n_points,
+    )
 
 
-def percentile_ci(samples: np.ndarray | None, names: Sequence[str], level: float = 0.95) -> dict[str, tuple[float, float]]:
+def percentile_ci(
+    samples: np.ndarray | None, names: Sequence[str], level: float = 0.95
+) -> dict[str, tuple[float, float]]:
     if samples is None or len(samples) == 0:
         return {k: (float("nan"), float("nan")) for k in names}
     lo, hi = np.nanpercentile(samples, [50 * (1 - level), 50 * (1 + level)], axis=0)
     return {k: (float(a), float(b)) for k, a, b in zip(names, lo, hi)}
 
 
-def diagnose(params: dict[str, float], bounds: dict[str, tuple[float, float]] | None, samples: np.ndarray | None,
-             n_distinct: int, min_distinct: int, distinct_what: str = "x values") -> list[str]:
+def diagnose(
+    params: dict[str, float],
+    bounds: dict[str, tuple[float, float]] | None,
+    samples: np.ndarray | None,
+    n_distinct: int,
+    min_distinct: int,
+    distinct_what: str = "x values",
+) -> list[str]:
     """The list of reasons a fit is ill-determined (empty when it looks well-posed)."""
     out: list[str] = []
     if n_distinct < min_distinct:
@@ -134,8 +158,10 @@ def diagnose(params: dict[str, float], bounds: dict[str, tuple[float, float]] | 
                 corr = np.corrcoef(s, rowvar=False) if s.shape[1] > 1 else np.ones((1, 1))
             for i, j in itertools.combinations(range(len(names)), 2):
                 if sd[i] > 0 and sd[j] > 0 and abs(corr[i, j]) > CORR_LIMIT:
-                    out.append(f"{names[i]} and {names[j]} are almost perfectly correlated (r={corr[i, j]:+.4f}): "
-                               "the data pins only a combination of them")
+                    out.append(
+                        f"{names[i]} and {names[j]} are almost perfectly correlated (r={corr[i, j]:+.4f}): "
+                        "the data pins only a combination of them"
+                    )
         if ok.mean() < 0.9:
             out.append(f"{(~ok).sum()} of {len(samples)} bootstrap refits failed")
     return out
@@ -158,13 +184,25 @@ def wide_intervals(ci: dict[str, tuple[float, float]], ratio: dict[str, float] =
     return out
 
 
-def fit_curve(law: str, names: Sequence[str], model: Callable[[np.ndarray, np.ndarray], np.ndarray],
-              x: np.ndarray, y: np.ndarray, starts: Sequence[Sequence[float]], bounds: dict[str, tuple[float, float]],
-              *, bootstrap: int = 200, seed: int = 0, loss: str = "linear", f_scale: float = 1.0,
-              transform: Callable[[np.ndarray], np.ndarray] | None = None,
-              to_params: Callable[[np.ndarray], dict[str, float]] | None = None,
-              min_distinct: int | None = None, distinct_what: str = "x values",
-              corr_view: Callable[[np.ndarray], tuple[Sequence[str], np.ndarray]] | None = None) -> FitResult:
+def fit_curve(
+    law: str,
+    names: Sequence[str],
+    model: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    starts: Sequence[Sequence[float]],
+    bounds: dict[str, tuple[float, float]],
+    *,
+    bootstrap: int = 200,
+    seed: int = 0,
+    loss: str = "linear",
+    f_scale: float = 1.0,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    to_params: Callable[[np.ndarray], dict[str, float]] | None = None,
+    min_distinct: int | None = None,
+    distinct_what: str = "x values",
+    corr_view: Callable[[np.ndarray], tuple[Sequence[str], np.ndarray]] | None = None,
+) -> FitResult:
     """Least-squares fit of `model(theta, x) ≈ y` from several starts, keep the best, then bootstrap.
 
     `theta` lives in the optimiser's space (e.g. log-amplitudes); `to_params` maps it to the law's
@@ -186,8 +224,18 @@ def fit_curve(law: str, names: Sequence[str], model: Callable[[np.ndarray, np.nd
     hi = np.array([bounds[k][1] for k in bounds])
 
     def solve(xs, ys, th0):
-        res = least_squares(lambda th: tf(model(th, xs)) - tf(ys), np.clip(th0, lo, hi), bounds=(lo, hi),
-                            loss=loss, f_scale=f_scale, x_scale="jac", xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000)
+        res = least_squares(
+            lambda th: tf(model(th, xs)) - tf(ys),
+            np.clip(th0, lo, hi),
+            bounds=(lo, hi),
+            loss=loss,
+            f_scale=f_scale,
+            x_scale="jac",
+            xtol=1e-12,
+            ftol=1e-12,
+            gtol=1e-12,
+            max_nfev=2000,
+        )
         return res
 
     with np.errstate(all="ignore"):
@@ -220,15 +268,23 @@ def fit_curve(law: str, names: Sequence[str], model: Callable[[np.ndarray, np.nd
     params = to_params(theta)
     # bounds in theta space name the optimiser's coordinates; report them on the matching params
     theta_named = dict(zip(bounds, theta))
-    warns = diagnose(theta_named, bounds, None, len(np.unique(x if x.ndim == 1 else x[:, 0])),
-                     min_distinct or len(names) + 1, distinct_what)
+    warns = diagnose(
+        theta_named,
+        bounds,
+        None,
+        len(np.unique(x if x.ndim == 1 else x[:, 0])),
+        min_distinct or len(names) + 1,
+        distinct_what,
+    )
     if theta_samples is not None:
         # a 95% interval that runs into the search box means the data does not bound that parameter
         qlo, qhi = np.percentile(theta_samples, [2.5, 97.5], axis=0)
         for j, (k, (blo, bhi)) in enumerate(bounds.items()):
             tol = AT_BOUND_RTOL * (bhi - blo)
             if (qlo[j] - blo <= tol or bhi - qhi[j] <= tol) and not any(w.startswith(f"{k}=") for w in warns):
-                warns.append(f"the 95% interval of {k} runs into its bound [{blo:g}, {bhi:g}]: the data does not pin it")
+                warns.append(
+                    f"the 95% interval of {k} runs into its bound [{blo:g}, {bhi:g}]: the data does not pin it"
+                )
     if samples is not None and corr_view is not None:
         cn, cs = corr_view(samples)
         warns += diagnose(dict(zip(cn, cs[0])), None, cs, 10**9, 0)
@@ -237,6 +293,15 @@ def fit_curve(law: str, names: Sequence[str], model: Callable[[np.ndarray, np.nd
     msg = "converged" if best.success else f"optimizer: {best.message}"
     if warns:
         msg += "; ill-determined: " + "; ".join(warns)
-    return FitResult(law=law, params=params, ci=percentile_ci(samples, names), residuals=resid,
-                     success=bool(best.success), message=msg, n_points=n, warnings=warns, samples=samples,
-                     objective=float(best.cost))
+    return FitResult(
+        law=law,
+        params=params,
+        ci=percentile_ci(samples, names),
+        residuals=resid,
+        success=bool(best.success),
+        message=msg,
+        n_points=n,
+        warnings=warns,
+        samples=samples,
+        objective=float(best.cost),
+    )

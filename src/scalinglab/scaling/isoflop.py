@@ -47,8 +47,15 @@ class Profile:
     inside: bool  # the vertex lies within the profile's sizes
 
     def to_dict(self) -> dict:
-        return {"C": self.C, "N": self.N, "loss": self.loss, "coef": list(self.coef), "N_opt": self.N_opt,
-                "loss_opt": self.loss_opt, "inside": self.inside}
+        return {
+            "C": self.C,
+            "N": self.N,
+            "loss": self.loss,
+            "coef": list(self.coef),
+            "N_opt": self.N_opt,
+            "loss_opt": self.loss_opt,
+            "inside": self.inside,
+        }
 
 
 @dataclass
@@ -64,8 +71,15 @@ class Approach2:
         return float(math.exp(self.a * math.log(C) + self.k))
 
     def to_dict(self) -> dict:
-        return {"a": self.a, "a_ci95": list(self.a_ci), "b": 1.0 - self.a, "k": self.k, "budgets_used": self.used,
-                "profiles": [p.to_dict() for p in self.profiles], "warnings": self.warnings}
+        return {
+            "a": self.a,
+            "a_ci95": list(self.a_ci),
+            "b": 1.0 - self.a,
+            "k": self.k,
+            "budgets_used": self.used,
+            "profiles": [p.to_dict() for p in self.profiles],
+            "warnings": self.warnings,
+        }
 
 
 def _parabola(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -93,10 +107,21 @@ def isoflop_fit(C, N, loss, *, bootstrap: int = 1000, seed: int = 0) -> Approach
         if not np.isfinite(xv):
             warns.append(f"budget {c:.3g}: the profile has no minimum (loss falls or rises across all sizes)")
         elif not inside:
-            warns.append(f"budget {c:.3g}: the vertex N={math.exp(xv):.3g} lies outside the sizes trained "
-                         f"[{n[0]:.3g}, {n[-1]:.3g}]; add sizes on that side")
-        profiles.append(Profile(float(c), n.tolist(), y.tolist(), tuple(float(v) for v in coef),
-                                float(math.exp(xv)) if np.isfinite(xv) else float("nan"), lv, inside))
+            warns.append(
+                f"budget {c:.3g}: the vertex N={math.exp(xv):.3g} lies outside the sizes trained "
+                f"[{n[0]:.3g}, {n[-1]:.3g}]; add sizes on that side"
+            )
+        profiles.append(
+            Profile(
+                float(c),
+                n.tolist(),
+                y.tolist(),
+                tuple(float(v) for v in coef),
+                float(math.exp(xv)) if np.isfinite(xv) else float("nan"),
+                lv,
+                inside,
+            )
+        )
     good = [p for p in profiles if p.inside]
     nan2 = (float("nan"), float("nan"))
     if len(good) < 2:
@@ -179,18 +204,30 @@ def predict_optimum(fit: FitResult, C: float, sizes: dict[int, int], seed: int =
         r = r * math.sqrt(len(r) / max(len(r) - 5, 1))  # five parameters were fitted to them
         draws = draws * np.exp(rng.choice(r, size=len(draws), replace=True))
         lo, hi = (float(v) for v in np.percentile(draws, [2.5, 97.5]))
-    return {"C": float(C), "N_opt_fit": n_star, "size": int(size), "N": N, "D": D, "predicted": point,
-            "interval95": [lo, hi]}
+    return {
+        "C": float(C),
+        "N_opt_fit": n_star,
+        "size": int(size),
+        "N": N,
+        "D": D,
+        "predicted": point,
+        "interval95": [lo, hi],
+    }
 
 
 def score_prediction(pred: dict, measured: float) -> dict:
     """The prediction record: predicted, interval95, measured, relative_error, inside (the interval held)."""
     lo, hi = pred["interval95"]
-    return {**pred, "measured": float(measured), "relative_error": float((pred["predicted"] - measured) / measured),
-            "inside": bool(lo <= measured <= hi)}
+    return {
+        **pred,
+        "measured": float(measured),
+        "relative_error": float((pred["predicted"] - measured) / measured),
+        "inside": bool(lo <= measured <= hi),
+    }
 
 
 # -- loss to accuracy -------------------------------------------------------------------------
+
 
 def sigmoid_accuracy(L, a: float, b: float, k: float, L0: float) -> np.ndarray:
     """acc(L) = b + (a - b) / (1 + exp(k (L - L0))): from a at low loss to b at high loss (k > 0)."""
@@ -216,12 +253,20 @@ def fit_loss_to_accuracy(loss, acc, *, floor: float = 0.0) -> dict:
     for a0 in (min(1.0, max(y.max() * 1.2, floor + 1e-3)), 1.0):
         for k0 in (1.0, 3.0, 10.0):
             for L00 in (np.median(L), L.min()):
-                r = least_squares(resid, [a0, math.log(k0), L00], bounds=([floor, -5, L.min() - 5], [1.0, 5, L.max() + 5]))
+                r = least_squares(
+                    resid, [a0, math.log(k0), L00], bounds=([floor, -5, L.min() - 5], [1.0, 5, L.max() + 5])
+                )
                 if best is None or r.cost < best.cost:
                     best = r
     a, logk, L0 = best.x
-    return {"a": float(a), "b": floor, "k": float(math.exp(logk)), "L0": float(L0),
-            "rmse": float(np.sqrt(np.mean(best.fun ** 2))), "n": int(len(L))}
+    return {
+        "a": float(a),
+        "b": floor,
+        "k": float(math.exp(logk)),
+        "L0": float(L0),
+        "rmse": float(np.sqrt(np.mean(best.fun**2))),
+        "n": int(len(L)),
+    }
 
 
 def predict_accuracy(fit: dict, loss: float) -> float:

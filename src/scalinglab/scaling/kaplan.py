@@ -38,12 +38,32 @@ def fit_kaplan(N, D, loss, *, bootstrap: int = 200, seed: int = 0, delta: float 
     bounds = {"log Nc": (0.0, 200.0), "log Dc": (0.0, 200.0), "alpha_N": (1e-4, 3.0), "alpha_D": (1e-4, 3.0)}
 
     def to_params(th):
-        return {"Nc": float(np.exp(th[0])), "Dc": float(np.exp(th[1])), "alpha_N": float(th[2]), "alpha_D": float(th[3])}
+        return {
+            "Nc": float(np.exp(th[0])),
+            "Dc": float(np.exp(th[1])),
+            "alpha_N": float(th[2]),
+            "alpha_D": float(th[3]),
+        }
 
     def corr_view(s):
         return ("log Nc", "log Dc", "alpha_N", "alpha_D"), np.column_stack([np.log(s[:, :2]), s[:, 2:]])
 
-    res = fit_curve("kaplan", names, model, X, L, starts, bounds, bootstrap=bootstrap, seed=seed, loss="huber",
-                    f_scale=delta, transform=np.log, to_params=to_params, corr_view=corr_view,
-                    min_distinct=3, distinct_what="model sizes N")
+    res = fit_curve(
+        "kaplan",
+        names,
+        model,
+        X,
+        L,
+        starts,
+        bounds,
+        bootstrap=bootstrap,
+        seed=seed,
+        loss="huber",
+        f_scale=delta,
+        transform=np.log,
+        to_params=to_params,
+        corr_view=corr_view,
+        min_distinct=3,
+        distinct_what="model sizes N",
+    )
     return res

@@ -26,7 +26,11 @@ def chinchilla(N, D, E: float, A: float, B: float, alpha: float, beta: float):
 
 def chinchilla_log(logN, logD, a: float, b: float, e: float, alpha: float, beta: float):
     """log L as Hoffmann et al. fit it: LSE(a − α·log N, b − β·log D, e), with A=e^a, B=e^b, E=e^e."""
-    t = np.stack(np.broadcast_arrays(a - alpha * np.asarray(logN), b - beta * np.asarray(logD), np.full_like(np.asarray(logN, float), e)))
+    t = np.stack(
+        np.broadcast_arrays(
+            a - alpha * np.asarray(logN), b - beta * np.asarray(logD), np.full_like(np.asarray(logN, float), e)
+        )
+    )
     return np.logaddexp.reduce(t, axis=0)
 
 

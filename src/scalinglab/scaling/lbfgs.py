@@ -31,8 +31,17 @@ class BatchResult:
     n_iter: np.ndarray  # (R,) iterations used
 
 
-def minimize_batch(fg: FG, x0: np.ndarray, *, m: int = 10, max_iter: int = 1000, gtol: float = 1e-9,
-                   ftol: float = 1e-10, c1: float = 1e-4, max_backtrack: int = 30) -> BatchResult:
+def minimize_batch(
+    fg: FG,
+    x0: np.ndarray,
+    *,
+    m: int = 10,
+    max_iter: int = 1000,
+    gtol: float = 1e-9,
+    ftol: float = 1e-10,
+    c1: float = 1e-4,
+    max_backtrack: int = 30,
+) -> BatchResult:
     """Minimise R independent objectives from starting points x0 (R, p).
 
     The working arrays hold only the still-active problems (compacted when some finish), so

@@ -57,9 +57,13 @@ def compute_optimal(fit: FitResult | dict[str, float], C, level: float = 0.95) -
         raise UserError("compute budgets C must be positive FLOP counts")
     N, D = optimal_allocation(C, **p)
     out: dict[str, Any] = {
-        "C": C.tolist(), "N": N.tolist(), "D": D.tolist(), "tokens_per_param": (D / N).tolist(),
+        "C": C.tolist(),
+        "N": N.tolist(),
+        "D": D.tolist(),
+        "tokens_per_param": (D / N).tolist(),
         "loss": laws.chinchilla(N, D, **p).tolist(),
-        "a": p["beta"] / (p["alpha"] + p["beta"]), "b": p["alpha"] / (p["alpha"] + p["beta"]),
+        "a": p["beta"] / (p["alpha"] + p["beta"]),
+        "b": p["alpha"] / (p["alpha"] + p["beta"]),
     }
     samples = fit.sample_params() if isinstance(fit, FitResult) else []
     if samples:
@@ -71,8 +75,14 @@ def compute_optimal(fit: FitResult | dict[str, float], C, level: float = 0.95) -
         Lb = E + A / Nb**al + Bc / Db**be
         q = [50 * (1 - level), 50 * (1 + level)]
         band = lambda v: np.nanpercentile(v, q, axis=0).tolist()  # noqa: E731
-        out["bands"] = {"N": band(Nb), "D": band(Db), "tokens_per_param": band(Db / Nb), "loss": band(Lb),
-                        "a": band((be / (al + be))[:, 0]), "b": band((al / (al + be))[:, 0])}
+        out["bands"] = {
+            "N": band(Nb),
+            "D": band(Db),
+            "tokens_per_param": band(Db / Nb),
+            "loss": band(Lb),
+            "a": band((be / (al + be))[:, 0]),
+            "b": band((al / (al + be))[:, 0]),
+        }
     return out
 
 
@@ -99,18 +109,29 @@ def inference_aware(fit: FitResult | dict[str, float], target_loss: float, infer
         return math.log(6.0 * math.exp(logn) * tokens(logn) + 2.0 * math.exp(logn) * d_inf)
 
     def solve(d_inf: float) -> tuple[float, float]:
-        r = minimize_scalar(lambda u: cost(logn_min + math.exp(u), d_inf), bounds=(-25.0, 6.0), method="bounded",
-                            options={"xatol": 1e-10})
+        r = minimize_scalar(
+            lambda u: cost(logn_min + math.exp(u), d_inf),
+            bounds=(-25.0, 6.0),
+            method="bounded",
+            options={"xatol": 1e-10},
+        )
         logn = logn_min + math.exp(r.x)
         return math.exp(logn), tokens(logn)
 
     N, D = solve(inference_tokens)
     N0, D0 = solve(0.0)
     train, infer = 6 * N * D, 2 * N * inference_tokens
-    return {"N": N, "D": D, "train_flops": train, "inference_flops": infer, "total_flops": train + infer,
-            "chinchilla_N": N0, "chinchilla_D": D0,
-            "chinchilla_total_flops": 6 * N0 * D0 + 2 * N0 * inference_tokens,
-            "saving": 1.0 - (train + infer) / (6 * N0 * D0 + 2 * N0 * inference_tokens)}
+    return {
+        "N": N,
+        "D": D,
+        "train_flops": train,
+        "inference_flops": infer,
+        "total_flops": train + infer,
+        "chinchilla_N": N0,
+        "chinchilla_D": D0,
+        "chinchilla_total_flops": 6 * N0 * D0 + 2 * N0 * inference_tokens,
+        "saving": 1.0 - (train + infer) / (6 * N0 * D0 + 2 * N0 * inference_tokens),
+    }
 
 
 @dataclass(frozen=True)
@@ -136,9 +157,16 @@ def invert_monotone(f: Callable[[float], float], target: float, lo: float = 1e6,
     return math.exp(brentq(g, a, b, xtol=1e-10))
 
 
-def cheapest_mix(train_accuracy: Callable[[float], float], coverage_b: float, target: float, *,
-                 flops_per_sample: float, queries: float, ks: Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 128, 256),
-                 train_inverse: Callable[[float], float] | None = None) -> dict[str, Any]:
+def cheapest_mix(
+    train_accuracy: Callable[[float], float],
+    coverage_b: float,
+    target: float,
+    *,
+    flops_per_sample: float,
+    queries: float,
+    ks: Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 128, 256),
+    train_inverse: Callable[[float], float] | None = None,
+) -> dict[str, Any]:
     """Cheapest (train compute, samples per query) reaching `target` accuracy with a verifier.
 
     train_accuracy(C) -> single-sample accuracy after C training FLOPs (increasing); coverage_b < 0 is
@@ -151,14 +179,33 @@ def cheapest_mix(train_accuracy: Callable[[float], float], coverage_b: float, ta
         raise UserError(f"coverage exponent b must be negative (coverage grows with k), got {coverage_b}")
     rows: list[Mix] = []
     for k in ks:
-        p1 = target ** (1.0 / k ** coverage_b)  # solve p1^(k^b) = target for p1
+        p1 = target ** (1.0 / k**coverage_b)  # solve p1^(k^b) = target for p1
         c_train = float(train_inverse(p1)) if train_inverse else invert_monotone(train_accuracy, p1)
         rows.append(Mix(k=int(k), train_flops=c_train, test_flops=queries * k * flops_per_sample, p1=p1))
     feasible = [r for r in rows if math.isfinite(r.train_flops)]
     best = min(feasible, key=lambda r: r.total_flops) if feasible else None
-    table = [{"k": r.k, "p1_needed": r.p1, "train_flops": r.train_flops, "test_flops": r.test_flops,
-              "total_flops": r.total_flops} for r in rows]
+    table = [
+        {
+            "k": r.k,
+            "p1_needed": r.p1,
+            "train_flops": r.train_flops,
+            "test_flops": r.test_flops,
+            "total_flops": r.total_flops,
+        }
+        for r in rows
+    ]
     if best is None:
-        return {"feasible": False, "message": f"no k in {list(ks)} reaches {target} with this training law", "table": table}
-    return {"feasible": True, "best_k": best.k, "train_flops": best.train_flops, "test_flops": best.test_flops,
-            "total_flops": best.total_flops, "p1_needed": best.p1, "table": table}
+        return {
+            "feasible": False,
+            "message": f"no k in {list(ks)} reaches {target} with this training law",
+            "table": table,
+        }
+    return {
+        "feasible": True,
+        "best_k": best.k,
+        "train_flops": best.train_flops,
+        "test_flops": best.test_flops,
+        "total_flops": best.total_flops,
+        "p1_needed": best.p1,
+        "table": table,
+    }

@@ -53,9 +53,19 @@ def fit_power(x, y, *, bootstrap: int = 2000, seed: int = 0) -> FitResult:
     msg = "closed-form least squares in log-log space"
     if warns:
         msg += "; ill-determined: " + "; ".join(warns)
-    return FitResult(law="power", params={"a": float(np.exp(loga)), "b": float(b)}, ci=percentile_ci(samples, names),
-                     residuals=resid, success=True, message=msg, n_points=n, warnings=warns, samples=samples,
-                     objective=float(resid @ resid), info={"r2": float(r2)})
+    return FitResult(
+        law="power",
+        params={"a": float(np.exp(loga)), "b": float(b)},
+        ci=percentile_ci(samples, names),
+        residuals=resid,
+        success=True,
+        message=msg,
+        n_points=n,
+        warnings=warns,
+        samples=samples,
+        objective=float(resid @ resid),
+        info={"r2": float(r2)},
+    )
 
 
 def fit_offset_power(x, y, *, bootstrap: int = 200, seed: int = 0) -> FitResult:
@@ -85,6 +95,16 @@ def fit_offset_power(x, y, *, bootstrap: int = 200, seed: int = 0) -> FitResult:
     def corr_view(s):  # amplitude at the data's centre, not at x = 1
         return ("a·xc^b", "b", "c"), np.column_stack([np.log(s[:, 0]) + s[:, 1] * np.log(xc), s[:, 1], s[:, 2]])
 
-    return fit_curve("offset_power", names, model, x, y, starts, bounds, bootstrap=bootstrap, seed=seed,
-                     to_params=lambda th: {"a": float(np.exp(th[0])), "b": float(th[1]), "c": float(th[2])},
-                     corr_view=corr_view)
+    return fit_curve(
+        "offset_power",
+        names,
+        model,
+        x,
+        y,
+        starts,
+        bounds,
+        bootstrap=bootstrap,
+        seed=seed,
+        to_params=lambda th: {"a": float(np.exp(th[0])), "b": float(th[1]), "c": float(th[2])},
+        corr_view=corr_view,
+    )

@@ -33,8 +33,12 @@ def fit_sigmoid(C, R, *, bootstrap: int = 500, seed: int = 0) -> FitResult:
     lo_r, hi_r = (0.0, 1.0) if frac else (float(R.min()) - 2 * span, float(R.max()) + 2 * span)
     bounds = {"R0": (lo_r, hi_r), "A": (lo_r, hi_r), "log C_mid": (lc.min() - 10, lc.max() + 10), "B": (0.01, 10.0)}
     r_lo, r_hi = R[np.argmin(C)], R[np.argmax(C)]
-    starts = [(r_lo, min(r_hi + s * span, hi_r), m, b)
-              for s in (0.0, 0.5) for m in np.quantile(lc, [0.25, 0.5, 0.75]) for b in (0.3, 1.0)]
+    starts = [
+        (r_lo, min(r_hi + s * span, hi_r), m, b)
+        for s in (0.0, 0.5)
+        for m in np.quantile(lc, [0.25, 0.5, 0.75])
+        for b in (0.3, 1.0)
+    ]
 
     def model(th, x):
         return th[0] + (th[1] - th[0]) / (1.0 + np.exp(th[3] * (th[2] - np.log(x))))
@@ -45,5 +49,17 @@ def fit_sigmoid(C, R, *, bootstrap: int = 500, seed: int = 0) -> FitResult:
     def corr_view(s):
         return ("R0", "A", "log C_mid", "B"), np.column_stack([s[:, 0], s[:, 1], np.log(s[:, 2]), s[:, 3]])
 
-    return fit_curve("sigmoid", names, model, C, R, starts, bounds, bootstrap=bootstrap, seed=seed,
-                     to_params=to_params, corr_view=corr_view, distinct_what="compute values")
+    return fit_curve(
+        "sigmoid",
+        names,
+        model,
+        C,
+        R,
+        starts,
+        bounds,
+        bootstrap=bootstrap,
+        seed=seed,
+        to_params=to_params,
+        corr_view=corr_view,
+        distinct_what="compute values",
+    )

@@ -28,7 +28,11 @@ def _clean(x, y, law, names):
     if np.any((y < 0) | (y > 1)):
         return None, None, failed(law, names, "y must be a fraction in [0, 1] (accuracy or coverage)", len(y))
     if len(y) < len(names) + 1:
-        return None, None, failed(law, names, f"{len(y)} usable points for {len(names)} parameters; need {len(names) + 1}", len(y))
+        return (
+            None,
+            None,
+            failed(law, names, f"{len(y)} usable points for {len(names)} parameters; need {len(names) + 1}", len(y)),
+        )
     return x, y, None
 
 
@@ -49,8 +53,19 @@ def fit_coverage(k, c, *, bootstrap: int = 500, seed: int = 0) -> FitResult:
     def corr_view(s):  # log(−a) at the centre of the data, not at k = 1
         return ("a·kc^b", "b"), np.column_stack([np.log(-s[:, 0]) + s[:, 1] * lk, s[:, 1]])
 
-    return fit_curve("coverage", names, lambda th, x: np.exp(th[0] * x ** th[1]), k, c, starts, bounds,
-                     bootstrap=bootstrap, seed=seed, corr_view=corr_view, distinct_what="k values")
+    return fit_curve(
+        "coverage",
+        names,
+        lambda th, x: np.exp(th[0] * x ** th[1]),
+        k,
+        c,
+        starts,
+        bounds,
+        bootstrap=bootstrap,
+        seed=seed,
+        corr_view=corr_view,
+        distinct_what="k values",
+    )
 
 
 def fit_majority_vote(k, acc, *, bootstrap: int = 500, seed: int = 0) -> FitResult:
@@ -62,6 +77,15 @@ def fit_majority_vote(k, acc, *, bootstrap: int = 500, seed: int = 0) -> FitResu
     first = acc[np.argmin(k)]
     starts = [(min(acc.max() + 0.05, 1.0), first, b) for b in (0.1, 0.5, 1.0)] + [(1.0, first, 0.05)]
     bounds = {"A_inf": (0.0, 1.0), "A1": (0.0, 1.0), "b": (0.0, 5.0)}
-    return fit_curve("majority_vote", names,
-                     lambda th, x: th[0] - (th[0] - th[1]) * x ** (-th[2]), k, acc, starts, bounds,
-                     bootstrap=bootstrap, seed=seed, distinct_what="k values")
+    return fit_curve(
+        "majority_vote",
+        names,
+        lambda th, x: th[0] - (th[0] - th[1]) * x ** (-th[2]),
+        k,
+        acc,
+        starts,
+        bounds,
+        bootstrap=bootstrap,
+        seed=seed,
+        distinct_what="k values",
+    )

@@ -66,8 +66,15 @@ def rows_to_items(task, rows: Sequence[dict]) -> list[tuple[Problem, list[str]]]
         steps = [str(s) for s in r["steps"]] if r.get("steps") else list(task.split_steps(str(text)))
         if not steps:
             raise UserError(f"data row {rid!r}: the solution has no steps")
-        p = Problem(id=rid, task=str(r.get("task", getattr(task, "name", "custom"))), prompt=str(r["prompt"]),
-                    answer=str(r["answer"]), solution="".join(steps), steps=tuple(steps), meta=dict(r.get("meta") or {}))
+        p = Problem(
+            id=rid,
+            task=str(r.get("task", getattr(task, "name", "custom"))),
+            prompt=str(r["prompt"]),
+            answer=str(r["answer"]),
+            solution="".join(steps),
+            steps=tuple(steps),
+            meta=dict(r.get("meta") or {}),
+        )
         items.append((p, steps))
     return items
 
@@ -79,8 +86,13 @@ def labels(correct: Sequence[int], valid: Sequence[int]) -> tuple[list[int | Non
     return hard, soft
 
 
-def annotate(task, rows: Sequence[dict], sampler: Sampler, cfg: AnnotateConfig = AnnotateConfig(),
-             progress: Callable[..., None] | None = None) -> tuple[list[dict], dict]:
+def annotate(
+    task,
+    rows: Sequence[dict],
+    sampler: Sampler,
+    cfg: AnnotateConfig = AnnotateConfig(),
+    progress: Callable[..., None] | None = None,
+) -> tuple[list[dict], dict]:
     """Label every step of every row; returns (output rows, summary). See the module docstring."""
     if cfg.m < 1:
         raise UserError(f"m must be >= 1, got {cfg.m}")
@@ -100,13 +112,18 @@ def annotate(task, rows: Sequence[dict], sampler: Sampler, cfg: AnnotateConfig =
             from scalinglab.testtime.greedy import default_max_new_tokens
 
             max_new = default_max_new_tokens(task, [p for p, _ in items])
-        params = SamplingParams(n=cfg.m, max_new_tokens=max_new, temperature=cfg.temperature, stop=tuple(task.stop), seed=cfg.seed)
+        params = SamplingParams(
+            n=cfg.m, max_new_tokens=max_new, temperature=cfg.temperature, stop=tuple(task.stop), seed=cfg.seed
+        )
         res = sampler(prompts, params)
         for k in cost:
             cost[k] = getattr(res, k)
         flat = [(pi, c) for pi, g in enumerate(res.generations) for c in g.completions]
-        verdicts = check_all(task, [items[prefixes[pi][0]][0] for pi, _ in flat],
-                             ["".join(items[prefixes[pi][0]][1][:prefixes[pi][1]]) + c.text for pi, c in flat])
+        verdicts = check_all(
+            task,
+            [items[prefixes[pi][0]][0] for pi, _ in flat],
+            ["".join(items[prefixes[pi][0]][1][: prefixes[pi][1]]) + c.text for pi, c in flat],
+        )
         for (pi, _), v in zip(flat, verdicts):
             c, n = counts.get(prefixes[pi], (0, 0))
             counts[prefixes[pi]] = (c + v.correct, n + (not v.error))
@@ -122,17 +139,38 @@ def annotate(task, rows: Sequence[dict], sampler: Sampler, cfg: AnnotateConfig =
         corr.append(int(f.correct))
         valid.append(0 if f.error else 1)
         hard, soft = labels(corr, valid)
-        out.append({"id": p.id, "task": p.task, "prompt": p.prompt, "answer": p.answer, "steps": steps,
-                    "hard": hard, "soft": soft, "completion_correct": bool(f.correct),
-                    "meta": {"m": cfg.m, "rollouts_correct": corr[:-1] + [None],
-                             "rollout_errors": [cfg.m - v for v in valid[:-1]] + [int(f.error)]}})
+        out.append(
+            {
+                "id": p.id,
+                "task": p.task,
+                "prompt": p.prompt,
+                "answer": p.answer,
+                "steps": steps,
+                "hard": hard,
+                "soft": soft,
+                "completion_correct": bool(f.correct),
+                "meta": {
+                    "m": cfg.m,
+                    "rollouts_correct": corr[:-1] + [None],
+                    "rollout_errors": [cfg.m - v for v in valid[:-1]] + [int(f.error)],
+                },
+            }
+        )
     labelled = [x for r in out for x in r["soft"] if x is not None]
     hard_all = [x for r in out for x in r["hard"] if x is not None]
-    summary = {"task": getattr(task, "name", "?"), "rows": len(out), "steps": sum(len(r["steps"]) for r in out),
-               "rollouts": len(prompts) * cfg.m, "m": cfg.m, "verifier_errors": errors + sum(f.error for f in final),
-               "completions_correct": sum(r["completion_correct"] for r in out),
-               "mean_soft": sum(labelled) / len(labelled) if labelled else None,
-               "hard_positive_rate": sum(hard_all) / len(hard_all) if hard_all else None,
-               **cost, "tokens": cost["prompt_tokens"] + cost["generated_tokens"],
-               "flops": cost["prompt_flops"] + cost["generated_flops"], "seconds": time.perf_counter() - t0}
+    summary = {
+        "task": getattr(task, "name", "?"),
+        "rows": len(out),
+        "steps": sum(len(r["steps"]) for r in out),
+        "rollouts": len(prompts) * cfg.m,
+        "m": cfg.m,
+        "verifier_errors": errors + sum(f.error for f in final),
+        "completions_correct": sum(r["completion_correct"] for r in out),
+        "mean_soft": sum(labelled) / len(labelled) if labelled else None,
+        "hard_positive_rate": sum(hard_all) / len(hard_all) if hard_all else None,
+        **cost,
+        "tokens": cost["prompt_tokens"] + cost["generated_tokens"],
+        "flops": cost["prompt_flops"] + cost["generated_flops"],
+        "seconds": time.perf_counter() - t0,
+    }
     return out, summary

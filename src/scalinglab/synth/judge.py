@@ -53,8 +53,9 @@ def model_judge(model: str | Path, device: str = "auto", max_new_tokens: int = 3
     dev = pick_device(device)
     m, tok = load_model(model, device=dev, dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32)
     engine = Engine(m, tok, max_batch=max_batch)
-    return sampler_judge(engine_sampler(engine), max_new_tokens, context=m.config.max_position_embeddings,
-                         encode=tok.encode)
+    return sampler_judge(
+        engine_sampler(engine), max_new_tokens, context=m.config.max_position_embeddings, encode=tok.encode
+    )
 
 
 def load_candidates(path: str | Path) -> list[dict]:
@@ -63,18 +64,33 @@ def load_candidates(path: str | Path) -> list[dict]:
     for i, r in enumerate(read_jsonl(path)):
         q, c = r.get("question", r.get("prompt")), r.get("candidate", r.get("completion"))
         if q is None or c is None:
-            raise UserError(f"{path}: row {r.get('id', i)!r} needs 'question' (or 'prompt') and 'candidate' (or 'completion')")
+            raise UserError(
+                f"{path}: row {r.get('id', i)!r} needs 'question' (or 'prompt') and 'candidate' (or 'completion')"
+            )
         ref = r.get("reference", r.get("answer"))
-        items.append({"id": str(r.get("id", i)), "question": str(q), "candidate": str(c),
-                      "reference": None if ref is None else str(ref)})
+        items.append(
+            {
+                "id": str(r.get("id", i)),
+                "question": str(q),
+                "candidate": str(c),
+                "reference": None if ref is None else str(ref),
+            }
+        )
     if not items:
         raise UserError(f"{path}: no candidates in file")
     return items
 
 
-def judge_file(models: Sequence[str | Path], path: str | Path, rubric: str = DEFAULT_RUBRIC, rule: str = "majority",
-               device: str = "auto", max_new_tokens: int = 32, use_reference: bool = True,
-               progress: Callable[..., None] | None = None) -> dict:
+def judge_file(
+    models: Sequence[str | Path],
+    path: str | Path,
+    rubric: str = DEFAULT_RUBRIC,
+    rule: str = "majority",
+    device: str = "auto",
+    max_new_tokens: int = 32,
+    use_reference: bool = True,
+    progress: Callable[..., None] | None = None,
+) -> dict:
     """Grade every candidate of a JSONL file with a chorus of model judges."""
     if not models:
         raise UserError("give at least one --model for the judge chorus")
@@ -88,5 +104,9 @@ def judge_file(models: Sequence[str | Path], path: str | Path, rubric: str = DEF
         if progress:
             progress(i + 1, len(models))
     results = judge_candidates(chorus, items, rubric, rule)
-    return {"judges": list(chorus), "rule": rule, **summarise(results),
-            "results": [{"id": it["id"], **r.to_json()} for it, r in zip(items, results)]}
+    return {
+        "judges": list(chorus),
+        "rule": rule,
+        **summarise(results),
+        "results": [{"id": it["id"], **r.to_json()} for it, r in zip(items, results)],
+    }

@@ -94,8 +94,15 @@ def _params(cfg: SynthConfig, task, problems: Sequence[Problem], n: int, seed: i
         from scalinglab.testtime.greedy import default_max_new_tokens
 
         max_new = default_max_new_tokens(task, problems)
-    return SamplingParams(n=n, max_new_tokens=max_new, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
-                          stop=tuple(task.stop), seed=seed)
+    return SamplingParams(
+        n=n,
+        max_new_tokens=max_new,
+        temperature=cfg.temperature,
+        top_k=cfg.top_k,
+        top_p=cfg.top_p,
+        stop=tuple(task.stop),
+        seed=seed,
+    )
 
 
 def _cost(results: Sequence[GenerationResult]) -> dict:
@@ -106,8 +113,13 @@ def _cost(results: Sequence[GenerationResult]) -> dict:
     return tot
 
 
-def rejection_sample(task, problems: Sequence[Problem], sampler: Sampler, cfg: SynthConfig = SynthConfig(),
-                     progress: Callable[..., None] | None = None) -> tuple[list[dict], dict]:
+def rejection_sample(
+    task,
+    problems: Sequence[Problem],
+    sampler: Sampler,
+    cfg: SynthConfig = SynthConfig(),
+    progress: Callable[..., None] | None = None,
+) -> tuple[list[dict], dict]:
     """Sample, verify, deduplicate; returns (kept rows, summary). See the module docstring."""
     if cfg.k < 1:
         raise UserError(f"k must be >= 1, got {cfg.k}")
@@ -133,8 +145,11 @@ def rejection_sample(task, problems: Sequence[Problem], sampler: Sampler, cfg: S
             second = [g.completions[0] for g in res2.generations]
             v2 = check_all(task, [problems[pi] for pi, _, _, _ in failed], [c.text for c in second])
             accepted += [(pi, j, c, 2) for (pi, j, _, _), c, v in zip(failed, second, v2) if v.correct]
-            retry_stats.update(retry_correct=sum(v.correct for v in v2), retry_errors=sum(v.error for v in v2),
-                               retry_success_rate=sum(v.correct for v in v2) / len(failed))
+            retry_stats.update(
+                retry_correct=sum(v.correct for v in v2),
+                retry_errors=sum(v.error for v in v2),
+                retry_success_rate=sum(v.correct for v in v2) / len(failed),
+            )
     if progress:
         progress(len(problems), len(problems), **retry_stats)
 
@@ -145,24 +160,48 @@ def rejection_sample(task, problems: Sequence[Problem], sampler: Sampler, cfg: S
         if cfg.dedup and key in seen:
             continue
         seen.add(key)
-        rows.append({"id": f"{p.id}/{j}" + ("r" if attempt == 2 else ""), "task": p.task, "prompt": p.prompt,
-                     "answer": p.answer, "completion": c.text, "steps": list(task.split_steps(c.text)), "correct": True,
-                     "meta": {"problem_id": p.id, "sample_index": j, "tokens": len(c.token_ids), "attempt": attempt,
-                              "finish_reason": c.finish_reason}})
+        rows.append(
+            {
+                "id": f"{p.id}/{j}" + ("r" if attempt == 2 else ""),
+                "task": p.task,
+                "prompt": p.prompt,
+                "answer": p.answer,
+                "completion": c.text,
+                "steps": list(task.split_steps(c.text)),
+                "correct": True,
+                "meta": {
+                    "problem_id": p.id,
+                    "sample_index": j,
+                    "tokens": len(c.token_ids),
+                    "attempt": attempt,
+                    "finish_reason": c.finish_reason,
+                },
+            }
+        )
     cost = _cost(results)
     kept = len(rows)
     summary = {
-        "task": getattr(task, "name", "?"), "problems": len(problems), "k": cfg.k, "samples": len(flat),
-        **stats, "verifier_errors": stats["errors"] + retry_stats.get("retry_errors", 0),
-        "acceptance_rate": stats["correct"] / len(flat), "verifier_error_rate": stats["errors"] / len(flat),
-        "kept": kept, "duplicates": stats["correct"] + retry_stats.get("retry_correct", 0) - kept,
+        "task": getattr(task, "name", "?"),
+        "problems": len(problems),
+        "k": cfg.k,
+        "samples": len(flat),
+        **stats,
+        "verifier_errors": stats["errors"] + retry_stats.get("retry_errors", 0),
+        "acceptance_rate": stats["correct"] / len(flat),
+        "verifier_error_rate": stats["errors"] / len(flat),
+        "kept": kept,
+        "duplicates": stats["correct"] + retry_stats.get("retry_correct", 0) - kept,
         "problems_with_kept": len({r["meta"]["problem_id"] for r in rows}),
         "problem_coverage": len({r["meta"]["problem_id"] for r in rows}) / len(problems),
-        **{k: cost[k] for k in ("prompt_tokens", "generated_tokens", "tokens", "prompt_flops", "generated_flops", "flops")},
+        **{
+            k: cost[k]
+            for k in ("prompt_tokens", "generated_tokens", "tokens", "prompt_flops", "generated_flops", "flops")
+        },
         "tokens_per_kept": cost["tokens"] / kept if kept else None,
         "generated_tokens_per_kept": cost["generated_tokens"] / kept if kept else None,
         "flops_per_kept": cost["flops"] / kept if kept else None,
-        "generation_seconds": cost["seconds"], "seconds": time.perf_counter() - t0,
+        "generation_seconds": cost["seconds"],
+        "seconds": time.perf_counter() - t0,
         **retry_stats,
     }
     return rows, summary
@@ -176,8 +215,9 @@ def write_synth(rows: Sequence[dict], summary: dict, out: str) -> dict:
     return summary
 
 
-def load_task_problems(task_name: str, n: int, seed: int, difficulty: int | None = None,
-                       problems_file: str | None = None):
+def load_task_problems(
+    task_name: str, n: int, seed: int, difficulty: int | None = None, problems_file: str | None = None
+):
     """(task, problems): `n` seeded train-split problems from the task's generator (a math file:
     its train split), or the first n of a file (refused when it declares a test split)."""
     from scalinglab.tasks import get_task, load_problems

@@ -19,14 +19,16 @@ BACKENDS = ("local",)
 
 def engine_sampler(engine: Engine, progress: Callable[..., None] | None = None) -> Sampler:
     """A sampler over an already-built engine (n samples of a prompt share one prefill)."""
+
     def sample(prompts: Sequence[str], params: SamplingParams) -> GenerationResult:
         return engine.generate(list(prompts), params, progress=progress)
 
     return sample
 
 
-def local_sampler(model: str, device: str = "auto", max_batch: int = 64,
-                  progress: Callable[..., None] | None = None) -> Sampler:
+def local_sampler(
+    model: str, device: str = "auto", max_batch: int = 64, progress: Callable[..., None] | None = None
+) -> Sampler:
     """Load a run or Hugging Face model directory and sample from it in this process."""
     import torch
 
@@ -38,8 +40,9 @@ def local_sampler(model: str, device: str = "auto", max_batch: int = 64,
     return engine_sampler(Engine(m, tok, max_batch=max_batch), progress)
 
 
-def make_sampler(backend: str, model: str, device: str = "auto", max_batch: int = 64,
-                 progress: Callable[..., None] | None = None) -> Sampler:
+def make_sampler(
+    backend: str, model: str, device: str = "auto", max_batch: int = 64, progress: Callable[..., None] | None = None
+) -> Sampler:
     if backend not in BACKENDS:
         raise UserError(f"--backend {backend!r} is not available (available: {', '.join(BACKENDS)})")
     return local_sampler(model, device, max_batch, progress)

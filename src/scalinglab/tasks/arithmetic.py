@@ -67,7 +67,11 @@ def _mul_steps(a: int, b: int) -> list[str]:
     return steps
 
 
-_OPS = {"+": (lambda a, b: a + b, _add_steps), "-": (lambda a, b: a - b, _sub_steps), "*": (lambda a, b: a * b, _mul_steps)}
+_OPS = {
+    "+": (lambda a, b: a + b, _add_steps),
+    "-": (lambda a, b: a - b, _sub_steps),
+    "*": (lambda a, b: a * b, _mul_steps),
+}
 
 
 class IntegerAnswer:
@@ -108,8 +112,15 @@ class Arithmetic(IntegerAnswer):
         fn, steps_fn = _OPS[op]
         answer = fn(a, b)
         steps = tuple(s + "\n" for s in steps_fn(a, b)) + (f"A: {answer}\n",)
-        return Problem(id=id or f"{a}{op}{b}", task=self.name, prompt=f"{a}{op}{b}=?\n", answer=str(answer),
-                       solution="".join(steps), steps=steps, meta={"a": a, "b": b, "op": op})
+        return Problem(
+            id=id or f"{a}{op}{b}",
+            task=self.name,
+            prompt=f"{a}{op}{b}=?\n",
+            answer=str(answer),
+            solution="".join(steps),
+            steps=steps,
+            meta={"a": a, "b": b, "op": op},
+        )
 
     def generate(self, n: int, seed: int, difficulty: int | None = None) -> list[Problem]:
         digits = difficulty or self.default_difficulty
@@ -121,4 +132,3 @@ class Arithmetic(IntegerAnswer):
             a, b = rng.randint(lo, hi), rng.randint(lo, hi)
             out.append(self.make(a, op, b, id=f"{self.name}-s{seed}-{i}"))
         return out
-

@@ -35,7 +35,6 @@ from scalinglab.tasks.arithmetic import IntegerAnswer
 from scalinglab.tasks.base import Problem
 
 
-
 def route_steps(terms: tuple[int, ...], route: tuple[int, ...]) -> list[str]:
     """Running-sum lines adding `terms` in the order of the indices in `route`."""
     total = terms[route[0]]
@@ -68,8 +67,15 @@ class ArithmeticPaths(IntegerAnswer):
         answer = sum(terms)
         steps = tuple(s + "\n" for s in route_steps(terms, route)) + (f"A: {answer}\n",)
         expr = "+".join(map(str, terms))
-        return Problem(id=id or expr, task=self.name, prompt=f"{expr}=?\n", answer=str(answer),
-                       solution="".join(steps), steps=steps, meta={"terms": list(terms), "route": list(route)})
+        return Problem(
+            id=id or expr,
+            task=self.name,
+            prompt=f"{expr}=?\n",
+            answer=str(answer),
+            solution="".join(steps),
+            steps=steps,
+            meta={"terms": list(terms), "route": list(route)},
+        )
 
     def generate(self, n: int, seed: int, difficulty: int | None = None) -> list[Problem]:
         digits = difficulty or self.default_difficulty

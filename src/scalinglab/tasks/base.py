@@ -139,7 +139,11 @@ def coerce_setting(key: str, value: Any, default: Any, who: str) -> Any:
         if isinstance(default, str):
             return value
         if isinstance(default, (tuple, list)):
-            items = json.loads(value) if value.strip().startswith("[") else [v.strip() for v in value.split(",") if v.strip()]
+            items = (
+                json.loads(value)
+                if value.strip().startswith("[")
+                else [v.strip() for v in value.split(",") if v.strip()]
+            )
             if default:
                 items = [coerce_setting(key, v, default[0], who) for v in items]
             return type(default)(items)
@@ -158,7 +162,9 @@ def seeded_subset(problems: list[Problem], n: int, key: str, source: str, which:
     import random
 
     if n > len(problems):
-        raise UserError(f"{source}: asked for {n} problems, the file has {len(problems)}" + (f" {which}" if which else ""))
+        raise UserError(
+            f"{source}: asked for {n} problems, the file has {len(problems)}" + (f" {which}" if which else "")
+        )
     order = list(range(len(problems)))
     random.Random(key).shuffle(order)
     return [problems[i] for i in order[:n]]

@@ -86,8 +86,15 @@ class Code:
                 y = _OPS[op][2](y, k)
             cases.append({"input": [x], "output": y})
         program = "".join(steps)
-        return Problem(id=id or desc, task=self.name, prompt=f"# {desc}\n", answer=program, solution=program,
-                       steps=steps, meta={"entry_point": "f", "cases": cases, "ops": [list(o) for o in ops]})
+        return Problem(
+            id=id or desc,
+            task=self.name,
+            prompt=f"# {desc}\n",
+            answer=program,
+            solution=program,
+            steps=steps,
+            meta={"entry_point": "f", "cases": cases, "ops": [list(o) for o in ops]},
+        )
 
     def generate(self, n: int, seed: int, difficulty: int | None = None) -> list[Problem]:
         k_ops = difficulty or self.default_difficulty
@@ -135,6 +142,7 @@ def code_steps(completion: str) -> list[str]:
 
 def same_code(a: str, b: str) -> bool:
     """Same program text up to blank lines and trailing spaces (behaviour is not compared)."""
+
     def norm(s: str) -> list[str]:
         return [line.rstrip() for line in s.split("\n") if line.strip()]
 

@@ -77,9 +77,14 @@ class Corpus:
     def describe(self) -> dict:
         """What a result was made from: name, root, Python version, files, bytes, fingerprint."""
         sizes = {s: sum((self.root / p).stat().st_size for p in self.files(s)) for s in ("train", "eval")}
-        return {"name": self.name, "root": str(self.root), "python": sys.version.split()[0],
-                "files": {s: len(self.files(s)) for s in ("train", "eval")}, "bytes": sizes,
-                "fingerprint": self.fingerprint[:16]}
+        return {
+            "name": self.name,
+            "root": str(self.root),
+            "python": sys.version.split()[0],
+            "files": {s: len(self.files(s)) for s in ("train", "eval")},
+            "bytes": sizes,
+            "fingerprint": self.fingerprint[:16],
+        }
 
 
 def stdlib_corpus(root: str | os.PathLike | None = None) -> Corpus:

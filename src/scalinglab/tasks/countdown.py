@@ -189,10 +189,15 @@ class Countdown:
             raise ValueError(f"no solution for {numbers} -> {target}")
         answer = _expr(tree)[0]
         steps = tuple(s + "\n" for s in steps_of(tree)) + (f"A: {answer}\n",)
-        return Problem(id=id or f"{'-'.join(map(str, numbers))}>{target}", task=self.name,
-                       prompt=f"{' '.join(map(str, numbers))}>{target}\n", answer=answer,
-                       solution="".join(steps), steps=steps,
-                       meta={"numbers": list(numbers), "target": target, "use_all": self.use_all})
+        return Problem(
+            id=id or f"{'-'.join(map(str, numbers))}>{target}",
+            task=self.name,
+            prompt=f"{' '.join(map(str, numbers))}>{target}\n",
+            answer=answer,
+            solution="".join(steps),
+            steps=steps,
+            meta={"numbers": list(numbers), "target": target, "use_all": self.use_all},
+        )
 
     def generate(self, n: int, seed: int, difficulty: int | None = None) -> list[Problem]:
         k = difficulty or self.default_difficulty
@@ -238,7 +243,9 @@ class Countdown:
         if extra:
             return Verdict.wrong(f"uses numbers not available: {sorted(extra.elements())}")
         if problem.meta.get("use_all", self.use_all) and Counter(used) != given:
-            return Verdict.wrong(f"must use every number exactly once; unused: {sorted((given - Counter(used)).elements())}")
+            return Verdict.wrong(
+                f"must use every number exactly once; unused: {sorted((given - Counter(used)).elements())}"
+            )
         target = int(problem.meta["target"])
         if value != target:
             return Verdict.wrong(f"{expr} = {value}, target {target}")

@@ -62,12 +62,18 @@ _NUM = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+")
 FEW_SHOT = "".join(
     f"Question: {q}\n{INSTRUCTION}\n{s}\n\n"
     for q, s in [
-        ("A baker makes 4 trays of 12 rolls. She sells all but 7 of them. How many rolls does she sell?",
-         "She makes 4 * 12 = 48 rolls.\nShe sells 48 - 7 = 41 rolls.\n#### 41"),
-        ("Tom reads 15 pages a day for 6 days, then 20 pages on the seventh day. How many pages does he read that week?",
-         "In the first 6 days he reads 15 * 6 = 90 pages.\nIn all he reads 90 + 20 = 110 pages.\n#### 110"),
-        ("A shirt costs $25 and is on sale for 20% off. How much do 3 shirts cost on sale, in dollars?",
-         "The discount is 25 * 20 / 100 = $5.\nOne shirt costs 25 - 5 = $20.\nThree cost 3 * 20 = $60.\n#### 60"),
+        (
+            "A baker makes 4 trays of 12 rolls. She sells all but 7 of them. How many rolls does she sell?",
+            "She makes 4 * 12 = 48 rolls.\nShe sells 48 - 7 = 41 rolls.\n#### 41",
+        ),
+        (
+            "Tom reads 15 pages a day for 6 days, then 20 pages on the seventh day. How many pages does he read that week?",
+            "In the first 6 days he reads 15 * 6 = 90 pages.\nIn all he reads 90 + 20 = 110 pages.\n#### 110",
+        ),
+        (
+            "A shirt costs $25 and is on sale for 20% off. How much do 3 shirts cost on sale, in dollars?",
+            "The discount is 25 * 20 / 100 = $5.\nOne shirt costs 25 - 5 = $20.\nThree cost 3 * 20 = $60.\n#### 60",
+        ),
     ]
 )
 
@@ -82,8 +88,10 @@ def default_file(split: str) -> Path:
         return path
     path = Path("..") / "shared" / "data" / "gsm8k" / f"{split}.jsonl"
     if not path.exists():
-        raise UserError(f"task 'gsm8k': no GSM8K {split} file found (set ${DIR_ENV} to the folder of "
-                        "train.jsonl/test.jsonl, or pass the file with --problems FILE)")
+        raise UserError(
+            f"task 'gsm8k': no GSM8K {split} file found (set ${DIR_ENV} to the folder of "
+            "train.jsonl/test.jsonl, or pass the file with --problems FILE)"
+        )
     return path
 
 
@@ -121,9 +129,15 @@ def parse_row(row: dict, line: int, split: str, task: str = "gsm8k") -> Problem:
     final = m.group(1).replace(",", "").strip()
     work = [ln.strip() for ln in _CALC.sub("", row["answer"][: m.start()]).split("\n") if ln.strip()]
     steps = tuple(ln + "\n" for ln in work) + (f"#### {final}\n",)
-    return Problem(id=f"{task}-{split}-{line}", task=task, prompt=f"Question: {row['question'].strip()}\n{INSTRUCTION}\n",
-                   answer=final, solution="".join(steps), steps=steps,
-                   meta={"split": split, "line": line, "difficulty": len(work)})
+    return Problem(
+        id=f"{task}-{split}-{line}",
+        task=task,
+        prompt=f"Question: {row['question'].strip()}\n{INSTRUCTION}\n",
+        answer=final,
+        solution="".join(steps),
+        steps=steps,
+        meta={"split": split, "line": line, "difficulty": len(work)},
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -175,8 +189,13 @@ class GSM8K:
         problems = self.load()
         if difficulty is not None:
             problems = [p for p in problems if p.meta.get("difficulty") == difficulty]
-        return seeded_subset(problems, n, f"{self.name}:{split_of(self.file(), self.split)}:{difficulty}:{seed}", str(self.file()),
-                             f"with {difficulty} solution lines" if difficulty is not None else "")
+        return seeded_subset(
+            problems,
+            n,
+            f"{self.name}:{split_of(self.file(), self.split)}:{difficulty}:{seed}",
+            str(self.file()),
+            f"with {difficulty} solution lines" if difficulty is not None else "",
+        )
 
     def extract_answer(self, completion: str) -> str | None:
         span = answer_span(_HEADER.sub("", completion))

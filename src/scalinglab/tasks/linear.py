@@ -66,8 +66,15 @@ class Linear:
         lines.append(f"A: {x}")
         steps = tuple(s + "\n" for s in lines)
         prompt = f"{a}x{_signed(b)}={c}x{_signed(d)}\n"
-        return Problem(id=id or prompt.strip(), task=self.name, prompt=prompt, answer=str(x),
-                       solution="".join(steps), steps=steps, meta={"a": a, "b": b, "c": c, "d": d})
+        return Problem(
+            id=id or prompt.strip(),
+            task=self.name,
+            prompt=prompt,
+            answer=str(x),
+            solution="".join(steps),
+            steps=steps,
+            meta={"a": a, "b": b, "c": c, "d": d},
+        )
 
     def generate(self, n: int, seed: int, difficulty: int | None = None) -> list[Problem]:
         digits = difficulty or self.default_difficulty

@@ -65,8 +65,13 @@ class MathFile:
         problems = self.load()
         if difficulty is not None:
             problems = [p for p in problems if str(p.meta.get("difficulty", p.meta.get("level"))) == str(difficulty)]
-        return seeded_subset(problems, n, f"{self.name}:{self.path}:{difficulty}:{seed}", str(self.path),
-                             f"at difficulty {difficulty}" if difficulty is not None else "")
+        return seeded_subset(
+            problems,
+            n,
+            f"{self.name}:{self.path}:{difficulty}:{seed}",
+            str(self.path),
+            f"at difficulty {difficulty}" if difficulty is not None else "",
+        )
 
     def extract_answer(self, completion: str) -> str | None:
         return extract_answer(completion)

@@ -46,9 +46,15 @@ class Needle:
         context = "".join(f"{k}={v}\n" for k, v in facts)
         steps = (f"{key}={value}\n", f"A: {value}\n")
         depth = ask / (len(facts) - 1) if len(facts) > 1 else 0.0
-        return Problem(id=id or f"{key}@{ask}", task=self.name, prompt=f"{context}{key}?\n", answer=value,
-                       solution="".join(steps), steps=steps,
-                       meta={"key": key, "position": ask, "depth": round(depth, 4), "context_chars": len(context)})
+        return Problem(
+            id=id or f"{key}@{ask}",
+            task=self.name,
+            prompt=f"{context}{key}?\n",
+            answer=value,
+            solution="".join(steps),
+            steps=steps,
+            meta={"key": key, "position": ask, "depth": round(depth, 4), "context_chars": len(context)},
+        )
 
     def generate(self, n: int, seed: int, difficulty: int | None = None) -> list[Problem]:
         chars = difficulty or self.default_difficulty

@@ -123,14 +123,17 @@ def make(name: str, settings: dict | None = None) -> "ReasoningGym":
     """`rg:<name>` with validated settings (UserError for an unknown name, key or value)."""
     _, factory = _rg()
     if name not in factory.DATASETS:
-        raise UserError(f"unknown reasoning-gym task {name!r} (see `scalinglab tasks --rg` for the "
-                        f"{len(factory.DATASETS)} names)")
+        raise UserError(
+            f"unknown reasoning-gym task {name!r} (see `scalinglab tasks --rg` for the {len(factory.DATASETS)} names)"
+        )
     allowed = config_fields(name)
     who = f"{PREFIX}{name}"
     clean = {}
     for key, value in (settings or {}).items():
         if key in _RESERVED:
-            raise UserError(f"{who} setting {key!r}: {' and '.join(_RESERVED)} come from generate() (--seed, --num-problems)")
+            raise UserError(
+                f"{who} setting {key!r}: {' and '.join(_RESERVED)} come from generate() (--seed, --num-problems)"
+            )
         if key not in allowed:
             raise UserError(f"{who}: unknown setting {key!r} (allowed: {', '.join(sorted(allowed)) or 'none'})")
         clean[key] = _freeze(coerce_setting(key, value, allowed[key], who))
@@ -199,7 +202,7 @@ def extract(completion: str) -> str | None:
         return tags[-1].strip()
     marks = list(_LINE.finditer(completion))
     if marks:
-        rest = completion[marks[-1].end():]
+        rest = completion[marks[-1].end() :]
         return _tidy(rest.lstrip(" \t").lstrip("\n").split("\n\n", 1)[0])  # whitespace-only lines belong to grids
     said = _ANSWER_IS.findall(completion)
     return _tidy(said[-1]) if said else None
@@ -234,7 +237,9 @@ class ReasoningGym:
                 for field in ("lower_field_name", "upper_field_name", "field_name"):
                     if getattr(attr, field, None):
                         cfg[getattr(attr, field)] = getattr(made, getattr(attr, field))
-        cfg.update({k: _thaw(v) if isinstance(config_fields(self.dataset).get(k), list) else v for k, v in self.settings})
+        cfg.update(
+            {k: _thaw(v) if isinstance(config_fields(self.dataset).get(k), list) else v for k, v in self.settings}
+        )
         try:
             conf = factory.DATASETS[self.dataset][1](seed=seed, size=max(n, 1), **cfg)
             if hasattr(conf, "validate"):
@@ -253,13 +258,24 @@ class ReasoningGym:
         out = []
         for i, e in enumerate(entries):
             ref = e.get("answer")
-            out.append(Problem(
-                id=f"{self.name}-{seed}-{i}", task=self.name,
-                prompt=f"Question: {str(e['question']).strip()}\n{INSTRUCTION}\n",
-                answer="" if ref is None else str(ref),
-                solution=None if ref is None else f"Answer: {ref}\n",
-                meta={"dataset": self.dataset, "config": cfg, "difficulty": difficulty, "seed": seed, "index": i,
-                      "reference": ref, "metadata": e.get("metadata", {})}))
+            out.append(
+                Problem(
+                    id=f"{self.name}-{seed}-{i}",
+                    task=self.name,
+                    prompt=f"Question: {str(e['question']).strip()}\n{INSTRUCTION}\n",
+                    answer="" if ref is None else str(ref),
+                    solution=None if ref is None else f"Answer: {ref}\n",
+                    meta={
+                        "dataset": self.dataset,
+                        "config": cfg,
+                        "difficulty": difficulty,
+                        "seed": seed,
+                        "index": i,
+                        "reference": ref,
+                        "metadata": e.get("metadata", {}),
+                    },
+                )
+            )
         return out
 
     def generate(self, n: int, seed: int, difficulty: int | None = None) -> list[Problem]:
@@ -295,8 +311,14 @@ class ReasoningGym:
             question = p.prompt.removeprefix("Question: ").removesuffix(f"\n{INSTRUCTION}\n")
             entry = {"question": question, "answer": m.get("reference", p.answer), "metadata": m.get("metadata", {})}
             todo.append(i)
-            calls.append((m.get("dataset", self.dataset), {**(m.get("config") or {}), "seed": m.get("seed", 0), "size": 1},
-                          got, entry))
+            calls.append(
+                (
+                    m.get("dataset", self.dataset),
+                    {**(m.get("config") or {}), "seed": m.get("seed", 0), "size": 1},
+                    got,
+                    entry,
+                )
+            )
         if calls:
             pool = pool or get_pool()
             with _lock:  # one map at a time per pool
@@ -332,4 +354,6 @@ def _verdict(o, got: str, want: str, timeout_s: float) -> Verdict:
     score = min(1.0, max(0.0, score))
     if score >= 1.0:
         return Verdict.right(f"score 1: {_short(got)}")
-    return Verdict(False, score, f"score {score:g}: answered {_short(got)}, expected {_short(want) or '(checked by the scorer)'}")
+    return Verdict(
+        False, score, f"score {score:g}: answered {_short(got)}, expected {_short(want) or '(checked by the scorer)'}"
+    )

@@ -81,7 +81,7 @@ def hashed_split(text: str) -> str:
 
 
 def split_of(problem) -> str:
-    """"train" or "eval": the declared split, else the hash of the canonical text."""
+    """ "train" or "eval": the declared split, else the hash of the canonical text."""
     return declared(problem) or hashed_split(canonical(problem))
 
 
@@ -138,9 +138,11 @@ def draw(task, n: int, seed: int, difficulty: int | None = None, split: str = "t
         stale = stale + 1 if len(out) - before < max(1, len(batch) // 200) and len(out) < n else 0
         if stale >= _STALE_CHUNKS:
             what = f"distinct {split} problems" if split == "eval" else f"{split} problems"
-            raise UserError(f"task {task.name!r}: its {split} split has only {len(out)} {what}"
-                            + (f" at difficulty {difficulty}" if difficulty is not None else "")
-                            + f"; asked for {n} (ask for fewer, or widen the task's settings)")
+            raise UserError(
+                f"task {task.name!r}: its {split} split has only {len(out)} {what}"
+                + (f" at difficulty {difficulty}" if difficulty is not None else "")
+                + f"; asked for {n} (ask for fewer, or widen the task's settings)"
+            )
         k += 1
     return out
 
@@ -171,13 +173,20 @@ def _draw_file(task, n: int, seed: int, difficulty: int | None, split: str) -> l
         return kept[:n]
     marks = {declared(p) for p in problems}
     if problems and marks == {"eval"} and split == "train":
-        raise UserError(f"task {task.name!r}: its problems{_where(task)} are a declared test split; a training "
-                        "stream draws only train problems (for gsm8k: gsm8k[split=train])")
+        raise UserError(
+            f"task {task.name!r}: its problems{_where(task)} are a declared test split; a training "
+            "stream draws only train problems (for gsm8k: gsm8k[split=train])"
+        )
     if problems and marks == {"train"} and split == "eval":
-        raise UserError(f"task {task.name!r}: its problems{_where(task)} are a declared train split; evaluation "
-                        "draws only evaluation problems (for gsm8k: the test file)")
-    raise UserError(f"task {task.name!r}: its {split} split{_where(task)} has {len(kept)} problems"
-                    + (f" at difficulty {difficulty}" if difficulty is not None else "") + f"; asked for {n}")
+        raise UserError(
+            f"task {task.name!r}: its problems{_where(task)} are a declared train split; evaluation "
+            "draws only evaluation problems (for gsm8k: the test file)"
+        )
+    raise UserError(
+        f"task {task.name!r}: its {split} split{_where(task)} has {len(kept)} problems"
+        + (f" at difficulty {difficulty}" if difficulty is not None else "")
+        + f"; asked for {n}"
+    )
 
 
 def refuse_test(items: Iterable, who: str) -> None:
@@ -197,7 +206,10 @@ def overlap(train: Iterable[Any], heldout: Iterable[Any]) -> int:
         index.setdefault(_norm(prompt), i)
     hits: set[int] = set()
     for t in train:
-        for key in {canonical(t), _norm(t if isinstance(t, str) else (t.get("prompt", "") if isinstance(t, dict) else t.prompt))}:
+        for key in {
+            canonical(t),
+            _norm(t if isinstance(t, str) else (t.get("prompt", "") if isinstance(t, dict) else t.prompt)),
+        }:
             if key in index:
                 hits.add(index[key])
     return len(hits)

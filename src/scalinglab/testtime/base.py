@@ -44,21 +44,44 @@ class Cost:
         return self.policy_flops + self.reward_flops
 
     def __add__(self, other: "Cost") -> "Cost":
-        return Cost(self.prompt_tokens + other.prompt_tokens, self.generated_tokens + other.generated_tokens,
-                    self.prompt_flops + other.prompt_flops, self.generated_flops + other.generated_flops,
-                    self.prefills + other.prefills, max(self.prefix_kv_bytes, other.prefix_kv_bytes), self.seconds + other.seconds,
-                    self.reward_tokens + other.reward_tokens, self.reward_flops + other.reward_flops)
+        return Cost(
+            self.prompt_tokens + other.prompt_tokens,
+            self.generated_tokens + other.generated_tokens,
+            self.prompt_flops + other.prompt_flops,
+            self.generated_flops + other.generated_flops,
+            self.prefills + other.prefills,
+            max(self.prefix_kv_bytes, other.prefix_kv_bytes),
+            self.seconds + other.seconds,
+            self.reward_tokens + other.reward_tokens,
+            self.reward_flops + other.reward_flops,
+        )
 
     @classmethod
     def of(cls, result) -> "Cost":
         """The cost of one engine call, from its `GenerationResult` totals."""
-        return cls(result.prompt_tokens, result.generated_tokens, result.prompt_flops, result.generated_flops, result.prefills,
-                   result.prefix_kv_bytes, result.seconds)
+        return cls(
+            result.prompt_tokens,
+            result.generated_tokens,
+            result.prompt_flops,
+            result.generated_flops,
+            result.prefills,
+            result.prefix_kv_bytes,
+            result.seconds,
+        )
 
     def to_json(self) -> dict:
-        return {"prompt_tokens": self.prompt_tokens, "generated_tokens": self.generated_tokens, "prompt_flops": self.prompt_flops,
-                "generated_flops": self.generated_flops, "reward_tokens": self.reward_tokens, "reward_flops": self.reward_flops,
-                "policy_flops": self.policy_flops, "flops": self.flops, "prefills": self.prefills, "prefix_kv_bytes": self.prefix_kv_bytes}
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "generated_tokens": self.generated_tokens,
+            "prompt_flops": self.prompt_flops,
+            "generated_flops": self.generated_flops,
+            "reward_tokens": self.reward_tokens,
+            "reward_flops": self.reward_flops,
+            "policy_flops": self.policy_flops,
+            "flops": self.flops,
+            "prefills": self.prefills,
+            "prefix_kv_bytes": self.prefix_kv_bytes,
+        }
 
 
 @dataclass
@@ -87,8 +110,15 @@ class Attempt:
     def cost(self, n: int | None = None) -> Cost:
         """What the first `n` samples cost: the prompt once plus their decodes (and their RM scoring)."""
         head = self.samples if n is None else self.samples[:n]
-        return Cost(self.prompt_tokens, sum(s.tokens for s in head), self.prompt_flops, sum(s.flops for s in head), 1,
-                    reward_tokens=sum(s.score_tokens for s in head), reward_flops=sum(s.score_flops for s in head))
+        return Cost(
+            self.prompt_tokens,
+            sum(s.tokens for s in head),
+            self.prompt_flops,
+            sum(s.flops for s in head),
+            1,
+            reward_tokens=sum(s.score_tokens for s in head),
+            reward_flops=sum(s.score_flops for s in head),
+        )
 
 
 @dataclass
@@ -122,5 +152,4 @@ class Strategy(Protocol):
 
     name: str
 
-    def solve(self, problems: Sequence[Problem], n: int) -> SolveResult:
-        ...
+    def solve(self, problems: Sequence[Problem], n: int) -> SolveResult: ...

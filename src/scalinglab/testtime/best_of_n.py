@@ -88,7 +88,9 @@ def prm_score(rm, task, prompt: str, completion: str, how: str = "min") -> float
 SCORERS = {"functional": _functional, "orm": _orm, "prm": _prm}
 
 
-def score_attempts(attempts: list[Attempt], task, verifier: str = "functional", rm=None, aggregation: str = "min") -> None:
+def score_attempts(
+    attempts: list[Attempt], task, verifier: str = "functional", rm=None, aggregation: str = "min"
+) -> None:
     """Fill `sample.score` for every sample of every attempt."""
     if verifier not in SCORERS:
         raise UserError(f"unknown verifier {verifier!r} (known: {', '.join(SCORERS)})")

@@ -52,8 +52,9 @@ class BudgetStrategy:
         texts = [""] * len(problems)
         reasons = ["length"] * len(problems)
         if budget > 0:
-            res = self.engine.generate([p.prompt for p in problems],
-                                       replace(self.params, n=1, max_new_tokens=budget, stop=tuple(task.stop)))
+            res = self.engine.generate(
+                [p.prompt for p in problems], replace(self.params, n=1, max_new_tokens=budget, stop=tuple(task.stop))
+            )
             cost += Cost.of(res)
             texts = [g.completions[0].text for g in res.generations]
             reasons = [g.completions[0].finish_reason for g in res.generations]
@@ -61,8 +62,10 @@ class BudgetStrategy:
         force = [i for i in range(len(problems)) if not _answered(task, texts[i], reasons[i])]
         if force:
             heads = [_thinking_kept(texts[i]) + answer_prefix(task) for i in force]
-            res = self.engine.generate([problems[i].prompt + h for i, h in zip(force, heads)],
-                                       SamplingParams(n=1, greedy=True, max_new_tokens=self.answer_tokens, stop=("\n",)))
+            res = self.engine.generate(
+                [problems[i].prompt + h for i, h in zip(force, heads)],
+                SamplingParams(n=1, greedy=True, max_new_tokens=self.answer_tokens, stop=("\n",)),
+            )
             cost += Cost.of(res)
             for i, h, g in zip(force, heads, res.generations):
                 final[i] = h + g.completions[0].text

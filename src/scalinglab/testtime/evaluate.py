@@ -38,7 +38,9 @@ class EvalConfig:
     strategy: str = "majority"  # one of STRATEGIES
     ns: tuple[int, ...] = (1, 2, 4, 8, 16)  # samples / beam budget / thinking tokens (budget)
     verifier: str = "functional"  # functional, orm or prm (best-of-n, weighted, beam)
-    aggregation: str = ""  # PRM step-score aggregation: min, prod or last ("" = min for best-of-n/weighted, last for beam)
+    aggregation: str = (
+        ""  # PRM step-score aggregation: min, prod or last ("" = min for best-of-n/weighted, last for beam)
+    )
     temperature: float = 1.0  # sampling temperature
     top_p: float = 1.0
     max_new_tokens: int = 0  # per sample (0 = room for the task's longest worked solution)
@@ -51,7 +53,9 @@ def _point(n: int, r: SolveResult, pass_at_k: float) -> dict:
     return {"n": n, "accuracy": r.accuracy, "pass_at_k": pass_at_k, **r.cost.to_json()}
 
 
-def evaluate(model, tokenizer, task, problems: Sequence[Problem], cfg: EvalConfig, reward_model=None, progress=None) -> dict:
+def evaluate(
+    model, tokenizer, task, problems: Sequence[Problem], cfg: EvalConfig, reward_model=None, progress=None
+) -> dict:
     """Accuracy and exact compute of `cfg.strategy` at every budget in `cfg.ns`."""
     if cfg.strategy not in STRATEGIES:
         raise UserError(f"unknown strategy {cfg.strategy!r} (known: {', '.join(STRATEGIES)})")
@@ -60,27 +64,51 @@ def evaluate(model, tokenizer, task, problems: Sequence[Problem], cfg: EvalConfi
     ns = sorted(set(int(n) for n in cfg.ns))
     if not ns or ns[0] < (0 if cfg.strategy == "budget" else 1):
         raise UserError(f"--n must list positive integers (got {list(cfg.ns)})")
-    engine = Engine(model, tokenizer, max_batch=cfg.max_batch, weight_dtype=decode_dtypes(cfg.dtype, next(model.parameters()).device)[1])
-    params = SamplingParams(max_new_tokens=cfg.max_new_tokens or default_max_new_tokens(task, problems, tokenizer),
-                            temperature=cfg.temperature, top_p=cfg.top_p, stop=tuple(task.stop), seed=cfg.seed)
+    engine = Engine(
+        model,
+        tokenizer,
+        max_batch=cfg.max_batch,
+        weight_dtype=decode_dtypes(cfg.dtype, next(model.parameters()).device)[1],
+    )
+    params = SamplingParams(
+        max_new_tokens=cfg.max_new_tokens or default_max_new_tokens(task, problems, tokenizer),
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        stop=tuple(task.stop),
+        seed=cfg.seed,
+    )
     points, per_problem, coverage, decode = [], [], None, None
     if cfg.strategy in SELECTORS or cfg.strategy == "greedy":
         greedy = cfg.strategy == "greedy"
         if greedy:
             ns, params = [1], replace(params, greedy=True)
-        strat = SampledStrategy(engine, task, "sample" if greedy else cfg.strategy, params, cfg.verifier, reward_model,
-                                cfg.aggregation or "min")
+        strat = SampledStrategy(
+            engine,
+            task,
+            "sample" if greedy else cfg.strategy,
+            params,
+            cfg.verifier,
+            reward_model,
+            cfg.aggregation or "min",
+        )
         attempts, drawn = strat.draw(problems, ns[-1], progress=progress)
         counts = [(len(a.samples), sum(s.correct for s in a.samples)) for a in attempts]
         # the one engine call's own speed (prefill included, judging excluded): compare with `bench engine`
-        decode = {"seconds": drawn.seconds, "generated_tokens": drawn.generated_tokens, "prompt_tokens": drawn.prompt_tokens,
-                  "tokens_per_s": drawn.generated_tokens / drawn.seconds if drawn.seconds > 0 else None,
-                  "max_batch": cfg.max_batch, "max_new_tokens": params.max_new_tokens}
+        decode = {
+            "seconds": drawn.seconds,
+            "generated_tokens": drawn.generated_tokens,
+            "prompt_tokens": drawn.prompt_tokens,
+            "tokens_per_s": drawn.generated_tokens / drawn.seconds if drawn.seconds > 0 else None,
+            "max_batch": cfg.max_batch,
+            "max_new_tokens": params.max_new_tokens,
+        }
         for n in ns:
             r = select(attempts, n, strat.name, task, drawn.prefix_kv_bytes)
             points.append(_point(n, r, mean_pass_at_k([c[0] for c in counts], [c[1] for c in counts], n)))
-        per_problem = [{"id": a.problem.id, "correct_samples": c, "samples": s,
-                        "answers": [x.answer for x in a.samples]} for a, (s, c) in zip(attempts, counts)]
+        per_problem = [
+            {"id": a.problem.id, "correct_samples": c, "samples": s, "answers": [x.answer for x in a.samples]}
+            for a, (s, c) in zip(attempts, counts)
+        ]
         if not greedy and ns[-1] >= 2:
             coverage = _coverage(counts)
     else:
@@ -88,8 +116,15 @@ def evaluate(model, tokenizer, task, problems: Sequence[Problem], cfg: EvalConfi
             scorer = {"functional": "rollout", "prm": "prm", "orm": "orm"}.get(cfg.verifier)
             if scorer is None:
                 raise UserError(f"unknown verifier {cfg.verifier!r} (known: functional, orm, prm)")
-            strat = BeamSearch(engine, task, scorer, reward_model, cfg.aggregation or "last",
-                               params=params, rollout_tokens=params.max_new_tokens)
+            strat = BeamSearch(
+                engine,
+                task,
+                scorer,
+                reward_model,
+                cfg.aggregation or "last",
+                params=params,
+                rollout_tokens=params.max_new_tokens,
+            )
         else:
             strat = BudgetStrategy(engine, task, replace(params, greedy=True))
         for k, n in enumerate(ns):
@@ -97,11 +132,21 @@ def evaluate(model, tokenizer, task, problems: Sequence[Problem], cfg: EvalConfi
             points.append(_point(n, r, r.coverage))
             if progress:
                 progress(k + 1, len(ns), n=n, accuracy=r.accuracy)
-        per_problem = [{"id": s.id, "correct_samples": s.correct_candidates, "samples": s.candidates, "answer": s.answer}
-                       for s in r.solutions]
-    return {"task": getattr(task, "name", "?"), "strategy": cfg.strategy, "verifier": cfg.verifier,
-            "problems": len(problems), "points": points, "coverage": coverage, "decode": decode,
-            "dtype": str(engine.decode_dtype()).removeprefix("torch."), "per_problem": per_problem}
+        per_problem = [
+            {"id": s.id, "correct_samples": s.correct_candidates, "samples": s.candidates, "answer": s.answer}
+            for s in r.solutions
+        ]
+    return {
+        "task": getattr(task, "name", "?"),
+        "strategy": cfg.strategy,
+        "verifier": cfg.verifier,
+        "problems": len(problems),
+        "points": points,
+        "coverage": coverage,
+        "decode": decode,
+        "dtype": str(engine.decode_dtype()).removeprefix("torch."),
+        "per_problem": per_problem,
+    }
 
 
 def _coverage(counts: list[tuple[int, int]]) -> dict:
@@ -114,8 +159,15 @@ def _coverage(counts: list[tuple[int, int]]) -> dict:
     resolved = sum(lo > 0 and hi < 1 for lo, hi in cov["ci95"])
     if resolved >= 3:
         fit = fit_coverage(cov["k"], [max(c, 1e-6) for c in cov["pass_at_k"]], bootstrap=300)
-        cov["law"] = {"name": "coverage", "form": "exp(a*k^b)", "params": fit.params, "ci95": fit.ci,
-                      "success": fit.success, "message": fit.message, "warnings": list(fit.warnings)}
+        cov["law"] = {
+            "name": "coverage",
+            "form": "exp(a*k^b)",
+            "params": fit.params,
+            "ci95": fit.ci,
+            "success": fit.success,
+            "message": fit.message,
+            "warnings": list(fit.warnings),
+        }
     else:
         cov["law"] = None  # fewer than three k values resolved away from 0 and 1: nothing to fit
     return cov

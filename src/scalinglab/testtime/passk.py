@@ -54,5 +54,9 @@ def coverage_curve(ns: Sequence[int], cs: Sequence[int], *, bootstrap: int = 100
     idx = rng.integers(0, len(per), size=(bootstrap, len(per)))
     boot = per[idx].mean(axis=1)  # (bootstrap, k)
     lo, hi = np.percentile(boot, [2.5, 97.5], axis=0)
-    return {"k": ks, "pass_at_k": per.mean(axis=0).tolist(), "ci95": [[float(a), float(b)] for a, b in zip(lo, hi)],
-            "problems": len(per)}
+    return {
+        "k": ks,
+        "pass_at_k": per.mean(axis=0).tolist(),
+        "ci95": [[float(a), float(b)] for a, b in zip(lo, hi)],
+        "problems": len(per),
+    }

@@ -30,8 +30,9 @@ from scalinglab.testtime.best_of_n import best_index, score_attempts
 from scalinglab.testtime.vote import majority_vote, weighted_vote
 
 
-def draw(engine: Engine, task, problems: Sequence[Problem], n: int, params: SamplingParams,
-         progress=None) -> tuple[list[Attempt], Cost]:
+def draw(
+    engine: Engine, task, problems: Sequence[Problem], n: int, params: SamplingParams, progress=None
+) -> tuple[list[Attempt], Cost]:
     """n judged samples per problem from one engine call, and that call's cost."""
     params = replace(params, n=n)
     res = engine.generate([p.prompt for p in problems], params, progress=progress)
@@ -39,8 +40,16 @@ def draw(engine: Engine, task, problems: Sequence[Problem], n: int, params: Samp
     attempts = []
     for p, g in zip(problems, res.generations):
         plen = len(g.prompt_ids)
-        samples = [Sample(text=c.text, answer=task.extract_answer(c.text), correct=bool(task.check(p, c.text).correct),
-                          tokens=len(c.token_ids), flops=sequence_flops(cfg, plen, len(c.token_ids))) for c in g.completions]
+        samples = [
+            Sample(
+                text=c.text,
+                answer=task.extract_answer(c.text),
+                correct=bool(task.check(p, c.text).correct),
+                tokens=len(c.token_ids),
+                flops=sequence_flops(cfg, plen, len(c.token_ids)),
+            )
+            for c in g.completions
+        ]
         attempts.append(Attempt(p, plen, cfg.prefill_flops(plen), samples))
     return attempts, Cost.of(res)
 
@@ -76,7 +85,10 @@ def _chosen(a: Attempt, head: list[Sample], i: int | None) -> Solution:
 
 
 SELECTORS: dict[str, Callable[[Attempt, int, object], Solution]] = {
-    "sample": _sample, "majority": _majority, "best-of-n": _best_of_n, "weighted": _weighted,
+    "sample": _sample,
+    "majority": _majority,
+    "best-of-n": _best_of_n,
+    "weighted": _weighted,
 }
 NEEDS_SCORES = {"best-of-n", "weighted"}
 

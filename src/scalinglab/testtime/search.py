@@ -34,15 +34,18 @@ from scalinglab.testtime.base import Cost, Solution, SolveResult
 from scalinglab.testtime.best_of_n import AGGREGATIONS, last_costs, prm_score_cost
 
 
-def rollout_values(engine: Engine, task, items: Sequence[tuple[Problem, str]], rollouts: int,
-                   params: SamplingParams) -> tuple[list[float], Cost]:
+def rollout_values(
+    engine: Engine, task, items: Sequence[tuple[Problem, str]], rollouts: int, params: SamplingParams
+) -> tuple[list[float], Cost]:
     """Monte Carlo value of each partial solution: the fraction of `rollouts` continuations
     of prompt + partial that the task's checker accepts."""
     if not items:
         return [], Cost()
     res = engine.generate([p.prompt + part for p, part in items], replace(params, n=rollouts, stop=tuple(task.stop)))
-    vals = [sum(bool(task.check(p, part + c.text).correct) for c in g.completions) / rollouts
-            for (p, part), g in zip(items, res.generations)]
+    vals = [
+        sum(bool(task.check(p, part + c.text).correct) for c in g.completions) / rollouts
+        for (p, part), g in zip(items, res.generations)
+    ]
     return vals, Cost.of(res)
 
 
@@ -76,8 +79,12 @@ class BeamSearch:
             raise UserError(f"unknown PRM aggregation {self.aggregation!r}")
 
     def _done(self, text: str, reason: str, last: bool) -> bool:
-        return (last or reason in ("eos", "length") or self.task.extract_answer(text) is not None
-                or any(text.endswith(s) for s in self.task.stop))
+        return (
+            last
+            or reason in ("eos", "length")
+            or self.task.extract_answer(text) is not None
+            or any(text.endswith(s) for s in self.task.stop)
+        )
 
     def _score(self, cands: list[tuple[int, str, bool]], problems, cost: Cost) -> tuple[list[float], Cost]:
         task = self.task
@@ -86,12 +93,19 @@ class BeamSearch:
             scored = [prm_score_cost(rm, task, problems[i].prompt, t, self.aggregation) for i, t, _ in cands]
             return [s for s, _ in scored], cost + _rm_cost([c for _, c in scored])
         if self.scorer == "orm":
-            scores = [float(x) for x in rm.score_outcomes([problems[i].prompt for i, _, _ in cands], [t for _, t, _ in cands])]
+            scores = [
+                float(x) for x in rm.score_outcomes([problems[i].prompt for i, _, _ in cands], [t for _, t, _ in cands])
+            ]
             return scores, cost + _rm_cost(last_costs(rm, len(cands)))
         scores = [float(task.check(problems[i], t).correct) if done else 0.0 for i, t, done in cands]
         open_ = [j for j, (_, _, done) in enumerate(cands) if not done]
-        vals, c = rollout_values(self.engine, task, [(problems[cands[j][0]], cands[j][1]) for j in open_], self.rollouts,
-                                 replace(self.params, max_new_tokens=self.rollout_tokens, seed=self.params.seed + 7919))
+        vals, c = rollout_values(
+            self.engine,
+            task,
+            [(problems[cands[j][0]], cands[j][1]) for j in open_],
+            self.rollouts,
+            replace(self.params, max_new_tokens=self.rollout_tokens, seed=self.params.seed + 7919),
+        )
         for j, v in zip(open_, vals):
             scores[j] = v
         return scores, cost + c
@@ -106,13 +120,23 @@ class BeamSearch:
             jobs = [(i, part) for i, parts in enumerate(active) for part in parts]
             if not jobs:
                 break
-            res = self.engine.generate([problems[i].prompt + part for i, part in jobs],
-                                       replace(self.params, n=per_beam, max_new_tokens=self.step_tokens,
-                                               stop=("\n",) + tuple(self.task.stop), seed=self.params.seed + step))
+            res = self.engine.generate(
+                [problems[i].prompt + part for i, part in jobs],
+                replace(
+                    self.params,
+                    n=per_beam,
+                    max_new_tokens=self.step_tokens,
+                    stop=("\n",) + tuple(self.task.stop),
+                    seed=self.params.seed + step,
+                ),
+            )
             cost += Cost.of(res)
             last = step == self.max_steps - 1
-            cands = [(i, part + c.text, self._done(part + c.text, c.finish_reason, last))
-                     for (i, part), g in zip(jobs, res.generations) for c in g.completions]
+            cands = [
+                (i, part + c.text, self._done(part + c.text, c.finish_reason, last))
+                for (i, part), g in zip(jobs, res.generations)
+                for c in g.completions
+            ]
             scores, cost = self._score(cands, problems, cost)
             active = [[] for _ in problems]
             for i in range(len(problems)):
@@ -130,5 +154,7 @@ class BeamSearch:
                 continue
             best = max(range(len(pool)), key=lambda j: (pool[j][0], -j))
             checks = [bool(self.task.check(p, t).correct) for _, t in pool]
-            sols.append(Solution(p.id, self.task.extract_answer(pool[best][1]), float(checks[best]), len(pool), sum(checks)))
+            sols.append(
+                Solution(p.id, self.task.extract_answer(pool[best][1]), float(checks[best]), len(pool), sum(checks))
+            )
         return SolveResult(sols, cost)

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from scalinglab.testtime.vote import majority_vote
 
 
-def paired_bootstrap(a: Sequence[int], b: Sequence[int], resamples: int = 10_000, seed: int = 0,
-                     level: float = 0.95) -> tuple[float, float]:
+def paired_bootstrap(
+    a: Sequence[int], b: Sequence[int], resamples: int = 10_000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile CI of mean(a) − mean(b), resampling problems (pairs) with replacement."""
     if len(a) != len(b) or not a:
         raise ValueError(f"paired outcomes need two equal, non-empty lists; got {len(a)} and {len(b)}")

@@ -39,8 +39,9 @@ def group_answers(answers: Sequence[str | None], equivalent: Callable[[str, str]
     return groups
 
 
-def weighted_vote(answers: Sequence[str | None], equivalent: Callable[[str, str], bool],
-                  weights: Sequence[float] | None = None) -> Vote:
+def weighted_vote(
+    answers: Sequence[str | None], equivalent: Callable[[str, str], bool], weights: Sequence[float] | None = None
+) -> Vote:
     """The answer with the largest total weight; `weights=None` is the plain majority vote."""
     w = [1.0] * len(answers) if weights is None else [float(x) for x in weights]
     groups = group_answers(answers, equivalent)

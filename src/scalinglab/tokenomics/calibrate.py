@@ -90,7 +90,9 @@ def _openblas():
 
     try:
         with open("/proc/self/maps") as f:
-            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and line.split()[-1].startswith("/")})
+            paths = sorted(
+                {line.split()[-1] for line in f if "openblas" in line.lower() and line.split()[-1].startswith("/")}
+            )
         return ctypes.CDLL(paths[0]) if paths else None
     except (OSError, IndexError):
         return None
@@ -134,7 +136,9 @@ def matmul_samples(n: int = 512, repeats: int = 20, single: bool = False) -> lis
     return [2.0 * n**3 / _timed(lambda: a @ b, single) for _ in range(repeats)]
 
 
-def bandwidth_samples(mbytes: int = 128, repeats: int = 32, chunk_mbytes: int = 16, single: bool = False) -> list[float]:
+def bandwidth_samples(
+    mbytes: int = 128, repeats: int = 32, chunk_mbytes: int = 16, single: bool = False
+) -> list[float]:
     """Achieved read bandwidth (bytes/s) of each of `repeats` FP32 matrix-vector products, each over the
     next `chunk_mbytes` slice of an `mbytes` matrix (cycled, so a slice is cold: the rest was read since)."""
     cols = 4096
@@ -143,8 +147,8 @@ def bandwidth_samples(mbytes: int = 128, repeats: int = 32, chunk_mbytes: int = 
     w = np.ones((k * rows, cols), dtype=np.float32)
     x = np.ones(cols, dtype=np.float32)
     for i in range(k):  # touch every page once, warm up threads
-        w[i * rows:(i + 1) * rows] @ x
-    slices = [w[i * rows:(i + 1) * rows] for i in range(k)]
+        w[i * rows : (i + 1) * rows] @ x
+    slices = [w[i * rows : (i + 1) * rows] for i in range(k)]
     return [slices[r % k].nbytes / _timed(lambda: slices[r % k] @ x, single) for r in range(repeats)]
 
 
@@ -160,10 +164,15 @@ def measure_peaks(quick: bool = False) -> dict:
         fl = matmul_samples(512, 20 if quick else 60, single=single)
         bw = bandwidth_samples(128 if quick else 256, 32 if quick else 96, single=single)
     scale = cores if single else 1
-    return {"matmul_flops": max(fl) * scale, "bandwidth_bytes_per_s": max(bw),
-            "matmul_flops_spread": spread(np.asarray(fl) * scale), "bandwidth_spread": spread(bw),
-            "peak_basis": f"one core's best GEMM x {cores} cores; one core's streaming bandwidth" if single
-            else "BLAS default threads, wall clock"}
+    return {
+        "matmul_flops": max(fl) * scale,
+        "bandwidth_bytes_per_s": max(bw),
+        "matmul_flops_spread": spread(np.asarray(fl) * scale),
+        "bandwidth_spread": spread(bw),
+        "peak_basis": f"one core's best GEMM x {cores} cores; one core's streaming bandwidth"
+        if single
+        else "BLAS default threads, wall clock",
+    }
 
 
 def measure_matmul_flops(n: int = 512, repeats: int = 20) -> float:
@@ -176,9 +185,14 @@ def measure_bandwidth(mbytes: int = 128, repeats: int = 32) -> float:
     return max(bandwidth_samples(mbytes, repeats))
 
 
-def measure_interleaved(measure: Callable[[int, int], float], points: Sequence[tuple[int, int]],
-                        budget_s: float, min_rounds: int = MIN_ROUNDS, max_rounds: int = MAX_ROUNDS,
-                        seed: int = 0) -> list[list[float]]:
+def measure_interleaved(
+    measure: Callable[[int, int], float],
+    points: Sequence[tuple[int, int]],
+    budget_s: float,
+    min_rounds: int = MIN_ROUNDS,
+    max_rounds: int = MAX_ROUNDS,
+    seed: int = 0,
+) -> list[list[float]]:
     """Samples of `measure(batch, context)` for every point, taken in rounds: one sample per point per
     round, in a fresh random order, until `budget_s` seconds are spent after the first round (which also
     pays for setting each point up), at least `min_rounds` and at most `max_rounds` rounds."""
@@ -241,12 +255,15 @@ def fit_efficiency(compute_s: np.ndarray, memory_s: np.ndarray, measured_s: np.n
             keep = np.arange(len(t)) != i
             for k, fit in fits.items():
                 p = fit(c[keep], m[keep], t[keep])
-                loo[k] += abs(float(_predict(k, p, c[i:i + 1], m[i:i + 1])[0]) - t[i]) / t[i] / len(t)
+                loo[k] += abs(float(_predict(k, p, c[i : i + 1], m[i : i + 1])[0]) - t[i]) / t[i] / len(t)
     else:
         loo = err
     overlap = loo[True] < loo[False]
-    out = {"overlap": overlap, "fit_mean_rel_error": err[overlap], "loo_mean_rel_error": {"additive": loo[False],
-                                                                                            "overlapped": loo[True]}}
+    out = {
+        "overlap": overlap,
+        "fit_mean_rel_error": err[overlap],
+        "loo_mean_rel_error": {"additive": loo[False], "overlapped": loo[True]},
+    }
     if overlap:
         f, g, o = params[True]
         return {**out, "mfu": f, "mbu": g, "step_overhead_s": o}
@@ -254,19 +271,33 @@ def fit_efficiency(compute_s: np.ndarray, memory_s: np.ndarray, measured_s: np.n
     # a coefficient of 0 means that term adds no measurable time (e.g. a small model whose weights
     # and KV cache stay in the CPU's caches, so the DRAM-bandwidth term is free): efficiency UNRESOLVED,
     # i.e. that time is predicted as 0, not as the peak's (which efficiency 1.0 would claim)
-    return {**out, "mfu": 1.0 / a if a > 0 else UNRESOLVED, "mbu": 1.0 / b if b > 0 else UNRESOLVED, "step_overhead_s": o}
+    return {
+        **out,
+        "mfu": 1.0 / a if a > 0 else UNRESOLVED,
+        "mbu": 1.0 / b if b > 0 else UNRESOLVED,
+        "step_overhead_s": o,
+    }
 
 
 def hardware_from(cal: dict) -> Hardware:
     """The "local-cpu" entry of a calibration result (the dict `calibrate` returns and stores)."""
     eff = cal.get("efficiency") or {}
     return Hardware(
-        name="local-cpu", bf16_tflops=cal.get("matmul_flops", 1e11) / 1e12, fp8_tflops=None, fp4_tflops=None,
-        hbm_gib=cal.get("ram_gib", _ram_gib()), hbm_tbps=cal.get("bandwidth_bytes_per_s", 1e10) / 1e12,
-        scaleup_gbps=0.0, scaleup_domain=1, usd_per_hour=cal.get("usd_per_hour", 0.10),
-        mfu=eff.get("mfu", 1.0), mbu=eff.get("mbu", 1.0), step_overhead_s=eff.get("step_overhead_s", 0.0),
+        name="local-cpu",
+        bf16_tflops=cal.get("matmul_flops", 1e11) / 1e12,
+        fp8_tflops=None,
+        fp4_tflops=None,
+        hbm_gib=cal.get("ram_gib", _ram_gib()),
+        hbm_tbps=cal.get("bandwidth_bytes_per_s", 1e10) / 1e12,
+        scaleup_gbps=0.0,
+        scaleup_domain=1,
+        usd_per_hour=cal.get("usd_per_hour", 0.10),
+        mfu=eff.get("mfu", 1.0),
+        mbu=eff.get("mbu", 1.0),
+        step_overhead_s=eff.get("step_overhead_s", 0.0),
         overlap=eff.get("overlap", False),
-        source=f"calibrated {cal.get('measured_at', '')}".strip() if cal else "uncalibrated default")
+        source=f"calibrated {cal.get('measured_at', '')}".strip() if cal else "uncalibrated default",
+    )
 
 
 def local_hardware(path: str | Path | None = None) -> Hardware:
@@ -292,10 +323,18 @@ def _check_points(name: str, points) -> list[tuple[int, int]]:
     return out
 
 
-def calibrate(measure_decode: Callable[[int, int], float] | None = None, model=None,
-              points=DEFAULT_POINTS, weights_dtype: str = "fp32", kv_dtype: str = "fp32",
-              path: str | Path | None = None, quick: bool = False, save: bool = True,
-              holdout=(), budget_s: float | None = None) -> dict:
+def calibrate(
+    measure_decode: Callable[[int, int], float] | None = None,
+    model=None,
+    points=DEFAULT_POINTS,
+    weights_dtype: str = "fp32",
+    kv_dtype: str = "fp32",
+    path: str | Path | None = None,
+    quick: bool = False,
+    save: bool = True,
+    holdout=(),
+    budget_s: float | None = None,
+) -> dict:
     """Measure this machine's peaks and, given `measure_decode` and `model` (a ModelSpec, catalog name or
     config.json path), fit MFU/MBU/overhead to the engine's decode steps at `points`. `holdout` points are
     measured in the same interleaved rounds but left out of the fit: `result["holdout"]` compares the
@@ -308,31 +347,60 @@ def calibrate(measure_decode: Callable[[int, int], float] | None = None, model=N
     t0, load0 = time.perf_counter(), _load()
     peaks = measure_peaks(quick)
     flops, bws = peaks["matmul_flops"], peaks["bandwidth_bytes_per_s"]
-    result = {"machine": f"{os.cpu_count()}-core {os.uname().machine}", **peaks, "ram_gib": _ram_gib(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "efficiency": None,
-              "points": [], "holdout": []}
+    result = {
+        "machine": f"{os.cpu_count()}-core {os.uname().machine}",
+        **peaks,
+        "ram_gib": _ram_gib(),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "efficiency": None,
+        "points": [],
+        "holdout": [],
+    }
     if measure_decode is not None:
         if model is None:
             raise ValueError("calibrate: measure_decode needs the engine's `model` (ModelSpec, name or config path)")
         fit_pts, held = _check_points("points", points), _check_points("holdout", holdout)
         if len(fit_pts) < 3:
-            raise UserError(f"calibrate: need at least 3 (batch, context) points to fit MFU, MBU and overhead, got {len(fit_pts)}")
+            raise UserError(
+                f"calibrate: need at least 3 (batch, context) points to fit MFU, MBU and overhead, got {len(fit_pts)}"
+            )
         spec = get_model(model) if isinstance(model, (str, Path)) else model
-        raw = Hardware("local-cpu-raw", flops / 1e12, None, None, _ram_gib(), bws / 1e12, 0.0, 1, 0.0,
-                       mfu=1.0, mbu=1.0, overlap=False)
+        raw = Hardware(
+            "local-cpu-raw",
+            flops / 1e12,
+            None,
+            None,
+            _ram_gib(),
+            bws / 1e12,
+            0.0,
+            1,
+            0.0,
+            mfu=1.0,
+            mbu=1.0,
+            overlap=False,
+        )
         cfg = ServeConfig(weights_dtype=weights_dtype, kv_dtype=kv_dtype)
         step = StepModel(spec, raw, cfg)
         budget = BUDGET_S[bool(quick)] if budget_s is None else budget_s
         samples = measure_interleaved(measure_decode, fit_pts + held, budget)
         best = [min(s) for s in samples]
         cm = np.array([(step.decode(b, c).compute_s, step.decode(b, c).memory_s) for b, c in fit_pts])
-        eff = fit_efficiency(cm[:, 0], cm[:, 1], np.array(best[:len(fit_pts)]))
+        eff = fit_efficiency(cm[:, 0], cm[:, 1], np.array(best[: len(fit_pts)]))
         result.update(efficiency=eff, model=spec.name, rounds=len(samples[0]))
         pred = StepModel(spec, hardware_from(result), cfg)
         for key, pts, off in (("points", fit_pts, 0), ("holdout", held, len(fit_pts))):
             for j, (b, c) in enumerate(pts):
                 t, p = best[off + j], pred.decode(b, c).seconds
-                result[key].append({"batch": b, "context": c, "measured_s": t, "predicted_s": p, "rel_error": (p - t) / t,
-                                    "spread_s": spread(samples[off + j])})
+                result[key].append(
+                    {
+                        "batch": b,
+                        "context": c,
+                        "measured_s": t,
+                        "predicted_s": p,
+                        "rel_error": (p - t) / t,
+                        "spread_s": spread(samples[off + j]),
+                    }
+                )
         if held:
             result["holdout_median_abs_error"] = float(np.median([abs(r["rel_error"]) for r in result["holdout"]]))
     result["seconds"] = time.perf_counter() - t0

@@ -39,11 +39,19 @@ def token_prices(step: StepModel, context: int = 2048, batch: int | None = None,
     per_prompt_batch = max(1, step.cfg.max_num_batched_tokens // input_len)
     pre = step.prefill(per_prompt_batch, input_len)
     out_tps, in_tps = b / dec.seconds, per_prompt_batch * input_len / pre.seconds
-    return {"model": step.model.name, "hardware": step.hw.name, "n_gpus": step.n_gpus,
-            "usd_per_gpu_hour": step.hw.usd_per_hour, "decode_batch": b, "context": context,
-            "output_tokens_per_s": out_tps, "input_tokens_per_s": in_tps,
-            "usd_per_m_output": usd_per_second(step) / out_tps * 1e6,
-            "usd_per_m_input": usd_per_second(step) / in_tps * 1e6, "decode_bound": dec.bound}
+    return {
+        "model": step.model.name,
+        "hardware": step.hw.name,
+        "n_gpus": step.n_gpus,
+        "usd_per_gpu_hour": step.hw.usd_per_hour,
+        "decode_batch": b,
+        "context": context,
+        "output_tokens_per_s": out_tps,
+        "input_tokens_per_s": in_tps,
+        "usd_per_m_output": usd_per_second(step) / out_tps * 1e6,
+        "usd_per_m_input": usd_per_second(step) / in_tps * 1e6,
+        "decode_bound": dec.bound,
+    }
 
 
 def vote_batch(plan: MemoryPlan, prompt_len: int, cot_len: int, n_samples: int, shared: bool = True) -> int:
@@ -55,8 +63,14 @@ def vote_batch(plan: MemoryPlan, prompt_len: int, cot_len: int, n_samples: int, 
     return min(groups * n_samples, plan.cfg.max_num_seqs * plan.cfg.par.attn_groups)
 
 
-def answer_cost(step: StepModel, prompt_len: int, cot_len: int, n_samples: int = 1, shared_prefix: bool = True,
-                batch: int | None = None) -> dict:
+def answer_cost(
+    step: StepModel,
+    prompt_len: int,
+    cot_len: int,
+    n_samples: int = 1,
+    shared_prefix: bool = True,
+    batch: int | None = None,
+) -> dict:
     """$ and seconds for one answer (or one N-sample vote) with a `cot_len`-token chain of thought."""
     if prompt_len < 1 or cot_len < 1 or n_samples < 1:
         raise UserError("--prompt-len, --cot-len and --samples must be >= 1")
@@ -76,17 +90,28 @@ def answer_cost(step: StepModel, prompt_len: int, cot_len: int, n_samples: int =
     rate = usd_per_second(step)
     prefill_usd = prefills * prefill_s_per_prompt * rate
     decode_usd = n_samples * decode_s / b * rate
-    return {"model": step.model.name, "hardware": step.hw.name, "n_gpus": step.n_gpus,
-            "prompt_len": prompt_len, "cot_len": cot_len, "n_samples": n_samples, "shared_prefix": shared_prefix,
-            "decode_batch": b, "prefill_usd": prefill_usd, "decode_usd": decode_usd,
-            "usd_per_answer": prefill_usd + decode_usd, "usd_per_sample": (prefill_usd + decode_usd) / n_samples,
-            "latency_s": prefill_s_per_prompt + decode_s,
-            "mean_tokens_per_s_per_user": cot_len / decode_s,
-            "usd_per_m_output": decode_usd / (n_samples * cot_len) * 1e6}
+    return {
+        "model": step.model.name,
+        "hardware": step.hw.name,
+        "n_gpus": step.n_gpus,
+        "prompt_len": prompt_len,
+        "cot_len": cot_len,
+        "n_samples": n_samples,
+        "shared_prefix": shared_prefix,
+        "decode_batch": b,
+        "prefill_usd": prefill_usd,
+        "decode_usd": decode_usd,
+        "usd_per_answer": prefill_usd + decode_usd,
+        "usd_per_sample": (prefill_usd + decode_usd) / n_samples,
+        "latency_s": prefill_s_per_prompt + decode_s,
+        "mean_tokens_per_s_per_user": cot_len / decode_s,
+        "usd_per_m_output": decode_usd / (n_samples * cot_len) * 1e6,
+    }
 
 
-def cost_curve(step: StepModel, prompt_len: int, cot_lengths: list[int], n_samples: int = 1,
-               batch: int | None = None) -> list[dict]:
+def cost_curve(
+    step: StepModel, prompt_len: int, cot_lengths: list[int], n_samples: int = 1, batch: int | None = None
+) -> list[dict]:
     """`answer_cost` across chain-of-thought lengths (batch re-fitted at each length unless given)."""
     return [answer_cost(step, prompt_len, L, n_samples, batch=batch) for L in cot_lengths]
 

@@ -37,7 +37,9 @@ def _windows(cfg: dict, layers: int, source: str = "config") -> tuple[int, ...]:
     types = cfg.get("layer_types")
     if types:
         if not isinstance(types, list) or len(types) != layers:
-            raise UserError(f"{source}: layer_types must be a list of {layers} entries (one per layer), got {types!r:.60}")
+            raise UserError(
+                f"{source}: layer_types must be a list of {layers} entries (one per layer), got {types!r:.60}"
+            )
         return tuple(window if t == "sliding_attention" else 0 for t in types)
     if not window:
         return ()
@@ -63,7 +65,11 @@ def from_hf_config(cfg: dict, name: str = "model", source: str = "config") -> Mo
     kv_heads = _int(cfg, "num_key_value_heads", source, default=heads)  # absent: MHA; an explicit 0 is refused below
     head_dim = _int(cfg, "head_dim", source) or hidden // heads
     model_type = str(cfg.get("model_type", ""))
-    n_experts = _int(cfg, "n_routed_experts", source) or _int(cfg, "num_local_experts", source) or _int(cfg, "num_experts", source)
+    n_experts = (
+        _int(cfg, "n_routed_experts", source)
+        or _int(cfg, "num_local_experts", source)
+        or _int(cfg, "num_experts", source)
+    )
     top_k = (_int(cfg, "num_experts_per_tok", source) or _int(cfg, "experts_per_token", source)) if n_experts else 0
     is_gpt_oss = model_type == "gpt_oss"
     return ModelSpec(

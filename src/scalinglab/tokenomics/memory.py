@@ -27,8 +27,17 @@ from scalinglab.tokenomics.catalog import Hardware
 from scalinglab.tokenomics.kv import kv_bytes_per_sequence, kv_elem_bytes, kv_elems_per_layer_token
 from scalinglab.tokenomics.spec import ModelSpec
 
-WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0,
-                "fp4": 4.5 / 8, "nvfp4": 4.5 / 8, "mxfp4": 4.25 / 8, "int4": 4.125 / 8}
+WEIGHT_BYTES = {
+    "fp32": 4.0,
+    "bf16": 2.0,
+    "fp16": 2.0,
+    "fp8": 1.0,
+    "int8": 1.0,
+    "fp4": 4.5 / 8,
+    "nvfp4": 4.5 / 8,
+    "mxfp4": 4.25 / 8,
+    "int4": 4.125 / 8,
+}
 GB = 1e9
 
 
@@ -69,6 +78,7 @@ class Parallel:
 @dataclass(frozen=True)
 class ServeConfig:
     """Everything besides the model and hardware that sets memory and speed."""
+
     par: Parallel = Parallel()
     weights_dtype: str = "bf16"  # block linear layers
     expert_dtype: str | None = None  # routed experts, when different (GPT-OSS ships MXFP4 experts)
@@ -97,8 +107,11 @@ def activation_bytes_per_gpu(model: ModelSpec, cfg: ServeConfig) -> float:
     (or top-k experts') gate+up output, all BF16, plus FP32 logits for the sampled rows."""
     tp, t = cfg.par.tp, cfg.max_num_batched_tokens
     ffn = (model.top_k * model.expert_width) if model.is_moe else model.intermediate
-    qkv = (model.heads * model.qk_dim + 2 * model.kv_heads * model.head_dim) if not model.is_mla else \
-        (model.heads * (model.qk_dim + model.v_dim))
+    qkv = (
+        (model.heads * model.qk_dim + 2 * model.kv_heads * model.head_dim)
+        if not model.is_mla
+        else (model.heads * (model.qk_dim + model.v_dim))
+    )
     per_token = 4 * model.hidden + (2 * ffn + qkv) / tp
     return t * per_token * 2.0 + min(cfg.max_num_seqs, t) * model.vocab / tp * 4.0
 
@@ -150,13 +163,21 @@ class MemoryPlan:
 
     def summary(self, context: int | None = None) -> dict:
         out = {
-            "model": self.model.name, "hardware": self.hw.name, "n_gpus": self.cfg.par.n_gpus,
-            "tp": self.cfg.par.tp, "pp": self.cfg.par.pp, "ep": self.cfg.par.ep,
-            "weights_dtype": self.cfg.weights_dtype, "kv_dtype": self.cfg.kv_dtype,
-            "hbm_gib_per_gpu": self.hw.hbm_gib, "usable_gb_per_gpu": self.usable_bytes / GB,
-            "weights_gb_per_gpu": self.weight_bytes / GB, "activations_gb_per_gpu": self.activation_bytes / GB,
+            "model": self.model.name,
+            "hardware": self.hw.name,
+            "n_gpus": self.cfg.par.n_gpus,
+            "tp": self.cfg.par.tp,
+            "pp": self.cfg.par.pp,
+            "ep": self.cfg.par.ep,
+            "weights_dtype": self.cfg.weights_dtype,
+            "kv_dtype": self.cfg.kv_dtype,
+            "hbm_gib_per_gpu": self.hw.hbm_gib,
+            "usable_gb_per_gpu": self.usable_bytes / GB,
+            "weights_gb_per_gpu": self.weight_bytes / GB,
+            "activations_gb_per_gpu": self.activation_bytes / GB,
             "runtime_overhead_gb_per_gpu": self.cfg.runtime_overhead_gb,
-            "kv_gb_per_gpu": max(self.kv_free_bytes, 0.0) / GB, "fits": self.fits,
+            "kv_gb_per_gpu": max(self.kv_free_bytes, 0.0) / GB,
+            "fits": self.fits,
             "kv_bytes_per_token_per_gpu": self.kv_bytes_per_token_per_gpu,
             "kv_capacity_tokens": self.kv_capacity_tokens,
         }

@@ -29,8 +29,15 @@ class NumpyDecoder:
         def w(*shape):
             return (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np.float32)
 
-        self.layers = [(w(m.hidden, qkv), w(m.heads * m.head_dim, m.hidden), w(m.hidden, 2 * m.intermediate),
-                        w(m.intermediate, m.hidden)) for _ in range(m.layers)]
+        self.layers = [
+            (
+                w(m.hidden, qkv),
+                w(m.heads * m.head_dim, m.hidden),
+                w(m.hidden, 2 * m.intermediate),
+                w(m.intermediate, m.hidden),
+            )
+            for _ in range(m.layers)
+        ]
         self.head = w(m.hidden, m.vocab)
         self._kv: dict[tuple[int, int], list] = {}
 
@@ -57,7 +64,7 @@ class NumpyDecoder:
             a = np.matmul(s, v).reshape(batch, m.heads * m.head_dim)  # (B, H D)
             x = x + a @ wo
             gu = x @ wgu
-            gate, up = gu[:, : m.intermediate], gu[:, m.intermediate:]
+            gate, up = gu[:, : m.intermediate], gu[:, m.intermediate :]
             x = x + (gate / (1.0 + np.exp(-gate)) * up) @ wd
         return x @ self.head  # (B, vocab)
 

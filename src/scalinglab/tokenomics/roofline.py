@@ -55,8 +55,15 @@ class StepTime:
     bound: str
 
     def as_dict(self) -> dict:
-        return {"step_seconds": self.seconds, "compute_seconds": self.compute_s, "memory_seconds": self.memory_s,
-                "comm_seconds": self.comm_s, "flops": self.flops, "bytes_per_gpu": self.bytes, "bound": self.bound}
+        return {
+            "step_seconds": self.seconds,
+            "compute_seconds": self.compute_s,
+            "memory_seconds": self.memory_s,
+            "comm_seconds": self.comm_s,
+            "flops": self.flops,
+            "bytes_per_gpu": self.bytes,
+            "bound": self.bound,
+        }
 
 
 class StepModel:
@@ -156,29 +163,54 @@ def require_fit(step: StepModel, batch: int, context: int) -> None:
     plan = memory_plan(step.model, step.hw, step.cfg)
     where = f"{step.model.name} on {step.n_gpus} x {step.hw.name}"
     if not plan.fits:
-        raise UserError(f"{where}: the weights do not fit ({plan.weight_bytes / 1e9:.1f} GB per chip); "
-                        "raise --tp/--ep or lower --weights-dtype")
-    fits = math.floor(plan.kv_free_bytes / plan.seq_bytes_per_gpu(context)) * plan.cfg.par.attn_groups  # KV alone, no scheduler cap
+        raise UserError(
+            f"{where}: the weights do not fit ({plan.weight_bytes / 1e9:.1f} GB per chip); "
+            "raise --tp/--ep or lower --weights-dtype"
+        )
+    fits = (
+        math.floor(plan.kv_free_bytes / plan.seq_bytes_per_gpu(context)) * plan.cfg.par.attn_groups
+    )  # KV alone, no scheduler cap
     if batch > fits:
-        raise UserError(f"{where}: --batch {batch} sequences of {context} tokens do not fit in KV memory "
-                        f"(at most {fits}); lower --batch/--context or raise --tp")
+        raise UserError(
+            f"{where}: --batch {batch} sequences of {context} tokens do not fit in KV memory "
+            f"(at most {fits}); lower --batch/--context or raise --tp"
+        )
 
 
 def decode_summary(step: StepModel, batch: int, context: int) -> dict:
     require_fit(step, batch, context)
     st = step.decode(batch, context)
-    return {"model": step.model.name, "hardware": step.hw.name, "n_gpus": step.n_gpus, "batch": batch,
-            "context": context, "weights_dtype": step.cfg.weights_dtype, "kv_dtype": step.cfg.kv_dtype,
-            "mfu": step.hw.mfu, "mbu": step.hw.mbu, **st.as_dict(),
-            "tokens_per_s": batch / st.seconds, "tokens_per_s_per_user": 1.0 / st.seconds,
-            "tokens_per_s_per_gpu": batch / st.seconds / step.n_gpus}
+    return {
+        "model": step.model.name,
+        "hardware": step.hw.name,
+        "n_gpus": step.n_gpus,
+        "batch": batch,
+        "context": context,
+        "weights_dtype": step.cfg.weights_dtype,
+        "kv_dtype": step.cfg.kv_dtype,
+        "mfu": step.hw.mfu,
+        "mbu": step.hw.mbu,
+        **st.as_dict(),
+        "tokens_per_s": batch / st.seconds,
+        "tokens_per_s_per_user": 1.0 / st.seconds,
+        "tokens_per_s_per_gpu": batch / st.seconds / step.n_gpus,
+    }
 
 
 def prefill_summary(step: StepModel, batch: int, input_len: int, cached: int = 0) -> dict:
     require_fit(step, batch, input_len)
     st = step.prefill(batch, input_len, cached)
     new = batch * max(input_len - cached, 0)
-    return {"model": step.model.name, "hardware": step.hw.name, "n_gpus": step.n_gpus, "batch": batch,
-            "input_len": input_len, "cached": cached, "weights_dtype": step.cfg.weights_dtype,
-            "mfu": step.hw.mfu, "mbu": step.hw.mbu, **st.as_dict(),
-            "tokens_per_s": new / st.seconds if st.seconds > 0 else math.inf}
+    return {
+        "model": step.model.name,
+        "hardware": step.hw.name,
+        "n_gpus": step.n_gpus,
+        "batch": batch,
+        "input_len": input_len,
+        "cached": cached,
+        "weights_dtype": step.cfg.weights_dtype,
+        "mfu": step.hw.mfu,
+        "mbu": step.hw.mbu,
+        **st.as_dict(),
+        "tokens_per_s": new / st.seconds if st.seconds > 0 else math.inf,
+    }

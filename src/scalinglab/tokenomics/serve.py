@@ -77,7 +77,9 @@ def make_requests(w: Workload, prefix_caching: bool) -> Requests:
     if w.n_requests < 1 or w.group_size < 1:
         raise UserError("--n-requests and --group-size must be >= 1")
     if not 0 <= w.warmup < w.n_requests:
-        raise UserError(f"--warmup {w.warmup}: must be in [0, --n-requests {w.n_requests}) (the warm-up requests are not counted)")
+        raise UserError(
+            f"--warmup {w.warmup}: must be in [0, --n-requests {w.n_requests}) (the warm-up requests are not counted)"
+        )
     if w.shared_prefix < 0:
         raise UserError(f"--shared-prefix {w.shared_prefix}: must be >= 0")
     rng = np.random.default_rng(w.seed)
@@ -128,8 +130,9 @@ def _sum_min(n: np.ndarray, w: int) -> np.ndarray:
     return np.where(n <= w, n * (n + 1) / 2, w * (w + 1) / 2 + (n - w) * w)
 
 
-def run_instance(step: StepModel, plan: MemoryPlan, req: Requests, mode: str = "both",
-                 concurrency: int | None = None) -> dict:
+def run_instance(
+    step: StepModel, plan: MemoryPlan, req: Requests, mode: str = "both", concurrency: int | None = None
+) -> dict:
     """Simulate one instance. mode: "both" (aggregated), "prefill" (stop at the first token),
     "decode" (prompts arrive prefilled). Returns per-request first-token and finish times."""
     cfg, n = step.cfg, len(req.arrival)
@@ -144,8 +147,12 @@ def run_instance(step: StepModel, plan: MemoryPlan, req: Requests, mode: str = "
     first = np.full(n, np.nan)
     finish = np.full(n, np.nan)
     capacity = max(plan.kv_free_bytes, 0.0) * cfg.par.attn_groups
-    need = np.array([plan.seq_bytes_per_gpu(i + o) - plan.seq_bytes_per_gpu(c) if c else plan.seq_bytes_per_gpu(i + o)
-                     for i, o, c in zip(req.input_len, out, req.cached)])
+    need = np.array(
+        [
+            plan.seq_bytes_per_gpu(i + o) - plan.seq_bytes_per_gpu(c) if c else plan.seq_bytes_per_gpu(i + o)
+            for i, o, c in zip(req.input_len, out, req.cached)
+        ]
+    )
     max_run = cfg.max_num_seqs * cfg.par.attn_groups
     order = list(np.argsort(arrival, kind="stable"))
     qpos, released = 0, (concurrency or n)
@@ -180,8 +187,12 @@ def run_instance(step: StepModel, plan: MemoryPlan, req: Requests, mode: str = "
             before = np.cumsum(pl) - pl
             chunk = np.clip(budget - before, 0, pl)
             pre, chunk = pre[chunk > 0], chunk[chunk > 0]
-        waiting_fits = (qpos < len(order) and arrival[order[qpos]] <= now and len(run) < max_run
-                        and reserved + need[order[qpos]] <= capacity)
+        waiting_fits = (
+            qpos < len(order)
+            and arrival[order[qpos]] <= now
+            and len(run) < max_run
+            and reserved + need[order[qpos]] <= capacity
+        )
         k = 1
         if len(pre) == 0 and not waiting_fits and len(dec):
             k = int((out[dec] - gen[dec]).min())
@@ -196,8 +207,12 @@ def run_instance(step: StepModel, plan: MemoryPlan, req: Requests, mode: str = "
         kv_bytes = (att_dec.sum() + attn.attended(start + chunk).sum()) * attn.kv_per_attended
         done_pre = pre[chunk == left[pre]]
         n_tok = len(dec) + int(chunk.sum())
-        st = step.seconds(n_tok, len(dec) + len(done_pre),
-                          att_dec.sum() * step.attn_flops_decode + att_pre.sum() * step.attn_flops_prefill, kv_bytes)
+        st = step.seconds(
+            n_tok,
+            len(dec) + len(done_pre),
+            att_dec.sum() * step.attn_flops_decode + att_pre.sum() * step.attn_flops_prefill,
+            kv_bytes,
+        )
         dt = st.seconds * k
         now += dt
         busy_tokens += len(dec) * dt
@@ -218,16 +233,25 @@ def run_instance(step: StepModel, plan: MemoryPlan, req: Requests, mode: str = "
                     if released < n:
                         arrival[order[released]] = now
                         released += 1
-    return {"first": first, "finish": finish, "arrival": arrival, "rejected": rejected,
-            "mean_decode_batch": busy_tokens / batch_time if batch_time else 0.0}
+    return {
+        "first": first,
+        "finish": finish,
+        "arrival": arrival,
+        "rejected": rejected,
+        "mean_decode_batch": busy_tokens / batch_time if batch_time else 0.0,
+    }
 
 
 def _pct(x: np.ndarray) -> dict:
     x = x[np.isfinite(x)]
     if len(x) == 0:
         return {"mean": None, "p50": None, "p90": None, "p99": None}
-    return {"mean": float(x.mean()), "p50": float(np.percentile(x, 50)), "p90": float(np.percentile(x, 90)),
-            "p99": float(np.percentile(x, 99))}
+    return {
+        "mean": float(x.mean()),
+        "p50": float(np.percentile(x, 50)),
+        "p90": float(np.percentile(x, 90)),
+        "p99": float(np.percentile(x, 99)),
+    }
 
 
 def _split(req: Requests, parts: int) -> list[np.ndarray]:
@@ -239,14 +263,21 @@ def _sub(req: Requests, idx: np.ndarray, arrival: np.ndarray | None = None) -> R
     return Requests(a[idx], req.input_len[idx], req.output_len[idx], req.cached[idx])
 
 
-def simulate(step: StepModel, w: Workload, prefix_caching: bool = False, n_instances: int = 1,
-             disagg: tuple[int, int] | None = None) -> dict:
+def simulate(
+    step: StepModel,
+    w: Workload,
+    prefix_caching: bool = False,
+    n_instances: int = 1,
+    disagg: tuple[int, int] | None = None,
+) -> dict:
     """Throughput, TTFT and TPOT percentiles for a workload on `n_instances` aggregated instances, or on
     `disagg = (n_prefill, n_decode)` instances."""
     plan = memory_plan(step.model, step.hw, step.cfg)
     if not plan.fits:
-        raise UserError(f"{step.model.name} does not fit on {step.cfg.par.n_gpus} x {step.hw.name} "
-                        f"({plan.weight_bytes / 1e9:.1f} GB weights per chip): raise --tp/--ep or lower --weights-dtype")
+        raise UserError(
+            f"{step.model.name} does not fit on {step.cfg.par.n_gpus} x {step.hw.name} "
+            f"({plan.weight_bytes / 1e9:.1f} GB weights per chip): raise --tp/--ep or lower --weights-dtype"
+        )
     req = make_requests(w, prefix_caching)
     n = len(req.arrival)
     first, finish, arrival = np.full(n, np.nan), np.full(n, np.nan), req.arrival.copy()
@@ -280,8 +311,10 @@ def simulate(step: StepModel, w: Workload, prefix_caching: bool = False, n_insta
     ok = np.isfinite(first) & np.isfinite(finish) & (finish >= first) & (np.arange(n) >= w.warmup)
     if rejected == n:
         longest = int((req.input_len + req.output_len).max())
-        raise UserError(f"no request fits in the KV cache: the longest needs {longest:,} tokens, an instance holds "
-                        f"{plan.kv_capacity_tokens:,}; shorten --input-len/--output-len or raise --tp")
+        raise UserError(
+            f"no request fits in the KV cache: the longest needs {longest:,} tokens, an instance holds "
+            f"{plan.kv_capacity_tokens:,}; shorten --input-len/--output-len or raise --tp"
+        )
     ttft = first - arrival
     tpot = np.where(req.output_len > 1, (finish - first) / np.maximum(req.output_len - 1, 1), np.nan)
     start = float(np.nanmin(arrival[ok])) if ok.any() else 0.0
@@ -289,12 +322,20 @@ def simulate(step: StepModel, w: Workload, prefix_caching: bool = False, n_insta
     out_tok = float(req.output_len[ok].sum())
     in_tok = float(req.input_len[ok].sum())
     return {
-        "model": step.model.name, "hardware": step.hw.name, "chips_per_instance": step.n_gpus,
-        "n_chips": n_chips, "n_requests": n, "counted": int(ok.sum()), "rejected": rejected,
-        "duration_s": span, "output_tokens_per_s": out_tok / span if span else 0.0,
+        "model": step.model.name,
+        "hardware": step.hw.name,
+        "chips_per_instance": step.n_gpus,
+        "n_chips": n_chips,
+        "n_requests": n,
+        "counted": int(ok.sum()),
+        "rejected": rejected,
+        "duration_s": span,
+        "output_tokens_per_s": out_tok / span if span else 0.0,
         "total_tokens_per_s": (out_tok + in_tok) / span if span else 0.0,
         "output_tokens_per_s_per_chip": out_tok / span / n_chips if span else 0.0,
         "mean_decode_batch": float(np.mean(batches)) if batches else 0.0,
         "kv_capacity_tokens": plan.kv_capacity_tokens,
-        "ttft_s": _pct(ttft[ok]), "tpot_s": _pct(tpot[ok]), "e2e_s": _pct((finish - arrival)[ok]),
+        "ttft_s": _pct(ttft[ok]),
+        "tpot_s": _pct(tpot[ok]),
+        "e2e_s": _pct((finish - arrival)[ok]),
     }

@@ -53,13 +53,25 @@ class ModelSpec:
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise UserError(f"model {self.name}: {k} must be a positive integer, got {v!r}")
-        for k in ("n_experts", "top_k", "n_shared_experts", "moe_intermediate", "first_k_dense", "kv_lora_rank", "q_lora_rank",
-                  "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim"):
+        for k in (
+            "n_experts",
+            "top_k",
+            "n_shared_experts",
+            "moe_intermediate",
+            "first_k_dense",
+            "kv_lora_rank",
+            "q_lora_rank",
+            "qk_rope_head_dim",
+            "qk_nope_head_dim",
+            "v_head_dim",
+        ):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise UserError(f"model {self.name}: {k} must be a non-negative integer, got {v!r}")
         if not self.is_mla and self.heads % self.kv_heads:
-            raise UserError(f"model {self.name}: {self.heads} attention heads are not a multiple of {self.kv_heads} key/value heads")
+            raise UserError(
+                f"model {self.name}: {self.heads} attention heads are not a multiple of {self.kv_heads} key/value heads"
+            )
         if self.n_experts and not 1 <= self.top_k <= self.n_experts:
             raise UserError(f"model {self.name}: top_k {self.top_k} experts per token must be in [1, {self.n_experts}]")
         if self.first_k_dense > self.layers:
@@ -159,8 +171,13 @@ class ModelSpec:
 
     @property
     def total_params(self) -> int:
-        return (self.dense_body_params + self.total_routed_expert_params + self.embedding_params
-                + self.lm_head_params + self.norm_params)
+        return (
+            self.dense_body_params
+            + self.total_routed_expert_params
+            + self.embedding_params
+            + self.lm_head_params
+            + self.norm_params
+        )
 
     @property
     def active_params(self) -> int:

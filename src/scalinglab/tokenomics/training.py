@@ -44,12 +44,17 @@ def failure_overhead(c: Cluster) -> dict:
     mtbf_s = c.gpu_mtbf_hours * 3600.0 / c.n_gpus
     interval = math.sqrt(2.0 * c.checkpoint_write_s * mtbf_s)
     lost = c.checkpoint_write_s / interval + (interval / 2.0 + c.restart_s) / mtbf_s
-    return {"cluster_mtbf_hours": mtbf_s / 3600.0, "checkpoint_interval_minutes": interval / 60.0,
-            "lost_fraction": lost}
+    return {
+        "cluster_mtbf_hours": mtbf_s / 3600.0,
+        "checkpoint_interval_minutes": interval / 60.0,
+        "lost_fraction": lost,
+    }
 
 
 def pretrain_cost(n_params: float, tokens: float, c: Cluster) -> dict:
-    if not (n_params > 0 and tokens > 0 and math.isfinite(n_params * tokens)) or c.n_gpus < 1 or not 0 < c.mfu <= 1:  # NaN fails too
+    if (
+        not (n_params > 0 and tokens > 0 and math.isfinite(n_params * tokens)) or c.n_gpus < 1 or not 0 < c.mfu <= 1
+    ):  # NaN fails too
         raise UserError("--params, --tokens, --gpus must be positive and --mfu in (0, 1]")
     flops = 6.0 * n_params * tokens
     ideal_s = flops / (c.n_gpus * c.hw.peak_flops("bf16") * c.mfu)
@@ -58,14 +63,32 @@ def pretrain_cost(n_params: float, tokens: float, c: Cluster) -> dict:
         raise UserError(f"{c.n_gpus} GPUs fail faster than they can checkpoint and restart: reduce --gpus")
     wall_s = ideal_s / (1.0 - f["lost_fraction"])
     gpu_hours = c.n_gpus * wall_s / 3600.0
-    return {"hardware": c.hw.name, "n_gpus": c.n_gpus, "mfu": c.mfu, "params": n_params, "tokens": tokens,
-            "flops": flops, "ideal_days": ideal_s / 86400.0, "days": wall_s / 86400.0, "gpu_hours": gpu_hours,
-            "usd": gpu_hours * c.hw.usd_per_hour, "expected_failures": wall_s / 3600.0 / f["cluster_mtbf_hours"],
-            **f}
+    return {
+        "hardware": c.hw.name,
+        "n_gpus": c.n_gpus,
+        "mfu": c.mfu,
+        "params": n_params,
+        "tokens": tokens,
+        "flops": flops,
+        "ideal_days": ideal_s / 86400.0,
+        "days": wall_s / 86400.0,
+        "gpu_hours": gpu_hours,
+        "usd": gpu_hours * c.hw.usd_per_hour,
+        "expected_failures": wall_s / 3600.0 / f["cluster_mtbf_hours"],
+        **f,
+    }
 
 
-def rl_cost(rollout: StepModel, trainer: Cluster, n_steps: int, prompts_per_step: int, group_size: int,
-            prompt_len: int, response_len: int, extra_forward_passes: int = 2) -> dict:
+def rl_cost(
+    rollout: StepModel,
+    trainer: Cluster,
+    n_steps: int,
+    prompts_per_step: int,
+    group_size: int,
+    prompt_len: int,
+    response_len: int,
+    extra_forward_passes: int = 2,
+) -> dict:
     """Cost of an RL run: rollouts on the serving setup `rollout`, updates on `trainer`."""
     if min(n_steps, prompts_per_step, group_size, prompt_len, response_len) < 1:
         raise UserError("RL steps, prompts, group size and lengths must all be >= 1")
@@ -76,7 +99,16 @@ def rl_cost(rollout: StepModel, trainer: Cluster, n_steps: int, prompts_per_step
     train_flops = (6.0 + 2.0 * extra_forward_passes) * n_active * tokens
     train_s = train_flops / (trainer.n_gpus * trainer.hw.peak_flops("bf16") * trainer.mfu)
     train_usd = trainer.n_gpus * train_s / 3600.0 * trainer.hw.usd_per_hour
-    return {"model": rollout.model.name, "steps": n_steps, "samples": n_steps * prompts_per_step * group_size,
-            "tokens": tokens, "rollout_usd": gen_usd, "train_usd": train_usd, "usd": gen_usd + train_usd,
-            "rollout_share": gen_usd / (gen_usd + train_usd), "train_flops": train_flops,
-            "rollout_decode_batch": gen["decode_batch"], "train_days": train_s / 86400.0}
+    return {
+        "model": rollout.model.name,
+        "steps": n_steps,
+        "samples": n_steps * prompts_per_step * group_size,
+        "tokens": tokens,
+        "rollout_usd": gen_usd,
+        "train_usd": train_usd,
+        "usd": gen_usd + train_usd,
+        "rollout_share": gen_usd / (gen_usd + train_usd),
+        "train_flops": train_flops,
+        "rollout_decode_batch": gen["decode_batch"],
+        "train_days": train_s / 86400.0,
+    }

@@ -40,7 +40,9 @@ def lr_at(step: int, total: int, peak: float, warmup: int, min_ratio: float = 0.
     return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas=(0.9, 0.95), eps: float = 1e-8) -> torch.optim.AdamW:
+def make_optimizer(
+    model: torch.nn.Module, lr: float, weight_decay: float, betas=(0.9, 0.95), eps: float = 1e-8
+) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (not norms, biases or embeddings' gains)."""
     decay, no_decay = [], []
     seen = set()
@@ -89,10 +91,14 @@ class NonFiniteError(RuntimeError):
 def check_finite(step: int, **values: float) -> None:
     bad = {k: v for k, v in values.items() if not math.isfinite(v)}
     if bad:
-        raise NonFiniteError(f"step {step}: non-finite {', '.join(f'{k}={v}' for k, v in bad.items())}; stopped, last good checkpoint kept")
+        raise NonFiniteError(
+            f"step {step}: non-finite {', '.join(f'{k}={v}' for k, v in bad.items())}; stopped, last good checkpoint kept"
+        )
 
 
-def check_fields(cfg, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = (), at_most: dict | None = None) -> None:
+def check_fields(
+    cfg, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = (), at_most: dict | None = None
+) -> None:
     """Refuse (UserError naming the key) a config whose numbers make no sense: any NaN/inf,
     a `positive` field <= 0, a `non_negative` one < 0, or a field above its `at_most` cap."""
     import dataclasses

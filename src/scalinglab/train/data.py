@@ -75,6 +75,7 @@ def sft_pairs_from_rows(rows: Sequence[dict], source: str = "data") -> list[tupl
 
 # -- packing --------------------------------------------------------------------------
 
+
 class Packer:
     """Packs examples `source(i)`, i = 0, 1, 2, …, into rows; resumable by `pos`."""
 
@@ -111,7 +112,7 @@ class Packer:
                 out["pos"][r, sl] = torch.arange(n)
                 # target j is seq[j+1]: a completion token iff j+1 >= len(prompt)
                 first = len(ex.prompt_ids) - 1
-                out["mask"][r, used + max(0, first): used + n] = 1.0
+                out["mask"][r, used + max(0, first) : used + n] = 1.0
                 used, doc, self.pos = used + n, doc + 1, self.pos + 1
                 if used == T:
                     break
@@ -172,8 +173,19 @@ def packed_hidden_states(model, ids: torch.Tensor, doc: torch.Tensor, pos: torch
 
 # -- sampling and verifying -----------------------------------------------------------
 
-def sample_and_verify(model, tok, task, problems, k: int, temperature: float, seed: int,
-                      max_new_tokens: int | None = None, max_batch: int = 64, progress=None) -> list[dict]:
+
+def sample_and_verify(
+    model,
+    tok,
+    task,
+    problems,
+    k: int,
+    temperature: float,
+    seed: int,
+    max_new_tokens: int | None = None,
+    max_batch: int = 64,
+    progress=None,
+) -> list[dict]:
     """k samples per problem from the engine, each judged by `task.check`.
 
     Rows: id, task, prompt, answer, completion, correct, finish_reason (verifier errors are
@@ -184,17 +196,32 @@ def sample_and_verify(model, tok, task, problems, k: int, temperature: float, se
 
     was_training = model.training
     model.eval()
-    params = SamplingParams(n=k, temperature=temperature, seed=seed, stop=tuple(task.stop),
-                            max_new_tokens=max_new_tokens or default_max_new_tokens(task, problems, tok))
+    params = SamplingParams(
+        n=k,
+        temperature=temperature,
+        seed=seed,
+        stop=tuple(task.stop),
+        max_new_tokens=max_new_tokens or default_max_new_tokens(task, problems, tok),
+    )
     res = Engine(model, tok, max_batch=max_batch).generate([p.prompt for p in problems], params, progress=progress)
     model.train(was_training)
     rows = []
     for p, g in zip(problems, res.generations):
         for j, c in enumerate(g.completions):
             v = task.check(p, c.text)
-            rows.append({"id": f"{p.id}#{j}", "problem_id": p.id, "task": p.task, "prompt": p.prompt, "answer": p.answer,
-                         "completion": c.text, "correct": bool(v.correct), "verifier_error": bool(v.error),
-                         "finish_reason": c.finish_reason})
+            rows.append(
+                {
+                    "id": f"{p.id}#{j}",
+                    "problem_id": p.id,
+                    "task": p.task,
+                    "prompt": p.prompt,
+                    "answer": p.answer,
+                    "completion": c.text,
+                    "correct": bool(v.correct),
+                    "verifier_error": bool(v.error),
+                    "finish_reason": c.finish_reason,
+                }
+            )
     return rows
 
 
@@ -228,6 +255,7 @@ def drop_verifier_errors(rows: Sequence[dict]) -> tuple[list[dict], int]:
 
 # -- preference pairs -----------------------------------------------------------------
 
+
 def build_pairs(rows: Sequence[dict], seed: int, max_per_prompt: int = 2) -> list[dict]:
     """(prompt, chosen = a verified completion, rejected = a failed one), per prompt.
 
@@ -259,12 +287,15 @@ def pairs_from_rows(rows: Sequence[dict], task, seed: int, max_per_prompt: int, 
         for i, r in enumerate(rows):
             if "prompt" not in r:
                 raise UserError(f"{source}: pair {i + 1} has no 'prompt'")
-        return [{"prompt": str(r["prompt"]), "chosen": str(r["chosen"]), "rejected": str(r["rejected"])}
-                for r in drop_verifier_errors(rows)[0]]
+        return [
+            {"prompt": str(r["prompt"]), "chosen": str(r["chosen"]), "rejected": str(r["rejected"])}
+            for r in drop_verifier_errors(rows)[0]
+        ]
     return build_pairs(label_rows(rows, task, source), seed, max_per_prompt)
 
 
 # -- process labels -----------------------------------------------------------------
+
 
 def step_label_rows(rows: Sequence[dict], task, label: str, source: str = "data") -> list[dict]:
     """Rows `prompt, steps, labels` for the PRM from an annotation file.
@@ -281,13 +312,20 @@ def step_label_rows(rows: Sequence[dict], task, label: str, source: str = "data"
             steps = task.split_steps(completion_of(r))
         labels = r.get(label, r.get(f"{label}_labels", r.get("labels")))
         if "prompt" not in r or steps is None or labels is None:
-            raise UserError(f"{source}: row {i + 1} needs 'prompt', 'steps' (or 'completion') and '{label}_labels' (or 'labels')")
+            raise UserError(
+                f"{source}: row {i + 1} needs 'prompt', 'steps' (or 'completion') and '{label}_labels' (or 'labels')"
+            )
         if len(labels) != len(steps):
             raise UserError(f"{source}: row {i + 1} has {len(steps)} steps but {len(labels)} labels")
         if any(x is not None and not (0.0 <= float(x) <= 1.0) for x in labels):
             raise UserError(f"{source}: row {i + 1} has a label outside [0, 1]")
-        out.append({"prompt": str(r["prompt"]), "steps": [str(s) for s in steps],
-                    "labels": [None if x is None else float(x) for x in labels]})
+        out.append(
+            {
+                "prompt": str(r["prompt"]),
+                "steps": [str(s) for s in steps],
+                "labels": [None if x is None else float(x) for x in labels],
+            }
+        )
     if not out:
         raise UserError(f"{source}: no rows")
     return out

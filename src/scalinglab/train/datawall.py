@@ -56,16 +56,24 @@ class DataWallConfig:
     retries: int = 3
     bootstrap: int = 1000  # residual-bootstrap resamples of the R_D* fit
     # every rung's PretrainConfig fields: the narrow dial, a small BPE, a fixed validation set
-    overrides: tuple[str, ...] = ("aspect=32", "vocab_size=512", "batch_size=8", "seq_len=128", "val_tokens=65536",
-                                  "eval_problems=0")
+    overrides: tuple[str, ...] = (
+        "aspect=32",
+        "vocab_size=512",
+        "batch_size=8",
+        "seq_len=128",
+        "val_tokens=65536",
+        "eval_problems=0",
+    )
 
 
 def _base(cfg: DataWallConfig) -> PretrainConfig:
     for item in cfg.overrides:
         key = item.split("=", 1)[0].strip()
         if key in KEYS:
-            raise UserError(f"--set {item}: the data-wall sweep sets {key} itself "
-                            "(use --task, --depths, --unique-tokens, --epochs, --seed)")
+            raise UserError(
+                f"--set {item}: the data-wall sweep sets {key} itself "
+                "(use --task, --depths, --unique-tokens, --epochs, --seed)"
+            )
     return override(PretrainConfig(task=cfg.task, seed=cfg.seed), list(cfg.overrides))
 
 
@@ -75,9 +83,19 @@ def jobs(cfg: DataWallConfig) -> dict[str, tuple[str, int, int, PretrainConfig]]
     out = {}
     for d in sorted(set(cfg.depths)):
         for e in sorted(set(cfg.epochs)):
-            out[f"rep-d{d}-u{U}-e{e}"] = ("repeated", d, e, override(base, {"depth": d, "tokens": e * U, "unique_tokens": U}))
+            out[f"rep-d{d}-u{U}-e{e}"] = (
+                "repeated",
+                d,
+                e,
+                override(base, {"depth": d, "tokens": e * U, "unique_tokens": U}),
+            )
             if cfg.fresh:
-                out[f"fresh-d{d}-t{e * U}"] = ("fresh", d, e, override(base, {"depth": d, "tokens": e * U, "unique_tokens": 0}))
+                out[f"fresh-d{d}-t{e * U}"] = (
+                    "fresh",
+                    d,
+                    e,
+                    override(base, {"depth": d, "tokens": e * U, "unique_tokens": 0}),
+                )
     return out
 
 
@@ -85,8 +103,10 @@ def check(cfg: DataWallConfig, backend: str) -> None:
     from scalinglab.tasks.corpus import CORPORA, is_corpus
 
     if not is_corpus(cfg.task):
-        raise UserError(f"--task {cfg.task!r}: the data wall needs a text corpus ({', '.join(CORPORA)}); "
-                        "a generated task has no fixed pool of distinct tokens to repeat")
+        raise UserError(
+            f"--task {cfg.task!r}: the data wall needs a text corpus ({', '.join(CORPORA)}); "
+            "a generated task has no fixed pool of distinct tokens to repeat"
+        )
     if not cfg.depths or any(d < 1 for d in cfg.depths):
         raise UserError("--depths: at least one positive depth")
     if cfg.unique_tokens < 1:
@@ -101,16 +121,20 @@ def check(cfg: DataWallConfig, backend: str) -> None:
         raise UserError("--threads must be >= 1")
     base = _base(cfg)
     if cfg.unique_tokens < base.seq_len + 1:
-        raise UserError(f"--unique-tokens {cfg.unique_tokens}: less than one window of seq_len + 1 = {base.seq_len + 1} tokens")
+        raise UserError(
+            f"--unique-tokens {cfg.unique_tokens}: less than one window of seq_len + 1 = {base.seq_len + 1} tokens"
+        )
     from scalinglab.tasks.corpus import get_corpus
     from scalinglab.train.text import text_data
 
     have = int(text_data(get_corpus(cfg.task), base.vocab_size).train.size)
     need = max(cfg.epochs) * cfg.unique_tokens if cfg.fresh else cfg.unique_tokens
     if need > have:
-        raise UserError(f"--unique-tokens {cfg.unique_tokens} x --epochs {max(cfg.epochs)}: the fresh reference needs "
-                        f"{need:,} distinct tokens and {cfg.task} has {have:,} training tokens "
-                        f"(at vocab_size={base.vocab_size}); lower --unique-tokens or the largest epoch count")
+        raise UserError(
+            f"--unique-tokens {cfg.unique_tokens} x --epochs {max(cfg.epochs)}: the fresh reference needs "
+            f"{need:,} distinct tokens and {cfg.task} has {have:,} training tokens "
+            f"(at vocab_size={base.vocab_size}); lower --unique-tokens or the largest epoch count"
+        )
 
 
 def _row(name: str, kind: str, depth: int, s: dict) -> dict:
@@ -119,8 +143,18 @@ def _row(name: str, kind: str, depth: int, s: dict) -> dict:
         raise UserError(f"{name}: the fresh reference repeated its data ({ep:.2f} epochs over the corpus)")
     # U in the units of D (tokens trained per pass over the pool): D / epochs; fresh data is U = D
     U = D / ep if kind == "repeated" else D
-    return {"kind": kind, "depth": depth, "N": float(s["params"]), "D": D, "U": U, "epochs": ep if kind == "repeated" else 1.0,
-            "passes": ep, "loss": s["val_loss"], "train_loss": s.get("train_loss"), "run": name}
+    return {
+        "kind": kind,
+        "depth": depth,
+        "N": float(s["params"]),
+        "D": D,
+        "U": U,
+        "epochs": ep if kind == "repeated" else 1.0,
+        "passes": ep,
+        "loss": s["val_loss"],
+        "train_loss": s.get("train_loss"),
+        "run": name,
+    }
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
@@ -140,24 +174,43 @@ def compare(rows: list[dict], fit) -> list[dict]:
 
     out = []
     for r in sorted((r for r in rows if r["kind"] == "repeated"), key=lambda r: (r["depth"], r["D"])):
-        f = next((x for x in rows if x["kind"] == "fresh" and x["depth"] == r["depth"] and abs(x["D"] - r["D"]) < 1), None)
+        f = next(
+            (x for x in rows if x["kind"] == "fresh" and x["depth"] == r["depth"] and abs(x["D"] - r["D"]) < 1), None
+        )
         e = r["epochs"]
-        item = {"depth": r["depth"], "N": r["N"], "epochs": e, "D": r["D"], "U": r["U"], "loss_repeated": r["loss"],
-                "loss_fresh": f["loss"] if f else None,
-                "loss_gap": (r["loss"] / f["loss"] - 1.0) if f else None,  # relative excess loss of repeating
-                "worth_published": float(effective_data(e, 1.0, PUBLISHED_R_D) / e)}
+        item = {
+            "depth": r["depth"],
+            "N": r["N"],
+            "epochs": e,
+            "D": r["D"],
+            "U": r["U"],
+            "loss_repeated": r["loss"],
+            "loss_fresh": f["loss"] if f else None,
+            "loss_gap": (r["loss"] / f["loss"] - 1.0) if f else None,  # relative excess loss of repeating
+            "worth_published": float(effective_data(e, 1.0, PUBLISHED_R_D) / e),
+        }
         if fit is not None and fit.success:
             eq = fresh_equivalent(fit, r["N"], r["loss"])
             w = worth(fit, [e])
-            item.update(fresh_equivalent_tokens=eq["tokens"], worth_measured=eq["tokens"] / r["D"],
-                        worth_measured_ci95=[v / r["D"] for v in eq.get("ci95", [math.nan, math.nan])],
-                        worth_fitted=w["worth"][0], worth_fitted_ci95=w.get("ci95", [[math.nan, math.nan]])[0])
+            item.update(
+                fresh_equivalent_tokens=eq["tokens"],
+                worth_measured=eq["tokens"] / r["D"],
+                worth_measured_ci95=[v / r["D"] for v in eq.get("ci95", [math.nan, math.nan])],
+                worth_fitted=w["worth"][0],
+                worth_fitted_ci95=w.get("ci95", [[math.nan, math.nan]])[0],
+            )
         out.append(item)
     return out
 
 
-def run_datawall(cfg: DataWallConfig, out: str, backend: str = "local", address: str | None = None,
-                 progress: Callable[..., None] | None = None, figures: bool = True) -> dict:
+def run_datawall(
+    cfg: DataWallConfig,
+    out: str,
+    backend: str = "local",
+    address: str | None = None,
+    progress: Callable[..., None] | None = None,
+    figures: bool = True,
+) -> dict:
     """Train the repeated and fresh rungs (reusing finished ones), fit R_D*, write csv, figure and summary."""
     import numpy as np
 
@@ -168,25 +221,47 @@ def run_datawall(cfg: DataWallConfig, out: str, backend: str = "local", address:
     root = Path(out)
     plan = jobs(cfg)
     root.mkdir(parents=True, exist_ok=True)
-    summaries, reused = train_rungs(root, {n: j[3] for n, j in plan.items()}, cfg.threads, cfg.gpus, cfg.retries,
-                                    backend, address, progress)
+    summaries, reused = train_rungs(
+        root, {n: j[3] for n, j in plan.items()}, cfg.threads, cfg.gpus, cfg.retries, backend, address, progress
+    )
     rows = [_row(n, kind, d, summaries[n]) for n, (kind, d, _, _) in plan.items()]
     write_rows(root / "datawall.csv", rows)
     fit = None
     if cfg.fresh:
-        fit = fit_datawall([r["N"] for r in rows], [r["D"] for r in rows], [r["U"] for r in rows],
-                           [r["loss"] for r in rows], bootstrap=cfg.bootstrap, seed=cfg.seed)
+        fit = fit_datawall(
+            [r["N"] for r in rows],
+            [r["D"] for r in rows],
+            [r["U"] for r in rows],
+            [r["loss"] for r in rows],
+            bootstrap=cfg.bootstrap,
+            seed=cfg.seed,
+        )
     table = compare(rows, fit)
-    summary = {"kind": "datawall", "task": cfg.task, "backend": backend, "out": str(root), "config": asdict(cfg),
-               "unique_tokens": cfg.unique_tokens, "rungs": rows, "comparison": table,
-               "fit": fit.to_dict() if fit is not None else None,
-               "R_D*": ({"estimate": fit.params["R_D*"], "ci95": list(fit.ci["R_D*"]), "published": PUBLISHED_R_D}
-                        if fit is not None and fit.success else None),
-               "warnings": list(fit.warnings) if fit is not None else ["no fresh references (--no-fresh): no fit"],
-               "trained": len(plan) - reused, "reused": reused, "datawall_csv": str(root / "datawall.csv")}
+    summary = {
+        "kind": "datawall",
+        "task": cfg.task,
+        "backend": backend,
+        "out": str(root),
+        "config": asdict(cfg),
+        "unique_tokens": cfg.unique_tokens,
+        "rungs": rows,
+        "comparison": table,
+        "fit": fit.to_dict() if fit is not None else None,
+        "R_D*": (
+            {"estimate": fit.params["R_D*"], "ci95": list(fit.ci["R_D*"]), "published": PUBLISHED_R_D}
+            if fit is not None and fit.success
+            else None
+        ),
+        "warnings": list(fit.warnings) if fit is not None else ["no fresh references (--no-fresh): no fit"],
+        "trained": len(plan) - reused,
+        "reused": reused,
+        "datawall_csv": str(root / "datawall.csv"),
+    }
     if fit is not None and fit.success and np.isfinite(fit.params["R_D*"]):
-        summary["max_effective_data"] = {"tokens": cfg.unique_tokens * (1 + fit.params["R_D*"]),
-                                         "note": "U·(1 + R_D*): what infinitely many epochs of U are worth"}
+        summary["max_effective_data"] = {
+            "tokens": cfg.unique_tokens * (1 + fit.params["R_D*"]),
+            "note": "U·(1 + R_D*): what infinitely many epochs of U are worth",
+        }
     summary["seconds"] = time.perf_counter() - t0
     summary["figures"] = [plot_datawall(root / "datawall.png", rows, fit, table)] if figures else []
     atomic_write_json(root / "summary.json", summary)
@@ -212,7 +287,9 @@ def plot_datawall(path: Path, rows: list[dict], fit, table: list[dict]) -> str:
         lbl = f" (depth {d})" if len(depths) > 1 else ""
         ax.plot([r["D"] / U for r in rep], [r["loss"] for r in rep], "o", color=c, label=f"repeated U = {U:,.0f}{lbl}")
         if fr:
-            ax.plot([r["D"] / U for r in fr], [r["loss"] for r in fr], "s", mfc="none", color=c, label=f"fresh (U = D){lbl}")
+            ax.plot(
+                [r["D"] / U for r in fr], [r["loss"] for r in fr], "s", mfc="none", color=c, label=f"fresh (U = D){lbl}"
+            )
         if ok:
             e = np.geomspace(1, max(r["D"] for r in rep) / U * 1.3, 80)
             N = np.full_like(e, rep[0]["N"])
@@ -227,11 +304,20 @@ def plot_datawall(path: Path, rows: list[dict], fit, table: list[dict]) -> str:
     emax = max(r["epochs"] for r in rows if r["kind"] == "repeated") * 1.5
     e = np.geomspace(1, max(emax, 40), 100)
     bx.plot(e, e, ":", color="gray", lw=1, label="fresh data (D' = D)")
-    bx.plot(e, effective_data(e, 1.0, PUBLISHED_R_D), "-.", color="gray", lw=1, label=f"Muennighoff et al.: R_D* = {PUBLISHED_R_D}")
+    bx.plot(
+        e,
+        effective_data(e, 1.0, PUBLISHED_R_D),
+        "-.",
+        color="gray",
+        lw=1,
+        label=f"Muennighoff et al.: R_D* = {PUBLISHED_R_D}",
+    )
     if ok:
         r_star = fit.params["R_D*"]
         lo, hi = fit.ci["R_D*"]
-        bx.plot(e, effective_data(e, 1.0, r_star), "-", color="C0", label=f"fit: R_D* = {r_star:.3g} [{lo:.3g}, {hi:.3g}]")
+        bx.plot(
+            e, effective_data(e, 1.0, r_star), "-", color="C0", label=f"fit: R_D* = {r_star:.3g} [{lo:.3g}, {hi:.3g}]"
+        )
         if np.isfinite(lo) and np.isfinite(hi):
             bx.fill_between(e, effective_data(e, 1.0, lo), effective_data(e, 1.0, hi), color="C0", alpha=0.15, lw=0)
         pts = [t for t in table if t.get("worth_measured") is not None and math.isfinite(t["fresh_equivalent_tokens"])]
@@ -241,8 +327,15 @@ def plot_datawall(path: Path, rows: list[dict], fit, table: list[dict]) -> str:
                 y = np.array([t["fresh_equivalent_tokens"] / t["U"] for t in ps])
                 ci = np.array([[v * t["D"] / t["U"] for v in t["worth_measured_ci95"]] for t in ps])
                 err = np.clip(np.stack([y - ci[:, 0], ci[:, 1] - y]), 0, None)
-                bx.errorbar([t["epochs"] for t in ps], y, yerr=err, fmt="o", color=c, capsize=3,
-                            label="measured: fresh-equivalent tokens" + (f" (depth {d})" if len(depths) > 1 else ""))
+                bx.errorbar(
+                    [t["epochs"] for t in ps],
+                    y,
+                    yerr=err,
+                    fmt="o",
+                    color=c,
+                    capsize=3,
+                    label="measured: fresh-equivalent tokens" + (f" (depth {d})" if len(depths) > 1 else ""),
+                )
     bx.set_xscale("log", base=2)
     bx.set_yscale("log", base=2)
     bx.set_xlabel("epochs over U (D / U)")

@@ -38,8 +38,15 @@ from scalinglab.runs import checkpoint
 from scalinglab.tasks.split import draw, overlap, refuse_test
 from scalinglab.testtime.stats import heldout_gain
 from scalinglab.train.common import make_optimizer, token_logprobs
-from scalinglab.train.data import build_pairs, drop_verifier_errors, encode_example, label_rows, pairs_from_rows, sample_and_verify
-from scalinglab.train.posttrain_loop import StepResult, open_run, micro_batches, tail_mean, train_steps
+from scalinglab.train.data import (
+    build_pairs,
+    drop_verifier_errors,
+    encode_example,
+    label_rows,
+    pairs_from_rows,
+    sample_and_verify,
+)
+from scalinglab.train.posttrain_loop import StepResult, micro_batches, open_run, tail_mean, train_steps
 from scalinglab.train.sft import POSTTRAIN_SEED_BASE, _accuracy
 
 
@@ -47,7 +54,9 @@ from scalinglab.train.sft import POSTTRAIN_SEED_BASE, _accuracy
 class DPOConfig:
     task: str = "arithmetic"  # task: generates problems, verifies samples, evaluates
     difficulty: int = 0  # task difficulty (0 = the task's default)
-    chat: Literal["auto", "on", "off"] = "auto"  # the tokenizer's chat template (auto: when it has one); else the task's few-shot prompt
+    chat: Literal["auto", "on", "off"] = (
+        "auto"  # the tokenizer's chat template (auto: when it has one); else the task's few-shot prompt
+    )
     system: str = ""  # system prompt for the chat template ("" = none)
     data: str = ""  # JSONL of pairs (prompt/chosen/rejected) or labelled samples; "" = sample on-policy
     num_problems: int = 1024  # problems sampled to build pairs (without --data)
@@ -73,19 +82,31 @@ class DPOConfig:
     device: str = "auto"
 
 
-def dpo_loss(pi_c: torch.Tensor, pi_r: torch.Tensor, ref_c: torch.Tensor, ref_r: torch.Tensor, beta: float,
-             normaliser: float | None = None) -> tuple[torch.Tensor, dict]:
+def dpo_loss(
+    pi_c: torch.Tensor,
+    pi_r: torch.Tensor,
+    ref_c: torch.Tensor,
+    ref_r: torch.Tensor,
+    beta: float,
+    normaliser: float | None = None,
+) -> tuple[torch.Tensor, dict]:
     """Σ −log σ(β[(π_c − ref_c) − (π_r − ref_r)]) / normaliser; inputs are (N,) sequence log-probs."""
     r_c = beta * (pi_c.float() - ref_c.float())  # implicit rewards (N,)
     r_r = beta * (pi_r.float() - ref_r.float())
     per = -F.logsigmoid(r_c - r_r)
     loss = per.sum() / (normaliser if normaliser is not None else max(1, per.numel()))
     d = (r_c - r_r).detach()
-    return loss, {"correct": float((d > 0).sum()), "margin_sum": float(d.sum()),
-                  "chosen_sum": float(r_c.detach().sum()), "rejected_sum": float(r_r.detach().sum())}
+    return loss, {
+        "correct": float((d > 0).sum()),
+        "margin_sum": float(d.sum()),
+        "chosen_sum": float(r_c.detach().sum()),
+        "rejected_sum": float(r_r.detach().sum()),
+    }
 
 
-def sequence_logprobs(model, tok, prompts: list[str], completions: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
+def sequence_logprobs(
+    model, tok, prompts: list[str], completions: list[str], device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Σ log p(completion tokens incl. EOS | prompt) per sequence (N,), and the token counts (N,)."""
     exs = [encode_example(tok, p, c) for p, c in zip(prompts, completions)]
     T = max(len(e.prompt_ids) + len(e.completion_ids) for e in exs)
@@ -94,7 +115,7 @@ def sequence_logprobs(model, tok, prompts: list[str], completions: list[str], de
     for i, e in enumerate(exs):
         seq = e.prompt_ids + e.completion_ids
         ids[i, : len(seq)] = torch.tensor(seq)
-        mask[i, len(e.prompt_ids) - 1: len(seq) - 1] = 1.0  # targets that are completion tokens
+        mask[i, len(e.prompt_ids) - 1 : len(seq) - 1] = 1.0  # targets that are completion tokens
     ids, mask = ids.to(device), mask.to(device)
     logp = token_logprobs(model(ids[:, :-1]), ids[:, 1:])  # (N, T-1) fp32
     return (logp * mask).sum(-1), mask.sum(-1)
@@ -131,29 +152,47 @@ def reference_logprobs(model, tok, pairs: list[dict], device, batch: int = 64) -
     """(N, 2) reference log-probs of (chosen, rejected), computed once."""
     out = []
     for i in range(0, len(pairs), batch):
-        ch = pairs[i: i + batch]
-        lp, _ = sequence_logprobs(model, tok, [p["prompt"] for p in ch] * 2, [p["chosen"] for p in ch] + [p["rejected"] for p in ch], device)
-        out.append(torch.stack([lp[: len(ch)], lp[len(ch):]], -1).cpu())
+        ch = pairs[i : i + batch]
+        lp, _ = sequence_logprobs(
+            model, tok, [p["prompt"] for p in ch] * 2, [p["chosen"] for p in ch] + [p["rejected"] for p in ch], device
+        )
+        out.append(torch.stack([lp[: len(ch)], lp[len(ch) :]], -1).cpu())
     return torch.cat(out)
 
 
-def make_dpo_step(model, tok, pairs: list[dict], ref: torch.Tensor, cfg: DPOConfig, device) -> Callable[[list[int]], StepResult]:
+def make_dpo_step(
+    model, tok, pairs: list[dict], ref: torch.Tensor, cfg: DPOConfig, device
+) -> Callable[[list[int]], StepResult]:
     def step_fn(idx: list[int]) -> StepResult:
         n = len(idx)
         agg = {"correct": 0.0, "margin_sum": 0.0, "chosen_sum": 0.0, "rejected_sum": 0.0}
         loss_sum, toks = 0.0, 0
         for mb in micro_batches(idx, cfg.micro_batch_size):
             ps = [pairs[i] for i in mb]
-            lp, t = sequence_logprobs(model, tok, [p["prompt"] for p in ps] * 2, [p["chosen"] for p in ps] + [p["rejected"] for p in ps], device)
+            lp, t = sequence_logprobs(
+                model,
+                tok,
+                [p["prompt"] for p in ps] * 2,
+                [p["chosen"] for p in ps] + [p["rejected"] for p in ps],
+                device,
+            )
             r = ref[mb].to(device)
-            loss, st = dpo_loss(lp[: len(ps)], lp[len(ps):], r[:, 0], r[:, 1], cfg.beta, normaliser=n)
+            loss, st = dpo_loss(lp[: len(ps)], lp[len(ps) :], r[:, 0], r[:, 1], cfg.beta, normaliser=n)
             if cfg.nll_weight:  # RPO: keep the chosen answers likely, not only relatively likelier
                 loss = loss + cfg.nll_weight * (-lp[: len(ps)] / t[: len(ps)]).sum() / n
             loss.backward()
             loss_sum, toks = loss_sum + loss.item(), toks + int(t.sum())
             agg = {k: agg[k] + st[k] for k in agg}
-        return StepResult(loss_sum, toks, {"accuracy": agg["correct"] / n, "reward_margin": agg["margin_sum"] / n,
-                                           "chosen_reward": agg["chosen_sum"] / n, "rejected_reward": agg["rejected_sum"] / n})
+        return StepResult(
+            loss_sum,
+            toks,
+            {
+                "accuracy": agg["correct"] / n,
+                "reward_margin": agg["margin_sum"] / n,
+                "chosen_reward": agg["chosen_sum"] / n,
+                "rejected_reward": agg["rejected_sum"] / n,
+            },
+        )
 
     return step_fn
 
@@ -173,20 +212,29 @@ def training_pairs(cfg: DPOConfig, task, model, tok, run, resume: bool) -> tuple
         pairs = pairs_from_rows(rows, task, cfg.seed, cfg.max_pairs_per_problem, cfg.data)
         info = {"verifier_errors": drop_verifier_errors(rows)[1]}
     else:
-        problems = draw(task, cfg.num_problems, POSTTRAIN_SEED_BASE + 10_000 + cfg.seed, cfg.difficulty or None, split="train")
+        problems = draw(
+            task, cfg.num_problems, POSTTRAIN_SEED_BASE + 10_000 + cfg.seed, cfg.difficulty or None, split="train"
+        )
         rows = sample_and_verify(model, tok, task, problems, cfg.samples_per_problem, cfg.sample_temperature, cfg.seed)
         pairs = build_pairs(rows, cfg.seed, cfg.max_pairs_per_problem)
         valid, errors = drop_verifier_errors(rows)  # neither chosen nor rejected (build_pairs skips them)
-        info = {"samples": len(rows), "verifier_errors": errors,
-                "sample_accuracy": sum(r["correct"] for r in valid) / max(1, len(valid))}
+        info = {
+            "samples": len(rows),
+            "verifier_errors": errors,
+            "sample_accuracy": sum(r["correct"] for r in valid) / max(1, len(valid)),
+        }
     if not pairs:
-        raise UserError("dpo: no preference pairs (no prompt had both a correct and a wrong sample); "
-                        "raise samples_per_problem or sample_temperature, or pass --data")
+        raise UserError(
+            "dpo: no preference pairs (no prompt had both a correct and a wrong sample); "
+            "raise samples_per_problem or sample_temperature, or pass --data"
+        )
     write_jsonl(cache, pairs)
     return pairs, info
 
 
-def dpo(cfg: DPOConfig, model_path: str, out: str, resume: bool = False, progress: Callable[..., None] | None = None) -> dict:
+def dpo(
+    cfg: DPOConfig, model_path: str, out: str, resume: bool = False, progress: Callable[..., None] | None = None
+) -> dict:
     """Train the policy on preference pairs; returns the summary (also OUT/summary.json)."""
     from scalinglab.model.hf import save_model
 
@@ -202,15 +250,39 @@ def dpo(cfg: DPOConfig, model_path: str, out: str, resume: bool = False, progres
         model.eval()  # no dropout in this model, but keep the reference pass in eval mode on principle
         ref = reference_logprobs(model, tok, pairs, device)  # the starting model is the reference
         opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
-        records = train_steps(run, cfg, model, tok, opt, PairData(len(pairs), cfg.batch_size, cfg.seed),
-                              make_dpo_step(model, tok, pairs, ref, cfg, device), model.parameters(), progress=progress, kind="dpo")
-        save_model(model, tok, run.path / "model", extra={"task": cfg.task, "difficulty": cfg.difficulty, "posttrain": "dpo"})
+        records = train_steps(
+            run,
+            cfg,
+            model,
+            tok,
+            opt,
+            PairData(len(pairs), cfg.batch_size, cfg.seed),
+            make_dpo_step(model, tok, pairs, ref, cfg, device),
+            model.parameters(),
+            progress=progress,
+            kind="dpo",
+        )
+        save_model(
+            model, tok, run.path / "model", extra={"task": cfg.task, "difficulty": cfg.difficulty, "posttrain": "dpo"}
+        )
         acc, correct = _accuracy(model, tok, task, evals)
-        summary = {"kind": "dpo", "task": cfg.task, "steps": cfg.steps, "pairs": len(pairs), **info, "beta": cfg.beta,
-                   "train_loss": tail_mean(records, "loss"), "reward_accuracy": tail_mean(records, "accuracy"),
-                   "reward_margin": tail_mean(records, "reward_margin"), "base_accuracy": base_acc,
-                   "accuracy": acc, **heldout_gain(base_correct, correct), "eval_seed": cfg.eval_seed if evals else None,
-                   "heldout_overlap": overlap(pairs, evals) if evals else None,
-                   "seconds": time.perf_counter() - t0, "model": str(run.path / "model")}
+        summary = {
+            "kind": "dpo",
+            "task": cfg.task,
+            "steps": cfg.steps,
+            "pairs": len(pairs),
+            **info,
+            "beta": cfg.beta,
+            "train_loss": tail_mean(records, "loss"),
+            "reward_accuracy": tail_mean(records, "accuracy"),
+            "reward_margin": tail_mean(records, "reward_margin"),
+            "base_accuracy": base_acc,
+            "accuracy": acc,
+            **heldout_gain(base_correct, correct),
+            "eval_seed": cfg.eval_seed if evals else None,
+            "heldout_overlap": overlap(pairs, evals) if evals else None,
+            "seconds": time.perf_counter() - t0,
+            "model": str(run.path / "model"),
+        }
         run.finish(summary)
         return summary

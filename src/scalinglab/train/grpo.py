@@ -49,8 +49,24 @@ from scalinglab.runs import checkpoint
 from scalinglab.train.common import lr_at
 from scalinglab.train.prefix import policy_logprobs
 from scalinglab.train.rl_common import (
-    ADVANTAGES, INVALID_LOGPROB, LOG_RATIO_CLAMP, Rollout, check_step, group_advantages, kl_k3, last_position, micro_batches,
-    mismatch_stats, rollout, RLRun, rollout_record, rollout_seed, sequence_logprobs, trim, zero_std_groups, prompt_batch,
+    ADVANTAGES,
+    INVALID_LOGPROB,
+    LOG_RATIO_CLAMP,
+    RLRun,
+    Rollout,
+    check_step,
+    group_advantages,
+    kl_k3,
+    last_position,
+    micro_batches,
+    mismatch_stats,
+    prompt_batch,
+    rollout,
+    rollout_record,
+    rollout_seed,
+    sequence_logprobs,
+    trim,
+    zero_std_groups,
 )
 
 
@@ -77,20 +93,40 @@ def grpo_loss(logp, old_logp, adv, mask, cfg, ref_logp=None, num_tokens=None) ->
         return float((x.float() * mask).sum() / n)
 
     with torch.no_grad():
-        stats = {"clip_frac_low": frac((ratio < 1 - cfg.clip_low) & (a < 0)), "clip_frac_high": frac((ratio > 1 + cfg.clip_high) & (a > 0)),
-                 "kl": frac(kl), "ppo_kl": frac(old_logp - logp), "pg_loss": frac(pg)}
+        stats = {
+            "clip_frac_low": frac((ratio < 1 - cfg.clip_low) & (a < 0)),
+            "clip_frac_high": frac((ratio > 1 + cfg.clip_high) & (a > 0)),
+            "kl": frac(kl),
+            "ppo_kl": frac(old_logp - logp),
+            "pg_loss": frac(pg),
+        }
     return loss, stats
 
 
-STEP_STATS = ("loss", "pg_loss", "entropy", "kl", "ppo_kl", "clip_frac", "clip_frac_low", "clip_frac_high", "grad_norm",
-              "mismatch_abs", "mismatch_kl", "mismatch_prob_ratio", "optimizer_steps")
+STEP_STATS = (
+    "loss",
+    "pg_loss",
+    "entropy",
+    "kl",
+    "ppo_kl",
+    "clip_frac",
+    "clip_frac_low",
+    "clip_frac_high",
+    "grad_norm",
+    "mismatch_abs",
+    "mismatch_kl",
+    "mismatch_prob_ratio",
+    "optimizer_steps",
+)
 
 
 @dataclass(frozen=True)
 class GRPOConfig:
     task: str = "arithmetic"  # task whose verifier gives the reward
     difficulty: int = 0  # task difficulty knob (0 = the task's default)
-    chat: Literal["auto", "on", "off"] = "auto"  # the tokenizer's chat template (auto: when it has one); else the task's few-shot prompt
+    chat: Literal["auto", "on", "off"] = (
+        "auto"  # the tokenizer's chat template (auto: when it has one); else the task's few-shot prompt
+    )
     system: str = ""  # system prompt for the chat template ("" = none)
     steps: int = 200  # RL steps (one rollout batch each)
     prompts_per_step: int = 16  # problems per step
@@ -98,7 +134,9 @@ class GRPOConfig:
     max_new_tokens: int = 0  # response length limit (0 = the task's longest worked solution × 1.5 + 16)
     temperature: float = 1.0  # sampling temperature, also applied to every training-side forward
     advantage: str = "zscore"  # zscore (GRPO), center (Dr. GRPO) or rloo (leave-one-out)
-    loss_norm: str = "token"  # token: / response tokens of the step (DAPO); constant: / (sequences·max_new_tokens) (Dr. GRPO)
+    loss_norm: str = (
+        "token"  # token: / response tokens of the step (DAPO); constant: / (sequences·max_new_tokens) (Dr. GRPO)
+    )
     clip_low: float = 0.2  # ε_low
     clip_high: float = 0.28  # ε_high (clip-higher, DAPO)
     dual_clip: float = 3.0  # c of dual-clip for negative advantages (<= 1 disables)
@@ -146,8 +184,9 @@ def _normaliser(mask: torch.Tensor, cfg: GRPOConfig, max_new_tokens: int) -> tor
     return mask.sum().clamp_min(1)
 
 
-def grpo_step(model, opt, ro: Rollout, adv: torch.Tensor, cfg: GRPOConfig, step: int, max_new_tokens: int,
-              ref_model=None) -> dict:
+def grpo_step(
+    model, opt, ro: Rollout, adv: torch.Tensor, cfg: GRPOConfig, step: int, max_new_tokens: int, ref_model=None
+) -> dict:
     """Policy update(s) on one rollout batch; returns the step's training stats."""
     B = ro.ids.shape[0]
     reuse = cfg.epochs * cfg.minibatches == 1  # old log-probs = the update forward's own, detached
@@ -157,9 +196,15 @@ def grpo_step(model, opt, ro: Rollout, adv: torch.Tensor, cfg: GRPOConfig, step:
     acc, n_opt = defaultdict(float), 0
     gen = torch.Generator().manual_seed(rollout_seed(cfg.seed, step))
     for epoch in range(cfg.epochs):
-        order = torch.randperm(B, generator=gen).to(ro.ids.device) if cfg.minibatches > 1 else torch.arange(B, device=ro.ids.device)
+        order = (
+            torch.randperm(B, generator=gen).to(ro.ids.device)
+            if cfg.minibatches > 1
+            else torch.arange(B, device=ro.ids.device)
+        )
         for rows_mb in order.chunk(cfg.minibatches):
-            if reuse and not cfg.share_prefix:  # similar lengths pad less (shared prefixes keep groups together instead)
+            if (
+                reuse and not cfg.share_prefix
+            ):  # similar lengths pad less (shared prefixes keep groups together instead)
                 rows_mb = rows_mb[last_position(ro.mask[rows_mb]).argsort(stable=True)]
             norm = _normaliser(ro.mask[rows_mb], cfg, max_new_tokens)
             opt.zero_grad(set_to_none=True)
@@ -168,7 +213,9 @@ def grpo_step(model, opt, ro: Rollout, adv: torch.Tensor, cfg: GRPOConfig, step:
                 rows = rows_mb[sl]
                 per_tok = [x[rows] for x in ((old, ref) if old is not None else (ref,)) if x is not None]
                 x, *rest, m = trim(ro.ids[rows], *per_tok, mask=ro.mask[rows])
-                logp, ent = policy_logprobs(model, x, m, cfg.temperature, cfg.share_prefix)  # (b, t) fp32; entropy detached
+                logp, ent = policy_logprobs(
+                    model, x, m, cfg.temperature, cfg.share_prefix
+                )  # (b, t) fp32; entropy detached
                 old_mb = logp.detach() if reuse else rest.pop(0)
                 ref_mb = rest.pop(0) if ref is not None else None
                 loss, st = grpo_loss(logp, old_mb, adv[rows], m, cfg, ref_logp=ref_mb, num_tokens=norm)
@@ -178,7 +225,9 @@ def grpo_step(model, opt, ro: Rollout, adv: torch.Tensor, cfg: GRPOConfig, step:
                     acc[k] += v
                 acc["entropy"] += float((ent * m).sum() / norm)
                 if reuse:
-                    train_logp[rows, : m.shape[1]] = torch.where(m > 0, logp.detach(), torch.full_like(logp, INVALID_LOGPROB))
+                    train_logp[rows, : m.shape[1]] = torch.where(
+                        m > 0, logp.detach(), torch.full_like(logp, INVALID_LOGPROB)
+                    )
             gn = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
             check_step(step + 1, loss_sum, gn, cfg.abort_grad_norm)
             opt.step()
@@ -195,7 +244,9 @@ def grpo_step(model, opt, ro: Rollout, adv: torch.Tensor, cfg: GRPOConfig, step:
     return out
 
 
-def train_grpo(cfg: GRPOConfig, model_path: str, out: str, resume: bool = False, progress: Callable[..., None] | None = None) -> dict:
+def train_grpo(
+    cfg: GRPOConfig, model_path: str, out: str, resume: bool = False, progress: Callable[..., None] | None = None
+) -> dict:
     """Run GRPO from the model at `model_path`; returns the summary (also OUT/summary.json)."""
     from scalinglab.errors import UserError
 
@@ -219,11 +270,29 @@ def train_grpo(cfg: GRPOConfig, model_path: str, out: str, resume: bool = False,
                     g["lr"] = lr
                 problems = prompt_batch(task, cfg.seed, step, cfg.prompts_per_step, cfg.difficulty or None)
                 if pool is None:
-                    ro = rollout(rl.engine, task, problems, cfg.group_size, rl.max_new_tokens, cfg.temperature,
-                                 seed=rollout_seed(cfg.seed, step), missing_eos_penalty=cfg.missing_eos_penalty)
+                    ro = rollout(
+                        rl.engine,
+                        task,
+                        problems,
+                        cfg.group_size,
+                        rl.max_new_tokens,
+                        cfg.temperature,
+                        seed=rollout_seed(cfg.seed, step),
+                        missing_eos_penalty=cfg.missing_eos_penalty,
+                    )
                 else:  # the same rollout on Ray actors holding weight version `step`
-                    ro = pool.rollout(task, problems, cfg.group_size, rl.max_new_tokens, cfg.temperature, seed=rollout_seed(cfg.seed, step),
-                                      missing_eos_penalty=cfg.missing_eos_penalty, tokenizer=rl.tok, device=rl.device, version=step)
+                    ro = pool.rollout(
+                        task,
+                        problems,
+                        cfg.group_size,
+                        rl.max_new_tokens,
+                        cfg.temperature,
+                        seed=rollout_seed(cfg.seed, step),
+                        missing_eos_penalty=cfg.missing_eos_penalty,
+                        tokenizer=rl.tok,
+                        device=rl.device,
+                        version=step,
+                    )
                 adv, keep, zero = grpo_advantages(ro, cfg)  # (B,), (B,), (G,)
                 rows = keep.nonzero()[:, 0]
                 stats = dict.fromkeys(STEP_STATS)  # null when every group had equal rewards (no update)
@@ -232,13 +301,24 @@ def train_grpo(cfg: GRPOConfig, model_path: str, out: str, resume: bool = False,
                     model.train()
                     stats = grpo_step(model, opt, ro.select(rows), adv[rows], cfg, step, rl.max_new_tokens, rl.ref)
                     model.eval()
-                rec = {"step": step + 1, **rollout_record(ro), "train_seconds": time.perf_counter() - t_train,
-                       "frac_reward_zero_std": float(zero.float().mean()), **stats,
-                       "advantage_abs": float(adv[rows].abs().mean()) if len(rows) else 0.0, "lr": lr}
+                rec = {
+                    "step": step + 1,
+                    **rollout_record(ro),
+                    "train_seconds": time.perf_counter() - t_train,
+                    "frac_reward_zero_std": float(zero.float().mean()),
+                    **stats,
+                    "advantage_abs": float(adv[rows].abs().mean()) if len(rows) else 0.0,
+                    "lr": lr,
+                }
                 if pool is not None:
                     pool.update_weights(model, version=step + 1)
                     rec.update(getattr(ro, "extra", None) or {})
-                rl.end_step(step, rec, t0, tokens=ro.generated_tokens + int(ro.mask[rows].sum()) if len(rows) else ro.generated_tokens)
+                rl.end_step(
+                    step,
+                    rec,
+                    t0,
+                    tokens=ro.generated_tokens + int(ro.mask[rows].sum()) if len(rows) else ro.generated_tokens,
+                )
                 if progress:
                     progress(step + 1, cfg.steps, reward=rec["reward"], acc=rec["accuracy"])
         finally:
@@ -252,8 +332,10 @@ def _ray_pool(cfg: GRPOConfig, model_path: str, model, version: int):
     from scalinglab.distributed.rollouts import RayRolloutPool, RolloutPoolConfig
     from scalinglab.model.hf import resolve_model_dir
 
-    pool = RayRolloutPool(str(resolve_model_dir(model_path)), RolloutPoolConfig(generators=cfg.ray_generators),
-                          address=cfg.ray_address or None)
+    pool = RayRolloutPool(
+        str(resolve_model_dir(model_path)),
+        RolloutPoolConfig(generators=cfg.ray_generators),
+        address=cfg.ray_address or None,
+    )
     pool.update_weights(model, version=version)  # a resumed run starts from its checkpoint's weights
     return pool
-

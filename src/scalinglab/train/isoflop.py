@@ -50,7 +50,9 @@ class IsoFlopConfig:
     task: str = "pystdlib"  # a text corpus (or a task, whose loss may saturate)
     budgets: tuple[float, ...] = (1e11, 2e11, 4e11, 8e11)  # compute budgets C = 6ND of the profiles
     sizes: tuple[int, ...] = (16, 24, 32, 40, 48)  # the dial's sizes trained at every budget
-    dial: str = "width"  # "width": sizes are widths of a `depth`-layer model; "depth": sizes are depths (width aspect·depth)
+    dial: str = (
+        "width"  # "width": sizes are widths of a `depth`-layer model; "depth": sizes are depths (width aspect·depth)
+    )
     depth: int = 2  # the layers of the width dial
     predict: float = 0.0  # the held-out budget of predict-then-train (0 = twice the largest; -1 = skip)
     seed: int = 0
@@ -73,7 +75,9 @@ def _base(cfg: IsoFlopConfig) -> PretrainConfig:
     for item in cfg.overrides:
         key = item.split("=", 1)[0].strip()
         if key in KEYS:
-            raise UserError(f"--set {item}: the IsoFLOP ladder sets {key} itself (use --task, --sizes, --dial, --depth, --budgets, --seed)")
+            raise UserError(
+                f"--set {item}: the IsoFLOP ladder sets {key} itself (use --task, --sizes, --dial, --depth, --budgets, --seed)"
+            )
     return override(PretrainConfig(task=cfg.task, seed=cfg.seed, eval_problems=cfg.eval_problems), list(cfg.overrides))
 
 
@@ -112,10 +116,21 @@ def rung_config(cfg: IsoFlopConfig, size: int, N: int, C: float) -> PretrainConf
 
 def _row(name: str, C: float, size: int, s: dict) -> dict:
     N, D = float(s["params"]), float(s["tokens"])
-    return {"N": N, "D": D, "C": 6.0 * N * D, "budget": C, "loss": s["val_loss"], "size": size, "depth": s["depth"],
-            "tokens_budget": round(D),
-            "non_embedding_params": s.get("non_embedding_params"), "train_loss": s.get("train_loss"),
-            "accuracy": s.get("accuracy"), "epochs": s.get("epochs"), "run": name}
+    return {
+        "N": N,
+        "D": D,
+        "C": 6.0 * N * D,
+        "budget": C,
+        "loss": s["val_loss"],
+        "size": size,
+        "depth": s["depth"],
+        "tokens_budget": round(D),
+        "non_embedding_params": s.get("non_embedding_params"),
+        "train_loss": s.get("train_loss"),
+        "accuracy": s.get("accuracy"),
+        "epochs": s.get("epochs"),
+        "run": name,
+    }
 
 
 def _check(cfg: IsoFlopConfig, backend: str) -> None:
@@ -126,18 +141,28 @@ def _check(cfg: IsoFlopConfig, backend: str) -> None:
     if len(set(cfg.sizes)) < 3 or any(d < 1 for d in cfg.sizes):
         raise UserError("--sizes: at least three distinct positive sizes (a parabola per budget needs 3)")
     if cfg.dial == "width" and any(w % 8 for w in cfg.sizes):
-        raise UserError(f"--sizes {','.join(map(str, cfg.sizes))}: widths must be multiples of 8 (heads of 8, 16 or 32)")
+        raise UserError(
+            f"--sizes {','.join(map(str, cfg.sizes))}: widths must be multiples of 8 (heads of 8, 16 or 32)"
+        )
     if cfg.predict and cfg.predict != -1 and not (cfg.predict > max(cfg.budgets) and math.isfinite(cfg.predict)):
-        raise UserError(f"--predict {cfg.predict:g}: the held-out budget must exceed the largest fitted one "
-                        f"({max(cfg.budgets):g}); 0 = twice it, -1 = skip")
+        raise UserError(
+            f"--predict {cfg.predict:g}: the held-out budget must exceed the largest fitted one "
+            f"({max(cfg.budgets):g}); 0 = twice it, -1 = skip"
+        )
     if backend not in BACKENDS:
         raise UserError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     if cfg.threads < 1:
         raise UserError("--threads must be >= 1")
 
 
-def run_isoflop(cfg: IsoFlopConfig, out: str, backend: str = "local", address: str | None = None,
-                progress: Callable[..., None] | None = None, figures: bool = True) -> dict:
+def run_isoflop(
+    cfg: IsoFlopConfig,
+    out: str,
+    backend: str = "local",
+    address: str | None = None,
+    progress: Callable[..., None] | None = None,
+    figures: bool = True,
+) -> dict:
     """Train the profiles, fit Approaches 2 and 3, predict and train the held-out optimum; write the summary."""
     import numpy as np
 
@@ -160,12 +185,27 @@ def run_isoflop(cfg: IsoFlopConfig, out: str, backend: str = "local", address: s
 
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        a2 = iso.isoflop_fit([r["budget"] for r in rows], [r["N"] for r in rows], [r["loss"] for r in rows],
-                             bootstrap=cfg.bootstrap, seed=cfg.seed)
+        a2 = iso.isoflop_fit(
+            [r["budget"] for r in rows],
+            [r["N"] for r in rows],
+            [r["loss"] for r in rows],
+            bootstrap=cfg.bootstrap,
+            seed=cfg.seed,
+        )
     fit3, plan, fobj = fit_ladder(rows, cfg.bootstrap, cfg.seed, cfg.grid)
-    summary = {"kind": "isoflop", "task": cfg.task, "backend": backend, "out": str(root), "config": asdict(cfg),
-               "dial": cfg.dial, "sizes": {str(d): n for d, n in sizes.items()}, "rungs": rows, "approach2": a2.to_dict(), "fit": fit3,
-               "compute_optimal": plan}
+    summary = {
+        "kind": "isoflop",
+        "task": cfg.task,
+        "backend": backend,
+        "out": str(root),
+        "config": asdict(cfg),
+        "dial": cfg.dial,
+        "sizes": {str(d): n for d, n in sizes.items()},
+        "rungs": rows,
+        "approach2": a2.to_dict(),
+        "fit": fit3,
+        "compute_optimal": plan,
+    }
     if fit3["success"]:
         summary["exponents"] = iso.compare_exponents((a2.a, a2.a_ci), iso.approach3_exponent(fobj))
     prediction = acc = None
@@ -177,8 +217,18 @@ def run_isoflop(cfg: IsoFlopConfig, out: str, backend: str = "local", address: s
         # written before the model is trained: the prediction cannot be tuned to the outcome
         atomic_write_json(root / "prediction.json", pred)
         name = rung_name(cfg, pred["size"], predict_C)
-        held, r2 = train_rungs(root, {name: rung_config(cfg, pred["size"], all_sizes[pred["size"]], predict_C)}, cfg.threads,
-                               cfg.gpus, cfg.retries, backend, address, progress, total, len(jobs))
+        held, r2 = train_rungs(
+            root,
+            {name: rung_config(cfg, pred["size"], all_sizes[pred["size"]], predict_C)},
+            cfg.threads,
+            cfg.gpus,
+            cfg.retries,
+            backend,
+            address,
+            progress,
+            total,
+            len(jobs),
+        )
         reused += r2
         s = held[name]
         prediction = iso.score_prediction(pred, s["val_loss"])
@@ -190,19 +240,33 @@ def run_isoflop(cfg: IsoFlopConfig, out: str, backend: str = "local", address: s
             chance = 0.0
             acc = iso.fit_loss_to_accuracy([r["loss"] for r in rows], [r["accuracy"] for r in rows], floor=chance)
             summary["loss_to_accuracy"] = {
-                **acc, "predicted_from_predicted_loss": iso.predict_accuracy(acc, pred["predicted"]),
-                "predicted_from_measured_loss": iso.predict_accuracy(acc, s["val_loss"]), "measured": s.get("accuracy"),
-                "task": s.get("accuracy_task")}
+                **acc,
+                "predicted_from_predicted_loss": iso.predict_accuracy(acc, pred["predicted"]),
+                "predicted_from_measured_loss": iso.predict_accuracy(acc, s["val_loss"]),
+                "measured": s.get("accuracy"),
+                "task": s.get("accuracy_task"),
+            }
     warns = list(a2.warnings) + list(fit3.get("warnings") or [])
-    summary.update(warnings=warns, well_determined=not warns and fit3["success"], trained=total - reused, reused=reused,
-                   ladder_csv=str(root / "ladder.csv"), seconds=time.perf_counter() - t0)
-    summary["figures"] = plot_isoflop(root, rows, a2, fit3, prediction, summary.get("loss_to_accuracy"),
-                                      summary.get("heldout_rung")) if figures else []
+    summary.update(
+        warnings=warns,
+        well_determined=not warns and fit3["success"],
+        trained=total - reused,
+        reused=reused,
+        ladder_csv=str(root / "ladder.csv"),
+        seconds=time.perf_counter() - t0,
+    )
+    summary["figures"] = (
+        plot_isoflop(root, rows, a2, fit3, prediction, summary.get("loss_to_accuracy"), summary.get("heldout_rung"))
+        if figures
+        else []
+    )
     atomic_write_json(root / "summary.json", summary)
     return summary
 
 
-def plot_isoflop(root: Path, rows, a2, fit3: dict, prediction: dict | None, acc: dict | None, held: dict | None) -> list[str]:
+def plot_isoflop(
+    root: Path, rows, a2, fit3: dict, prediction: dict | None, acc: dict | None, held: dict | None
+) -> list[str]:
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -221,10 +285,24 @@ def plot_isoflop(root: Path, rows, a2, fit3: dict, prediction: dict | None, acc:
             ax.plot([prof.N_opt], [prof.loss_opt], "v", color=c, ms=8)
     if prediction:
         lo, hi = prediction["interval95"]
-        ax.errorbar([prediction["N"]], [prediction["predicted"]], yerr=[[prediction["predicted"] - lo], [hi - prediction["predicted"]]],
-                    fmt="s", color=colors[-1], mfc="none", capsize=4, label=f"predicted at C = {prediction['C']:.2g}")
-        ax.plot([prediction["N"]], [prediction["measured"]], "*", color="crimson", ms=12,
-                label=f"measured (the prediction was {prediction['relative_error']:+.1%} off)")
+        ax.errorbar(
+            [prediction["N"]],
+            [prediction["predicted"]],
+            yerr=[[prediction["predicted"] - lo], [hi - prediction["predicted"]]],
+            fmt="s",
+            color=colors[-1],
+            mfc="none",
+            capsize=4,
+            label=f"predicted at C = {prediction['C']:.2g}",
+        )
+        ax.plot(
+            [prediction["N"]],
+            [prediction["measured"]],
+            "*",
+            color="crimson",
+            ms=12,
+            label=f"measured (the prediction was {prediction['relative_error']:+.1%} off)",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("parameters N")
     ax.set_ylabel("validation loss (nats/token, held-out files)")
@@ -263,8 +341,13 @@ def plot_isoflop(root: Path, rows, a2, fit3: dict, prediction: dict | None, acc:
         ax.plot(Ls, [predict_accuracy(acc, v) for v in Ls], "-", label="sigmoid fit")
         if held and held.get("accuracy") is not None:
             ax.plot([held["loss"]], [held["accuracy"]], "*", color="crimson", ms=12, label="held-out rung, measured")
-            ax.plot([prediction["predicted"]], [acc["predicted_from_predicted_loss"]], "s", mfc="none",
-                    label="held-out rung, predicted")
+            ax.plot(
+                [prediction["predicted"]],
+                [acc["predicted_from_predicted_loss"]],
+                "s",
+                mfc="none",
+                label="held-out rung, predicted",
+            )
         ax.set_xlabel("validation loss (nats/token)")
         ax.set_ylabel(acc.get("task") or "accuracy")
         ax.set_title("Loss to accuracy (the ladder's second step)", fontsize=9)

@@ -91,8 +91,9 @@ def _config_diff(path: Path, want: dict) -> list[str]:
     return sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
 
 
-def train_rung(config: dict, out: str, threads: int = 1, command: list[str] | None = None,
-               pid_file: str | None = None) -> dict:
+def train_rung(
+    config: dict, out: str, threads: int = 1, command: list[str] | None = None, pid_file: str | None = None
+) -> dict:
     """Train (or reuse) one rung; safe to re-execute after a killed attempt. Runs in a Ray worker too.
 
     Returns {"summary", "reused", "pid"}. `pid_file` receives this process's id before training
@@ -106,8 +107,10 @@ def train_rung(config: dict, out: str, threads: int = 1, command: list[str] | No
     if (path / "summary.json").exists():
         diff = _config_diff(path, want)
         if diff:
-            raise UserError(f"{path}: holds a finished run with a different config ({', '.join(diff)}); "
-                            "use another --out or the same settings")
+            raise UserError(
+                f"{path}: holds a finished run with a different config ({', '.join(diff)}); "
+                "use another --out or the same settings"
+            )
         return {"summary": Run(path).summary, "reused": True, "pid": os.getpid()}
     if pid_file:
         atomic_write_text(pid_file, f"{os.getpid()}\n")
@@ -130,8 +133,18 @@ def train_rung(config: dict, out: str, threads: int = 1, command: list[str] | No
     return {"summary": summary, "reused": False, "pid": os.getpid()}
 
 
-def train_rungs(root: Path, configs: dict[str, PretrainConfig], threads: int, gpus: float, retries: int, backend: str,
-                address: str | None, progress, total: int | None = None, done0: int = 0) -> tuple[dict[str, dict], int]:
+def train_rungs(
+    root: Path,
+    configs: dict[str, PretrainConfig],
+    threads: int,
+    gpus: float,
+    retries: int,
+    backend: str,
+    address: str | None,
+    progress,
+    total: int | None = None,
+    done0: int = 0,
+) -> tuple[dict[str, dict], int]:
     """Train (or reuse) every named rung under `root` with `ladder.train_rung`; returns summaries and how many were reused."""
     total = len(configs) if total is None else total
     summaries, todo = {}, []
@@ -140,8 +153,10 @@ def train_rungs(root: Path, configs: dict[str, PretrainConfig], threads: int, gp
         if (path / "summary.json").exists():  # reuse without scheduling anything
             diff = _config_diff(path, _normalised(asdict(pc)))
             if diff:
-                raise UserError(f"{path}: holds a finished run with a different config ({', '.join(diff)}); "
-                                "use another --out or the same settings")
+                raise UserError(
+                    f"{path}: holds a finished run with a different config ({', '.join(diff)}); "
+                    "use another --out or the same settings"
+                )
             summaries[name] = Run(path).summary
         else:
             todo.append(name)
@@ -150,12 +165,24 @@ def train_rungs(root: Path, configs: dict[str, PretrainConfig], threads: int, gp
         progress(done, total)
     if todo:
         root.joinpath(".workers").mkdir(parents=True, exist_ok=True)
-        todo.sort(key=lambda n: -(configs[n].width or configs[n].depth) ** 2 * configs[n].total_steps)  # longest first
+        todo.sort(
+            key=lambda n: -((configs[n].width or configs[n].depth) ** 2) * configs[n].total_steps
+        )  # longest first
         ex = make_executor(backend, address)
         try:
             res = Resources(num_cpus=threads, num_gpus=gpus, max_retries=retries)
-            handles = [ex.submit(train_rung, asdict(configs[n]), str(root / n), threads, list(sys.argv),
-                                 str(root / ".workers" / f"{n}.pid"), resources=res) for n in todo]
+            handles = [
+                ex.submit(
+                    train_rung,
+                    asdict(configs[n]),
+                    str(root / n),
+                    threads,
+                    list(sys.argv),
+                    str(root / ".workers" / f"{n}.pid"),
+                    resources=res,
+                )
+                for n in todo
+            ]
 
             def finished(i: int, r: dict) -> None:
                 nonlocal done
@@ -173,9 +200,19 @@ def train_rungs(root: Path, configs: dict[str, PretrainConfig], threads: int, gp
 
 def _row(depth: int, budget: int, summary: dict, run: str) -> dict:
     N, D = float(summary["params"]), float(summary["tokens"])
-    return {"N": N, "D": D, "C": 6.0 * N * D, "loss": summary["val_loss"], "depth": depth, "tokens_budget": budget,
-            "non_embedding_params": summary.get("non_embedding_params"), "train_loss": summary.get("train_loss"),
-            "accuracy": summary.get("accuracy"), "heldout_overlap": summary.get("heldout_overlap"), "run": run}
+    return {
+        "N": N,
+        "D": D,
+        "C": 6.0 * N * D,
+        "loss": summary["val_loss"],
+        "depth": depth,
+        "tokens_budget": budget,
+        "non_embedding_params": summary.get("non_embedding_params"),
+        "train_loss": summary.get("train_loss"),
+        "accuracy": summary.get("accuracy"),
+        "heldout_overlap": summary.get("heldout_overlap"),
+        "run": run,
+    }
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -212,8 +249,14 @@ def fit_ladder(rows: list[dict], bootstrap: int, seed: int, grid: str = "hoffman
     return out, plan, fit
 
 
-def run_ladder(cfg: LadderConfig, out: str, backend: str = "local", address: str | None = None,
-               progress: Callable[..., None] | None = None, figures: bool = True) -> dict:
+def run_ladder(
+    cfg: LadderConfig,
+    out: str,
+    backend: str = "local",
+    address: str | None = None,
+    progress: Callable[..., None] | None = None,
+    figures: bool = True,
+) -> dict:
     """Train the ladder in `out` (reusing finished rungs), fit the law, write csv, figures, summary."""
     if not cfg.depths or not cfg.tokens:
         raise UserError("a ladder needs at least one depth and one token budget")
@@ -228,8 +271,16 @@ def run_ladder(cfg: LadderConfig, out: str, backend: str = "local", address: str
     configs = {rt: rung_config(cfg, *rt) for rt in rungs}  # validates overrides before any work
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    done, n_reused = train_rungs(root, {rung_name(*rt): configs[rt] for rt in rungs}, cfg.threads, cfg.gpus, cfg.retries,
-                                 backend, address, progress)
+    done, n_reused = train_rungs(
+        root,
+        {rung_name(*rt): configs[rt] for rt in rungs},
+        cfg.threads,
+        cfg.gpus,
+        cfg.retries,
+        backend,
+        address,
+        progress,
+    )
     summaries = {rt: done[rung_name(*rt)] for rt in rungs}
     rows = [_row(d, t, summaries[(d, t)], rung_name(d, t)) for d, t in rungs]
     write_csv(root / "ladder.csv", rows)
@@ -239,9 +290,18 @@ def run_ladder(cfg: LadderConfig, out: str, backend: str = "local", address: str
         fit, plan = {"success": False, "message": "no law fitted (fit=False)", "params": {}, "warnings": []}, None
     figs = plot_ladder(root, rows, fit if fit["success"] else None) if figures else []
     summary = {
-        "kind": "ladder", "task": cfg.task, "backend": backend, "out": str(root), "config": asdict(cfg),
-        "rungs": rows, "trained": len(rungs) - n_reused, "reused": n_reused,
-        "fit": fit, "compute_optimal": plan, "figures": figs, "ladder_csv": str(root / "ladder.csv"),
+        "kind": "ladder",
+        "task": cfg.task,
+        "backend": backend,
+        "out": str(root),
+        "config": asdict(cfg),
+        "rungs": rows,
+        "trained": len(rungs) - n_reused,
+        "reused": n_reused,
+        "fit": fit,
+        "compute_optimal": plan,
+        "figures": figs,
+        "ladder_csv": str(root / "ladder.csv"),
         "seconds": time.perf_counter() - t0,
     }
     atomic_write_json(root / "summary.json", summary)
@@ -260,14 +320,21 @@ def plot_ladder(root: Path, rows: list[dict], fit: dict | None) -> list[str]:
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(depths)))
     p = fit["params"] if fit else None
     paths = []
-    for name, xkey, xlabel in (("loss_vs_compute.png", "C", "training compute C = 6ND (FLOP)"),
-                               ("fit.png", "D", "training tokens D")):
+    for name, xkey, xlabel in (
+        ("loss_vs_compute.png", "C", "training compute C = 6ND (FLOP)"),
+        ("fit.png", "D", "training tokens D"),
+    ):
         fig, ax = new_figure()
         for d, c in zip(depths, colors):
             rs = sorted((r for r in rows if r["depth"] == d), key=lambda r: r["D"])
             N = rs[0]["N"]
-            ax.plot([r[xkey] for r in rs], [r["loss"] for r in rs], "o-" if xkey == "C" else "o", color=c,
-                    label=f"depth {d} (N={N:.3g})")
+            ax.plot(
+                [r[xkey] for r in rs],
+                [r["loss"] for r in rs],
+                "o-" if xkey == "C" else "o",
+                color=c,
+                label=f"depth {d} (N={N:.3g})",
+            )
             if p:
                 Ds = np.geomspace(min(r["D"] for r in rows) / 1.5, max(r["D"] for r in rows) * 1.5, 60)
                 xs = Ds if xkey == "D" else 6 * N * Ds
@@ -276,8 +343,11 @@ def plot_ladder(root: Path, rows: list[dict], fit: dict | None) -> list[str]:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("validation loss (nats/token)")
         if p:
-            ax.set_title(f"L = {p['E']:.3g} + {p['A']:.3g}/N^{p['alpha']:.3g} + {p['B']:.3g}/D^{p['beta']:.3g}"
-                         + (" (ill-determined)" if fit.get("ill_determined") else ""), fontsize=9)
+            ax.set_title(
+                f"L = {p['E']:.3g} + {p['A']:.3g}/N^{p['alpha']:.3g} + {p['B']:.3g}/D^{p['beta']:.3g}"
+                + (" (ill-determined)" if fit.get("ill_determined") else ""),
+                fontsize=9,
+            )
         else:
             ax.set_title("no Chinchilla fit (see summary.json)", fontsize=9)
         ax.legend()
@@ -297,5 +367,3 @@ def parse_list(text: str, what: str) -> tuple[int, ...]:
             raise UserError(f"{what} {text!r}: {item!r} is not a positive integer")
         out.append(int(v))
     return tuple(out)
-
-

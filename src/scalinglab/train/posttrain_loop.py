@@ -60,7 +60,9 @@ def open_run(kind: str, cfg, model_path: str, out: str, resume: bool) -> Opened:
     check_data_file(cfg.data)
     device = pick_device(cfg.device)
     model, tok = load_model(model_path, device=device)
-    task = formatted(task, PromptFormat(tok, getattr(cfg, "chat", "auto"), getattr(cfg, "system", "") or None))  # chat template / few-shot
+    task = formatted(
+        task, PromptFormat(tok, getattr(cfg, "chat", "auto"), getattr(cfg, "system", "") or None)
+    )  # chat template / few-shot
     run = Run.create(out, kind=kind, config={**asdict(cfg), "model": str(model_path)}, resume=resume)
     if resume and run.finished:
         return Opened(task, device, model, tok, run, run.summary)
@@ -68,11 +70,33 @@ def open_run(kind: str, cfg, model_path: str, out: str, resume: bool) -> Opened:
     return Opened(task, device, model, tok, run, None)
 
 
-POSITIVE = ("steps", "batch_size", "seq_len", "lr", "log_every", "num_problems", "samples_per_problem", "beta",
-            "max_pairs_per_problem", "rollouts")
-NON_NEGATIVE = ("checkpoint_every", "eval_problems", "warmup_steps", "micro_batch_size", "weight_decay", "grad_clip",
-                "min_lr_ratio", "sample_temperature", "rollout_temperature", "difficulty", "stop_grad_norm", "nll_weight",
-                "eval_samples")
+POSITIVE = (
+    "steps",
+    "batch_size",
+    "seq_len",
+    "lr",
+    "log_every",
+    "num_problems",
+    "samples_per_problem",
+    "beta",
+    "max_pairs_per_problem",
+    "rollouts",
+)
+NON_NEGATIVE = (
+    "checkpoint_every",
+    "eval_problems",
+    "warmup_steps",
+    "micro_batch_size",
+    "weight_decay",
+    "grad_clip",
+    "min_lr_ratio",
+    "sample_temperature",
+    "rollout_temperature",
+    "difficulty",
+    "stop_grad_norm",
+    "nll_weight",
+    "eval_samples",
+)
 
 
 def check_ranges(cfg) -> None:
@@ -81,7 +105,9 @@ def check_ranges(cfg) -> None:
     from scalinglab.train.common import check_fields
 
     have = {f for f in vars(type(cfg)).get("__dataclass_fields__", {})}
-    check_fields(cfg, positive=tuple(k for k in POSITIVE if k in have), non_negative=tuple(k for k in NON_NEGATIVE if k in have))
+    check_fields(
+        cfg, positive=tuple(k for k in POSITIVE if k in have), non_negative=tuple(k for k in NON_NEGATIVE if k in have)
+    )
 
 
 @dataclass
@@ -100,8 +126,19 @@ def restore(run, model, opt, data, modules: dict | None = None) -> tuple[int, fl
     return step, extra.get("elapsed", 0.0), extra
 
 
-def train_steps(run, cfg, model, tok, opt, data, step_fn: Callable[[Any], StepResult], params,
-                modules: dict | None = None, progress: Callable[..., None] | None = None, kind: str = "train") -> list[dict]:
+def train_steps(
+    run,
+    cfg,
+    model,
+    tok,
+    opt,
+    data,
+    step_fn: Callable[[Any], StepResult],
+    params,
+    modules: dict | None = None,
+    progress: Callable[..., None] | None = None,
+    kind: str = "train",
+) -> list[dict]:
     """Run steps [start, cfg.steps) (resuming if the run has a checkpoint); returns the records.
 
     `data.next_batch()` gives one optimizer step's batch; `data.state()/load()` its position.
@@ -125,23 +162,42 @@ def train_steps(run, cfg, model, tok, opt, data, step_fn: Callable[[Any], StepRe
         try:
             check_finite(step + 1, loss=res.loss, grad_norm=gn)
             if gn > cfg.stop_grad_norm:
-                raise NonFiniteError(f"step {step + 1}: gradient norm {gn:.3g} > stop_grad_norm={cfg.stop_grad_norm:g} (exploding); stopped, last good checkpoint kept")
+                raise NonFiniteError(
+                    f"step {step + 1}: gradient norm {gn:.3g} > stop_grad_norm={cfg.stop_grad_norm:g} (exploding); stopped, last good checkpoint kept"
+                )
         except NonFiniteError as e:  # the update is not applied; the last checkpoint stays the newest
             last = run.latest_checkpoint()
-            raise UserError(f"{kind}: {e} ({last if last else 'no checkpoint yet; lower lr or set checkpoint_every'})") from None
+            raise UserError(
+                f"{kind}: {e} ({last if last else 'no checkpoint yet; lower lr or set checkpoint_every'})"
+            ) from None
         opt.step()
         done = step + 1
         now = time.perf_counter()
-        rec = {"step": done, "loss": res.loss, **res.stats, "grad_norm": gn, "lr": lr, "tokens": res.tokens,
-               "tokens_per_s": res.tokens / max(now - t_step, 1e-9), "wall_time": now - t0}
+        rec = {
+            "step": done,
+            "loss": res.loss,
+            **res.stats,
+            "grad_norm": gn,
+            "lr": lr,
+            "tokens": res.tokens,
+            "tokens_per_s": res.tokens / max(now - t_step, 1e-9),
+            "wall_time": now - t0,
+        }
         records.append(rec)
         if done % cfg.log_every == 0 or done == total:
             run.log(rec)
         if progress:
             progress(done, total, loss=res.loss)
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < total:
-            checkpoint.save(run, done, model, tok, opt, extra={"data": data.state(), "elapsed": now - t0, "records": records},
-                            modules=modules)
+            checkpoint.save(
+                run,
+                done,
+                model,
+                tok,
+                opt,
+                extra={"data": data.state(), "elapsed": now - t0, "records": records},
+                modules=modules,
+            )
     model.eval()
     return records
 
@@ -150,11 +206,11 @@ def tail_mean(records: list[dict], key: str, frac: float = 0.1) -> float | None:
     vals = [r[key] for r in records if r.get(key) is not None]
     if not vals:
         return None
-    tail = vals[-max(1, int(len(vals) * frac)):]
+    tail = vals[-max(1, int(len(vals) * frac)) :]
     return sum(tail) / len(tail)
 
 
 def micro_batches(items: list, micro: int) -> list[list]:
     """Split one step's items into micro-batches of at most `micro` (0 = one batch)."""
     micro = micro or len(items)
-    return [items[i: i + micro] for i in range(0, len(items), micro)]
+    return [items[i : i + micro] for i in range(0, len(items), micro)]

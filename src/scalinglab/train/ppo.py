@@ -57,8 +57,21 @@ from scalinglab.errors import UserError
 from scalinglab.runs import checkpoint
 from scalinglab.train.common import entropy_from_logits, lr_at, make_optimizer, token_logprobs
 from scalinglab.train.rl_common import (
-    LOG_RATIO_CLAMP, RLRun, Rollout, check_step, gae, kl_k1, micro_batches, mismatch_stats, prompt_batch, rollout,
-    rollout_record, rollout_seed, sequence_logprobs, trim, whiten,
+    LOG_RATIO_CLAMP,
+    RLRun,
+    Rollout,
+    check_step,
+    gae,
+    kl_k1,
+    micro_batches,
+    mismatch_stats,
+    prompt_batch,
+    rollout,
+    rollout_record,
+    rollout_seed,
+    sequence_logprobs,
+    trim,
+    whiten,
 )
 
 
@@ -80,8 +93,13 @@ def ppo_loss(logp, old_logp, adv, values, old_values, returns, mask, cfg, num_to
         return float((x.float() * mask).sum() / n)
 
     with torch.no_grad():
-        stats = {"pg_loss": mean(pg), "vf_loss": mean(vf), "clip_frac": mean((ratio - 1).abs() > cfg.clip),
-                 "vf_clip_frac": mean((values - old_values).abs() > cfg.value_clip), "ppo_kl": mean(old_logp - logp)}
+        stats = {
+            "pg_loss": mean(pg),
+            "vf_loss": mean(vf),
+            "clip_frac": mean((ratio - 1).abs() > cfg.clip),
+            "vf_clip_frac": mean((values - old_values).abs() > cfg.value_clip),
+            "ppo_kl": mean(old_logp - logp),
+        }
     return loss, stats
 
 
@@ -104,7 +122,9 @@ class ValueModel(nn.Module):
 class PPOConfig:
     task: str = "arithmetic"  # task whose verifier scores (and judges accuracy)
     difficulty: int = 0  # task difficulty knob (0 = the task's default)
-    chat: Literal["auto", "on", "off"] = "auto"  # the tokenizer's chat template (auto: when it has one); else the task's few-shot prompt
+    chat: Literal["auto", "on", "off"] = (
+        "auto"  # the tokenizer's chat template (auto: when it has one); else the task's few-shot prompt
+    )
     system: str = ""  # system prompt for the chat template ("" = none)
     steps: int = 200  # RL steps (one rollout batch each)
     prompts_per_step: int = 32  # problems per step
@@ -114,8 +134,12 @@ class PPOConfig:
     reward: str = "verifier"  # verifier, orm or prm
     reward_model: str = ""  # directory of the ORM/PRM (`scalinglab train reward-model`)
     reward_clip: float = 10.0  # scores clipped to ±this
-    prm_shaping: str = "min"  # reward=prm: min (PURE min-form, default), clip (Gao et al.) or sum (gameable; for comparison)
-    prm_clip_eta: float = 0.5  # prm_shaping=clip: the step score that earns 0 (higher scores earn 0 too, lower ones lose)
+    prm_shaping: str = (
+        "min"  # reward=prm: min (PURE min-form, default), clip (Gao et al.) or sum (gameable; for comparison)
+    )
+    prm_clip_eta: float = (
+        0.5  # prm_shaping=clip: the step score that earns 0 (higher scores earn 0 too, lower ones lose)
+    )
     missing_eos_penalty: float = 0.0  # subtracted from the score of a response without EOS
     kl_coef: float = 0.01  # β of the per-token k1 KL penalty in the reward
     gamma: float = 1.0
@@ -179,7 +203,11 @@ def shape_sum(scores: list[float], cfg: PPOConfig) -> list[float]:
     return [float(x) for x in scores]
 
 
-PRM_SHAPINGS: dict[str, Callable[[list[float], PPOConfig], list[float]]] = {"min": shape_min, "clip": shape_clip, "sum": shape_sum}
+PRM_SHAPINGS: dict[str, Callable[[list[float], PPOConfig], list[float]]] = {
+    "min": shape_min,
+    "clip": shape_clip,
+    "sum": shape_sum,
+}
 
 
 def token_rewards(ro: Rollout, cfg: PPOConfig, rm, tok, task) -> torch.Tensor:
@@ -192,17 +220,23 @@ def token_rewards(ro: Rollout, cfg: PPOConfig, rm, tok, task) -> torch.Tensor:
         per = rm.score_steps_batch(ro.prompts, steps)
         start = ro.last - ro.lengths.long() + 1  # first response index in T-1 coordinates
         for i, (st, sc) in enumerate(zip(steps, per)):
-            ids = ro.ids[i, int(start[i]) + 1: int(ro.last[i]) + 2].tolist()
+            ids = ro.ids[i, int(start[i]) + 1 : int(ro.last[i]) + 2].tolist()
             for j, s in zip(step_end_tokens(tok, ids, ro.texts[i], st), PRM_SHAPINGS[cfg.prm_shaping](sc, cfg)):
                 scores[i, int(start[i]) + j] += s
         scores[rows, ro.last] -= penalty
     else:
-        score = ro.rewards if cfg.reward == "verifier" else torch.tensor(rm.score_outcomes(ro.prompts, ro.texts), device=scores.device) - penalty
+        score = (
+            ro.rewards
+            if cfg.reward == "verifier"
+            else torch.tensor(rm.score_outcomes(ro.prompts, ro.texts), device=scores.device) - penalty
+        )
         scores[rows, ro.last] = score.float()
     return scores.clamp(-cfg.reward_clip, cfg.reward_clip)
 
 
-def ppo_step(policy, critic, opt, critic_opt, ro: Rollout, scores: torch.Tensor, ref_model, cfg: PPOConfig, step: int) -> dict:
+def ppo_step(
+    policy, critic, opt, critic_opt, ro: Rollout, scores: torch.Tensor, ref_model, cfg: PPOConfig, step: int
+) -> dict:
     """Advantages and returns for one rollout batch, then the clipped updates; returns stats."""
     B, mb = ro.ids.shape[0], cfg.micro_batch
     old, _ = sequence_logprobs(policy, ro.ids, ro.mask, cfg.temperature, mb)
@@ -219,7 +253,11 @@ def ppo_step(policy, critic, opt, critic_opt, ro: Rollout, scores: torch.Tensor,
     acc, n_opt = defaultdict(float), 0
     gen = torch.Generator().manual_seed(rollout_seed(cfg.seed, step))
     for epoch in range(cfg.epochs):
-        order = torch.randperm(B, generator=gen).to(ro.ids.device) if cfg.minibatches > 1 else torch.arange(B, device=ro.ids.device)
+        order = (
+            torch.randperm(B, generator=gen).to(ro.ids.device)
+            if cfg.minibatches > 1
+            else torch.arange(B, device=ro.ids.device)
+        )
         for rows_mb in order.chunk(cfg.minibatches):
             norm = ro.mask[rows_mb].sum().clamp_min(1)  # once per optimizer step (RL_CHECKLIST 12)
             opt.zero_grad(set_to_none=True)
@@ -227,7 +265,9 @@ def ppo_step(policy, critic, opt, critic_opt, ro: Rollout, scores: torch.Tensor,
             loss_sum = 0.0
             for sl in micro_batches(len(rows_mb), mb):
                 rows = rows_mb[sl]
-                x, o, a, ov, ret, m = trim(ro.ids[rows], old[rows], adv[rows], old_v[rows], returns[rows], mask=ro.mask[rows])
+                x, o, a, ov, ret, m = trim(
+                    ro.ids[rows], old[rows], adv[rows], old_v[rows], returns[rows], mask=ro.mask[rows]
+                )
                 logits = policy(x[:, :-1])  # (b, t, V)
                 logp = token_logprobs(logits, x[:, 1:], cfg.temperature)
                 values = critic(x[:, :-1])  # (b, t)
@@ -249,8 +289,14 @@ def ppo_step(policy, critic, opt, critic_opt, ro: Rollout, scores: torch.Tensor,
             n_opt += 1
     out = {k: v / n_opt for k, v in acc.items()}
     n = ro.mask.sum().clamp_min(1)
-    out.update(kl=float(kl.sum() / n), score=float(scores.sum() / len(scores)), value_mean=float((old_v * ro.mask).sum() / n),
-               return_mean=float((returns * ro.mask).sum() / n), optimizer_steps=n_opt, **mismatch_stats(ro.engine_logp, old, ro.mask))
+    out.update(
+        kl=float(kl.sum() / n),
+        score=float(scores.sum() / len(scores)),
+        value_mean=float((old_v * ro.mask).sum() / n),
+        return_mean=float((returns * ro.mask).sum() / n),
+        optimizer_steps=n_opt,
+        **mismatch_stats(ro.engine_logp, old, ro.mask),
+    )
     return out
 
 
@@ -277,7 +323,9 @@ def _load_rm(cfg: PPOConfig, device):
     return rm
 
 
-def train_ppo(cfg: PPOConfig, model_path: str, out: str, resume: bool = False, progress: Callable[..., None] | None = None) -> dict:
+def train_ppo(
+    cfg: PPOConfig, model_path: str, out: str, resume: bool = False, progress: Callable[..., None] | None = None
+) -> dict:
     """Run PPO from the model at `model_path`; returns the summary (also OUT/summary.json)."""
     if cfg.reward not in ("verifier", "orm", "prm"):
         raise UserError(f"reward {cfg.reward!r} is not one of verifier, orm, prm")
@@ -307,8 +355,16 @@ def train_ppo(cfg: PPOConfig, model_path: str, out: str, resume: bool = False, p
             for g in opt.param_groups:
                 g["lr"] = lr
             problems = prompt_batch(task, cfg.seed, step, cfg.prompts_per_step, rl.difficulty)
-            ro = rollout(rl.engine, task, problems, cfg.samples_per_prompt, rl.max_new_tokens, cfg.temperature,
-                         seed=rollout_seed(cfg.seed, step), missing_eos_penalty=cfg.missing_eos_penalty)
+            ro = rollout(
+                rl.engine,
+                task,
+                problems,
+                cfg.samples_per_prompt,
+                rl.max_new_tokens,
+                cfg.temperature,
+                seed=rollout_seed(cfg.seed, step),
+                missing_eos_penalty=cfg.missing_eos_penalty,
+            )
             t_score = time.perf_counter()
             train_ro = ppo_train_rows(ro, cfg)
             stats: dict = {}  # empty when every sample's verification errored (no update)
@@ -319,8 +375,16 @@ def train_ppo(cfg: PPOConfig, model_path: str, out: str, resume: bool = False, p
                 policy.train()
                 stats = ppo_step(policy, critic, opt, critic_opt, train_ro, scores, rl.ref, cfg, step)
                 policy.eval()
-            rec = {"step": step + 1, **rollout_record(ro), **stats, "lr": lr, "train_seconds": time.perf_counter() - t_train}
-            rec["score_seconds"] += t_train - t_score  # token rewards (the reward model, when one is used) are scoring too
+            rec = {
+                "step": step + 1,
+                **rollout_record(ro),
+                **stats,
+                "lr": lr,
+                "train_seconds": time.perf_counter() - t_train,
+            }
+            rec["score_seconds"] += (
+                t_train - t_score
+            )  # token rewards (the reward model, when one is used) are scoring too
             rl.end_step(step, rec, t0, tokens=ro.generated_tokens + int(train_ro.mask.sum()))
             if progress:
                 progress(step + 1, cfg.steps, reward=rec["reward"], acc=rec["accuracy"])

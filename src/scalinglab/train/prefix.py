@@ -65,8 +65,9 @@ def _suffix_hidden(model: Transformer, suffix: torch.Tensor, kvs, start: int) ->
     return model.model.norm(x)
 
 
-def policy_logprobs(model: Transformer, x: torch.Tensor, mask: torch.Tensor, temperature: float,
-                    share_prefix: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def policy_logprobs(
+    model: Transformer, x: torch.Tensor, mask: torch.Tensor, temperature: float, share_prefix: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """log p(x[:, 1:]) (b, t) with gradients, and the detached per-token entropy (b, t).
 
     `mask` (b, t) marks the response targets; positions before a row's first target are its

@@ -38,7 +38,15 @@ from scalinglab.runs.checkpoint import guard, restore, save
 from scalinglab.tasks import get_task
 from scalinglab.tasks.corpus import CORPORA, get_corpus, is_corpus
 from scalinglab.tasks.split import draw, only, overlap
-from scalinglab.train.common import NonFiniteError, check_fields, check_finite, lr_at, make_optimizer, pick_device, seed_everything
+from scalinglab.train.common import (
+    NonFiniteError,
+    check_fields,
+    check_finite,
+    lr_at,
+    make_optimizer,
+    pick_device,
+    seed_everything,
+)
 
 TRAIN_SEED_BASE = 1_000_000  # training problems use generator seeds >= this; eval seeds stay below
 VAL_SEED_BASE = 900_000  # the validation-loss problems
@@ -48,7 +56,9 @@ VAL_SEED_BASE = 900_000  # the validation-loss problems
 class PretrainConfig:
     task: str = "arithmetic"  # task whose worked solutions are the corpus, or a text corpus (`pystdlib`)
     difficulty: int = 0  # task difficulty knob (0 = the task's default)
-    difficulty_mix: tuple[int, ...] = ()  # a task: train and validate on an even mix of these difficulties (e.g. 1,2,3); accuracy stays at `difficulty`
+    difficulty_mix: tuple[
+        int, ...
+    ] = ()  # a task: train and validate on an even mix of these difficulties (e.g. 1,2,3); accuracy stays at `difficulty`
     depth: int = 2  # the size dial: width aspect·depth, depth layers
     aspect: int = 64  # width per layer (a multiple of 8; heads of 32 when the width allows, else 16, else 8)
     width: int = 0  # the model's width, overriding aspect·depth (a multiple of 8; 0 = aspect·depth)
@@ -57,7 +67,9 @@ class PretrainConfig:
     text_k: int = 4  # a text corpus: tokens each accuracy item must continue exactly
     steps: int = 300  # optimizer steps (ignored when tokens > 0)
     tokens: int = 0  # training-token budget D; sets steps = ceil(D / (batch_size·seq_len))
-    batch_size: int = 4  # rows per step (4 leaves the 1500-step arithmetic model at ~60% greedy, room for RL; 32 saturates)
+    batch_size: int = (
+        4  # rows per step (4 leaves the 1500-step arithmetic model at ~60% greedy, room for RL; 32 saturates)
+    )
     seq_len: int = 128  # tokens per row (packed)
     lr: float = 0.0  # peak learning rate (0 = the depth's default, ModelConfig.default_lr)
     warmup_steps: int = 30  # linear warmup
@@ -82,9 +94,22 @@ class PretrainConfig:
 class PackedStream:
     """Packs `<bos> prompt solution <eos>` sequences into rows; resumable by its state."""
 
-    def __init__(self, task, tokenizer, difficulty: int | tuple[int, ...] | None, chunk_seed: Callable[[int], int],
-                 chunk: int = 512, split: str = "train"):
-        self.task, self.tok, self.difficulty, self.chunk_seed, self.chunk = task, tokenizer, difficulty, chunk_seed, chunk
+    def __init__(
+        self,
+        task,
+        tokenizer,
+        difficulty: int | tuple[int, ...] | None,
+        chunk_seed: Callable[[int], int],
+        chunk: int = 512,
+        split: str = "train",
+    ):
+        self.task, self.tok, self.difficulty, self.chunk_seed, self.chunk = (
+            task,
+            tokenizer,
+            difficulty,
+            chunk_seed,
+            chunk,
+        )
         self.split = split  # tasks/split.py: each chunk keeps only the problems of this split
         self.consumed = 0  # problems taken from the generator so far (positions in the unfiltered chunks)
         self.carry: list[int] = []
@@ -97,7 +122,7 @@ class PackedStream:
             c, off = divmod(i, self.chunk)
             if self._cached[0] != c:
                 self._cached = (c, self._chunk(c))
-            take = self._cached[1][off: off + start + count - i]
+            take = self._cached[1][off : off + start + count - i]
             out.extend(take)
             i += len(take)
         return only(out, self.split)
@@ -132,19 +157,39 @@ class PackedStream:
 
 def check_config(cfg: PretrainConfig) -> None:
     """Refuse settings that would train nothing or nonsense, naming the key."""
-    check_fields(cfg, positive=("depth", "batch_size", "seq_len", "log_every", "grad_clip", "aspect", "vocab_size", "text_k"),
-                 non_negative=("steps", "tokens", "lr", "warmup_steps", "min_lr_ratio", "weight_decay", "checkpoint_every",
-                               "eval_problems", "val_tokens", "difficulty", "unique_tokens"),
-                 at_most={"depth": 32, "min_lr_ratio": 1.0, "vocab_size": 65_535})
+    check_fields(
+        cfg,
+        positive=("depth", "batch_size", "seq_len", "log_every", "grad_clip", "aspect", "vocab_size", "text_k"),
+        non_negative=(
+            "steps",
+            "tokens",
+            "lr",
+            "warmup_steps",
+            "min_lr_ratio",
+            "weight_decay",
+            "checkpoint_every",
+            "eval_problems",
+            "val_tokens",
+            "difficulty",
+            "unique_tokens",
+        ),
+        at_most={"depth": 32, "min_lr_ratio": 1.0, "vocab_size": 65_535},
+    )
     if cfg.tokens == 0 and cfg.steps < 1:
         raise UserError(f"config key 'steps': must be >= 1 (or set tokens), got {cfg.steps}")
     if cfg.aspect % 8 or cfg.width % 8 or cfg.width < 0:
-        raise UserError(f"config keys 'aspect' and 'width': must be multiples of 8 (heads of 8, 16 or 32), got {cfg.aspect}, {cfg.width}")
+        raise UserError(
+            f"config keys 'aspect' and 'width': must be multiples of 8 (heads of 8, 16 or 32), got {cfg.aspect}, {cfg.width}"
+        )
     if not is_corpus(cfg.task) and cfg.unique_tokens:
-        raise UserError(f"config key 'unique_tokens': needs a text corpus (--task {', '.join(CORPORA)}), not task {cfg.task!r}")
+        raise UserError(
+            f"config key 'unique_tokens': needs a text corpus (--task {', '.join(CORPORA)}), not task {cfg.task!r}"
+        )
     if cfg.difficulty_mix and (is_corpus(cfg.task) or min(cfg.difficulty_mix) < 1):
-        raise UserError(f"config key 'difficulty_mix': positive difficulties of a task (e.g. 1,2,3), got "
-                        f"{','.join(map(str, cfg.difficulty_mix))} for {cfg.task!r}")
+        raise UserError(
+            f"config key 'difficulty_mix': positive difficulties of a task (e.g. 1,2,3), got "
+            f"{','.join(map(str, cfg.difficulty_mix))} for {cfg.task!r}"
+        )
     if is_corpus(cfg.task) and cfg.text_k >= cfg.seq_len:
         raise UserError(f"config key 'text_k': must be below seq_len ({cfg.seq_len}), got {cfg.text_k}")
 
@@ -161,11 +206,15 @@ class TaskData:
 
     def stream(self) -> PackedStream:
         cfg = self.cfg
-        return PackedStream(self.task, self.tok, self._difficulty(), chunk_seed=lambda c: TRAIN_SEED_BASE + cfg.seed * 100_000 + c)
+        return PackedStream(
+            self.task, self.tok, self._difficulty(), chunk_seed=lambda c: TRAIN_SEED_BASE + cfg.seed * 100_000 + c
+        )
 
     def validation_rows(self) -> torch.Tensor:
         cfg = self.cfg
-        stream = PackedStream(self.task, self.tok, self._difficulty(), chunk_seed=lambda c: VAL_SEED_BASE + c, split="eval")
+        stream = PackedStream(
+            self.task, self.tok, self._difficulty(), chunk_seed=lambda c: VAL_SEED_BASE + c, split="eval"
+        )
         return stream.next_rows(max(1, cfg.val_tokens // (cfg.seq_len + 1)), cfg.seq_len + 1)
 
     def evaluate(self, model, stream: PackedStream) -> dict:
@@ -173,8 +222,11 @@ class TaskData:
 
         cfg = self.cfg
         problems = draw(self.task, cfg.eval_problems, cfg.eval_seed, cfg.difficulty or None, split="eval")
-        return {"accuracy": greedy_accuracy(model, self.tok, self.task, problems)["accuracy"], "eval_seed": cfg.eval_seed,
-                "heldout_overlap": overlap(stream.seen(), problems)}  # training problems among them (0 by construction)
+        return {
+            "accuracy": greedy_accuracy(model, self.tok, self.task, problems)["accuracy"],
+            "eval_seed": cfg.eval_seed,
+            "heldout_overlap": overlap(stream.seen(), problems),
+        }  # training problems among them (0 by construction)
 
     def extra(self) -> dict:
         return {"task": self.cfg.task, "difficulty": self.cfg.difficulty}
@@ -204,7 +256,9 @@ class CorpusData:
         from scalinglab.train.text import next_tokens_accuracy
 
         cfg = self.cfg
-        acc = next_tokens_accuracy(model, self.data.eval, context=cfg.seq_len - cfg.text_k, k=cfg.text_k, items=cfg.eval_problems)
+        acc = next_tokens_accuracy(
+            model, self.data.eval, context=cfg.seq_len - cfg.text_k, k=cfg.text_k, items=cfg.eval_problems
+        )
         return {"accuracy": acc, "accuracy_task": f"next {cfg.text_k} tokens of held-out files, exactly"}
 
     def extra(self) -> dict:
@@ -221,7 +275,7 @@ def validation_loss(model: Transformer, rows: torch.Tensor, batch_size: int, dev
     data = rows.to(device)
     losses = []
     for i in range(0, data.shape[0], batch_size):
-        b = data[i: i + batch_size]
+        b = data[i : i + batch_size]
         logits = model(b[:, :-1])
         losses.append(F.cross_entropy(logits.float().flatten(0, 1), b[:, 1:].flatten(), reduction="sum").item())
     return sum(losses) / (data.shape[0] * (data.shape[1] - 1))
@@ -234,8 +288,9 @@ def pretrain(cfg: PretrainConfig, out: str, resume: bool = False, progress: Call
     device = pick_device(cfg.device)
     # the char tokenizer's 100 ids sit in a 128-row embedding (the toys' historical size); a BPE's vocabulary is its own
     vocab = source.tok.vocab_size if is_corpus(cfg.task) else 128
-    mcfg = ModelConfig.from_depth(cfg.depth, vocab_size=vocab, aspect=cfg.aspect, width=cfg.width,
-                                  max_position_embeddings=max(1024, cfg.seq_len))
+    mcfg = ModelConfig.from_depth(
+        cfg.depth, vocab_size=vocab, aspect=cfg.aspect, width=cfg.width, max_position_embeddings=max(1024, cfg.seq_len)
+    )
     run = Run.create(out, kind="pretrain", config=asdict(cfg), resume=resume)
     if resume and run.finished:
         return run.summary
@@ -259,7 +314,9 @@ def _train(cfg: PretrainConfig, run: Run, source, device, mcfg: ModelConfig, res
     model.train()
     t0 = time.perf_counter() - elapsed0
     tokens_seen = start * cfg.batch_size * cfg.seq_len
-    loss_hist: list[float] = list(extra.get("loss_hist", []))  # every step's loss, across resumes (the summary's tail mean)
+    loss_hist: list[float] = list(
+        extra.get("loss_hist", [])
+    )  # every step's loss, across resumes (the summary's tail mean)
     t_log, tok_log = time.perf_counter(), 0
     for step in range(start, total):
         lr = lr_at(step, total, peak_lr, min(cfg.warmup_steps, max(1, total // 10)), cfg.min_lr_ratio)
@@ -283,24 +340,45 @@ def _train(cfg: PretrainConfig, run: Run, source, device, mcfg: ModelConfig, res
         done = step + 1
         if done % cfg.log_every == 0 or done == total:
             now = time.perf_counter()
-            rec = {"step": done, "loss": loss.item(), "lr": lr, "grad_norm": gn, "tokens": tokens_seen,
-                   "flops": 6.0 * mcfg.num_params * tokens_seen, "tokens_per_s": tok_log / max(now - t_log, 1e-9),
-                   "wall_time": now - t0}
+            rec = {
+                "step": done,
+                "loss": loss.item(),
+                "lr": lr,
+                "grad_norm": gn,
+                "tokens": tokens_seen,
+                "flops": 6.0 * mcfg.num_params * tokens_seen,
+                "tokens_per_s": tok_log / max(now - t_log, 1e-9),
+                "wall_time": now - t0,
+            }
             run.log(rec)
             t_log, tok_log = now, 0
             if progress:
                 progress(done, total, loss=loss.item())
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < total:
-            save(run, done, model, tok, opt, extra={"stream": stream.state(), "elapsed": time.perf_counter() - t0, "loss_hist": loss_hist})
+            save(
+                run,
+                done,
+                model,
+                tok,
+                opt,
+                extra={"stream": stream.state(), "elapsed": time.perf_counter() - t0, "loss_hist": loss_hist},
+            )
     model.eval()
     save_model(model, tok, run.path / "model", extra=source.extra())
-    tail = loss_hist[-max(1, len(loss_hist) // 10):] if loss_hist else [float("nan")]
+    tail = loss_hist[-max(1, len(loss_hist) // 10) :] if loss_hist else [float("nan")]
     summary = {
-        "kind": "pretrain", "task": cfg.task, "depth": cfg.depth, "params": mcfg.num_params,
-        "non_embedding_params": mcfg.non_embedding_params, "tokens": tokens_seen, "steps": total,
-        "flops": 6.0 * mcfg.num_params * tokens_seen, "train_loss": sum(tail) / len(tail),
+        "kind": "pretrain",
+        "task": cfg.task,
+        "depth": cfg.depth,
+        "params": mcfg.num_params,
+        "non_embedding_params": mcfg.non_embedding_params,
+        "tokens": tokens_seen,
+        "steps": total,
+        "flops": 6.0 * mcfg.num_params * tokens_seen,
+        "train_loss": sum(tail) / len(tail),
         "val_loss": validation_loss(model, source.validation_rows(), cfg.batch_size, device),
-        "seconds": time.perf_counter() - t0, "model": str(run.path / "model"),
+        "seconds": time.perf_counter() - t0,
+        "model": str(run.path / "model"),
     }
     if is_corpus(cfg.task):
         summary.update(corpus=source.data.corpus, unique_tokens=stream.unique_tokens, epochs=stream.epochs())

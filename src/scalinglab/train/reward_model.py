@@ -61,7 +61,10 @@ META_FILE = "reward_model.json"
 
 # -- losses (pure functions) ------------------------------------------------------------
 
-def bce_soft_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, normaliser: float | None = None) -> torch.Tensor:
+
+def bce_soft_loss(
+    logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, normaliser: float | None = None
+) -> torch.Tensor:
     """Σ_mask BCE(σ(z), t) / normaliser, for targets t ∈ [0, 1] (hard labels are 0/1).
 
     `normaliser` defaults to the number of labelled positions here; pass the count over
@@ -72,7 +75,9 @@ def bce_soft_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tenso
     return (per * m).sum() / (normaliser if normaliser is not None else m.sum().clamp_min(1))
 
 
-def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, normaliser: float | None = None) -> torch.Tensor:
+def bradley_terry_loss(
+    r_chosen: torch.Tensor, r_rejected: torch.Tensor, normaliser: float | None = None
+) -> torch.Tensor:
     """Σ −log σ(r_c − r_r) / normaliser (pairs in the step by default)."""
     per = F.softplus(r_rejected.float() - r_chosen.float())  # = −log σ(r_c − r_r), stable
     return per.sum() / (normaliser if normaliser is not None else max(1, per.numel()))
@@ -102,8 +107,14 @@ def auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
     return (r_pos - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
 
 
-def auc_bootstrap_ci(scores: Sequence[float], labels: Sequence[bool], groups: Sequence, resamples: int = 400,
-                     seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def auc_bootstrap_ci(
+    scores: Sequence[float],
+    labels: Sequence[bool],
+    groups: Sequence,
+    resamples: int = 400,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
     """Percentile bootstrap CI of `auc`, resampling whole groups (the problems).
 
     Samples of one problem are correlated (same prompt, often the same answer), so
@@ -130,6 +141,7 @@ def auc_bootstrap_ci(scores: Sequence[float], labels: Sequence[bool], groups: Se
 
 
 # -- sequence layout shared by training and scoring --------------------------------------
+
 
 def outcome_ids(tok, prompt: str, completion: str) -> list[int]:
     """`<bos> prompt completion <eos>`; the ORM reads the score at the final EOS."""
@@ -238,12 +250,14 @@ class RewardModel(nn.Module):
         return (ids[-cap:], len(ids) - cap) if len(ids) > cap else (ids, 0)
 
     @torch.no_grad()
-    def _scores_at(self, seqs: list[list[int]], starts: list[int], positions: list[list[int]], logits: bool) -> list[list[float]]:
+    def _scores_at(
+        self, seqs: list[list[int]], starts: list[int], positions: list[list[int]], logits: bool
+    ) -> list[list[float]]:
         out: list[list[float]] = [[] for _ in seqs]
         cost: list[tuple[int, float]] = [(0, 0.0)] * len(seqs)
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))  # similar lengths batch together
         for b in range(0, len(order), self.max_batch):
-            idx = order[b: b + self.max_batch]
+            idx = order[b : b + self.max_batch]
             fitted = [self._fit(seqs[i]) for i in idx]
             st = torch.tensor([max(1, starts[i] - f[1]) for i, f in zip(idx, fitted)], device=self.device)
             z = self(pad_right([f[0] for f in fitted], self.tok.pad_id, self.device), st).float()  # (B, T)
@@ -258,8 +272,9 @@ class RewardModel(nn.Module):
         self.flops_spent += sum(f for _, f in cost)
         return out
 
-    def score_outcomes(self, prompts: Sequence[str], completions: Sequence[str], aggregate: str | None = None,
-                       logits: bool = False) -> list[float]:
+    def score_outcomes(
+        self, prompts: Sequence[str], completions: Sequence[str], aggregate: str | None = None, logits: bool = False
+    ) -> list[float]:
         """One score per (prompt, completion), batched.
 
         ORM: σ(head) at the final EOS. PRM: the step scores of the completion (cut by the
@@ -274,7 +289,9 @@ class RewardModel(nn.Module):
             if agg not in AGGREGATES:
                 raise UserError(f"unknown aggregate {agg!r} (choose from {', '.join(AGGREGATES)})")
             per = self.score_steps_batch(prompts, [self.split_steps(c) for c in completions], logits=logits)
-            return [AGGREGATES[agg](s) if s else (float("-inf") if logits else 0.0) for s in per]  # no step: worst score
+            return [
+                AGGREGATES[agg](s) if s else (float("-inf") if logits else 0.0) for s in per
+            ]  # no step: worst score
         seqs = [outcome_ids(self.tok, p, c) for p, c in zip(prompts, completions)]
         starts = [len(self.tok.encode(p, bos=True)) for p in prompts]
         return [s[0] for s in self._scores_at(seqs, starts, [[len(s) - 1] for s in seqs], logits)]
@@ -283,7 +300,9 @@ class RewardModel(nn.Module):
         """One score per step: σ(head) at the step's last token (the prefix up to it)."""
         return self.score_steps_batch([prompt], [steps], logits=logits)[0]
 
-    def score_steps_batch(self, prompts: Sequence[str], steps: Sequence[Sequence[str]], logits: bool = False) -> list[list[float]]:
+    def score_steps_batch(
+        self, prompts: Sequence[str], steps: Sequence[Sequence[str]], logits: bool = False
+    ) -> list[list[float]]:
         if len(prompts) != len(steps):
             raise UserError(f"score_steps_batch: {len(prompts)} prompts but {len(steps)} step lists")
         built = [step_ids(self.tok, p, s) for p, s in zip(prompts, steps)]
@@ -311,6 +330,7 @@ def _line_steps(text: str) -> list[str]:
 
 # -- saving and loading -----------------------------------------------------------------
 
+
 def save_reward_model(rm: RewardModel, directory: str | os.PathLike, extra: dict | None = None) -> Path:
     """Write the backbone (HF layout) + head + metadata into `directory`, atomically."""
     from safetensors.torch import save_file
@@ -323,8 +343,11 @@ def save_reward_model(rm: RewardModel, directory: str | os.PathLike, extra: dict
     stage = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.rm-"))
     try:
         save_model(rm.backbone, rm.tok, stage / "m", extra=extra)
-        head = {f"{name}.{k}": v.detach().to("cpu", torch.float32).contiguous()
-                for name in ("score", "confidence") for k, v in getattr(rm, name).state_dict().items()}
+        head = {
+            f"{name}.{k}": v.detach().to("cpu", torch.float32).contiguous()
+            for name in ("score", "confidence")
+            for k, v in getattr(rm, name).state_dict().items()
+        }
         save_file(head, str(stage / "m" / HEAD_FILE), metadata={"format": "pt"})
         atomic_write_json(stage / "m" / META_FILE, rm.meta)
         if final.exists():
@@ -345,11 +368,15 @@ def reward_model_dir(path: str | os.PathLike) -> Path:
 
     d = resolve_model_dir(path)
     if not (d / HEAD_FILE).exists():
-        raise UserError(f"{path}: not a reward model (no {HEAD_FILE} next to the model; train one with `scalinglab train reward-model`)")
+        raise UserError(
+            f"{path}: not a reward model (no {HEAD_FILE} next to the model; train one with `scalinglab train reward-model`)"
+        )
     return d
 
 
-def load_reward_model(path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> RewardModel:
+def load_reward_model(
+    path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> RewardModel:
     """Load a saved RM (a run directory or the model directory itself), in eval mode."""
     from safetensors.torch import load_file
 
@@ -363,7 +390,7 @@ def load_reward_model(path: str | os.PathLike, device: str | torch.device = "cpu
         raise UserError(f"{d / META_FILE}: not valid JSON ({e.msg})") from None
     rm = RewardModel(backbone, tok, kind=meta.get("kind", "orm"), meta=meta)
     saved = load_file(str(d / HEAD_FILE))
-    sd = {k[len("score."):]: v for k, v in saved.items() if k.startswith("score.")}
+    sd = {k[len("score.") :]: v for k, v in saved.items() if k.startswith("score.")}
     try:
         rm.score.load_state_dict(sd)
         if "confidence.weight" in saved:  # older RMs have no confidence gain: it stays 0

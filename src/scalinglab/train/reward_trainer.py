@@ -43,11 +43,26 @@ from scalinglab.errors import UserError
 from scalinglab.runs import checkpoint
 from scalinglab.tasks.split import draw, overlap, refuse_test
 from scalinglab.train.common import make_optimizer
-from scalinglab.train.data import build_pairs, drop_verifier_errors, label_rows, pairs_from_rows, sample_and_verify, step_label_rows
+from scalinglab.train.data import (
+    build_pairs,
+    drop_verifier_errors,
+    label_rows,
+    pairs_from_rows,
+    sample_and_verify,
+    step_label_rows,
+)
 from scalinglab.train.dpo import PairData
-from scalinglab.train.posttrain_loop import StepResult, open_run, micro_batches, tail_mean, train_steps
+from scalinglab.train.posttrain_loop import StepResult, micro_batches, open_run, tail_mean, train_steps
 from scalinglab.train.reward_model import (
-    RewardModel, auc, auc_bootstrap_ci, bce_soft_loss, bradley_terry_loss, outcome_ids, pad_right, save_reward_model, step_ids,
+    RewardModel,
+    auc,
+    auc_bootstrap_ci,
+    bce_soft_loss,
+    bradley_terry_loss,
+    outcome_ids,
+    pad_right,
+    save_reward_model,
+    step_ids,
 )
 from scalinglab.train.sft import POSTTRAIN_SEED_BASE
 
@@ -56,15 +71,21 @@ from scalinglab.train.sft import POSTTRAIN_SEED_BASE
 class RewardModelConfig:
     kind: Literal["orm", "prm"] = "orm"  # outcome RM (one score per answer) or process RM (one per step)
     objective: Literal["bce", "bt"] = "bce"  # ORM: verifier labels (BCE) or preference pairs (Bradley–Terry); PRM: bce
-    label: Literal["soft", "hard"] = "soft"  # PRM: Math-Shepherd soft (fraction of rollouts correct) or hard (any correct)
+    label: Literal["soft", "hard"] = (
+        "soft"  # PRM: Math-Shepherd soft (fraction of rollouts correct) or hard (any correct)
+    )
     task: str = "arithmetic"  # task: generates problems, verifies samples
     difficulty: int = 0
-    chat: Literal["auto", "on", "off"] = "auto"  # the tokenizer's chat template (auto: when it has one); else the task's few-shot prompt
+    chat: Literal["auto", "on", "off"] = (
+        "auto"  # the tokenizer's chat template (auto: when it has one); else the task's few-shot prompt
+    )
     system: str = ""  # system prompt for the chat template ("" = none)
     data: str = ""  # JSONL (see the module docstring); "" = sample and label here
     num_problems: int = 256  # problems sampled for training data (without --data)
     samples_per_problem: int = 8  # completions per problem
-    sample_temperature: float = 1.0  # sampling temperature of training and held-out samples (1.5 ranked worse in one run: docs/posttrain.md)
+    sample_temperature: float = (
+        1.0  # sampling temperature of training and held-out samples (1.5 ranked worse in one run: docs/posttrain.md)
+    )
     rollouts: int = 4  # PRM without --data: rollouts per step for Math-Shepherd labels
     rollout_temperature: float = 1.0  # PRM without --data: the completer's temperature
     max_pairs_per_problem: int = 4  # bt without --data: pairs kept per prompt
@@ -90,6 +111,7 @@ class RewardModelConfig:
 
 # -- data -----------------------------------------------------------------------------
 
+
 def _items(cfg: RewardModelConfig, task, model, tok, run, resume: bool) -> tuple[list[dict], dict]:
     """Training rows: labelled samples (orm/bce), pairs (orm/bt) or step-labelled rows (prm)."""
     from scalinglab.tasks.base import read_jsonl, write_jsonl
@@ -102,7 +124,9 @@ def _items(cfg: RewardModelConfig, task, model, tok, run, resume: bool) -> tuple
         rows = read_jsonl(cfg.data)
         refuse_test(rows, cfg.data)
         if cfg.kind == "prm":
-            items = step_label_rows(rows, task, cfg.label, cfg.data)  # a null label (its rollouts errored) carries no loss
+            items = step_label_rows(
+                rows, task, cfg.label, cfg.data
+            )  # a null label (its rollouts errored) carries no loss
         else:
             if not (cfg.objective == "bt" and rows and all("chosen" in r and "rejected" in r for r in rows)):
                 rows = label_rows(rows, task, cfg.data)  # judged once here, so its verifier errors are counted
@@ -112,19 +136,28 @@ def _items(cfg: RewardModelConfig, task, model, tok, run, resume: bool) -> tuple
             else:
                 items = drop_verifier_errors(rows)[0]
     else:
-        problems = draw(task, cfg.num_problems, POSTTRAIN_SEED_BASE + 20_000 + cfg.seed, cfg.difficulty or None, split="train")
+        problems = draw(
+            task, cfg.num_problems, POSTTRAIN_SEED_BASE + 20_000 + cfg.seed, cfg.difficulty or None, split="train"
+        )
         drawn = sample_and_verify(model, tok, task, problems, cfg.samples_per_problem, cfg.sample_temperature, cfg.seed)
         samples, errors = drop_verifier_errors(drawn)  # an errored verdict is no label
-        info = {"samples": len(drawn), "verifier_errors": errors,
-                "sample_accuracy": sum(r["correct"] for r in samples) / max(1, len(samples))}
+        info = {
+            "samples": len(drawn),
+            "verifier_errors": errors,
+            "sample_accuracy": sum(r["correct"] for r in samples) / max(1, len(samples)),
+        }
         if cfg.kind == "prm":
             from scalinglab.engine import Engine
             from scalinglab.synth.annotate import AnnotateConfig, annotate
             from scalinglab.synth.sampler import engine_sampler
 
             model.eval()
-            labelled, ann = annotate(task, samples, engine_sampler(Engine(model, tok)),
-                                     AnnotateConfig(m=cfg.rollouts, temperature=cfg.rollout_temperature, seed=cfg.seed + 1))
+            labelled, ann = annotate(
+                task,
+                samples,
+                engine_sampler(Engine(model, tok)),
+                AnnotateConfig(m=cfg.rollouts, temperature=cfg.rollout_temperature, seed=cfg.seed + 1),
+            )
             info["annotation_rollouts"] = ann.get("rollouts")
             info["verifier_errors"] += ann.get("verifier_errors", 0)  # rollouts left out of the step labels
             items = step_label_rows(labelled, task, cfg.label, "math-shepherd labels")
@@ -135,7 +168,9 @@ def _items(cfg: RewardModelConfig, task, model, tok, run, resume: bool) -> tuple
     if not items:
         raise UserError("reward-model: no training examples (for bt: no prompt had both a correct and a wrong sample)")
     if cfg.kind == "orm" and cfg.objective == "bce" and len({bool(r["correct"]) for r in items}) < 2:
-        raise UserError("reward-model: every training sample has the same label; an ORM needs both correct and wrong answers")
+        raise UserError(
+            "reward-model: every training sample has the same label; an ORM needs both correct and wrong answers"
+        )
     write_jsonl(cache, items)
     return items, info
 
@@ -152,12 +187,18 @@ def _encode(cfg: RewardModelConfig, tok, item: dict):
         kept = [(e, y) for e, y in zip(ends, item["labels"]) if y is not None]  # null label: no loss there
         return ids, [e for e, _ in kept], [y for _, y in kept], start
     if cfg.objective == "bt":
-        return outcome_ids(tok, item["prompt"], item["chosen"]), outcome_ids(tok, item["prompt"], item["rejected"]), start
+        return (
+            outcome_ids(tok, item["prompt"], item["chosen"]),
+            outcome_ids(tok, item["prompt"], item["rejected"]),
+            start,
+        )
     ids = outcome_ids(tok, item["prompt"], item["completion"])
     return ids, [len(ids) - 1], [1.0 if item["correct"] else 0.0], start
 
 
-def fit_probe(rm: RewardModel, cfg: RewardModelConfig, encoded: list, device, l2: float = 1e-3, iters: int = 200) -> dict:
+def fit_probe(
+    rm: RewardModel, cfg: RewardModelConfig, encoded: list, device, l2: float = 1e-3, iters: int = 200
+) -> dict:
     """Linear probe before fine-tuning (LP-FT, Kumar et al. 2022): fit the head and the
     confidence gain by L2-regularised logistic regression on the frozen features.
 
@@ -174,16 +215,25 @@ def fit_probe(rm: RewardModel, cfg: RewardModelConfig, encoded: list, device, l2
     rm.eval()
     with torch.no_grad():
         for b in range(0, len(encoded), 64):
-            chunk = encoded[b: b + 64]
+            chunk = encoded[b : b + 64]
             if bt:
                 seqs = [e[0] for e in chunk] + [e[1] for e in chunk]
                 st = torch.tensor([e[2] for e in chunk] * 2, device=device)
                 h, conf = rm.features(pad_right(seqs, rm.tok.pad_id, device), st)
                 last = torch.tensor([len(q) - 1 for q in seqs], device=device)
-                x = torch.cat([h[torch.arange(len(seqs), device=device), last], conf[torch.arange(len(seqs), device=device), last, None]], 1)
-                xs.append(x[: len(chunk)] - x[len(chunk):])
+                x = torch.cat(
+                    [
+                        h[torch.arange(len(seqs), device=device), last],
+                        conf[torch.arange(len(seqs), device=device), last, None],
+                    ],
+                    1,
+                )
+                xs.append(x[: len(chunk)] - x[len(chunk) :])
             else:
-                h, conf = rm.features(pad_right([e[0] for e in chunk], rm.tok.pad_id, device), torch.tensor([e[3] for e in chunk], device=device))
+                h, conf = rm.features(
+                    pad_right([e[0] for e in chunk], rm.tok.pad_id, device),
+                    torch.tensor([e[3] for e in chunk], device=device),
+                )
                 rows = torch.tensor([r for r, e in enumerate(chunk) for _ in e[1]], device=device)
                 cols = torch.tensor([p for e in chunk for p in e[1]], device=device)
                 xs.append(torch.cat([h[rows, cols], conf[rows, cols, None]], 1))
@@ -209,8 +259,11 @@ def fit_probe(rm: RewardModel, cfg: RewardModelConfig, encoded: list, device, l2
         rm.score.weight.copy_(w[:-1][None].to(rm.score.weight.dtype))
         rm.score.bias.fill_(float(bias))
         rm.confidence.weight.fill_(float(w[-1]))
-        return {"probe_loss": float(torch.nn.functional.binary_cross_entropy_with_logits(z, y)),
-                "probe_accuracy": float(((z > 0) == (y > 0.5)).float().mean()), "confidence_gain": float(w[-1])}
+        return {
+            "probe_loss": float(torch.nn.functional.binary_cross_entropy_with_logits(z, y)),
+            "probe_accuracy": float(((z > 0) == (y > 0.5)).float().mean()),
+            "confidence_gain": float(w[-1]),
+        }
 
 
 def make_rm_step(rm: RewardModel, cfg: RewardModelConfig, encoded: list, device) -> Callable[[list[int]], StepResult]:
@@ -242,7 +295,7 @@ def make_rm_step(rm: RewardModel, cfg: RewardModelConfig, encoded: list, device)
             z = rm(pad_right(seqs, pad, device), starts)  # (2b, T)
             last = torch.tensor([len(s) - 1 for s in seqs], device=device)
             r = z[torch.arange(len(seqs), device=device), last]
-            rc, rr = r[: len(mb)], r[len(mb):]
+            rc, rr = r[: len(mb)], r[len(mb) :]
             loss = bradley_terry_loss(rc, rr, normaliser=n)
             loss.backward()
             loss_sum += loss.item()
@@ -255,6 +308,7 @@ def make_rm_step(rm: RewardModel, cfg: RewardModelConfig, encoded: list, device)
 
 
 # -- evaluation -------------------------------------------------------------------------
+
 
 def heldout_samples(cfg: RewardModelConfig, task, model, tok) -> list[dict]:
     if not cfg.eval_problems:
@@ -273,8 +327,12 @@ def ranking_auc(rm: RewardModel, samples: list[dict]) -> dict:
         return {"eval_samples": 0, "eval_verifier_errors": errors, "auc": float("nan"), "auc_ci95": [float("nan")] * 2}
     labels = [bool(s["correct"]) for s in samples]
     prompts, comps = [s["prompt"] for s in samples], [s["completion"] for s in samples]
-    out = {"eval_samples": len(samples), "eval_verifier_errors": errors, "eval_negatives": len(labels) - sum(labels),
-           "eval_positive_rate": sum(labels) / len(labels)}
+    out = {
+        "eval_samples": len(samples),
+        "eval_verifier_errors": errors,
+        "eval_negatives": len(labels) - sum(labels),
+        "eval_positive_rate": sum(labels) / len(labels),
+    }
     groups = [s.get("problem_id", s["prompt"]) for s in samples]
     if rm.kind == "prm":
         for agg in ("min", "last"):
@@ -292,8 +350,10 @@ def ranking_auc(rm: RewardModel, samples: list[dict]) -> dict:
 
 # -- the trainer ------------------------------------------------------------------------
 
-def train_reward_model(cfg: RewardModelConfig, model_path: str, out: str, resume: bool = False,
-                       progress: Callable[..., None] | None = None) -> dict:
+
+def train_reward_model(
+    cfg: RewardModelConfig, model_path: str, out: str, resume: bool = False, progress: Callable[..., None] | None = None
+) -> dict:
     """Train an ORM or PRM on `model_path`'s backbone; returns the summary (OUT/summary.json)."""
 
     if cfg.kind == "prm" and cfg.objective != "bce":
@@ -306,21 +366,45 @@ def train_reward_model(cfg: RewardModelConfig, model_path: str, out: str, resume
         t0 = time.perf_counter()
         heldout = heldout_samples(cfg, task, backbone, tok)  # sampled by the policy before its weights become the RM's
         items, info = _items(cfg, task, backbone, tok, run, resume)
-        rm = RewardModel(backbone, tok, kind=cfg.kind, meta={"task": cfg.task, "objective": cfg.objective, "label": cfg.label})
+        rm = RewardModel(
+            backbone, tok, kind=cfg.kind, meta={"task": cfg.task, "objective": cfg.objective, "label": cfg.label}
+        )
         encoded = [_encode(cfg, tok, it) for it in items]
         if not cfg.confidence:
             rm.confidence.weight.requires_grad_(False)  # stays 0: the plain scalar head
         probe = fit_probe(rm, cfg, encoded, device) if cfg.probe else {}
         opt = make_optimizer(rm, cfg.lr, cfg.weight_decay)
-        records = train_steps(run, cfg, backbone, tok, opt, PairData(len(encoded), cfg.batch_size, cfg.seed),
-                              make_rm_step(rm, cfg, encoded, device), rm.parameters(), modules={"head": rm.score, "confidence": rm.confidence},
-                              progress=progress, kind="reward-model")
+        records = train_steps(
+            run,
+            cfg,
+            backbone,
+            tok,
+            opt,
+            PairData(len(encoded), cfg.batch_size, cfg.seed),
+            make_rm_step(rm, cfg, encoded, device),
+            rm.parameters(),
+            modules={"head": rm.score, "confidence": rm.confidence},
+            progress=progress,
+            kind="reward-model",
+        )
         rm.eval()
         save_reward_model(rm, run.path / "model", extra={"task": cfg.task, "reward_model": cfg.kind})
-        summary = {"kind": "reward-model", "rm_kind": cfg.kind, "objective": cfg.objective, "task": cfg.task, "steps": cfg.steps,
-                   "examples": len(items), **info, **probe, "confidence_gain_final": float(rm.confidence.weight.detach()), "train_loss": tail_mean(records, "loss"),
-                   "train_accuracy": tail_mean(records, "accuracy"), **ranking_auc(rm, heldout),
-                   "heldout_overlap": overlap(items, {s["prompt"] for s in heldout}) if heldout else None,
-                   "seconds": time.perf_counter() - t0, "model": str(run.path / "model")}
+        summary = {
+            "kind": "reward-model",
+            "rm_kind": cfg.kind,
+            "objective": cfg.objective,
+            "task": cfg.task,
+            "steps": cfg.steps,
+            "examples": len(items),
+            **info,
+            **probe,
+            "confidence_gain_final": float(rm.confidence.weight.detach()),
+            "train_loss": tail_mean(records, "loss"),
+            "train_accuracy": tail_mean(records, "accuracy"),
+            **ranking_auc(rm, heldout),
+            "heldout_overlap": overlap(items, {s["prompt"] for s in heldout}) if heldout else None,
+            "seconds": time.perf_counter() - t0,
+            "model": str(run.path / "model"),
+        }
         run.finish(summary)
         return summary

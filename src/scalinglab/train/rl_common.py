@@ -44,6 +44,7 @@ LOG_RATIO_CLAMP = 20.0  # exp(clamp(Δ, ±20)) keeps ratios finite in fp32 (item
 
 # -- advantages (each (G, n) group rewards -> (G, n) advantages) -----------------------
 
+
 def group_zscore(r: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
     """GRPO: (r − mean_g) / (std_g + eps), std with Bessel's correction (as trl)."""
     return (r - r.mean(-1, keepdim=True)) / (r.std(-1, keepdim=True) + eps)
@@ -61,7 +62,9 @@ def leave_one_out(r: torch.Tensor) -> torch.Tensor:
 
 
 ADVANTAGES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "zscore": group_zscore, "center": group_center, "rloo": leave_one_out,
+    "zscore": group_zscore,
+    "center": group_center,
+    "rloo": leave_one_out,
 }
 
 
@@ -94,7 +97,10 @@ def group_advantages(r: torch.Tensor, valid: torch.Tensor, how: str) -> torch.Te
 
 # -- PPO pieces -------------------------------------------------------------------------
 
-def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0, lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0, lam: float = 0.95
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation over response tokens (Schulman et al. 2016).
 
     rewards, values, mask: (B, T); mask marks one contiguous block per row. Reverse loop
@@ -127,6 +133,7 @@ def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: fl
 
 # -- KL estimators of KL(π ‖ π_ref) from samples of π (Schulman, "Approximating KL") ----
 
+
 def kl_k1(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     """k1 = log π − log π_ref: unbiased, high variance, can be negative."""
     return logp - ref_logp
@@ -157,11 +164,15 @@ def mismatch_stats(engine_logp: torch.Tensor, train_logp: torch.Tensor, mask: to
     m = mask.float()
     n = m.sum().clamp_min(1)
     d = (train_logp - engine_logp).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP) * m
-    return {"mismatch_abs": float(d.abs().sum() / n), "mismatch_kl": float(((d.exp() - 1 - d) * m).sum() / n),
-            "mismatch_prob_ratio": float((d.abs().exp() * m).sum() / n)}
+    return {
+        "mismatch_abs": float(d.abs().sum() / n),
+        "mismatch_kl": float(((d.exp() - 1 - d) * m).sum() / n),
+        "mismatch_prob_ratio": float((d.abs().exp() * m).sum() / n),
+    }
 
 
 # -- rollouts -----------------------------------------------------------------------------
+
 
 @dataclass
 class Rollout:
@@ -196,25 +207,49 @@ class Rollout:
     def select(self, rows: torch.Tensor) -> "Rollout":
         """The rows `rows` of every per-sequence field (keeps lists in step)."""
         idx = rows.tolist()
-        return Rollout(self.ids[rows], self.mask[rows], self.engine_logp[rows], self.last[rows], self.rewards[rows],
-                       self.correct[rows], self.truncated[rows], self.group[rows], [self.texts[i] for i in idx],
-                       [self.prompts[i] for i in idx], self.generated_tokens, self.seconds, self.verifier_errors, self.extra,
-                       self.generate_seconds, None if self.errored is None else self.errored[rows])
+        return Rollout(
+            self.ids[rows],
+            self.mask[rows],
+            self.engine_logp[rows],
+            self.last[rows],
+            self.rewards[rows],
+            self.correct[rows],
+            self.truncated[rows],
+            self.group[rows],
+            [self.texts[i] for i in idx],
+            [self.prompts[i] for i in idx],
+            self.generated_tokens,
+            self.seconds,
+            self.verifier_errors,
+            self.extra,
+            self.generate_seconds,
+            None if self.errored is None else self.errored[rows],
+        )
 
 
 def rollout_seed(seed: int, step: int) -> int:
     return RL_SEED_BASE + seed * 100_000 + step
 
 
-def rollout(engine: Engine, task, problems: Sequence, n: int, max_new_tokens: int, temperature: float, seed: int,
-            missing_eos_penalty: float = 0.0) -> Rollout:
+def rollout(
+    engine: Engine,
+    task,
+    problems: Sequence,
+    n: int,
+    max_new_tokens: int,
+    temperature: float,
+    seed: int,
+    missing_eos_penalty: float = 0.0,
+) -> Rollout:
     """Sample `n` responses per problem (one shared prefill each) and score them with the verifier.
 
     Sampling uses the full distribution (top_k=0, top_p=1; item 7). A response without
     EOS loses `missing_eos_penalty` from its reward (item 1).
     """
     tok = engine.tok
-    params = SamplingParams(n=n, max_new_tokens=max_new_tokens, temperature=temperature, stop=tuple(task.stop), seed=seed)
+    params = SamplingParams(
+        n=n, max_new_tokens=max_new_tokens, temperature=temperature, stop=tuple(task.stop), seed=seed
+    )
     t0 = time.perf_counter()
     res = engine.generate([p.prompt for p in problems], params)
     t_gen = time.perf_counter() - t0
@@ -241,14 +276,27 @@ def rollout(engine: Engine, task, problems: Sequence, n: int, max_new_tokens: in
     elp = torch.full((B, T - 1), INVALID_LOGPROB)
     for i, (s, P, L, lp) in enumerate(zip(seqs, plens, resp_lens, lps)):
         ids[i, : len(s)] = torch.tensor(s)
-        mask[i, P - 1: P - 1 + L] = 1.0
-        elp[i, P - 1: P - 1 + L] = torch.tensor(lp, dtype=torch.float32)
+        mask[i, P - 1 : P - 1 + L] = 1.0
+        elp[i, P - 1 : P - 1 + L] = torch.tensor(lp, dtype=torch.float32)
     last = torch.tensor([P - 2 + L for P, L in zip(plens, resp_lens)])
     dev = engine.device
-    return Rollout(ids.to(dev), mask.to(dev), elp.to(dev), last.to(dev), torch.tensor(rewards, device=dev),
-                   torch.tensor(correct, device=dev), torch.tensor(trunc, device=dev), torch.tensor(group, device=dev),
-                   texts, prompts, res.generated_tokens, time.perf_counter() - t0, sum(errored), generate_seconds=t_gen,
-                   errored=torch.tensor(errored, device=dev))
+    return Rollout(
+        ids.to(dev),
+        mask.to(dev),
+        elp.to(dev),
+        last.to(dev),
+        torch.tensor(rewards, device=dev),
+        torch.tensor(correct, device=dev),
+        torch.tensor(trunc, device=dev),
+        torch.tensor(group, device=dev),
+        texts,
+        prompts,
+        res.generated_tokens,
+        time.perf_counter() - t0,
+        sum(errored),
+        generate_seconds=t_gen,
+        errored=torch.tensor(errored, device=dev),
+    )
 
 
 def micro_batches(B: int, size: int) -> list[slice]:
@@ -268,8 +316,9 @@ def trim(ids: torch.Tensor, *per_token: torch.Tensor, mask: torch.Tensor) -> tup
     return (ids[:, : T1 + 1],) + tuple(x[:, :T1] for x in per_token) + (mask[:, :T1],)
 
 
-def sequence_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, temperature: float, micro_batch: int,
-                      entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+def sequence_logprobs(
+    model, ids: torch.Tensor, mask: torch.Tensor, temperature: float, micro_batch: int, entropy: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Trainer-side log-probs (B, T-1) of the targets ids[:, 1:] at `temperature`, fp32.
 
     Computed micro-batch by micro-batch with the same slicing as the update (item 5), so
@@ -293,6 +342,7 @@ def sequence_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, temperature:
 
 # -- per-step record and problem stream ----------------------------------------------------
 
+
 def prompt_batch(task, seed: int, step: int, n_prompts: int, difficulty: int | None):
     """The train-split problems of RL step `step`: a pure function of (seed, step), so resume is exact."""
     return draw(task, n_prompts, rollout_seed(seed, step), difficulty, split="train")
@@ -303,13 +353,22 @@ def rollout_record(ro: Rollout) -> dict:
     answered samples (a verifier error is neither right nor wrong; `verifier_errors` counts them)."""
     m, ok = ro.mask, ro.answered
     n_ok = max(1, int(ok.sum()))
-    return {"reward": float(ro.rewards[ok].sum()) / n_ok, "accuracy": float(ro.correct[ok].float().sum()) / n_ok,
-            "prompts": len(set(ro.group.tolist())), "samples": len(ro.texts),
-            "response_length": float(ro.lengths.mean()), "response_length_max": float(ro.lengths.max()),
-            "truncated_frac": float(ro.truncated.float().mean()), "verifier_errors": ro.verifier_errors,
-            "generated_tokens": ro.generated_tokens, "rollout_seconds": ro.seconds, "response_tokens": int(m.sum()),
-            # where the step's time goes (with the trainer's train_seconds); on Ray, verification overlaps generation
-            "generate_seconds": ro.generate_seconds, "score_seconds": ro.seconds - ro.generate_seconds}
+    return {
+        "reward": float(ro.rewards[ok].sum()) / n_ok,
+        "accuracy": float(ro.correct[ok].float().sum()) / n_ok,
+        "prompts": len(set(ro.group.tolist())),
+        "samples": len(ro.texts),
+        "response_length": float(ro.lengths.mean()),
+        "response_length_max": float(ro.lengths.max()),
+        "truncated_frac": float(ro.truncated.float().mean()),
+        "verifier_errors": ro.verifier_errors,
+        "generated_tokens": ro.generated_tokens,
+        "rollout_seconds": ro.seconds,
+        "response_tokens": int(m.sum()),
+        # where the step's time goes (with the trainer's train_seconds); on Ray, verification overlaps generation
+        "generate_seconds": ro.generate_seconds,
+        "score_seconds": ro.seconds - ro.generate_seconds,
+    }
 
 
 def check_step(step: int, loss: float, grad_norm: float, max_grad_norm: float) -> None:
@@ -318,15 +377,46 @@ def check_step(step: int, loss: float, grad_norm: float, max_grad_norm: float) -
 
     check_finite(step, loss=loss, grad_norm=grad_norm)
     if max_grad_norm > 0 and grad_norm > max_grad_norm:
-        raise NonFiniteError(f"step {step}: gradient norm {grad_norm:.3g} exceeds abort_grad_norm={max_grad_norm:g} (exploding); "
-                             "stopped, last good checkpoint kept")
+        raise NonFiniteError(
+            f"step {step}: gradient norm {grad_norm:.3g} exceeds abort_grad_norm={max_grad_norm:g} (exploding); "
+            "stopped, last good checkpoint kept"
+        )
 
 
-RL_POSITIVE = ("steps", "prompts_per_step", "group_size", "samples_per_prompt", "temperature", "lr", "critic_lr", "epochs",
-               "minibatches", "micro_batch", "ray_generators")
-RL_NON_NEGATIVE = ("difficulty", "max_new_tokens", "clip_low", "clip_high", "clip", "value_clip", "vf_coef", "beta", "kl_coef",
-                   "missing_eos_penalty", "reward_clip", "warmup_steps", "weight_decay", "grad_clip", "abort_grad_norm",
-                   "checkpoint_every", "eval_problems", "gamma", "lam")
+RL_POSITIVE = (
+    "steps",
+    "prompts_per_step",
+    "group_size",
+    "samples_per_prompt",
+    "temperature",
+    "lr",
+    "critic_lr",
+    "epochs",
+    "minibatches",
+    "micro_batch",
+    "ray_generators",
+)
+RL_NON_NEGATIVE = (
+    "difficulty",
+    "max_new_tokens",
+    "clip_low",
+    "clip_high",
+    "clip",
+    "value_clip",
+    "vf_coef",
+    "beta",
+    "kl_coef",
+    "missing_eos_penalty",
+    "reward_clip",
+    "warmup_steps",
+    "weight_decay",
+    "grad_clip",
+    "abort_grad_norm",
+    "checkpoint_every",
+    "eval_problems",
+    "gamma",
+    "lam",
+)
 
 
 def check_rl_config(cfg) -> None:
@@ -335,10 +425,16 @@ def check_rl_config(cfg) -> None:
     from scalinglab.train.common import check_fields
 
     have = set(getattr(type(cfg), "__dataclass_fields__", {}))
-    check_fields(cfg, positive=tuple(k for k in RL_POSITIVE if k in have), non_negative=tuple(k for k in RL_NON_NEGATIVE if k in have),
-                 at_most={k: 1.0 for k in ("gamma", "lam") if k in have})
+    check_fields(
+        cfg,
+        positive=tuple(k for k in RL_POSITIVE if k in have),
+        non_negative=tuple(k for k in RL_NON_NEGATIVE if k in have),
+        at_most={k: 1.0 for k in ("gamma", "lam") if k in have},
+    )
     if "group_size" in have and cfg.group_size < 2:
-        raise UserError(f"config key 'group_size': must be >= 2 (advantages are relative to the group), got {cfg.group_size}")
+        raise UserError(
+            f"config key 'group_size': must be >= 2 (advantages are relative to the group), got {cfg.group_size}"
+        )
 
 
 def finite_or_nan(x: float) -> float:
@@ -346,6 +442,7 @@ def finite_or_nan(x: float) -> float:
 
 
 # -- run plumbing: load, resume, log, checkpoint, finish ----------------------------------
+
 
 class RLRun:
     """The parts of an RL run that are not the algorithm: the policy and its optimizer, the
@@ -356,8 +453,16 @@ class RLRun:
     `checkpoint.guard(rl.run)` so the run index records how it ended."""
 
     @classmethod
-    def start(cls, kind: str, cfg, model_path: str, out: str, resume: bool, need_ref: bool = False,
-              make_modules: Callable | None = None) -> "RLRun":
+    def start(
+        cls,
+        kind: str,
+        cfg,
+        model_path: str,
+        out: str,
+        resume: bool,
+        need_ref: bool = False,
+        make_modules: Callable | None = None,
+    ) -> "RLRun":
         from dataclasses import asdict
 
         from scalinglab.model.hf import resolve_model_dir
@@ -388,7 +493,9 @@ class RLRun:
         cfg = self.cfg
         seed_everything(cfg.seed)
         self.model, self.tok = load_model(model_dir, device=self.device, dtype=torch.float32)
-        self.task = formatted(self.task, PromptFormat(self.tok, getattr(cfg, "chat", "auto"), getattr(cfg, "system", "") or None))
+        self.task = formatted(
+            self.task, PromptFormat(self.tok, getattr(cfg, "chat", "auto"), getattr(cfg, "system", "") or None)
+        )
         self.model.eval()
         self.ref = None
         if need_ref:
@@ -397,8 +504,11 @@ class RLRun:
         self.modules = make_modules(self.model) if make_modules else {}
         self.difficulty = cfg.difficulty or None
         self.max_new_tokens = cfg.max_new_tokens or default_max_new_tokens(
-            self.task, draw(self.task, 64, RL_SEED_BASE - 1, self.difficulty, split="train"), self.tok)
-        per_step = getattr(cfg, "prompts_per_step", 16) * max(getattr(cfg, "group_size", 1), getattr(cfg, "samples_per_prompt", 1))
+            self.task, draw(self.task, 64, RL_SEED_BASE - 1, self.difficulty, split="train"), self.tok
+        )
+        per_step = getattr(cfg, "prompts_per_step", 16) * max(
+            getattr(cfg, "group_size", 1), getattr(cfg, "samples_per_prompt", 1)
+        )
         self.engine = Engine(self.model, self.tok, max_batch=max(64, per_step))
         self.start, self.elapsed0, self.baseline, self.baseline_correct = 0, 0.0, None, None
         if resume:  # the newest intact checkpoint, or step 0 (metrics trimmed either way)
@@ -421,8 +531,12 @@ class RLRun:
     def heldout_overlap(self) -> int:
         """Evaluation problems among every step's prompts (regenerated: a pure function of seed and step)."""
         n = getattr(self.cfg, "prompts_per_step", 16)
-        steps = (p for s in range(self.cfg.steps) for p in prompt_batch(self.task, self.cfg.seed, s, n, self.difficulty))
-        return overlap(steps, draw(self.task, self.cfg.eval_problems, self.cfg.eval_seed, self.difficulty, split="eval"))
+        steps = (
+            p for s in range(self.cfg.steps) for p in prompt_batch(self.task, self.cfg.seed, s, n, self.difficulty)
+        )
+        return overlap(
+            steps, draw(self.task, self.cfg.eval_problems, self.cfg.eval_seed, self.difficulty, split="eval")
+        )
 
     def wall(self) -> float:
         return self.elapsed0 + time.perf_counter() - self.t_start
@@ -439,9 +553,15 @@ class RLRun:
         done = step + 1
         every = self.cfg.checkpoint_every
         if every and done % every == 0 and done < self.cfg.steps:
-            checkpoint.save(self.run, done, self.model, self.tok, self.opt,
-                            extra={"elapsed": self.wall(), "baseline": self.baseline, "baseline_correct": self.baseline_correct},
-                            modules=self.modules)
+            checkpoint.save(
+                self.run,
+                done,
+                self.model,
+                self.tok,
+                self.opt,
+                extra={"elapsed": self.wall(), "baseline": self.baseline, "baseline_correct": self.baseline_correct},
+                modules=self.modules,
+            )
 
     def fail(self, e: Exception) -> None:
         self.run.fail(str(e)[:200])
@@ -451,26 +571,45 @@ class RLRun:
             self.tb.close()
         from scalinglab.model.hf import save_model
 
-        save_model(self.model, self.tok, self.run.path / "model", extra={"task": self.cfg.task, "difficulty": self.cfg.difficulty})
+        save_model(
+            self.model,
+            self.tok,
+            self.run.path / "model",
+            extra={"task": self.cfg.task, "difficulty": self.cfg.difficulty},
+        )
         recs = self.run.metrics()
         tail = recs[-10:]
         per_prompt = max(getattr(self.cfg, "group_size", 1), getattr(self.cfg, "samples_per_prompt", 1))
-        summary = {"kind": self.kind, "task": self.cfg.task, "steps": self.cfg.steps, "model": str(self.run.path / "model"),
-                   "reward_last10": sum(r["reward"] for r in tail) / max(1, len(tail)),
-                   "train_accuracy_last10": sum(r["accuracy"] for r in tail) / max(1, len(tail)),
-                   # what the run trained on, from its own step records: compare GRPO and PPO at equal prompts_seen
-                   "prompts_seen": sum(r.get("prompts", self.cfg.prompts_per_step) for r in recs),
-                   "samples_seen": sum(r.get("samples", self.cfg.prompts_per_step * per_prompt) for r in recs),
-                   "verifier_errors": sum(r.get("verifier_errors", 0) for r in recs),
-                   "seconds": self.wall(), **(extra or {})}
+        summary = {
+            "kind": self.kind,
+            "task": self.cfg.task,
+            "steps": self.cfg.steps,
+            "model": str(self.run.path / "model"),
+            "reward_last10": sum(r["reward"] for r in tail) / max(1, len(tail)),
+            "train_accuracy_last10": sum(r["accuracy"] for r in tail) / max(1, len(tail)),
+            # what the run trained on, from its own step records: compare GRPO and PPO at equal prompts_seen
+            "prompts_seen": sum(r.get("prompts", self.cfg.prompts_per_step) for r in recs),
+            "samples_seen": sum(r.get("samples", self.cfg.prompts_per_step * per_prompt) for r in recs),
+            "verifier_errors": sum(r.get("verifier_errors", 0) for r in recs),
+            "seconds": self.wall(),
+            **(extra or {}),
+        }
         if self.cfg.eval_problems:
             from scalinglab.testtime.stats import heldout_gain
 
             acc, correct = self.evaluate()
-            summary.update(accuracy_before=self.baseline, accuracy=acc, eval_seed=self.cfg.eval_seed,
-                           eval_problems=self.cfg.eval_problems, heldout_overlap=self.heldout_overlap(),
-                           **(heldout_gain(self.baseline_correct, correct) if self.baseline_correct is not None else
-                              {"gain": None if self.baseline is None else acc - self.baseline, "gain_ci95": None}))
+            summary.update(
+                accuracy_before=self.baseline,
+                accuracy=acc,
+                eval_seed=self.cfg.eval_seed,
+                eval_problems=self.cfg.eval_problems,
+                heldout_overlap=self.heldout_overlap(),
+                **(
+                    heldout_gain(self.baseline_correct, correct)
+                    if self.baseline_correct is not None
+                    else {"gain": None if self.baseline is None else acc - self.baseline, "gain_ci95": None}
+                ),
+            )
         self.run.finish(summary)
         return summary
 

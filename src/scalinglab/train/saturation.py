@@ -41,8 +41,21 @@ from scalinglab.train.pretrain import PretrainConfig
 KEYS = ("task", "depth", "tokens", "seed", "difficulty", "difficulty_mix", "eval_problems")  # set by the sweep itself
 CEILING = 0.9  # accuracy at the largest compute at or above which a flat difficulty counts as saturated
 FLAT = 0.05  # accuracy gain across the top half of the compute range below which a difficulty is flat
-CSV_COLUMNS = ("depth", "tokens_budget", "N", "D", "C", "loss", "difficulty", "accuracy", "ci_lo", "ci_hi", "n",
-               "difficulty_loss", "run")
+CSV_COLUMNS = (
+    "depth",
+    "tokens_budget",
+    "N",
+    "D",
+    "C",
+    "loss",
+    "difficulty",
+    "accuracy",
+    "ci_lo",
+    "ci_hi",
+    "n",
+    "difficulty_loss",
+    "run",
+)
 
 
 @dataclass(frozen=True)
@@ -69,10 +82,18 @@ def rung_config(cfg: SaturationConfig, depth: int, tokens: int) -> PretrainConfi
     for item in cfg.overrides:
         key = item.split("=", 1)[0].strip()
         if key in KEYS:
-            raise UserError(f"--set {item}: the saturation sweep sets {key} itself "
-                            "(use --task, --difficulties, --depths, --tokens, --seed, --eval-problems)")
-    base = PretrainConfig(task=cfg.task, depth=depth, tokens=tokens, seed=cfg.seed, difficulty_mix=tuple(cfg.difficulties),
-                          eval_problems=0)
+            raise UserError(
+                f"--set {item}: the saturation sweep sets {key} itself "
+                "(use --task, --difficulties, --depths, --tokens, --seed, --eval-problems)"
+            )
+    base = PretrainConfig(
+        task=cfg.task,
+        depth=depth,
+        tokens=tokens,
+        seed=cfg.seed,
+        difficulty_mix=tuple(cfg.difficulties),
+        eval_problems=0,
+    )
     return override(base, list(cfg.overrides))
 
 
@@ -82,7 +103,9 @@ def check(cfg: SaturationConfig, backend: str) -> None:
     from scalinglab.tasks.corpus import is_corpus
 
     if is_corpus(cfg.task):
-        raise UserError(f"--task {cfg.task!r}: a text corpus has no difficulty levels; use a generated task (arithmetic)")
+        raise UserError(
+            f"--task {cfg.task!r}: a text corpus has no difficulty levels; use a generated task (arithmetic)"
+        )
     if len(set(cfg.difficulties)) < 2 or min(cfg.difficulties) < 1:
         raise UserError("--difficulties: at least two distinct positive levels, easy to hard (e.g. 1,2,3)")
     if not cfg.depths or not cfg.tokens or min(cfg.depths) < 1 or min(cfg.tokens) < 1:
@@ -131,8 +154,13 @@ def eval_problems(task, n: int, seed: int, difficulty: int) -> list:
 
 def evaluate_rung(run_dir: str, cfg: SaturationConfig) -> dict:
     """Greedy accuracy and validation loss of one trained rung at every difficulty (cached in the rung)."""
-    key = {"task": cfg.task, "difficulties": list(cfg.difficulties), "eval_problems": cfg.eval_problems,
-           "eval_seed": cfg.eval_seed, "val_tokens": cfg.val_tokens}
+    key = {
+        "task": cfg.task,
+        "difficulties": list(cfg.difficulties),
+        "eval_problems": cfg.eval_problems,
+        "eval_seed": cfg.eval_seed,
+        "val_tokens": cfg.val_tokens,
+    }
     cache = Path(run_dir) / "saturation.json"
     if cache.exists():
         have = read_json(cache)
@@ -160,9 +188,16 @@ def evaluate_rung(run_dir: str, cfg: SaturationConfig) -> dict:
             k = sum(res["correct"])
             stream = PackedStream(task, tok, d, chunk_seed=lambda c: VAL_SEED_BASE + c, split="eval")
             rows = stream.next_rows(max(1, cfg.val_tokens // (pc.seq_len + 1)), pc.seq_len + 1)
-            per.append({"difficulty": d, "n": len(problems), "correct": k, "accuracy": k / max(1, len(problems)),
-                        "ci95": list(wilson(k, len(problems))),
-                        "loss": validation_loss(model, rows, pc.batch_size, torch.device("cpu"))})
+            per.append(
+                {
+                    "difficulty": d,
+                    "n": len(problems),
+                    "correct": k,
+                    "accuracy": k / max(1, len(problems)),
+                    "ci95": list(wilson(k, len(problems))),
+                    "loss": validation_loss(model, rows, pc.batch_size, torch.device("cpu")),
+                }
+            )
     finally:
         torch.set_num_threads(old)
     out = {"key": key, "difficulties": per}
@@ -174,28 +209,53 @@ def describe(rows: list[dict], difficulties) -> dict:
     """Per difficulty: accuracy at the smallest and largest compute, the gain over the top half of the rungs, and a label."""
     by_c = sorted({(r["C"], r["run"]) for r in rows})
     runs = [name for _, name in by_c]
-    half = runs[len(runs) // 2 - (1 if len(runs) % 2 == 0 else 0)] if len(runs) > 1 else runs[0]  # the median-compute rung
+    half = (
+        runs[len(runs) // 2 - (1 if len(runs) % 2 == 0 else 0)] if len(runs) > 1 else runs[0]
+    )  # the median-compute rung
     out = {}
     for d in difficulties:
         acc = {r["run"]: r for r in rows if r["difficulty"] == d}
         first, mid, last = acc[runs[0]], acc[half], acc[runs[-1]]
         gain = last["accuracy"] - mid["accuracy"]
-        label = ("saturated" if last["accuracy"] >= CEILING and gain < FLAT
-                 else "improving" if gain >= FLAT else "flat below the ceiling")
-        out[str(d)] = {"accuracy_smallest": first["accuracy"], "accuracy_median_compute": mid["accuracy"],
-                       "accuracy_largest": last["accuracy"], "accuracy_largest_ci95": [last["ci_lo"], last["ci_hi"]],
-                       "gain_top_half": gain, "loss_median_compute": mid["difficulty_loss"],
-                       "loss_largest": last["difficulty_loss"], "label": label}
+        label = (
+            "saturated"
+            if last["accuracy"] >= CEILING and gain < FLAT
+            else "improving"
+            if gain >= FLAT
+            else "flat below the ceiling"
+        )
+        out[str(d)] = {
+            "accuracy_smallest": first["accuracy"],
+            "accuracy_median_compute": mid["accuracy"],
+            "accuracy_largest": last["accuracy"],
+            "accuracy_largest_ci95": [last["ci_lo"], last["ci_hi"]],
+            "gain_top_half": gain,
+            "loss_median_compute": mid["difficulty_loss"],
+            "loss_largest": last["difficulty_loss"],
+            "label": label,
+        }
     mixture = {r["run"]: r["loss"] for r in rows}
-    out["loss"] = {"smallest": mixture[runs[0]], "median_compute": mixture[half], "largest": mixture[runs[-1]],
-                   "fall_top_half": mixture[half] - mixture[runs[-1]]}
-    out["rule"] = (f"saturated: accuracy >= {CEILING} at the largest compute and a gain < {FLAT} from the median-compute "
-                   f"rung to the largest; improving: a gain >= {FLAT}")
+    out["loss"] = {
+        "smallest": mixture[runs[0]],
+        "median_compute": mixture[half],
+        "largest": mixture[runs[-1]],
+        "fall_top_half": mixture[half] - mixture[runs[-1]],
+    }
+    out["rule"] = (
+        f"saturated: accuracy >= {CEILING} at the largest compute and a gain < {FLAT} from the median-compute "
+        f"rung to the largest; improving: a gain >= {FLAT}"
+    )
     return out
 
 
-def run_saturation(cfg: SaturationConfig, out: str, backend: str = "local", address: str | None = None,
-                   progress: Callable[..., None] | None = None, figures: bool = True) -> dict:
+def run_saturation(
+    cfg: SaturationConfig,
+    out: str,
+    backend: str = "local",
+    address: str | None = None,
+    progress: Callable[..., None] | None = None,
+    figures: bool = True,
+) -> dict:
     """Train the ladder (reusing finished rungs), evaluate every rung at every difficulty, write csv, figure, summary."""
     from scalinglab.train.ladder import train_rungs
 
@@ -206,7 +266,9 @@ def run_saturation(cfg: SaturationConfig, out: str, backend: str = "local", addr
     configs = {rung_name(*rt): rung_config(cfg, *rt) for rt in rungs}
     root.mkdir(parents=True, exist_ok=True)
     total = 2 * len(rungs)  # training, then evaluation
-    summaries, reused = train_rungs(root, configs, cfg.threads, cfg.gpus, cfg.retries, backend, address, progress, total)
+    summaries, reused = train_rungs(
+        root, configs, cfg.threads, cfg.gpus, cfg.retries, backend, address, progress, total
+    )
     rows = []
     for i, (d, t) in enumerate(rungs):
         name = rung_name(d, t)
@@ -214,15 +276,39 @@ def run_saturation(cfg: SaturationConfig, out: str, backend: str = "local", addr
         ev = evaluate_rung(str(root / name), cfg)
         N, D = float(s["params"]), float(s["tokens"])
         for e in ev["difficulties"]:
-            rows.append({"depth": d, "tokens_budget": t, "N": N, "D": D, "C": 6.0 * N * D, "loss": s["val_loss"],
-                         "difficulty": e["difficulty"], "accuracy": e["accuracy"], "ci_lo": e["ci95"][0], "ci_hi": e["ci95"][1],
-                         "n": e["n"], "difficulty_loss": e["loss"], "run": name})
+            rows.append(
+                {
+                    "depth": d,
+                    "tokens_budget": t,
+                    "N": N,
+                    "D": D,
+                    "C": 6.0 * N * D,
+                    "loss": s["val_loss"],
+                    "difficulty": e["difficulty"],
+                    "accuracy": e["accuracy"],
+                    "ci_lo": e["ci95"][0],
+                    "ci_hi": e["ci95"][1],
+                    "n": e["n"],
+                    "difficulty_loss": e["loss"],
+                    "run": name,
+                }
+            )
         if progress:
             progress(len(rungs) + i + 1, total, rung=name, evaluated="yes")
     _write_csv(root / "saturation.csv", rows)
-    summary = {"kind": "saturation", "task": cfg.task, "backend": backend, "out": str(root), "config": asdict(cfg),
-               "rows": rows, "shape": describe(rows, cfg.difficulties), "trained": len(rungs) - reused, "reused": reused,
-               "saturation_csv": str(root / "saturation.csv"), "seconds": time.perf_counter() - t0}
+    summary = {
+        "kind": "saturation",
+        "task": cfg.task,
+        "backend": backend,
+        "out": str(root),
+        "config": asdict(cfg),
+        "rows": rows,
+        "shape": describe(rows, cfg.difficulties),
+        "trained": len(rungs) - reused,
+        "reused": reused,
+        "saturation_csv": str(root / "saturation.csv"),
+        "seconds": time.perf_counter() - t0,
+    }
     summary["figures"] = [plot_saturation(root / "saturation.png", rows, cfg.difficulties, cfg.task)] if figures else []
     atomic_write_json(root / "summary.json", summary)
     return summary
@@ -255,14 +341,34 @@ def plot_saturation(path: Path, rows: list[dict], difficulties, task: str) -> st
             rs = sorted((r for r in rows if r["difficulty"] == d and r["depth"] == dep), key=lambda r: r["C"])
             y = np.array([r["accuracy"] for r in rs])
             err = np.clip(np.stack([y - [r["ci_lo"] for r in rs], np.array([r["ci_hi"] for r in rs]) - y]), 0, None)
-            ax.errorbar([r["C"] for r in rs], y, yerr=err, fmt=markers[k % 5] + styles[k % 4], color=color, capsize=2, lw=1,
-                        label=f"difficulty {d} (n={rs[0]['n']})" if k == 0 else None)
-            bx.plot([r["C"] for r in rs], [r["difficulty_loss"] for r in rs], markers[k % 5] + styles[k % 4], color=color, lw=1,
-                    label=f"difficulty {d}" if k == 0 else None)
+            ax.errorbar(
+                [r["C"] for r in rs],
+                y,
+                yerr=err,
+                fmt=markers[k % 5] + styles[k % 4],
+                color=color,
+                capsize=2,
+                lw=1,
+                label=f"difficulty {d} (n={rs[0]['n']})" if k == 0 else None,
+            )
+            bx.plot(
+                [r["C"] for r in rs],
+                [r["difficulty_loss"] for r in rs],
+                markers[k % 5] + styles[k % 4],
+                color=color,
+                lw=1,
+                label=f"difficulty {d}" if k == 0 else None,
+            )
     for k, dep in enumerate(depths):
         rs = sorted({(r["C"], r["loss"]) for r in rows if r["depth"] == dep})
-        bx.plot([c for c, _ in rs], [v for _, v in rs], markers[k % 5] + styles[k % 4], color="black", lw=1.5,
-                label=f"the mix, depth {dep}")
+        bx.plot(
+            [c for c, _ in rs],
+            [v for _, v in rs],
+            markers[k % 5] + styles[k % 4],
+            color="black",
+            lw=1.5,
+            label=f"the mix, depth {dep}",
+        )
     ax.set_xscale("log")
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("training compute C = 6ND (FLOP)")

@@ -36,8 +36,15 @@ from scalinglab.runs import checkpoint
 from scalinglab.tasks.split import draw, overlap, refuse_test
 from scalinglab.testtime.stats import heldout_gain
 from scalinglab.train.common import make_optimizer
-from scalinglab.train.data import Packer, encode_example, epoch_source, packed_hidden_states, sample_and_verify, sft_pairs_from_rows
-from scalinglab.train.posttrain_loop import StepResult, open_run, micro_batches, tail_mean, train_steps
+from scalinglab.train.data import (
+    Packer,
+    encode_example,
+    epoch_source,
+    packed_hidden_states,
+    sample_and_verify,
+    sft_pairs_from_rows,
+)
+from scalinglab.train.posttrain_loop import StepResult, micro_batches, open_run, tail_mean, train_steps
 
 POSTTRAIN_SEED_BASE = 3_000_000  # problem seeds for post-training data; evaluation seeds stay far below
 
@@ -46,10 +53,14 @@ POSTTRAIN_SEED_BASE = 3_000_000  # problem seeds for post-training data; evaluat
 class SFTConfig:
     task: str = "arithmetic"  # task: generates problems, checks answers, evaluates
     difficulty: int = 0  # task difficulty (0 = the task's default)
-    chat: Literal["auto", "on", "off"] = "auto"  # the tokenizer's chat template (auto: when it has one); else the task's few-shot prompt
+    chat: Literal["auto", "on", "off"] = (
+        "auto"  # the tokenizer's chat template (auto: when it has one); else the task's few-shot prompt
+    )
     system: str = ""  # system prompt for the chat template ("" = none)
     data: str = ""  # JSONL to train on (problems with `solution` or synth rows with `completion`); "" = generate
-    source: Literal["solutions", "samples"] = "solutions"  # without --data: worked solutions, or the model's own verified samples
+    source: Literal["solutions", "samples"] = (
+        "solutions"  # without --data: worked solutions, or the model's own verified samples
+    )
     num_problems: int = 2000  # problems generated for the training set (without --data)
     samples_per_problem: int = 4  # source=samples: completions drawn per problem
     sample_temperature: float = 1.0  # source=samples: sampling temperature
@@ -71,7 +82,9 @@ class SFTConfig:
     device: str = "auto"  # auto, cpu or cuda
 
 
-def sft_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, normaliser: float) -> tuple[torch.Tensor, dict]:
+def sft_loss(
+    logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, normaliser: float
+) -> tuple[torch.Tensor, dict]:
     """Σ_mask CE(logits, targets) / normaliser; logits (B, T, V), targets/mask (B, T).
 
     Also returns the answer-token accuracy (argmax == target) on the masked positions.
@@ -115,12 +128,16 @@ def make_sft_step(model, cfg: SFTConfig, device) -> Callable[[dict], StepResult]
             loss.backward()
             loss_sum += loss.item()
             hits, toks = hits + st["correct_tokens"], toks + st["tokens"]
-        return StepResult(loss_sum, int((batch["doc"] >= 0).sum()), {"accuracy": hits / max(toks, 1), "answer_tokens": toks})
+        return StepResult(
+            loss_sum, int((batch["doc"] >= 0).sum()), {"accuracy": hits / max(toks, 1), "answer_tokens": toks}
+        )
 
     return step_fn
 
 
-def training_pairs(cfg: SFTConfig, task, model, tok, run_dir: Path, resume: bool, progress=None) -> list[tuple[str, str]]:
+def training_pairs(
+    cfg: SFTConfig, task, model, tok, run_dir: Path, resume: bool, progress=None
+) -> list[tuple[str, str]]:
     """The (prompt, completion) pairs to train on; written to / re-read from RUN/data.jsonl."""
     from scalinglab.tasks.base import read_jsonl, write_jsonl
 
@@ -136,10 +153,14 @@ def training_pairs(cfg: SFTConfig, task, model, tok, run_dir: Path, resume: bool
         if cfg.source == "solutions":
             missing = [p.id for p in problems if not p.solution]
             if missing:
-                raise UserError(f"task {cfg.task}: problems have no worked solutions (e.g. {missing[0]}); use --data or --set source=samples")
+                raise UserError(
+                    f"task {cfg.task}: problems have no worked solutions (e.g. {missing[0]}); use --data or --set source=samples"
+                )
             pairs = [(p.prompt, p.solution) for p in problems]
         else:
-            rows = sample_and_verify(model, tok, task, problems, cfg.samples_per_problem, cfg.sample_temperature, cfg.seed, progress=progress)
+            rows = sample_and_verify(
+                model, tok, task, problems, cfg.samples_per_problem, cfg.sample_temperature, cfg.seed, progress=progress
+            )
             seen, pairs = set(), []
             for r in rows:
                 if r["correct"] and (r["prompt"], r["completion"]) not in seen:
@@ -151,7 +172,9 @@ def training_pairs(cfg: SFTConfig, task, model, tok, run_dir: Path, resume: bool
     return pairs
 
 
-def sft(cfg: SFTConfig, model_path: str, out: str, resume: bool = False, progress: Callable[..., None] | None = None) -> dict:
+def sft(
+    cfg: SFTConfig, model_path: str, out: str, resume: bool = False, progress: Callable[..., None] | None = None
+) -> dict:
     """Fine-tune `model_path` on answer tokens; returns the summary (also OUT/summary.json)."""
     from scalinglab.model.hf import save_model
 
@@ -167,16 +190,39 @@ def sft(cfg: SFTConfig, model_path: str, out: str, resume: bool = False, progres
         examples = [encode_example(tok, p, c) for p, c in pairs]
         packer = Packer(epoch_source(examples, cfg.seed), cfg.seq_len, tok.pad_id)
         opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
-        records = train_steps(run, cfg, model, tok, opt, PackedData(packer, cfg.batch_size), make_sft_step(model, cfg, device),
-                              model.parameters(), progress=progress, kind="sft")
-        save_model(model, tok, run.path / "model", extra={"task": cfg.task, "difficulty": cfg.difficulty, "posttrain": "sft"})
+        records = train_steps(
+            run,
+            cfg,
+            model,
+            tok,
+            opt,
+            PackedData(packer, cfg.batch_size),
+            make_sft_step(model, cfg, device),
+            model.parameters(),
+            progress=progress,
+            kind="sft",
+        )
+        save_model(
+            model, tok, run.path / "model", extra={"task": cfg.task, "difficulty": cfg.difficulty, "posttrain": "sft"}
+        )
         acc, correct = _accuracy(model, tok, task, evals)
-        summary = {"kind": "sft", "task": cfg.task, "steps": cfg.steps, "examples": len(examples), "epochs": packer.pos / len(examples),
-                   "truncated_examples": packer.truncated, "train_loss": tail_mean(records, "loss"),
-                   "train_token_accuracy": tail_mean(records, "accuracy"), "base_accuracy": base_acc,
-                   "accuracy": acc, **heldout_gain(base_correct, correct), "eval_seed": cfg.eval_seed if evals else None,
-                   "heldout_overlap": overlap((p for p, _ in pairs), evals) if evals else None,
-                   "seconds": time.perf_counter() - t0, "model": str(run.path / "model")}
+        summary = {
+            "kind": "sft",
+            "task": cfg.task,
+            "steps": cfg.steps,
+            "examples": len(examples),
+            "epochs": packer.pos / len(examples),
+            "truncated_examples": packer.truncated,
+            "train_loss": tail_mean(records, "loss"),
+            "train_token_accuracy": tail_mean(records, "accuracy"),
+            "base_accuracy": base_acc,
+            "accuracy": acc,
+            **heldout_gain(base_correct, correct),
+            "eval_seed": cfg.eval_seed if evals else None,
+            "heldout_overlap": overlap((p for p, _ in pairs), evals) if evals else None,
+            "seconds": time.perf_counter() - t0,
+            "model": str(run.path / "model"),
+        }
         run.finish(summary)
         return summary
 

@@ -76,8 +76,12 @@ def _build(corpus: Corpus, vocab_size: int, d: Path) -> None:
                 ids.append(tok.eos_id)
             arrays[split] = np.asarray(ids, dtype=np.uint16)
             np.save(tmp / f"{split}.npy", arrays[split])
-        meta = {"corpus": corpus.describe(), "vocab_size": vocab_size, "tokenizer": TOKENIZER_VERSION,
-                "tokens": {s: int(a.size) for s, a in arrays.items()}}
+        meta = {
+            "corpus": corpus.describe(),
+            "vocab_size": vocab_size,
+            "tokenizer": TOKENIZER_VERSION,
+            "tokens": {s: int(a.size) for s, a in arrays.items()},
+        }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         try:
             os.rename(tmp, d)  # atomic; another process may have built the same entry meanwhile
@@ -127,7 +131,7 @@ class TextStream:
             raise ValueError(f"this stream serves rows of {L} tokens, not {length}")
         idx = [self._window(self.served + r) * L for r in range(rows)]
         self.served += rows
-        out = np.stack([self.tokens[i: i + L] for i in idx]).astype(np.int64)
+        out = np.stack([self.tokens[i : i + L] for i in idx]).astype(np.int64)
         return torch.from_numpy(out)
 
     def state(self) -> dict:
@@ -153,7 +157,9 @@ def next_tokens_accuracy(model, tokens: np.ndarray, context: int, k: int, items:
     device = next(model.parameters()).device
     right = 0
     for b in range(0, items, batch):
-        rows = torch.from_numpy(np.stack([tokens[s: s + length] for s in starts[b: b + batch]]).astype(np.int64)).to(device)
-        logits = model(rows[:, :-1])[:, context - 1:]  # predictions of the last k tokens
+        rows = torch.from_numpy(np.stack([tokens[s : s + length] for s in starts[b : b + batch]]).astype(np.int64)).to(
+            device
+        )
+        logits = model(rows[:, :-1])[:, context - 1 :]  # predictions of the last k tokens
         right += int((logits.argmax(-1) == rows[:, context:]).all(dim=1).sum())
     return right / items

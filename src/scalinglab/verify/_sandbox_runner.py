@@ -25,7 +25,6 @@ import marshal
 import os
 import resource
 import sys
-
 from _json import encode_basestring_ascii as _quote
 
 

@@ -26,8 +26,34 @@ _LINE = re.compile(
 _ANSWER_IS = re.compile(r"answer is[ \t]*:?[ \t]*(.+?)[ \t]*$", re.IGNORECASE | re.MULTILINE)
 _NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 # Words that may appear in a bare answer (function names, infinity spellings, units of angle).
-_MATH_WORDS = {"sqrt", "pi", "oo", "inf", "infty", "infinity", "log", "ln", "sin", "cos", "tan", "exp",
-               "frac", "dfrac", "tfrac", "cup", "cap", "le", "ge", "leq", "geq", "circ", "deg", "mod", "or", "and"}
+_MATH_WORDS = {
+    "sqrt",
+    "pi",
+    "oo",
+    "inf",
+    "infty",
+    "infinity",
+    "log",
+    "ln",
+    "sin",
+    "cos",
+    "tan",
+    "exp",
+    "frac",
+    "dfrac",
+    "tfrac",
+    "cup",
+    "cap",
+    "le",
+    "ge",
+    "leq",
+    "geq",
+    "circ",
+    "deg",
+    "mod",
+    "or",
+    "and",
+}
 
 
 def _balanced(text: str, start: int) -> str | None:

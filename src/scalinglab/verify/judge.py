@@ -41,9 +41,22 @@ JudgeFn = Callable[[Sequence[str]], Sequence[str]]  # a batch of prompts -> a ba
 
 DEFAULT_RUBRIC = "The candidate's final answer must be correct and its reasoning must support it."
 
-_PASS_WORDS = {"pass": True, "correct": True, "yes": True, "true": True, "accept": True,
-               "fail": False, "incorrect": False, "no": False, "false": False, "reject": False, "wrong": False}
-_VERDICT = re.compile(r"verdict\s*[:=]\s*\**\s*(pass|fail|incorrect|correct|yes|no|true|false|accept|reject|wrong)\b", re.I)
+_PASS_WORDS = {
+    "pass": True,
+    "correct": True,
+    "yes": True,
+    "true": True,
+    "accept": True,
+    "fail": False,
+    "incorrect": False,
+    "no": False,
+    "false": False,
+    "reject": False,
+    "wrong": False,
+}
+_VERDICT = re.compile(
+    r"verdict\s*[:=]\s*\**\s*(pass|fail|incorrect|correct|yes|no|true|false|accept|reject|wrong)\b", re.I
+)
 _SCORE = re.compile(r"score\s*[:=]\s*\**\s*(-?\d+(?:\.\d+)?)(?:\s*/\s*(\d+(?:\.\d+)?))?", re.I)
 _BARE = re.compile(r"^\W*(pass|fail|incorrect|correct|yes|no|true|false)\b\W*$", re.I)
 
@@ -79,20 +92,30 @@ class JudgeResult:
             why = "every judge abstained" if self.abstained == len(self.votes) else "judges tied"
             return Verdict.failed(f"judge chorus undecided: {why}")
         v = sum(x.passed is True for x in self.votes)
-        return Verdict(self.passed, float(self.score if self.score is not None else self.passed),
-                       f"{v}/{len(self.votes) - self.abstained} judges pass, {self.abstained} abstained")
+        return Verdict(
+            self.passed,
+            float(self.score if self.score is not None else self.passed),
+            f"{v}/{len(self.votes) - self.abstained} judges pass, {self.abstained} abstained",
+        )
 
     def to_json(self) -> dict:
-        return {"passed": self.passed, "score": self.score, "agreement": self.agreement, "abstained": self.abstained,
-                "votes": [{"judge": v.judge, "passed": v.passed, "score": v.score, "raw": v.raw} for v in self.votes]}
+        return {
+            "passed": self.passed,
+            "score": self.score,
+            "agreement": self.agreement,
+            "abstained": self.abstained,
+            "votes": [{"judge": v.judge, "passed": v.passed, "score": v.score, "raw": v.raw} for v in self.votes],
+        }
 
 
 def judge_prompt(question: str, candidate: str, rubric: str = DEFAULT_RUBRIC, reference: str | None = None) -> str:
     """The grading prompt shown to every judge (see the module docstring)."""
     ref = f"Reference answer: {reference.strip()}\n" if reference else ""
-    return (f"You are a strict grader. Rubric: {rubric.strip()}\nQuestion:\n{question.strip()}\n{ref}"
-            f"Candidate answer:\n{candidate.strip()}\nReply with two lines:\nVERDICT: PASS or FAIL\n"
-            f"SCORE: an integer from 0 to 10\n")
+    return (
+        f"You are a strict grader. Rubric: {rubric.strip()}\nQuestion:\n{question.strip()}\n{ref}"
+        f"Candidate answer:\n{candidate.strip()}\nReply with two lines:\nVERDICT: PASS or FAIL\n"
+        f"SCORE: an integer from 0 to 10\n"
+    )
 
 
 def _score(text: str) -> float | None:
@@ -144,7 +167,9 @@ def unanimous(votes: Sequence[Vote]) -> bool | None:
 
 
 AGGREGATORS: dict[str, Callable[[Sequence[Vote]], bool | None]] = {
-    "majority": majority, "mean": mean_score, "unanimous": unanimous,
+    "majority": majority,
+    "mean": mean_score,
+    "unanimous": unanimous,
 }
 
 
@@ -156,12 +181,14 @@ def aggregate(votes: Sequence[Vote], rule: str = "majority") -> JudgeResult:
     passed = AGGREGATORS[rule](votes)
     scores = [v.score for v in valid if v.score is not None]
     agree = None if passed is None or not valid else sum(v.passed == passed for v in valid) / len(valid)
-    return JudgeResult(tuple(votes), passed, sum(scores) / len(scores) if scores else None, agree,
-                       abstained=len(votes) - len(valid))
+    return JudgeResult(
+        tuple(votes), passed, sum(scores) / len(scores) if scores else None, agree, abstained=len(votes) - len(valid)
+    )
 
 
-def judge_candidates(chorus: dict[str, JudgeFn], items: Sequence[dict], rubric: str = DEFAULT_RUBRIC,
-                     rule: str = "majority") -> list[JudgeResult]:
+def judge_candidates(
+    chorus: dict[str, JudgeFn], items: Sequence[dict], rubric: str = DEFAULT_RUBRIC, rule: str = "majority"
+) -> list[JudgeResult]:
     """Grade `items` ({question, candidate, reference?}) with every judge in `chorus`.
 
     Each judge gets the whole batch in one call (so a model judge batches its generation).
@@ -184,8 +211,12 @@ def summarise(results: Sequence[JudgeResult]) -> dict:
     decided = [r for r in results if r.passed is not None]
     agree = [r.agreement for r in decided if r.agreement is not None]
     votes = sum(len(r.votes) for r in results)
-    return {"candidates": len(results), "passed": sum(r.passed is True for r in results),
-            "failed": sum(r.passed is False for r in results), "undecided": len(results) - len(decided),
-            "pass_rate": sum(r.passed is True for r in decided) / len(decided) if decided else None,
-            "abstention_rate": sum(r.abstained for r in results) / votes if votes else None,
-            "mean_agreement": sum(agree) / len(agree) if agree else None}
+    return {
+        "candidates": len(results),
+        "passed": sum(r.passed is True for r in results),
+        "failed": sum(r.passed is False for r in results),
+        "undecided": len(results) - len(decided),
+        "pass_rate": sum(r.passed is True for r in decided) / len(decided) if decided else None,
+        "abstention_rate": sum(r.abstained for r in results) / votes if votes else None,
+        "mean_agreement": sum(agree) / len(agree) if agree else None,
+    }

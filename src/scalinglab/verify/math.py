@@ -161,8 +161,9 @@ def _close_pools() -> None:
     _pools.clear()
 
 
-def verify_batch(pairs: Sequence[tuple[str, str]], timeout_s: float = 5.0, workers: int | None = None,
-                 pool: WorkerPool | None = None) -> list[Verdict]:
+def verify_batch(
+    pairs: Sequence[tuple[str, str]], timeout_s: float = 5.0, workers: int | None = None, pool: WorkerPool | None = None
+) -> list[Verdict]:
     """One Verdict per (candidate, reference) pair, in order. Timeouts are hard."""
     if not pairs:
         return []

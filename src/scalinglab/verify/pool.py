@@ -124,9 +124,19 @@ class _Worker:
         # Same import path as the parent, like multiprocessing's spawn does.
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "scalinglab.verify.pool", str(to_child_r), str(from_child_w),
-             fn_spec, init_spec, str(memory_mb)],
-            pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, env=env,
+            [
+                sys.executable,
+                "-m",
+                "scalinglab.verify.pool",
+                str(to_child_r),
+                str(from_child_w),
+                fn_spec,
+                init_spec,
+                str(memory_mb),
+            ],
+            pass_fds=(to_child_r, from_child_w),
+            stdin=subprocess.DEVNULL,
+            env=env,
             start_new_session=True,  # its own process group, killed as a whole
         )
         os.close(to_child_r)
@@ -157,8 +167,13 @@ class WorkerPool:
     strings (the worker imports them). `memory_mb` sets RLIMIT_AS in each worker.
     """
 
-    def __init__(self, fn: Callable | str, workers: int = 2, initializer: Callable | str | None = None,
-                 memory_mb: int | None = None):
+    def __init__(
+        self,
+        fn: Callable | str,
+        workers: int = 2,
+        initializer: Callable | str | None = None,
+        memory_mb: int | None = None,
+    ):
         if not isinstance(workers, int) or workers < 1:
             from scalinglab.errors import UserError
 
@@ -216,7 +231,9 @@ class WorkerPool:
                         code = "?"
                     if w.job:
                         i, t0, _ = w.job
-                        out[i] = Outcome("crash", error=f"worker died (exit code {code})", seconds=time.monotonic() - t0)
+                        out[i] = Outcome(
+                            "crash", error=f"worker died (exit code {code})", seconds=time.monotonic() - t0
+                        )
                     elif not w.ready:
                         start_failures += 1
                     self._replace(w)
@@ -229,7 +246,11 @@ class WorkerPool:
                     i, kind, payload = msg
                     t0 = w.job[1] if w.job else time.monotonic()
                     secs = time.monotonic() - t0
-                    out[i] = Outcome("ok", value=payload, seconds=secs) if kind == "ok" else Outcome(kind, error=payload, seconds=secs)
+                    out[i] = (
+                        Outcome("ok", value=payload, seconds=secs)
+                        if kind == "ok"
+                        else Outcome(kind, error=payload, seconds=secs)
+                    )
                     w.job = None
             if start_failures >= _MAX_START_FAILURES:
                 raise RuntimeError(f"worker processes cannot start: {last_start_error}")
@@ -237,7 +258,9 @@ class WorkerPool:
             for w in list(self._workers):  # the hard timeout: kill and replace
                 if w.job and now >= w.job[2] and id(w) not in answered:
                     i, t0, _ = w.job
-                    out[i] = Outcome("timeout", error=f"no result within {timeout_s:g}s; worker killed", seconds=now - t0)
+                    out[i] = Outcome(
+                        "timeout", error=f"no result within {timeout_s:g}s; worker killed", seconds=now - t0
+                    )
                     self._replace(w)
         return list(out)  # type: ignore[arg-type]
 

@@ -43,7 +43,6 @@ expected outputs that never enter the sandbox (see `code.py`).
 from __future__ import annotations
 
 import functools
-from collections import deque
 import os
 import selectors
 import shutil
@@ -54,6 +53,7 @@ import tempfile
 import threading
 import time
 import warnings
+from collections import deque
 from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
@@ -111,8 +111,17 @@ class Isolation:
 
 def _bwrap_args(limits: SandboxLimits, as_root: bool) -> list[str]:
     if as_root:  # real root: namespaces without a user namespace, then the runner drops to a fresh uid
-        ns = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
-              "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        ns = [
+            "--unshare-ipc",
+            "--unshare-pid",
+            "--unshare-net",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--cap-add",
+            "CAP_SETUID",
+            "--cap-add",
+            "CAP_SETGID",
+        ]
     else:
         ns = ["--unshare-all"]
     args = ["bwrap", *ns, "--die-with-parent", "--new-session"]
@@ -128,11 +137,32 @@ def _bwrap_args(limits: SandboxLimits, as_root: bool) -> list[str]:
         for parent in reversed(Path(prefix).parents[:-1]):
             args += ["--perms", "0755", "--dir", str(parent)]
         args += ["--ro-bind", prefix, prefix]
-    args += ["--proc", "/proc", "--dev", "/dev",
-             "--perms", "1777", "--size", str(limits.tmp_mb << 20), "--tmpfs", "/tmp",
-             "--remount-ro", "/", "--chdir", "/tmp",
-             "--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "PATH", "/usr/bin:/bin",
-             "--setenv", "LANG", "C.UTF-8"]
+    args += [
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--perms",
+        "1777",
+        "--size",
+        str(limits.tmp_mb << 20),
+        "--tmpfs",
+        "/tmp",
+        "--remount-ro",
+        "/",
+        "--chdir",
+        "/tmp",
+        "--clearenv",
+        "--setenv",
+        "HOME",
+        "/tmp",
+        "--setenv",
+        "PATH",
+        "/usr/bin:/bin",
+        "--setenv",
+        "LANG",
+        "C.UTF-8",
+    ]
     return args
 
 
@@ -179,7 +209,11 @@ def isolation(force: str | None = None) -> Isolation:
             return iso
         reason = "bwrap is installed but could not create its namespaces here"
     else:
-        reason = "fallback mode requested" if force == "fallback" else "bwrap is not installed (scripts/install_system_deps.sh)"
+        reason = (
+            "fallback mode requested"
+            if force == "fallback"
+            else "bwrap is not installed (scripts/install_system_deps.sh)"
+        )
     if force == "bwrap":
         raise UserError(f"bwrap sandbox requested but unavailable: {reason}")
     drop = root and _world_readable_path(sys.base_prefix)
@@ -190,15 +224,26 @@ def isolation(force: str | None = None) -> Isolation:
             unshare = cand
     gaps = ["the host filesystem is visible to the program (readable, and writable where its uid may write)"]
     if not unshare:
-        gaps += ["the network is reachable (no network namespace)",
-                 "no PID namespace: a daemon that leaves the process group outlives the run"
-                 + (" unless killed by uid" if drop else "")]
+        gaps += [
+            "the network is reachable (no network namespace)",
+            "no PID namespace: a daemon that leaves the process group outlives the run"
+            + (" unless killed by uid" if drop else ""),
+        ]
     if not drop:
-        gaps.append("the program runs as the host user: it may signal or read that user's processes and files"
-                    + ("; RLIMIT_NPROC does not bind root" if root else ""))
+        gaps.append(
+            "the program runs as the host user: it may signal or read that user's processes and files"
+            + ("; RLIMIT_NPROC does not bind root" if root else "")
+        )
     iso = Isolation("fallback", drop, unshare, tuple(gaps), nproc_base, reason)
-    warnings.warn("SANDBOX FALLBACK (" + reason + "): untrusted code runs with rlimits only. NOT covered: "
-                  + "; ".join(gaps) + ".", SandboxWarning, stacklevel=2)
+    warnings.warn(
+        "SANDBOX FALLBACK ("
+        + reason
+        + "): untrusted code runs with rlimits only. NOT covered: "
+        + "; ".join(gaps)
+        + ".",
+        SandboxWarning,
+        stacklevel=2,
+    )
     return iso
 
 
@@ -218,8 +263,10 @@ def untrusted_isolation(sandbox: str = "auto") -> Isolation:
         return isolation(sandbox)
     iso = isolation()
     if iso.mode == "fallback" and os.environ.get("SCALINGLAB_SANDBOX") != "fallback":
-        raise UserError(f"no bwrap sandbox here ({iso.reason}): untrusted code would run with rlimits only and could "
-                        "write host files; install bubblewrap, or accept that with --sandbox fallback")
+        raise UserError(
+            f"no bwrap sandbox here ({iso.reason}): untrusted code would run with rlimits only and could "
+            "write host files; install bubblewrap, or accept that with --sandbox fallback"
+        )
     return iso
 
 
@@ -249,8 +296,15 @@ class SandboxProcess:
             if iso.drop_uid:
                 os.chown(self.tmpdir, self.uid, self.uid)
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": cwd or "/tmp"}
-        self.proc = subprocess.Popen(iso.argv(limits, self.uid), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, cwd=cwd, env=env, start_new_session=True)
+        self.proc = subprocess.Popen(
+            iso.argv(limits, self.uid),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
         self._sel = selectors.DefaultSelector()
         self._sel.register(self.proc.stdout, selectors.EVENT_READ, "res")
         self._sel.register(self.proc.stderr, selectors.EVENT_READ, "out")
@@ -318,7 +372,7 @@ class SandboxProcess:
             while self._lines and not stop:
                 line = self._lines.popleft()
                 try:
-                    ev = loads(line[len(nonce):]) if line.startswith(nonce.encode()) else None
+                    ev = loads(line[len(nonce) :]) if line.startswith(nonce.encode()) else None
                 except ValueError:
                     ev = None
                 if not isinstance(ev, dict):

@@ -21,8 +21,12 @@ from scalinglab.verify.sandbox import isolation
 
 _PROGRAMS = [
     ("add", "def add(a, b):\n    return a + b\n", lambda a, b: a + b, lambda i: [i, 2 * i + 1]),
-    ("fib", "def fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n",
-     None, lambda i: [i % 30]),
+    (
+        "fib",
+        "def fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n",
+        None,
+        lambda i: [i % 30],
+    ),
     ("rev", "def rev(s):\n    return s[::-1]\n", lambda s: s[::-1], lambda i: ["abc" * (i % 5)]),
     ("srt", "def srt(xs):\n    return sorted(xs)\n", sorted, lambda i: [[(i * 7 + k * 3) % 11 for k in range(6)]]),
     ("bad", "def bad(x):\n    return x + 1\n", lambda x: x, lambda i: [i]),  # a wrong answer
@@ -66,8 +70,11 @@ def naive_loop(items: list[dict], timeout_s: float = 5.0) -> list[bool]:
             with open(path, "w") as f:
                 f.write(it["program"] + _DRIVER.replace("{entry}", it["entry_point"]))
             try:
-                r = subprocess.run([sys.executable, path, json.dumps([c["input"] for c in it["cases"]])],
-                                   capture_output=True, timeout=timeout_s)
+                r = subprocess.run(
+                    [sys.executable, path, json.dumps([c["input"] for c in it["cases"]])],
+                    capture_output=True,
+                    timeout=timeout_s,
+                )
                 got = json.loads(r.stdout.decode().strip().splitlines()[-1])
                 ok = r.returncode == 0 and all(same(g, c["output"]) for g, c in zip(got, it["cases"]))
             except (subprocess.TimeoutExpired, ValueError, IndexError):
@@ -91,14 +98,25 @@ def bench_sandbox(n: int = 200, workers: int | None = None, cases_per_program: i
     return {
         "programs": n,
         "cases_per_program": cases_per_program,
-        "naive": {"method": "subprocess.run([python, file]) per program, sequential, no isolation",
-                  "seconds": round(naive_s, 3), "programs_per_s": round(n / naive_s, 1), "passed": sum(naive)},
-        "isolated": {"method": f"scalinglab judge_many: {iso.mode} sandbox, warm pool, {workers} workers",
-                     "seconds": round(iso_s, 3), "programs_per_s": round(n / iso_s, 1),
-                     "passed": sum(r.passed for r in results),
-                     "statuses": {s: sum(r.status == s for r in results) for s in sorted({r.status for r in results})}},
+        "naive": {
+            "method": "subprocess.run([python, file]) per program, sequential, no isolation",
+            "seconds": round(naive_s, 3),
+            "programs_per_s": round(n / naive_s, 1),
+            "passed": sum(naive),
+        },
+        "isolated": {
+            "method": f"scalinglab judge_many: {iso.mode} sandbox, warm pool, {workers} workers",
+            "seconds": round(iso_s, 3),
+            "programs_per_s": round(n / iso_s, 1),
+            "passed": sum(r.passed for r in results),
+            "statuses": {s: sum(r.status == s for r in results) for s in sorted({r.status for r in results})},
+        },
         "ratio": round(naive_s / iso_s, 2),
         "agree": naive == [r.passed for r in results],
-        "machine": {"cpus": os.cpu_count(), "arch": platform.machine(), "python": platform.python_version(),
-                    "sandbox_mode": iso.mode},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "arch": platform.machine(),
+            "python": platform.python_version(),
+            "sandbox_mode": iso.mode,
+        },
     }
