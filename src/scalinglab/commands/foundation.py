@@ -102,12 +102,12 @@ def generate_cmd(
 
     Example: scalinglab generate --model smollm2-135m --prompts prompts.txt --greedy --max-new-tokens 32
     """
+    from scalinglab.device import pick_device
     from scalinglab.engine import Engine, SamplingParams
     from scalinglab.engine.sampling import check_sampling
     from scalinglab.engine.steps import decode_dtypes
     from scalinglab.model.hf import load_model
     from scalinglab.model.prompting import PromptFormat
-    from scalinglab.train.common import pick_device
 
     check_sampling(
         True, n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, max_batch=max_batch

@@ -143,13 +143,13 @@ def run_eval(
 
     import torch
 
+    from scalinglab.device import pick_device
     from scalinglab.engine.steps import decode_dtypes
     from scalinglab.model.hf import load_model
     from scalinglab.model.prompting import PromptFormat, format_task
     from scalinglab.runs import Run, checkpoint
     from scalinglab.testtime.best_of_n import load_reward_model
     from scalinglab.testtime.evaluate import evaluate, plot
-    from scalinglab.train.common import pick_device
 
     dev = pick_device(device)
     m, tok = load_model(model, device=dev, dtype=decode_dtypes(cfg.dtype, dev)[0])

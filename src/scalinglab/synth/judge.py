@@ -45,10 +45,10 @@ def model_judge(model: str | Path, device: str = "auto", max_new_tokens: int = 3
     """A JudgeFn backed by a local model directory (run dir or Hugging Face dir)."""
     import torch
 
+    from scalinglab.device import pick_device
     from scalinglab.engine import Engine
     from scalinglab.model.hf import load_model
     from scalinglab.synth.sampler import engine_sampler
-    from scalinglab.train.common import pick_device
 
     dev = pick_device(device)
     m, tok = load_model(model, device=dev, dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32)

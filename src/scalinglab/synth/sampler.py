@@ -32,8 +32,8 @@ def local_sampler(
     """Load a run or Hugging Face model directory and sample from it in this process."""
     import torch
 
+    from scalinglab.device import pick_device
     from scalinglab.model.hf import load_model
-    from scalinglab.train.common import pick_device
 
     dev = pick_device(device)
     m, tok = load_model(model, device=dev, dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32)

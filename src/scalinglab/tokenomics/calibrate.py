@@ -46,7 +46,7 @@ from scipy.optimize import nnls
 
 from scalinglab.errors import UserError
 from scalinglab.runs.store import atomic_write_json
-from scalinglab.tokenomics.catalog import Hardware
+from scalinglab.tokenomics.spec import Hardware
 
 UNRESOLVED = 1e6  # fitted efficiency of a term that adds no measurable time: its predicted time is ~0
 DEFAULT_POINTS = ((1, 64), (1, 512), (4, 128), (4, 1024), (16, 256), (16, 1024), (64, 128), (64, 512))

@@ -13,48 +13,11 @@ config.json takes. `get_model` also accepts a path to a config.json or a model d
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 
 from scalinglab.errors import UserError
 from scalinglab.tokenomics.hf_config import from_hf_config, load_config_file
-from scalinglab.tokenomics.spec import ModelSpec
-
-
-@dataclass(frozen=True)
-class Hardware:
-    name: str
-    bf16_tflops: float  # dense BF16 tensor FLOP/s, 1e12
-    fp8_tflops: float | None  # dense 8-bit FLOP/s (FP8; INT8 TOPS on chips without FP8), None = no 8-bit path
-    fp4_tflops: float | None  # dense FP4 FLOP/s, None = no FP4 path (falls back to the 8-bit rate)
-    hbm_gib: float  # device memory as the datasheet prints it, GiB (2^30 bytes)
-    hbm_tbps: float  # device memory bandwidth, TB/s
-    scaleup_gbps: float  # scale-up link bandwidth per chip, bidirectional GB/s
-    scaleup_domain: int  # chips in one scale-up (NVLink/ICI/IF) domain
-    usd_per_hour: float  # rental price per chip-hour (editable default)
-    mfu: float = 0.6  # achieved/peak matmul FLOP/s in serving kernels (calibratable)
-    mbu: float = 0.8  # achieved/peak memory bandwidth (calibratable)
-    step_overhead_s: float = 0.0  # fixed per-step cost (launch, scheduling, sampling)
-    overlap: bool = True  # compute and memory overlap (roofline max); False: they add (CPUs)
-    source: str = ""
-
-    def peak_flops(self, dtype: str) -> float:
-        """Dense FLOP/s for matmuls whose operands are `dtype` (falls back to the next wider path)."""
-        d = dtype.lower()
-        if d in ("fp4", "nvfp4", "mxfp4") and self.fp4_tflops:
-            return self.fp4_tflops * 1e12
-        if d in ("fp4", "nvfp4", "mxfp4", "fp8", "int8") and self.fp8_tflops:
-            return self.fp8_tflops * 1e12
-        return self.bf16_tflops * 1e12
-
-    @property
-    def hbm_bytes(self) -> float:
-        return self.hbm_gib * 2**30
-
-    def with_(self, **changes) -> "Hardware":
-        return dataclasses.replace(self, **changes)
-
+from scalinglab.tokenomics.spec import Hardware, ModelSpec
 
 _NV = "NVIDIA datasheet"
 HARDWARE: dict[str, Hardware] = {

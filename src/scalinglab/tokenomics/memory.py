@@ -23,9 +23,8 @@ import math
 from dataclasses import dataclass
 
 from scalinglab.errors import UserError
-from scalinglab.tokenomics.catalog import Hardware
 from scalinglab.tokenomics.kv import kv_bytes_per_sequence, kv_elem_bytes, kv_elems_per_layer_token
-from scalinglab.tokenomics.spec import ModelSpec
+from scalinglab.tokenomics.spec import Hardware, ModelSpec
 
 WEIGHT_BYTES = {
     "fp32": 4.0,

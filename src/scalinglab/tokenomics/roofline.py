@@ -27,10 +27,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scalinglab.tokenomics.catalog import Hardware
 from scalinglab.tokenomics.kv import attended_tokens, kv_bytes_per_sequence, kv_elem_bytes
 from scalinglab.tokenomics.memory import ServeConfig, kv_shard, weight_elem_bytes
-from scalinglab.tokenomics.spec import ModelSpec
+from scalinglab.tokenomics.spec import Hardware, ModelSpec
 
 ALLREDUCE_LATENCY_S = 8e-6  # one small-message all-reduce inside an NVLink domain (custom all-reduce class)
 ALLTOALL_LATENCY_S = 15e-6  # one dispatch or combine phase

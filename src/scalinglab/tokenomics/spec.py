@@ -1,4 +1,5 @@
-"""A transformer's shape as tokenomics needs it, and its parameter counts.
+"""What tokenomics reasons about: a transformer's shape and parameter counts (`ModelSpec`), and a
+chip's peak rates, memory and price (`Hardware`; the catalog of real chips is `catalog.py`).
 
 `ModelSpec` covers the decoder-only families of the catalog: Llama/Qwen2 (GQA, dense SwiGLU
 MLP), Mixtral (GQA + top-k MoE), DeepSeek-V3/R1 (MLA: multi-head latent attention, shared +
@@ -13,6 +14,7 @@ GPT-OSS-120B 116.8 B / 5.1 B. Deviation: attention sinks and norm biases are ign
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from scalinglab.errors import UserError
@@ -186,3 +188,37 @@ class ModelSpec:
         routed = self.n_moe_layers * self.top_k * self.expert_params
         head = self.lm_head_params or self.embedding_params
         return self.dense_body_params + routed + head + self.norm_params
+
+
+@dataclass(frozen=True)
+class Hardware:
+    name: str
+    bf16_tflops: float  # dense BF16 tensor FLOP/s, 1e12
+    fp8_tflops: float | None  # dense 8-bit FLOP/s (FP8; INT8 TOPS on chips without FP8), None = no 8-bit path
+    fp4_tflops: float | None  # dense FP4 FLOP/s, None = no FP4 path (falls back to the 8-bit rate)
+    hbm_gib: float  # device memory as the datasheet prints it, GiB (2^30 bytes)
+    hbm_tbps: float  # device memory bandwidth, TB/s
+    scaleup_gbps: float  # scale-up link bandwidth per chip, bidirectional GB/s
+    scaleup_domain: int  # chips in one scale-up (NVLink/ICI/IF) domain
+    usd_per_hour: float  # rental price per chip-hour (editable default)
+    mfu: float = 0.6  # achieved/peak matmul FLOP/s in serving kernels (calibratable)
+    mbu: float = 0.8  # achieved/peak memory bandwidth (calibratable)
+    step_overhead_s: float = 0.0  # fixed per-step cost (launch, scheduling, sampling)
+    overlap: bool = True  # compute and memory overlap (roofline max); False: they add (CPUs)
+    source: str = ""
+
+    def peak_flops(self, dtype: str) -> float:
+        """Dense FLOP/s for matmuls whose operands are `dtype` (falls back to the next wider path)."""
+        d = dtype.lower()
+        if d in ("fp4", "nvfp4", "mxfp4") and self.fp4_tflops:
+            return self.fp4_tflops * 1e12
+        if d in ("fp4", "nvfp4", "mxfp4", "fp8", "int8") and self.fp8_tflops:
+            return self.fp8_tflops * 1e12
+        return self.bf16_tflops * 1e12
+
+    @property
+    def hbm_bytes(self) -> float:
+        return self.hbm_gib * 2**30
+
+    def with_(self, **changes) -> "Hardware":
+        return dataclasses.replace(self, **changes)

@@ -22,9 +22,9 @@ import math
 from dataclasses import dataclass
 
 from scalinglab.errors import UserError
-from scalinglab.tokenomics.catalog import Hardware
 from scalinglab.tokenomics.cost import answer_cost
 from scalinglab.tokenomics.roofline import StepModel
+from scalinglab.tokenomics.spec import Hardware
 
 LLAMA3_GPU_MTBF_HOURS = 16384 * 54 * 24 / 419  # = 50,677 GPU-hours per unexpected interruption
 

@@ -45,12 +45,13 @@ def open_run(kind: str, cfg, model_path: str, out: str, resume: bool) -> Opened:
     """
     from dataclasses import asdict
 
+    from scalinglab.device import pick_device
     from scalinglab.model.hf import load_model
     from scalinglab.model.prompting import PromptFormat, formatted
     from scalinglab.runs import Run
     from scalinglab.runs.store import read_text
     from scalinglab.tasks import get_task
-    from scalinglab.train.common import pick_device, seed_everything
+    from scalinglab.train.common import seed_everything
     from scalinglab.train.data import check_data_file
 
     task = get_task(cfg.task)

@@ -29,6 +29,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from scalinglab.device import pick_device
 from scalinglab.errors import UserError
 from scalinglab.model import ModelConfig, Transformer
 from scalinglab.model.hf import save_model
@@ -44,7 +45,6 @@ from scalinglab.train.common import (
     check_finite,
     lr_at,
     make_optimizer,
-    pick_device,
     seed_everything,
 )
 

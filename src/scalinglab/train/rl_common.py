@@ -465,10 +465,10 @@ class RLRun:
     ) -> "RLRun":
         from dataclasses import asdict
 
+        from scalinglab.device import pick_device
         from scalinglab.model.hf import resolve_model_dir
         from scalinglab.runs import Run
         from scalinglab.tasks import get_task
-        from scalinglab.train.common import pick_device
 
         self = cls()
         self.cfg, self.kind, self.task = cfg, kind, get_task(cfg.task)
