@@ -24,7 +24,8 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    # Imported here so `scalinglab --help` stays quick and each area stays separate.
+    # Every command module is imported at start-up (typer needs their signatures for --help); start-up
+    # stays quick because each command imports torch and the library inside its own body.
     from scalinglab.commands import foundation
 
     foundation.register(app)

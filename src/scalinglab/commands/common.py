@@ -79,7 +79,8 @@ def progress_group() -> Iterator[Any]:
 
 @contextlib.contextmanager
 def progress_bar(description: str, enabled: bool = True) -> Iterator[Any]:
-    """Yield a progress callback; a no-op when disabled or stderr is not a terminal."""
+    """Yield a progress callback (a no-op when disabled). On a terminal, a live bar on stderr; otherwise
+    rich draws no live bar and prints each bar's last state once, when it stops."""
     if not enabled:
         yield lambda *a, **k: None
         return

@@ -3,11 +3,12 @@
     scalinglab run --preset smoke|cpu|gpu --out DIR [--resume]
 
 Stages run in order (`stages.py`), each a library call a user could also make alone:
-pre-training ladder + Chinchilla fit → rejection-sampled synthetic data → SFT → GRPO and
+the pre-training law (an IsoFLOP ladder on text, predict-then-train) and the task's models →
+rejection-sampled synthetic data → SFT → GRPO and
 PPO → ORM and PRM on the RL policy's samples → test-time strategies → the training vs
 test-time trade-off → tokenomics → `DIR/report.html`. A finished stage leaves `DIR/<stage>/stage.json`; `--resume` skips those,
 and Ctrl-C or a crash never touches them; an unfinished stage restarts from scratch (the
-ladder keeps its finished rungs). `DIR/summary.json` holds every headline number, each
+ladders keep their finished rungs). A stage that fails stops the run there. `DIR/summary.json` holds every headline number, each
 stage's model path and the run's `status`: running, finished (with the `finished` time),
 failed or interrupted (Ctrl-C or SIGTERM; no `finished` time). One process at a time
 works in DIR (`DIR/.lock`).
@@ -186,7 +187,9 @@ def _run(p: Preset, root: Path, resume: bool, progress, only: tuple[str, ...]) -
                 root / "summary.json", _summary(root, p, ctx.records, failed, t0, started, status="failed")
             )
             raise
-        except Exception as e:  # a failed stage is reported; the stages that need it are skipped
+        except (
+            Exception
+        ) as e:  # recorded in summary.json, then the run stops: no later stage runs (--resume retries it)
             failed[name] = f"{type(e).__name__}: {e}"
             atomic_write_json(
                 root / "summary.json", _summary(root, p, ctx.records, failed, t0, started, status="failed")
