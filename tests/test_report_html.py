@@ -266,3 +266,27 @@ def test_minimal_summary_renders(tmp_path):
     page = build_report(tmp_path).read_text()
     assert page.count('<span class="badge skipped">skipped</span>') == 16  # summary table + 8 sections
     assert "No law was fitted in this run." in page and "<img" not in page
+
+
+def test_a_stage_law_warning_reaches_the_page(tmp_path):
+    """The pipeline's summary keeps a law's warnings, and the laws table shows them with the
+    ill-determined badge (before, summary.json dropped them and the badge could never appear)."""
+    from scalinglab.pipeline import _summary
+    from scalinglab.pipeline.presets import PRESETS
+    from scalinglab.report.html import render_laws
+
+    law = {
+        "name": "chinchilla",
+        "params": {"E": 2.9, "A": 1e9, "B": 1e5, "alpha": 2.4, "beta": 0.9},
+        "ci95": {"alpha": [0.9, 39.0]},
+        "success": True,
+        "message": "best of 243 starts",
+        "warnings": ["the 95% interval of alpha (0.945, 39) spans a factor 41.3: the data do not pin it"],
+    }
+    records = {"pretrain": {"title": "Pre-training", "headline": {"fit": "ill-determined"}, "law": law}}
+    summary = _summary(tmp_path, PRESETS["smoke"], records, {}, 0.0, "2026-12-01T00:00:00")
+    assert summary["laws"]["chinchilla"]["warnings"] == law["warnings"]
+    html = render_laws(summary["laws"])
+    assert '<span class="badge skipped">ill-determined</span>' in html and "do not pin it" in html
+    clean = render_laws({"chinchilla": {**law, "warnings": []}})
+    assert "ill-determined" not in clean and "badge ok" in clean
