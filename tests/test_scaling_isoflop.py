@@ -10,6 +10,8 @@ import pytest
 
 from scalinglab.scaling import fit_chinchilla
 from scalinglab.scaling import isoflop as iso
+from scalinglab.scaling.laws import chinchilla
+from scalinglab.scaling.planning import optimal_allocation
 
 TRUE = {"E": 1.2, "A": 60.0, "B": 400.0, "alpha": 0.34, "beta": 0.30}
 
@@ -19,20 +21,20 @@ def _ladder(budgets, n_sizes=7, noise=0.0, seed=0, spread=3.0):
     rng = np.random.default_rng(seed)
     C, N, L = [], [], []
     for c in budgets:
-        n_opt = iso.optimal_n(TRUE, c)
+        n_opt = float(optimal_allocation(c, **TRUE)[0])
         for n in np.geomspace(n_opt / spread, n_opt * spread, n_sizes):
             d = c / (6 * n)
             C.append(c)
             N.append(n)
-            L.append(float(iso.chinchilla_loss(TRUE, n, d)[0]) * math.exp(noise * rng.standard_normal()))
+            L.append(float(chinchilla(n, d, **TRUE)) * math.exp(noise * rng.standard_normal()))
     return np.array(C), np.array(N), np.array(L)
 
 
-def test_optimal_n_minimises_the_law_at_fixed_compute():
+def test_optimal_allocation_minimises_the_law_at_fixed_compute():
     C = 1e15
-    n_star = iso.optimal_n(TRUE, C)
+    n_star = float(optimal_allocation(C, **TRUE)[0])
     grid = np.geomspace(n_star / 10, n_star * 10, 2001)
-    losses = [iso.chinchilla_loss(TRUE, n, C / (6 * n))[0] for n in grid]
+    losses = [chinchilla(n, C / (6 * n), **TRUE) for n in grid]
     assert grid[int(np.argmin(losses))] == pytest.approx(n_star, rel=0.01)
 
 
@@ -50,7 +52,9 @@ def test_approach2_recovers_the_exponent_of_the_law():
 
 def test_approach2_warns_when_a_vertex_lies_outside_the_sizes():
     C, N, L = _ladder([1e13, 4e13, 1.6e14], n_sizes=9, noise=0.0, spread=8.0)
-    keep = ~((C == 1e13) & (N < iso.optimal_n(TRUE, 1e13) * 1.5))  # only sizes above the optimum at the first budget
+    keep = ~(
+        (C == 1e13) & (N < float(optimal_allocation(1e13, **TRUE)[0]) * 1.5)
+    )  # only sizes above the optimum at the first budget
     assert ((C == 1e13) & keep).sum() >= 3
     a2 = iso.isoflop_fit(C[keep], N[keep], L[keep], bootstrap=50)
     assert any("outside the sizes trained" in w for w in a2.warnings)
@@ -86,7 +90,7 @@ def test_predict_then_train_on_a_known_law():
     assert all(
         abs(math.log(pred["N"] / pred["N_opt_fit"])) <= abs(math.log(n / pred["N_opt_fit"])) for n in sizes.values()
     )
-    truth = float(iso.chinchilla_loss(TRUE, pred["N"], pred["D"])[0])
+    truth = float(chinchilla(pred["N"], pred["D"], **TRUE))
     rec = iso.score_prediction(pred, truth)
     assert abs(rec["relative_error"]) < 0.02 and rec["inside"]
     lo, hi = rec["interval95"]

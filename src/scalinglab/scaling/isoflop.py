@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scalinglab.scaling.fit import FitResult
+from scalinglab.scaling.laws import chinchilla
+from scalinglab.scaling.planning import optimal_allocation
 
 
 @dataclass
@@ -168,20 +170,6 @@ def compare_exponents(a2: tuple[float, tuple[float, float]], a3: tuple[float, tu
     return {"approach2": {"a": v2, "ci95": [lo2, hi2]}, "approach3": {"a": v3, "ci95": [lo3, hi3]}, "agree": agree}
 
 
-def chinchilla_loss(params: dict | np.ndarray, N: float, D: float) -> np.ndarray:
-    """L(N, D) = E + A/N^α + B/D^β for one parameter dict, or for rows (E, A, B, alpha, beta)."""
-    p = np.asarray([params[k] for k in ("E", "A", "B", "alpha", "beta")] if isinstance(params, dict) else params, float)
-    p = np.atleast_2d(p)
-    return p[:, 0] + p[:, 1] / N ** p[:, 3] + p[:, 2] / D ** p[:, 4]
-
-
-def optimal_n(params: dict, C: float) -> float:
-    """The N minimising L(N, C/6N) (Hoffmann et al. eq. 4: N_opt = G (C/6)^(β/(α+β)))."""
-    al, be, A, B = params["alpha"], params["beta"], params["A"], params["B"]
-    G = (al * A / (be * B)) ** (1.0 / (al + be))
-    return float(G * (C / 6.0) ** (be / (al + be)))
-
-
 def predict_optimum(fit: FitResult, C: float, sizes: dict[int, int], seed: int = 0) -> dict:
     """The dial size nearest to the fit's N_opt(C), its D = C/6N and predicted loss with a 95% prediction interval.
 
@@ -189,16 +177,16 @@ def predict_optimum(fit: FitResult, C: float, sizes: dict[int, int], seed: int =
     bootstrap draws b (the law's uncertainty), r a residual of the fit drawn with each (the scatter of
     one run around the law; the fit minimised log-space residuals, so they multiply).
     """
-    n_star = optimal_n(fit.params, C)
+    n_star = float(optimal_allocation(C, **fit.params)[0])
     size = min(sizes, key=lambda d: abs(math.log(sizes[d]) - math.log(n_star)))
     N = float(sizes[size])
     D = C / (6.0 * N)
-    point = float(chinchilla_loss(fit.params, N, D)[0])
+    point = float(chinchilla(N, D, **fit.params))
     lo = hi = float("nan")
     if fit.samples is not None and len(fit.samples) >= 10:
         rng = np.random.default_rng(seed)
         with np.errstate(all="ignore"):
-            draws = chinchilla_loss(fit.samples, N, D)
+            draws = chinchilla(N, D, *fit.samples.T)  # columns E, A, B, alpha, beta
         draws = draws[np.isfinite(draws)]
         r = np.asarray(fit.residuals, float)
         r = r * math.sqrt(len(r) / max(len(r) - 5, 1))  # five parameters were fitted to them

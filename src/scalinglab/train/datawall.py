@@ -33,10 +33,9 @@ from pathlib import Path
 from typing import Callable
 
 from scalinglab.config import override
-from scalinglab.distributed.executor import BACKENDS
 from scalinglab.errors import UserError
 from scalinglab.runs.store import atomic_write_json, atomic_write_text
-from scalinglab.train.ladder import train_rungs
+from scalinglab.train.ladder import check_executor, train_rungs
 from scalinglab.train.pretrain import PretrainConfig
 
 KEYS = ("task", "depth", "tokens", "unique_tokens", "seed")  # set by the sweep itself
@@ -115,10 +114,7 @@ def check(cfg: DataWallConfig, backend: str) -> None:
         raise UserError("--epochs: positive integers with at least one count above 1 (e.g. 1,2,4,8,16)")
     if cfg.fresh and len(set(cfg.epochs)) < 2:
         raise UserError("--epochs: at least two counts, so that the fresh references pin the fresh-data curve")
-    if backend not in BACKENDS:
-        raise UserError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-    if cfg.threads < 1:
-        raise UserError("--threads must be >= 1")
+    check_executor(backend, cfg.threads)
     base = _base(cfg)
     if cfg.unique_tokens < base.seq_len + 1:
         raise UserError(

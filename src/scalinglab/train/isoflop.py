@@ -36,10 +36,9 @@ from pathlib import Path
 from typing import Callable
 
 from scalinglab.config import override
-from scalinglab.distributed.executor import BACKENDS
 from scalinglab.errors import UserError
 from scalinglab.runs.store import atomic_write_json
-from scalinglab.train.ladder import fit_ladder, train_rungs, write_csv
+from scalinglab.train.ladder import check_executor, fit_ladder, train_rungs, write_csv
 from scalinglab.train.pretrain import PretrainConfig
 
 KEYS = ("task", "depth", "width", "tokens", "seed")  # set by the ladder itself
@@ -87,26 +86,11 @@ def _shape(cfg: IsoFlopConfig, size: int) -> list[str]:
 
 def dial_sizes(cfg: IsoFlopConfig, sizes) -> dict[int, int]:
     """size -> N (all parameters) of the dial under this ladder's settings."""
-    from scalinglab.model import ModelConfig
+    from scalinglab.train.pretrain import data_source, model_config
 
     base = _base(cfg)
-    vocab = _vocab(base)
-    out = {}
-    for s in sizes:
-        pc = override(base, _shape(cfg, s))
-        out[s] = ModelConfig.from_depth(pc.depth, vocab_size=vocab, aspect=pc.aspect, width=pc.width).num_params
-    return out
-
-
-def _vocab(base: PretrainConfig) -> int:
-    from scalinglab.tasks.corpus import is_corpus
-
-    if not is_corpus(base.task):
-        return 128
-    from scalinglab.tasks.corpus import get_corpus
-    from scalinglab.train.text import text_data
-
-    return text_data(get_corpus(base.task), base.vocab_size).tokenizer.vocab_size
+    source = data_source(base)  # the tokenizer fixes the embedding's size
+    return {s: model_config(override(base, _shape(cfg, s)), source).num_params for s in sizes}
 
 
 def rung_config(cfg: IsoFlopConfig, size: int, N: int, C: float) -> PretrainConfig:
@@ -149,10 +133,7 @@ def _check(cfg: IsoFlopConfig, backend: str) -> None:
             f"--predict {cfg.predict:g}: the held-out budget must exceed the largest fitted one "
             f"({max(cfg.budgets):g}); 0 = twice it, -1 = skip"
         )
-    if backend not in BACKENDS:
-        raise UserError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-    if cfg.threads < 1:
-        raise UserError("--threads must be >= 1")
+    check_executor(backend, cfg.threads)
 
 
 def run_isoflop(
@@ -178,7 +159,6 @@ def run_isoflop(
     predict_C = 0.0 if cfg.predict == -1 else (cfg.predict or 2.0 * max(budgets))
     total = len(jobs) + (1 if predict_C else 0)
     root.mkdir(parents=True, exist_ok=True)
-    (root / ".workers").mkdir(exist_ok=True)
     summaries, reused = train_rungs(root, jobs, cfg.threads, cfg.gpus, cfg.retries, backend, address, progress, total)
     rows = [_row(n, *labels[n], summaries[n]) for n in jobs]
     write_csv(root / "ladder.csv", rows)
@@ -318,10 +298,10 @@ def plot_isoflop(
     if math.isfinite(a2.a):
         ax.plot(Cs, np.exp(a2.a * np.log(Cs) + a2.k), "-", label=f"Approach 2: N_opt ∝ C^{a2.a:.3f}")
     if fit3.get("success"):
-        from scalinglab.scaling.isoflop import optimal_n
+        from scalinglab.scaling.planning import optimal_allocation
 
         a3 = fit3["params"]["beta"] / (fit3["params"]["alpha"] + fit3["params"]["beta"])
-        ax.plot(Cs, [optimal_n(fit3["params"], c) for c in Cs], "--", label=f"Approach 3: N_opt ∝ C^{a3:.3f}")
+        ax.plot(Cs, optimal_allocation(Cs, **fit3["params"])[0], "--", label=f"Approach 3: N_opt ∝ C^{a3:.3f}")
     if prediction:
         ax.plot([prediction["C"]], [prediction["N"]], "s", mfc="none", label="held-out rung (nearest dial size)")
     ax.set_xscale("log")

@@ -67,6 +67,14 @@ class LadderConfig:
     overrides: tuple[str, ...] = ()  # key=value for other PretrainConfig fields (batch_size, seq_len, lr, ...)
 
 
+def check_executor(backend: str, threads: int) -> None:
+    """The settings every sweep hands to `train_rungs`, refused before any work."""
+    if backend not in BACKENDS:
+        raise UserError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if threads < 1:
+        raise UserError("--threads must be >= 1")
+
+
 def rung_name(depth: int, tokens: int) -> str:
     return f"rung-d{depth}-t{tokens}"
 
@@ -262,10 +270,7 @@ def run_ladder(
         raise UserError("a ladder needs at least one depth and one token budget")
     if any(d < 1 for d in cfg.depths) or any(t < 1 for t in cfg.tokens):
         raise UserError("--depths and --tokens must be positive integers")
-    if backend not in BACKENDS:
-        raise UserError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-    if cfg.threads < 1:
-        raise UserError("--threads must be >= 1")
+    check_executor(backend, cfg.threads)
     root = Path(out)
     rungs = [(d, t) for d in sorted(set(cfg.depths)) for t in sorted(set(cfg.tokens))]
     configs = {rt: rung_config(cfg, *rt) for rt in rungs}  # validates overrides before any work

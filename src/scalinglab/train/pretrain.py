@@ -199,7 +199,6 @@ class TaskData:
 
     def __init__(self, cfg: PretrainConfig):
         self.cfg, self.task, self.tok = cfg, get_task(cfg.task), CharTokenizer()
-        self.problems = None
 
     def _difficulty(self) -> int | tuple[int, ...] | None:
         return tuple(self.cfg.difficulty_mix) or self.cfg.difficulty or None
@@ -265,6 +264,15 @@ class CorpusData:
         return {"task": self.cfg.task, "corpus": self.data.corpus}
 
 
+def model_config(cfg: PretrainConfig, source) -> ModelConfig:
+    """The model `cfg` trains on `source` (its `data_source`)."""
+    # the char tokenizer's 100 ids sit in a 128-row embedding (the toys' historical size); a BPE's vocabulary is its own
+    vocab = source.tok.vocab_size if is_corpus(cfg.task) else 128
+    return ModelConfig.from_depth(
+        cfg.depth, vocab_size=vocab, aspect=cfg.aspect, width=cfg.width, max_position_embeddings=max(1024, cfg.seq_len)
+    )
+
+
 def data_source(cfg: PretrainConfig):
     return CorpusData(cfg) if is_corpus(cfg.task) else TaskData(cfg)
 
@@ -286,11 +294,7 @@ def pretrain(cfg: PretrainConfig, out: str, resume: bool = False, progress: Call
     check_config(cfg)
     source = data_source(cfg)
     device = pick_device(cfg.device)
-    # the char tokenizer's 100 ids sit in a 128-row embedding (the toys' historical size); a BPE's vocabulary is its own
-    vocab = source.tok.vocab_size if is_corpus(cfg.task) else 128
-    mcfg = ModelConfig.from_depth(
-        cfg.depth, vocab_size=vocab, aspect=cfg.aspect, width=cfg.width, max_position_embeddings=max(1024, cfg.seq_len)
-    )
+    mcfg = model_config(cfg, source)
     run = Run.create(out, kind="pretrain", config=asdict(cfg), resume=resume)
     if resume and run.finished:
         return run.summary

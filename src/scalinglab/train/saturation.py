@@ -98,9 +98,9 @@ def rung_config(cfg: SaturationConfig, depth: int, tokens: int) -> PretrainConfi
 
 
 def check(cfg: SaturationConfig, backend: str) -> None:
-    from scalinglab.distributed.executor import BACKENDS
     from scalinglab.tasks import get_task
     from scalinglab.tasks.corpus import is_corpus
+    from scalinglab.train.ladder import check_executor
 
     if is_corpus(cfg.task):
         raise UserError(
@@ -114,10 +114,7 @@ def check(cfg: SaturationConfig, backend: str) -> None:
         raise UserError("--depths x --tokens: at least two rungs (a ladder)")
     if cfg.eval_problems < 1 or cfg.val_tokens < 1:
         raise UserError("--eval-problems and val_tokens must be >= 1")
-    if backend not in BACKENDS:
-        raise UserError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-    if cfg.threads < 1:
-        raise UserError("--threads must be >= 1")
+    check_executor(backend, cfg.threads)
     task = get_task(cfg.task)
     for d in cfg.difficulties:
         try:

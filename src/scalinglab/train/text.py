@@ -34,6 +34,7 @@ import torch
 
 from scalinglab.cache import cache_root
 from scalinglab.tasks.corpus import Corpus
+from scalinglab.train.data import epoch_source
 
 TOKENIZER_VERSION = "bytelevel-bpe-v1"  # bump when train_bpe's settings change
 
@@ -107,7 +108,7 @@ class TextStream:
             order = order[: max(1, unique_tokens // length)]
         self.tokens, self.length, self.seed, self.pool = tokens, length, seed, order
         self.served = 0  # rows served so far (the resumable state)
-        self._epoch: tuple[int, list[int]] = (-1, [])
+        self._window = epoch_source(order, seed)  # window i of the endless stream of reshuffled epochs
 
     @property
     def unique_tokens(self) -> int:
@@ -116,14 +117,6 @@ class TextStream:
     def epochs(self) -> float:
         """Epochs over the pool served so far."""
         return self.served / len(self.pool)
-
-    def _window(self, i: int) -> int:
-        epoch, k = divmod(i, len(self.pool))
-        if self._epoch[0] != epoch:
-            perm = list(self.pool)
-            random.Random(f"{self.seed}:{epoch}").shuffle(perm)
-            self._epoch = (epoch, perm)
-        return self._epoch[1][k]
 
     def next_rows(self, rows: int, length: int | None = None) -> torch.Tensor:
         L = self.length
