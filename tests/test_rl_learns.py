@@ -60,6 +60,8 @@ def test_grpo_on_ray_learns_like_local(pretrained, tmp_path):
     pytest.importorskip("ray")
     common = ("--model", str(pretrained), "--task", "arithmetic", "--steps", "200", "--seed", "0")
     local = _cli("train", "grpo", *common, "--out", str(tmp_path / "local"))
-    ray_run = _cli("train", "grpo", *common, "--backend", "ray", "--workers", "2", "--out", str(tmp_path / "ray"))
+    ray_run = _cli(
+        "train", "grpo", *common, "--backend", "ray", "--ray-generators", "2", "--out", str(tmp_path / "ray")
+    )
     assert ray_run["accuracy"] >= ray_run["accuracy_before"] + 0.15, ray_run
     assert abs(ray_run["accuracy"] - local["accuracy"]) <= 0.05, (local["accuracy"], ray_run["accuracy"])

@@ -53,12 +53,12 @@ def model_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def synth_run(model_dir, tmp_path_factory):
     from scalinglab.synth.rejection import SynthConfig, load_task_problems, rejection_sample, write_synth
-    from scalinglab.synth.sampler import make_sampler
+    from scalinglab.synth.sampler import local_sampler
 
     out = tmp_path_factory.mktemp("data") / "add.jsonl"
     task, probs = load_task_problems("addition", 24, 0, 1)
     rows, s = rejection_sample(
-        task, probs, make_sampler("local", str(model_dir), "cpu"), SynthConfig(k=8, max_new_tokens=24, retry=True)
+        task, probs, local_sampler(str(model_dir), "cpu"), SynthConfig(k=8, max_new_tokens=24, retry=True)
     )
     return out, rows, write_synth(rows, s, str(out))
 
@@ -125,12 +125,12 @@ def test_synth_cli_bad_input(model_dir, tmp_path, capsys):
         str(model_dir),
         "--n",
         "2",
-        "--backend",
-        "ray",
+        "--set",
+        "top_q=0.9",
         "--out",
         str(tmp_path / "x"),
     )
-    assert code == 2 and "--backend 'ray'" in err
+    assert code == 2 and "unknown config key 'top_q' for SynthConfig" in err
     code, _, err = cli(
         capsys,
         "synth",

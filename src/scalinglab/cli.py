@@ -43,6 +43,7 @@ def _register() -> None:
         "report",
         "distributed",
         "tasks",
+        "config",
     ):
         try:
             mod = __import__(f"scalinglab.commands.{name}", fromlist=["register"])

@@ -9,7 +9,6 @@ config is a new frozen dataclass, saved with the run as `config.json`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import types
 import typing
 from typing import Any, Iterable, Mapping, TypeVar
@@ -82,14 +81,104 @@ def override(cfg: C, updates: Mapping[str, Any] | Iterable[str] | None) -> C:
     return dataclasses.replace(cfg, **changes)
 
 
-def to_dict(cfg: Any) -> dict:
-    return dataclasses.asdict(cfg)
+@dataclasses.dataclass(frozen=True)
+class FieldDoc:
+    """One config field as `scalinglab config show` prints it."""
+
+    name: str
+    type: str
+    default: Any
+    help: str
 
 
-def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
-    """Rebuild a config saved with `to_dict`, type-checking every key."""
-    return override(cls(), dict(data))
+def field_docs(cls: type) -> list[FieldDoc]:
+    """Every field of dataclass `cls` with its type, default and help.
+
+    The help is the field's own comment in the source (`lr: float = 1e-4  # AdamW learning rate`),
+    so the docs are the code: a field without a comment shows an empty help.
+    """
+    comments = _field_comments(cls)
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        out.append(FieldDoc(f.name, _type_name(hints.get(f.name, f.type)), default, comments.get(f.name, "")))
+    return out
 
 
-def dumps(cfg: Any) -> str:
-    return json.dumps(to_dict(cfg), indent=2, sort_keys=True)
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is typing.Literal:
+        return " | ".join(str(a) for a in typing.get_args(tp))
+    return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """{field: the comment on its line(s)}, for `cls` and its dataclass bases (the source, parsed)."""
+    import ast
+    import inspect
+    import io
+    import textwrap
+    import tokenize
+
+    found: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            src = textwrap.dedent(inspect.getsource(klass))
+        except (OSError, TypeError):
+            continue
+        comments: dict[int, str] = {}
+        for tok in tokenize.generate_tokens(io.StringIO(src).readline):
+            if tok.type == tokenize.COMMENT:
+                comments[tok.start[0]] = tok.string.lstrip("#").strip()
+        body = ast.parse(src).body[0].body
+        for node in body:
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                lines = [comments[i] for i in range(node.lineno, node.end_lineno + 1) if i in comments]
+                found[node.target.id] = " ".join(lines)
+    return found
+
+
+# Every recipe's config class, by the name `scalinglab config show` and `--set` help use
+# (module, class): imported only when asked for, so the CLI starts without torch.
+RECIPES: dict[str, tuple[str, str]] = {
+    "pretrain": ("scalinglab.train.pretrain", "PretrainConfig"),
+    "sweep-pretrain": ("scalinglab.train.ladder", "LadderConfig"),
+    "isoflop": ("scalinglab.train.isoflop", "IsoFlopConfig"),
+    "datawall": ("scalinglab.train.datawall", "DataWallConfig"),
+    "saturation": ("scalinglab.train.saturation", "SaturationConfig"),
+    "synth": ("scalinglab.synth.rejection", "SynthConfig"),
+    "annotate": ("scalinglab.synth.annotate", "AnnotateConfig"),
+    "sft": ("scalinglab.train.sft", "SFTConfig"),
+    "dpo": ("scalinglab.train.dpo", "DPOConfig"),
+    "reward-model": ("scalinglab.train.reward_trainer", "RewardModelConfig"),
+    "grpo": ("scalinglab.train.grpo", "GRPOConfig"),
+    "ppo": ("scalinglab.train.ppo", "PPOConfig"),
+    "eval": ("scalinglab.testtime.evaluate", "EvalConfig"),
+    "run": ("scalinglab.pipeline.presets", "Preset"),
+}
+
+
+def recipe_config(name: str) -> type:
+    """The config class of recipe `name` (a key of RECIPES); a UserError lists the known ones."""
+    import importlib
+
+    if name not in RECIPES:
+        raise UserError(f"unknown recipe {name!r} (known: {', '.join(RECIPES)})")
+    module, cls = RECIPES[name]
+    return getattr(importlib.import_module(module), cls)
+
+
+def set_help(recipe: str, example: str) -> str:
+    """The help of a command's repeatable `--set KEY=VALUE`: which config, an example, where the fields are listed."""
+    cls = RECIPES[recipe][1]
+    return (
+        f"Override any {cls} field, repeatable: {example}. Every field with its type, default and meaning: "
+        f"`scalinglab config show {recipe}`. Unknown keys and values of the wrong type are rejected."
+    )

@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from scalinglab.commands.common import JSON_OPT, bench_app, emit, progress_bar
+from scalinglab.config import set_help
 from scalinglab.errors import UserError
 
 MODEL_HELP = (
@@ -45,7 +46,7 @@ def pretrain_cmd(
     out: Path = typer.Option(..., help="Run directory to create (or to continue with --resume)."),
     resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint."),
     set_: Optional[List[str]] = typer.Option(
-        None, "--set", help="Override any PretrainConfig field: --set lr=3e-3 --set batch_size=16."
+        None, "--set", help=set_help("pretrain", "--set lr=3e-3 --set batch_size=16")
     ),
     as_json: bool = JSON_OPT,
 ) -> None:

@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from scalinglab.commands.common import JSON_OPT, emit, progress_bar, train_app
+from scalinglab.config import set_help
 
 MODEL_OPT = typer.Option(
     ...,
@@ -33,9 +34,10 @@ RESUME_OPT = typer.Option(
 CKPT_OPT = typer.Option(
     None, "--checkpoint-every", help="Steps between atomic checkpoints (default 0: only the final model)."
 )
-SET_OPT = typer.Option(
-    None, "--set", help="Override any config field, e.g. --set lr=1e-4 --set batch_size=8 (unknown keys are rejected)."
-)
+
+
+def _set_opt(recipe: str) -> typer.models.OptionInfo:
+    return typer.Option(None, "--set", help=set_help(recipe, "--set lr=1e-4 --set batch_size=8"))
 
 
 def register(app: typer.Typer) -> None:  # commands attach to `train_app` at import time
@@ -71,7 +73,7 @@ def sft_cmd(
     out: Path = OUT_OPT,
     resume: bool = RESUME_OPT,
     checkpoint_every: Optional[int] = CKPT_OPT,
-    set_: Optional[List[str]] = SET_OPT,
+    set_: Optional[List[str]] = _set_opt("sft"),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Supervised fine-tuning, loss on answer tokens only, examples packed with document masks.
@@ -109,7 +111,7 @@ def dpo_cmd(
     beta: Optional[float] = typer.Option(
         None, "--beta", help="DPO β (default 0.1): larger keeps the policy closer to the reference."
     ),
-    set_: Optional[List[str]] = SET_OPT,
+    set_: Optional[List[str]] = _set_opt("dpo"),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Direct Preference Optimization on (verified, failed) sample pairs; reference log-probs precomputed.
@@ -159,7 +161,7 @@ def reward_model_cmd(
     objective: str = typer.Option(
         "bce", "--objective", help="ORM: bce on verifier labels, or bt (Bradley–Terry) on preference pairs."
     ),
-    set_: Optional[List[str]] = SET_OPT,
+    set_: Optional[List[str]] = _set_opt("reward-model"),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Train an outcome (ORM) or process (PRM) reward model: the backbone plus a scalar head.

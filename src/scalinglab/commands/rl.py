@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from scalinglab.commands.common import JSON_OPT, emit, progress_bar, train_app
+from scalinglab.config import set_help
 from scalinglab.errors import UserError
 
 MODEL_OPT = typer.Option(
@@ -65,12 +66,17 @@ def grpo_cmd(
     backend: str = typer.Option(
         "local", help="local: sample in this process; ray: generation and verifier actors on Ray."
     ),
-    address: str = typer.Option(
-        "", help="Ray cluster address to join (--backend ray; default: a private local instance)."
+    ray_address: str = typer.Option(
+        "",
+        "--ray-address",
+        "--address",
+        help="Ray cluster address to join (--backend ray; default: a private local instance).",
     ),
-    workers: int = typer.Option(2, help="Generation actors on the Ray backend."),
+    ray_generators: int = typer.Option(
+        2, "--ray-generators", "--workers", help="Generation actors on the Ray backend."
+    ),
     set_: Optional[List[str]] = typer.Option(
-        None, "--set", help="Override any GRPOConfig field: --set lr=3e-4 --set group_size=16 --set advantage=center."
+        None, "--set", help=set_help("grpo", "--set lr=3e-4 --set group_size=16 --set advantage=center")
     ),
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -94,8 +100,8 @@ def grpo_cmd(
             "seed": seed,
             "checkpoint_every": checkpoint_every,
             "backend": backend,
-            "ray_address": address,
-            "ray_generators": workers,
+            "ray_address": ray_address,
+            "ray_generators": ray_generators,
         },
     )
     cfg = override(cfg, set_ or [])
@@ -113,7 +119,7 @@ def ppo_cmd(
     set_: Optional[List[str]] = typer.Option(
         None,
         "--set",
-        help="Override any PPOConfig field: --set reward=orm --set reward_model=runs/RM --set kl_coef=0.02.",
+        help=set_help("ppo", "--set reward=orm --set reward_model=runs/RM --set kl_coef=0.02"),
     ),
     as_json: bool = JSON_OPT,
 ) -> None:

@@ -40,7 +40,10 @@ def sweep_pretrain_cmd(
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the fit's 95% intervals."),
     grid: str = typer.Option("hoffmann", help="Fit starts: hoffmann (4,500, as published) or small (243, quick)."),
     set_: Optional[List[str]] = typer.Option(
-        None, "--set", help="Any other PretrainConfig field for every rung: --set batch_size=16 --set lr=3e-3."
+        None,
+        "--set",
+        help="Any other PretrainConfig field for every rung: --set batch_size=16 --set lr=3e-3 "
+        "(every field: `scalinglab config show pretrain`).",
     ),
     as_json: bool = common.JSON_OPT,
 ) -> None:
@@ -117,7 +120,8 @@ def sweep_isoflop_cmd(
         None,
         "--set",
         help="PretrainConfig fields for every rung, replacing the defaults "
-        "vocab_size=512 batch_size=8 seq_len=128 val_tokens=65536 when any is given (repeat them).",
+        "vocab_size=512 batch_size=8 seq_len=128 val_tokens=65536 when any is given (repeat them; "
+        "every field: `scalinglab config show pretrain`).",
     ),
     as_json: bool = common.JSON_OPT,
 ) -> None:
@@ -290,7 +294,8 @@ def sweep_datawall_cmd(
         None,
         "--set",
         help="PretrainConfig fields for every rung, replacing the defaults "
-        "aspect=32 vocab_size=512 batch_size=8 seq_len=128 val_tokens=65536 eval_problems=0 when any is given.",
+        "aspect=32 vocab_size=512 batch_size=8 seq_len=128 val_tokens=65536 eval_problems=0 when any is given "
+        "(every field: `scalinglab config show pretrain`).",
     ),
     as_json: bool = common.JSON_OPT,
 ) -> None:
@@ -383,7 +388,9 @@ def sweep_saturation_cmd(
     ),
     threads: int = typer.Option(1, help="Torch threads per rung and per evaluation."),
     set_: Optional[List[str]] = typer.Option(
-        None, "--set", help="Any other PretrainConfig field for every rung: --set batch_size=8."
+        None,
+        "--set",
+        help="Any other PretrainConfig field for every rung: --set batch_size=8 (every field: `scalinglab config show pretrain`).",
     ),
     as_json: bool = common.JSON_OPT,
 ) -> None:

@@ -9,9 +9,8 @@ import typer
 
 from scalinglab.commands.common import JSON_OPT, emit, progress_bar
 from scalinglab.commands.foundation import CHAT_OPT, SYSTEM_OPT
+from scalinglab.config import set_help
 from scalinglab.errors import UserError
-
-BACKEND_OPT = typer.Option("local", help="Where sampling runs: local (this process). A Ray backend is planned.")
 
 
 def register(app: typer.Typer) -> None:
@@ -40,8 +39,8 @@ def synth_cmd(
     difficulty: Optional[int] = typer.Option(None, help="Task difficulty knob (default: the task's own)."),
     temperature: float = typer.Option(1.0, help="Sampling temperature."),
     max_new_tokens: int = typer.Option(0, help="Tokens per sample (0: room for the task's longest worked solution)."),
-    no_dedup: bool = typer.Option(False, "--no-dedup", help="Keep correct samples whose text repeats."),
-    backend: str = BACKEND_OPT,
+    dedup: bool = typer.Option(True, help="Drop correct samples whose normalised text repeats within a problem."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help=set_help("synth", "--set top_p=0.95 --set top_k=50")),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     max_batch: int = typer.Option(64, help="Sequences decoded together."),
     chat: str = CHAT_OPT,
@@ -54,11 +53,12 @@ def synth_cmd(
 
     Example: scalinglab synth --task addition --model runs/A --n 200 --k 8 --out data/add.jsonl --retry --json
     """
+    from scalinglab.config import override
     from scalinglab.model.hf import resolve_model_dir
     from scalinglab.model.prompting import format_task
     from scalinglab.model.tokenizer import load_tokenizer
     from scalinglab.synth.rejection import SynthConfig, load_task_problems, rejection_sample, write_synth
-    from scalinglab.synth.sampler import make_sampler
+    from scalinglab.synth.sampler import local_sampler
 
     if k < 1:
         raise UserError(f"--k must be >= 1, got {k}")
@@ -66,11 +66,12 @@ def synth_cmd(
         raise UserError(f"--temperature must be >= 0, got {temperature}")
     t, probs = load_task_problems(task, n, seed, difficulty, str(problems) if problems else None)
     t, probs = format_task(t, probs, load_tokenizer(resolve_model_dir(model)), chat, system)  # chat template / few-shot
-    cfg = SynthConfig(
-        k=k, max_new_tokens=max_new_tokens, temperature=temperature, retry=retry, dedup=not no_dedup, seed=seed
+    cfg = override(
+        SynthConfig(k=k, max_new_tokens=max_new_tokens, temperature=temperature, retry=retry, dedup=dedup, seed=seed),
+        set_ or [],
     )
     with progress_bar(f"synth {task}") as bar:
-        sampler = make_sampler(backend, str(model), device, max_batch, progress=bar)
+        sampler = local_sampler(str(model), device, max_batch, progress=bar)
         rows, summary = rejection_sample(t, probs, sampler, cfg)
     summary = write_synth(rows, summary, str(out))
     emit(
@@ -108,18 +109,19 @@ def annotate_cmd(
         0, help="Tokens per completion (0: room for the task's longest worked solution)."
     ),
     limit: int = typer.Option(0, help="Annotate only the first LIMIT rows (0: all)."),
-    backend: str = BACKEND_OPT,
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     max_batch: int = typer.Option(64, help="Sequences decoded together."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help=set_help("annotate", "--set m=16")),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Math-Shepherd process labels: for each step prefix, M completions; hard = any correct, soft = fraction.
 
     Example: scalinglab annotate --task addition --model runs/A --data data/add.jsonl --m 8 --out data/prm.jsonl
     """
+    from scalinglab.config import override
     from scalinglab.runs.store import atomic_write_json
     from scalinglab.synth.annotate import AnnotateConfig, annotate
-    from scalinglab.synth.sampler import make_sampler
+    from scalinglab.synth.sampler import local_sampler
     from scalinglab.tasks import get_task, read_jsonl, write_jsonl
 
     if m < 1:
@@ -132,9 +134,14 @@ def annotate_cmd(
     if not rows:
         raise UserError(f"{data}: no rows to annotate")
     with progress_bar(f"annotate {task}") as bar:
-        sampler = make_sampler(backend, str(model), device, max_batch, progress=bar)
+        sampler = local_sampler(str(model), device, max_batch, progress=bar)
         labelled, summary = annotate(
-            t, rows, sampler, AnnotateConfig(m=m, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+            t,
+            rows,
+            sampler,
+            override(
+                AnnotateConfig(m=m, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed), set_ or []
+            ),
         )
     write_jsonl(out, labelled)
     summary = {**summary, "out": str(out), "summary_file": f"{out}.summary.json"}

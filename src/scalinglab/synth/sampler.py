@@ -2,8 +2,8 @@
 
 A `Sampler` is any callable `(prompts, SamplingParams) -> GenerationResult` (the engine's
 types). Rejection sampling, process annotation and the model judge only call a sampler, so
-a distributed backend replaces `local_sampler` and nothing else changes. Only the `local`
-backend (one process, `scalinglab.engine.Engine`) exists today.
+a distributed backend would replace `local_sampler` and nothing else. Today samples come from
+one process (`scalinglab.engine.Engine`); there is no `--backend` flag until a second backend exists.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from scalinglab.engine import Engine, GenerationResult, SamplingParams
-from scalinglab.errors import UserError
 
 Sampler = Callable[[Sequence[str], SamplingParams], GenerationResult]
-BACKENDS = ("local",)
 
 
 def engine_sampler(engine: Engine, progress: Callable[..., None] | None = None) -> Sampler:
@@ -38,11 +36,3 @@ def local_sampler(
     dev = pick_device(device)
     m, tok = load_model(model, device=dev, dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32)
     return engine_sampler(Engine(m, tok, max_batch=max_batch), progress)
-
-
-def make_sampler(
-    backend: str, model: str, device: str = "auto", max_batch: int = 64, progress: Callable[..., None] | None = None
-) -> Sampler:
-    if backend not in BACKENDS:
-        raise UserError(f"--backend {backend!r} is not available (available: {', '.join(BACKENDS)})")
-    return local_sampler(model, device, max_batch, progress)

@@ -1,0 +1,117 @@
+"""Every config field is visible (`scalinglab config show RECIPE`), and named flags are the fields.
+
+Issue 18, point 6: a flag that renames a field, or whose default differs from the config's,
+makes a recipe behave differently from the command line than from `--set` or the library.
+"""
+
+import dataclasses
+import json
+
+import pytest
+import typer
+
+from scalinglab.cli import app, main
+from scalinglab.config import RECIPES, field_docs, override, recipe_config
+
+# command path -> recipe, for the commands that build a recipe's config from their flags
+COMMANDS = {
+    ("pretrain",): "pretrain",
+    ("train", "sft"): "sft",
+    ("train", "dpo"): "dpo",
+    ("train", "reward-model"): "reward-model",
+    ("train", "grpo"): "grpo",
+    ("train", "ppo"): "ppo",
+    ("synth",): "synth",
+    ("annotate",): "annotate",
+    ("sweep", "pretrain"): "sweep-pretrain",
+    ("sweep", "isoflop"): "isoflop",
+    ("sweep", "datawall"): "datawall",
+    ("sweep", "saturation"): "saturation",
+}
+# flags that are inputs of the command rather than fields of the recipe's config
+NOT_CONFIG = {"out", "resume", "as_json", "set_", "model", "data", "backend", "address"}
+SAMPLER_INPUTS = {"task", "n", "problems", "difficulty", "device", "max_batch", "chat", "system", "limit"}
+
+
+def cli(capsys, *args):
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def _command(path):
+    cmd = typer.main.get_command(app)
+    for name in path:
+        cmd = cmd.commands[name]
+    return cmd
+
+
+@pytest.mark.parametrize("path", list(COMMANDS), ids=" ".join)
+def test_named_flags_are_config_fields_with_the_configs_default(path):
+    cls = recipe_config(COMMANDS[path])
+    fields = {f.name for f in dataclasses.fields(cls)}
+    allowed = NOT_CONFIG | (SAMPLER_INPUTS if path in (("synth",), ("annotate",)) else set())
+    for param in _command(path).params:
+        if param.name in allowed and param.name not in fields:
+            continue
+        assert param.name in fields, f"{' '.join(path)}: flag {param.opts} is not a field of {cls.__name__}"
+        if param.default is None:  # None = "the config's default"
+            continue
+        # the flag's default, parsed as the command line parses it, must leave the config unchanged
+        assert override(cls(), {param.name: param.default}) == cls(), (
+            f"{' '.join(path)}: flag {param.opts} defaults to {param.default!r}, "
+            f"{cls.__name__}.{param.name} to {getattr(cls(), param.name)!r}"
+        )
+
+
+@pytest.mark.parametrize("path", [p for p in COMMANDS if p[0] != "sweep"], ids=" ".join)
+def test_set_help_names_the_config_and_where_its_fields_are_listed(path):
+    helps = [p.help for p in _command(path).params if p.name == "set_"]
+    assert helps, f"{' '.join(path)} has no --set"
+    assert f"scalinglab config show {COMMANDS[path]}" in helps[0]
+
+
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_config_show_lists_every_field(recipe, capsys):
+    code, out, err = cli(capsys, "config", "show", recipe, "--json")
+    assert code == 0, err
+    shown = json.loads(out)
+    cls = recipe_config(recipe)
+    assert [r["field"] for r in shown["fields"]] == [f.name for f in dataclasses.fields(cls)]
+    assert shown["config"] == cls.__name__
+    defaults = json.loads(json.dumps(dataclasses.asdict(cls()), default=str))
+    assert {r["field"]: r["default"] for r in shown["fields"]} == defaults
+
+
+def test_field_help_comes_from_the_fields_comment_even_when_the_formatter_wrapped_it():
+    docs = {d.name: d for d in field_docs(recipe_config("grpo"))}
+    assert docs["lr"].help == "AdamW learning rate (constant after warmup)"
+    assert docs["lr"].type == "float" and docs["lr"].default == 1e-4
+    # `chat: Literal[...] = (\n "auto"  # the tokenizer's ... \n)`: the comment sits inside the parentheses
+    assert docs["chat"].help.startswith("the tokenizer's chat template")
+    assert docs["chat"].type == "auto | on | off"
+
+
+def test_config_show_a_preset_shows_its_values(capsys):
+    code, out, _ = cli(capsys, "config", "show", "run", "--preset", "smoke", "--json")
+    assert code == 0
+    values = {r["field"]: r["default"] for r in json.loads(out)["fields"]}
+    assert values["name"] == "smoke" and values["task"] == "addition"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("config", "show", "nope"), "unknown recipe 'nope'"),
+        (("config", "show", "sft", "--preset", "smoke"), "only recipe `run` has presets"),
+        (("config", "show", "run", "--preset", "huge"), "--preset 'huge': known presets are"),
+    ],
+)
+def test_config_show_bad_input_is_one_line(capsys, args, message):
+    code, out, err = cli(capsys, *args)
+    assert code == 2 and message in err and out == ""
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
