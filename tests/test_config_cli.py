@@ -115,3 +115,31 @@ def test_config_show_bad_input_is_one_line(capsys, args, message):
     code, out, err = cli(capsys, *args)
     assert code == 2 and message in err and out == ""
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_run_set_changes_a_preset_field_or_a_stage_recipes_field():
+    from scalinglab.pipeline.presets import PRESETS, configure, stage_overrides
+
+    p = configure("smoke", ["grpo_steps=7", "grpo.lr=3e-4", "eval.top_p=0.9"])
+    assert p.grpo_steps == 7 and p.task == PRESETS["smoke"].task
+    assert stage_overrides(p, "grpo") == ["lr=3e-4"] and stage_overrides(p, "eval") == ["top_p=0.9"]
+    assert stage_overrides(p, "sft") == []
+    assert configure("smoke") == PRESETS["smoke"]
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("nope=1", "unknown config key 'nope' for Preset"),
+        ("grpo.nope=1", "unknown config key 'nope' for GRPOConfig"),
+        ("x.lr=1", "'x' is not a stage's recipe"),
+        ("grpo.lr=abc", "expected float, got 'abc'"),
+        ("name=cpu", "choose the preset with --preset"),
+    ],
+)
+def test_run_set_rejects_a_bad_key_or_value_before_any_work(item, message):
+    from scalinglab.errors import UserError
+    from scalinglab.pipeline.presets import configure
+
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        configure("smoke", [item])
