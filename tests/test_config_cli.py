@@ -143,3 +143,14 @@ def test_run_set_rejects_a_bad_key_or_value_before_any_work(item, message):
 
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
         configure("smoke", [item])
+
+
+def test_a_literal_field_is_checked_when_the_config_is_built_in_python_too():
+    from scalinglab.errors import UserError
+    from scalinglab.testtime.evaluate import EvalConfig
+
+    with pytest.raises(UserError, match="--strategy 'vibes': expected one of greedy, sample, majority"):
+        EvalConfig(strategy="vibes")
+    with pytest.raises(UserError, match="config key 'verifier': 'judge' is not one of"):
+        override(EvalConfig(), ["verifier=judge"])
+    assert EvalConfig(strategy="beam", aggregation="last").strategy == "beam"

@@ -81,6 +81,18 @@ def override(cfg: C, updates: Mapping[str, Any] | Iterable[str] | None) -> C:
     return dataclasses.replace(cfg, **changes)
 
 
+def check_choices(cfg: Any) -> None:
+    """Every `Literal[...]` field of dataclass `cfg` holds one of its values (call it in `__post_init__`,
+    so a config built in Python is checked as one built from the command line is)."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        tp = hints.get(f.name)
+        if typing.get_origin(tp) is typing.Literal and getattr(cfg, f.name) not in typing.get_args(tp):
+            allowed = ", ".join(map(str, typing.get_args(tp)))
+            flag = "--" + f.name.replace("_", "-")  # `--set` values were checked by `override` already
+            raise UserError(f"{flag} {getattr(cfg, f.name)!r}: expected one of {allowed}")
+
+
 @dataclasses.dataclass(frozen=True)
 class FieldDoc:
     """One config field as `scalinglab config show` prints it."""

@@ -78,14 +78,22 @@ def eval_cmd(
     Example: scalinglab eval --model runs/A --task arithmetic --strategy majority --n 1,4,16 --json
     """
     from scalinglab.tasks import get_task, load_problems, parse_settings
-    from scalinglab.testtime.evaluate import STRATEGIES, EvalConfig
+    from scalinglab.testtime.evaluate import EvalConfig
 
-    if strategy not in STRATEGIES:
-        raise UserError(f"--strategy {strategy!r}: known strategies are {', '.join(STRATEGIES)}")
+    cfg = EvalConfig(  # checks --strategy, --verifier, --aggregation and --dtype before any work
+        strategy=strategy,
+        ns=parse_ns(n),
+        verifier=verifier,
+        aggregation=aggregation,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        seed=sample_seed,
+        max_batch=max_batch,
+        dtype=dtype,
+    )
     if verifier in ("orm", "prm") and reward_model is None and strategy in ("best-of-n", "weighted", "beam"):
         raise UserError(f"--verifier {verifier} needs --reward-model DIR")
-    if verifier not in ("functional", "orm", "prm"):
-        raise UserError(f"--verifier {verifier!r}: expected functional, orm or prm")
     from scalinglab.engine.sampling import check_sampling
     from scalinglab.model.hf import resolve_model_dir
 
@@ -107,18 +115,6 @@ def eval_cmd(
         probs = load_problems(problems, default_task=task, task=t)[:num_problems]
     else:
         probs = draw(t, num_problems or 100, seed, difficulty or None, split="eval")
-    cfg = EvalConfig(
-        strategy=strategy,
-        ns=parse_ns(n),
-        verifier=verifier,
-        aggregation=aggregation,
-        temperature=temperature,
-        top_p=top_p,
-        max_new_tokens=max_new_tokens,
-        seed=sample_seed,
-        max_batch=max_batch,
-        dtype=dtype,
-    )
     summary = run_eval(
         model, t, probs, cfg, reward_model=reward_model, device=device, out=out, chat=chat, system=system
     )

@@ -15,10 +15,12 @@ the coverage law of Brown et al. 2024 fitted to it (sampled strategies with n >=
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
+from scalinglab.config import check_choices
 from scalinglab.engine import Engine, SamplingParams
 from scalinglab.engine.steps import decode_dtypes
 from scalinglab.errors import UserError
@@ -30,15 +32,16 @@ from scalinglab.testtime.passk import coverage_curve, mean_pass_at_k
 from scalinglab.testtime.sampling import SELECTORS, SampledStrategy, select
 from scalinglab.testtime.search import BeamSearch
 
-STRATEGIES = ("greedy", "sample", "majority", "best-of-n", "weighted", "beam", "budget")
+Strategy = Literal["greedy", "sample", "majority", "best-of-n", "weighted", "beam", "budget"]
+STRATEGIES = typing.get_args(Strategy)
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    strategy: str = "majority"  # one of STRATEGIES
+    strategy: Strategy = "majority"  # greedy, sample, majority, best-of-n, weighted, beam or budget
     ns: tuple[int, ...] = (1, 2, 4, 8, 16)  # samples / beam budget / thinking tokens (budget)
-    verifier: str = "functional"  # functional, orm or prm (best-of-n, weighted, beam)
-    aggregation: str = (
+    verifier: Literal["functional", "orm", "prm"] = "functional"  # the judge of best-of-n, weighted and beam
+    aggregation: Literal["", "min", "prod", "last"] = (
         ""  # PRM step-score aggregation: min, prod or last ("" = min for best-of-n/weighted, last for beam)
     )
     temperature: float = 1.0  # sampling temperature
@@ -46,7 +49,10 @@ class EvalConfig:
     max_new_tokens: int = 0  # per sample (0 = room for the task's longest worked solution)
     seed: int = 0  # sampling seed
     max_batch: int = 64  # sequences decoded together
-    dtype: str = "auto"  # weights the CPU decode loop reads: fp32 | bf16 | auto (engine.steps.pick_dtype)
+    dtype: Literal["auto", "fp32", "bf16"] = "auto"  # weights the CPU decode loop reads (auto: engine.steps.pick_dtype)
+
+    def __post_init__(self) -> None:
+        check_choices(self)
 
 
 def _point(n: int, r: SolveResult, pass_at_k: float) -> dict:
@@ -57,8 +63,6 @@ def evaluate(
     model, tokenizer, task, problems: Sequence[Problem], cfg: EvalConfig, reward_model=None, progress=None
 ) -> dict:
     """Accuracy and exact compute of `cfg.strategy` at every budget in `cfg.ns`."""
-    if cfg.strategy not in STRATEGIES:
-        raise UserError(f"unknown strategy {cfg.strategy!r} (known: {', '.join(STRATEGIES)})")
     if not problems:
         raise UserError("no problems to evaluate")
     ns = sorted(set(int(n) for n in cfg.ns))
