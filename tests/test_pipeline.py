@@ -41,6 +41,24 @@ def test_every_stage_has_headline_numbers_and_model(smoke):
     assert (out / "report.html").exists()
 
 
+def test_every_stage_has_a_captioned_png_figure_on_the_page(smoke):
+    """Issue 18, point 5: each stage draws at least one figure, a PNG with a caption, and the report embeds it."""
+    import html
+
+    out, _ = smoke
+    saved = json.loads((out / "summary.json").read_text())
+    page = (out / "report.html").read_text()
+    n = 0
+    for name, st in saved["stages"].items():
+        assert st["figures"], name
+        for fig in st["figures"]:
+            assert (out / fig["path"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
+            assert fig["caption"].strip(), fig
+            assert html.escape(fig["caption"], quote=True) in page, fig
+            n += 1
+    assert page.count('<img src="data:image/png;base64,') == n
+
+
 def test_stated_accuracy_is_reproduced_by_eval(smoke, capsys):
     """summary.json's greedy accuracy of the test-time model equals `scalinglab eval` on it."""
     out, summary = smoke
