@@ -59,6 +59,19 @@ def test_every_stage_has_a_captioned_png_figure_on_the_page(smoke):
     assert page.count('<img src="data:image/png;base64,') == n
 
 
+def test_an_ill_determined_law_is_badged_on_the_page(smoke):
+    """Issue 18, point 4: every law keeps the warnings its fit raised (the smoke run's coverage law is
+    ill-determined, as its message says), and the report badges each such law."""
+    out, _ = smoke
+    laws = json.loads((out / "summary.json").read_text())["laws"]
+    for name, law in laws.items():
+        assert bool(law.get("warnings")) == ("ill-determined" in law["message"]), name
+    assert laws["coverage"]["warnings"]
+    page = (out / "report.html").read_text()
+    badged = sum(bool(law.get("warnings")) and law["success"] for law in laws.values())
+    assert page.count('<span class="badge skipped">ill-determined</span>') == badged >= 1
+
+
 def test_stated_accuracy_is_reproduced_by_eval(smoke, capsys):
     """summary.json's greedy accuracy of the test-time model equals `scalinglab eval` on it."""
     out, summary = smoke

@@ -50,21 +50,17 @@ class LawRecord:
         return {k: getattr(self, k) for k in fields if getattr(self, k) is not None}
 
 
-def law_record(name: str, fit: Any, warnings: bool = True) -> LawRecord:
-    """The one place a law record is built: from a `FitResult` or from its `to_dict()` form.
-
-    `warnings=False` records the fit without its warnings and point count (what the coverage and
-    RL laws recorded before this module existed).
-    """
+def law_record(name: str, fit: Any) -> LawRecord:
+    """The one place a law record is built: from a `FitResult` or from its `to_dict()` form."""
     d = fit if isinstance(fit, dict) else {**vars(fit), "ci95": fit.ci}
-    extra = {"warnings": d.get("warnings"), "n_points": d.get("n_points")} if warnings else {}
     return LawRecord(
         name=name,
         params=d.get("params"),
         ci95=d.get("ci95"),
         success=d.get("success"),
         message=d.get("message"),
-        **extra,
+        warnings=d.get("warnings"),
+        n_points=d.get("n_points"),
     )
 
 

@@ -346,7 +346,7 @@ def rl(ctx: Context) -> StageResult:
     ok = [(x, y) for x, y in zip(xs, ys) if x > 0 and math.isfinite(y)]
     if len(ok) >= 5:
         fit = fit_sigmoid([x for x, _ in ok], [y for _, y in ok], bootstrap=200)
-        law = law_record("rl_sigmoid", fit, warnings=False)
+        law = law_record("rl_sigmoid", fit)
         if fit.success:
             grid = np.geomspace(min(x for x, _ in ok), max(x for x, _ in ok), 100)
             ax.plot(grid, fit.predict(grid), "-", color="C0", label="sigmoid fit (GRPO)")
@@ -561,7 +561,7 @@ def testtime(ctx: Context) -> StageResult:
             )
         ],
         table=table,
-        law=law_record("coverage", cov, warnings=False),
+        law=law_record("coverage", cov),
         outputs={"results": {k: v["points"] for k, v in results.items()}},
     )
 
