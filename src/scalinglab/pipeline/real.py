@@ -16,7 +16,8 @@ No pre-training ladder: the model is `preset.model`. The stages, each a library 
    against the calibrated roofline, and $ per answer on the catalogue GPUs.
 
 Every evaluation draws the task's eval split (`tasks/split.py`); every training stream its
-train split; the records carry the overlap (0).
+train split; the results carry the overlap (0). Each stage returns a `StageResult` with at least
+one figure (base: majority vote and pass@k against samples; sft: its loss; rl: its training curves).
 """
 
 from __future__ import annotations
