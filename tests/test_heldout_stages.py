@@ -203,10 +203,12 @@ def test_eval_without_a_file_uses_the_eval_split(tiny, monkeypatch):
 
 def test_pipeline_sums_the_stages_overlap():
     from scalinglab.pipeline import stages
+    from scalinglab.pipeline.results import StageResult
 
-    assert (
-        stages.heldout_overlap({"pretrain": {"heldout_overlap": 0}, "sft": {"heldout_overlap": 0}, "testtime": {}}) == 0
-    )
-    assert stages.heldout_overlap({"a": {"heldout_overlap": 2}, "b": {"heldout_overlap": 1}}) == 3
-    assert stages.heldout_overlap({"a": {"heldout_overlap": None}, "b": {"heldout_overlap": 0}}) is None
-    assert stages.heldout_overlap({"tokenomics": {"headline": {}}}) is None  # nothing computed: nothing claimed
+    def trained(n):  # a training stage's result with its overlap
+        return StageResult("", {}, trains=True, heldout_overlap=n)
+
+    assert stages.heldout_overlap({"pretrain": trained(0), "sft": trained(0), "testtime": StageResult("", {})}) == 0
+    assert stages.heldout_overlap({"a": trained(2), "b": trained(1)}) == 3
+    assert stages.heldout_overlap({"a": trained(None), "b": trained(0)}) is None
+    assert stages.heldout_overlap({"tokenomics": StageResult("", {})}) is None  # nothing computed: nothing claimed

@@ -41,6 +41,37 @@ def test_every_stage_has_headline_numbers_and_model(smoke):
     assert (out / "report.html").exists()
 
 
+def test_every_stage_has_a_captioned_png_figure_on_the_page(smoke):
+    """Issue 18, point 5: each stage draws at least one figure, a PNG with a caption, and the report embeds it."""
+    import html
+
+    out, _ = smoke
+    saved = json.loads((out / "summary.json").read_text())
+    page = (out / "report.html").read_text()
+    n = 0
+    for name, st in saved["stages"].items():
+        assert st["figures"], name
+        for fig in st["figures"]:
+            assert (out / fig["path"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
+            assert fig["caption"].strip(), fig
+            assert html.escape(fig["caption"], quote=True) in page, fig
+            n += 1
+    assert page.count('<img src="data:image/png;base64,') == n
+
+
+def test_an_ill_determined_law_is_badged_on_the_page(smoke):
+    """Issue 18, point 4: every law keeps the warnings its fit raised (the smoke run's coverage law is
+    ill-determined, as its message says), and the report badges each such law."""
+    out, _ = smoke
+    laws = json.loads((out / "summary.json").read_text())["laws"]
+    for name, law in laws.items():
+        assert bool(law.get("warnings")) == ("ill-determined" in law["message"]), name
+    assert laws["coverage"]["warnings"]
+    page = (out / "report.html").read_text()
+    badged = sum(bool(law.get("warnings")) and law["success"] for law in laws.values())
+    assert page.count('<span class="badge skipped">ill-determined</span>') == badged >= 1
+
+
 def test_stated_accuracy_is_reproduced_by_eval(smoke, capsys):
     """summary.json's greedy accuracy of the test-time model equals `scalinglab eval` on it."""
     out, summary = smoke

@@ -9,6 +9,7 @@ import pytest
 
 import scalinglab.pipeline as pipeline
 from scalinglab.errors import UserError
+from scalinglab.pipeline.results import StageResult
 
 
 @pytest.fixture
@@ -17,13 +18,13 @@ def two_stages(monkeypatch):
     calls = {"boom": None}
 
     def first(ctx):
-        return {"title": "first", "headline": {"x": 1.0}}
+        return StageResult("first", {"x": 1.0})
 
     def second(ctx):
         if calls["boom"] is not None:
             exc, calls["boom"] = calls["boom"], None
             raise exc
-        return {"title": "second", "headline": {"y": 2.0}}
+        return StageResult("second", {"y": 2.0})
 
     monkeypatch.setattr(pipeline, "STAGES", [("first", first), ("second", second)])
     import scalinglab.report as report

@@ -273,6 +273,7 @@ def test_a_stage_law_warning_reaches_the_page(tmp_path):
     ill-determined badge (before, summary.json dropped them and the badge could never appear)."""
     from scalinglab.pipeline import _summary
     from scalinglab.pipeline.presets import PRESETS
+    from scalinglab.pipeline.results import StageResult, law_record
     from scalinglab.report.html import render_laws
 
     law = {
@@ -283,8 +284,8 @@ def test_a_stage_law_warning_reaches_the_page(tmp_path):
         "message": "best of 243 starts",
         "warnings": ["the 95% interval of alpha (0.945, 39) spans a factor 41.3: the data do not pin it"],
     }
-    records = {"pretrain": {"title": "Pre-training", "headline": {"fit": "ill-determined"}, "law": law}}
-    summary = _summary(tmp_path, PRESETS["smoke"], records, {}, 0.0, "2026-12-01T00:00:00")
+    stage = StageResult("Pre-training", {"fit": "ill-determined"}, law=law_record("chinchilla", law))
+    summary = _summary(PRESETS["smoke"], {"pretrain": stage}, {}, 0.0, "2026-12-01T00:00:00")
     assert summary["laws"]["chinchilla"]["warnings"] == law["warnings"]
     html = render_laws(summary["laws"])
     assert '<span class="badge skipped">ill-determined</span>' in html and "do not pin it" in html

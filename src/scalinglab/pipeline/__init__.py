@@ -12,6 +12,9 @@ ladders keep their finished rungs). A stage that fails stops the run there. `DIR
 stage's model path and the run's `status`: running, finished (with the `finished` time),
 failed or interrupted (Ctrl-C or SIGTERM; no `finished` time). One process at a time
 works in DIR (`DIR/.lock`).
+
+Each stage returns a `StageResult` (`results.py`); `_summary` writes them to summary.json, whose
+fields docs/report.md describes.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Callable
 from scalinglab.errors import UserError
 from scalinglab.pipeline import stages
 from scalinglab.pipeline.presets import PRESETS, Preset
+from scalinglab.pipeline.results import StageResult
 from scalinglab.runs.checkpoint import sigterm_as_interrupt
 from scalinglab.runs.store import DirLock, atomic_write_json, atomic_write_text, dumps
 
@@ -65,25 +69,22 @@ def get_preset(name: str) -> Preset:
 
 
 def _summary(
-    out: Path, preset: Preset, records: dict, failed: dict, t0: float, started: str, status: str = "running"
+    preset: Preset,
+    records: dict[str, StageResult],
+    failed: dict[str, str],
+    t0: float,
+    started: str,
+    status: str = "running",
 ) -> dict:
-    keep = ("title", "headline", "model", "figures", "table", "notes", "prediction")
-    st = {name: {k: r.get(k) for k in keep if r.get(k) is not None} for name, r in records.items()}
+    """summary.json: the finished stages' results, the failed or interrupted one, every fitted law."""
+    st = {name: r.summary_entry() for name, r in records.items()}
     st.update(
         {
             name: {"status": "interrupted" if err == "interrupted" else "failed", "error": err}
             for name, err in failed.items()
         }
     )
-    laws = {
-        r["law"]["name"]: {
-            k: r["law"].get(k)
-            for k in ("params", "ci95", "success", "message", "warnings", "n_points")
-            if r["law"].get(k) is not None
-        }
-        for r in records.values()
-        if r.get("law")
-    }
+    laws = {r.law.name: r.law.to_dict() for r in records.values() if r.law}
     return {
         "preset": preset.name,
         "task": preset.task,
@@ -94,7 +95,7 @@ def _summary(
         "machine": f"{os.cpu_count()}-core {platform.machine()}",
         "stages": st,
         "laws": laws,
-        "models": {name: r.get("model") for name, r in records.items()},
+        "models": {name: r.model for name, r in records.items()},
         "heldout_overlap": stages.heldout_overlap(records),
     }  # evaluation problems seen in training, all stages (0)
 
@@ -128,7 +129,6 @@ def run_pipeline(
     out: str = "runs/main",
     resume: bool = False,
     progress: Callable[[str], Callable[..., None]] | None = None,
-    only: tuple[str, ...] = (),
 ) -> dict:
     """Run every stage (or resume the unfinished ones); returns the summary written to OUT/summary.json."""
     p = get_preset(preset)
@@ -144,12 +144,12 @@ def run_pipeline(
     lock = DirLock(root)  # one `scalinglab run` per directory; a second one is told who holds it
     try:
         with sigterm_as_interrupt():  # a plain `kill` is recorded as an interruption, like Ctrl-C
-            return _run(p, root, resume, progress, only)
+            return _run(p, root, resume, progress)
     finally:
         lock.release()
 
 
-def _run(p: Preset, root: Path, resume: bool, progress, only: tuple[str, ...]) -> dict:
+def _run(p: Preset, root: Path, resume: bool, progress) -> dict:
     cfg_path = root / "preset.json"
     if cfg_path.exists() and json.loads(cfg_path.read_text()).get("name") != p.name:
         raise UserError(
@@ -163,42 +163,36 @@ def _run(p: Preset, root: Path, resume: bool, progress, only: tuple[str, ...]) -
         t0, started = t0 - float(before.get("seconds", 0.0)), before.get("started", started)
     failed: dict[str, str] = {}
     for name, fn in stages_for(p):
-        if only and name not in only:
-            continue
         marker = root / name / "stage.json"
         if marker.exists():
-            ctx.records[name] = json.loads(marker.read_text())
+            ctx.records[name] = StageResult.from_record(json.loads(marker.read_text()))
             continue
         if (
             name != "pretrain" and (root / name).exists()
         ):  # an unfinished stage restarts (the ladder reuses finished rungs)
             shutil.rmtree(root / name)
         try:
-            record = fn(ctx)
+            result = fn(ctx)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: finished stages are kept, the run says it was interrupted
             failed[name] = "interrupted"
             atomic_write_json(
-                root / "summary.json", _summary(root, p, ctx.records, failed, t0, started, status="interrupted")
+                root / "summary.json", _summary(p, ctx.records, failed, t0, started, status="interrupted")
             )
             raise
         except UserError as e:
             failed[name] = str(e)
-            atomic_write_json(
-                root / "summary.json", _summary(root, p, ctx.records, failed, t0, started, status="failed")
-            )
+            atomic_write_json(root / "summary.json", _summary(p, ctx.records, failed, t0, started, status="failed"))
             raise
         except (
             Exception
         ) as e:  # recorded in summary.json, then the run stops: no later stage runs (--resume retries it)
             failed[name] = f"{type(e).__name__}: {e}"
-            atomic_write_json(
-                root / "summary.json", _summary(root, p, ctx.records, failed, t0, started, status="failed")
-            )
+            atomic_write_json(root / "summary.json", _summary(p, ctx.records, failed, t0, started, status="failed"))
             raise
-        atomic_write_json(marker, json.loads(dumps(record)))
-        ctx.records[name] = record
-        atomic_write_json(root / "summary.json", _summary(root, p, ctx.records, failed, t0, started))
-    summary = _summary(root, p, ctx.records, failed, t0, started, status="finished")
+        atomic_write_json(marker, json.loads(dumps(result.to_record())))
+        ctx.records[name] = result
+        atomic_write_json(root / "summary.json", _summary(p, ctx.records, failed, t0, started))
+    summary = _summary(p, ctx.records, failed, t0, started, status="finished")
     atomic_write_json(root / "summary.json", summary)
     atomic_write_text(root / "results.md", results_markdown(summary))
     try:

@@ -16,7 +16,8 @@ No pre-training ladder: the model is `preset.model`. The stages, each a library 
    against the calibrated roofline, and $ per answer on the catalogue GPUs.
 
 Every evaluation draws the task's eval split (`tasks/split.py`); every training stream its
-train split; the records carry the overlap (0).
+train split; the results carry the overlap (0). Each stage returns a `StageResult` with at least
+one figure (base: majority vote and pass@k against samples; sft: its loss; rl: its training curves).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from scalinglab.errors import UserError
+from scalinglab.pipeline import figures as figs
 from scalinglab.pipeline import stages
+from scalinglab.pipeline.results import StageResult
 from scalinglab.pipeline.stages import EVAL_SEED, Context, _fig
 from scalinglab.report.figures import save_fig
 
@@ -58,23 +61,24 @@ def _eval(
     return s
 
 
-def base(ctx: Context) -> dict:
+def base(ctx: Context) -> StageResult:
     p = ctx.preset
     greedy = _eval(ctx, p.model, p.task, p.eval_problems, "off", "greedy", (1,), p.max_new_tokens, "base greedy")
     sample = _eval(ctx, p.model, p.task, p.eval_problems, "off", "majority", p.ns, p.max_new_tokens, "base majority")
     gsm = _eval(ctx, p.model, "gsm8k", p.gsm8k_problems, "auto", "greedy", (1,), p.gsm8k_max_new_tokens, "base gsm8k")
     last = sample["points"][-1]
-    return {
-        "title": f"The pretrained model as it comes ({p.model})",
-        "model": p.model,
-        "figures": [],
-        "headline": {
+    path = figs.coverage_curve(sample["points"], ctx.dir("base") / "accuracy_vs_samples.png")
+    return StageResult(
+        title=f"The pretrained model as it comes ({p.model})",
+        model=p.model,
+        figures=[ctx.figure(path, figs.COVERAGE_CAPTION.format(model="base model", task=p.task))],
+        headline={
             f"{p.task} greedy": greedy["points"][0]["accuracy"],
             f"majority@{last['n']}": last["accuracy"],
             f"pass@{last['n']}": last["pass_at_k"],
             f"gsm8k greedy ({p.gsm8k_problems} test problems, chat)": gsm["points"][0]["accuracy"],
         },
-        "table": [
+        table=[
             {
                 "task": t,
                 "strategy": s["strategy"],
@@ -87,13 +91,11 @@ def base(ctx: Context) -> dict:
             for t, s in ((p.task, greedy), (p.task, sample), ("gsm8k", gsm))
             for q in s["points"]
         ],
-        "correct": greedy["correct"],
-        "coverage": sample.get("coverage"),
-        "gsm8k": gsm["points"][0],
-    }
+        outputs={"correct": greedy["correct"], "coverage": sample.get("coverage"), "gsm8k": gsm["points"][0]},
+    )
 
 
-def sft(ctx: Context) -> dict:
+def sft(ctx: Context) -> StageResult:
     from scalinglab.train.sft import SFTConfig
     from scalinglab.train.sft import sft as run_sft
 
@@ -114,38 +116,35 @@ def sft(ctx: Context) -> dict:
         eval_seed=EVAL_SEED,
         device=p.device,
     )
-    notes = None
+    notes, run_dir = None, ctx.dir("sft") / "run"
     try:
-        s = run_sft(cfg, p.model, str(ctx.dir("sft") / "run"), progress=ctx.progress("sft"))
+        s = run_sft(cfg, p.model, str(run_dir), progress=ctx.progress("sft"))
     except UserError as e:
         if "none of" not in str(e):
             raise
         # nothing the model sampled was right (a model at the floor): the task's reference answers instead
         notes = f"{e}; SFT used the task's reference solutions instead"
-        s = run_sft(
-            replace(cfg, source="solutions"),
-            p.model,
-            str(ctx.dir("sft") / "run-solutions"),
-            progress=ctx.progress("sft"),
-        )
-    return {
-        "title": "Rejection-sampled SFT on the model's own verified answers",
-        "model": s["model"],
-        "figures": [],
-        "notes": notes,
-        "headline": {
+        run_dir = ctx.dir("sft") / "run-solutions"
+        s = run_sft(replace(cfg, source="solutions"), p.model, str(run_dir), progress=ctx.progress("sft"))
+    path = figs.training_loss(run_dir / "metrics.jsonl", ctx.dir("sft") / "loss.png")
+    return StageResult(
+        title="Rejection-sampled SFT on the model's own verified answers",
+        model=s["model"],
+        figures=[ctx.figure(path, figs.SFT_CAPTION)],
+        notes=notes,
+        headline={
             "accuracy before": s.get("base_accuracy"),
             "accuracy after": s.get("accuracy"),
             "steps": p.sft_steps,
             "examples": s.get("examples"),
         },
-        "accuracy": s.get("accuracy"),
-        "heldout_overlap": s.get("heldout_overlap"),
-        "summary": s,
-    }
+        trains=True,
+        heldout_overlap=s.get("heldout_overlap"),
+        outputs={"accuracy": s.get("accuracy"), "summary": s},
+    )
 
 
-def rl(ctx: Context) -> dict:
+def rl(ctx: Context) -> StageResult:
     from scalinglab.train.grpo import GRPOConfig, train_grpo
 
     p = ctx.preset
@@ -165,17 +164,19 @@ def rl(ctx: Context) -> dict:
         device=p.device,
     )
     g = train_grpo(cfg, start, str(ctx.dir("rl") / "grpo"), progress=ctx.progress("grpo"))
-    return {
-        "title": "GRPO against the task's own scorer",
-        "model": g["model"],
-        "figures": [],
-        "headline": {"accuracy": stages._change(g.get("accuracy_before"), g.get("accuracy")), "steps": p.grpo_steps},
-        "grpo": g,
-        "heldout_overlap": g.get("heldout_overlap"),
-    }
+    path = figs.rl_curves({"GRPO": ctx.dir("rl") / "grpo" / "metrics.jsonl"}, ctx.dir("rl") / "training_curves.png")
+    return StageResult(
+        title="GRPO against the task's own scorer",
+        model=g["model"],
+        figures=[ctx.figure(path, figs.RL_CAPTION)],
+        headline={"accuracy": stages._change(g.get("accuracy_before"), g.get("accuracy")), "steps": p.grpo_steps},
+        trains=True,
+        heldout_overlap=g.get("heldout_overlap"),
+        outputs={"grpo": g},
+    )
 
 
-def testtime(ctx: Context) -> dict:
+def testtime(ctx: Context) -> StageResult:
     from scalinglab.testtime.stats import paired_bootstrap
 
     p = ctx.preset
@@ -185,10 +186,8 @@ def testtime(ctx: Context) -> dict:
         for k, m in runs.items()
         if k != "base"
     }
-    greedy["base"] = {
-        "correct": ctx.records["base"]["correct"],
-        "points": [{"accuracy": sum(ctx.records["base"]["correct"]) / p.eval_problems}],
-    }
+    base_correct = ctx.records["base"].outputs["correct"]
+    greedy["base"] = {"correct": base_correct, "points": [{"accuracy": sum(base_correct) / p.eval_problems}]}
     sample = _eval(ctx, runs["rl"], p.task, p.eval_problems, "off", "majority", p.ns, p.max_new_tokens, "rl majority")
     gains = {}
     for k in ("sft", "rl"):
@@ -206,10 +205,10 @@ def testtime(ctx: Context) -> dict:
     ax.set_ylabel("accuracy")
     ax.legend(fontsize=7)
     save_fig(fig, path)
-    return {
-        "title": "Held-out gains and test-time compute",
-        "model": runs["rl"],
-        "headline": {f"greedy {k}": greedy[k]["points"][0]["accuracy"] for k in ("base", "sft", "rl")}
+    return StageResult(
+        title="Held-out gains and test-time compute",
+        model=runs["rl"],
+        headline={f"greedy {k}": greedy[k]["points"][0]["accuracy"] for k in ("base", "sft", "rl")}
         | {
             f"gain {k} (95% CI)": f"{g['delta']:+.3f} [{g['ci95'][0]:+.3f}, {g['ci95'][1]:+.3f}]"
             for k, g in gains.items()
@@ -219,17 +218,15 @@ def testtime(ctx: Context) -> dict:
             f"pass@{pts[-1]['n']}": pts[-1]["pass_at_k"],
             "held-out problems seen in training": stages.heldout_overlap(ctx.records),
         },
-        "figures": [
-            {
-                "path": ctx.rel(path),
-                "caption": "Majority-vote accuracy and pass@k of the RL model against inference "
-                "compute on held-out problems.",
-            }
+        figures=[
+            ctx.figure(
+                path,
+                "Majority-vote accuracy and pass@k of the RL model against inference compute on held-out problems.",
+            )
         ],
-        "gains": gains,
-        "coverage": sample.get("coverage"),
-        "table": [{"n": q["n"], "majority": q["accuracy"], "pass@k": q["pass_at_k"], "FLOPs": q["flops"]} for q in pts],
-    }
+        table=[{"n": q["n"], "majority": q["accuracy"], "pass@k": q["pass_at_k"], "FLOPs": q["flops"]} for q in pts],
+        outputs={"gains": gains, "coverage": sample.get("coverage")},
+    )
 
 
 STAGES = [("base", base), ("sft", sft), ("rl", rl), ("testtime", testtime), ("tokenomics", stages.tokenomics)]

@@ -1,15 +1,15 @@
-"""The stages of `scalinglab run`. Each is a function `stage(ctx) -> record` that calls the
+"""The stages of `scalinglab run`. Each is a function `stage(ctx) -> StageResult` that calls the
 library (the same functions the individual commands call), writes its runs and figures under
-`DIR/<stage>/`, and returns the record the report shows:
-
-    {"title", "headline": {...}, "model": path | None, "figures": [{"path", "caption"}], "table"?, "notes"?}
+`DIR/<stage>/`, and returns what the report shows (`pipeline/results.py`): a title, headline
+numbers, the model, figures with captions, a table, notes, a fitted law; and in `outputs` what
+later stages read (`ctx.records[stage].outputs`). Every stage draws at least one figure.
 
 Compute is counted in FLOPs throughout. Pre-training uses C = 6·N·D. Post-training compute
 is estimated from what the trainers log: sampled tokens cost 2·N FLOPs each (forward), trained
 tokens 6·N (forward + backward), and RL recomputes old log-probs (another 2·N per token).
 
 Every training stream draws the task's train split and every evaluation its eval split
-(`tasks/split.py`). Each training stage's record carries `heldout_overlap`, the evaluation
+(`tasks/split.py`). Each training stage's result carries `heldout_overlap`, the evaluation
 problems (seed `EVAL_SEED`) found among its training problems, computed from what it drew;
 their sum is the test-time headline and `summary.json`'s `heldout_overlap` (0).
 """
@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from scalinglab.pipeline import figures as figs
 from scalinglab.pipeline.presets import Preset
+from scalinglab.pipeline.results import Figure, StageResult, law_record
 from scalinglab.report.figures import new_figure, save_fig
 
 EVAL_SEED = 777
@@ -33,7 +35,7 @@ class Context:
     out: Path
     preset: Preset
     progress: Callable[[str], Callable[..., None]]  # stage name -> progress callback
-    records: dict = field(default_factory=dict)  # finished stage records, by name
+    records: dict[str, StageResult] = field(default_factory=dict)  # finished stages, by name
 
     def dir(self, stage: str) -> Path:
         d = self.out / stage
@@ -43,8 +45,11 @@ class Context:
     def rel(self, path: str | Path) -> str:
         return str(Path(path).resolve().relative_to(self.out.resolve()))
 
-    def model_of(self, stage: str, key: str = "model") -> str:
-        return self.records[stage][key]
+    def model_of(self, stage: str) -> str:
+        return self.records[stage].model
+
+    def figure(self, path: Path, caption: str) -> Figure:
+        return Figure(self.rel(path), caption)
 
 
 def _fig(ctx: Context, stage: str, name: str):
@@ -67,22 +72,22 @@ def _total(values) -> int | None:
     return None if any(v is None for v in values) else int(sum(values))
 
 
-def heldout_overlap(records: dict) -> int | None:
+def heldout_overlap(records: dict[str, StageResult]) -> int | None:
     """Evaluation problems found among the training problems of every stage, summed (0 by construction);
     None when no stage recorded one (nothing was computed, so nothing is claimed)."""
-    found = [r["heldout_overlap"] for r in records.values() if "heldout_overlap" in r]
+    found = [r.heldout_overlap for r in records.values() if r.trains]
     return _total(found) if found else None
 
 
 # -- 1. pre-training: the law on real text, and the task's models ---------------------------------
 
 
-def pretrain(ctx: Context) -> dict:
+def pretrain(ctx: Context) -> StageResult:
     """The IsoFLOP ladder on text (the law, predict-then-train), then the task's small ladder (the base model)."""
     from scalinglab.train.ladder import LadderConfig, run_ladder
 
     p = ctx.preset
-    record = _text_law(ctx) if p.text_budgets else {"headline": {}, "figures": [], "notes": None}
+    record = _text_law(ctx) if p.text_budgets else {"headline": {}, "figures": [], "notes": None, "law": None}
     # The task's models: its loss saturates (one canonical solution per problem), so no law is fitted to
     # them; they give post-training its base model and the trade-off its pre-trained-only options.
     cfg = LadderConfig(
@@ -120,23 +125,26 @@ def pretrain(ctx: Context) -> dict:
         }
         for r in rungs
     ]
-    return {
-        "title": "Pre-training: the law on real text, and the task's models",
-        "headline": headline,
-        "model": base_path,
-        "figures": record["figures"],
-        "table": table,
-        "notes": record["notes"],
-        "law": record.get("law"),
-        "prediction": record.get("prediction"),
-        "compute_optimal": record.get("compute_optimal"),
-        "base_flops": base["C"],
-        "base_params": base["N"],
-        "base_accuracy": base.get("accuracy"),
-        "rungs": rungs,
-        "text_rungs": record.get("rungs"),
-        "heldout_overlap": _total(r.get("heldout_overlap") for r in rungs),
-    }
+    return StageResult(
+        title="Pre-training: the law on real text, and the task's models",
+        headline=headline,
+        model=base_path,
+        figures=record["figures"],
+        table=table,
+        notes=record["notes"],
+        law=record["law"],
+        prediction=record.get("prediction"),
+        trains=True,
+        heldout_overlap=_total(r.get("heldout_overlap") for r in rungs),
+        outputs={
+            "compute_optimal": record.get("compute_optimal"),
+            "base_flops": base["C"],
+            "base_params": base["N"],
+            "base_accuracy": base.get("accuracy"),
+            "rungs": rungs,
+            "text_rungs": record.get("rungs"),
+        },
+    )
 
 
 def _text_law(ctx: Context) -> dict:
@@ -192,17 +200,13 @@ def _text_law(ctx: Context) -> dict:
         "loss_to_accuracy": "Loss to accuracy: each rung's held-out accuracy (the next 4 tokens of held-out files, "
         "exactly) against its loss, the sigmoid fitted to the rungs, and the held-out rung.",
     }
-    figures = [{"path": ctx.rel(f), "caption": captions.get(Path(f).stem, Path(f).stem)} for f in s.get("figures", [])]
+    figures = [ctx.figure(f, captions.get(Path(f).stem, Path(f).stem)) for f in s.get("figures", [])]
     notes = "; ".join(s["warnings"]) or None
-    law = {
-        "name": "chinchilla",
-        **{k: fit.get(k) for k in ("params", "ci95", "success", "message", "warnings", "n_points")},
-    }
     return {
         "headline": h,
         "figures": figures,
         "notes": notes,
-        "law": law,
+        "law": law_record("chinchilla", fit),
         "prediction": pred,
         "compute_optimal": s.get("compute_optimal"),
         "rungs": s["rungs"],
@@ -213,7 +217,7 @@ def _text_law(ctx: Context) -> dict:
 # -- 2. synthetic data + SFT --------------------------------------------------------------------
 
 
-def synth(ctx: Context) -> dict:
+def synth(ctx: Context) -> StageResult:
     from scalinglab.synth.rejection import SynthConfig, rejection_sample, write_synth
     from scalinglab.synth.sampler import local_sampler
     from scalinglab.tasks import get_task
@@ -231,45 +235,53 @@ def synth(ctx: Context) -> dict:
         for k in ("acceptance_rate", "kept", "problems_with_kept", "tokens_per_kept_sample")
         if k in summary
     }
-    return {
-        "title": "Synthetic data by rejection sampling",
-        "headline": headline,
-        "model": None,
-        "figures": [],
-        "data": str(out),
-        "summary": summary,
-        "heldout_overlap": overlap(problems, _heldout(ctx)[1]),
-    }
+    path = figs.synth_acceptance(rows, summary, ctx.dir("synth") / "acceptance.png")
+    caption = (
+        "Rejection sampling: the fraction of problems with at least one accepted sample among their first k "
+        f"samples, against k (up to the {summary['k']} drawn per problem; retries not counted), beside the "
+        "fraction of all samples accepted."
+    )
+    return StageResult(
+        title="Synthetic data by rejection sampling",
+        headline=headline,
+        figures=[ctx.figure(path, caption)],
+        trains=True,
+        heldout_overlap=overlap(problems, _heldout(ctx)[1]),
+        outputs={"data": str(out), "summary": summary},
+    )
 
 
-def sft(ctx: Context) -> dict:
+def sft(ctx: Context) -> StageResult:
     from scalinglab.train.sft import SFTConfig
     from scalinglab.train.sft import sft as run_sft
 
     p = ctx.preset
-    kept = ctx.records["synth"]["summary"].get("kept", 0)
-    data = ctx.records["synth"]["data"] if kept else ""  # nothing kept: fall back to the task's worked solutions
+    kept = ctx.records["synth"].outputs["summary"].get("kept", 0)
+    data = (
+        ctx.records["synth"].outputs["data"] if kept else ""
+    )  # nothing kept: fall back to the task's worked solutions
     cfg = SFTConfig(
         task=p.task, data=data, steps=p.sft_steps, eval_problems=p.eval_problems, eval_seed=EVAL_SEED, device=p.device
     )
     s = run_sft(cfg, ctx.model_of("pretrain"), str(ctx.dir("sft") / "run"), progress=ctx.progress("sft"))
-    n = ctx.records["pretrain"]["base_params"]
+    n = ctx.records["pretrain"].outputs["base_params"]
     flops = 6.0 * n * p.sft_steps * cfg.batch_size * cfg.seq_len  # packed rows: every position is processed
-    return {
-        "title": "Supervised fine-tuning on the kept samples",
-        "model": s["model"],
-        "figures": [],
-        "notes": None if kept else "rejection sampling kept nothing, so SFT used the task's worked solutions",
-        "headline": {
+    path = figs.training_loss(ctx.dir("sft") / "run" / "metrics.jsonl", ctx.dir("sft") / "loss.png")
+    return StageResult(
+        title="Supervised fine-tuning on the kept samples",
+        model=s["model"],
+        figures=[ctx.figure(path, figs.SFT_CAPTION)],
+        notes=None if kept else "rejection sampling kept nothing, so SFT used the task's worked solutions",
+        headline={
             "accuracy after": s.get("accuracy"),
             "accuracy before": s.get("base_accuracy"),
             "steps": p.sft_steps,
             "training FLOPs (est.)": flops,
         },
-        "accuracy": s.get("accuracy"),
-        "flops": flops,
-        "heldout_overlap": s.get("heldout_overlap"),
-    }
+        trains=True,
+        heldout_overlap=s.get("heldout_overlap"),
+        outputs={"accuracy": s.get("accuracy"), "flops": flops},
+    )
 
 
 # -- 3. RL -----------------------------------------------------------------------------------------
@@ -288,7 +300,7 @@ def _rl_curve(run_dir: Path, n_params: float, train_mult: float) -> tuple[list[f
     return xs, ys
 
 
-def rl(ctx: Context) -> dict:
+def rl(ctx: Context) -> StageResult:
     import numpy as np
 
     from scalinglab.scaling import fit_sigmoid
@@ -323,7 +335,7 @@ def rl(ctx: Context) -> dict:
         str(ctx.dir("rl") / "ppo"),
         progress=ctx.progress("ppo"),
     )
-    n = ctx.records["pretrain"]["base_params"]
+    n = ctx.records["pretrain"].outputs["base_params"]
     fig, ax, path = _fig(ctx, "rl", "accuracy_vs_rl_compute")
     law, curves = None, {}
     for name, run in (("GRPO", "grpo"), ("PPO", "ppo")):
@@ -334,13 +346,7 @@ def rl(ctx: Context) -> dict:
     ok = [(x, y) for x, y in zip(xs, ys) if x > 0 and math.isfinite(y)]
     if len(ok) >= 5:
         fit = fit_sigmoid([x for x, _ in ok], [y for _, y in ok], bootstrap=200)
-        law = {
-            "name": "rl_sigmoid",
-            "params": fit.params,
-            "ci95": fit.ci,
-            "success": fit.success,
-            "message": fit.message,
-        }
+        law = law_record("rl_sigmoid", fit)
         if fit.success:
             grid = np.geomspace(min(x for x, _ in ok), max(x for x, _ in ok), 100)
             ax.plot(grid, fit.predict(grid), "-", color="C0", label="sigmoid fit (GRPO)")
@@ -351,32 +357,40 @@ def rl(ctx: Context) -> dict:
     save_fig(fig, path)  # atomic write; closes the figure
     rl_flops = {name: (c[0][-1] if c[0] else 0.0) for name, c in curves.items()}
     best = max((("grpo", g), ("ppo", q)), key=lambda t: t[1].get("accuracy") or 0)
-    return {
-        "title": "Reinforcement learning against the verifier",
-        "model": best[1]["model"],
-        "headline": {
+    curves_path = figs.rl_curves(
+        {"GRPO": ctx.dir("rl") / "grpo" / "metrics.jsonl", "PPO": ctx.dir("rl") / "ppo" / "metrics.jsonl"},
+        ctx.dir("rl") / "training_curves.png",
+    )
+    return StageResult(
+        title="Reinforcement learning against the verifier",
+        model=best[1]["model"],
+        headline={
             "GRPO accuracy": _change(g.get("accuracy_before"), g.get("accuracy")),
             "PPO accuracy": _change(q.get("accuracy_before"), q.get("accuracy")),
             "GRPO FLOPs (est.)": rl_flops["GRPO"],
             "PPO FLOPs (est.)": rl_flops["PPO"],
             "prompts seen, GRPO / PPO": f"{g.get('prompts_seen')} / {q.get('prompts_seen')}",
         },
-        "figures": [
-            {
-                "path": ctx.rel(path),
-                "caption": "Accuracy of sampled rollouts against cumulative RL compute, "
+        figures=[
+            ctx.figure(
+                path,
+                "Accuracy of sampled rollouts against cumulative RL compute, "
                 "with the sigmoidal compute–performance fit R(C) = R0 + (A − R0)/(1 + (C_mid/C)^B).",
-            }
+            ),
+            ctx.figure(curves_path, figs.RL_CAPTION),
         ],
-        "law": law,
-        "grpo": g,
-        "ppo": q,
-        "grpo_model": g["model"],
-        "ppo_model": q["model"],
-        "grpo_flops": rl_flops["GRPO"],
-        "ppo_flops": rl_flops["PPO"],
-        "heldout_overlap": _total((g.get("heldout_overlap"), q.get("heldout_overlap"))),
-    }
+        law=law,
+        trains=True,
+        heldout_overlap=_total((g.get("heldout_overlap"), q.get("heldout_overlap"))),
+        outputs={
+            "grpo": g,
+            "ppo": q,
+            "grpo_model": g["model"],
+            "ppo_model": q["model"],
+            "grpo_flops": rl_flops["GRPO"],
+            "ppo_flops": rl_flops["PPO"],
+        },
+    )
 
 
 def _change(before, after) -> str:
@@ -387,7 +401,7 @@ def _change(before, after) -> str:
 # -- 4. reward models (after RL: on the policy's samples) -------------------------------------
 
 
-def reward_models(ctx: Context) -> dict:
+def reward_models(ctx: Context) -> StageResult:
     """An ORM and a PRM on the RL policy's own samples: the policy the test-time stage samples from.
 
     Trained on the SFT model's samples instead, they scored the RL model's answers out of
@@ -397,11 +411,11 @@ def reward_models(ctx: Context) -> dict:
     from scalinglab.train.reward_trainer import RewardModelConfig, train_reward_model
 
     p = ctx.preset
-    out = {}
+    out, cfgs = {}, {}
     for kind in ("orm", "prm"):
         # all eval_problems held-out problems (8 samples each): sampling them is cheap, and a
         # quarter of them left the AUC's 95 % CI about ±0.04 wide
-        cfg = RewardModelConfig(
+        cfg = cfgs[kind] = RewardModelConfig(
             kind=kind,
             task=p.task,
             steps=p.rm_steps,
@@ -420,21 +434,51 @@ def reward_models(ctx: Context) -> dict:
                 headline[f"{kind.upper()} {k}"] = v
         if s.get("auc_ci95"):
             headline[f"{kind.upper()} auc 95% CI"] = "[{:.3f}, {:.3f}]".format(*s["auc_ci95"])
-    return {
-        "title": "Outcome and process reward models",
-        "headline": headline,
-        "model": out["orm"]["model"],
-        "figures": [],
-        "orm": out["orm"]["model"],
-        "prm": out["prm"]["model"],
-        "heldout_overlap": _total(s.get("heldout_overlap") for s in out.values()),
-    }
+    scores, labels = _heldout_scores(ctx, cfgs, out)
+    path = figs.roc(scores, labels, ctx.dir("reward_models") / "roc.png")
+    return StageResult(
+        title="Outcome and process reward models",
+        headline=headline,
+        model=out["orm"]["model"],
+        figures=[ctx.figure(path, figs.roc_caption(labels))],
+        trains=True,
+        heldout_overlap=_total(s.get("heldout_overlap") for s in out.values()),
+        outputs={"orm": out["orm"]["model"], "prm": out["prm"]["model"]},
+    )
+
+
+def _heldout_scores(ctx: Context, cfgs: dict, out: dict) -> tuple[dict[str, list[float]], list[bool]]:
+    """Each reward model's scores of the held-out samples its AUC was measured on (the PRM's: min over
+    steps, its headline AUC), and whether each sample is correct.
+
+    The trainer keeps only the AUC, so the scores are recomputed here for the ROC figure: the same
+    seeded samples of the RL policy (`heldout_samples`), scored by the saved models. The global RNG
+    state is put back afterwards, so the later stages draw exactly what they drew without this figure.
+    """
+    from scalinglab.device import pick_device
+    from scalinglab.model.hf import load_model
+    from scalinglab.tasks import get_task
+    from scalinglab.train.data import drop_verifier_errors
+    from scalinglab.train.reward_model import load_reward_model
+    from scalinglab.train.reward_trainer import heldout_samples
+
+    device = pick_device(ctx.preset.device)
+    with figs.rng_untouched():
+        model, tok = load_model(ctx.model_of("rl"), device=device)
+        cfg = cfgs["orm"]
+        samples, _ = drop_verifier_errors(heldout_samples(cfg, get_task(cfg.task), model, tok))
+        prompts, comps = [s["prompt"] for s in samples], [s["completion"] for s in samples]
+        scores = {
+            kind.upper(): load_reward_model(out[kind]["model"], device=device).score_outcomes(prompts, comps)
+            for kind in cfgs
+        }
+    return scores, [bool(s["correct"]) for s in samples]
 
 
 # -- 5. test-time compute ------------------------------------------------------------------------
 
 
-def testtime(ctx: Context) -> dict:
+def testtime(ctx: Context) -> StageResult:
     from matplotlib.ticker import NullFormatter
 
     from scalinglab.model.hf import load_model
@@ -447,8 +491,8 @@ def testtime(ctx: Context) -> dict:
     model_path = ctx.model_of("rl")
     model, tok = load_model(model_path)
     rms = {
-        "orm": load_reward_model(ctx.records["reward_models"]["orm"]),
-        "prm": load_reward_model(ctx.records["reward_models"]["prm"]),
+        "orm": load_reward_model(ctx.records["reward_models"].outputs["orm"]),
+        "prm": load_reward_model(ctx.records["reward_models"].outputs["prm"]),
     }
     runs = [
         ("greedy", "functional"),
@@ -499,44 +543,38 @@ def testtime(ctx: Context) -> dict:
     best = max(table, key=lambda r: r["accuracy"])
     greedy = results["greedy"]["points"][0]["accuracy"]
     maj = results["majority"]["points"][-1]
-    return {
-        "title": "Test-time compute",
-        "model": model_path,
-        "headline": {
+    return StageResult(
+        title="Test-time compute",
+        model=model_path,
+        headline={
             "greedy": greedy,
             f"majority@{maj['n']}": maj["accuracy"],
             f"pass@{sample[-1]['n']}": sample[-1]["pass_at_k"],
             "best": f"{best['strategy']} n={best['n']}: {best['accuracy']:.3f}",
             "held-out problems seen in training": heldout_overlap(ctx.records),
         },
-        "figures": [
-            {
-                "path": ctx.rel(path),
-                "caption": "Accuracy against inference compute for each strategy on held-out problems "
+        figures=[
+            ctx.figure(
+                path,
+                "Accuracy against inference compute for each strategy on held-out problems "
                 "(one model, the RL-trained one); the dashed line is pass@k, what a perfect verifier could pick.",
-            }
+            )
         ],
-        "table": table,
-        "law": {
-            "name": "coverage",
-            "params": cov.params,
-            "ci95": cov.ci,
-            "success": cov.success,
-            "message": cov.message,
-        },
-        "results": {k: v["points"] for k, v in results.items()},
-    }
+        table=table,
+        law=law_record("coverage", cov),
+        outputs={"results": {k: v["points"] for k, v in results.items()}},
+    )
 
 
 # -- 6. trade-off --------------------------------------------------------------------------------
 
 
-def tradeoff(ctx: Context) -> dict:
+def tradeoff(ctx: Context) -> StageResult:
     """Which measured mix of training and test-time compute reaches a target accuracy cheapest."""
     p = ctx.preset
-    pre = ctx.records["pretrain"]
-    sft_flops = ctx.records["sft"]["flops"]
-    rl = ctx.records["rl"]
+    pre = ctx.records["pretrain"].outputs
+    sft_flops = ctx.records["sft"].outputs["flops"]
+    rl = ctx.records["rl"].outputs
     n_eval = p.eval_problems
     options = []
     # pre-trained rungs, greedy
@@ -552,7 +590,8 @@ def tradeoff(ctx: Context) -> dict:
                 }
             )
     train_rl = pre["base_flops"] + sft_flops + rl["grpo_flops"]
-    for q in ctx.records["testtime"]["results"].get("majority", []):
+    results = ctx.records["testtime"].outputs["results"]
+    for q in results.get("majority", []):
         per_query = q["flops"] / n_eval
         options.append(
             {
@@ -562,7 +601,7 @@ def tradeoff(ctx: Context) -> dict:
                 "accuracy": q["accuracy"],
             }
         )
-    for q in ctx.records["testtime"]["results"].get("best-of-n", []):
+    for q in results.get("best-of-n", []):
         per_query = q["flops"] / n_eval
         options.append(
             {
@@ -601,31 +640,30 @@ def tradeoff(ctx: Context) -> dict:
     ax.set_ylabel("accuracy")
     ax.legend(fontsize=8)
     save_fig(fig, path)  # atomic write; closes the figure
-    return {
-        "title": "Where compute is best spent",
-        "model": None,
-        "headline": {
+    return StageResult(
+        title="Where compute is best spent",
+        headline={
             "cheapest option": cheapest["option"],
             "target accuracy": target,
             "its total FLOPs": cheapest["total_flops"],
             "its accuracy": cheapest["accuracy"],
         },
-        "figures": [
-            {
-                "path": ctx.rel(path),
-                "caption": f"Every measured configuration (blue: pre-trained only, greedy; orange: "
+        figures=[
+            ctx.figure(
+                path,
+                f"Every measured configuration (blue: pre-trained only, greedy; orange: "
                 f"post-trained with test-time strategies) by total compute to train it and serve {p.queries:.0e} queries. "
                 "The red circle is the cheapest one that reaches the target.",
-            }
+            )
         ],
-        "table": sorted(options, key=lambda o: o["total_flops"]),
-    }
+        table=sorted(options, key=lambda o: o["total_flops"]),
+    )
 
 
 # -- 7. tokenomics --------------------------------------------------------------------------------
 
 
-def tokenomics(ctx: Context) -> dict:
+def tokenomics(ctx: Context) -> StageResult:
     from scalinglab.engine.measure import engine_measure
     from scalinglab.tokenomics.calibrate import calibrate
     from scalinglab.tokenomics.catalog import get_hardware, get_model
@@ -689,23 +727,22 @@ def tokenomics(ctx: Context) -> dict:
     ax.legend(fontsize=7)
     save_fig(fig, path)  # atomic write; closes the figure
     med = cal["holdout_median_abs_error"]
-    return {
-        "title": "Tokenomics: what answers cost",
-        "model": None,
-        "headline": {
+    return StageResult(
+        title="Tokenomics: what answers cost",
+        headline={
             "CPU decode: median abs error of calibrated prediction": med,
             "matmul GFLOP/s (this CPU)": cal["matmul_flops"] / 1e9,
             "bandwidth GB/s (this CPU)": cal["bandwidth_bytes_per_s"] / 1e9,
             "calibration rounds": cal["rounds"],
             "load average": cal["load_average"]["start"],
         },
-        "figures": [
-            {
-                "path": ctx.rel(path),
-                "caption": "Rental cost of one answer against the length of its chain of thought "
+        figures=[
+            ctx.figure(
+                path,
+                "Rental cost of one answer against the length of its chain of thought "
                 "(1k-token prompt), from the roofline model on the catalogued hardware: long reasoning shrinks the batch "
                 "that fits in HBM, so cost grows faster than linearly.",
-            }
+            )
         ],
-        "table": rows + frontier,
-    }
+        table=rows + frontier,
+    )

@@ -10,11 +10,11 @@ for the contract) and the PNG figures it names. Writes `DIR/report.html`:
   first headline number), the stages with their models, and every fitted law with its 95%
   interval;
 - then one section per stage in pipeline order: headline numbers, notes, figures with
-  captions, the stage's table; a failed stage shows its error in red, a missing one is
-  marked skipped.
+  captions, the stage's table; a failed (or interrupted) stage shows its error in red, a
+  stage the run did not reach is marked skipped.
 
-Values are HTML-escaped everywhere; a figure file that is missing shows a dashed
-placeholder naming the path instead of a broken image.
+Values are HTML-escaped everywhere; a figure file that is missing (or not a PNG, the only
+kind the stages write) shows a dashed placeholder naming the path instead of a broken image.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from scalinglab.errors import UserError
 from scalinglab.report.css import CSS
 from scalinglab.runs.store import atomic_write_text, read_json
 
-# Pipeline order and the scaling axis each stage measures (shown on the summary tiles).
+# Each stage's default title and the scaling axis it measures (shown on the summary tiles).
 # key: (default title, axis on the summary tile, short name in the top bar)
 STAGES: dict[str, tuple[str, str, str]] = {
     "pretrain": ("Pre-training ladder", "pre-training compute", "Pre-training"),
@@ -41,19 +41,16 @@ STAGES: dict[str, tuple[str, str, str]] = {
     "testtime": ("Test-time compute", "test-time compute", "Test-time"),
     "tradeoff": ("Trade-off: where compute buys accuracy", "compute allocation", "Trade-off"),
     "tokenomics": ("Tokenomics of serving", "serving cost", "Tokenomics"),
+    "base": ("The pretrained model as it comes", "the pretrained model", "Base model"),
 }
+# The stages each pipeline runs, in order: the default one (pipeline/stages.py) and `--preset real`
+# (pipeline/real.py, the one with a `base` stage).
+DEFAULT_ORDER = ("pretrain", "synth", "sft", "rl", "reward_models", "testtime", "tradeoff", "tokenomics")
+REAL_ORDER = ("base", "sft", "rl", "testtime", "tokenomics")
 # Figures are drawn at figures.DPI (150); shown at ~0.62 px per pixel their text matches the
 # page's ~10-11 px figure text, the same in every figure whatever its width.
 FIG_SCALE = 0.62
 WIDE_ASPECT = 1.9  # wider figures (side-by-side panels) span the whole row
-MIME = {
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".gif": "image/gif",
-    ".webp": "image/webp",
-    ".svg": "image/svg+xml",
-}
 GREEK = {
     "alpha": "α",
     "beta": "β",
@@ -85,38 +82,36 @@ def load_summary(run_dir: str | Path) -> dict:
     summary = read_json(Path(run_dir) / "summary.json")
     if not isinstance(summary, dict):
         raise UserError(f"{run_dir}/summary.json: expected a JSON object, got {type(summary).__name__}")
-    if not isinstance(summary.get("stages", {}), dict):
-        raise UserError(f"{run_dir}/summary.json: 'stages' must be an object keyed by stage name")
+    stages = summary.get("stages", {})
+    if not isinstance(stages, dict) or not all(isinstance(v, dict) for v in stages.values()):
+        raise UserError(f"{run_dir}/summary.json: 'stages' must be an object of objects keyed by stage name")
     return summary
 
 
-def stage_status(stage: Any) -> str:
-    """'ok', 'failed' or 'skipped' for one entry of summary['stages'] (None = not in the run)."""
+def stage_status(stage: dict | None) -> str:
+    """'ok', 'failed' or 'skipped' for one entry of summary['stages'].
+
+    The pipeline writes a finished stage without a `status`, a failed one with `status: failed`
+    or `interrupted` (and its `error`), and leaves out the stages it did not reach (None here).
+    """
     if stage is None:
         return "skipped"
-    if not isinstance(stage, dict):
-        return "failed"
-    status = str(stage.get("status", "ok")).lower()
-    if status in ("failed", "error", "interrupted"):
-        return "failed"
-    if status in ("skipped", "not run"):
-        return "skipped"
-    return "ok"
+    return "failed" if stage.get("status") in ("failed", "interrupted") else "ok"
 
 
-def ordered_stages(summary: dict) -> list[tuple[str, Any]]:
-    """Every known stage in pipeline order (None where missing), then any unknown ones as given."""
+def ordered_stages(summary: dict) -> list[tuple[str, dict | None]]:
+    """Every stage of the run's pipeline in order (None where the run did not reach it), then any others."""
     stages = summary.get("stages") or {}
-    return [(k, stages.get(k)) for k in STAGES] + [(k, v) for k, v in stages.items() if k not in STAGES]
+    order = REAL_ORDER if "base" in stages else DEFAULT_ORDER
+    return [(k, stages.get(k)) for k in order] + [(k, v) for k, v in stages.items() if k not in order]
 
 
 def figure_paths(run_dir: Path, summary: dict) -> list[tuple[str, Path]]:
     """(stage, resolved path) for every figure the summary names, missing files included."""
     out = []
     for key, stage in ordered_stages(summary):
-        figs = stage.get("figures") if isinstance(stage, dict) else None
-        for fig in figs or []:
-            out.append((key, _resolve(run_dir, fig.get("path", "") if isinstance(fig, dict) else str(fig))))
+        for fig in (stage or {}).get("figures") or []:
+            out.append((key, _resolve(run_dir, fig["path"])))
     return out
 
 
@@ -258,7 +253,7 @@ Self-contained: figures are embedded, no network is needed to read this page.</f
 
 
 def _title(key: str, stage: Any) -> str:
-    if isinstance(stage, dict) and stage.get("title"):
+    if stage and stage.get("title"):
         return str(stage["title"])
     return STAGES[key][0] if key in STAGES else key.replace("_", " ").capitalize()
 
@@ -294,7 +289,7 @@ def render_overview(stages: list[tuple[str, Any]], run_dir: Path) -> str:
     for key, stage in stages:
         status, title = stage_status(stage), _title(key, stage)
         axis = STAGES[key][1] if key in STAGES else key.replace("_", " ")
-        head = (stage.get("headline") or {}) if status == "ok" and isinstance(stage, dict) else {}
+        head = (stage.get("headline") or {}) if status == "ok" else {}
         if status == "ok" and head:
             name, value = next(iter(head.items()))
             tiles.append(
@@ -307,7 +302,7 @@ def render_overview(stages: list[tuple[str, Any]], run_dir: Path) -> str:
                 f'<div class="value">{status}</div><div class="what">{esc(title)}</div></a>'
             )
         results = " · ".join(f"{label(k)} <b>{fmt_value(v)}</b>" for k, v in list(head.items())[:3])
-        model = stage.get("model") if isinstance(stage, dict) else None
+        model = (stage or {}).get("model")
         model_html = f"<code>{esc(_display_path(run_dir, model))}</code>" if model else "—"
         if status == "failed":
             results = f'<span class="msg">{esc(_error_line(stage))}</span>'
@@ -323,10 +318,8 @@ def render_overview(stages: list[tuple[str, Any]], run_dir: Path) -> str:
 <tbody>{"".join(rows)}</tbody></table></div></section>"""
 
 
-def _error_line(stage: Any) -> str:
-    if not isinstance(stage, dict):
-        return f"malformed stage entry: {stage!r}"[:200]
-    err = str(stage.get("error") or stage.get("message") or "no error message recorded")
+def _error_line(stage: dict) -> str:
+    err = str(stage.get("error") or "no error message recorded")
     return err.strip().splitlines()[-1][:200] if err.strip() else err
 
 
@@ -374,11 +367,9 @@ def render_laws(laws: dict) -> str:
 def render_stage(num: int, key: str, stage: Any, run_dir: Path, counter: list[int]) -> str:
     status, title = stage_status(stage), _title(key, stage)
     head = f'<h2><span class="num">{num}.</span> {esc(title)} {badge(status)}</h2>'
-    if status == "skipped" and not (isinstance(stage, dict) and (stage.get("figures") or stage.get("headline"))):
-        reason = (stage.get("reason") or stage.get("error")) if isinstance(stage, dict) else None
-        why = esc(reason) if reason else "This stage was not run (skipped by the preset, or the run stopped before it)."
+    if stage is None:
+        why = "This stage was not run (the run stopped before it)."
         return f'<section class="card" id="stage-{esc(key)}">{head}<p class="skipnote">{why}</p></section>'
-    stage = stage if isinstance(stage, dict) else {"error": _error_line(stage)}
     parts = [head]
     model = stage.get("model")
     sub = [f"stage <code>{esc(key)}</code>"] + (
@@ -406,21 +397,20 @@ def render_stage(num: int, key: str, stage: Any, run_dir: Path, counter: list[in
     return f'<section class="card" id="stage-{esc(key)}">{"".join(parts)}</section>'
 
 
-def render_figure(fig: Any, run_dir: Path, counter: list[int]) -> str:
-    fig = fig if isinstance(fig, dict) else {"path": str(fig)}
+def render_figure(fig: dict, run_dir: Path, counter: list[int]) -> str:
     rel, caption = str(fig.get("path", "")), str(fig.get("caption", ""))
     counter[0] += 1
     cap = f"<figcaption><b>Figure {counter[0]}.</b> {esc(caption)}</figcaption>"
     path = _resolve(run_dir, rel)
-    mime = MIME.get(path.suffix.lower())
-    if not rel or mime is None or not path.is_file():
-        why = "not found" if mime else "not an image type the report embeds"
+    png = path.suffix.lower() == ".png"
+    if not rel or not png or not path.is_file():
+        why = "not found" if png else "not a PNG (the only image type the stages write)"
         return f'<figure><div class="missing">figure {why}: <code>{esc(rel)}</code></div>{cap}</figure>'
     data = path.read_bytes()
     size = _png_size(data)
     dims = f' width="{size[0]}" height="{size[1]}" style="max-width:{round(size[0] * FIG_SCALE)}px"' if size else ""
     wide = ' class="wide"' if size and size[0] > WIDE_ASPECT * size[1] else ""
-    uri = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    uri = f"data:image/png;base64,{base64.b64encode(data).decode('ascii')}"
     return f'<figure{wide}><img src="{uri}"{dims} alt="{esc(caption or rel)}">{cap}</figure>'
 
 
