@@ -154,3 +154,43 @@ def test_a_literal_field_is_checked_when_the_config_is_built_in_python_too():
     with pytest.raises(UserError, match="config key 'verifier': 'judge' is not one of"):
         override(EvalConfig(), ["verifier=judge"])
     assert EvalConfig(strategy="beam", aggregation="last").strategy == "beam"
+
+
+class _Built(Exception):
+    """Raised by a stand-in trainer with the config the stage built."""
+
+
+def test_run_set_reaches_the_config_a_stage_builds(monkeypatch, tmp_path):
+    import scalinglab.train.grpo as grpo
+    from scalinglab.pipeline import stages
+    from scalinglab.pipeline.presets import configure
+    from scalinglab.pipeline.results import StageResult
+
+    def capture(cfg, *args, **kwargs):
+        raise _Built(cfg)
+
+    monkeypatch.setattr(grpo, "train_grpo", capture)
+    p = configure("smoke", ["grpo_steps=5", "grpo.lr=0.5", "grpo.advantage=rloo"])
+    ctx = stages.Context(out=tmp_path, preset=p, progress=lambda name: lambda *a, **k: None)
+    ctx.records["sft"] = StageResult(title="sft", headline={}, model=str(tmp_path / "model"))
+    with pytest.raises(_Built) as built:
+        stages.rl(ctx)
+    cfg = built.value.args[0]
+    assert (cfg.steps, cfg.lr, cfg.advantage) == (5, 0.5, "rloo")
+    assert cfg.prompts_per_step == p.rl_prompts_per_step  # the stage's own settings stay
+
+
+def test_a_resumed_run_needs_the_settings_it_was_started_with(tmp_path):
+    import json
+
+    from scalinglab.errors import UserError
+    from scalinglab.pipeline import run_pipeline
+    from scalinglab.pipeline.presets import configure
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "preset.json").write_text(json.dumps(configure("smoke", ["grpo_steps=5"]).__dict__))
+    with pytest.raises(UserError, match=r"was started with grpo_steps=5, not 3 \(resume with the --set"):
+        run_pipeline("smoke", str(out), resume=True)
+    with pytest.raises(UserError, match="was started with stage_sets"):
+        run_pipeline("smoke", str(out), resume=True, sets=["grpo_steps=5", "grpo.lr=1e-3"])

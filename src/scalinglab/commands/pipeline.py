@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import List, Optional
 
 import typer
 
@@ -24,6 +25,14 @@ def run_cmd(
         Path("runs/main"), help="Run directory: one sub-directory per stage, summary.json, report.html."
     ),
     resume: bool = typer.Option(False, help="Continue a stopped run: finished stages are skipped."),
+    set_: Optional[List[str]] = typer.Option(
+        None,
+        "--set",
+        help="Change the preset, repeatable: FIELD=VALUE sets a preset field (--set grpo_steps=50; every field: "
+        "`scalinglab config show run --preset cpu`), RECIPE.FIELD=VALUE a field of a stage's config "
+        "(--set grpo.lr=3e-4 --set eval.top_p=0.95; RECIPE is synth, sft, grpo, ppo, reward-model or eval; "
+        "fields: `scalinglab config show RECIPE`). Checked before any work; --resume needs the same ones.",
+    ),
     as_json: bool = JSON_OPT,
 ) -> None:
     """o1 in miniature: pre-training ladder, synthetic data, SFT, GRPO and PPO, reward models on
@@ -34,11 +43,12 @@ def run_cmd(
     tokenomics of that model.
 
     Example: scalinglab run --preset smoke --out runs/smoke
+    Example: scalinglab run --set grpo_steps=50 --set grpo.advantage=center --out runs/center
     """
     from scalinglab.pipeline import run_pipeline
 
     with progress_group() as progress:  # one live display; each piece of work adds its own bar
-        summary = run_pipeline(preset, str(out), resume=resume, progress=progress)
+        summary = run_pipeline(preset, str(out), resume=resume, progress=progress, sets=set_ or ())
     lines = [
         f"[bold]{s.get('title', name)}[/bold]: "
         + ", ".join(

@@ -25,11 +25,11 @@ import platform
 import shutil
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from scalinglab.errors import UserError
 from scalinglab.pipeline import stages
-from scalinglab.pipeline.presets import PRESETS, Preset
+from scalinglab.pipeline.presets import Preset, configure
 from scalinglab.pipeline.results import StageResult
 from scalinglab.runs.checkpoint import sigterm_as_interrupt
 from scalinglab.runs.store import DirLock, atomic_write_json, atomic_write_text, dumps
@@ -55,10 +55,9 @@ def stages_for(p: Preset) -> list[tuple[str, Callable]]:
     return STAGES
 
 
-def get_preset(name: str) -> Preset:
-    if name not in PRESETS:
-        raise UserError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
-    p = PRESETS[name]
+def get_preset(name: str, sets: Sequence[str] = ()) -> Preset:
+    """Preset `name` with `run --set` overrides (presets.configure), its device resolved."""
+    p = configure(name, sets)
     if p.device == "auto":
         from dataclasses import replace
 
@@ -129,9 +128,13 @@ def run_pipeline(
     out: str = "runs/main",
     resume: bool = False,
     progress: Callable[[str], Callable[..., None]] | None = None,
+    sets: Sequence[str] = (),
 ) -> dict:
-    """Run every stage (or resume the unfinished ones); returns the summary written to OUT/summary.json."""
-    p = get_preset(preset)
+    """Run every stage (or resume the unfinished ones); returns the summary written to OUT/summary.json.
+
+    `sets` are `run --set` overrides (`FIELD=VALUE` of the preset, `RECIPE.FIELD=VALUE` of a stage's
+    config); a resumed run must be given the same ones."""
+    p = get_preset(preset, sets)
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise UserError(f"--out {root}: is a file, not a directory")
@@ -151,10 +154,17 @@ def run_pipeline(
 
 def _run(p: Preset, root: Path, resume: bool, progress) -> dict:
     cfg_path = root / "preset.json"
-    if cfg_path.exists() and json.loads(cfg_path.read_text()).get("name") != p.name:
-        raise UserError(
-            f"{root}: was started with preset {json.loads(cfg_path.read_text()).get('name')!r}, not {p.name!r}"
-        )
+    if cfg_path.exists():
+        saved, now = json.loads(cfg_path.read_text()), json.loads(dumps(p.__dict__))
+        if saved.get("name") != p.name:
+            raise UserError(f"{root}: was started with preset {saved.get('name')!r}, not {p.name!r}")
+        changed = [k for k in now if k in saved and saved[k] != now[k]]
+        if changed:
+            k = changed[0]
+            raise UserError(
+                f"{root}: was started with {k}={saved[k]!r}, not {now[k]!r} "
+                "(resume with the --set overrides it was started with)"
+            )
     atomic_write_json(cfg_path, p.__dict__)
     ctx = stages.Context(out=root, preset=p, progress=progress or (lambda name: lambda *a, **k: None))
     t0, started = time.time(), time.strftime("%Y-%m-%dT%H:%M:%S")

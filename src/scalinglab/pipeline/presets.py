@@ -9,9 +9,11 @@ pretrained model (SmolLM2-135M-Instruct) instead of the ladder (pipeline/real.py
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal, Sequence
+from typing import Literal, Sequence, TypeVar
 
 from scalinglab.errors import UserError
+
+C = TypeVar("C")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,12 @@ class Preset:
     gsm8k_problems: int = 0  # GSM8K test problems the base model is evaluated on (chat template)
     gsm8k_max_new_tokens: int = 256  # tokens per GSM8K answer
     stage_sets: tuple[str, ...] = ()  # `run --set RECIPE.FIELD=VALUE` overrides of the stages' configs
+
+    def with_sets(self, recipe: str, cfg: C) -> C:
+        """`cfg` (the config a stage built for `recipe`) with this run's `--set RECIPE.FIELD=VALUE`s applied."""
+        from scalinglab.config import override
+
+        return override(cfg, stage_overrides(self, recipe))
 
 
 PRESETS = {

@@ -53,8 +53,11 @@ def _eval(
     model, tok = load_model(model_path)
     task = get_task(task_name)
     task, problems = format_task(task, draw(task, n_problems, EVAL_SEED, split="eval"), tok, chat)
-    cfg = EvalConfig(
-        strategy=strategy, ns=tuple(ns), max_new_tokens=max_new_tokens, temperature=ctx.preset.temperature, seed=0
+    cfg = ctx.preset.with_sets(
+        "eval",
+        EvalConfig(
+            strategy=strategy, ns=tuple(ns), max_new_tokens=max_new_tokens, temperature=ctx.preset.temperature, seed=0
+        ),
     )
     s = evaluate(model, tok, task, problems, cfg, progress=ctx.progress(label))
     s["correct"] = [int(q["correct_samples"] > 0) if strategy == "greedy" else None for q in s["per_problem"]]
@@ -100,7 +103,7 @@ def sft(ctx: Context) -> StageResult:
     from scalinglab.train.sft import sft as run_sft
 
     p = ctx.preset
-    cfg = SFTConfig(
+    cfg = SFTConfig(  # `run --set sft.FIELD=VALUE` applies below
         task=p.task,
         chat="off",
         source="samples",
@@ -116,6 +119,7 @@ def sft(ctx: Context) -> StageResult:
         eval_seed=EVAL_SEED,
         device=p.device,
     )
+    cfg = p.with_sets("sft", cfg)
     notes, run_dir = None, ctx.dir("sft") / "run"
     try:
         s = run_sft(cfg, p.model, str(run_dir), progress=ctx.progress("sft"))
@@ -163,6 +167,7 @@ def rl(ctx: Context) -> StageResult:
         eval_seed=EVAL_SEED,
         device=p.device,
     )
+    cfg = p.with_sets("grpo", cfg)
     g = train_grpo(cfg, start, str(ctx.dir("rl") / "grpo"), progress=ctx.progress("grpo"))
     path = figs.rl_curves({"GRPO": ctx.dir("rl") / "grpo" / "metrics.jsonl"}, ctx.dir("rl") / "training_curves.png")
     return StageResult(

@@ -227,7 +227,7 @@ def synth(ctx: Context) -> StageResult:
     task = get_task(p.task)
     problems = draw(task, p.synth_problems, 31_337, split="train")
     sampler = local_sampler(ctx.model_of("pretrain"), device=p.device, progress=ctx.progress("rejection sampling"))
-    rows, summary = rejection_sample(task, problems, sampler, SynthConfig(k=p.synth_k, seed=0))
+    rows, summary = rejection_sample(task, problems, sampler, p.with_sets("synth", SynthConfig(k=p.synth_k, seed=0)))
     out = ctx.dir("synth") / "data.jsonl"
     write_synth(rows, summary, str(out))
     headline = {
@@ -260,8 +260,16 @@ def sft(ctx: Context) -> StageResult:
     data = (
         ctx.records["synth"].outputs["data"] if kept else ""
     )  # nothing kept: fall back to the task's worked solutions
-    cfg = SFTConfig(
-        task=p.task, data=data, steps=p.sft_steps, eval_problems=p.eval_problems, eval_seed=EVAL_SEED, device=p.device
+    cfg = p.with_sets(
+        "sft",
+        SFTConfig(
+            task=p.task,
+            data=data,
+            steps=p.sft_steps,
+            eval_problems=p.eval_problems,
+            eval_seed=EVAL_SEED,
+            device=p.device,
+        ),
     )
     s = run_sft(cfg, ctx.model_of("pretrain"), str(ctx.dir("sft") / "run"), progress=ctx.progress("sft"))
     n = ctx.records["pretrain"].outputs["base_params"]
@@ -310,26 +318,32 @@ def rl(ctx: Context) -> StageResult:
     p = ctx.preset
     start = ctx.model_of("sft")
     g = train_grpo(
-        GRPOConfig(
-            task=p.task,
-            steps=p.grpo_steps,
-            prompts_per_step=p.rl_prompts_per_step,
-            eval_problems=p.eval_problems,
-            eval_seed=EVAL_SEED,
-            device=p.device,
+        p.with_sets(
+            "grpo",
+            GRPOConfig(
+                task=p.task,
+                steps=p.grpo_steps,
+                prompts_per_step=p.rl_prompts_per_step,
+                eval_problems=p.eval_problems,
+                eval_seed=EVAL_SEED,
+                device=p.device,
+            ),
         ),
         start,
         str(ctx.dir("rl") / "grpo"),
         progress=ctx.progress("grpo"),
     )
     q = train_ppo(
-        PPOConfig(
-            task=p.task,
-            steps=p.ppo_steps,
-            prompts_per_step=p.rl_prompts_per_step,
-            eval_problems=p.eval_problems,
-            eval_seed=EVAL_SEED,
-            device=p.device,
+        p.with_sets(
+            "ppo",
+            PPOConfig(
+                task=p.task,
+                steps=p.ppo_steps,
+                prompts_per_step=p.rl_prompts_per_step,
+                eval_problems=p.eval_problems,
+                eval_seed=EVAL_SEED,
+                device=p.device,
+            ),
         ),
         start,
         str(ctx.dir("rl") / "ppo"),
@@ -415,14 +429,17 @@ def reward_models(ctx: Context) -> StageResult:
     for kind in ("orm", "prm"):
         # all eval_problems held-out problems (8 samples each): sampling them is cheap, and a
         # quarter of them left the AUC's 95 % CI about ±0.04 wide
-        cfg = cfgs[kind] = RewardModelConfig(
-            kind=kind,
-            task=p.task,
-            steps=p.rm_steps,
-            num_problems=p.rm_problems,
-            eval_problems=p.eval_problems,
-            eval_seed=EVAL_SEED,
-            device=p.device,
+        cfg = cfgs[kind] = p.with_sets(
+            "reward-model",
+            RewardModelConfig(
+                kind=kind,
+                task=p.task,
+                steps=p.rm_steps,
+                num_problems=p.rm_problems,
+                eval_problems=p.eval_problems,
+                eval_seed=EVAL_SEED,
+                device=p.device,
+            ),
         )
         out[kind] = train_reward_model(
             cfg, ctx.model_of("rl"), str(ctx.dir("reward_models") / kind), progress=ctx.progress(kind)
@@ -508,7 +525,7 @@ def testtime(ctx: Context) -> StageResult:
     for strategy, verifier in runs:
         label = strategy if verifier == "functional" else f"{strategy} ({verifier.upper()})"
         ns = (1,) if strategy == "greedy" else ((8, 16, 32, 48) if strategy == "budget" else p.ns)
-        cfg = EvalConfig(strategy=strategy, ns=ns, verifier=verifier, seed=0)
+        cfg = ctx.preset.with_sets("eval", EvalConfig(strategy=strategy, ns=ns, verifier=verifier, seed=0))
         results[label] = evaluate(
             model, tok, task, problems, cfg, reward_model=rms.get(verifier), progress=ctx.progress(label)
         )
