@@ -1,7 +1,7 @@
 """Every post-training recipe sees the prompts as the model should: chat template or few-shot.
 
 The trainers wrap their task with `model.prompting.formatted` right after loading the model,
-so SFT/DPO/RM (through `posttrain_loop.open_run`) and GRPO/PPO (through `rl_run.load_policy`) draw,
+so SFT/DPO/RM (through `posttrain.open_run`) and GRPO/PPO (through `rl_run.load_policy`) draw,
 train on and evaluate the same rendered prompts that `eval` and `synth` use. A character-level
 toy model has no chat template, so a task with a few-shot prefix gets the prefix (chat auto).
 """
@@ -53,7 +53,7 @@ def test_rl_run_formats_its_task(model_dir, tmp_path):
 
 def test_posttrain_open_run_formats_its_task(model_dir, tmp_path):
     from scalinglab.tasks import get_task
-    from scalinglab.train.posttrain_loop import open_run
+    from scalinglab.train.posttrain import open_run
     from scalinglab.train.sft import SFTConfig
 
     opened = open_run(
