@@ -55,11 +55,11 @@ from scalinglab.train.rollout import (
     INVALID_LOGPROB,
     Rollout,
     last_position,
-    micro_batches,
     prompt_batch,
     rollout,
     rollout_record,
     rollout_seed,
+    row_slices,
     sequence_logprobs,
     trim,
 )
@@ -204,7 +204,7 @@ def grpo_step(
             norm = _normaliser(ro.mask[rows_mb], cfg, max_new_tokens)
             opt.zero_grad(set_to_none=True)
             loss_sum = 0.0
-            for sl in micro_batches(len(rows_mb), cfg.micro_batch):
+            for sl in row_slices(len(rows_mb), cfg.micro_batch):
                 rows = rows_mb[sl]
                 per_tok = [x[rows] for x in ((old, ref) if old is not None else (ref,)) if x is not None]
                 x, *rest, m = trim(ro.ids[rows], *per_tok, mask=ro.mask[rows])

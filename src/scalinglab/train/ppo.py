@@ -69,11 +69,11 @@ from scalinglab.train.kl import LOG_RATIO_CLAMP, kl_k1, mismatch_stats
 from scalinglab.train.rl_run import RLRun, load_policy, open_rl_run
 from scalinglab.train.rollout import (
     Rollout,
-    micro_batches,
     prompt_batch,
     rollout,
     rollout_record,
     rollout_seed,
+    row_slices,
     sequence_logprobs,
     trim,
 )
@@ -247,7 +247,7 @@ def ppo_step(
     ref, _ = sequence_logprobs(ref_model, ro.ids, ro.mask, cfg.temperature, mb)
     old_v = torch.zeros_like(ro.mask)
     with torch.no_grad():
-        for sl in micro_batches(B, mb):
+        for sl in row_slices(B, mb):
             x, m = trim(ro.ids[sl], mask=ro.mask[sl])
             old_v[sl, : m.shape[1]] = critic(x[:, :-1]) * m  # (b, t): value of the state before each target
     kl = kl_k1(old, ref) * ro.mask  # (B, T-1)
@@ -267,7 +267,7 @@ def ppo_step(
             opt.zero_grad(set_to_none=True)
             critic_opt.zero_grad(set_to_none=True)
             loss_sum = 0.0
-            for sl in micro_batches(len(rows_mb), mb):
+            for sl in row_slices(len(rows_mb), mb):
                 rows = rows_mb[sl]
                 x, o, a, ov, ret, m = trim(
                     ro.ids[rows], old[rows], adv[rows], old_v[rows], returns[rows], mask=ro.mask[rows]

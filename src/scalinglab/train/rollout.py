@@ -198,7 +198,8 @@ def build_rollout(
 # -- trainer-side forward passes over a rollout ------------------------------------------
 
 
-def micro_batches(B: int, size: int) -> list[slice]:
+def row_slices(B: int, size: int) -> list[slice]:
+    """Slices of at most `size` rows over B rows: the micro-batches of a forward pass."""
     return [slice(i, min(i + size, B)) for i in range(0, B, size)]
 
 
@@ -228,7 +229,7 @@ def sequence_logprobs(
     out = torch.full((B, T1), INVALID_LOGPROB, device=ids.device)
     ent = torch.zeros(B, T1, device=ids.device) if entropy else None
     with torch.no_grad():
-        for sl in micro_batches(B, micro_batch):
+        for sl in row_slices(B, micro_batch):
             x, m = trim(ids[sl], mask=mask[sl])
             logits = model(x[:, :-1])  # (b, t, V)
             lp = token_logprobs(logits, x[:, 1:], temperature)  # (b, t)
