@@ -115,6 +115,8 @@ def check_ranges(cfg) -> None:
 
 @dataclass
 class StepResult:
+    """What one optimizer step's forward/backward passes (`sft_backward`, ...) give the loop."""
+
     loss: float  # the step's loss (sum over micro-batches of the globally normalised losses)
     tokens: int  # tokens processed (for tokens/s)
     stats: dict[str, float] = field(default_factory=dict)  # accuracy, margins, ...
