@@ -84,7 +84,7 @@ def run_trl(hf_dir: Path, args, work: Path) -> dict:
 
     from scalinglab.model.hf import load_model
     from scalinglab.tasks import get_task
-    from scalinglab.train.rl_common import prompt_batch
+    from scalinglab.train.rollout import prompt_batch
 
     task = get_task(args.task)
     problems = [p for s in range(args.steps) for p in prompt_batch(task, args.seed, s, args.prompts, None)]
@@ -178,7 +178,7 @@ def main(argv=None) -> dict:
     from scalinglab.tasks import get_task
     from scalinglab.testtime.greedy import default_max_new_tokens
     from scalinglab.train.grpo import GRPOConfig
-    from scalinglab.train.rl_common import RL_SEED_BASE
+    from scalinglab.train.rollout import RL_SEED_BASE
 
     task = get_task(args.task)
     args.max_new_tokens = args.max_new_tokens or default_max_new_tokens(task, task.generate(64, seed=RL_SEED_BASE - 1))

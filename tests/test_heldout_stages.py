@@ -70,7 +70,7 @@ def test_pretrain_run_records_heldout_overlap(tmp_path):
 
 
 def test_rl_prompt_batches_over_many_steps_never_meet_the_eval_set():
-    from scalinglab.train.rl_common import prompt_batch, rollout_seed
+    from scalinglab.train.rollout import prompt_batch, rollout_seed
 
     for seed in (0, 1):
         prompts = [p for step in range(200) for p in prompt_batch(TASK, seed, step, 16, None)]

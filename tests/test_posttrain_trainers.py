@@ -3,6 +3,7 @@ accumulation is exact, --resume repeats no step, non-finite losses stop the run.
 
 import json
 from dataclasses import replace
+from functools import partial
 
 import pytest
 import torch
@@ -14,10 +15,10 @@ from scalinglab.model.hf import save_model
 from scalinglab.model.tokenizer import CharTokenizer
 from scalinglab.tasks import get_task, write_jsonl
 from scalinglab.train.data import Packer, encode_example
-from scalinglab.train.dpo import DPOConfig, dpo, make_dpo_step, reference_logprobs
+from scalinglab.train.dpo import DPOConfig, dpo, dpo_backward, reference_logprobs
 from scalinglab.train.reward_model import RewardModel, load_reward_model
-from scalinglab.train.reward_trainer import RewardModelConfig, _encode, make_rm_step, train_reward_model
-from scalinglab.train.sft import SFTConfig, make_sft_step, sft
+from scalinglab.train.reward_trainer import RewardModelConfig, _encode, rm_backward, train_reward_model
+from scalinglab.train.sft import SFTConfig, sft, sft_backward
 
 TASK = get_task("arithmetic")
 SMALL = dict(steps=3, batch_size=4, eval_problems=0, device="cpu", warmup_steps=1)
@@ -109,12 +110,14 @@ def test_gradient_accumulation_is_exact(files):
     # SFT: 8 packed rows of different answer-token counts
     exs = [encode_example(tok, p.prompt, p.solution) for p in ps]
     batch = Packer(lambda i: exs[i % len(exs)], seq_len=48, pad_id=tok.pad_id).next_rows(8)
-    _same_grads(lambda m: make_sft_step(model, SFTConfig(micro_batch_size=m), dev), model, batch)
+    _same_grads(lambda m: partial(sft_backward, model, cfg=SFTConfig(micro_batch_size=m), device=dev), model, batch)
     # DPO: 8 pairs
     pairs = [{"prompt": p.prompt, "chosen": p.solution, "rejected": _wrong(p)} for p in ps[:8]]
     ref = reference_logprobs(model, tok, pairs, dev) - 0.5  # a reference that differs from the policy
     _same_grads(
-        lambda m: make_dpo_step(model, tok, pairs, ref, DPOConfig(micro_batch_size=m, nll_weight=0.5), dev),
+        lambda m: partial(
+            dpo_backward, model, tok, pairs, ref, cfg=DPOConfig(micro_batch_size=m, nll_weight=0.5), device=dev
+        ),
         model,
         list(range(8)),
     )
@@ -129,10 +132,14 @@ def test_gradient_accumulation_is_exact(files):
         )
         for i, p in enumerate(ps[:8])
     ]
-    _same_grads(lambda m: make_rm_step(rm, replace(cfg, micro_batch_size=m), enc, dev), rm, list(range(8)))
+    _same_grads(
+        lambda m: partial(rm_backward, rm, enc, cfg=replace(cfg, micro_batch_size=m), device=dev), rm, list(range(8))
+    )
     cfg = RewardModelConfig(objective="bt")
     enc = [_encode(cfg, tok, pr) for pr in pairs]
-    _same_grads(lambda m: make_rm_step(rm, replace(cfg, micro_batch_size=m), enc, dev), rm, list(range(8)))
+    _same_grads(
+        lambda m: partial(rm_backward, rm, enc, cfg=replace(cfg, micro_batch_size=m), device=dev), rm, list(range(8))
+    )
 
 
 def test_resume_continues_exactly(files, tmp_path):

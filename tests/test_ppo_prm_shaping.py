@@ -7,8 +7,9 @@ import torch
 from scalinglab.engine.engine import Completion, Generation, GenerationResult
 from scalinglab.model.tokenizer import CharTokenizer
 from scalinglab.tasks import get_task
+from scalinglab.train.advantages import gae
 from scalinglab.train.ppo import PPOConfig, shape_clip, shape_min, token_rewards
-from scalinglab.train.rl_common import gae, rollout
+from scalinglab.train.rollout import rollout
 
 ARITH = get_task("arithmetic")
 

@@ -6,21 +6,18 @@ import math
 import pytest
 import torch
 
-from scalinglab.train.grpo import GRPOConfig, grpo_loss
-from scalinglab.train.ppo import PPOConfig, ppo_loss, step_end_tokens
-from scalinglab.train.rl_common import (
+from scalinglab.train.advantages import (
     ADVANTAGES,
     gae,
     group_center,
     group_zscore,
-    kl_k1,
-    kl_k2,
-    kl_k3,
     leave_one_out,
-    mismatch_stats,
     whiten,
     zero_std_groups,
 )
+from scalinglab.train.grpo import GRPOConfig, grpo_loss
+from scalinglab.train.kl import kl_k1, kl_k2, kl_k3, mismatch_stats
+from scalinglab.train.ppo import PPOConfig, ppo_loss, step_end_tokens
 
 R = torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]])
 
@@ -187,7 +184,7 @@ def test_step_end_tokens_char_tokenizer():
 
 
 def test_last_position():
-    from scalinglab.train.rl_common import last_position
+    from scalinglab.train.rollout import last_position
 
     mask = torch.tensor([[0, 1, 1, 0], [0, 0, 0, 0], [1, 0, 0, 1]])
     assert last_position(mask).tolist() == [2, -1, 3]

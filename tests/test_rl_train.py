@@ -19,10 +19,12 @@ from scalinglab.model import ModelConfig, Transformer
 from scalinglab.model.hf import load_model, save_model
 from scalinglab.model.tokenizer import CharTokenizer
 from scalinglab.train import grpo as grpo_mod
+from scalinglab.train.advantages import ADVANTAGES
 from scalinglab.train.common import NonFiniteError
 from scalinglab.train.grpo import GRPOConfig, grpo_step, train_grpo
+from scalinglab.train.kl import mismatch_stats
 from scalinglab.train.ppo import PPOConfig, ValueModel, ppo_step, token_rewards, train_ppo
-from scalinglab.train.rl_common import ADVANTAGES, mismatch_stats, rollout, sequence_logprobs
+from scalinglab.train.rollout import rollout, sequence_logprobs
 from scalinglab.verify.verdict import Verdict
 
 ARITH = tasks_mod.get_task("arithmetic")

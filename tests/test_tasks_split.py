@@ -60,7 +60,7 @@ def test_draw_is_deterministic_distinct_for_eval_and_starts_with_the_first_chunk
 
 def test_raw_generators_overlap_which_is_why_the_split_exists():
     """Issue 17: seed 777's evaluation problems were among GRPO's training prompts (42 of 197)."""
-    from scalinglab.train.rl_common import rollout_seed
+    from scalinglab.train.rollout import rollout_seed
 
     t = get_task("arithmetic")
     heldout = t.generate(200, seed=777)

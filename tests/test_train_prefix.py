@@ -61,7 +61,7 @@ def test_grpo_step_with_shared_prefixes_makes_the_same_update(tiny_model):
     from scalinglab.tasks import get_task
     from scalinglab.train.common import make_optimizer
     from scalinglab.train.grpo import GRPOConfig, grpo_step
-    from scalinglab.train.rl_common import rollout
+    from scalinglab.train.rollout import rollout
 
     model, tok = tiny_model
     task = get_task("arithmetic")

@@ -1,7 +1,7 @@
 """Every post-training recipe sees the prompts as the model should: chat template or few-shot.
 
 The trainers wrap their task with `model.prompting.formatted` right after loading the model,
-so SFT/DPO/RM (through `posttrain_loop.open_run`) and GRPO/PPO (through `RLRun.start`) draw,
+so SFT/DPO/RM (through `posttrain.open_run`) and GRPO/PPO (through `rl_run.load_policy`) draw,
 train on and evaluate the same rendered prompts that `eval` and `synth` use. A character-level
 toy model has no chat template, so a task with a few-shot prefix gets the prefix (chat auto).
 """
@@ -24,34 +24,36 @@ def model_dir(tiny_model, tmp_path):
 def test_rl_run_formats_its_task(model_dir, tmp_path):
     from scalinglab.tasks import get_task
     from scalinglab.train.grpo import GRPOConfig
-    from scalinglab.train.rl_common import RLRun
+    from scalinglab.train.rl_run import load_policy, open_rl_run
 
     few_shot = get_task(TASK).few_shot
     assert few_shot
-    run = RLRun.start(
+    o = open_rl_run(
         "grpo",
         GRPOConfig(task=TASK, steps=1, eval_problems=0, device="cpu"),
         str(model_dir),
         str(tmp_path / "g"),
         False,
     )
-    p = run.task.generate(2, seed=5)[0]
+    task = load_policy(o)[2]
+    p = task.generate(2, seed=5)[0]
     assert p.prompt.startswith(few_shot) and p.prompt.endswith(p.meta["raw_prompt"])
-    plain = RLRun.start(
+    o = open_rl_run(
         "grpo",
         GRPOConfig(task="arithmetic", steps=1, eval_problems=0, device="cpu"),
         str(model_dir),
         str(tmp_path / "a"),
         False,
     )
+    plain = load_policy(o)[2]
     assert (
-        plain.task.generate(1, seed=5)[0].prompt == get_task("arithmetic").generate(1, seed=5)[0].prompt
+        plain.generate(1, seed=5)[0].prompt == get_task("arithmetic").generate(1, seed=5)[0].prompt
     )  # toy runs unchanged
 
 
 def test_posttrain_open_run_formats_its_task(model_dir, tmp_path):
     from scalinglab.tasks import get_task
-    from scalinglab.train.posttrain_loop import open_run
+    from scalinglab.train.posttrain import open_run
     from scalinglab.train.sft import SFTConfig
 
     opened = open_run(

@@ -15,8 +15,8 @@ from scalinglab.model import ModelConfig, Transformer
 from scalinglab.model.hf import save_model
 from scalinglab.model.tokenizer import CharTokenizer
 from scalinglab.tasks.base import read_jsonl
+from scalinglab.train.advantages import group_advantages, zero_std_groups
 from scalinglab.train.grpo import GRPOConfig, grpo_advantages
-from scalinglab.train.rl_common import group_advantages, zero_std_groups
 from scalinglab.verify.verdict import Verdict
 
 ARITH = tasks_mod.get_task("arithmetic")
@@ -145,7 +145,7 @@ def test_ppo_train_rows_selects_the_answered(tiny, flaky):
     from scalinglab.engine import Engine
     from scalinglab.model.hf import load_model
     from scalinglab.train.ppo import PPOConfig, ppo_train_rows
-    from scalinglab.train.rl_common import rollout
+    from scalinglab.train.rollout import rollout
 
     model, tok = load_model(tiny)
     ro = rollout(Engine(model, tok), flaky, flaky.generate(2, seed=1), n=3, max_new_tokens=8, temperature=1.0, seed=3)

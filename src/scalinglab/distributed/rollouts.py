@@ -2,7 +2,7 @@
 
     pool = RayRolloutPool("runs/sft", RolloutPoolConfig(generators=2, verifiers=2))
     ro = pool.rollout(task, problems, n=8, max_new_tokens=64, temperature=1.0, seed=s,
-                      tokenizer=tok, device=model.device)   # an rl_common.Rollout, as the local engine gives
+                      tokenizer=tok, device=model.device)   # a train.rollout.Rollout, as the local engine gives
     ...optimizer step...
     pool.update_weights(model, version=step + 1)             # pushed once to the object store
 
@@ -24,9 +24,9 @@ How it works:
   results equal the local engine's; with several, sampled batches are reproducible for a fixed
   number of generators but are not the same draws as one engine.
 
-`rollout()` builds the exact `rl_common.Rollout` the local trainers use (the same code path:
-`rl_common.rollout` is called with a proxy engine whose `generate` is this pool, and a proxy
-task whose `check` returns the verdicts the verifier actors already computed).
+`rollout()` gives the exact `train.rollout.Rollout` the local trainers use: the pool's
+generations and verdicts go into `train.rollout.build_rollout`, the same function the local
+engine path ends in.
 """
 
 from __future__ import annotations
@@ -283,13 +283,27 @@ class RayRolloutPool:
         device: Any = "cpu",
         version: int | None = None,
     ):
-        """`rl_common.rollout` with generation and verification on the pool; returns an `rl_common.Rollout`
-        whose `extra` holds the batch's weight version, stale chunks and generator restarts."""
-        from scalinglab.train.rl_common import rollout
+        """`train.rollout.rollout` with generation and verification on the pool: the pool's
+        generations and verdicts go straight into `build_rollout`, so the `Rollout` is the one the
+        local engine path builds; its `extra` holds the batch's weight version, stale chunks and
+        generator restarts. `generate_seconds` is the whole pool call (verification overlaps it)."""
+        from scalinglab.train.rollout import build_rollout, sampling_params
 
-        eng = _PoolEngine(self, task, problems, tokenizer, device, version)
-        ro = rollout(eng, _VerdictTask(eng), problems, n, max_new_tokens, temperature, seed, missing_eos_penalty)
-        ro.extra.update(eng.batch.record())
+        params = sampling_params(task, n, max_new_tokens, temperature, seed)
+        t0 = time.perf_counter()
+        batch = self.generate_and_verify(task, problems, params, version)
+        t_gen = time.perf_counter() - t0
+        ro = build_rollout(
+            problems,
+            batch.result,
+            batch.verdicts,
+            tokenizer.pad_id,
+            device,
+            missing_eos_penalty,
+            started=t0,
+            generate_seconds=t_gen,
+        )
+        ro.extra.update(batch.record())
         return ro
 
     def close(self) -> None:
@@ -302,40 +316,3 @@ class RayRolloutPool:
         if self._owns and self.ray.is_initialized():
             self.ray.shutdown()
             self._owns = False
-
-
-class _PoolEngine:
-    """Stands in for `Engine` inside `rl_common.rollout`: `generate` runs on the pool."""
-
-    def __init__(self, pool: RayRolloutPool, task, problems, tok, device, version):
-        import torch
-
-        self.pool, self.task, self.problems, self.tok, self.version = pool, task, list(problems), tok, version
-        self.device = torch.device(device)
-        self.batch: PoolBatch | None = None
-
-    def generate(self, prompts, params):
-        if list(prompts) != [p.prompt for p in self.problems]:
-            raise ValueError("prompts do not match the problems given to the pool")
-        self.batch = self.pool.generate_and_verify(self.task, self.problems, params, self.version)
-        self._verdicts = iter(
-            [
-                (c.text, v)
-                for g, vs in zip(self.batch.result.generations, self.batch.verdicts)
-                for c, v in zip(g.completions, vs)
-            ]
-        )
-        return self.batch.result
-
-
-class _VerdictTask:
-    """Stands in for the task inside `rl_common.rollout`: `check` returns the pool's verdicts in order."""
-
-    def __init__(self, eng: _PoolEngine):
-        self.eng, self.stop = eng, eng.task.stop
-
-    def check(self, problem, text):
-        t, v = next(self.eng._verdicts)
-        if t != text:
-            raise RuntimeError("verdicts out of order with completions")
-        return v

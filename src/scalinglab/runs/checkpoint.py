@@ -5,7 +5,7 @@
         start, extra = restore(run, model, opt, modules)   # 0, {} for a fresh run
         for step in range(start, total):
             ...
-            if due: save(run, step + 1, model, tok, opt, extra={...})
+            if due(step + 1, every, total): save(run, step + 1, model, tok, opt, extra={...})
         run.finish(summary)
 
 `save` writes `checkpoints/step-N/` atomically: the model in Hugging Face layout plus
@@ -106,6 +106,12 @@ def save(
         if full:
             raise OSError(errno.ENOSPC, f"No space left on device (writing checkpoint step-{step})") from e
         raise
+
+
+def due(step: int, every: int, total: int) -> bool:
+    """Whether a loop saves after `step` (1-based) of `total` steps: every `every` steps (0 =
+    never), but not after the last one (the finished run saves its final model instead)."""
+    return bool(every) and step % every == 0 and step < total
 
 
 def load_state(ckpt: Path) -> dict:

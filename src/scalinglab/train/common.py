@@ -1,5 +1,5 @@
-"""Small pieces every trainer shares: device choice, LR schedule, log-probs, masked means,
-finite checks and config range checks (checkpoints, the RNG state they carry, and
+"""Small pieces every trainer shares: seeding, LR schedule, optimizer, log-probs, masked means,
+the gradient check before each update, and config range checks (checkpoints, the RNG state they carry, and
 `--resume` are `scalinglab.runs.checkpoint`)."""
 
 from __future__ import annotations
@@ -60,19 +60,23 @@ def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> torch
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim=None) -> torch.Tensor:
+    """Mean of `x` where `mask` is 1: Σ x·mask / max(Σ mask, 1), over `dim` (None = all)."""
     mask = mask.to(x.dtype)
     if dim is None:
         return (x * mask).sum() / mask.sum().clamp_min(1)
     return (x * mask).sum(dim) / mask.sum(dim).clamp_min(1)
 
 
-def grad_norm(model: torch.nn.Module) -> float:
-    norms = [p.grad.detach().float().norm() for p in model.parameters() if p.grad is not None]
-    return float(torch.stack(norms).norm()) if norms else 0.0
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> float:
+    """Set every parameter group's learning rate; returns `lr` (for the step's record)."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    return lr
 
 
-class NonFiniteError(RuntimeError):
-    """Raised when a loss or gradient norm is NaN/inf; the last good checkpoint is kept."""
+class NonFiniteError(UserError):
+    """A loss or gradient norm is NaN/inf, or the gradient exploded: the run stops before the
+    update is applied, and its last good checkpoint is kept (a UserError: one line, no traceback)."""
 
 
 def check_finite(step: int, **values: float) -> None:
@@ -80,6 +84,20 @@ def check_finite(step: int, **values: float) -> None:
     if bad:
         raise NonFiniteError(
             f"step {step}: non-finite {', '.join(f'{k}={v}' for k, v in bad.items())}; stopped, last good checkpoint kept"
+        )
+
+
+def check_update(
+    step: int, loss: float, grad_norm: float, max_grad_norm: float = 0.0, name: str = "abort_grad_norm"
+) -> None:
+    """The gradient check every recipe runs after clipping and before `opt.step()`: stop on a
+    non-finite loss or (pre-clip) gradient norm, or a norm above `max_grad_norm` (the config
+    key `name`; 0 = no limit). `step` is the 1-based step being taken."""
+    check_finite(step, loss=loss, grad_norm=grad_norm)
+    if max_grad_norm > 0 and grad_norm > max_grad_norm:
+        raise NonFiniteError(
+            f"step {step}: gradient norm {grad_norm:.3g} exceeds {name}={max_grad_norm:g} (exploding); "
+            "stopped, last good checkpoint kept"
         )
 
 

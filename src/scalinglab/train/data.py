@@ -1,5 +1,5 @@
 """Post-training data: answer-only examples, packing with document masks, preference pairs,
-and sampled-then-verified completions.
+sampled-then-verified completions, and seeded shuffled batches of indices (`ShuffledBatches`).
 
 Packing. Examples `<bos> prompt completion <eos>` are laid back to back in rows of
 `seq_len` positions (an example never straddles two rows; one longer than a row is cut
@@ -329,3 +329,30 @@ def step_label_rows(rows: Sequence[dict], task, label: str, source: str = "data"
     if not out:
         raise UserError(f"{source}: no rows")
     return out
+
+
+class ShuffledBatches:
+    """Epochs of seeded shuffles over `n` items (DPO's pairs, the reward model's examples); one
+    optimizer step = the next `batch_size` indices; `state()`/`load()` its position for resume."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.bs, self.seed, self.pos = n, batch_size, seed, 0
+        self._perm: tuple[int, list[int]] = (-1, [])
+
+    def next_batch(self) -> list[int]:
+        out = []
+        for i in range(self.pos, self.pos + self.bs):
+            epoch, k = divmod(i, self.n)
+            if self._perm[0] != epoch:
+                perm = list(range(self.n))
+                random.Random(f"{self.seed}:{epoch}").shuffle(perm)
+                self._perm = (epoch, perm)
+            out.append(self._perm[1][k])
+        self.pos += self.bs
+        return out
+
+    def state(self) -> dict:
+        return {"pos": self.pos}
+
+    def load(self, st: dict) -> None:
+        self.pos = st["pos"]

@@ -25,7 +25,7 @@ The pairs are written to `OUT/data.jsonl` (re-read on `--resume`).
 
 from __future__ import annotations
 
-import random
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Literal
@@ -37,8 +37,9 @@ from scalinglab.errors import UserError
 from scalinglab.runs import checkpoint
 from scalinglab.tasks.split import draw, overlap, refuse_test
 from scalinglab.testtime.stats import heldout_gain
-from scalinglab.train.common import make_optimizer, token_logprobs
+from scalinglab.train.common import check_update, lr_at, make_optimizer, set_lr, token_logprobs
 from scalinglab.train.data import (
+    ShuffledBatches,
     build_pairs,
     drop_verifier_errors,
     encode_example,
@@ -46,8 +47,14 @@ from scalinglab.train.data import (
     pairs_from_rows,
     sample_and_verify,
 )
-from scalinglab.train.posttrain_loop import StepResult, micro_batches, open_run, tail_mean, train_steps
-from scalinglab.train.sft import POSTTRAIN_SEED_BASE, _accuracy
+from scalinglab.train.posttrain import (
+    POSTTRAIN_SEED_BASE,
+    StepResult,
+    heldout_accuracy,
+    micro_batches,
+    open_run,
+    tail_mean,
+)
 
 
 @dataclass(frozen=True)
@@ -121,32 +128,6 @@ def sequence_logprobs(
     return (logp * mask).sum(-1), mask.sum(-1)
 
 
-class PairData:
-    """Epochs of seeded shuffles over the pairs; one step = `batch_size` pair indices."""
-
-    def __init__(self, n: int, batch_size: int, seed: int):
-        self.n, self.bs, self.seed, self.pos = n, batch_size, seed, 0
-        self._perm: tuple[int, list[int]] = (-1, [])
-
-    def next_batch(self) -> list[int]:
-        out = []
-        for i in range(self.pos, self.pos + self.bs):
-            epoch, k = divmod(i, self.n)
-            if self._perm[0] != epoch:
-                perm = list(range(self.n))
-                random.Random(f"{self.seed}:{epoch}").shuffle(perm)
-                self._perm = (epoch, perm)
-            out.append(self._perm[1][k])
-        self.pos += self.bs
-        return out
-
-    def state(self) -> dict:
-        return {"pos": self.pos}
-
-    def load(self, st: dict) -> None:
-        self.pos = st["pos"]
-
-
 @torch.no_grad()
 def reference_logprobs(model, tok, pairs: list[dict], device, batch: int = 64) -> torch.Tensor:
     """(N, 2) reference log-probs of (chosen, rejected), computed once."""
@@ -160,41 +141,40 @@ def reference_logprobs(model, tok, pairs: list[dict], device, batch: int = 64) -
     return torch.cat(out)
 
 
-def make_dpo_step(
-    model, tok, pairs: list[dict], ref: torch.Tensor, cfg: DPOConfig, device
-) -> Callable[[list[int]], StepResult]:
-    def step_fn(idx: list[int]) -> StepResult:
-        n = len(idx)
-        agg = {"correct": 0.0, "margin_sum": 0.0, "chosen_sum": 0.0, "rejected_sum": 0.0}
-        loss_sum, toks = 0.0, 0
-        for mb in micro_batches(idx, cfg.micro_batch_size):
-            ps = [pairs[i] for i in mb]
-            lp, t = sequence_logprobs(
-                model,
-                tok,
-                [p["prompt"] for p in ps] * 2,
-                [p["chosen"] for p in ps] + [p["rejected"] for p in ps],
-                device,
-            )
-            r = ref[mb].to(device)
-            loss, st = dpo_loss(lp[: len(ps)], lp[len(ps) :], r[:, 0], r[:, 1], cfg.beta, normaliser=n)
-            if cfg.nll_weight:  # RPO: keep the chosen answers likely, not only relatively likelier
-                loss = loss + cfg.nll_weight * (-lp[: len(ps)] / t[: len(ps)]).sum() / n
-            loss.backward()
-            loss_sum, toks = loss_sum + loss.item(), toks + int(t.sum())
-            agg = {k: agg[k] + st[k] for k in agg}
-        return StepResult(
-            loss_sum,
-            toks,
-            {
-                "accuracy": agg["correct"] / n,
-                "reward_margin": agg["margin_sum"] / n,
-                "chosen_reward": agg["chosen_sum"] / n,
-                "rejected_reward": agg["rejected_sum"] / n,
-            },
+def dpo_backward(
+    model, tok, pairs: list[dict], ref: torch.Tensor, idx: list[int], cfg: DPOConfig, device
+) -> StepResult:
+    """Forward and backward over one optimizer step's pairs `idx`, micro-batch by micro-batch;
+    each micro-batch loss is divided by the pairs of the whole step (exact accumulation)."""
+    n = len(idx)
+    agg = {"correct": 0.0, "margin_sum": 0.0, "chosen_sum": 0.0, "rejected_sum": 0.0}
+    loss_sum, toks = 0.0, 0
+    for mb in micro_batches(idx, cfg.micro_batch_size):
+        ps = [pairs[i] for i in mb]
+        lp, t = sequence_logprobs(
+            model,
+            tok,
+            [p["prompt"] for p in ps] * 2,
+            [p["chosen"] for p in ps] + [p["rejected"] for p in ps],
+            device,
         )
-
-    return step_fn
+        r = ref[mb].to(device)
+        loss, st = dpo_loss(lp[: len(ps)], lp[len(ps) :], r[:, 0], r[:, 1], cfg.beta, normaliser=n)
+        if cfg.nll_weight:  # RPO: keep the chosen answers likely, not only relatively likelier
+            loss = loss + cfg.nll_weight * (-lp[: len(ps)] / t[: len(ps)]).sum() / n
+        loss.backward()
+        loss_sum, toks = loss_sum + loss.item(), toks + int(t.sum())
+        agg = {k: agg[k] + st[k] for k in agg}
+    return StepResult(
+        loss_sum,
+        toks,
+        {
+            "accuracy": agg["correct"] / n,
+            "reward_margin": agg["margin_sum"] / n,
+            "chosen_reward": agg["chosen_sum"] / n,
+            "rejected_reward": agg["rejected_sum"] / n,
+        },
+    )
 
 
 def training_pairs(cfg: DPOConfig, task, model, tok, run, resume: bool) -> tuple[list[dict], dict]:
@@ -245,27 +225,56 @@ def dpo(
         task, device, model, tok, run = st.task, st.device, st.model, st.tok, st.run
         t0 = time.perf_counter()
         evals = draw(task, cfg.eval_problems, cfg.eval_seed, cfg.difficulty or None, split="eval")
-        base_acc, base_correct = _accuracy(model, tok, task, evals)
+        base_acc, base_correct = heldout_accuracy(model, tok, task, evals)
         pairs, info = training_pairs(cfg, task, model, tok, run, resume)
         model.eval()  # no dropout in this model, but keep the reference pass in eval mode on principle
         ref = reference_logprobs(model, tok, pairs, device)  # the starting model is the reference
         opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
-        records = train_steps(
-            run,
-            cfg,
-            model,
-            tok,
-            opt,
-            PairData(len(pairs), cfg.batch_size, cfg.seed),
-            make_dpo_step(model, tok, pairs, ref, cfg, device),
-            model.parameters(),
-            progress=progress,
-            kind="dpo",
-        )
+        data = ShuffledBatches(len(pairs), cfg.batch_size, cfg.seed)
+
+        start, extra = checkpoint.restore(run, model, opt) if resume else (0, {})
+        if start:
+            data.load(extra["data"])
+        records = list(extra.get("records", []))  # every step's record, across resumes (the summary's tail)
+        t_run = time.perf_counter() - extra.get("elapsed", 0.0)
+        warmup = min(cfg.warmup_steps, max(1, cfg.steps // 10))
+        params = [p for p in model.parameters() if p.requires_grad]
+        model.train()
+        for step in range(start, cfg.steps):
+            t_step = time.perf_counter()
+            lr = set_lr(opt, lr_at(step, cfg.steps, cfg.lr, warmup, cfg.min_lr_ratio))
+            idx = data.next_batch()
+            opt.zero_grad(set_to_none=True)
+            res = dpo_backward(model, tok, pairs, ref, idx, cfg, device)
+            gn = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf))
+            check_update(step + 1, res.loss, gn, cfg.stop_grad_norm, "stop_grad_norm")  # before the update
+            opt.step()
+            done, now = step + 1, time.perf_counter()
+            rec = {
+                "step": done,
+                "loss": res.loss,
+                **res.stats,
+                "grad_norm": gn,
+                "lr": lr,
+                "tokens": res.tokens,
+                "tokens_per_s": res.tokens / max(now - t_step, 1e-9),
+                "wall_time": now - t_run,
+            }
+            records.append(rec)
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                run.log(rec)
+            if progress:
+                progress(done, cfg.steps, loss=res.loss)
+            if checkpoint.due(done, cfg.checkpoint_every, cfg.steps):
+                checkpoint.save(
+                    run, done, model, tok, opt, extra={"data": data.state(), "elapsed": now - t_run, "records": records}
+                )
+        model.eval()
+
         save_model(
             model, tok, run.path / "model", extra={"task": cfg.task, "difficulty": cfg.difficulty, "posttrain": "dpo"}
         )
-        acc, correct = _accuracy(model, tok, task, evals)
+        acc, correct = heldout_accuracy(model, tok, task, evals)
         summary = {
             "kind": "dpo",
             "task": cfg.task,

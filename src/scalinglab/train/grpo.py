@@ -9,7 +9,7 @@ the task's verifier, group-relative advantages, then one clipped policy-gradient
 Variant, and where it departs from GRPO as published (Shao et al. 2024, DeepSeekMath):
 
 1. Advantages: `advantage=zscore` (GRPO), `center` (Dr. GRPO, no std division) or `rloo`
-   (leave-one-out), separate functions in `rl_common.ADVANTAGES`; one scalar per sequence.
+   (leave-one-out), separate functions in `advantages.ADVANTAGES`; one scalar per sequence.
 2. Loss aggregation: token sum over the whole optimizer step divided ONCE by its total
    response-token count, across every gradient-accumulation micro-batch (DAPO token mean;
    `loss_norm=constant` divides by sequences × max_new_tokens instead, as Dr. GRPO).
@@ -46,27 +46,22 @@ from typing import Callable, Literal
 import torch
 
 from scalinglab.runs import checkpoint
-from scalinglab.train.common import lr_at
+from scalinglab.train.advantages import ADVANTAGES, group_advantages, zero_std_groups
+from scalinglab.train.common import check_update, lr_at, make_optimizer, set_lr
+from scalinglab.train.kl import LOG_RATIO_CLAMP, kl_k3, mismatch_stats
 from scalinglab.train.prefix import policy_logprobs
-from scalinglab.train.rl_common import (
-    ADVANTAGES,
+from scalinglab.train.rl_run import RLRun, load_policy, open_rl_run
+from scalinglab.train.rollout import (
     INVALID_LOGPROB,
-    LOG_RATIO_CLAMP,
-    RLRun,
     Rollout,
-    check_step,
-    group_advantages,
-    kl_k3,
     last_position,
-    micro_batches,
-    mismatch_stats,
     prompt_batch,
     rollout,
     rollout_record,
     rollout_seed,
+    row_slices,
     sequence_logprobs,
     trim,
-    zero_std_groups,
 )
 
 
@@ -209,7 +204,7 @@ def grpo_step(
             norm = _normaliser(ro.mask[rows_mb], cfg, max_new_tokens)
             opt.zero_grad(set_to_none=True)
             loss_sum = 0.0
-            for sl in micro_batches(len(rows_mb), cfg.micro_batch):
+            for sl in row_slices(len(rows_mb), cfg.micro_batch):
                 rows = rows_mb[sl]
                 per_tok = [x[rows] for x in ((old, ref) if old is not None else (ref,)) if x is not None]
                 x, *rest, m = trim(ro.ids[rows], *per_tok, mask=ro.mask[rows])
@@ -229,7 +224,7 @@ def grpo_step(
                         m > 0, logp.detach(), torch.full_like(logp, INVALID_LOGPROB)
                     )
             gn = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
-            check_step(step + 1, loss_sum, gn, cfg.abort_grad_norm)
+            check_update(step + 1, loss_sum, gn, cfg.abort_grad_norm)
             opt.step()
             acc["loss"] += loss_sum
             acc["grad_norm"] += gn
@@ -256,18 +251,18 @@ def train_grpo(
         raise UserError(f"loss_norm {cfg.loss_norm!r} is not 'token' or 'constant'")
     if cfg.backend not in ("local", "ray"):
         raise UserError(f"backend {cfg.backend!r} is not 'local' or 'ray'")
-    rl = RLRun.start("grpo", cfg, model_path, out, resume, need_ref=cfg.beta > 0)
-    if rl.done:
-        return rl.summary
-    with checkpoint.guard(rl.run):  # failed / interrupted / disk full recorded in runs.sqlite
-        model, opt, task = rl.model, rl.opt, rl.task
-        pool = _ray_pool(cfg, model_path, model, rl.start) if cfg.backend == "ray" else None
+    o = open_rl_run("grpo", cfg, model_path, out, resume)
+    if o.finished is not None:  # --resume of a finished run
+        return o.finished
+    with checkpoint.guard(o.run):  # failed / interrupted / disk full recorded in runs.sqlite
+        model, tok, task, ref = load_policy(o, need_ref=cfg.beta > 0)
+        opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
+        rl = RLRun(o, task, model, tok, opt, ref=ref, resume=resume)
+        pool = _ray_pool(cfg, model_path, model, rl.first_step) if cfg.backend == "ray" else None
         try:
-            for step in range(rl.start, cfg.steps):
+            for step in range(rl.first_step, cfg.steps):
                 t0 = time.perf_counter()
-                lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup_steps, 1.0)
-                for g in opt.param_groups:
-                    g["lr"] = lr
+                lr = set_lr(opt, lr_at(step, cfg.steps, cfg.lr, cfg.warmup_steps, 1.0))
                 problems = prompt_batch(task, cfg.seed, step, cfg.prompts_per_step, cfg.difficulty or None)
                 if pool is None:
                     ro = rollout(
@@ -289,7 +284,7 @@ def train_grpo(
                         cfg.temperature,
                         seed=rollout_seed(cfg.seed, step),
                         missing_eos_penalty=cfg.missing_eos_penalty,
-                        tokenizer=rl.tok,
+                        tokenizer=tok,
                         device=rl.device,
                         version=step,
                     )
@@ -299,7 +294,7 @@ def train_grpo(
                 t_train = time.perf_counter()
                 if len(rows):
                     model.train()
-                    stats = grpo_step(model, opt, ro.select(rows), adv[rows], cfg, step, rl.max_new_tokens, rl.ref)
+                    stats = grpo_step(model, opt, ro.select(rows), adv[rows], cfg, step, rl.max_new_tokens, ref)
                     model.eval()
                 rec = {
                     "step": step + 1,

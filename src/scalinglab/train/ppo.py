@@ -55,23 +55,27 @@ import torch.nn as nn
 
 from scalinglab.errors import UserError
 from scalinglab.runs import checkpoint
-from scalinglab.train.common import entropy_from_logits, lr_at, make_optimizer, token_logprobs
-from scalinglab.train.rl_common import (
-    LOG_RATIO_CLAMP,
-    RLRun,
+from scalinglab.train.advantages import gae, whiten
+from scalinglab.train.common import (
+    check_update,
+    entropy_from_logits,
+    lr_at,
+    make_optimizer,
+    masked_mean,
+    set_lr,
+    token_logprobs,
+)
+from scalinglab.train.kl import LOG_RATIO_CLAMP, kl_k1, mismatch_stats
+from scalinglab.train.rl_run import RLRun, load_policy, open_rl_run
+from scalinglab.train.rollout import (
     Rollout,
-    check_step,
-    gae,
-    kl_k1,
-    micro_batches,
-    mismatch_stats,
     prompt_batch,
     rollout,
     rollout_record,
     rollout_seed,
+    row_slices,
     sequence_logprobs,
     trim,
-    whiten,
 )
 
 
@@ -243,7 +247,7 @@ def ppo_step(
     ref, _ = sequence_logprobs(ref_model, ro.ids, ro.mask, cfg.temperature, mb)
     old_v = torch.zeros_like(ro.mask)
     with torch.no_grad():
-        for sl in micro_batches(B, mb):
+        for sl in row_slices(B, mb):
             x, m = trim(ro.ids[sl], mask=ro.mask[sl])
             old_v[sl, : m.shape[1]] = critic(x[:, :-1]) * m  # (b, t): value of the state before each target
     kl = kl_k1(old, ref) * ro.mask  # (B, T-1)
@@ -263,7 +267,7 @@ def ppo_step(
             opt.zero_grad(set_to_none=True)
             critic_opt.zero_grad(set_to_none=True)
             loss_sum = 0.0
-            for sl in micro_batches(len(rows_mb), mb):
+            for sl in row_slices(len(rows_mb), mb):
                 rows = rows_mb[sl]
                 x, o, a, ov, ret, m = trim(
                     ro.ids[rows], old[rows], adv[rows], old_v[rows], returns[rows], mask=ro.mask[rows]
@@ -280,7 +284,7 @@ def ppo_step(
                     acc["entropy"] += float((entropy_from_logits(logits, cfg.temperature) * m).sum() / norm)
             gn = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip))
             gn_v = float(torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.grad_clip))
-            check_step(step + 1, loss_sum, max(gn, gn_v), cfg.abort_grad_norm)
+            check_update(step + 1, loss_sum, max(gn, gn_v), cfg.abort_grad_norm)
             opt.step()
             critic_opt.step()
             acc["loss"] += loss_sum
@@ -292,8 +296,8 @@ def ppo_step(
     out.update(
         kl=float(kl.sum() / n),
         score=float(scores.sum() / len(scores)),
-        value_mean=float((old_v * ro.mask).sum() / n),
-        return_mean=float((returns * ro.mask).sum() / n),
+        value_mean=float(masked_mean(old_v, ro.mask)),
+        return_mean=float(masked_mean(returns, ro.mask)),
         optimizer_steps=n_opt,
         **mismatch_stats(ro.engine_logp, old, ro.mask),
     )
@@ -323,6 +327,14 @@ def _load_rm(cfg: PPOConfig, device):
     return rm
 
 
+def make_critic(cfg: PPOConfig, policy, rm) -> ValueModel:
+    """The value model: the reward model's backbone and head (`critic_init=rm`) or a copy of
+    the policy's transformer with a zero-init head, in training mode."""
+    if cfg.critic_init == "rm":
+        return ValueModel(copy.deepcopy(rm.backbone), copy.deepcopy(rm.score)).train()
+    return ValueModel(copy.deepcopy(policy)).to(policy.lm_head.weight.device).train()
+
+
 def train_ppo(
     cfg: PPOConfig, model_path: str, out: str, resume: bool = False, progress: Callable[..., None] | None = None
 ) -> dict:
@@ -333,27 +345,21 @@ def train_ppo(
         raise UserError(f"prm_shaping {cfg.prm_shaping!r} is not one of {', '.join(PRM_SHAPINGS)}")
     if cfg.critic_init not in ("policy", "rm") or (cfg.critic_init == "rm" and cfg.reward == "verifier"):
         raise UserError(f"critic_init {cfg.critic_init!r}: use 'policy', or 'rm' together with reward=orm|prm")
-    rm_holder = {}
-
-    def make_modules(policy):
-        rm_holder["rm"] = rm = _load_rm(cfg, policy.lm_head.weight.device)
-        if cfg.critic_init == "rm":
-            critic = ValueModel(copy.deepcopy(rm.backbone), copy.deepcopy(rm.score)).train()
-        else:
-            critic = ValueModel(copy.deepcopy(policy)).to(policy.lm_head.weight.device).train()
-        return {"critic": critic, "critic_opt": make_optimizer(critic, cfg.critic_lr, cfg.weight_decay)}
-
-    rl = RLRun.start("ppo", cfg, model_path, out, resume, need_ref=True, make_modules=make_modules)
-    if rl.done:
-        return rl.summary
-    with checkpoint.guard(rl.run):  # failed / interrupted / disk full recorded in runs.sqlite
-        policy, opt, task, rm = rl.model, rl.opt, rl.task, rm_holder["rm"]
-        critic, critic_opt = rl.modules["critic"], rl.modules["critic_opt"]
-        for step in range(rl.start, cfg.steps):
+    o = open_rl_run("ppo", cfg, model_path, out, resume)
+    if o.finished is not None:  # --resume of a finished run
+        return o.finished
+    with checkpoint.guard(o.run):  # failed / interrupted / disk full recorded in runs.sqlite
+        policy, tok, task, ref = load_policy(o, need_ref=True)
+        opt = make_optimizer(policy, cfg.lr, cfg.weight_decay)
+        rm = _load_rm(cfg, policy.lm_head.weight.device)
+        critic = make_critic(cfg, policy, rm)
+        critic_opt = make_optimizer(critic, cfg.critic_lr, cfg.weight_decay)
+        rl = RLRun(
+            o, task, policy, tok, opt, ref=ref, modules={"critic": critic, "critic_opt": critic_opt}, resume=resume
+        )
+        for step in range(rl.first_step, cfg.steps):
             t0 = time.perf_counter()
-            lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup_steps, 1.0)
-            for g in opt.param_groups:
-                g["lr"] = lr
+            lr = set_lr(opt, lr_at(step, cfg.steps, cfg.lr, cfg.warmup_steps, 1.0))
             problems = prompt_batch(task, cfg.seed, step, cfg.prompts_per_step, rl.difficulty)
             ro = rollout(
                 rl.engine,
@@ -369,11 +375,11 @@ def train_ppo(
             train_ro = ppo_train_rows(ro, cfg)
             stats: dict = {}  # empty when every sample's verification errored (no update)
             if len(train_ro.texts):
-                scores = token_rewards(train_ro, cfg, rm, rl.tok, task)
+                scores = token_rewards(train_ro, cfg, rm, tok, task)
             t_train = time.perf_counter()
             if len(train_ro.texts):
                 policy.train()
-                stats = ppo_step(policy, critic, opt, critic_opt, train_ro, scores, rl.ref, cfg, step)
+                stats = ppo_step(policy, critic, opt, critic_opt, train_ro, scores, ref, cfg, step)
                 policy.eval()
             rec = {
                 "step": step + 1,

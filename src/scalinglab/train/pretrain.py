@@ -34,19 +34,11 @@ from scalinglab.errors import UserError
 from scalinglab.model import ModelConfig, Transformer
 from scalinglab.model.hf import save_model
 from scalinglab.model.tokenizer import CharTokenizer
-from scalinglab.runs import Run
-from scalinglab.runs.checkpoint import guard, restore, save
+from scalinglab.runs import Run, checkpoint
 from scalinglab.tasks import get_task
 from scalinglab.tasks.corpus import CORPORA, get_corpus, is_corpus
 from scalinglab.tasks.split import draw, only, overlap
-from scalinglab.train.common import (
-    NonFiniteError,
-    check_fields,
-    check_finite,
-    lr_at,
-    make_optimizer,
-    seed_everything,
-)
+from scalinglab.train.common import check_fields, check_update, lr_at, make_optimizer, seed_everything, set_lr
 
 TRAIN_SEED_BASE = 1_000_000  # training problems use generator seeds >= this; eval seeds stay below
 VAL_SEED_BASE = 900_000  # the validation-loss problems
@@ -298,7 +290,7 @@ def pretrain(cfg: PretrainConfig, out: str, resume: bool = False, progress: Call
     run = Run.create(out, kind="pretrain", config=asdict(cfg), resume=resume)
     if resume and run.finished:
         return run.summary
-    with guard(run):
+    with checkpoint.guard(run):
         return _train(cfg, run, source, device, mcfg, resume, progress)
 
 
@@ -310,7 +302,7 @@ def _train(cfg: PretrainConfig, run: Run, source, device, mcfg: ModelConfig, res
     opt = make_optimizer(model, peak_lr, cfg.weight_decay)
     stream = source.stream()
     total = cfg.total_steps
-    start, extra = restore(run, model, opt) if resume else (0, {})
+    start, extra = checkpoint.restore(run, model, opt) if resume else (0, {})
     if start:
         stream.load(extra["stream"])
     elapsed0 = extra.get("elapsed", 0.0)
@@ -323,9 +315,7 @@ def _train(cfg: PretrainConfig, run: Run, source, device, mcfg: ModelConfig, res
     )  # every step's loss, across resumes (the summary's tail mean)
     t_log, tok_log = time.perf_counter(), 0
     for step in range(start, total):
-        lr = lr_at(step, total, peak_lr, min(cfg.warmup_steps, max(1, total // 10)), cfg.min_lr_ratio)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = set_lr(opt, lr_at(step, total, peak_lr, min(cfg.warmup_steps, max(1, total // 10)), cfg.min_lr_ratio))
         batch = stream.next_rows(cfg.batch_size, cfg.seq_len + 1).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             logits = model(batch[:, :-1])  # (B, T, V)
@@ -333,10 +323,7 @@ def _train(cfg: PretrainConfig, run: Run, source, device, mcfg: ModelConfig, res
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
-        try:
-            check_finite(step, loss=loss.item(), grad_norm=gn)
-        except NonFiniteError as e:  # the update is not applied; the last checkpoint stays the newest
-            raise UserError(f"pretrain: {e}") from None
+        check_update(step + 1, loss.item(), gn)  # before the update: the last checkpoint stays the newest
         opt.step()
         tokens_seen += cfg.batch_size * cfg.seq_len
         tok_log += cfg.batch_size * cfg.seq_len
@@ -358,8 +345,8 @@ def _train(cfg: PretrainConfig, run: Run, source, device, mcfg: ModelConfig, res
             t_log, tok_log = now, 0
             if progress:
                 progress(done, total, loss=loss.item())
-        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < total:
-            save(
+        if checkpoint.due(done, cfg.checkpoint_every, total):
+            checkpoint.save(
                 run,
                 done,
                 model,

@@ -33,6 +33,7 @@ the training data, `eval_verifier_errors` for the held-out samples).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Literal
@@ -42,8 +43,9 @@ import torch
 from scalinglab.errors import UserError
 from scalinglab.runs import checkpoint
 from scalinglab.tasks.split import draw, overlap, refuse_test
-from scalinglab.train.common import make_optimizer
+from scalinglab.train.common import check_update, lr_at, make_optimizer, set_lr
 from scalinglab.train.data import (
+    ShuffledBatches,
     build_pairs,
     drop_verifier_errors,
     label_rows,
@@ -51,8 +53,7 @@ from scalinglab.train.data import (
     sample_and_verify,
     step_label_rows,
 )
-from scalinglab.train.dpo import PairData
-from scalinglab.train.posttrain_loop import StepResult, micro_batches, open_run, tail_mean, train_steps
+from scalinglab.train.posttrain import POSTTRAIN_SEED_BASE, StepResult, micro_batches, open_run, tail_mean
 from scalinglab.train.reward_model import (
     RewardModel,
     auc,
@@ -64,7 +65,6 @@ from scalinglab.train.reward_model import (
     save_reward_model,
     step_ids,
 )
-from scalinglab.train.sft import POSTTRAIN_SEED_BASE
 
 
 @dataclass(frozen=True)
@@ -266,45 +266,53 @@ def fit_probe(
         }
 
 
-def make_rm_step(rm: RewardModel, cfg: RewardModelConfig, encoded: list, device) -> Callable[[list[int]], StepResult]:
+def bce_backward(rm: RewardModel, encoded: list, idx: list[int], cfg: RewardModelConfig, device) -> StepResult:
+    """BCE over the labelled positions of the step's sequences `idx`, forward and backward
+    micro-batch by micro-batch; divided by the labelled positions of the whole step."""
     pad = rm.tok.pad_id
+    norm = float(max(1, sum(len(encoded[i][1]) for i in idx)))  # labelled positions in the whole step
+    loss_sum, hits, toks = 0.0, 0.0, 0
+    for mb in micro_batches(idx, cfg.micro_batch_size):
+        ids = pad_right([encoded[i][0] for i in mb], pad, device)
+        z = rm(ids, torch.tensor([encoded[i][3] for i in mb], device=device))  # (b, T)
+        rows = torch.tensor([r for r, i in enumerate(mb) for _ in encoded[i][1]], device=device)
+        cols = torch.tensor([p for i in mb for p in encoded[i][1]], device=device)
+        tgt = torch.tensor([t for i in mb for t in encoded[i][2]], device=device)
+        logit = z[rows, cols]  # (positions,)
+        loss = bce_soft_loss(logit, tgt, torch.ones_like(tgt), normaliser=norm)
+        loss.backward()
+        loss_sum += loss.item()
+        hits += float(((logit.detach() > 0) == (tgt > 0.5)).sum())
+        toks += sum(len(encoded[i][0]) for i in mb)
+    return StepResult(loss_sum, toks, {"accuracy": hits / max(norm, 1)})
 
-    def bce_step(idx: list[int]) -> StepResult:
-        norm = float(max(1, sum(len(encoded[i][1]) for i in idx)))  # labelled positions in the whole step
-        loss_sum, hits, toks = 0.0, 0.0, 0
-        for mb in micro_batches(idx, cfg.micro_batch_size):
-            ids = pad_right([encoded[i][0] for i in mb], pad, device)
-            z = rm(ids, torch.tensor([encoded[i][3] for i in mb], device=device))  # (b, T)
-            rows = torch.tensor([r for r, i in enumerate(mb) for _ in encoded[i][1]], device=device)
-            cols = torch.tensor([p for i in mb for p in encoded[i][1]], device=device)
-            tgt = torch.tensor([t for i in mb for t in encoded[i][2]], device=device)
-            logit = z[rows, cols]  # (positions,)
-            loss = bce_soft_loss(logit, tgt, torch.ones_like(tgt), normaliser=norm)
-            loss.backward()
-            loss_sum += loss.item()
-            hits += float(((logit.detach() > 0) == (tgt > 0.5)).sum())
-            toks += sum(len(encoded[i][0]) for i in mb)
-        return StepResult(loss_sum, toks, {"accuracy": hits / max(norm, 1)})
 
-    def bt_step(idx: list[int]) -> StepResult:
-        n = len(idx)
-        loss_sum, hits, margin, toks = 0.0, 0.0, 0.0, 0
-        for mb in micro_batches(idx, cfg.micro_batch_size):
-            seqs = [encoded[i][0] for i in mb] + [encoded[i][1] for i in mb]
-            starts = torch.tensor([encoded[i][2] for i in mb] * 2, device=device)
-            z = rm(pad_right(seqs, pad, device), starts)  # (2b, T)
-            last = torch.tensor([len(s) - 1 for s in seqs], device=device)
-            r = z[torch.arange(len(seqs), device=device), last]
-            rc, rr = r[: len(mb)], r[len(mb) :]
-            loss = bradley_terry_loss(rc, rr, normaliser=n)
-            loss.backward()
-            loss_sum += loss.item()
-            hits += float((rc > rr).sum())
-            margin += float((rc - rr).detach().sum())
-            toks += sum(len(s) for s in seqs)
-        return StepResult(loss_sum, toks, {"accuracy": hits / n, "reward_margin": margin / n})
+def bt_backward(rm: RewardModel, encoded: list, idx: list[int], cfg: RewardModelConfig, device) -> StepResult:
+    """Bradley–Terry over the step's pairs `idx`, forward and backward micro-batch by
+    micro-batch; divided by the pairs of the whole step."""
+    pad = rm.tok.pad_id
+    n = len(idx)
+    loss_sum, hits, margin, toks = 0.0, 0.0, 0.0, 0
+    for mb in micro_batches(idx, cfg.micro_batch_size):
+        seqs = [encoded[i][0] for i in mb] + [encoded[i][1] for i in mb]
+        starts = torch.tensor([encoded[i][2] for i in mb] * 2, device=device)
+        z = rm(pad_right(seqs, pad, device), starts)  # (2b, T)
+        last = torch.tensor([len(s) - 1 for s in seqs], device=device)
+        r = z[torch.arange(len(seqs), device=device), last]
+        rc, rr = r[: len(mb)], r[len(mb) :]
+        loss = bradley_terry_loss(rc, rr, normaliser=n)
+        loss.backward()
+        loss_sum += loss.item()
+        hits += float((rc > rr).sum())
+        margin += float((rc - rr).detach().sum())
+        toks += sum(len(s) for s in seqs)
+    return StepResult(loss_sum, toks, {"accuracy": hits / n, "reward_margin": margin / n})
 
-    return bt_step if (cfg.kind == "orm" and cfg.objective == "bt") else bce_step
+
+def rm_backward(rm: RewardModel, encoded: list, idx: list[int], cfg: RewardModelConfig, device) -> StepResult:
+    """The step's forward/backward for `cfg`: Bradley–Terry for an ORM on pairs, else BCE."""
+    bt = cfg.kind == "orm" and cfg.objective == "bt"
+    return (bt_backward if bt else bce_backward)(rm, encoded, idx, cfg, device)
 
 
 # -- evaluation -------------------------------------------------------------------------
@@ -374,19 +382,53 @@ def train_reward_model(
             rm.confidence.weight.requires_grad_(False)  # stays 0: the plain scalar head
         probe = fit_probe(rm, cfg, encoded, device) if cfg.probe else {}
         opt = make_optimizer(rm, cfg.lr, cfg.weight_decay)
-        records = train_steps(
-            run,
-            cfg,
-            backbone,
-            tok,
-            opt,
-            PairData(len(encoded), cfg.batch_size, cfg.seed),
-            make_rm_step(rm, cfg, encoded, device),
-            rm.parameters(),
-            modules={"head": rm.score, "confidence": rm.confidence},
-            progress=progress,
-            kind="reward-model",
-        )
+        data = ShuffledBatches(len(encoded), cfg.batch_size, cfg.seed)
+        heads = {"head": rm.score, "confidence": rm.confidence}  # checkpointed next to the backbone
+
+        start, extra = checkpoint.restore(run, backbone, opt, heads) if resume else (0, {})
+        if start:
+            data.load(extra["data"])
+        records = list(extra.get("records", []))  # every step's record, across resumes (the summary's tail)
+        t_run = time.perf_counter() - extra.get("elapsed", 0.0)
+        warmup = min(cfg.warmup_steps, max(1, cfg.steps // 10))
+        params = [p for p in rm.parameters() if p.requires_grad]
+        backbone.train()
+        for step in range(start, cfg.steps):
+            t_step = time.perf_counter()
+            lr = set_lr(opt, lr_at(step, cfg.steps, cfg.lr, warmup, cfg.min_lr_ratio))
+            idx = data.next_batch()
+            opt.zero_grad(set_to_none=True)
+            res = rm_backward(rm, encoded, idx, cfg, device)
+            gn = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf))
+            check_update(step + 1, res.loss, gn, cfg.stop_grad_norm, "stop_grad_norm")  # before the update
+            opt.step()
+            done, now = step + 1, time.perf_counter()
+            rec = {
+                "step": done,
+                "loss": res.loss,
+                **res.stats,
+                "grad_norm": gn,
+                "lr": lr,
+                "tokens": res.tokens,
+                "tokens_per_s": res.tokens / max(now - t_step, 1e-9),
+                "wall_time": now - t_run,
+            }
+            records.append(rec)
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                run.log(rec)
+            if progress:
+                progress(done, cfg.steps, loss=res.loss)
+            if checkpoint.due(done, cfg.checkpoint_every, cfg.steps):
+                checkpoint.save(
+                    run,
+                    done,
+                    backbone,
+                    tok,
+                    opt,
+                    extra={"data": data.state(), "elapsed": now - t_run, "records": records},
+                    modules=heads,
+                )
+        backbone.eval()
         rm.eval()
         save_reward_model(rm, run.path / "model", extra={"task": cfg.task, "reward_model": cfg.kind})
         summary = {

@@ -23,6 +23,7 @@ generator seeds disjoint from the evaluation seed (777).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from scalinglab.errors import UserError
 from scalinglab.runs import checkpoint
 from scalinglab.tasks.split import draw, overlap, refuse_test
 from scalinglab.testtime.stats import heldout_gain
-from scalinglab.train.common import make_optimizer
+from scalinglab.train.common import check_update, lr_at, make_optimizer, set_lr
 from scalinglab.train.data import (
     Packer,
     encode_example,
@@ -44,9 +45,14 @@ from scalinglab.train.data import (
     sample_and_verify,
     sft_pairs_from_rows,
 )
-from scalinglab.train.posttrain_loop import StepResult, micro_batches, open_run, tail_mean, train_steps
-
-POSTTRAIN_SEED_BASE = 3_000_000  # problem seeds for post-training data; evaluation seeds stay far below
+from scalinglab.train.posttrain import (
+    POSTTRAIN_SEED_BASE,
+    StepResult,
+    heldout_accuracy,
+    micro_batches,
+    open_run,
+    tail_mean,
+)
 
 
 @dataclass(frozen=True)
@@ -112,27 +118,25 @@ class PackedData:
         self.packer.load(st)
 
 
-def make_sft_step(model, cfg: SFTConfig, device) -> Callable[[dict], StepResult]:
+def sft_backward(model, batch: dict, cfg: SFTConfig, device) -> StepResult:
+    """Forward and backward over one optimizer step's packed rows, micro-batch by micro-batch;
+    each micro-batch loss is divided by the answer tokens of the whole step (exact accumulation)."""
     use_amp = device.type == "cuda"
-
-    def step_fn(batch: dict) -> StepResult:
-        norm = float(batch["mask"].sum().clamp_min(1))  # answer tokens in the whole step
-        rows = list(range(batch["ids"].shape[0]))
-        loss_sum, hits, toks = 0.0, 0.0, 0.0
-        for mb in micro_batches(rows, cfg.micro_batch_size):
-            b = {k: v[mb].to(device) for k, v in batch.items()}
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                h = packed_hidden_states(model, b["ids"], b["doc"], b["pos"])
-                logits = model.lm_head(h)  # (b, T, V)
-            loss, st = sft_loss(logits, b["targets"], b["mask"], norm)
-            loss.backward()
-            loss_sum += loss.item()
-            hits, toks = hits + st["correct_tokens"], toks + st["tokens"]
-        return StepResult(
-            loss_sum, int((batch["doc"] >= 0).sum()), {"accuracy": hits / max(toks, 1), "answer_tokens": toks}
-        )
-
-    return step_fn
+    norm = float(batch["mask"].sum().clamp_min(1))  # answer tokens in the whole step
+    rows = list(range(batch["ids"].shape[0]))
+    loss_sum, hits, toks = 0.0, 0.0, 0.0
+    for mb in micro_batches(rows, cfg.micro_batch_size):
+        b = {k: v[mb].to(device) for k, v in batch.items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            h = packed_hidden_states(model, b["ids"], b["doc"], b["pos"])
+            logits = model.lm_head(h)  # (b, T, V)
+        loss, st = sft_loss(logits, b["targets"], b["mask"], norm)
+        loss.backward()
+        loss_sum += loss.item()
+        hits, toks = hits + st["correct_tokens"], toks + st["tokens"]
+    return StepResult(
+        loss_sum, int((batch["doc"] >= 0).sum()), {"accuracy": hits / max(toks, 1), "answer_tokens": toks}
+    )
 
 
 def training_pairs(
@@ -185,27 +189,56 @@ def sft(
         task, device, model, tok, run = st.task, st.device, st.model, st.tok, st.run
         t0 = time.perf_counter()
         evals = draw(task, cfg.eval_problems, cfg.eval_seed, cfg.difficulty or None, split="eval")
-        base_acc, base_correct = _accuracy(model, tok, task, evals)
+        base_acc, base_correct = heldout_accuracy(model, tok, task, evals)
         pairs = training_pairs(cfg, task, model, tok, run.path, resume)
         examples = [encode_example(tok, p, c) for p, c in pairs]
         packer = Packer(epoch_source(examples, cfg.seed), cfg.seq_len, tok.pad_id)
         opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
-        records = train_steps(
-            run,
-            cfg,
-            model,
-            tok,
-            opt,
-            PackedData(packer, cfg.batch_size),
-            make_sft_step(model, cfg, device),
-            model.parameters(),
-            progress=progress,
-            kind="sft",
-        )
+        data = PackedData(packer, cfg.batch_size)
+
+        start, extra = checkpoint.restore(run, model, opt) if resume else (0, {})
+        if start:
+            data.load(extra["data"])
+        records = list(extra.get("records", []))  # every step's record, across resumes (the summary's tail)
+        t_run = time.perf_counter() - extra.get("elapsed", 0.0)
+        warmup = min(cfg.warmup_steps, max(1, cfg.steps // 10))
+        params = [p for p in model.parameters() if p.requires_grad]
+        model.train()
+        for step in range(start, cfg.steps):
+            t_step = time.perf_counter()
+            lr = set_lr(opt, lr_at(step, cfg.steps, cfg.lr, warmup, cfg.min_lr_ratio))
+            batch = data.next_batch()
+            opt.zero_grad(set_to_none=True)
+            res = sft_backward(model, batch, cfg, device)
+            gn = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf))
+            check_update(step + 1, res.loss, gn, cfg.stop_grad_norm, "stop_grad_norm")  # before the update
+            opt.step()
+            done, now = step + 1, time.perf_counter()
+            rec = {
+                "step": done,
+                "loss": res.loss,
+                **res.stats,
+                "grad_norm": gn,
+                "lr": lr,
+                "tokens": res.tokens,
+                "tokens_per_s": res.tokens / max(now - t_step, 1e-9),
+                "wall_time": now - t_run,
+            }
+            records.append(rec)
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                run.log(rec)
+            if progress:
+                progress(done, cfg.steps, loss=res.loss)
+            if checkpoint.due(done, cfg.checkpoint_every, cfg.steps):
+                checkpoint.save(
+                    run, done, model, tok, opt, extra={"data": data.state(), "elapsed": now - t_run, "records": records}
+                )
+        model.eval()
+
         save_model(
             model, tok, run.path / "model", extra={"task": cfg.task, "difficulty": cfg.difficulty, "posttrain": "sft"}
         )
-        acc, correct = _accuracy(model, tok, task, evals)
+        acc, correct = heldout_accuracy(model, tok, task, evals)
         summary = {
             "kind": "sft",
             "task": cfg.task,
@@ -225,13 +258,3 @@ def sft(
         }
         run.finish(summary)
         return summary
-
-
-def _accuracy(model, tok, task, problems) -> tuple[float | None, list[int]]:
-    """Greedy accuracy on `problems` and 1/0 per problem ((None, []) without problems)."""
-    if not problems:
-        return None, []
-    from scalinglab.testtime.greedy import greedy_accuracy
-
-    g = greedy_accuracy(model, tok, task, problems)
-    return g["accuracy"], [int(c) for c in g["correct"]]
