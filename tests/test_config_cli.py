@@ -194,3 +194,32 @@ def test_a_resumed_run_needs_the_settings_it_was_started_with(tmp_path):
         run_pipeline("smoke", str(out), resume=True)
     with pytest.raises(UserError, match="was started with stage_sets"):
         run_pipeline("smoke", str(out), resume=True, sets=["grpo_steps=5", "grpo.lr=1e-3"])
+
+
+def test_a_literal_fields_values_are_exactly_what_its_dispatch_table_implements():
+    import typing
+
+    from scalinglab.train.advantages import ADVANTAGES
+    from scalinglab.train.grpo import GRPOConfig
+    from scalinglab.train.ppo import PRM_SHAPINGS, PPOConfig
+
+    hints = typing.get_type_hints(GRPOConfig)
+    assert set(typing.get_args(hints["advantage"])) == set(ADVANTAGES)
+    assert set(typing.get_args(typing.get_type_hints(PPOConfig)["prm_shaping"])) == set(PRM_SHAPINGS)
+
+
+@pytest.mark.parametrize(
+    "recipe, field, value",
+    [
+        ("grpo", "advantage", "mean"),
+        ("ppo", "reward", "judge"),
+        ("isoflop", "dial", "heads"),
+        ("reward-model", "kind", "vrm"),
+    ],
+)
+def test_a_bad_choice_is_refused_when_the_config_is_built(recipe, field, value):
+    from scalinglab.errors import UserError
+
+    cls = recipe_config(recipe)
+    with pytest.raises(UserError, match=f"--{field} '{value}': expected one of"):
+        cls(**{field: value})

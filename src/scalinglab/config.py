@@ -90,7 +90,7 @@ def check_choices(cfg: Any) -> None:
         if typing.get_origin(tp) is typing.Literal and getattr(cfg, f.name) not in typing.get_args(tp):
             allowed = ", ".join(map(str, typing.get_args(tp)))
             flag = "--" + f.name.replace("_", "-")  # `--set` values were checked by `override` already
-            raise UserError(f"{flag} {getattr(cfg, f.name)!r}: expected one of {allowed}")
+            raise UserError(f"{flag} {getattr(cfg, f.name)!r}: expected one of {allowed} (config key {f.name!r})")
 
 
 @dataclasses.dataclass(frozen=True)

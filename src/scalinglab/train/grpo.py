@@ -45,8 +45,9 @@ from typing import Callable, Literal
 
 import torch
 
+from scalinglab.config import check_choices
 from scalinglab.runs import checkpoint
-from scalinglab.train.advantages import ADVANTAGES, group_advantages, zero_std_groups
+from scalinglab.train.advantages import group_advantages, zero_std_groups
 from scalinglab.train.common import check_update, lr_at, make_optimizer, set_lr
 from scalinglab.train.kl import LOG_RATIO_CLAMP, kl_k3, mismatch_stats
 from scalinglab.train.prefix import policy_logprobs
@@ -128,8 +129,10 @@ class GRPOConfig:
     group_size: int = 8  # samples per problem, sharing one prefill
     max_new_tokens: int = 0  # response length limit (0 = the task's longest worked solution × 1.5 + 16)
     temperature: float = 1.0  # sampling temperature, also applied to every training-side forward
-    advantage: str = "zscore"  # zscore (GRPO), center (Dr. GRPO) or rloo (leave-one-out)
-    loss_norm: str = (
+    advantage: Literal["zscore", "center", "rloo"] = (
+        "zscore"  # zscore (GRPO), center (Dr. GRPO) or rloo (leave-one-out)
+    )
+    loss_norm: Literal["token", "constant"] = (
         "token"  # token: / response tokens of the step (DAPO); constant: / (sequences·max_new_tokens) (Dr. GRPO)
     )
     clip_low: float = 0.2  # ε_low
@@ -152,9 +155,14 @@ class GRPOConfig:
     eval_problems: int = 200  # held-out problems for greedy accuracy before and after (0 = skip)
     eval_seed: int = 777  # generator seed of the held-out problems (never used in training)
     device: str = "auto"  # auto, cpu or cuda
-    backend: str = "local"  # local (one engine in this process) or ray (generation + verifier actors)
+    backend: Literal["local", "ray"] = (
+        "local"  # local (one engine in this process) or ray (generation + verifier actors)
+    )
     ray_address: str = ""  # Ray cluster to join ("" = a private local instance)
     ray_generators: int = 2  # generation actors on the ray backend
+
+    def __post_init__(self) -> None:
+        check_choices(self)
 
 
 def grpo_advantages(ro: Rollout, cfg: GRPOConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -243,14 +251,7 @@ def train_grpo(
     cfg: GRPOConfig, model_path: str, out: str, resume: bool = False, progress: Callable[..., None] | None = None
 ) -> dict:
     """Run GRPO from the model at `model_path`; returns the summary (also OUT/summary.json)."""
-    from scalinglab.errors import UserError
 
-    if cfg.advantage not in ADVANTAGES:
-        raise UserError(f"advantage {cfg.advantage!r} is not one of {sorted(ADVANTAGES)}")
-    if cfg.loss_norm not in ("token", "constant"):
-        raise UserError(f"loss_norm {cfg.loss_norm!r} is not 'token' or 'constant'")
-    if cfg.backend not in ("local", "ray"):
-        raise UserError(f"backend {cfg.backend!r} is not 'local' or 'ray'")
     o = open_rl_run("grpo", cfg, model_path, out, resume)
     if o.finished is not None:  # --resume of a finished run
         return o.finished

@@ -33,9 +33,9 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
-from scalinglab.config import override
+from scalinglab.config import check_choices, override
 from scalinglab.errors import UserError
 from scalinglab.runs.store import atomic_write_json
 from scalinglab.train.ladder import check_executor, fit_ladder, train_rungs, write_csv
@@ -49,7 +49,7 @@ class IsoFlopConfig:
     task: str = "pystdlib"  # a text corpus (or a task, whose loss may saturate)
     budgets: tuple[float, ...] = (1e11, 2e11, 4e11, 8e11)  # compute budgets C = 6ND of the profiles
     sizes: tuple[int, ...] = (16, 24, 32, 40, 48)  # the dial's sizes trained at every budget
-    dial: str = (
+    dial: Literal["width", "depth"] = (
         "width"  # "width": sizes are widths of a `depth`-layer model; "depth": sizes are depths (width aspect·depth)
     )
     depth: int = 2  # the layers of the width dial
@@ -60,10 +60,13 @@ class IsoFlopConfig:
     gpus: float = 0.0
     retries: int = 3
     bootstrap: int = 1000
-    grid: str = "hoffmann"
+    grid: Literal["hoffmann", "small"] = "hoffmann"  # Approach 3 fit starts: hoffmann (4,500) or small (243)
     # every rung's PretrainConfig fields (the narrow dial, batch, the BPE and validation sizes)
     # a 512-token BPE (its embedding is a third of a 40k-parameter model), rows of 8 x 128 tokens
     overrides: tuple[str, ...] = ("vocab_size=512", "batch_size=8", "seq_len=128", "val_tokens=65536")
+
+    def __post_init__(self) -> None:
+        check_choices(self)
 
 
 def rung_name(cfg: "IsoFlopConfig", size: int, C: float) -> str:
@@ -120,8 +123,6 @@ def _row(name: str, C: float, size: int, s: dict) -> dict:
 def _check(cfg: IsoFlopConfig, backend: str) -> None:
     if len(set(cfg.budgets)) < 2 or any(not (c > 0 and math.isfinite(c)) for c in cfg.budgets):
         raise UserError("--budgets: at least two distinct positive compute budgets (FLOPs), e.g. 2.5e11,5e11,1e12,2e12")
-    if cfg.dial not in ("width", "depth"):
-        raise UserError(f"--dial {cfg.dial!r}: expected width or depth")
     if len(set(cfg.sizes)) < 3 or any(d < 1 for d in cfg.sizes):
         raise UserError("--sizes: at least three distinct positive sizes (a parabola per budget needs 3)")
     if cfg.dial == "width" and any(w % 8 for w in cfg.sizes):

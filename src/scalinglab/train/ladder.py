@@ -37,9 +37,9 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
-from scalinglab.config import override
+from scalinglab.config import check_choices, override
 from scalinglab.distributed.executor import BACKENDS, Resources, make_executor
 from scalinglab.errors import UserError
 from scalinglab.runs import Run
@@ -63,8 +63,11 @@ class LadderConfig:
     retries: int = 3  # Ray re-executions of a rung whose worker died
     bootstrap: int = 1000  # bootstrap resamples of the Chinchilla fit
     fit: bool = True  # fit the law (False: train and tabulate only, e.g. a task whose loss saturates)
-    grid: str = "hoffmann"  # starting grid of the fit: "hoffmann" (4,500 starts) or "small" (243)
+    grid: Literal["hoffmann", "small"] = "hoffmann"  # starting grid of the fit: hoffmann (4,500 starts) or small (243)
     overrides: tuple[str, ...] = ()  # key=value for other PretrainConfig fields (batch_size, seq_len, lr, ...)
+
+    def __post_init__(self) -> None:
+        check_choices(self)
 
 
 def check_executor(backend: str, threads: int) -> None:

@@ -53,6 +53,7 @@ from typing import Callable, Literal
 import torch
 import torch.nn as nn
 
+from scalinglab.config import check_choices
 from scalinglab.errors import UserError
 from scalinglab.runs import checkpoint
 from scalinglab.train.advantages import gae, whiten
@@ -135,10 +136,10 @@ class PPOConfig:
     samples_per_prompt: int = 4  # samples per problem (they share a prefill; no grouping in the loss)
     max_new_tokens: int = 0  # response length limit (0 = the task's longest worked solution × 1.5 + 16)
     temperature: float = 1.0  # sampling temperature, also applied to every training-side forward
-    reward: str = "verifier"  # verifier, orm or prm
+    reward: Literal["verifier", "orm", "prm"] = "verifier"  # the verifier, an outcome RM or a process RM
     reward_model: str = ""  # directory of the ORM/PRM (`scalinglab train reward-model`)
     reward_clip: float = 10.0  # scores clipped to ±this
-    prm_shaping: str = (
+    prm_shaping: Literal["min", "clip", "sum"] = (
         "min"  # reward=prm: min (PURE min-form, default), clip (Gao et al.) or sum (gameable; for comparison)
     )
     prm_clip_eta: float = (
@@ -156,7 +157,9 @@ class PPOConfig:
     micro_batch: int = 64  # sequences per forward/backward (gradients accumulate across them)
     lr: float = 1e-4  # policy AdamW learning rate
     critic_lr: float = 3e-4  # critic AdamW learning rate
-    critic_init: str = "policy"  # policy (copy of the policy trunk, zero head) or rm (the reward model)
+    critic_init: Literal["policy", "rm"] = (
+        "policy"  # policy (copy of the policy trunk, zero head) or rm (the reward model)
+    )
     warmup_steps: int = 0
     weight_decay: float = 0.0
     grad_clip: float = 1.0  # max global gradient norm (policy and critic each)
@@ -166,6 +169,9 @@ class PPOConfig:
     eval_problems: int = 200  # held-out problems for greedy accuracy before and after (0 = skip)
     eval_seed: int = 777
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_choices(self)
 
 
 def step_end_tokens(tok, token_ids: list[int], text: str, steps: list[str]) -> list[int]:
@@ -339,11 +345,7 @@ def train_ppo(
     cfg: PPOConfig, model_path: str, out: str, resume: bool = False, progress: Callable[..., None] | None = None
 ) -> dict:
     """Run PPO from the model at `model_path`; returns the summary (also OUT/summary.json)."""
-    if cfg.reward not in ("verifier", "orm", "prm"):
-        raise UserError(f"reward {cfg.reward!r} is not one of verifier, orm, prm")
-    if cfg.prm_shaping not in PRM_SHAPINGS:
-        raise UserError(f"prm_shaping {cfg.prm_shaping!r} is not one of {', '.join(PRM_SHAPINGS)}")
-    if cfg.critic_init not in ("policy", "rm") or (cfg.critic_init == "rm" and cfg.reward == "verifier"):
+    if cfg.critic_init == "rm" and cfg.reward == "verifier":
         raise UserError(f"critic_init {cfg.critic_init!r}: use 'policy', or 'rm' together with reward=orm|prm")
     o = open_rl_run("ppo", cfg, model_path, out, resume)
     if o.finished is not None:  # --resume of a finished run

@@ -40,6 +40,7 @@ from typing import Callable, Literal
 
 import torch
 
+from scalinglab.config import check_choices
 from scalinglab.errors import UserError
 from scalinglab.runs import checkpoint
 from scalinglab.tasks.split import draw, overlap, refuse_test
@@ -107,6 +108,9 @@ class RewardModelConfig:
     eval_samples: int = 8  # samples per held-out problem
     eval_seed: int = 777
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_choices(self)
 
 
 # -- data -----------------------------------------------------------------------------
