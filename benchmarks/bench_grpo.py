@@ -176,9 +176,9 @@ def main(argv=None) -> dict:
     import torch
 
     from scalinglab.tasks import get_task
+    from scalinglab.tasks.seeds import RL_SEED_BASE
     from scalinglab.testtime.greedy import default_max_new_tokens
     from scalinglab.train.grpo import GRPOConfig
-    from scalinglab.train.rollout import RL_SEED_BASE
 
     task = get_task(args.task)
     args.max_new_tokens = args.max_new_tokens or default_max_new_tokens(task, task.generate(64, seed=RL_SEED_BASE - 1))

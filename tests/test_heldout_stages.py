@@ -19,8 +19,8 @@ from scalinglab.errors import UserError
 from scalinglab.model import ModelConfig, Transformer
 from scalinglab.model.hf import save_model
 from scalinglab.model.tokenizer import CharTokenizer
-from scalinglab.tasks import get_task, write_jsonl
-from scalinglab.tasks.base import read_jsonl
+from scalinglab.runs.store import read_jsonl, write_jsonl
+from scalinglab.tasks import get_task
 from scalinglab.tasks.split import canonical, draw, overlap, split_of
 
 TASK = get_task("arithmetic")
@@ -42,7 +42,8 @@ def _leaks(texts) -> int:
 
 
 def test_pretrain_stream_keeps_train_problems_and_validation_keeps_eval_problems():
-    from scalinglab.train.pretrain import TRAIN_SEED_BASE, VAL_SEED_BASE, PackedStream
+    from scalinglab.tasks.seeds import TRAIN_SEED_BASE, VAL_SEED_BASE
+    from scalinglab.train.pretrain import PackedStream
 
     tok = CharTokenizer()
     stream = PackedStream(TASK, tok, None, chunk_seed=lambda c: TRAIN_SEED_BASE + c)

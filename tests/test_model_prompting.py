@@ -186,7 +186,7 @@ def test_generate_applies_the_chat_template_unless_off(chat_model, tmp_path):
 
 
 def test_eval_sees_the_formatted_prompts(chat_model, tmp_path):
-    from scalinglab.tasks import write_jsonl
+    from scalinglab.runs.store import write_jsonl
 
     model_dir, tok = chat_model
     probs = get_task("arithmetic").generate(2, seed=3)

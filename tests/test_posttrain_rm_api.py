@@ -95,7 +95,8 @@ def test_save_load_round_trip_and_backbone_still_loads(rm, tmp_path):
 
 def test_cli_json_and_bad_input(tmp_path, rm):
     from scalinglab.cli import app
-    from scalinglab.tasks import get_task, write_jsonl
+    from scalinglab.runs.store import write_jsonl
+    from scalinglab.tasks import get_task
 
     save_model(rm.backbone, rm.tok, tmp_path / "tiny")
     ps = get_task("arithmetic").generate(4, seed=1)

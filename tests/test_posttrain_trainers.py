@@ -13,7 +13,8 @@ from scalinglab.errors import UserError
 from scalinglab.model import ModelConfig, Transformer
 from scalinglab.model.hf import save_model
 from scalinglab.model.tokenizer import CharTokenizer
-from scalinglab.tasks import get_task, write_jsonl
+from scalinglab.runs.store import write_jsonl
+from scalinglab.tasks import get_task
 from scalinglab.train.data import Packer, encode_example
 from scalinglab.train.dpo import DPOConfig, dpo, dpo_backward, reference_logprobs
 from scalinglab.train.reward_model import RewardModel, load_reward_model

@@ -7,7 +7,8 @@ import typer
 from typer.testing import CliRunner
 
 from scalinglab.commands import testtime
-from scalinglab.tasks import get_task, write_jsonl
+from scalinglab.runs.store import write_jsonl
+from scalinglab.tasks import get_task
 
 root = typer.Typer()
 testtime.register(root)

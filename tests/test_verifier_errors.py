@@ -14,7 +14,7 @@ import scalinglab.tasks as tasks_mod
 from scalinglab.model import ModelConfig, Transformer
 from scalinglab.model.hf import save_model
 from scalinglab.model.tokenizer import CharTokenizer
-from scalinglab.tasks.base import read_jsonl
+from scalinglab.runs.store import read_jsonl
 from scalinglab.train.advantages import group_advantages, zero_std_groups
 from scalinglab.train.grpo import GRPOConfig, grpo_advantages
 from scalinglab.verify.verdict import Verdict
@@ -208,7 +208,7 @@ def test_dpo_pairs_exclude_and_count_verifier_errors(tiny, tmp_path, monkeypatch
 
 
 def test_dpo_data_file_judged_here_counts_its_errors(tiny, tmp_path, monkeypatch):
-    from scalinglab.tasks.base import write_jsonl
+    from scalinglab.runs.store import write_jsonl
     from scalinglab.train import dpo as dpo_mod
 
     class TimesOut:  # the verifier errors on completions with a marker, else judges as arithmetic

@@ -119,10 +119,10 @@ def annotate_cmd(
     Example: scalinglab annotate --task addition --model runs/A --data data/add.jsonl --m 8 --out data/prm.jsonl
     """
     from scalinglab.config import override
-    from scalinglab.runs.store import atomic_write_json
+    from scalinglab.runs.store import atomic_write_json, read_jsonl, write_jsonl
     from scalinglab.synth.annotate import AnnotateConfig, annotate
     from scalinglab.synth.sampler import local_sampler
-    from scalinglab.tasks import get_task, read_jsonl, write_jsonl
+    from scalinglab.tasks import get_task
 
     if m < 1:
         raise UserError(f"--m must be >= 1, got {m}")

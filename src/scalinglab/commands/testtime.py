@@ -10,6 +10,7 @@ import typer
 from scalinglab.commands.common import JSON_OPT, emit, progress_bar
 from scalinglab.commands.foundation import CHAT_OPT, DTYPE_OPT, MODEL_HELP, SYSTEM_OPT
 from scalinglab.errors import UserError
+from scalinglab.tasks.seeds import EVAL_SEED
 
 
 def register(app: typer.Typer) -> None:
@@ -33,7 +34,7 @@ def eval_cmd(
     problems: Optional[Path] = typer.Option(
         None, help="JSONL of problems (id, prompt, answer); default: generate them."
     ),
-    seed: int = typer.Option(777, help="Generator seed of the problems when --problems is not given."),
+    seed: int = typer.Option(EVAL_SEED, help="Generator seed of the problems when --problems is not given."),
     num_problems: Optional[int] = typer.Option(
         None,
         help="Problems to evaluate: without --problems, this many distinct problems of the task's evaluation split (default 100); with --problems, the file's first N (default: all, like lm-eval's --limit).",

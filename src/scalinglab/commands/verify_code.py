@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from scalinglab.commands import common
 from scalinglab.errors import UserError
-from scalinglab.tasks.base import read_jsonl
+from scalinglab.runs.store import read_jsonl
 
 
 @common.verify_app.command("code")

@@ -35,7 +35,7 @@ def verify_math_cmd(
 
     Example:  scalinglab verify math --input answers.jsonl --json
     """
-    from scalinglab.tasks.base import read_jsonl
+    from scalinglab.runs.store import read_jsonl
     from scalinglab.verify.math import TIMEOUT_PREFIX, verify_batch
 
     if timeout_s <= 0:

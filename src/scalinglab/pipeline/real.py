@@ -28,8 +28,9 @@ from scalinglab.errors import UserError
 from scalinglab.pipeline import figures as figs
 from scalinglab.pipeline import stages
 from scalinglab.pipeline.results import StageResult
-from scalinglab.pipeline.stages import EVAL_SEED, Context, _fig
+from scalinglab.pipeline.stages import Context, _fig
 from scalinglab.report.figures import save_fig
+from scalinglab.tasks.seeds import EVAL_SEED
 
 
 def _eval(

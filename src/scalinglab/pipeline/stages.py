@@ -26,8 +26,7 @@ from scalinglab.pipeline import figures as figs
 from scalinglab.pipeline.presets import Preset
 from scalinglab.pipeline.results import Figure, StageResult, law_record
 from scalinglab.report.figures import new_figure, save_fig
-
-EVAL_SEED = 777
+from scalinglab.tasks.seeds import EVAL_SEED
 
 
 @dataclass

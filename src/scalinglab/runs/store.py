@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from scalinglab.errors import UserError
 
@@ -128,6 +128,30 @@ def read_json(path: str | os.PathLike, what: str = "") -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise _input_error(f"{path}: not valid JSON ({e.msg} at line {e.lineno})", path) from None
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
+    """Write rows atomically as JSONL; returns the number of rows."""
+    lines = [dumps(r) for r in rows]
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return len(lines)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Read a JSONL file; a bad line gives an error naming the file and line."""
+    path = Path(path)
+    rows = []
+    for i, line in enumerate(read_text(path).splitlines(), 1):  # missing, a directory, binary: one line naming it
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}: line {i} is not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}: line {i} is not a JSON object")
+        rows.append(row)
+    return rows
 
 
 def disk_full(e: BaseException) -> bool:

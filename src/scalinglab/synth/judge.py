@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 from scalinglab.engine import SamplingParams
 from scalinglab.errors import UserError
-from scalinglab.tasks.base import read_jsonl
+from scalinglab.runs.store import read_jsonl
 from scalinglab.verify.judge import DEFAULT_RUBRIC, JudgeFn, judge_candidates, summarise
 
 

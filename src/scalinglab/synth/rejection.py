@@ -46,9 +46,9 @@ from typing import Callable, Sequence
 
 from scalinglab.engine import GenerationResult, SamplingParams
 from scalinglab.errors import UserError
-from scalinglab.runs.store import atomic_write_json
+from scalinglab.runs.store import atomic_write_json, write_jsonl
 from scalinglab.synth.sampler import Sampler
-from scalinglab.tasks.base import Problem, write_jsonl
+from scalinglab.tasks.base import Problem
 from scalinglab.verify.verdict import Verdict
 
 MASK = "?"  # what the reference answer is replaced by in a retry's reason

@@ -19,7 +19,7 @@ import dataclasses
 import os
 
 from scalinglab.errors import UserError
-from scalinglab.tasks.base import Problem, Task, coerce_setting, read_jsonl, write_jsonl
+from scalinglab.tasks.base import Problem, Task, coerce_setting
 from scalinglab.tasks.base import load_problems as _load_jsonl
 
 # name -> (what it is, where its problems come from), for `scalinglab tasks`
@@ -198,8 +198,6 @@ __all__ = [
     "rg_names",
     "parse_settings",
     "load_problems",
-    "read_jsonl",
-    "write_jsonl",
     "describe",
     "catalog",
 ]

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 from scalinglab.errors import UserError
+from scalinglab.runs.store import read_jsonl
 from scalinglab.verify.verdict import Verdict
 
 
@@ -79,34 +79,6 @@ class Task(Protocol):
     def equivalent(self, a: str, b: str) -> bool:
         """Whether two extracted answers are the same answer (used by majority vote)."""
         ...
-
-
-def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
-    """Write rows atomically as JSONL; returns the number of rows."""
-    from scalinglab.runs.store import atomic_write_text, dumps
-
-    lines = [dumps(r) for r in rows]
-    atomic_write_text(path, "".join(line + "\n" for line in lines))
-    return len(lines)
-
-
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Read a JSONL file; a bad line gives an error naming the file and line."""
-    from scalinglab.runs.store import read_text
-
-    path = Path(path)
-    rows = []
-    for i, line in enumerate(read_text(path).splitlines(), 1):  # missing, a directory, binary: one line naming it
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}: line {i} is not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{path}: line {i} is not a JSON object")
-        rows.append(row)
-    return rows
 
 
 def load_problems(path: str | os.PathLike, default_task: str = "custom") -> list[Problem]:

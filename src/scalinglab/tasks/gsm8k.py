@@ -47,7 +47,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from scalinglab.errors import UserError
-from scalinglab.tasks.base import Problem, read_jsonl, seeded_subset
+from scalinglab.runs.store import read_jsonl
+from scalinglab.tasks.base import Problem, seeded_subset
 from scalinglab.verify.answer import extract_answer as answer_span
 from scalinglab.verify.verdict import Verdict
 

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from scalinglab.errors import UserError
 from scalinglab.runs import checkpoint
+from scalinglab.tasks.seeds import DPO_OFFSET, EVAL_SEED, POSTTRAIN_SEED_BASE
 from scalinglab.tasks.split import draw, overlap, refuse_test
 from scalinglab.testtime.stats import heldout_gain
 from scalinglab.train.common import check_update, lr_at, make_optimizer, set_lr, token_logprobs
@@ -48,7 +49,6 @@ from scalinglab.train.data import (
     sample_and_verify,
 )
 from scalinglab.train.posttrain import (
-    POSTTRAIN_SEED_BASE,
     StepResult,
     heldout_accuracy,
     micro_batches,
@@ -85,7 +85,7 @@ class DPOConfig:
     log_every: int = 1
     checkpoint_every: int = 0  # steps between checkpoints (0 = only the final model)
     eval_problems: int = 200  # held-out problems for greedy accuracy before/after (0 = skip)
-    eval_seed: int = 777
+    eval_seed: int = EVAL_SEED
     device: str = "auto"
 
 
@@ -178,7 +178,7 @@ def dpo_backward(
 
 
 def training_pairs(cfg: DPOConfig, task, model, tok, run, resume: bool) -> tuple[list[dict], dict]:
-    from scalinglab.tasks.base import read_jsonl, write_jsonl
+    from scalinglab.runs.store import read_jsonl, write_jsonl
 
     cache = run.path / "data.jsonl"
     if resume and cache.exists():
@@ -193,7 +193,7 @@ def training_pairs(cfg: DPOConfig, task, model, tok, run, resume: bool) -> tuple
         info = {"verifier_errors": drop_verifier_errors(rows)[1]}
     else:
         problems = draw(
-            task, cfg.num_problems, POSTTRAIN_SEED_BASE + 10_000 + cfg.seed, cfg.difficulty or None, split="train"
+            task, cfg.num_problems, POSTTRAIN_SEED_BASE + DPO_OFFSET + cfg.seed, cfg.difficulty or None, split="train"
         )
         rows = sample_and_verify(model, tok, task, problems, cfg.samples_per_problem, cfg.sample_temperature, cfg.seed)
         pairs = build_pairs(rows, cfg.seed, cfg.max_pairs_per_problem)

@@ -47,6 +47,7 @@ import torch
 
 from scalinglab.config import check_choices
 from scalinglab.runs import checkpoint
+from scalinglab.tasks.seeds import EVAL_SEED
 from scalinglab.train.advantages import group_advantages, zero_std_groups
 from scalinglab.train.common import check_update, lr_at, make_optimizer, set_lr
 from scalinglab.train.kl import LOG_RATIO_CLAMP, kl_k3, mismatch_stats
@@ -153,7 +154,7 @@ class GRPOConfig:
     seed: int = 0  # sampling and data seed
     checkpoint_every: int = 0  # steps between checkpoints (0 = only the final model)
     eval_problems: int = 200  # held-out problems for greedy accuracy before and after (0 = skip)
-    eval_seed: int = 777  # generator seed of the held-out problems (never used in training)
+    eval_seed: int = EVAL_SEED  # generator seed of the held-out problems (never used in training)
     device: str = "auto"  # auto, cpu or cuda
     backend: Literal["local", "ray"] = (
         "local"  # local (one engine in this process) or ray (generation + verifier actors)

@@ -25,8 +25,6 @@ from typing import Any
 
 import torch
 
-POSTTRAIN_SEED_BASE = 3_000_000  # problem seeds for post-training data; evaluation seeds stay far below
-
 
 @dataclass
 class Opened:

@@ -56,6 +56,7 @@ import torch.nn as nn
 from scalinglab.config import check_choices
 from scalinglab.errors import UserError
 from scalinglab.runs import checkpoint
+from scalinglab.tasks.seeds import EVAL_SEED
 from scalinglab.train.advantages import gae, whiten
 from scalinglab.train.common import (
     check_update,
@@ -167,7 +168,7 @@ class PPOConfig:
     seed: int = 0
     checkpoint_every: int = 0
     eval_problems: int = 200  # held-out problems for greedy accuracy before and after (0 = skip)
-    eval_seed: int = 777
+    eval_seed: int = EVAL_SEED
     device: str = "auto"
 
     def __post_init__(self) -> None:

@@ -37,11 +37,9 @@ from scalinglab.model.tokenizer import CharTokenizer
 from scalinglab.runs import Run, checkpoint
 from scalinglab.tasks import get_task
 from scalinglab.tasks.corpus import CORPORA, get_corpus, is_corpus
+from scalinglab.tasks.seeds import EVAL_SEED, TRAIN_SEED_BASE, VAL_SEED_BASE
 from scalinglab.tasks.split import draw, only, overlap
 from scalinglab.train.common import check_fields, check_update, lr_at, make_optimizer, seed_everything, set_lr
-
-TRAIN_SEED_BASE = 1_000_000  # training problems use generator seeds >= this; eval seeds stay below
-VAL_SEED_BASE = 900_000  # the validation-loss problems
 
 
 @dataclass(frozen=True)
@@ -72,7 +70,7 @@ class PretrainConfig:
     log_every: int = 10  # steps between metrics records
     checkpoint_every: int = 0  # steps between checkpoints (0 = only the final model)
     eval_problems: int = 100  # held-out problems (a corpus: contexts) for the final greedy accuracy (0 = skip)
-    eval_seed: int = 777  # generator seed of the held-out problems
+    eval_seed: int = EVAL_SEED  # generator seed of the held-out problems
     val_tokens: int = 8192  # held-out tokens for the validation loss
     device: str = "auto"  # auto, cpu or cuda
 

@@ -43,6 +43,7 @@ import torch
 from scalinglab.config import check_choices
 from scalinglab.errors import UserError
 from scalinglab.runs import checkpoint
+from scalinglab.tasks.seeds import EVAL_SEED, POSTTRAIN_SEED_BASE, RM_OFFSET
 from scalinglab.tasks.split import draw, overlap, refuse_test
 from scalinglab.train.common import check_update, lr_at, make_optimizer, set_lr
 from scalinglab.train.data import (
@@ -54,7 +55,7 @@ from scalinglab.train.data import (
     sample_and_verify,
     step_label_rows,
 )
-from scalinglab.train.posttrain import POSTTRAIN_SEED_BASE, StepResult, micro_batches, open_run, tail_mean
+from scalinglab.train.posttrain import StepResult, micro_batches, open_run, tail_mean
 from scalinglab.train.reward_model import (
     RewardModel,
     auc,
@@ -106,7 +107,7 @@ class RewardModelConfig:
     probe: bool = True  # fit head (+ confidence gain) as a linear probe on frozen features before fine-tuning (LP-FT)
     eval_problems: int = 100  # held-out problems whose samples measure the AUC (0 = skip)
     eval_samples: int = 8  # samples per held-out problem
-    eval_seed: int = 777
+    eval_seed: int = EVAL_SEED
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -118,7 +119,7 @@ class RewardModelConfig:
 
 def _items(cfg: RewardModelConfig, task, model, tok, run, resume: bool) -> tuple[list[dict], dict]:
     """Training rows: labelled samples (orm/bce), pairs (orm/bt) or step-labelled rows (prm)."""
-    from scalinglab.tasks.base import read_jsonl, write_jsonl
+    from scalinglab.runs.store import read_jsonl, write_jsonl
 
     cache = run.path / "data.jsonl"
     if resume and cache.exists():
@@ -141,7 +142,7 @@ def _items(cfg: RewardModelConfig, task, model, tok, run, resume: bool) -> tuple
                 items = drop_verifier_errors(rows)[0]
     else:
         problems = draw(
-            task, cfg.num_problems, POSTTRAIN_SEED_BASE + 20_000 + cfg.seed, cfg.difficulty or None, split="train"
+            task, cfg.num_problems, POSTTRAIN_SEED_BASE + RM_OFFSET + cfg.seed, cfg.difficulty or None, split="train"
         )
         drawn = sample_and_verify(model, tok, task, problems, cfg.samples_per_problem, cfg.sample_temperature, cfg.seed)
         samples, errors = drop_verifier_errors(drawn)  # an errored verdict is no label

@@ -32,8 +32,9 @@ import torch
 
 from scalinglab.engine import Engine
 from scalinglab.runs import checkpoint
+from scalinglab.tasks.seeds import RL_SEED_BASE
 from scalinglab.tasks.split import draw, overlap
-from scalinglab.train.rollout import RL_SEED_BASE, prompt_batch
+from scalinglab.train.rollout import prompt_batch
 
 RL_POSITIVE = (
     "steps",

@@ -29,11 +29,11 @@ from typing import Any, Sequence
 import torch
 
 from scalinglab.engine import Engine, SamplingParams
+from scalinglab.tasks.seeds import RL_SEED_BASE
 from scalinglab.tasks.split import draw
 from scalinglab.train.common import entropy_from_logits, token_logprobs
 
 INVALID_LOGPROB = 1.0  # sentinel in padded log-prob slots (trl); always masked out
-RL_SEED_BASE = 5_000_000  # RL prompts use generator seeds >= this (pretraining uses 1e6.., eval < 9e5)
 
 
 @dataclass

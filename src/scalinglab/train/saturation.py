@@ -36,6 +36,7 @@ from typing import Callable
 from scalinglab.config import override
 from scalinglab.errors import UserError
 from scalinglab.runs.store import atomic_write_json, atomic_write_text, read_json
+from scalinglab.tasks.seeds import EVAL_SEED
 from scalinglab.train.pretrain import PretrainConfig
 
 KEYS = ("task", "depth", "tokens", "seed", "difficulty", "difficulty_mix", "eval_problems")  # set by the sweep itself
@@ -65,7 +66,7 @@ class SaturationConfig:
     depths: tuple[int, ...] = (1, 2)  # model sizes (width 64·depth)
     tokens: tuple[int, ...] = (100_000, 300_000, 1_000_000)  # token budgets per size
     eval_problems: int = 200  # held-out problems per difficulty (capped at the split's size)
-    eval_seed: int = 777
+    eval_seed: int = EVAL_SEED
     val_tokens: int = 8192  # held-out tokens for each difficulty's validation loss
     seed: int = 0
     threads: int = 1  # torch threads per rung and per evaluation
@@ -168,8 +169,9 @@ def evaluate_rung(run_dir: str, cfg: SaturationConfig) -> dict:
     from scalinglab.model.hf import load_model
     from scalinglab.runs import Run
     from scalinglab.tasks import get_task
+    from scalinglab.tasks.seeds import VAL_SEED_BASE
     from scalinglab.testtime.greedy import greedy_accuracy
-    from scalinglab.train.pretrain import VAL_SEED_BASE, PackedStream, validation_loss
+    from scalinglab.train.pretrain import PackedStream, validation_loss
 
     old = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)

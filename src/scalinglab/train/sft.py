@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from scalinglab.errors import UserError
 from scalinglab.runs import checkpoint
+from scalinglab.tasks.seeds import EVAL_SEED, POSTTRAIN_SEED_BASE
 from scalinglab.tasks.split import draw, overlap, refuse_test
 from scalinglab.testtime.stats import heldout_gain
 from scalinglab.train.common import check_update, lr_at, make_optimizer, set_lr
@@ -46,7 +47,6 @@ from scalinglab.train.data import (
     sft_pairs_from_rows,
 )
 from scalinglab.train.posttrain import (
-    POSTTRAIN_SEED_BASE,
     StepResult,
     heldout_accuracy,
     micro_batches,
@@ -84,7 +84,7 @@ class SFTConfig:
     log_every: int = 1  # steps between metrics records
     checkpoint_every: int = 0  # steps between checkpoints (0 = only the final model)
     eval_problems: int = 200  # held-out problems for greedy accuracy before/after (0 = skip)
-    eval_seed: int = 777  # generator seed of the held-out problems
+    eval_seed: int = EVAL_SEED  # generator seed of the held-out problems
     device: str = "auto"  # auto, cpu or cuda
 
 
@@ -143,7 +143,7 @@ def training_pairs(
     cfg: SFTConfig, task, model, tok, run_dir: Path, resume: bool, progress=None
 ) -> list[tuple[str, str]]:
     """The (prompt, completion) pairs to train on; written to / re-read from RUN/data.jsonl."""
-    from scalinglab.tasks.base import read_jsonl, write_jsonl
+    from scalinglab.runs.store import read_jsonl, write_jsonl
 
     cache = run_dir / "data.jsonl"
     if resume and cache.exists():
