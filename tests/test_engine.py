@@ -266,7 +266,7 @@ def test_native_loop_matches_python_step(params, max_batch, monkeypatch):
 
 def test_bench_counts_answer_tokens_not_padding():
     """The ragged benchmark credits transformers with each row's tokens up to its first EOS (2 here)."""
-    from scalinglab.engine.bench import answer_lengths
+    from scalinglab.bench.engine import answer_lengths
 
     new = torch.tensor([[5, 2, 0, 0], [5, 6, 7, 8], [2, 2, 0, 0], [9, 9, 9, 2]])
     assert answer_lengths(new, eos=2).tolist() == [2, 4, 1, 4]
