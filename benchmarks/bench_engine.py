@@ -7,7 +7,7 @@ python benchmarks/bench_engine.py --model smollm2-135m --new-tokens 64 --repeats
 import argparse
 import json
 
-from scalinglab.engine.bench import run_benchmark
+from scalinglab.bench.engine import run_benchmark
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)

@@ -4,7 +4,7 @@
 
 Without --full the SciPy side runs 450 of the 4,500 starts and 400 of the 4,000 resamples and
 its time is scaled up linearly (the output says so); --full runs it all (~10+ minutes on 2 cores).
-The procedure and the comparison live in `scalinglab.scaling.benchmark`.
+The procedure and the comparison live in `scalinglab.bench.fit`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from scalinglab.bench import fit as benchmark
 from scalinglab.runs.store import dumps
-from scalinglab.scaling import benchmark
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

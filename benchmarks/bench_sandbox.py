@@ -9,7 +9,7 @@ Prints one JSON object: programs/second for `judge_many` (bwrap sandbox, warm po
 import json
 import sys
 
-from scalinglab.verify.sandbox_bench import bench_sandbox
+from scalinglab.bench.sandbox import bench_sandbox
 
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200

@@ -49,11 +49,11 @@ def test_decode_logits_match_forward(tiny_model):
     model, tok = tiny_model
     eng = Engine(model, tok, max_batch=2)
     ids = tok.encode("12+34=?\n")
-    from scalinglab.engine.steps import _Cache
+    from scalinglab.engine.steps import KVCache
 
     for n in (1, 2):
-        cache = _Cache(model.config, 1, n, len(ids), 8, "cpu", torch.float32)
-        logits = eng._prefill(cache, [0], [ids])
+        cache = KVCache(model.config, 1, n, len(ids), 8, "cpu", torch.float32)
+        logits = eng.prefill(cache, [0], [ids])
         seq = list(ids)
         for step in range(5):
             with torch.no_grad():
@@ -64,7 +64,7 @@ def test_decode_logits_match_forward(tiny_model):
             tokens = torch.full((n,), t)
             slen = torch.full((n,), step)
             tcur = (len(ids) + step + 1) if n == 1 else step + 1
-            logits = eng._decode(cache, 1, n, tokens, torch.tensor([len(ids)]), slen, tcur)
+            logits = eng.decode(cache, 1, n, tokens, torch.tensor([len(ids)]), slen, tcur)
 
 
 def test_accounting_and_prefix_sharing(tiny_model):
@@ -266,7 +266,7 @@ def test_native_loop_matches_python_step(params, max_batch, monkeypatch):
 
 def test_bench_counts_answer_tokens_not_padding():
     """The ragged benchmark credits transformers with each row's tokens up to its first EOS (2 here)."""
-    from scalinglab.engine.bench import answer_lengths
+    from scalinglab.bench.engine import answer_lengths
 
     new = torch.tensor([[5, 2, 0, 0], [5, 6, 7, 8], [2, 2, 0, 0], [9, 9, 9, 2]])
     assert answer_lengths(new, eos=2).tolist() == [2, 4, 1, 4]
@@ -275,15 +275,15 @@ def test_bench_counts_answer_tokens_not_padding():
 @pytest.mark.parametrize("n", [1, 3], ids=["flat", "shared-prefix"])
 def test_native_prefill_matches_pytorch_prefill(tiny_model, n):
     """Prompts of different lengths, packed without padding, into groups 2 and 0: same logits, same cached keys/values."""
-    from scalinglab.engine.steps import _Cache
+    from scalinglab.engine.steps import KVCache
 
     model, tok = tiny_model
     eng = Engine(model, tok)
     ids = [tok.encode(p) for p in ("12+34=?\n", "a much longer prompt than the others\n")]
     Tp = max(map(len, ids))
-    caches = [_Cache(model.config, 3, n, Tp, 4, "cpu", torch.float32) for _ in range(2)]
-    ref = eng._prefill(caches[0], [2, 0], ids)
-    got = eng._prefill(caches[1], [2, 0], ids, native=True)
+    caches = [KVCache(model.config, 3, n, Tp, 4, "cpu", torch.float32) for _ in range(2)]
+    ref = eng.prefill(caches[0], [2, 0], ids)
+    got = eng.prefill(caches[1], [2, 0], ids, native=True)
     assert torch.allclose(got, ref, atol=1e-4)
     # keys/values of each prompt's real tokens (PyTorch also writes its padding, which nothing reads)
     kv = [torch.stack([c.ks, c.vs]) if n == 1 else torch.stack([c.kp, c.vp]) for c in caches]  # (2, L, rows, Hkv, T, D)

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from scalinglab.engine.bench import _model_dir, real_model_benchmark
+from scalinglab.bench.engine import _model_dir, real_model_benchmark
 
 
 def test_real_model_grid_reports_every_contender(tmp_path, monkeypatch):

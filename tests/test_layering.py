@@ -10,6 +10,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "scalinglab"
 TORCH_FREE = ["tasks", "verify", "scaling", "tokenomics"]
+# modules of packages that are not torch-free as a whole: bench/engine.py drives the engine, its siblings do not
+TORCH_FREE_MODULES = ["bench", "bench.fit", "bench.sandbox"]
 
 
 def imports_of(path: Path) -> set[str]:
@@ -70,6 +72,22 @@ def test_torch_free_packages_import_without_torch_at_runtime(pkg):
         "        importlib.import_module(m.name)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("mod", TORCH_FREE_MODULES)
+def test_torch_free_modules_do_not_import_torch(mod):
+    bad = {
+        m
+        for m in reachable(f"scalinglab.{mod}", graph())
+        if m == "torch" or m.startswith("torch.") or m in ("transformers", "safetensors.torch")
+    }
+    assert not bad, f"scalinglab.{mod} reaches {sorted(bad)}"
+
+
+def test_torch_free_modules_import_without_torch_at_runtime():
+    mods = [f"scalinglab.{m}" for m in TORCH_FREE_MODULES]
+    code = f"import sys, importlib\nfor m in {mods!r}:\n    importlib.import_module(m)\nassert 'torch' not in sys.modules\n"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scalinglab.bench.fit import load_epoch, scipy_objective
 from scalinglab.scaling import compute_optimal, fit_chinchilla, fit_coverage, fit_power, fit_sigmoid
-from scalinglab.scaling.benchmark import load_epoch, scipy_objective
 
 REF = Path(__file__).parents[2] / "shared" / "reference"
 

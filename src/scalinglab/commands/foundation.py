@@ -199,7 +199,7 @@ def bench_engine_cmd(
     Sampling at temperature 1, EOS ignored, one prompt per sequence; the best of --repeats
     timed runs after a warm-up counts (the compiled path's compile time is reported apart).
     """
-    from scalinglab.engine.bench import run_benchmark
+    from scalinglab.bench.engine import run_benchmark
 
     res = run_benchmark(
         model=model, sequences=sequences, new_tokens=new_tokens, device=device, repeats=repeats, ragged=ragged

@@ -98,7 +98,7 @@ def bench_fit(
     as_json: bool = common.JSON_OPT,
 ) -> None:
     """Chinchilla fit (4,500-start grid + 4,000 bootstraps): ours vs one scipy.optimize.minimize per start and resample."""
-    from scalinglab.scaling import benchmark
+    from scalinglab.bench import fit as benchmark
 
     path = data or Path(__file__).resolve().parents[3].parent / "shared" / "reference" / benchmark.EPOCH_CSV
     if not path.is_file():

@@ -84,7 +84,7 @@ def bench_sandbox(
     `subprocess.run([python, file])` per program with no isolation. Prints the ratio
     (isolated / naive throughput).
     """
-    from scalinglab.verify.sandbox_bench import bench_sandbox as run
+    from scalinglab.bench.sandbox import bench_sandbox as run
 
     res = run(n=n, workers=workers or None)
     human = (

@@ -14,23 +14,26 @@ prompt waits, the last active group is moved into the hole, so a step always com
 exactly the active groups. Long and short answers therefore do not hold compute hostage
 (within a group, samples wait for the group's longest one).
 
-This module is the scheduler (`Engine.generate`) and its results. The forward passes are in
-`engine.steps`: on a CPU (float32) the decode loop runs in C++ for as many steps as no group
-finishes, and the scheduler below stays in Python. Sampling is `engine.sampling`'s.
+This module is the scheduler (`Engine.generate`) and its results; the per-call slot state is
+`engine.slots`. The forward passes are in `engine.steps`, and a call picks one decode path
+before it starts: "native" (on a CPU the decode loop runs in C++ for as many steps as no group
+finishes, the scheduler below staying in Python), "compiled" (`Engine(compile=True)`, n = 1: a
+`torch.compile` step) or "pytorch" (one eager step at a time). Sampling is `engine.sampling`'s.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from scalinglab.engine.sampling import SamplingParams, sample_tokens
-from scalinglab.engine.steps import ModelSteps, _Cache
+from scalinglab.engine.slots import EOS, REASONS, STOP, Slots
+from scalinglab.engine.steps import KVCache, ModelSteps
 from scalinglab.errors import UserError
 from scalinglab.model.transformer import Transformer
 
@@ -91,8 +94,20 @@ def sequence_flops(cfg, start: int, count: int) -> float:
     return cfg.forward_flops(start, count)  # model/config.py counts every inference FLOP
 
 
-_EOS, _STOP, _LENGTH = 1, 2, 3
-_REASONS = ("length", "eos", "stop", "length")  # by code; 0 = still running (retired at the end: "length")
+@dataclass
+class _Call:
+    """One generate call: its prompts and sampling, the decode path chosen for it, its cache and
+    slots, the prompts still waiting, and the result being filled."""
+
+    prompt_ids: list[list[int]]
+    params: SamplingParams
+    path: str  # "native", "compiled" or "pytorch" (GenerationResult.decode_path)
+    cache: KVCache
+    slots: Slots
+    gen: torch.Generator  # every sample of the call draws from this one generator, in step order
+    result: GenerationResult
+    queue: deque = field(default_factory=deque)  # prompts waiting for a free group
+    finished: int = 0  # prompts retired
 
 
 class Engine(ModelSteps):
@@ -118,6 +133,13 @@ class Engine(ModelSteps):
                 raise UserError(f"prompt {i} is empty")
         return ids
 
+    def decode_path(self, n: int) -> str:
+        """The decode path of a call with `n` samples per prompt: "compiled" when asked for (n = 1
+        only), else "native" where the C++ loop serves the model, else "pytorch"."""
+        if self.compile and n == 1:
+            return "compiled"
+        return "native" if self.native_ok() else "pytorch"
+
     @torch.inference_mode()
     def generate(
         self,
@@ -127,6 +149,31 @@ class Engine(ModelSteps):
     ) -> GenerationResult:
         """Complete every prompt `params.n` times. Prompts are strings or token-id lists."""
         t0 = time.perf_counter()
+        # 1. prepare: the decode path (once for the call), the cache and the slots
+        call = self._prepare(prompts, params)
+        step = {"native": self._step_native, "compiled": self._step_compiled, "pytorch": self._step_pytorch}[call.path]
+        # 2. prefill the first prompts into every group
+        self._admit(call, list(range(len(call.slots.prompt))))
+        # 3. decode: retire finished groups, refill or compact them, then step the live ones
+        while self._schedule(call):
+            if progress is not None:
+                progress(call.finished, len(call.prompt_ids))
+            S = call.slots.active * call.slots.n
+            live = call.slots.live(S)
+            call.result.steps += step(call, S)
+            self._check_stops(call, live)
+        # 4. collect
+        for g, p in enumerate(call.slots.prompt):
+            if p >= 0:
+                self._retire(call, g)
+        if progress is not None:
+            progress(call.finished, len(call.prompt_ids))
+        call.result.seconds = time.perf_counter() - t0
+        call.result.kv_bytes, call.result.prefix_kv_bytes = call.cache.bytes, call.cache.prefix_bytes
+        return call.result
+
+    # -- 1. prepare ----------------------------------------------------------------
+    def _prepare(self, prompts: Sequence[str | Sequence[int]], params: SamplingParams) -> _Call:
         prompt_ids = self.encode_prompts(prompts)
         n, dev, cfg = params.n, self.device, self.cfg
         G = max(1, min(len(prompt_ids), self.max_batch // n))
@@ -137,172 +184,116 @@ class Engine(ModelSteps):
                 f"prompt {i} has {Tp} tokens: with max_new_tokens {Ts} it runs past the model's context of "
                 f"{cfg.max_position_embeddings} positions (max_position_embeddings)"
             )
-        compiled, cache_ts = self.compile and n == 1, Ts
-        if compiled:  # few distinct shapes, so few compilations: batch to a power of two, length to 64s
+        path, cache_ts = self.decode_path(n), Ts
+        if path == "compiled":  # few distinct shapes, so few compilations: batch to a power of two, length to 64s
             G = min(1 << (G - 1).bit_length(), max(1, self.max_batch))
             cache_ts = -(-(Tp + Ts) // 64) * 64 - Tp
-        native = not compiled and self._native_ok()  # the whole loop in C++ (engine.kernels)
-        dtype = torch.float32 if native else self.model.lm_head.weight.dtype  # the native loop keeps K/V in float32
-        cache = _Cache(cfg, G, n, Tp, cache_ts, dev, dtype)
-        gen = torch.Generator(device=dev).manual_seed(params.seed)
-        stop_strs = tuple(params.stop)
-        eos = None if params.ignore_eos else self.tok.eos_id
-
+        dtype = (
+            torch.float32 if path == "native" else self.model.lm_head.weight.dtype
+        )  # the C++ loop keeps K/V in float32
         result = GenerationResult(
             generations=[
                 Generation(prompt=p if isinstance(p, str) else self.tok.decode(p), prompt_ids=ids, completions=[])
                 for p, ids in zip(prompts, prompt_ids)
-            ]
+            ],
+            decode_path=path,
         )
-        result.decode_path = "native" if native else "compiled" if compiled else "pytorch"
-        # per-slot output buffers: a step records its tokens with a few array operations
-        buf_tok = np.zeros((G * n, Ts), dtype=np.int64)
-        buf_lp = np.zeros((G * n, Ts), dtype=np.float64)
-        ntok = np.zeros(G * n, dtype=np.int64)  # tokens recorded per slot
-        reason = np.zeros(G * n, dtype=np.int8)  # index into REASONS once the slot finishes
+        return _Call(
+            prompt_ids=prompt_ids,
+            params=params,
+            path=path,
+            cache=KVCache(cfg, G, n, Tp, cache_ts, dev, dtype),
+            slots=Slots.empty(G, n, Ts, None if params.ignore_eos else self.tok.eos_id, dev),
+            gen=torch.Generator(device=dev).manual_seed(params.seed),
+            result=result,
+            queue=deque(range(len(prompt_ids))),
+        )
 
-        queue = deque(range(len(prompt_ids)))
-        group_prompt = [-1] * G  # prompt index held by each group slot
-        active_groups = 0  # groups [0, active_groups) are live
-        plen = torch.zeros(G, dtype=torch.long, device=dev)
-        slen = torch.zeros(G * n, dtype=torch.long, device=dev)
-        slen_host = np.zeros(G * n, dtype=np.int64)
-        plen_host = np.zeros(G, dtype=np.int64)  # used in flat mode (n == 1), where slot == group
-        tokens = torch.zeros(G * n, dtype=torch.long, device=dev)
-        done_host = np.ones(G * n, dtype=bool)
-        finished_prompts = 0
-        if native:  # the C++ loop records into the same arrays
-            shared = [torch.from_numpy(a) for a in (buf_tok, buf_lp, ntok, done_host, reason)]
+    # -- 2. prefill: admit waiting prompts into free groups ---------------------------
+    def _admit(self, call: _Call, free: list[int]) -> None:
+        take = [call.queue.popleft() for _ in range(min(len(free), len(call.queue)))]
+        if not take:
+            return
+        groups, ids, res = free[: len(take)], [call.prompt_ids[p] for p in take], call.result
+        logits = self.prefill(call.cache, groups, ids, native=call.path == "native")  # (k, V)
+        for x in ids:
+            res.prompt_tokens += len(x)
+            res.prompt_flops += self.cfg.prefill_flops(len(x))  # LM head at the last position only
+        res.prefills += len(take)
+        tok, lp = sample_tokens(
+            logits.repeat_interleave(call.slots.n, 0), call.params, call.gen
+        )  # n samples per prompt
+        slots = call.slots.start(groups, take, [len(x) for x in ids], tok, lp)
+        self._check_stops(call, slots)
 
-        def record(slots: np.ndarray, toks: np.ndarray, lps: np.ndarray) -> None:
-            """Append the sampled tokens of live `slots` and mark the ones that finish."""
-            at = ntok[slots]
-            buf_tok[slots, at], buf_lp[slots, at] = toks, lps
-            ntok[slots] = at + 1
-            why = np.where(ntok[slots] >= Ts, _LENGTH, 0).astype(np.int8)
-            if eos is not None:
-                why[toks == eos] = _EOS
-            ended = why > 0
-            reason[slots[ended]] = why[ended]
-            done_host[slots[ended]] = True
-            check_stops(slots)
+    # -- 3. the decode loop: schedule, then one step of the chosen path ------------------
+    def _schedule(self, call: _Call) -> bool:
+        """Retire the finished groups, refill them from the queue, close the holes left; whether any group is live."""
+        st = call.slots
+        for g in st.finished_groups():
+            if st.prompt[g] >= 0:
+                self._retire(call, int(g))
+        free = st.free_groups()
+        if free and call.queue:
+            self._admit(call, free)
+            free = st.free_groups()
+        for g in sorted(free, reverse=True):  # fill holes with the last live group
+            last = st.active - 1
+            while last >= 0 and st.prompt[last] < 0:
+                last -= 1
+            if last > g:
+                call.cache.move_group(last, g, st.n)
+                st.move(last, g)
+            st.active = max((i + 1 for i, p in enumerate(st.prompt) if p >= 0), default=0)
+        return st.active > 0
 
-        def check_stops(slots: np.ndarray) -> None:
-            """Finish the `slots` (just given a token) whose text now ends with a stop string."""
-            for s_ in slots[reason[slots] != _EOS] if stop_strs else ():
-                tail = self.tok.decode(buf_tok[s_, max(0, ntok[s_] - 32) : ntok[s_]].tolist())
-                if any(tail.endswith(st) or st in tail[-(len(st) + 8) :] for st in stop_strs):
-                    reason[s_], done_host[s_] = _STOP, True
+    def _step_native(self, call: _Call, S: int) -> int:
+        """Steps of the first S slots in C++, as many as no group finishes (one when stop strings need checking)."""
+        st, p = call.slots, call.params
+        max_steps = 1 if p.stop else st.budget
+        steps = self.decode_native(
+            call.cache, st.n, S, st.tokens, st.plen, st.slen, st.shared, st.budget, p, call.gen, st.eos, max_steps
+        )
+        st.slen_host[:S] += steps
+        return steps
 
-        def admit(free: list[int]) -> None:
-            nonlocal active_groups
-            take = [queue.popleft() for _ in range(min(len(free), len(queue)))]
-            if not take:
-                return
-            groups = free[: len(take)]
-            logits = self._prefill(cache, groups, [prompt_ids[p] for p in take], native=native)  # (k, V)
-            for g, p in zip(groups, take):
-                group_prompt[g] = p
-                plen[g] = len(prompt_ids[p])
-                plen_host[g] = len(prompt_ids[p])
-                result.prompt_tokens += len(prompt_ids[p])
-                result.prompt_flops += cfg.prefill_flops(len(prompt_ids[p]))  # LM head at the last position only
-            result.prefills += len(take)
-            gi = torch.tensor(groups, device=dev)
-            tok, lp = sample_tokens(logits.repeat_interleave(n, 0), params, gen)  # n samples per prompt
-            slots = (gi[:, None] * n + torch.arange(n, device=dev)[None, :]).reshape(-1)
-            tokens[slots] = tok
-            slen[slots] = 0
-            slots_h = slots.cpu().numpy()
-            slen_host[slots_h] = 0
-            done_host[slots_h] = False
-            reason[slots_h], ntok[slots_h] = 0, 0
-            record(slots_h, tok.cpu().numpy(), lp.double().cpu().numpy())
-            active_groups = max(active_groups, max(groups) + 1)
+    def _step_compiled(self, call: _Call, S: int) -> int:
+        """One torch.compile step of every slot (the graph's batch is fixed); the first S are live."""
+        st = call.slots
+        tok, lp = self.decode_compiled(
+            call.cache, st.tokens, st.plen, st.slen, st.attended(S, call.cache.flat), call.params, call.gen, S
+        )
+        st.advance(S, tok[:S], lp[:S])
+        return 1
 
-        def retire(g: int) -> None:
-            """Group g is finished: save its outputs and free the slot."""
-            nonlocal finished_prompts
-            p = group_prompt[g]
-            gen_out = result.generations[p]
-            for j in range(n):
-                s_ = g * n + j
-                ids, why = buf_tok[s_, : ntok[s_]].tolist(), _REASONS[reason[s_]]
-                text_ids = ids[:-1] if why == "eos" else ids
-                gen_out.completions.append(
-                    Completion(self.tok.decode(text_ids), ids, buf_lp[s_, : ntok[s_]].tolist(), why)
-                )
-                result.generated_tokens += len(ids)
-                result.generated_flops += sequence_flops(cfg, len(prompt_ids[p]), len(ids))
-            group_prompt[g] = -1
-            finished_prompts += 1
+    def _step_pytorch(self, call: _Call, S: int) -> int:
+        """One eager step of the first S slots: the token sampled last goes in at suffix position slen."""
+        st, G = call.slots, call.slots.active
+        logits = self.decode(
+            call.cache, G, st.n, st.tokens[:S], st.plen[:G], st.slen[:S], st.attended(S, call.cache.flat)
+        )
+        st.advance(S, *sample_tokens(logits, call.params, call.gen))
+        return 1
 
-        def move(src: int, dst: int) -> None:
-            """Move live group src into free slot dst (keeps live groups contiguous)."""
-            if not cache.flat:
-                cache.kp[:, dst] = cache.kp[:, src]
-                cache.vp[:, dst] = cache.vp[:, src]
-            a, b = slice(src * n, src * n + n), slice(dst * n, dst * n + n)
-            cache.ks[:, b] = cache.ks[:, a]
-            cache.vs[:, b] = cache.vs[:, a]
-            plen[dst], plen_host[dst] = plen[src], plen_host[src]
-            slen[b], tokens[b] = slen[a], tokens[a]
-            slen_host[b], done_host[b] = slen_host[a], done_host[a]
-            buf_tok[b], buf_lp[b], ntok[b], reason[b] = buf_tok[a], buf_lp[a], ntok[a], reason[a]
-            done_host[a] = True
-            group_prompt[dst], group_prompt[src] = group_prompt[src], -1
+    def _check_stops(self, call: _Call, slots: np.ndarray) -> None:
+        """Finish the `slots` (just given a token) whose text now ends with a stop string."""
+        stop, st = tuple(call.params.stop), call.slots
+        for s in slots[st.reason[slots] != EOS] if stop else ():
+            tail = self.tok.decode(st.buf_tok[s, max(0, st.ntok[s] - 32) : st.ntok[s]].tolist())
+            if any(tail.endswith(x) or x in tail[-(len(x) + 8) :] for x in stop):
+                st.reason[s], st.done[s] = STOP, True
 
-        admit(list(range(G)))
-        while active_groups > 0:
-            # retire finished groups; refill them from the queue or compact
-            for g in np.nonzero(done_host[: active_groups * n].reshape(-1, n).all(1))[0]:
-                if group_prompt[g] >= 0:
-                    retire(int(g))
-            free = [g for g in range(active_groups) if group_prompt[g] < 0]
-            if free and queue:
-                admit(free)
-                free = [g for g in range(active_groups) if group_prompt[g] < 0]
-            for g in sorted(free, reverse=True):  # fill holes with the last live group
-                last = active_groups - 1
-                while last >= 0 and group_prompt[last] < 0:
-                    last -= 1
-                if last > g:
-                    move(last, g)
-                active_groups = max((i + 1 for i in range(G) if group_prompt[i] >= 0), default=0)
-            if active_groups == 0:
-                break
-            if progress is not None:
-                progress(finished_prompts, len(prompt_ids))
-            S = active_groups * n
-            if native:  # as many steps as no group finishes (one when stop strings need checking)
-                live = np.nonzero(~done_host[:S])[0]
-                steps = self._native_steps(
-                    cache, n, S, tokens, plen, slen, shared, Ts, params, gen, eos, 1 if stop_strs else Ts
-                )
-                result.steps += steps
-                slen_host[:S] += steps
-                check_stops(live)
-                continue
-            # the token sampled last step goes in at suffix position slen; attend over slen+1
-            live_pos = slen_host[:S][~done_host[:S]] + (plen_host[:S][~done_host[:S]] if cache.flat else 0)
-            tcur = int(live_pos.max(initial=0)) + 1
-            if compiled:
-                tok, lp = self._decode_compiled(cache, tokens, plen, slen, tcur, params, gen, S)
-                tok, lp = tok[:S], lp[:S]
-            else:
-                logits = self._decode(cache, active_groups, n, tokens[:S], plen[:active_groups], slen[:S], tcur)
-                tok, lp = sample_tokens(logits, params, gen)
-            result.steps += 1
-            slen[:S] += 1
-            slen_host[:S] += 1
-            tokens[:S] = tok
-            live = np.nonzero(~done_host[:S])[0]
-            record(live, tok.cpu().numpy()[live], lp.double().cpu().numpy()[live])
-        for g in range(G):
-            if group_prompt[g] >= 0:
-                retire(g)
-        if progress is not None:
-            progress(finished_prompts, len(prompt_ids))
-        result.seconds = time.perf_counter() - t0
-        result.kv_bytes, result.prefix_kv_bytes = cache.bytes, cache.prefix_bytes
-        return result
+    # -- 4. collect: a finished group's completions --------------------------------------
+    def _retire(self, call: _Call, g: int) -> None:
+        """Group g is finished: save its outputs and free the group."""
+        st, p = call.slots, call.slots.prompt[g]
+        out, res = call.result.generations[p], call.result
+        for j in range(st.n):
+            s = g * st.n + j
+            ids, why = st.buf_tok[s, : st.ntok[s]].tolist(), REASONS[st.reason[s]]
+            text_ids = ids[:-1] if why == "eos" else ids
+            out.completions.append(Completion(self.tok.decode(text_ids), ids, st.buf_lp[s, : st.ntok[s]].tolist(), why))
+            res.generated_tokens += len(ids)
+            res.generated_flops += sequence_flops(self.cfg, len(call.prompt_ids[p]), len(ids))
+        st.prompt[g] = -1
+        call.finished += 1

@@ -15,7 +15,7 @@ from collections import OrderedDict
 import torch
 
 from scalinglab.engine.engine import Engine, SamplingParams
-from scalinglab.engine.steps import _Cache
+from scalinglab.engine.steps import KVCache
 
 
 class _Point:
@@ -23,10 +23,10 @@ class _Point:
 
     def __init__(self, engine: Engine, batch: int, context: int, slots: int, compiled: bool):
         cfg, dev = engine.cfg, engine.device
-        self.native = not compiled and engine._native_ok()  # the step `generate` would take
+        self.native = not compiled and engine.native_ok()  # the step `generate` would take
         self.compiled, self.batch, self.context, self.slots = compiled, batch, context, slots
         dtype = torch.float32 if self.native else engine.model.lm_head.weight.dtype
-        self.cache = _Cache(cfg, batch, 1, context, slots + 1, dev, dtype)
+        self.cache = KVCache(cfg, batch, 1, context, slots + 1, dev, dtype)
         # random keys/values (their values do not change the work done): one block broadcast over
         # layers and sequences, as filling the whole cache with normal_() took longer than the steps it serves
         self.cache.kv.copy_(torch.randn(self.cache.kv.shape[-3:], device=dev))  # (Hkv, T, D) over (L, 2, B)
@@ -60,7 +60,7 @@ class _Point:
                 torch.cuda.synchronize()
             t = time.perf_counter()
             if self.native:
-                engine._native_steps(
+                engine.decode_native(
                     self.cache,
                     1,
                     b,
@@ -75,11 +75,11 @@ class _Point:
                     1,
                 )
             elif self.compiled:
-                engine._decode_compiled(
+                engine.decode_compiled(
                     self.cache, self.tokens, self.plen, slen, self.context + i + 1, self.greedy, self.gen, b
                 )
             else:
-                engine._decode(self.cache, b, 1, self.tokens, self.plen, slen, self.context + i + 1)
+                engine.decode(self.cache, b, 1, self.tokens, self.plen, slen, self.context + i + 1)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             if i >= warmup:

@@ -1,15 +1,17 @@
 """The model side of the engine: the KV cache layout, prefill and the three decode steps.
 
-`_Cache` holds one generate call's keys/values (flat or shared-prefix layout, see
+`KVCache` holds one generate call's keys/values (flat or shared-prefix layout, see
 engine.py). `ModelSteps`, which `Engine` extends, turns the model's weights into fused
-matrices and runs them: `_prefill` (a batch of prompts: in C++, `scalinglab::prefill_rows`,
-beside the native decode loop; else eager PyTorch), and one decode step in one of three ways:
-- `_native_steps`: many steps in C++ (`scalinglab::decode_steps`; CPU; float32 activations and
-  K/V, matrices packed by `_packed` in float32 or bf16), the default where it can be built;
-- `_decode` + `sample_tokens`: eager PyTorch (bf16, CUDA, no C++ compiler), with the C++
+matrices and runs them: `prefill` (a batch of prompts: in C++, `scalinglab::prefill_rows`,
+beside the native decode loop; else eager PyTorch), and decode steps in one of three ways:
+- `decode_native`: many steps in C++ (`scalinglab::decode_steps`; CPU; float32 activations and
+  K/V, matrices packed by `_packed` in float32 or bf16), the default where it can be built
+  (`native_ok`);
+- `decode` + `sample_tokens`: one eager PyTorch step (bf16, CUDA, no C++ compiler), with the C++
   decode-attention kernel where it exists, else matmuls;
-- `_decode_compiled`: the static-shape `torch.compile` step of `engine.compiled` (n = 1).
+- `decode_compiled`: one static-shape `torch.compile` step of `engine.compiled` (n = 1).
 All three sample the same tokens from the same generator draws (tests/test_engine.py).
+`engine.measure` times these public steps; `Engine.generate` picks one per call.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def pack_weight(w: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Te
     return w.view(P, 16, K).transpose(1, 2).contiguous()
 
 
-class _Cache:
+class KVCache:
     """KV buffers for one generate call.
 
     Shared mode (n > 1): prompts in the prefix cache kp/vp (L, G, Hkv, Tp, D), generated
@@ -51,10 +53,22 @@ class _Cache:
         # keys and values in one tensor, so one index_put_ writes a step's K and V of every layer
         self.kv = torch.zeros(L, 2, groups * n, kv, tp + ts if self.flat else ts, hd, device=device, dtype=dtype)
         self.ks, self.vs = self.kv[:, 0], self.kv[:, 1]
-        self.rope = None  # cos/sin tables of the compiled step or of the native loop
-        self.rows = self.noise = self.no_noise = self.temp = self.kernel = None  # its per-call constants
+        # cos/sin (P, D/2, 2) of every position a slot can reach: made once per call by `ModelSteps._rope_table`
+        self.rope: torch.Tensor | None = None
+        self.rows = self.noise = self.no_noise = self.temp = self.kernel = (
+            None  # the compiled step's per-call constants
+        )
         self.prefix_bytes = 2 * self.kp.numel() * self.kp.element_size()
         self.bytes = self.prefix_bytes + 2 * self.ks.numel() * self.ks.element_size()
+
+    def move_group(self, src: int, dst: int, n: int) -> None:
+        """Copy group src's keys/values (its prompt's and its n samples') into group dst."""
+        if not self.flat:
+            self.kp[:, dst] = self.kp[:, src]
+            self.vp[:, dst] = self.vp[:, src]
+        a, b = slice(src * n, src * n + n), slice(dst * n, dst * n + n)
+        self.ks[:, b] = self.ks[:, a]
+        self.vs[:, b] = self.vs[:, a]
 
 
 DTYPES = ("auto", "fp32", "bf16")
@@ -185,7 +199,7 @@ class ModelSteps:
 
     # -- the two forward passes --------------------------------------------------
     @torch.inference_mode()
-    def _prefill(self, cache: _Cache, groups: list[int], ids: list[list[int]], native: bool = False) -> torch.Tensor:
+    def prefill(self, cache: KVCache, groups: list[int], ids: list[list[int]], native: bool = False) -> torch.Tensor:
         """Run prompts `ids` into the cache at `groups`; logits at each last token (k, V).
 
         native: through `scalinglab::prefill_rows` (the prompts packed without padding, the same
@@ -206,7 +220,7 @@ class ModelSteps:
                 lm_head,
                 self.cfg.num_attention_heads,
                 self.cfg.rms_norm_eps,
-                self._native_rope(cache),
+                self._rope_table(cache),
                 kc,
                 vc,
                 toks,
@@ -236,8 +250,8 @@ class ModelSteps:
         return m.lm_head(self._norm(x[torch.arange(k_, device=dev), last], m.model.norm))
 
     @torch.inference_mode()
-    def _decode(
-        self, cache: _Cache, G: int, n: int, tokens: torch.Tensor, plen: torch.Tensor, slen: torch.Tensor, tcur: int
+    def decode(
+        self, cache: KVCache, G: int, n: int, tokens: torch.Tensor, plen: torch.Tensor, slen: torch.Tensor, tcur: int
     ) -> torch.Tensor:
         """One decode step for the first G groups (S = G·n samples); logits (S, V).
 
@@ -283,9 +297,9 @@ class ModelSteps:
         return m.lm_head(self._norm(x, m.model.norm))
 
     @torch.inference_mode()
-    def _decode_compiled(
+    def decode_compiled(
         self,
-        cache: _Cache,
+        cache: KVCache,
         tokens: torch.Tensor,
         plen: torch.Tensor,
         slen: torch.Tensor,
@@ -301,12 +315,10 @@ class ModelSteps:
         Attention reads the cache up to `tcur` rounded up to 16 (the compiled graph takes
         any length). Top-k/top-p sampling happens outside the graph, on its logits.
         """
-        m, cfg, dev = self.model, self.cfg, self.device
+        cfg, dev = self.cfg, self.device
         L, _, G, Hkv, T, D = cache.kv.shape
         V = cfg.vocab_size
-        if cache.rope is None:  # per-call constants: RoPE tables, cache row offsets, greedy noise
-            angles = torch.arange(T, device=dev).float()[:, None] * m.inv_freq
-            cache.rope = (angles.cos(), angles.sin())
+        if cache.rows is None:  # per-call constants: cache row offsets, greedy noise
             cache.rows = (torch.arange(L * 2 * G * Hkv, device=dev) * T).view(L, 2, G, Hkv)
             cache.no_noise = torch.full((G, V), math.exp(-1.0), device=dev)
             cache.noise = torch.empty(G, V, device=dev)
@@ -327,7 +339,7 @@ class ModelSteps:
             tokens,
             pos,
             cache.kv[..., :tb, :],
-            *cache.rope,
+            *self._rope_table(cache, exact=False).unbind(-1),  # cos, sin (P, D/2)
             embed,
             w,
             norm_w,
@@ -344,7 +356,7 @@ class ModelSteps:
             return sample_tokens(logits[:live], p, gen)
         return tok, lp
 
-    def _native_ok(self) -> bool:
+    def native_ok(self) -> bool:
         """Whether the C++ operators serve this model: CPU, float32 or bfloat16 weights, head_dim <= 256, and the extension built."""
         return (
             self.device.type == "cpu"
@@ -414,19 +426,24 @@ class ModelSteps:
             self._weights_cache, self._weights_version = (head, per_layer, flat), self._fused_version
         return self._weights_cache
 
-    def _native_rope(self, cache: _Cache) -> torch.Tensor:
-        """cos/sin (P, D/2, 2) of every position a slot of `cache` can reach, made once per call."""
+    def _rope_table(self, cache: KVCache, exact: bool = True) -> torch.Tensor:
+        """cos/sin (P, D/2, 2) of every position a slot of `cache` can reach, made once per call (`cache.rope`).
+
+        exact: frequencies in float32 from the config, as the C++ prefill and loop use them (a bf16
+        model's own `inv_freq` buffer is rounded to bf16); else the model's buffer, as the eager
+        prefill that fills the compiled step's cache uses it.
+        """
         if cache.rope is None:
             P = (0 if cache.flat else cache.kp.shape[3]) + cache.kv.shape[4] + 1
-            inv_freq = rope_inv_freq(self.cfg).to(self.device)  # float32 even for a bf16 model (its buffer is bf16)
+            inv_freq = rope_inv_freq(self.cfg).to(self.device) if exact else self.model.inv_freq
             angles = torch.arange(P, device=self.device).float()[:, None] * inv_freq
             cache.rope = torch.stack([angles.cos(), angles.sin()], -1)
         return cache.rope
 
     @torch.inference_mode()
-    def _native_steps(
+    def decode_native(
         self,
-        cache: _Cache,
+        cache: KVCache,
         n: int,
         S: int,
         tokens: torch.Tensor,
@@ -453,7 +470,7 @@ class ModelSteps:
             lm_head,
             self.cfg.num_attention_heads,
             self.cfg.rms_norm_eps,
-            self._native_rope(cache),
+            self._rope_table(cache),
             cache.kp,
             cache.vp,
             plen,
@@ -476,7 +493,7 @@ class ModelSteps:
 
     @staticmethod
     def _shared_attention(
-        q, cache: _Cache, li: int, G: int, n: int, rep: int, scale: float, pmask, future, tcur: int
+        q, cache: KVCache, li: int, G: int, n: int, rep: int, scale: float, pmask, future, tcur: int
     ) -> torch.Tensor:
         """Attention over a shared prompt prefix and each sample's own suffix, merged by LSE."""
         S, H, D = q.shape
