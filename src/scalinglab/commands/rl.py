@@ -10,7 +10,6 @@ import typer
 
 from scalinglab.commands.common import JSON_OPT, emit, progress_bar, train_app
 from scalinglab.config import set_help
-from scalinglab.errors import UserError
 
 MODEL_OPT = typer.Option(
     ...,
@@ -41,17 +40,12 @@ def _human(s: dict) -> str:
 
 
 def _run(kind: str, cfg, model: Path, out: Path, resume: bool, as_json: bool) -> None:
-    from scalinglab.train.common import NonFiniteError
-
     if kind == "grpo":
         from scalinglab.train.grpo import train_grpo as train
     else:
         from scalinglab.train.ppo import train_ppo as train
-    try:
-        with progress_bar(f"{kind} {cfg.task}") as bar:
-            summary = train(cfg, str(model), str(out), resume=resume, progress=bar)
-    except NonFiniteError as e:
-        raise UserError(str(e)) from None
+    with progress_bar(f"{kind} {cfg.task}") as bar:  # a NaN loss is a NonFiniteError: a UserError, one line
+        summary = train(cfg, str(model), str(out), resume=resume, progress=bar)
     emit(summary, as_json, human=_human(summary))
 
 
