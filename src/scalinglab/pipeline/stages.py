@@ -316,34 +316,22 @@ def rl(ctx: Context) -> StageResult:
 
     p = ctx.preset
     start = ctx.model_of("sft")
+    # GRPO and PPO share every setting but their steps (equal in every preset: they see equal prompts)
+    rl_fields = dict(
+        task=p.task,
+        prompts_per_step=p.rl_prompts_per_step,
+        eval_problems=p.eval_problems,
+        eval_seed=EVAL_SEED,
+        device=p.device,
+    )
     g = train_grpo(
-        p.with_sets(
-            "grpo",
-            GRPOConfig(
-                task=p.task,
-                steps=p.grpo_steps,
-                prompts_per_step=p.rl_prompts_per_step,
-                eval_problems=p.eval_problems,
-                eval_seed=EVAL_SEED,
-                device=p.device,
-            ),
-        ),
+        p.with_sets("grpo", GRPOConfig(steps=p.grpo_steps, **rl_fields)),
         start,
         str(ctx.dir("rl") / "grpo"),
         progress=ctx.progress("grpo"),
     )
     q = train_ppo(
-        p.with_sets(
-            "ppo",
-            PPOConfig(
-                task=p.task,
-                steps=p.ppo_steps,
-                prompts_per_step=p.rl_prompts_per_step,
-                eval_problems=p.eval_problems,
-                eval_seed=EVAL_SEED,
-                device=p.device,
-            ),
-        ),
+        p.with_sets("ppo", PPOConfig(steps=p.ppo_steps, **rl_fields)),
         start,
         str(ctx.dir("rl") / "ppo"),
         progress=ctx.progress("ppo"),

@@ -51,6 +51,7 @@ from scalinglab.train.data import (
 from scalinglab.train.posttrain import (
     StepResult,
     heldout_accuracy,
+    log_step,
     micro_batches,
     open_run,
     tail_mean,
@@ -249,22 +250,8 @@ def dpo(
             gn = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf))
             check_update(step + 1, res.loss, gn, cfg.stop_grad_norm, "stop_grad_norm")  # before the update
             opt.step()
-            done, now = step + 1, time.perf_counter()
-            rec = {
-                "step": done,
-                "loss": res.loss,
-                **res.stats,
-                "grad_norm": gn,
-                "lr": lr,
-                "tokens": res.tokens,
-                "tokens_per_s": res.tokens / max(now - t_step, 1e-9),
-                "wall_time": now - t_run,
-            }
-            records.append(rec)
-            if done % cfg.log_every == 0 or done == cfg.steps:
-                run.log(rec)
-            if progress:
-                progress(done, cfg.steps, loss=res.loss)
+            done = step + 1
+            now = log_step(run, records, cfg, done, res, gn, lr, t_step, t_run, progress)
             if checkpoint.due(done, cfg.checkpoint_every, cfg.steps):
                 checkpoint.save(
                     run, done, model, tok, opt, extra={"data": data.state(), "elapsed": now - t_run, "records": records}

@@ -20,6 +20,7 @@ resumed summary is the uninterrupted one.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,6 +119,40 @@ class StepResult:
     loss: float  # the step's loss (sum over micro-batches of the globally normalised losses)
     tokens: int  # tokens processed (for tokens/s)
     stats: dict[str, float] = field(default_factory=dict)  # accuracy, margins, ...
+
+
+def log_step(
+    run,
+    records: list[dict],
+    cfg,
+    done: int,
+    res: StepResult,
+    grad_norm: float,
+    lr: float,
+    t_step: float,
+    t_run: float,
+    progress,
+) -> float:
+    """Record optimizer step `done`: its metrics record goes to `records` (the summary's tail and the
+    checkpoint carry them) and, every `cfg.log_every` steps and at the last, to metrics.jsonl; the
+    progress bar moves. Returns the time it was recorded (the checkpoint's `elapsed` starts there)."""
+    now = time.perf_counter()
+    rec = {
+        "step": done,
+        "loss": res.loss,
+        **res.stats,
+        "grad_norm": grad_norm,
+        "lr": lr,
+        "tokens": res.tokens,
+        "tokens_per_s": res.tokens / max(now - t_step, 1e-9),
+        "wall_time": now - t_run,
+    }
+    records.append(rec)
+    if done % cfg.log_every == 0 or done == cfg.steps:
+        run.log(rec)
+    if progress:
+        progress(done, cfg.steps, loss=res.loss)
+    return now
 
 
 def tail_mean(records: list[dict], key: str, frac: float = 0.1) -> float | None:
