@@ -141,3 +141,18 @@ def test_report_opens_in_headless_chromium_with_every_figure(smoke):
     assert all(img["naturalWidth"] > 300 and img["naturalHeight"] > 200 for img in v.images)
     w, h = _png_size(v.screenshot)
     assert w == 1280 and h > 2000
+
+
+def test_the_roc_is_drawn_from_the_scores_behind_each_reward_models_auc(smoke):
+    import math
+
+    from scalinglab.runs.store import read_jsonl
+    from scalinglab.train.reward_model import auc
+
+    out, _ = smoke
+    for kind in ("orm", "prm"):
+        s = json.loads((out / "reward_models" / kind / "summary.json").read_text())
+        rows = read_jsonl(out / "reward_models" / kind / "heldout_scores.jsonl")
+        assert len(rows) == s["eval_samples"] > 0
+        again = auc([r["score"] for r in rows], [r["correct"] for r in rows])
+        assert (math.isnan(again) and (s["auc"] is None or math.isnan(s["auc"]))) or again == pytest.approx(s["auc"])

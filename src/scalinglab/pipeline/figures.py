@@ -13,8 +13,6 @@ caption. Every function reads numbers and draws them: none changes a number the 
 from __future__ import annotations
 
 import json
-import random
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -159,18 +157,3 @@ def coverage_curve(points: list[dict], path: Path) -> Path:
     ax.set_ylabel("accuracy")
     ax.legend()
     return save_fig(fig, path)
-
-
-@contextmanager
-def rng_untouched():
-    """Run a block and put Python's, NumPy's and torch's global RNG states back afterwards."""
-    import numpy as np
-    import torch
-
-    py, npy = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_available() else []):
-        try:
-            yield
-        finally:
-            random.setstate(py)
-            np.random.set_state(npy)

@@ -412,11 +412,11 @@ def reward_models(ctx: Context) -> StageResult:
     from scalinglab.train.reward_trainer import RewardModelConfig, train_reward_model
 
     p = ctx.preset
-    out, cfgs = {}, {}
+    out = {}
     for kind in ("orm", "prm"):
         # all eval_problems held-out problems (8 samples each): sampling them is cheap, and a
         # quarter of them left the AUC's 95 % CI about ±0.04 wide
-        cfg = cfgs[kind] = p.with_sets(
+        cfg = p.with_sets(
             "reward-model",
             RewardModelConfig(
                 kind=kind,
@@ -438,7 +438,7 @@ def reward_models(ctx: Context) -> StageResult:
                 headline[f"{kind.upper()} {k}"] = v
         if s.get("auc_ci95"):
             headline[f"{kind.upper()} auc 95% CI"] = "[{:.3f}, {:.3f}]".format(*s["auc_ci95"])
-    scores, labels = _heldout_scores(ctx, cfgs, out)
+    scores, labels = _heldout_scores(out)
     path = figs.roc(scores, labels, ctx.dir("reward_models") / "roc.png")
     return StageResult(
         title="Outcome and process reward models",
@@ -451,32 +451,18 @@ def reward_models(ctx: Context) -> StageResult:
     )
 
 
-def _heldout_scores(ctx: Context, cfgs: dict, out: dict) -> tuple[dict[str, list[float]], list[bool]]:
+def _heldout_scores(out: dict) -> tuple[dict[str, list[float]], list[bool]]:
     """Each reward model's scores of the held-out samples its AUC was measured on (the PRM's: min over
-    steps, its headline AUC), and whether each sample is correct.
+    steps, its headline AUC), as its trainer wrote them (`heldout_scores.jsonl`), and whether each
+    sample is correct. Both models were measured on the same seeded samples of the RL policy."""
+    from scalinglab.runs.store import read_jsonl
 
-    The trainer keeps only the AUC, so the scores are recomputed here for the ROC figure: the same
-    seeded samples of the RL policy (`heldout_samples`), scored by the saved models. The global RNG
-    state is put back afterwards, so the later stages draw exactly what they drew without this figure.
-    """
-    from scalinglab.device import pick_device
-    from scalinglab.model.hf import load_model
-    from scalinglab.tasks import get_task
-    from scalinglab.train.data import drop_verifier_errors
-    from scalinglab.train.reward_model import load_reward_model
-    from scalinglab.train.reward_trainer import heldout_samples
-
-    device = pick_device(ctx.preset.device)
-    with figs.rng_untouched():
-        model, tok = load_model(ctx.model_of("rl"), device=device)
-        cfg = cfgs["orm"]
-        samples, _ = drop_verifier_errors(heldout_samples(cfg, get_task(cfg.task), model, tok))
-        prompts, comps = [s["prompt"] for s in samples], [s["completion"] for s in samples]
-        scores = {
-            kind.upper(): load_reward_model(out[kind]["model"], device=device).score_outcomes(prompts, comps)
-            for kind in cfgs
-        }
-    return scores, [bool(s["correct"]) for s in samples]
+    rows = {kind.upper(): read_jsonl(Path(s["model"]).parent / "heldout_scores.jsonl") for kind, s in out.items()}
+    labels = {kind: [bool(r["correct"]) for r in rs] for kind, rs in rows.items()}
+    first = next(iter(labels.values()))
+    if any(v != first for v in labels.values()):
+        raise RuntimeError("the reward models were measured on different held-out samples")
+    return {kind: [float(r["score"]) for r in rs] for kind, rs in rows.items()}, first
 
 
 # -- 5. test-time compute ------------------------------------------------------------------------

@@ -43,6 +43,7 @@ import torch
 from scalinglab.config import check_choices
 from scalinglab.errors import UserError
 from scalinglab.runs import checkpoint
+from scalinglab.runs.store import read_jsonl, write_jsonl
 from scalinglab.tasks.seeds import EVAL_SEED, POSTTRAIN_SEED_BASE, RM_OFFSET
 from scalinglab.tasks.split import draw, overlap, refuse_test
 from scalinglab.train.common import check_update, lr_at, make_optimizer, set_lr
@@ -119,7 +120,6 @@ class RewardModelConfig:
 
 def _items(cfg: RewardModelConfig, task, model, tok, run, resume: bool) -> tuple[list[dict], dict]:
     """Training rows: labelled samples (orm/bce), pairs (orm/bt) or step-labelled rows (prm)."""
-    from scalinglab.runs.store import read_jsonl, write_jsonl
 
     cache = run.path / "data.jsonl"
     if resume and cache.exists():
@@ -330,9 +330,11 @@ def heldout_samples(cfg: RewardModelConfig, task, model, tok) -> list[dict]:
     return sample_and_verify(model, tok, task, problems, cfg.eval_samples, cfg.sample_temperature, cfg.eval_seed)
 
 
-def ranking_auc(rm: RewardModel, samples: list[dict]) -> dict:
+def ranking_auc(rm: RewardModel, samples: list[dict], scores_path=None) -> dict:
     """AUC of the RM's outcome scores, correct vs wrong answers (PRM: min and last), with a
-    95 % bootstrap CI over the held-out problems for the headline `auc`."""
+    95 % bootstrap CI over the held-out problems for the headline `auc`. With `scores_path`, the
+    scores behind the headline AUC are written there as JSONL rows {problem, correct, score}
+    (the report's ROC curve is drawn from them)."""
     if not samples:
         return {}
     samples, errors = drop_verifier_errors(samples)  # neither positive nor negative: out of the AUC
@@ -358,6 +360,8 @@ def ranking_auc(rm: RewardModel, samples: list[dict]) -> dict:
         main = rm.score_outcomes(prompts, comps)
         out["auc"] = auc(main, labels)
     out["auc_ci95"] = list(auc_bootstrap_ci(main, labels, groups))  # problems resampled: held-out noise
+    if scores_path is not None:
+        write_jsonl(scores_path, [{"problem": g, "correct": y, "score": s} for g, y, s in zip(groups, labels, main)])
     return out
 
 
@@ -434,7 +438,7 @@ def train_reward_model(
             "confidence_gain_final": float(rm.confidence.weight.detach()),
             "train_loss": tail_mean(records, "loss"),
             "train_accuracy": tail_mean(records, "accuracy"),
-            **ranking_auc(rm, heldout),
+            **ranking_auc(rm, heldout, scores_path=run.path / "heldout_scores.jsonl"),
             "heldout_overlap": overlap(items, {s["prompt"] for s in heldout}) if heldout else None,
             "seconds": time.perf_counter() - t0,
             "model": str(run.path / "model"),
