@@ -154,8 +154,10 @@ def test_pretrain_resume_after_sigkill(tmp_path):
 def test_tiny_model_learns_two_digit_addition(tmp_path):
     from scalinglab.train.pretrain import PretrainConfig, pretrain
 
+    # 400 steps passed only while evaluation problems leaked into the training stream (issue 17's
+    # split): on held-out problems 400 steps reach accuracy 0.10, 1,200 steps 1.00 (val loss 0.32)
     s = pretrain(
-        PretrainConfig(task="addition", depth=2, steps=400, batch_size=32, eval_problems=100), str(tmp_path / "add")
+        PretrainConfig(task="addition", depth=2, steps=1200, batch_size=32, eval_problems=100), str(tmp_path / "add")
     )
     # the worked-solution stream is mostly predictable digits once the operands are read
     assert s["val_loss"] < 0.45
