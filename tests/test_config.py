@@ -215,11 +215,14 @@ def test_a_literal_fields_values_are_exactly_what_its_dispatch_table_implements(
         ("ppo", "reward", "judge"),
         ("isoflop", "dial", "heads"),
         ("reward-model", "kind", "vrm"),
+        ("sft", "source", "web"),
+        ("dpo", "chat", "maybe"),
+        ("run", "text_dial", "heads"),
     ],
 )
 def test_a_bad_choice_is_refused_when_the_config_is_built(recipe, field, value):
     from scalinglab.errors import UserError
 
     cls = recipe_config(recipe)
-    with pytest.raises(UserError, match=f"--{field} '{value}': expected one of"):
+    with pytest.raises(UserError, match=f"--{field.replace('_', '-')} '{value}': expected one of"):
         cls(**{field: value})

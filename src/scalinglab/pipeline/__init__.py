@@ -193,9 +193,8 @@ def _run(p: Preset, root: Path, resume: bool, progress) -> dict:
             failed[name] = str(e)
             atomic_write_json(root / "summary.json", _summary(p, ctx.records, failed, t0, started, status="failed"))
             raise
-        except (
-            Exception
-        ) as e:  # recorded in summary.json, then the run stops: no later stage runs (--resume retries it)
+        # any other error is recorded in summary.json, then the run stops: no later stage runs (--resume retries it)
+        except Exception as e:
             failed[name] = f"{type(e).__name__}: {e}"
             atomic_write_json(root / "summary.json", _summary(p, ctx.records, failed, t0, started, status="failed"))
             raise

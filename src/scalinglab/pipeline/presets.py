@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal, Sequence, TypeVar
 
+from scalinglab.config import check_choices
 from scalinglab.errors import UserError
 
 C = TypeVar("C")
@@ -72,6 +73,9 @@ class Preset:
     gsm8k_problems: int = 0  # GSM8K test problems the base model is evaluated on (chat template)
     gsm8k_max_new_tokens: int = 256  # tokens per GSM8K answer
     stage_sets: tuple[str, ...] = ()  # `run --set RECIPE.FIELD=VALUE` overrides of the stages' configs
+
+    def __post_init__(self) -> None:
+        check_choices(self)
 
     def with_sets(self, recipe: str, cfg: C) -> C:
         """`cfg` (the config a stage built for `recipe`) with this run's `--set RECIPE.FIELD=VALUE`s applied."""

@@ -33,6 +33,7 @@ from typing import Callable, Literal
 import torch
 import torch.nn.functional as F
 
+from scalinglab.config import check_choices
 from scalinglab.errors import UserError
 from scalinglab.runs import checkpoint
 from scalinglab.tasks.seeds import DPO_OFFSET, EVAL_SEED, POSTTRAIN_SEED_BASE
@@ -88,6 +89,9 @@ class DPOConfig:
     eval_problems: int = 200  # held-out problems for greedy accuracy before/after (0 = skip)
     eval_seed: int = EVAL_SEED
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_choices(self)
 
 
 def dpo_loss(

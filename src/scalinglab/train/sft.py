@@ -32,6 +32,7 @@ from typing import Callable, Literal
 import torch
 import torch.nn.functional as F
 
+from scalinglab.config import check_choices
 from scalinglab.errors import UserError
 from scalinglab.runs import checkpoint
 from scalinglab.tasks.seeds import EVAL_SEED, POSTTRAIN_SEED_BASE
@@ -87,6 +88,9 @@ class SFTConfig:
     eval_problems: int = 200  # held-out problems for greedy accuracy before/after (0 = skip)
     eval_seed: int = EVAL_SEED  # generator seed of the held-out problems
     device: str = "auto"  # auto, cpu or cuda
+
+    def __post_init__(self) -> None:
+        check_choices(self)
 
 
 def sft_loss(
