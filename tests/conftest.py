@@ -19,3 +19,20 @@ def tiny_model():
             if p.dim() == 2:
                 p.mul_(4)
     return m, CharTokenizer()
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run the CLI in-process: `run_cli(*args)` -> (exit code, stdout, stderr)."""
+    from scalinglab.cli import main
+
+    def run(*args):
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as e:
+            code = e.code or 0
+        cap = capsys.readouterr()
+        return code, cap.out, cap.err
+
+    return run

@@ -10,7 +10,7 @@ import json
 import pytest
 import typer
 
-from scalinglab.cli import app, main
+from scalinglab.cli import app
 from scalinglab.config import RECIPES, field_docs, override, recipe_config
 
 # command path -> recipe, for the commands that build a recipe's config from their flags
@@ -31,16 +31,6 @@ COMMANDS = {
 # flags that are inputs of the command rather than fields of the recipe's config
 NOT_CONFIG = {"out", "resume", "as_json", "set_", "model", "data", "backend", "address"}
 SAMPLER_INPUTS = {"task", "n", "problems", "difficulty", "device", "max_batch", "chat", "system", "limit"}
-
-
-def cli(capsys, *args):
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
 
 
 def _command(path):
@@ -76,8 +66,8 @@ def test_set_help_names_the_config_and_where_its_fields_are_listed(path):
 
 
 @pytest.mark.parametrize("recipe", list(RECIPES))
-def test_config_show_lists_every_field(recipe, capsys):
-    code, out, err = cli(capsys, "config", "show", recipe, "--json")
+def test_config_show_lists_every_field(recipe, run_cli):
+    code, out, err = run_cli("config", "show", recipe, "--json")
     assert code == 0, err
     shown = json.loads(out)
     cls = recipe_config(recipe)
@@ -96,8 +86,8 @@ def test_field_help_comes_from_the_fields_comment_even_when_the_formatter_wrappe
     assert docs["chat"].type == "auto | on | off"
 
 
-def test_config_show_a_preset_shows_its_values(capsys):
-    code, out, _ = cli(capsys, "config", "show", "run", "--preset", "smoke", "--json")
+def test_config_show_a_preset_shows_its_values(run_cli):
+    code, out, _ = run_cli("config", "show", "run", "--preset", "smoke", "--json")
     assert code == 0
     values = {r["field"]: r["default"] for r in json.loads(out)["fields"]}
     assert values["name"] == "smoke" and values["task"] == "addition"
@@ -111,8 +101,8 @@ def test_config_show_a_preset_shows_its_values(capsys):
         (("config", "show", "run", "--preset", "huge"), "--preset 'huge': known presets are"),
     ],
 )
-def test_config_show_bad_input_is_one_line(capsys, args, message):
-    code, out, err = cli(capsys, *args)
+def test_config_show_bad_input_is_one_line(run_cli, args, message):
+    code, out, err = run_cli(*args)
     assert code == 2 and message in err and out == ""
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 

@@ -9,20 +9,8 @@ import json
 
 import pytest
 
-from scalinglab.cli import main
 from scalinglab.tasks import get_task
 from scalinglab.tasks.base import Problem
-
-
-def cli(capsys, *args):
-    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +68,9 @@ def test_synth_kept_samples_reverify(synth_run):
     assert json.loads((out.parent / "add.jsonl.summary.json").read_text())["kept"] == s["kept"]
 
 
-def test_synth_cli_json(model_dir, tmp_path, capsys):
+def test_synth_cli_json(model_dir, tmp_path, run_cli):
     out = tmp_path / "c.jsonl"
-    code, stdout, _ = cli(
-        capsys,
+    code, stdout, _ = run_cli(
         "synth",
         "--task",
         "addition",
@@ -111,13 +98,12 @@ def test_synth_cli_json(model_dir, tmp_path, capsys):
     assert all(task.check(Problem.from_json(r), r["completion"]).correct for r in rows)
 
 
-def test_synth_cli_bad_input(model_dir, tmp_path, capsys):
-    code, _, err = cli(
-        capsys, "synth", "--task", "nope", "--model", str(model_dir), "--n", "2", "--out", str(tmp_path / "x")
+def test_synth_cli_bad_input(model_dir, tmp_path, run_cli):
+    code, _, err = run_cli(
+        "synth", "--task", "nope", "--model", str(model_dir), "--n", "2", "--out", str(tmp_path / "x")
     )
     assert code == 2 and "unknown task 'nope'" in err
-    code, _, err = cli(
-        capsys,
+    code, _, err = run_cli(
         "synth",
         "--task",
         "addition",
@@ -131,8 +117,7 @@ def test_synth_cli_bad_input(model_dir, tmp_path, capsys):
         str(tmp_path / "x"),
     )
     assert code == 2 and "unknown config key 'top_q' for SynthConfig" in err
-    code, _, err = cli(
-        capsys,
+    code, _, err = run_cli(
         "synth",
         "--task",
         "addition",
@@ -146,11 +131,10 @@ def test_synth_cli_bad_input(model_dir, tmp_path, capsys):
     assert code == 2 and "no such directory" in err
 
 
-def test_annotate_cli_real_run(model_dir, synth_run, tmp_path, capsys):
+def test_annotate_cli_real_run(model_dir, synth_run, tmp_path, run_cli):
     data, rows, _ = synth_run
     out = tmp_path / "prm.jsonl"
-    code, stdout, _ = cli(
-        capsys,
+    code, stdout, _ = run_cli(
         "annotate",
         "--task",
         "addition",
@@ -184,7 +168,7 @@ def test_annotate_cli_real_run(model_dir, synth_run, tmp_path, capsys):
     assert s["rollouts"] == 3 * sum(len(r["steps"]) - 1 for r in labelled)
 
 
-def test_model_judge_end_to_end(model_dir, tmp_path, capsys):
+def test_model_judge_end_to_end(model_dir, tmp_path, run_cli):
     from scalinglab.synth.judge import model_judge
     from scalinglab.verify.judge import judge_candidates
 
@@ -202,8 +186,7 @@ def test_model_judge_end_to_end(model_dir, tmp_path, capsys):
             for i, it in enumerate(items)
         )
     )
-    code, stdout, _ = cli(
-        capsys,
+    code, stdout, _ = run_cli(
         "judge",
         "-i",
         str(cands),
@@ -221,5 +204,5 @@ def test_model_judge_end_to_end(model_dir, tmp_path, capsys):
     out = json.loads(stdout)
     assert out["candidates"] == 2 and len(out["judges"]) == 2 and [r["id"] for r in out["results"]] == ["c0", "c1"]
     assert out["passed"] + out["failed"] + out["undecided"] == 2
-    code, _, err = cli(capsys, "judge", "-i", str(cands), "--model", str(model_dir), "--rule", "plurality")
+    code, _, err = run_cli("judge", "-i", str(cands), "--model", str(model_dir), "--rule", "plurality")
     assert code == 2 and "--rule 'plurality'" in err
