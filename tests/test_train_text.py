@@ -219,3 +219,19 @@ def test_sweep_isoflop_refuses_bad_designs(tmp_path):
     assert r.returncode == 2 and "'x' is not a number" in r.stderr
     r = _cli("sweep", "isoflop", "--set", "depth=3", "--out", str(tmp_path / "e"))
     assert r.returncode == 2 and "sets depth itself" in r.stderr
+    r = _cli("sweep", "isoflop", "--sizes", "16,24,32", "--window", "4", "--out", str(tmp_path / "f"))
+    assert r.returncode == 2 and "--window 4" in r.stderr and not (tmp_path / "f").exists()
+
+
+def test_isoflop_window_slides_up_the_dial_with_the_budget():
+    from scalinglab.train.isoflop import IsoFlopConfig, budget_sizes
+
+    cfg = IsoFlopConfig(budgets=(8e11, 1e11, 4e11, 2e11), sizes=(56, 8, 16, 24, 32, 40, 48), window=5)
+    assert budget_sizes(cfg) == {
+        1e11: [8, 16, 24, 32, 40],  # the smallest budget: the smallest sizes
+        2e11: [8, 16, 24, 32, 40],
+        4e11: [16, 24, 32, 40, 48],
+        8e11: [24, 32, 40, 48, 56],  # the largest budget: the largest sizes
+    }
+    every = budget_sizes(IsoFlopConfig(budgets=(1e11, 2e11), sizes=(16, 24, 32)))
+    assert every == {1e11: [16, 24, 32], 2e11: [16, 24, 32]}  # window 0: every size at every budget

@@ -91,7 +91,12 @@ def sweep_isoflop_cmd(
     ),
     sizes: str = typer.Option(
         "16,24,32,40,48",
-        help="The dial's sizes trained at every budget: widths (--dial width) or depths (--dial depth).",
+        help="The dial's sizes: widths (--dial width) or depths (--dial depth); every budget trains all of them, or --window of them.",
+    ),
+    window: int = typer.Option(
+        0,
+        help="Sizes per budget: a window of consecutive --sizes that slides up the dial as the budget grows "
+        "(the smallest budget trains the smallest sizes), so every profile sits around its optimum. 0 = every size at every budget.",
     ),
     dial: str = typer.Option(
         "width",
@@ -135,7 +140,7 @@ def sweep_isoflop_cmd(
     Example (the default run's ladder; about 10 minutes on 2 CPU cores):
       scalinglab sweep isoflop --out runs/iso
     """
-    from scalinglab.train.isoflop import IsoFlopConfig, run_isoflop
+    from scalinglab.train.isoflop import IsoFlopConfig, budget_sizes, run_isoflop
     from scalinglab.train.ladder import parse_list
 
     kw = {"overrides": tuple(set_)} if set_ else {}
@@ -143,6 +148,7 @@ def sweep_isoflop_cmd(
         task=task,
         budgets=_floats(budgets, "--budgets"),
         sizes=parse_list(sizes, "--sizes"),
+        window=window,
         dial=dial,
         depth=depth,
         predict=predict,
@@ -154,7 +160,7 @@ def sweep_isoflop_cmd(
         **kw,
     )
     with _ladder_dir(out):
-        n = len(set(cfg.budgets)) * len(set(cfg.sizes)) + (cfg.predict != -1)
+        n = sum(map(len, budget_sizes(cfg).values())) + (cfg.predict != -1)
         with common.progress_bar(f"IsoFLOP ladder ({n} rungs, {backend})") as bar:
             summary = run_isoflop(cfg, str(out), backend=backend, address=address, progress=bar)
     common.emit(summary, as_json, human=_human_isoflop(summary))

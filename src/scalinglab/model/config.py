@@ -35,11 +35,22 @@ class ModelConfig:
     depth: int | None = None  # the dial this config came from, if any
 
     @classmethod
-    def from_depth(cls, depth: int, vocab_size: int, aspect: int = 64, width: int = 0, **overrides) -> "ModelConfig":
+    def from_depth(
+        cls,
+        depth: int,
+        vocab_size: int,
+        aspect: int = 64,
+        width: int = 0,
+        shape: Literal["auto", "uniform"] = "auto",
+        **overrides,
+    ) -> "ModelConfig":
         """The depth dial: `depth` layers of width `aspect`·depth (nanochat's dial), or of `width` when given.
 
-        Heads of 32 dimensions when the width is a multiple of 32, else of 16, else of 8 (the tiny
-        widths of the CPU text ladders).
+        `auto`: heads of 32 dimensions when the width is a multiple of 32, else of 16, else of 8,
+        half as many KV heads when the count is even, the MLP rounded up to a multiple of 32.
+        `uniform` (the tiny widths of the CPU text ladders): heads of 8 dimensions, one KV head
+        per query head, the MLP rounded to 8, so every width on a width dial has the same shape
+        (under `auto` widths 40 and 48 differ in head size, GQA and MLP ratio: 3.2 against 2.67).
         """
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
@@ -48,10 +59,14 @@ class ModelConfig:
         if width < 0 or width % 8:
             raise ValueError(f"width must be a positive multiple of 8, got {width}")
         width = width or aspect * depth
-        head_dim = 32 if width % 32 == 0 else 16 if width % 16 == 0 else 8
-        heads = width // head_dim
-        kv = heads // 2 if heads % 2 == 0 else heads
-        mlp = int(math.ceil(8 * width / 3 / 32) * 32)
+        if shape == "uniform":
+            head_dim, multiple = 8, 8
+            heads = kv = width // head_dim
+        else:
+            head_dim, multiple = (32 if width % 32 == 0 else 16 if width % 16 == 0 else 8), 32
+            heads = width // head_dim
+            kv = heads // 2 if heads % 2 == 0 else heads
+        mlp = int(math.ceil(8 * width / 3 / multiple) * multiple)
         base = dict(
             vocab_size=vocab_size,
             hidden_size=width,

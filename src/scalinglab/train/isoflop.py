@@ -48,7 +48,8 @@ KEYS = ("task", "depth", "width", "tokens", "seed")  # set by the ladder itself
 class IsoFlopConfig:
     task: str = "pystdlib"  # a text corpus (or a task, whose loss may saturate)
     budgets: tuple[float, ...] = (1e11, 2e11, 4e11, 8e11)  # compute budgets C = 6ND of the profiles
-    sizes: tuple[int, ...] = (16, 24, 32, 40, 48)  # the dial's sizes trained at every budget
+    sizes: tuple[int, ...] = (16, 24, 32, 40, 48)  # the dial's sizes (every budget trains `window` of them)
+    window: int = 0  # sizes per budget, a window sliding up the dial with the budget (0 = every size at every budget)
     dial: Literal["width", "depth"] = (
         "width"  # "width": sizes are widths of a `depth`-layer model; "depth": sizes are depths (width aspect·depth)
     )
@@ -67,6 +68,21 @@ class IsoFlopConfig:
 
     def __post_init__(self) -> None:
         check_choices(self)
+
+
+def budget_sizes(cfg: "IsoFlopConfig") -> dict[float, list[int]]:
+    """budget -> the dial sizes it trains: all of them, or a `window` that slides up the dial.
+
+    The smallest budget trains the `window` smallest sizes, the largest the `window` largest, the
+    budgets between them windows spaced evenly (rounded down) along the dial. Each profile then
+    sits around its own optimum, as Hoffmann et al. chose their sizes per budget, and no rung is a
+    100-step run of a model far too big for its budget (the regime the parametric law does not
+    describe), while the ladder as a whole spans more sizes than one profile could afford.
+    """
+    dial, budgets = sorted(set(cfg.sizes)), sorted(set(cfg.budgets))
+    k = cfg.window or len(dial)
+    slack = len(dial) - k
+    return {C: dial[(i * slack) // max(1, len(budgets) - 1) :][:k] for i, C in enumerate(budgets)}
 
 
 def rung_name(cfg: "IsoFlopConfig", size: int, C: float) -> str:
@@ -125,6 +141,11 @@ def _check(cfg: IsoFlopConfig, backend: str) -> None:
         raise UserError("--budgets: at least two distinct positive compute budgets (FLOPs), e.g. 2.5e11,5e11,1e12,2e12")
     if len(set(cfg.sizes)) < 3 or any(d < 1 for d in cfg.sizes):
         raise UserError("--sizes: at least three distinct positive sizes (a parabola per budget needs 3)")
+    if cfg.window and not 3 <= cfg.window <= len(set(cfg.sizes)):
+        raise UserError(
+            f"--window {cfg.window}: between 3 (a parabola per budget) and the number of --sizes "
+            f"({len(set(cfg.sizes))}); 0 = every size at every budget"
+        )
     if cfg.dial == "width" and any(w % 8 for w in cfg.sizes):
         raise UserError(
             f"--sizes {','.join(map(str, cfg.sizes))}: widths must be multiples of 8 (heads of 8, 16 or 32)"
@@ -153,11 +174,11 @@ def run_isoflop(
     _check(cfg, backend)
     t0 = time.perf_counter()
     root = Path(out)
-    dial, budgets = sorted(set(cfg.sizes)), sorted(set(cfg.budgets))
+    dial, plan_sizes = sorted(set(cfg.sizes)), budget_sizes(cfg)
     sizes = dial_sizes(cfg, dial)
-    jobs = {rung_name(cfg, d, C): rung_config(cfg, d, sizes[d], C) for C in budgets for d in dial}
-    labels = {rung_name(cfg, d, C): (C, d) for C in budgets for d in dial}
-    predict_C = 0.0 if cfg.predict == -1 else (cfg.predict or 2.0 * max(budgets))
+    labels = {rung_name(cfg, d, C): (C, d) for C, ds in plan_sizes.items() for d in ds}
+    jobs = {name: rung_config(cfg, d, sizes[d], C) for name, (C, d) in labels.items()}
+    predict_C = 0.0 if cfg.predict == -1 else (cfg.predict or 2.0 * max(plan_sizes))
     total = len(jobs) + (1 if predict_C else 0)
     root.mkdir(parents=True, exist_ok=True)
     summaries, reused = train_rungs(root, jobs, cfg.threads, cfg.gpus, cfg.retries, backend, address, progress, total)
@@ -182,6 +203,7 @@ def run_isoflop(
         "config": asdict(cfg),
         "dial": cfg.dial,
         "sizes": {str(d): n for d, n in sizes.items()},
+        "budget_sizes": {f"{C:g}": ds for C, ds in plan_sizes.items()},
         "rungs": rows,
         "approach2": a2.to_dict(),
         "fit": fit3,

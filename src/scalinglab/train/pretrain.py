@@ -24,11 +24,12 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
 
+from scalinglab.config import check_choices
 from scalinglab.device import pick_device
 from scalinglab.errors import UserError
 from scalinglab.model import ModelConfig, Transformer
@@ -52,6 +53,9 @@ class PretrainConfig:
     depth: int = 2  # the size dial: width aspect·depth, depth layers
     aspect: int = 64  # width per layer (a multiple of 8; heads of 32 when the width allows, else 16, else 8)
     width: int = 0  # the model's width, overriding aspect·depth (a multiple of 8; 0 = aspect·depth)
+    shape: Literal["auto", "uniform"] = (
+        "auto"  # auto: heads of 32/16/8 dims as the width allows; uniform: heads of 8, no GQA, every width alike
+    )
     vocab_size: int = 1024  # a text corpus's byte-level BPE vocabulary (tasks use the 100-token char tokenizer)
     unique_tokens: int = 0  # a text corpus: train on only this many distinct tokens, repeated (0 = all of it)
     text_k: int = 4  # a text corpus: tokens each accuracy item must continue exactly
@@ -79,6 +83,9 @@ class PretrainConfig:
         if self.tokens > 0:
             return max(1, math.ceil(self.tokens / (self.batch_size * self.seq_len)))
         return self.steps
+
+    def __post_init__(self) -> None:
+        check_choices(self)
 
 
 class PackedStream:
@@ -259,7 +266,12 @@ def model_config(cfg: PretrainConfig, source) -> ModelConfig:
     # the char tokenizer's 100 ids sit in a 128-row embedding (the toys' historical size); a BPE's vocabulary is its own
     vocab = source.tok.vocab_size if is_corpus(cfg.task) else 128
     return ModelConfig.from_depth(
-        cfg.depth, vocab_size=vocab, aspect=cfg.aspect, width=cfg.width, max_position_embeddings=max(1024, cfg.seq_len)
+        cfg.depth,
+        vocab_size=vocab,
+        aspect=cfg.aspect,
+        width=cfg.width,
+        shape=cfg.shape,
+        max_position_embeddings=max(1024, cfg.seq_len),
     )
 
 
