@@ -235,3 +235,24 @@ def test_isoflop_window_slides_up_the_dial_with_the_budget():
     }
     every = budget_sizes(IsoFlopConfig(budgets=(1e11, 2e11), sizes=(16, 24, 32)))
     assert every == {1e11: [16, 24, 32], 2e11: [16, 24, 32]}  # window 0: every size at every budget
+
+
+def test_isoflop_lr_width_sets_each_rungs_learning_rate(tmp_path):
+    from scalinglab.train.isoflop import IsoFlopConfig, rung_config
+
+    assert rung_config(IsoFlopConfig(lr_width=0.168), 48, 80_000, 4e11).lr == pytest.approx(0.0035)
+    assert rung_config(IsoFlopConfig(lr_width=0.168), 24, 26_000, 4e11).lr == pytest.approx(0.007)
+    assert rung_config(IsoFlopConfig(), 48, 80_000, 4e11).lr == 0.0  # the model's default
+    r = _cli("sweep", "isoflop", "--dial", "depth", "--sizes", "1,2,3", "--lr-width", "0.2", "--out", str(tmp_path / "a"))
+    assert r.returncode == 2 and "--lr-width 0.2" in r.stderr and "width dial only" in r.stderr
+
+
+def test_uniform_shape_gives_every_width_heads_of_8_and_the_same_mlp_ratio():
+    from scalinglab.model.config import ModelConfig
+
+    for w in (16, 24, 40, 48, 56):
+        m = ModelConfig.from_depth(2, vocab_size=512, width=w, shape="uniform")
+        assert (m.head_dim, m.num_attention_heads, m.num_key_value_heads) == (8, w // 8, w // 8)
+        assert m.intermediate_size % 8 == 0 and abs(m.intermediate_size / w - 8 / 3) < 8 / w
+    auto = ModelConfig.from_depth(2, vocab_size=512, width=48)
+    assert (auto.head_dim, auto.intermediate_size) == (16, 128)  # the default shape is unchanged

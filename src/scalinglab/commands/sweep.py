@@ -103,6 +103,10 @@ def sweep_isoflop_cmd(
         help="width: --sizes are widths of a --depth-layer model; depth: --sizes are depths of width aspect·depth (nanochat's dial).",
     ),
     depth: int = typer.Option(2, help="Layers of every model on the width dial."),
+    lr_width: float = typer.Option(
+        0.0,
+        help="Width dial: every rung's peak learning rate is LR_WIDTH / width (Adam's 1/fan-in rule; 0.168 puts width 24 at 7e-3). 0 = each model's default, 3e-3·sqrt(128/width).",
+    ),
     predict: float = typer.Option(
         0.0,
         help="Held-out budget: predict its compute-optimal model's loss, then train it (0 = twice the largest; -1 = skip).",
@@ -151,6 +155,7 @@ def sweep_isoflop_cmd(
         window=window,
         dial=dial,
         depth=depth,
+        lr_width=lr_width,
         predict=predict,
         seed=seed,
         eval_problems=eval_problems,
