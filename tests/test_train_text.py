@@ -243,7 +243,9 @@ def test_isoflop_lr_width_sets_each_rungs_learning_rate(tmp_path):
     assert rung_config(IsoFlopConfig(lr_width=0.168), 48, 80_000, 4e11).lr == pytest.approx(0.0035)
     assert rung_config(IsoFlopConfig(lr_width=0.168), 24, 26_000, 4e11).lr == pytest.approx(0.007)
     assert rung_config(IsoFlopConfig(), 48, 80_000, 4e11).lr == 0.0  # the model's default
-    r = _cli("sweep", "isoflop", "--dial", "depth", "--sizes", "1,2,3", "--lr-width", "0.2", "--out", str(tmp_path / "a"))
+    r = _cli(
+        "sweep", "isoflop", "--dial", "depth", "--sizes", "1,2,3", "--lr-width", "0.2", "--out", str(tmp_path / "a")
+    )
     assert r.returncode == 2 and "--lr-width 0.2" in r.stderr and "width dial only" in r.stderr
 
 

@@ -54,7 +54,9 @@ class IsoFlopConfig:
         "width"  # "width": sizes are widths of a `depth`-layer model; "depth": sizes are depths (width aspect·depth)
     )
     depth: int = 2  # the layers of the width dial
-    lr_width: float = 0.0  # width dial: every rung's peak lr = lr_width / width (Adam's 1/fan-in rule); 0 = each model's default
+    lr_width: float = (
+        0.0  # width dial: every rung's peak lr = lr_width / width (Adam's 1/fan-in rule); 0 = each model's default
+    )
     predict: float = 0.0  # the held-out budget of predict-then-train (0 = twice the largest; -1 = skip)
     seed: int = 0
     eval_problems: int = 1000  # held-out contexts for each rung's accuracy (0 = skip the loss-to-accuracy step)
@@ -144,7 +146,9 @@ def _check(cfg: IsoFlopConfig, backend: str) -> None:
     if len(set(cfg.sizes)) < 3 or any(d < 1 for d in cfg.sizes):
         raise UserError("--sizes: at least three distinct positive sizes (a parabola per budget needs 3)")
     if cfg.lr_width and (cfg.dial != "width" or cfg.lr_width < 0 or not math.isfinite(cfg.lr_width)):
-        raise UserError(f"--lr-width {cfg.lr_width:g}: a positive number, on the width dial only (peak lr = lr_width / width)")
+        raise UserError(
+            f"--lr-width {cfg.lr_width:g}: a positive number, on the width dial only (peak lr = lr_width / width)"
+        )
     if cfg.window and not 3 <= cfg.window <= len(set(cfg.sizes)):
         raise UserError(
             f"--window {cfg.window}: between 3 (a parabola per budget) and the number of --sizes "
