@@ -109,3 +109,36 @@ def test_loss_to_accuracy_sigmoid_recovers_its_curve():
     assert iso.predict_accuracy(fit, L[1]) == pytest.approx(acc[1], abs=0.02)
     with pytest.raises(ValueError, match="at least 3"):
         iso.fit_loss_to_accuracy([3.0, 2.0], [0.1, 0.2])
+
+
+def test_frontier_extrapolates_a_pure_power_law_in_compute():
+    """Profiles whose minima lie on L_opt = G·C^-γ exactly (E = 0): the frontier recovers γ and the next loss."""
+    law = {**TRUE, "E": 0.0}
+    budgets = [1e13, 2e13, 4e13, 8e13]
+    C, N, L = [], [], []
+    rng = np.random.default_rng(3)
+    for c in budgets:
+        n_opt = float(optimal_allocation(c, **law)[0])
+        for n in np.geomspace(n_opt / 3, n_opt * 3, 5):
+            C.append(c)
+            N.append(n)
+            L.append(float(chinchilla(n, c / (6 * n), **law)) * math.exp(0.002 * rng.standard_normal()))
+    a2 = iso.isoflop_fit(C, N, L, bootstrap=300, seed=0)
+    f = iso.predict_frontier(a2, 3.2e14, bootstrap=300, seed=0)
+    # with E = 0 the optimum's loss is a power law in C of exponent αβ/(α+β)
+    gamma = law["alpha"] * law["beta"] / (law["alpha"] + law["beta"])
+    assert f["gamma"] == pytest.approx(gamma, rel=0.05)
+    assert f["gamma_ci95"][0] < f["gamma"] < f["gamma_ci95"][1]
+    n_opt = float(optimal_allocation(3.2e14, **law)[0])
+    truth = float(chinchilla(n_opt, 3.2e14 / (6 * n_opt), **law))
+    assert abs(f["predicted"] - truth) / truth < 0.01
+    assert f["interval95"][0] < truth < f["interval95"][1]
+    rec = iso.score_prediction({"predicted": 1.0, "interval95": [0.9, 1.1], "frontier": f}, truth)
+    assert rec["frontier"]["relative_error"] == pytest.approx((f["predicted"] - truth) / truth)
+    assert rec["frontier"]["inside"]
+
+
+def test_frontier_needs_two_profiles_with_a_minimum():
+    C, N, L = _ladder([1e13], n_sizes=5)
+    f = iso.predict_frontier(iso.isoflop_fit(C, N, L, bootstrap=20), 1e14, bootstrap=20)
+    assert math.isnan(f["predicted"]) and math.isnan(f["gamma"])

@@ -201,6 +201,8 @@ def test_sweep_isoflop_predicts_before_it_trains(tmp_path):
     assert p["relative_error"] == pytest.approx((p["predicted"] - p["measured"]) / p["measured"])
     saved = json.loads((out / "prediction.json").read_text())
     assert saved["predicted"] == p["predicted"] and "measured" not in saved  # written before the training
+    assert set(saved["frontier"]) >= {"predicted", "interval95", "gamma", "gamma_ci95"}  # before, too
+    assert set(p["frontier"]) >= {"relative_error", "inside"}
     assert s["heldout_rung"]["budget"] == 4e9 and s["heldout_rung"]["loss"] == p["measured"]
     assert {f.split("/")[-1] for f in s["figures"]} >= {"isoflop.png", "nopt.png"}
     assert len(s["approach2"]["profiles"]) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 from typing import List, Optional
 
@@ -212,6 +213,13 @@ def _human_isoflop(s: dict) -> str:
             f"{p['predicted']:.4f} [{p['interval95'][0]:.4f}, {p['interval95'][1]:.4f}], measured {p['measured']:.4f} "
             f"({p['relative_error']:+.2%}, {'inside' if p['inside'] else 'OUTSIDE'} the interval)"
         )
+        f = p.get("frontier")
+        if f and math.isfinite(f["predicted"]):
+            lines.append(
+                f"frontier L_opt ∝ C^-{f['gamma']:.3f} (profile minima): {f['predicted']:.4f} "
+                f"[{f['interval95'][0]:.4f}, {f['interval95'][1]:.4f}] ({f['relative_error']:+.2%}, "
+                f"{'inside' if f['inside'] else 'OUTSIDE'} the interval)"
+            )
     la = s.get("loss_to_accuracy")
     if la:
         lines.append(

@@ -184,6 +184,11 @@ def _text_law(ctx: Context) -> dict:
         h["measured loss"] = (
             f"{pred['measured']:.4f} ({pred['relative_error']:+.2%}, {'inside' if pred['inside'] else 'outside'} the interval)"
         )
+        fr = pred.get("frontier")
+        if fr and math.isfinite(fr["predicted"]):
+            h["frontier prediction (profile minima)"] = (
+                f"{fr['predicted']:.4f} [{fr['interval95'][0]:.4f}, {fr['interval95'][1]:.4f}] ({fr['relative_error']:+.2%})"
+            )
     la = s.get("loss_to_accuracy")
     if la:
         h["predicted accuracy (next 4 tokens)"] = (

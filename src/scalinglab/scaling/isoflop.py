@@ -203,15 +203,66 @@ def predict_optimum(fit: FitResult, C: float, sizes: dict[int, int], seed: int =
     }
 
 
+def predict_frontier(a2: Approach2, C: float, *, bootstrap: int = 1000, seed: int = 0) -> dict:
+    """The compute-optimal loss at `C` from the profile minima alone: L_opt(C) = G · C^-γ, extrapolated.
+
+    Kaplan et al.'s L(C) and the compute-optimal loss line of the OLMo and Llama 3 ladders, with no
+    irreducible term: it assumes the ladder is far from E, where the parametric law cannot pin E
+    anyway. A line through (log C, log L_opt) of the profiles whose vertex lies inside their sizes.
+    Interval: Approach 2's residual bootstrap (every parabola refitted, its minimum and the line
+    with it), times a draw of one profile point's log-residual (one run's scatter).
+    Returns {"law", "predicted", "interval95", "gamma", "gamma_ci95"} (NaNs with fewer than 2 profiles).
+    """
+    good = [p for p in a2.profiles if p.inside]
+    nan2 = [float("nan"), float("nan")]
+    out = {"law": "L_opt = G * C^-gamma", "predicted": float("nan"), "interval95": nan2, "gamma": float("nan")}
+    if len(good) < 2:
+        return {**out, "gamma_ci95": nan2}
+    lc = np.log([p.C for p in good])
+    slope, icpt = np.polyfit(lc, np.log([p.loss_opt for p in good]), 1)
+    rng = np.random.default_rng(seed)
+    preds, gammas, logres = [], [], []
+    for p in good:
+        fit = np.polyval(p.coef, np.log(p.N))
+        logres += list(np.log(np.asarray(p.loss) / fit) * math.sqrt(len(fit) / max(len(fit) - 3, 1)))
+    for _ in range(bootstrap):
+        mins = []
+        for p in good:
+            x, fit = np.log(p.N), np.polyval(p.coef, np.log(p.N))
+            r = (np.asarray(p.loss) - fit) * math.sqrt(len(fit) / max(len(fit) - 3, 1))
+            mins.append(_parabola(x, fit + rng.choice(r, size=len(r), replace=True))[2])
+        if np.all(np.isfinite(mins)) and min(mins) > 0:
+            b, c = np.polyfit(lc, np.log(mins), 1)
+            gammas.append(-b)
+            preds.append(math.exp(b * math.log(C) + c) * math.exp(rng.choice(logres)))
+    lo_hi = [float(v) for v in np.percentile(preds, [2.5, 97.5])] if len(preds) >= 10 else nan2
+    g_ci = [float(v) for v in np.percentile(gammas, [2.5, 97.5])] if len(gammas) >= 10 else nan2
+    return {
+        **out,
+        "predicted": float(math.exp(slope * math.log(C) + icpt)),
+        "interval95": lo_hi,
+        "gamma": float(-slope),
+        "gamma_ci95": g_ci,
+    }
+
+
 def score_prediction(pred: dict, measured: float) -> dict:
     """The prediction record: predicted, interval95, measured, relative_error, inside (the interval held)."""
     lo, hi = pred["interval95"]
-    return {
+    out = {
         **pred,
         "measured": float(measured),
         "relative_error": float((pred["predicted"] - measured) / measured),
         "inside": bool(lo <= measured <= hi),
     }
+    if "frontier" in pred:  # the frontier predicts the optimum's loss: the named size's is at least that
+        f = pred["frontier"]
+        out["frontier"] = {
+            **f,
+            "relative_error": float((f["predicted"] - measured) / measured),
+            "inside": bool(f["interval95"][0] <= measured <= f["interval95"][1]),
+        }
+    return out
 
 
 # -- loss to accuracy -------------------------------------------------------------------------

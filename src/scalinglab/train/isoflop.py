@@ -225,6 +225,7 @@ def run_isoflop(
         all_sizes = dial_sizes(cfg, range(step, max(dial) + 4 * step, step))
         pred = iso.predict_optimum(fobj, predict_C, all_sizes, seed=cfg.seed)
         pred["dial"] = cfg.dial
+        pred["frontier"] = iso.predict_frontier(a2, predict_C, bootstrap=cfg.bootstrap, seed=cfg.seed)
         # written before the model is trained: the prediction cannot be tuned to the outcome
         atomic_write_json(root / "prediction.json", pred)
         name = rung_name(cfg, pred["size"], predict_C)
