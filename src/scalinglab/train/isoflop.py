@@ -9,14 +9,17 @@ Design (Hoffmann et al. 2022; the OLMo and Llama 3 ladders):
    width aspect·depth). At CPU budgets the compute-optimal models have 15k-80k parameters, where
    the depth dial's sizes are 3x apart (N grows as depth^3) and a 5-size profile runs from
    a model trained for 19 steps to one trained for 2 epochs; widths 16-48 at depth 2 are
-   1.3-2x apart. Rungs are ordinary pre-training runs (`DIR/rung-{w|d}{size}-c{C}`), trained
+   1.3-2x apart. `--window K` trains K consecutive sizes per budget, sliding up the dial with
+   the budget; `--lr-width L` sets every rung's peak lr to L/width (docs/scaling.md measures
+   both: together they pin Approach 2's exponent). Rungs are ordinary pre-training runs (`DIR/rung-{w|d}{size}-c{C}`), trained
    and reused exactly as `sweep pretrain` does;
 2. Approach 2: one parabola per budget in log N, its vertex N_opt(C), then N_opt ∝ C^a;
    Approach 3: the parametric law L(N, D) = E + A/N^α + B/D^β on every rung, a = β/(α+β);
    both with bootstrap intervals, and whether they agree (`scaling/isoflop.py`);
 3. predict, then train: the Approach-3 fit (on every budget above) names the compute-optimal
    dial size at the held-out budget `--predict` (default: twice the largest), predicts its loss
-   with a 95% prediction interval, and only then is that model trained; the record
+   with a 95% prediction interval (and the frontier L_opt = G·C^-γ through the profile minima
+   predicts the optimum's loss beside it), and only then is that model trained; the record
    `prediction: {predicted, interval95, measured, relative_error, inside}` is in the summary;
 4. loss to accuracy: a sigmoid from validation loss to the text task's accuracy (the next
    `text_k` tokens of held-out files exactly), fitted on the ladder's rungs, predicts the
