@@ -48,6 +48,15 @@ class Profile:
     loss_opt: float
     inside: bool  # the vertex lies within the profile's sizes
 
+    def resampled(self, rng: np.random.Generator) -> tuple[float, float]:
+        """One residual-bootstrap draw: the parabola refitted to its fitted values plus resampled,
+        dof-rescaled residuals; returns its vertex (log N, loss), NaNs when it opens downwards."""
+        x = np.log(self.N)
+        fit = np.polyval(self.coef, x)
+        r = (np.asarray(self.loss) - fit) * math.sqrt(len(fit) / max(len(fit) - 3, 1))
+        _, xv, lv = _parabola(x, fit + rng.choice(r, size=len(r), replace=True))
+        return xv, lv
+
     def to_dict(self) -> dict:
         return {
             "C": self.C,
@@ -134,14 +143,7 @@ def isoflop_fit(C, N, loss, *, bootstrap: int = 1000, seed: int = 0) -> Approach
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(bootstrap):
-        xs = []
-        for p in good:
-            x, y = np.log(p.N), np.asarray(p.loss)
-            fit = np.polyval(p.coef, x)
-            r = (y - fit) * math.sqrt(len(y) / max(len(y) - 3, 1))
-            _, xv, _ = _parabola(x, fit + rng.choice(r, size=len(r), replace=True))
-            xs.append(xv)
-        xs = np.asarray(xs)
+        xs = np.asarray([p.resampled(rng)[0] for p in good])
         if np.all(np.isfinite(xs)):
             draws.append(np.polyfit(lc, xs, 1)[0])
     ci = tuple(float(v) for v in np.percentile(draws, [2.5, 97.5])) if len(draws) >= 10 else nan2
@@ -226,11 +228,7 @@ def predict_frontier(a2: Approach2, C: float, *, bootstrap: int = 1000, seed: in
         fit = np.polyval(p.coef, np.log(p.N))
         logres += list(np.log(np.asarray(p.loss) / fit) * math.sqrt(len(fit) / max(len(fit) - 3, 1)))
     for _ in range(bootstrap):
-        mins = []
-        for p in good:
-            x, fit = np.log(p.N), np.polyval(p.coef, np.log(p.N))
-            r = (np.asarray(p.loss) - fit) * math.sqrt(len(fit) / max(len(fit) - 3, 1))
-            mins.append(_parabola(x, fit + rng.choice(r, size=len(r), replace=True))[2])
+        mins = [p.resampled(rng)[1] for p in good]
         if np.all(np.isfinite(mins)) and min(mins) > 0:
             b, c = np.polyfit(lc, np.log(mins), 1)
             gammas.append(-b)
@@ -256,12 +254,7 @@ def score_prediction(pred: dict, measured: float) -> dict:
         "inside": bool(lo <= measured <= hi),
     }
     if "frontier" in pred:  # the frontier predicts the optimum's loss: the named size's is at least that
-        f = pred["frontier"]
-        out["frontier"] = {
-            **f,
-            "relative_error": float((f["predicted"] - measured) / measured),
-            "inside": bool(f["interval95"][0] <= measured <= f["interval95"][1]),
-        }
+        out["frontier"] = score_prediction(pred["frontier"], measured)
     return out
 
 

@@ -11,8 +11,8 @@ Design (Hoffmann et al. 2022; the OLMo and Llama 3 ladders):
    a model trained for 19 steps to one trained for 2 epochs; widths 16-48 at depth 2 are
    1.3-2x apart. `--window K` trains K consecutive sizes per budget, sliding up the dial with
    the budget; `--lr-width L` sets every rung's peak lr to L/width (docs/scaling.md measures
-   both: together they pin Approach 2's exponent). Rungs are ordinary pre-training runs (`DIR/rung-{w|d}{size}-c{C}`), trained
-   and reused exactly as `sweep pretrain` does;
+   both: together they pin Approach 2's exponent). Rungs are ordinary pre-training runs
+   (`DIR/rung-{w|d}{size}-c{C}`), trained and reused exactly as `sweep pretrain` does;
 2. Approach 2: one parabola per budget in log N, its vertex N_opt(C), then N_opt ∝ C^a;
    Approach 3: the parametric law L(N, D) = E + A/N^α + B/D^β on every rung, a = β/(α+β);
    both with bootstrap intervals, and whether they agree (`scaling/isoflop.py`);
@@ -189,7 +189,7 @@ def run_isoflop(
     sizes = dial_sizes(cfg, dial)
     labels = {rung_name(cfg, d, C): (C, d) for C, ds in plan_sizes.items() for d in ds}
     jobs = {name: rung_config(cfg, d, sizes[d], C) for name, (C, d) in labels.items()}
-    predict_C = 0.0 if cfg.predict == -1 else (cfg.predict or 2.0 * max(plan_sizes))
+    predict_C = 0.0 if cfg.predict == -1 else (cfg.predict or 2.0 * max(cfg.budgets))
     total = len(jobs) + (1 if predict_C else 0)
     root.mkdir(parents=True, exist_ok=True)
     summaries, reused = train_rungs(root, jobs, cfg.threads, cfg.gpus, cfg.retries, backend, address, progress, total)
