@@ -5,6 +5,8 @@ Seeds are fixed: a 95% interval misses the truth 5% of the time by design, so a 
 parameters at a random seed would fail now and then even for a correct fit. (Seed 6 of the sigmoid
 test is one such miss: A's interval [0.8007, 0.817] just excludes 0.8.)"""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -18,6 +20,7 @@ from scalinglab.scaling import (
     fit_sigmoid,
     laws,
 )
+from scalinglab.scaling.fit import WIDE_RATIO
 
 TRUE_CH = {"E": 1.7, "A": 400.0, "B": 1500.0, "alpha": 0.34, "beta": 0.30}
 
@@ -73,10 +76,22 @@ def test_chinchilla_flags_intervals_spanning_orders_of_magnitude():
     wide = [w for w in fit.warnings if "95% interval" in w]
     assert wide and fit.ill_determined
     for w in wide:  # each one names a parameter whose interval really is that wide
-        k = w.split("interval of ")[1].split(" ")[0]
-        lo, hi = fit.ci[k]
-        assert lo <= 0 or hi / lo > (4.0 if k in ("alpha", "beta") else 100.0)
+        k = w.split("interval of ")[1].split(" (")[0]
+        lo, hi = fit.ci[k] if k in fit.ci else fit.info["judged_ci95"][k]
+        assert lo <= 0 or hi / lo > WIDE_RATIO[k]
         assert w in fit.message
+
+
+def test_chinchilla_judges_the_amplitudes_where_the_data_are():
+    """A at N = 1 is four decades below the rungs: its interval restates alpha's. The check judges A/N̄^α instead."""
+    N, D, L = _ladder(sizes=5, budgets=5, noise=0.01, seed=0)
+    fit = fit_chinchilla(N, D, L, bootstrap=300, grid="small")
+    lo, hi = fit.ci["A"]
+    clo, chi = fit.info["judged_ci95"]["A/N̄^α"]
+    # the centred term is the loss the finite-N term contributes at the data's geometric-mean size
+    mid = fit.params["A"] * math.exp(-fit.params["alpha"] * np.log(N).mean())
+    assert clo < mid < chi and chi / clo < hi / lo
+    assert not any("interval of A " in w for w in fit.warnings)  # A at N = 1 is never judged
 
 
 def test_chinchilla_noise_free_is_exact():

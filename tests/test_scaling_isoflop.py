@@ -133,12 +133,28 @@ def test_frontier_extrapolates_a_pure_power_law_in_compute():
     truth = float(chinchilla(n_opt, 3.2e14 / (6 * n_opt), **law))
     assert abs(f["predicted"] - truth) / truth < 0.01
     assert f["interval95"][0] < truth < f["interval95"][1]
-    rec = iso.score_prediction({"predicted": 1.0, "interval95": [0.9, 1.1], "frontier": f}, truth)
-    assert rec["frontier"]["relative_error"] == pytest.approx((f["predicted"] - truth) / truth)
-    assert rec["frontier"]["inside"]
+    # the held-out prediction: Approach 2 names the size, the frontier predicts it, the parametric law beside it
+    sizes = {i: int(n) for i, n in enumerate(np.geomspace(1e5, 1e9, 80))}
+    fit = fit_chinchilla(N, [c / (6 * n) for c, n in zip(C, N)], L, bootstrap=100, seed=0, grid="small")
+    pred = iso.predict_heldout(a2, fit, 3.2e14, sizes, bootstrap=300, seed=0)
+    assert pred["method"] == "frontier" and pred["predicted"] == f["predicted"]
+    assert pred["size"] == iso.nearest_size(sizes, a2.n_opt(3.2e14)) and pred["N"] == sizes[pred["size"]]
+    assert pred["approach3"]["N"] == pred["N"] and pred["approach3"]["D"] == pytest.approx(pred["D"])
+    rec = iso.score_prediction(pred, truth)
+    assert rec["relative_error"] == pytest.approx((f["predicted"] - truth) / truth) and rec["inside"]
+    a3 = rec["approach3"]  # the noise-free law fits itself: its prediction of the same model is right too
+    assert a3["relative_error"] == pytest.approx((a3["predicted"] - truth) / truth) and abs(a3["relative_error"]) < 0.02
 
 
 def test_frontier_needs_two_profiles_with_a_minimum():
     C, N, L = _ladder([1e13], n_sizes=5)
-    f = iso.predict_frontier(iso.isoflop_fit(C, N, L, bootstrap=20), 1e14, bootstrap=20)
+    a2 = iso.isoflop_fit(C, N, L, bootstrap=20)
+    f = iso.predict_frontier(a2, 1e14, bootstrap=20)
     assert math.isnan(f["predicted"]) and math.isnan(f["gamma"])
+    # then the parametric law names the size and predicts alone, and without it there is no prediction
+    C2, N2, L2 = _ladder([1e13, 2e13, 4e13], n_sizes=5)
+    fit = fit_chinchilla(N2, [c / (6 * n) for c, n in zip(C2, N2)], L2, bootstrap=50, seed=0, grid="small")
+    sizes = {i: int(n) for i, n in enumerate(np.geomspace(1e5, 1e9, 80))}
+    pred = iso.predict_heldout(a2, fit, 1e14, sizes, bootstrap=20)
+    assert pred["method"] == "approach3" and pred["size"] == iso.nearest_size(sizes, pred["N_opt_fit"])
+    assert iso.predict_heldout(a2, None, 1e14, sizes) is None

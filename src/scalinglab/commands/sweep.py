@@ -91,12 +91,12 @@ def sweep_isoflop_cmd(
         "1e11,2e11,4e11,8e11", help="Compute budgets C = 6ND of the IsoFLOP profiles, comma-separated."
     ),
     sizes: str = typer.Option(
-        "16,24,32,40,48",
-        help="The dial's sizes: widths (--dial width) or depths (--dial depth); every budget trains all of them, or --window of them.",
+        "8,16,24,32,40,48,56",
+        help="The dial's sizes: widths (--dial width) or depths (--dial depth); every budget trains --window of them.",
     ),
     window: int = typer.Option(
-        0,
-        help="Sizes per budget: a window of consecutive --sizes that slides up the dial as the budget grows "
+        5,
+        help="Sizes per budget (at most): a window of consecutive --sizes that slides up the dial as the budget grows "
         "(the smallest budget trains the smallest sizes), so every profile sits around its optimum. 0 = every size at every budget.",
     ),
     dial: str = typer.Option(
@@ -104,21 +104,31 @@ def sweep_isoflop_cmd(
         help="width: --sizes are widths of a --depth-layer model; depth: --sizes are depths of width aspect·depth (nanochat's dial).",
     ),
     depth: int = typer.Option(2, help="Layers of every model on the width dial."),
-    lr_width: float = typer.Option(
-        0.0,
-        help="Width dial: every rung's peak learning rate is LR_WIDTH / width (Adam's 1/fan-in rule; 0.168 puts width 24 at 7e-3). 0 = each model's default, 3e-3·sqrt(128/width).",
+    lr_width: Optional[float] = typer.Option(
+        None,
+        help="Width dial: every rung's peak learning rate is LR_WIDTH / width (Adam's 1/fan-in rule; the default 0.168 "
+        "puts width 24 at 7e-3, tuned in docs/scaling.md). 0 = each model's default, 3e-3·sqrt(128/width). Not on the depth dial.",
     ),
     predict: float = typer.Option(
         0.0,
-        help="Held-out budget: predict its compute-optimal model's loss, then train it (0 = twice the largest; -1 = skip).",
+        help="Held-out budget: predict its compute-optimal model's loss, then train it (0 = four times the largest; -1 = skip).",
     ),
     seed: int = typer.Option(0, help="Seed of every rung (init and data order)."),
+    seeds: int = typer.Option(
+        2,
+        help="Runs of every rung, at seeds SEED, SEED+1, ... (OUT/rung-...-s1/); every run is a point of the fits, and the held-out loss is their mean. "
+        "One run's loss scatters by about 1.7% from seed to seed (docs/scaling.md): one seed leaves alpha unpinned.",
+    ),
     out: Path = typer.Option(..., help="Ladder directory; finished rungs already in it are reused."),
-    backend: str = typer.Option("local", help="local (sequential, in this process) or ray (one Ray task per rung)."),
+    backend: str = typer.Option("local", help="local (this machine) or ray (one Ray task per rung)."),
     address: Optional[str] = typer.Option(
         None, help="Ray cluster to join (HEAD:6379, or 'auto'); default: a local Ray instance."
     ),
     threads: int = typer.Option(1, help="Torch threads per rung (and Ray CPUs per rung)."),
+    workers: int = typer.Option(
+        0,
+        help="Local backend: rungs trained at once, each in its own process (0 = this machine's CPUs // --threads; 1 = one after another in this process).",
+    ),
     eval_problems: int = typer.Option(
         1000, help="Held-out contexts for each rung's accuracy (0 = skip loss-to-accuracy)."
     ),
@@ -135,20 +145,26 @@ def sweep_isoflop_cmd(
     ),
     as_json: bool = common.JSON_OPT,
 ) -> None:
-    """An IsoFLOP ladder: every size at every compute budget; Approach 2 and 3 fits with intervals; predict, then train.
+    """An IsoFLOP ladder: a window of sizes at every compute budget; Approach 2 and 3 fits with intervals; predict, then train.
 
-    Per budget, a parabola in log N gives the compute-optimal size (Approach 2: N_opt ∝ C^a); the parametric law L(N, D) = E + A/N^α + B/D^β (Approach 3) gives a = β/(α+β); the summary says whether they agree. Then the fit names the compute-optimal dial size at the held-out budget --predict, writes its predicted loss and 95% prediction interval to OUT/prediction.json, and only then trains it: summary.prediction = {predicted, interval95, measured, relative_error, inside}. A sigmoid from loss to accuracy (next tokens of held-out files) predicts that rung's accuracy too.
+    Per budget, a parabola in log N gives the compute-optimal size (Approach 2: N_opt ∝ C^a); the parametric law L(N, D) = E + A/N^α + B/D^β (Approach 3) gives a = β/(α+β); the summary says whether they agree. Then Approach 2 names the compute-optimal dial size at the held-out budget --predict, the line through the profile minima (L_opt ∝ C^-γ) predicts its loss with a 95% prediction interval (the parametric law's prediction of the same model beside it), both are written to OUT/prediction.json, and only then is it trained: summary.prediction = {method, predicted, interval95, measured, relative_error, inside, approach3}. A sigmoid from loss to accuracy (next tokens of held-out files) predicts that rung's accuracy too.
 
     Writes OUT/rung-{w|d}{size}-c{C}/, OUT/ladder.csv, OUT/isoflop.png, OUT/nopt.png, OUT/loss_to_accuracy.png, OUT/summary.json.
 
     \b
-    Example (the default run's ladder; about 10 minutes on 2 CPU cores):
+    Example (the default run's ladder: 20 rungs and the held-out one; measured MINUTES minutes on 2 CPU cores, 2 workers):
       scalinglab sweep isoflop --out runs/iso
     """
     from scalinglab.train.isoflop import IsoFlopConfig, budget_sizes, run_isoflop
     from scalinglab.train.ladder import parse_list
 
     kw = {"overrides": tuple(set_)} if set_ else {}
+    if lr_width is not None:
+        if dial != "width":
+            raise UserError(
+                f"--lr-width {lr_width:g}: the width dial only (a depth dial's rungs keep their default lr)"
+            )
+        kw["lr_width"] = lr_width
     cfg = IsoFlopConfig(
         task=task,
         budgets=_floats(budgets, "--budgets"),
@@ -156,24 +172,24 @@ def sweep_isoflop_cmd(
         window=window,
         dial=dial,
         depth=depth,
-        lr_width=lr_width,
         predict=predict,
         seed=seed,
+        seeds=seeds,
         eval_problems=eval_problems,
         threads=threads,
+        workers=workers,
         bootstrap=bootstrap,
         grid=grid,
         **kw,
     )
     with _ladder_dir(out):
-        n = sum(map(len, budget_sizes(cfg).values())) + (cfg.predict != -1)
+        n = (sum(map(len, budget_sizes(cfg).values())) + (cfg.predict != -1)) * cfg.seeds
         with common.progress_bar(f"IsoFLOP ladder ({n} rungs, {backend})") as bar:
             summary = run_isoflop(cfg, str(out), backend=backend, address=address, progress=bar)
     common.emit(summary, as_json, human=_human_isoflop(summary))
 
 
 def _floats(text: str, what: str) -> tuple[float, ...]:
-    import math
 
     out = []
     for item in (s.strip() for s in text.split(",")):
@@ -208,17 +224,18 @@ def _human_isoflop(s: dict) -> str:
         )
     p = s.get("prediction")
     if p:
+        how = f"frontier L_opt ∝ C^-{p['gamma']:.3f}" if p.get("method") == "frontier" else "parametric law"
         lines.append(
-            f"prediction at C={p['C']:.3g} ({s['dial']} {p['size']}, N={p['N']:.4g}, D={p['D']:.4g}): "
+            f"prediction at C={p['C']:.3g} ({s['dial']} {p['size']}, N={p['N']:.4g}, D={p['D']:.4g}; {how}): "
             f"{p['predicted']:.4f} [{p['interval95'][0]:.4f}, {p['interval95'][1]:.4f}], measured {p['measured']:.4f} "
             f"({p['relative_error']:+.2%}, {'inside' if p['inside'] else 'OUTSIDE'} the interval)"
         )
-        f = p.get("frontier")
-        if f and math.isfinite(f["predicted"]):
+        a3 = p.get("approach3")
+        if a3:
             lines.append(
-                f"frontier L_opt ∝ C^-{f['gamma']:.3f} (profile minima): {f['predicted']:.4f} "
-                f"[{f['interval95'][0]:.4f}, {f['interval95'][1]:.4f}] ({f['relative_error']:+.2%}, "
-                f"{'inside' if f['inside'] else 'OUTSIDE'} the interval)"
+                f"the parametric law's prediction of the same model: {a3['predicted']:.4f} "
+                f"[{a3['interval95'][0]:.4f}, {a3['interval95'][1]:.4f}] ({a3['relative_error']:+.2%}, "
+                f"{'inside' if a3['inside'] else 'OUTSIDE'} the interval)"
             )
     la = s.get("loss_to_accuracy")
     if la:

@@ -9,7 +9,8 @@ Stages (the scaling ladder, synthetic data, evaluation) are written against `Exe
 same code runs sequentially in this process or as Ray tasks on a cluster.
 
 - `LocalExecutor`: runs each submitted call when it is gathered, one after another, in this
-  process. No retries: an exception propagates (a crash of this process ends the stage; a rerun
+  process; with `workers` > 1, up to that many at once in fresh (spawned) processes of this
+  machine. No retries: an exception propagates (a crash of this process ends the stage; a rerun
   picks up where the stage's own bookkeeping left it, e.g. finished rungs are reused).
 - `RayExecutor`: each call is a Ray task (`ray.remote(fn).options(num_cpus, num_gpus, max_retries)`).
   A task whose worker process dies (killed, OOM, lost node) is re-executed up to `max_retries`
@@ -59,14 +60,19 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Sequential, in-process execution; the default backend."""
+    """In-process sequential execution (the default backend), or a pool of `workers` processes on this machine."""
 
     name = "local"
+
+    def __init__(self, workers: int = 1):
+        self.workers = max(1, int(workers))
 
     def submit(self, fn, *args, resources: Resources | None = None, **kwargs):
         return (fn, args, kwargs)  # run lazily in gather, so on_result reports progress as work ends
 
     def gather(self, handles, on_result=None):
+        if self.workers > 1 and len(handles) > 1:
+            return self._gather_pool(handles, on_result)
         out = []
         for i, (fn, args, kwargs) in enumerate(handles):
             r = fn(*args, **kwargs)
@@ -75,8 +81,46 @@ class LocalExecutor:
             out.append(r)
         return out
 
+    def _gather_pool(self, handles, on_result):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawn, not fork: a forked child of a process that has started torch's thread pool can hang
+        ctx = multiprocessing.get_context("spawn")
+        out: list[Any] = [None] * len(handles)
+        first: BaseException | None = None
+        with ProcessPoolExecutor(max_workers=min(self.workers, len(handles)), mp_context=ctx) as pool:
+            futures = {pool.submit(fn, *args, **kwargs): i for i, (fn, args, kwargs) in enumerate(handles)}
+            try:
+                for f in as_completed(futures):
+                    i = futures[f]
+                    try:
+                        out[i] = f.result()
+                    except BaseException as e:  # raised once the others have finished, as the protocol says
+                        first = first or e
+                        continue
+                    if on_result:
+                        on_result(i, out[i])
+            except BaseException:  # Ctrl-C: drop what has not started; running work stops with this process
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+        if first is not None:
+            raise first
+        return out
+
     def close(self) -> None:
         pass
+
+
+def local_workers(threads: int, requested: int = 0) -> int:
+    """Processes for the local backend: `requested`, or (0) as many as this process's CPUs hold `threads` each."""
+    if requested:
+        return requested
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // max(1, threads))
 
 
 def import_ray():
@@ -189,12 +233,14 @@ class RayExecutor:
             self._owns = False
 
 
-def make_executor(backend: str = "local", address: str | None = None, num_cpus: int | None = None) -> Executor:
-    """The executor for `--backend` (and `--address` for Ray)."""
+def make_executor(
+    backend: str = "local", address: str | None = None, num_cpus: int | None = None, workers: int = 1
+) -> Executor:
+    """The executor for `--backend` (and `--address` for Ray; `workers`: processes of the local backend)."""
     if backend == "local":
         if address:
             raise UserError("--address is only used with --backend ray")
-        return LocalExecutor()
+        return LocalExecutor(workers)
     if backend == "ray":
         return RayExecutor(address, num_cpus)
     raise UserError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")

@@ -26,9 +26,13 @@ class Preset:
     # predict-then-train at `text_predict`; () budgets = skip
     text_corpus: str = "pystdlib"  # the text the law is measured on (pystdlib: the stdlib's sources, split by file)
     text_budgets: tuple[float, ...] = (1e11, 2e11, 4e11, 8e11)  # compute budgets C = 6ND of the profiles (() = skip)
-    text_sizes: tuple[int, ...] = (16, 24, 32, 40, 48)  # widths of 2-layer models: 13k-80k parameters
+    text_sizes: tuple[int, ...] = (8, 16, 24, 32, 40, 48, 56)  # widths of 2-layer models: 6k-104k parameters
+    text_window: int = 5  # sizes per budget, sliding up the dial with the budget (0 = every size)
+    text_lr_width: float = 0.168  # width dial: peak lr = text_lr_width / width (0 = each model's default)
     text_dial: Literal["width", "depth"] = "width"  # text_sizes are widths (of 2 layers) or depths
-    text_predict: float = 1.6e12  # the held-out budget (twice the largest)
+    text_predict: float = 3.2e12  # the held-out budget (four times the largest)
+    text_workers: int = 0  # rungs trained at once, each in its own process (0 = CPUs // 1 thread)
+    text_seeds: int = 2  # runs of every rung (seeds 0, 1, ...): one seed leaves the law's alpha unpinned
     text_overrides: tuple[str, ...] = (  # PretrainConfig fields of every text rung
         "vocab_size=512",
         "batch_size=8",
@@ -92,6 +96,9 @@ PRESETS = {
         text_sizes=(16, 24, 32),
         text_predict=8e9,
         text_eval_contexts=200,
+        text_workers=1,
+        text_seeds=1,
+        text_lr_width=0.0,  # 10-step toys: the models' default lr gives the smoke run a prediction to check
         depths=(1, 2),
         tokens=(100_000, 300_000),
         pretrain_overrides=("batch_size=16", "seq_len=64"),
@@ -145,6 +152,9 @@ PRESETS = {
         text_budgets=(1e13, 2e13, 4e13, 8e13),
         text_sizes=(2, 3, 4, 5, 6, 7),
         text_dial="depth",
+        text_window=0,
+        text_workers=1,
+        text_seeds=1,
         text_predict=1.6e14,
         text_overrides=("aspect=32", "vocab_size=2048", "batch_size=32", "seq_len=256", "val_tokens=262144"),
         depths=(2, 3, 4),

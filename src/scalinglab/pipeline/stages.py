@@ -155,6 +155,10 @@ def _text_law(ctx: Context) -> dict:
         task=p.text_corpus,
         budgets=p.text_budgets,
         sizes=p.text_sizes,
+        window=p.text_window,
+        lr_width=p.text_lr_width,
+        workers=p.text_workers,
+        seeds=p.text_seeds,
         dial=p.text_dial,
         predict=p.text_predict,
         seed=0,
@@ -166,7 +170,8 @@ def _text_law(ctx: Context) -> dict:
     s = run_isoflop(cfg, str(ctx.dir("pretrain") / "isoflop"), progress=ctx.progress("pretrain IsoFLOP ladder"))
     fit, a2, ex, pred = s["fit"], s["approach2"], s.get("exponents"), s.get("prediction")
     h = {
-        "text ladder": f"{p.text_corpus}: {len(s['rungs'])} rungs, {len(set(p.text_budgets))} budgets × {len(set(p.text_sizes))} {p.text_dial}s"
+        "text ladder": f"{p.text_corpus}: {len(s['rungs'])} rungs, {len(set(p.text_budgets))} budgets × "
+        + f"{max(map(len, s['budget_sizes'].values()))} of {len(set(p.text_sizes))} {p.text_dial}s × {p.text_seeds} seeds"
     }
     if math.isfinite(a2["a"]):
         h["N_opt ∝ C^a, Approach 2"] = f"{a2['a']:.3f} [{a2['a_ci95'][0]:.3f}, {a2['a_ci95'][1]:.3f}]"
@@ -178,16 +183,17 @@ def _text_law(ctx: Context) -> dict:
         h["Chinchilla α, β"] = f"{fit['params']['alpha']:.3f}, {fit['params']['beta']:.3f}"
     h["fit"] = "well-determined" if s["well_determined"] else "ill-determined (see notes)"
     if pred:
-        h["predicted loss (held-out budget)"] = (
+        how = "frontier through the profile minima" if pred.get("method") == "frontier" else "parametric law"
+        h[f"predicted loss (held-out budget; {how})"] = (
             f"{pred['predicted']:.4f} [{pred['interval95'][0]:.4f}, {pred['interval95'][1]:.4f}]"
         )
         h["measured loss"] = (
             f"{pred['measured']:.4f} ({pred['relative_error']:+.2%}, {'inside' if pred['inside'] else 'outside'} the interval)"
         )
-        fr = pred.get("frontier")
-        if fr and math.isfinite(fr["predicted"]):
-            h["frontier prediction (profile minima)"] = (
-                f"{fr['predicted']:.4f} [{fr['interval95'][0]:.4f}, {fr['interval95'][1]:.4f}] ({fr['relative_error']:+.2%})"
+        a3p = pred.get("approach3")
+        if a3p:
+            h["parametric law's prediction (same model)"] = (
+                f"{a3p['predicted']:.4f} [{a3p['interval95'][0]:.4f}, {a3p['interval95'][1]:.4f}] ({a3p['relative_error']:+.2%})"
             )
     la = s.get("loss_to_accuracy")
     if la:

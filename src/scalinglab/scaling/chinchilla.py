@@ -32,6 +32,7 @@ from scalinglab.scaling.fit import FitResult, diagnose, failed, percentile_ci, w
 from scalinglab.scaling.lbfgs import minimize_batch
 
 NAMES = ("E", "A", "B", "alpha", "beta")
+CENTRED = ("A/N̄^α", "B/D̄^β")  # the amplitudes at the centre of the data (judged_intervals)
 THETA = ("e", "a", "b", "alpha", "beta")  # optimiser coordinates: e = log E, a = log A, b = log B
 HUBER_DELTA = 1e-3
 # Box used only to flag fits whose exponents ran off to implausible values (the solve is unconstrained).
@@ -141,6 +142,27 @@ def bootstrap_weights(n: int, B: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=B).astype(float)
 
 
+def judged_intervals(ci: dict, samples: np.ndarray | None, mean_log_N: float, mean_log_D: float) -> dict:
+    """The intervals the wide-interval check judges: E, α, β, and each amplitude at the centre of the data.
+
+    A and B are the terms' sizes at N = 1 and D = 1, four or more decades below any rung: their
+    intervals there mostly restate α's and β's (judged on their own) and would flag a well-pinned law.
+    A/N̄^α and B/D̄^β (N̄, D̄ the data's geometric means) are the losses the two terms contribute
+    where the rungs are, the quantities the data measure, as the correlation check judges them.
+    """
+    out = {k: ci[k] for k in ("E", "alpha", "beta")}
+    if samples is not None and len(samples):
+        with np.errstate(all="ignore"):
+            terms = np.column_stack(
+                [
+                    samples[:, 1] * np.exp(-samples[:, 3] * mean_log_N),
+                    samples[:, 2] * np.exp(-samples[:, 4] * mean_log_D),
+                ]
+            )
+        out.update(percentile_ci(terms, CENTRED))
+    return out
+
+
 def fit_chinchilla(
     N, D, loss, *, bootstrap: int = 4000, seed: int = 0, grid: str | np.ndarray = "hoffmann", delta: float = HUBER_DELTA
 ) -> FitResult:
@@ -223,7 +245,8 @@ def fit_chinchilla(
         if boot_conv < 0.95:
             warns.append(f"only {boot_conv:.0%} of bootstrap refits converged")
     ci = percentile_ci(samples, NAMES)
-    warns += wide_intervals(ci)
+    judged = judged_intervals(ci, samples, logN.mean(), logD.mean())
+    warns += wide_intervals(judged)
     success = bool(conv[k]) or hits > 1
     msg = f"best of {len(starts)} starts (objective {fbest:.6g}, reached by {hits} starts)"
     if not success:
@@ -246,6 +269,7 @@ def fit_chinchilla(
             "best_start_hits": hits,
             "bootstrap_converged": boot_conv,
             "huber_delta": delta,
+            "judged_ci95": {k: judged[k] for k in CENTRED if k in judged},  # the amplitudes at the data's centre
             "seconds_grid": t_grid,
             "seconds_bootstrap": t_boot,
         },

@@ -1,6 +1,6 @@
 """An IsoFLOP ladder on real text that pins its law, and predicts before it trains.
 
-    scalinglab sweep isoflop --task pystdlib --budgets 1e11,2e11,4e11,8e11 --sizes 16,24,32,40,48 --out runs/iso --json
+    scalinglab sweep isoflop --task pystdlib --budgets 1e11,2e11,4e11,8e11 --sizes 8,16,24,32,40,48,56 --out runs/iso --json
 
 Design (Hoffmann et al. 2022; the OLMo and Llama 3 ladders):
 1. every compute budget C of `--budgets` trains each size of the dial for D = C / 6N tokens (N
@@ -9,18 +9,20 @@ Design (Hoffmann et al. 2022; the OLMo and Llama 3 ladders):
    width aspect·depth). At CPU budgets the compute-optimal models have 15k-80k parameters, where
    the depth dial's sizes are 3x apart (N grows as depth^3) and a 5-size profile runs from
    a model trained for 19 steps to one trained for 2 epochs; widths 16-48 at depth 2 are
-   1.3-2x apart. `--window K` trains K consecutive sizes per budget, sliding up the dial with
-   the budget; `--lr-width L` sets every rung's peak lr to L/width (docs/scaling.md measures
-   both: together they pin Approach 2's exponent). Rungs are ordinary pre-training runs
+   1.3-2x apart. `--window K` (default 5 of the 7 widths 8-56) trains K consecutive sizes per
+   budget, sliding up the dial with the budget; `--lr-width L` (default 0.168) sets every rung's
+   peak lr to L/width (docs/scaling.md measures both: together they pin Approach 2's exponent).
+   `--workers` trains that many rungs at once in their own processes. Rungs are ordinary pre-training runs
    (`DIR/rung-{w|d}{size}-c{C}`), trained and reused exactly as `sweep pretrain` does;
 2. Approach 2: one parabola per budget in log N, its vertex N_opt(C), then N_opt ∝ C^a;
    Approach 3: the parametric law L(N, D) = E + A/N^α + B/D^β on every rung, a = β/(α+β);
    both with bootstrap intervals, and whether they agree (`scaling/isoflop.py`);
-3. predict, then train: the Approach-3 fit (on every budget above) names the compute-optimal
-   dial size at the held-out budget `--predict` (default: twice the largest), predicts its loss
-   with a 95% prediction interval (and the frontier L_opt = G·C^-γ through the profile minima
-   predicts the optimum's loss beside it), and only then is that model trained; the record
-   `prediction: {predicted, interval95, measured, relative_error, inside}` is in the summary;
+3. predict, then train: Approach 2's line (on every budget above) names the compute-optimal
+   dial size at the held-out budget `--predict` (default: four times the largest), the frontier
+   L_opt = G·C^-γ through the profile minima predicts its loss with a 95% prediction interval
+   (the parametric law predicts the same model's beside it, `approach3`), both are written to
+   `prediction.json`, and only then is that model trained; the record
+   `prediction: {method, predicted, interval95, measured, relative_error, inside, approach3}` is in the summary;
 4. loss to accuracy: a sigmoid from validation loss to the text task's accuracy (the next
    `text_k` tokens of held-out files exactly), fitted on the ladder's rungs, predicts the
    held-out rung's accuracy from its predicted loss; the measured accuracy is set beside it.
@@ -39,6 +41,7 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from scalinglab.config import check_choices, override
+from scalinglab.distributed.executor import local_workers
 from scalinglab.errors import UserError
 from scalinglab.runs.store import atomic_write_json
 from scalinglab.train.ladder import check_executor, fit_ladder, train_rungs, write_csv
@@ -51,19 +54,19 @@ KEYS = ("task", "depth", "width", "tokens", "seed")  # set by the ladder itself
 class IsoFlopConfig:
     task: str = "pystdlib"  # a text corpus (or a task, whose loss may saturate)
     budgets: tuple[float, ...] = (1e11, 2e11, 4e11, 8e11)  # compute budgets C = 6ND of the profiles
-    sizes: tuple[int, ...] = (16, 24, 32, 40, 48)  # the dial's sizes (every budget trains `window` of them)
-    window: int = 0  # sizes per budget, a window sliding up the dial with the budget (0 = every size at every budget)
+    sizes: tuple[int, ...] = (8, 16, 24, 32, 40, 48, 56)  # the dial's sizes (every budget trains `window` of them)
+    window: int = 5  # at most this many sizes per budget, a window sliding up the dial with the budget (0 = every size)
     dial: Literal["width", "depth"] = (
         "width"  # "width": sizes are widths of a `depth`-layer model; "depth": sizes are depths (width aspect·depth)
     )
     depth: int = 2  # the layers of the width dial
-    lr_width: float = (
-        0.0  # width dial: every rung's peak lr = lr_width / width (Adam's 1/fan-in rule); 0 = each model's default
-    )
-    predict: float = 0.0  # the held-out budget of predict-then-train (0 = twice the largest; -1 = skip)
+    lr_width: float = 0.168  # width dial: every rung's peak lr = lr_width / width (Adam's 1/fan-in rule); 0 or the depth dial = each model's default
+    predict: float = 0.0  # the held-out budget of predict-then-train (0 = four times the largest; -1 = skip)
     seed: int = 0
+    seeds: int = 2  # runs of every rung, seeds seed, seed+1, ...: each is a point of the fits (1 = one run)
     eval_problems: int = 1000  # held-out contexts for each rung's accuracy (0 = skip the loss-to-accuracy step)
     threads: int = 1  # torch threads per rung (equal threads -> equal numbers on both backends)
+    workers: int = 0  # local backend: rungs trained at once, each in its own process (0 = CPUs // threads)
     gpus: float = 0.0
     retries: int = 3
     bootstrap: int = 1000
@@ -86,13 +89,19 @@ def budget_sizes(cfg: "IsoFlopConfig") -> dict[float, list[int]]:
     describe), while the ladder as a whole spans more sizes than one profile could afford.
     """
     dial, budgets = sorted(set(cfg.sizes)), sorted(set(cfg.budgets))
-    k = cfg.window or len(dial)
+    k = min(cfg.window or len(dial), len(dial))
     slack = len(dial) - k
     return {C: dial[(i * slack) // max(1, len(budgets) - 1) :][:k] for i, C in enumerate(budgets)}
 
 
-def rung_name(cfg: "IsoFlopConfig", size: int, C: float) -> str:
-    return f"rung-{cfg.dial[0]}{size}-c{C:.3g}".replace("+", "")
+def rung_name(cfg: "IsoFlopConfig", size: int, C: float, seed: int | None = None) -> str:
+    """`rung-w24-c4e11` for the ladder's --seed, `rung-w24-c4e11-s1` for a replicate run at seed 1."""
+    rep = "" if seed is None or seed == cfg.seed else f"-s{seed}"
+    return f"rung-{cfg.dial[0]}{size}-c{C:.3g}{rep}".replace("+", "")
+
+
+def run_seeds(cfg: "IsoFlopConfig") -> list[int]:
+    return [cfg.seed + k for k in range(cfg.seeds)]
 
 
 def _base(cfg: IsoFlopConfig) -> PretrainConfig:
@@ -118,13 +127,14 @@ def dial_sizes(cfg: IsoFlopConfig, sizes) -> dict[int, int]:
     return {s: model_config(override(base, _shape(cfg, s)), source).num_params for s in sizes}
 
 
-def rung_config(cfg: IsoFlopConfig, size: int, N: int, C: float) -> PretrainConfig:
+def rung_config(cfg: IsoFlopConfig, size: int, N: int, C: float, seed: int | None = None) -> PretrainConfig:
     tokens = max(1, round(C / (6.0 * N)))
-    lr = [f"lr={cfg.lr_width / size:.6g}"] if cfg.lr_width else []
-    return override(_base(cfg), [*_shape(cfg, size), f"tokens={tokens}", *lr])
+    lr = [f"lr={cfg.lr_width / size:.6g}"] if cfg.lr_width and cfg.dial == "width" else []
+    seed_ = [f"seed={seed}"] if seed is not None else []
+    return override(_base(cfg), [*_shape(cfg, size), f"tokens={tokens}", *lr, *seed_])
 
 
-def _row(name: str, C: float, size: int, s: dict) -> dict:
+def _row(name: str, C: float, size: int, seed: int, s: dict) -> dict:
     N, D = float(s["params"]), float(s["tokens"])
     return {
         "N": N,
@@ -139,6 +149,7 @@ def _row(name: str, C: float, size: int, s: dict) -> dict:
         "train_loss": s.get("train_loss"),
         "accuracy": s.get("accuracy"),
         "epochs": s.get("epochs"),
+        "seed": seed,
         "run": name,
     }
 
@@ -148,15 +159,16 @@ def _check(cfg: IsoFlopConfig, backend: str) -> None:
         raise UserError("--budgets: at least two distinct positive compute budgets (FLOPs), e.g. 2.5e11,5e11,1e12,2e12")
     if len(set(cfg.sizes)) < 3 or any(d < 1 for d in cfg.sizes):
         raise UserError("--sizes: at least three distinct positive sizes (a parabola per budget needs 3)")
-    if cfg.lr_width and (cfg.dial != "width" or cfg.lr_width < 0 or not math.isfinite(cfg.lr_width)):
+    if cfg.lr_width < 0 or not math.isfinite(cfg.lr_width):
+        raise UserError(f"--lr-width {cfg.lr_width:g}: a positive number (peak lr = lr_width / width), or 0")
+    if cfg.seeds < 1:
+        raise UserError(f"--seeds {cfg.seeds}: runs per rung, at least 1")
+    if cfg.workers < 0:
         raise UserError(
-            f"--lr-width {cfg.lr_width:g}: a positive number, on the width dial only (peak lr = lr_width / width)"
+            f"--workers {cfg.workers}: rungs trained at once (0 = one per --threads of this machine's CPUs)"
         )
-    if cfg.window and not 3 <= cfg.window <= len(set(cfg.sizes)):
-        raise UserError(
-            f"--window {cfg.window}: between 3 (a parabola per budget) and the number of --sizes "
-            f"({len(set(cfg.sizes))}); 0 = every size at every budget"
-        )
+    if cfg.window in (1, 2) or cfg.window < 0:
+        raise UserError(f"--window {cfg.window}: at least 3 sizes per budget (a parabola needs 3); 0 = every size")
     if cfg.dial == "width" and any(w % 8 for w in cfg.sizes):
         raise UserError(
             f"--sizes {','.join(map(str, cfg.sizes))}: widths must be multiples of 8 (heads of 8, 16 or 32)"
@@ -164,7 +176,7 @@ def _check(cfg: IsoFlopConfig, backend: str) -> None:
     if cfg.predict and cfg.predict != -1 and not (cfg.predict > max(cfg.budgets) and math.isfinite(cfg.predict)):
         raise UserError(
             f"--predict {cfg.predict:g}: the held-out budget must exceed the largest fitted one "
-            f"({max(cfg.budgets):g}); 0 = twice it, -1 = skip"
+            f"({max(cfg.budgets):g}); 0 = four times it, -1 = skip"
         )
     check_executor(backend, cfg.threads)
 
@@ -187,13 +199,17 @@ def run_isoflop(
     root = Path(out)
     dial, plan_sizes = sorted(set(cfg.sizes)), budget_sizes(cfg)
     sizes = dial_sizes(cfg, dial)
-    labels = {rung_name(cfg, d, C): (C, d) for C, ds in plan_sizes.items() for d in ds}
-    jobs = {name: rung_config(cfg, d, sizes[d], C) for name, (C, d) in labels.items()}
-    predict_C = 0.0 if cfg.predict == -1 else (cfg.predict or 2.0 * max(cfg.budgets))
-    total = len(jobs) + (1 if predict_C else 0)
+    seeds = run_seeds(cfg)
+    labels = {rung_name(cfg, d, C, k): (C, d, k) for C, ds in plan_sizes.items() for d in ds for k in seeds}
+    jobs = {name: rung_config(cfg, d, sizes[d], C, k) for name, (C, d, k) in labels.items()}
+    predict_C = 0.0 if cfg.predict == -1 else (cfg.predict or 4.0 * max(cfg.budgets))
+    total = len(jobs) + (len(seeds) if predict_C else 0)
     root.mkdir(parents=True, exist_ok=True)
-    summaries, reused = train_rungs(root, jobs, cfg.threads, cfg.gpus, cfg.retries, backend, address, progress, total)
-    rows = [_row(n, *labels[n], summaries[n]) for n in jobs]
+    workers = local_workers(cfg.threads, cfg.workers)
+    summaries, reused = train_rungs(
+        root, jobs, cfg.threads, cfg.gpus, cfg.retries, backend, address, progress, total, workers=workers
+    )
+    rows = [_row(n, *labels[n], summaries[n]) for n in jobs]  # every seed's run is a point of the fits
     write_csv(root / "ladder.csv", rows)
 
     with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -223,18 +239,18 @@ def run_isoflop(
     if fit3["success"]:
         summary["exponents"] = iso.compare_exponents((a2.a, a2.a_ci), iso.approach3_exponent(fobj))
     prediction = acc = None
-    if predict_C and fit3["success"]:
-        step = 8 if cfg.dial == "width" else 1
-        all_sizes = dial_sizes(cfg, range(step, max(dial) + 4 * step, step))
-        pred = iso.predict_optimum(fobj, predict_C, all_sizes, seed=cfg.seed)
+    step = 8 if cfg.dial == "width" else 1
+    all_sizes = dial_sizes(cfg, range(step, max(dial) + 4 * step, step)) if predict_C else {}
+    pred = predict_C and iso.predict_heldout(a2, fobj, predict_C, all_sizes, bootstrap=cfg.bootstrap, seed=cfg.seed)
+    if pred:
         pred["dial"] = cfg.dial
-        pred["frontier"] = iso.predict_frontier(a2, predict_C, bootstrap=cfg.bootstrap, seed=cfg.seed)
         # written before the model is trained: the prediction cannot be tuned to the outcome
         atomic_write_json(root / "prediction.json", pred)
-        name = rung_name(cfg, pred["size"], predict_C)
+        size, N_held = pred["size"], all_sizes[pred["size"]]
+        held_jobs = {rung_name(cfg, size, predict_C, k): rung_config(cfg, size, N_held, predict_C, k) for k in seeds}
         held, r2 = train_rungs(
             root,
-            {name: rung_config(cfg, pred["size"], all_sizes[pred["size"]], predict_C)},
+            held_jobs,
             cfg.threads,
             cfg.gpus,
             cfg.retries,
@@ -243,13 +259,19 @@ def run_isoflop(
             progress,
             total,
             len(jobs),
+            workers=workers,
         )
         reused += r2
-        s = held[name]
-        prediction = iso.score_prediction(pred, s["val_loss"])
-        prediction["run"] = name
+        runs = [held[n] for n in held_jobs]
+        # with several seeds the measured loss is their mean (the interval is one run's: it holds for a mean too)
+        measured = sum(r["val_loss"] for r in runs) / len(runs)
+        prediction = iso.score_prediction(pred, measured)
+        prediction.update(run=next(iter(held_jobs)), runs=list(held_jobs), measured_runs=[r["val_loss"] for r in runs])
         summary["prediction"] = prediction
-        held_row = _row(name, predict_C, pred["size"], s)
+        held_row = _row(next(iter(held_jobs)), predict_C, size, cfg.seed, runs[0])
+        held_accs = [r.get("accuracy") for r in runs]
+        held_acc = None if None in held_accs else sum(held_accs) / len(held_accs)
+        held_row.update(loss=measured, accuracy=held_acc, runs=list(held_jobs))
         summary["heldout_rung"] = held_row
         if cfg.eval_problems and all(r["accuracy"] is not None for r in rows):
             chance = 0.0
@@ -257,9 +279,9 @@ def run_isoflop(
             summary["loss_to_accuracy"] = {
                 **acc,
                 "predicted_from_predicted_loss": iso.predict_accuracy(acc, pred["predicted"]),
-                "predicted_from_measured_loss": iso.predict_accuracy(acc, s["val_loss"]),
-                "measured": s.get("accuracy"),
-                "task": s.get("accuracy_task"),
+                "predicted_from_measured_loss": iso.predict_accuracy(acc, measured),
+                "measured": held_acc,
+                "task": runs[0].get("accuracy_task"),
             }
     warns = list(a2.warnings) + list(fit3.get("warnings") or [])
     summary.update(
@@ -332,7 +354,7 @@ def plot_isoflop(
     Cs = np.geomspace(min(budgets) / 2, max(budgets) * 8, 50)
     if math.isfinite(a2.a):
         ax.plot(Cs, np.exp(a2.a * np.log(Cs) + a2.k), "-", label=f"Approach 2: N_opt ∝ C^{a2.a:.3f}")
-    if fit3.get("success"):
+    if fit3.get("success") and min(fit3["params"].values()) > 0:  # else the law has no optimum
         from scalinglab.scaling.planning import optimal_allocation
 
         a3 = fit3["params"]["beta"] / (fit3["params"]["alpha"] + fit3["params"]["beta"])

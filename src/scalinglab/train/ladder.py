@@ -155,8 +155,11 @@ def train_rungs(
     progress,
     total: int | None = None,
     done0: int = 0,
+    workers: int = 1,
 ) -> tuple[dict[str, dict], int]:
-    """Train (or reuse) every named rung under `root` with `ladder.train_rung`; returns summaries and how many were reused."""
+    """Train (or reuse) every named rung under `root` with `ladder.train_rung`; returns summaries and how many were reused.
+
+    `workers`: rungs the local backend trains at once, each in its own process (1 = in this process)."""
     total = len(configs) if total is None else total
     summaries, todo = {}, []
     for name, pc in configs.items():
@@ -179,7 +182,7 @@ def train_rungs(
         todo.sort(
             key=lambda n: -((configs[n].width or configs[n].depth) ** 2) * configs[n].total_steps
         )  # longest first
-        ex = make_executor(backend, address)
+        ex = make_executor(backend, address, workers=workers)
         try:
             res = Resources(num_cpus=threads, num_gpus=gpus, max_retries=retries)
             handles = [
@@ -252,7 +255,7 @@ def fit_ladder(rows: list[dict], bootstrap: int, seed: int, grid: str = "hoffman
         out = fit.to_dict()
         out["ill_determined"] = fit.ill_determined
         plan = None
-        if fit.success and all(np.isfinite(v) for v in fit.params.values()):
+        if fit.success and all(np.isfinite(v) for v in fit.params.values()) and min(fit.params.values()) > 0:
             C = float(max(r["C"] for r in rows))
             plan = compute_optimal(fit, [C, 10 * C, 100 * C])
             if fit.ill_determined:
