@@ -18,7 +18,7 @@ def run_cmd(
     preset: str = typer.Option(
         "cpu",
         help="smoke (a few minutes; what the tests run), cpu (default: models that clearly learn, "
-        "< 30 min on 2 cores), gpu (bigger; uses CUDA when present) or real (SmolLM2-135M-Instruct: no ladder; "
+        "about 30 min on 2 cores), gpu (bigger; uses CUDA when present) or real (SmolLM2-135M-Instruct: no ladder; "
         "base eval on a reasoning-gym task and GSM8K, rejection-sampled SFT, GRPO, test-time, tokenomics).",
     ),
     out: Path = typer.Option(

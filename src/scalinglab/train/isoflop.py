@@ -263,7 +263,7 @@ def run_isoflop(
         )
         reused += r2
         runs = [held[n] for n in held_jobs]
-        # with several seeds the measured loss is their mean (the interval is one run's: it holds for a mean too)
+        # with several seeds the measured loss is their mean (the interval is for one run, so a little wide for a mean)
         measured = sum(r["val_loss"] for r in runs) / len(runs)
         prediction = iso.score_prediction(pred, measured)
         prediction.update(run=next(iter(held_jobs)), runs=list(held_jobs), measured_runs=[r["val_loss"] for r in runs])
