@@ -43,9 +43,9 @@ def test_repeated_rungs_repeat_the_same_unique_tokens(wall):
     assert {round(r["U"]) for r in rep} == {640}
     for r in rep:
         assert r["D"] == pytest.approx(r["epochs"] * r["U"])
-    # fresh references: the same D, never a second pass over the corpus, U = D
+    # fresh references: the same D, one pass over a pool of exactly D tokens' windows, U = D
     assert [r["D"] for r in fresh] == [r["D"] for r in rep]
-    assert all(r["passes"] < 0.01 and r["U"] == r["D"] for r in fresh)
+    assert all(r["passes"] == 1.0 and r["U"] == r["D"] for r in fresh)
     # the rungs' own summaries say the same
     summ = json.loads((out / rep[-1]["run"] / "summary.json").read_text())
     assert summ["unique_tokens"] == 20 * 33 and summ["epochs"] == pytest.approx(rep[-1]["epochs"])
@@ -90,7 +90,21 @@ def test_the_plan_names_every_rung():
     }
     kind, depth, e, pc = plan["rep-d3-u1000-e4"]
     assert (kind, depth, e, pc.tokens, pc.unique_tokens) == ("repeated", 3, 4, 4000, 1000)
-    assert plan["fresh-d2-t4000"][3].unique_tokens == 0
+    fresh = plan["fresh-d2-t4000"][3]  # the windows its steps serve, once each: the pool's first D tokens
+    assert fresh.unique_tokens == fresh.total_steps * fresh.batch_size * (fresh.seq_len + 1) >= 4000
+
+
+def test_fresh_references_contain_the_repeated_pool():
+    """The 1-epoch pair trains on the same windows: a fresh pool is a prefix of the same fixed order."""
+    import numpy as np
+
+    from scalinglab.train.text import TextStream
+
+    tokens = np.arange(33 * 200)
+    small, big = TextStream(tokens, 33, seed=5, unique_tokens=660), TextStream(tokens, 33, seed=5, unique_tokens=2640)
+    assert big.pool[: len(small.pool)] == small.pool
+    rows = big.next_rows(len(big.pool))  # one epoch of the bigger pool: every window once
+    assert len({int(r[0]) for r in rows}) == len(big.pool)
 
 
 @pytest.mark.parametrize(

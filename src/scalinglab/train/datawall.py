@@ -7,10 +7,13 @@ Design (Muennighoff et al. 2023, "Scaling Data-Constrained Language Models", arX
    tokens of the corpus (the first U tokens' worth of `TextStream`'s fixed pool of windows, the
    same text for every size and seed), for D = epochs · U tokens at every count of `--epochs`
    (`DIR/rep-d{depth}-u{U}-e{epochs}`);
-2. fresh references: the same sizes and the same D, on D distinct tokens (`unique_tokens = 0`:
-   windows from the whole corpus, none repeated), so that "worth nearly as much as fresh data"
-   is measured, not assumed (`DIR/fresh-d{depth}-t{D}`). A D beyond the corpus's training
-   tokens would repeat; it is refused;
+2. fresh references: the same sizes and the same D, on D distinct tokens, each seen once: the
+   first D tokens' worth of the same fixed pool (`fresh_pool`), so a fresh reference's data
+   contain the repeated rungs' U tokens and the 1-epoch pair trains on the same windows (in
+   another order). "Worth nearly as much as fresh data" is measured, not assumed
+   (`DIR/fresh-d{depth}-t{D}`). A D beyond the corpus's training tokens would repeat; it is
+   refused. (Until 2026-12-02 the fresh rungs drew D tokens from the whole corpus; docs/scaling.md
+   compares the two designs);
 3. the fit (`scaling/datawall.py`): L = E_N + B/D'^β with the effective data
    D' = U + U·R_D*·(1 − exp(−R_D/R_D*)), R_D = epochs − 1; R_D* with a 95% residual-bootstrap
    interval. Per epoch count the summary sets the repeated loss beside the fresh one, the
@@ -89,13 +92,17 @@ def jobs(cfg: DataWallConfig) -> dict[str, tuple[str, int, int, PretrainConfig]]
                 override(base, {"depth": d, "tokens": e * U, "unique_tokens": U}),
             )
             if cfg.fresh:
-                out[f"fresh-d{d}-t{e * U}"] = (
-                    "fresh",
-                    d,
-                    e,
-                    override(base, {"depth": d, "tokens": e * U, "unique_tokens": 0}),
-                )
+                fresh = override(base, {"depth": d, "tokens": e * U})
+                out[f"fresh-d{d}-t{e * U}"] = ("fresh", d, e, override(fresh, {"unique_tokens": fresh_pool(fresh)}))
     return out
+
+
+def fresh_pool(pc: PretrainConfig) -> int:
+    """unique_tokens for a fresh reference: exactly the windows its steps serve, once each.
+
+    The pool is a prefix of `TextStream`'s fixed order, so it contains every smaller pool: the
+    repeated rungs' U tokens are the first part of every fresh reference's data."""
+    return pc.total_steps * pc.batch_size * (pc.seq_len + 1)
 
 
 def check(cfg: DataWallConfig, backend: str) -> None:
@@ -124,7 +131,9 @@ def check(cfg: DataWallConfig, backend: str) -> None:
     from scalinglab.train.text import text_data
 
     have = int(text_data(get_corpus(cfg.task), base.vocab_size).train.size)
-    need = max(cfg.epochs) * cfg.unique_tokens if cfg.fresh else cfg.unique_tokens
+    need = (
+        fresh_pool(override(base, {"tokens": max(cfg.epochs) * cfg.unique_tokens})) if cfg.fresh else cfg.unique_tokens
+    )
     if need > have:
         raise UserError(
             f"--unique-tokens {cfg.unique_tokens} x --epochs {max(cfg.epochs)}: the fresh reference needs "
