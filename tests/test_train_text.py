@@ -231,6 +231,9 @@ def test_sweep_isoflop_refuses_bad_designs(tmp_path):
     assert r.returncode == 2 and "--window 2" in r.stderr and not (tmp_path / "f").exists()
     r = _cli("sweep", "isoflop", "--workers", "-1", "--out", str(tmp_path / "g"))
     assert r.returncode == 2 and "--workers -1" in r.stderr and not (tmp_path / "g").exists()
+    for cmd in ("datawall", "saturation"):  # the same flag on the other sweeps
+        r = _cli("sweep", cmd, "--workers", "-1", "--out", str(tmp_path / cmd))
+        assert r.returncode == 2 and "--workers -1" in r.stderr and not (tmp_path / cmd).exists()
     r = _cli("sweep", "isoflop", "--seeds", "0", "--out", str(tmp_path / "h"))
     assert r.returncode == 2 and "--seeds 0" in r.stderr and not (tmp_path / "h").exists()
 

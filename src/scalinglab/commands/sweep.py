@@ -12,6 +12,12 @@ import typer
 from scalinglab.commands import common
 from scalinglab.errors import UserError
 
+WORKERS_OPT = typer.Option(
+    0,
+    help="Local backend: rungs trained at once, each in its own process (0 = this machine's CPUs // --threads; "
+    "1 = one after another in this process).",
+)
+
 sweep_app = typer.Typer(
     help="Sweeps over the model-size dial: scaling ladders that fit their own laws.", no_args_is_help=True
 )
@@ -125,10 +131,7 @@ def sweep_isoflop_cmd(
         None, help="Ray cluster to join (HEAD:6379, or 'auto'); default: a local Ray instance."
     ),
     threads: int = typer.Option(1, help="Torch threads per rung (and Ray CPUs per rung)."),
-    workers: int = typer.Option(
-        0,
-        help="Local backend: rungs trained at once, each in its own process (0 = this machine's CPUs // --threads; 1 = one after another in this process).",
-    ),
+    workers: int = WORKERS_OPT,
     eval_problems: int = typer.Option(
         1000, help="Held-out contexts for each rung's accuracy (0 = skip loss-to-accuracy)."
     ),
@@ -320,11 +323,12 @@ def sweep_datawall_cmd(
         0, help="Seed of every rung (init and data order; the U tokens are the same for every seed)."
     ),
     out: Path = typer.Option(..., help="Sweep directory; finished rungs already in it are reused."),
-    backend: str = typer.Option("local", help="local (sequential, in this process) or ray (one Ray task per rung)."),
+    backend: str = typer.Option("local", help="local (this machine) or ray (one Ray task per rung)."),
     address: Optional[str] = typer.Option(
         None, help="Ray cluster to join (HEAD:6379, or 'auto'); default: a local Ray instance."
     ),
     threads: int = typer.Option(1, help="Torch threads per rung (and Ray CPUs per rung)."),
+    workers: int = WORKERS_OPT,
     bootstrap: int = typer.Option(1000, help="Residual-bootstrap resamples for R_D*'s 95% interval."),
     set_: Optional[List[str]] = typer.Option(
         None,
@@ -342,7 +346,7 @@ def sweep_datawall_cmd(
     Writes OUT/datawall.csv, OUT/datawall.png and OUT/summary.json. Rerunning reuses finished rungs.
 
     \b
-    Example (the default: 10 rungs, 3.1M tokens; measured 12 minutes on 2 shared CPU cores, 1 thread per rung):
+    Example (the default: 10 rungs, 3.1M tokens; measured 12 minutes on 2 shared CPU cores one rung at a time, before --workers):
       scalinglab sweep datawall --unique-tokens 5e4 --epochs 1,2,4,8,16 --out runs/wall
     Two sizes (about twice as long):
       scalinglab sweep datawall --depths 2,3 --out runs/wall2
@@ -361,6 +365,7 @@ def sweep_datawall_cmd(
         fresh=fresh,
         seed=seed,
         threads=threads,
+        workers=workers,
         bootstrap=bootstrap,
         **kw,
     )
@@ -418,11 +423,12 @@ def sweep_saturation_cmd(
     out: Path = typer.Option(
         ..., help="Sweep directory; finished rungs (and their evaluations) already in it are reused."
     ),
-    backend: str = typer.Option("local", help="local (sequential, in this process) or ray (one Ray task per rung)."),
+    backend: str = typer.Option("local", help="local (this machine) or ray (one Ray task per rung)."),
     address: Optional[str] = typer.Option(
         None, help="Ray cluster to join (HEAD:6379, or 'auto'); default: a local Ray instance."
     ),
     threads: int = typer.Option(1, help="Torch threads per rung and per evaluation."),
+    workers: int = WORKERS_OPT,
     set_: Optional[List[str]] = typer.Option(
         None,
         "--set",
@@ -437,7 +443,7 @@ def sweep_saturation_cmd(
     Writes OUT/rung-d{depth}-t{tokens}/ (with saturation.json, its evaluation), OUT/saturation.csv, OUT/saturation.png and OUT/summary.json. Rerunning reuses finished rungs and evaluations.
 
     \b
-    Example (the default: 6 rungs, 2.8M tokens in all; measured 9 minutes on 2 shared CPU cores):
+    Example (the default: 6 rungs, 2.8M tokens in all; measured 9 minutes on 2 shared CPU cores one rung at a time, before --workers):
       scalinglab sweep saturation --out runs/sat
     A quick look (about 1 minute):
       scalinglab sweep saturation --depths 1,2 --tokens 3e4,1e5 --eval-problems 50 --out runs/sat-small
@@ -453,6 +459,7 @@ def sweep_saturation_cmd(
         eval_problems=eval_problems,
         seed=seed,
         threads=threads,
+        workers=workers,
         overrides=tuple(set_ or ()),
     )
     with _ladder_dir(out):

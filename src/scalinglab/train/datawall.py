@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Callable
 
 from scalinglab.config import override
+from scalinglab.distributed.executor import local_workers
 from scalinglab.errors import UserError
 from scalinglab.runs.store import atomic_write_json, atomic_write_text
 from scalinglab.train.ladder import check_executor, train_rungs
@@ -54,6 +55,7 @@ class DataWallConfig:
     fresh: bool = True  # train the fresh-data references (U = D) that the fit and the comparison need
     seed: int = 0
     threads: int = 1  # torch threads per rung (equal threads -> equal numbers)
+    workers: int = 0  # local backend: rungs trained at once, each in its own process (0 = CPUs // threads)
     gpus: float = 0.0
     retries: int = 3
     bootstrap: int = 1000  # residual-bootstrap resamples of the R_D* fit
@@ -122,6 +124,10 @@ def check(cfg: DataWallConfig, backend: str) -> None:
     if cfg.fresh and len(set(cfg.epochs)) < 2:
         raise UserError("--epochs: at least two counts, so that the fresh references pin the fresh-data curve")
     check_executor(backend, cfg.threads)
+    if cfg.workers < 0:
+        raise UserError(
+            f"--workers {cfg.workers}: rungs trained at once (0 = one per --threads of this machine's CPUs)"
+        )
     base = _base(cfg)
     if cfg.unique_tokens < base.seq_len + 1:
         raise UserError(
@@ -227,7 +233,15 @@ def run_datawall(
     plan = jobs(cfg)
     root.mkdir(parents=True, exist_ok=True)
     summaries, reused = train_rungs(
-        root, {n: j[3] for n, j in plan.items()}, cfg.threads, cfg.gpus, cfg.retries, backend, address, progress
+        root,
+        {n: j[3] for n, j in plan.items()},
+        cfg.threads,
+        cfg.gpus,
+        cfg.retries,
+        backend,
+        address,
+        progress,
+        workers=local_workers(cfg.threads, cfg.workers),
     )
     rows = [_row(n, kind, d, summaries[n]) for n, (kind, d, _, _) in plan.items()]
     write_rows(root / "datawall.csv", rows)

@@ -70,6 +70,7 @@ class SaturationConfig:
     val_tokens: int = 8192  # held-out tokens for each difficulty's validation loss
     seed: int = 0
     threads: int = 1  # torch threads per rung and per evaluation
+    workers: int = 0  # local backend: rungs trained at once, each in its own process (0 = CPUs // threads)
     gpus: float = 0.0
     retries: int = 3
     overrides: tuple[str, ...] = ()  # other PretrainConfig fields for every rung (batch_size, lr, ...)
@@ -116,6 +117,10 @@ def check(cfg: SaturationConfig, backend: str) -> None:
     if cfg.eval_problems < 1 or cfg.val_tokens < 1:
         raise UserError("--eval-problems and val_tokens must be >= 1")
     check_executor(backend, cfg.threads)
+    if cfg.workers < 0:
+        raise UserError(
+            f"--workers {cfg.workers}: rungs trained at once (0 = one per --threads of this machine's CPUs)"
+        )
     task = get_task(cfg.task)
     for d in cfg.difficulties:
         try:
@@ -256,6 +261,7 @@ def run_saturation(
     figures: bool = True,
 ) -> dict:
     """Train the ladder (reusing finished rungs), evaluate every rung at every difficulty, write csv, figure, summary."""
+    from scalinglab.distributed.executor import local_workers
     from scalinglab.train.ladder import train_rungs
 
     check(cfg, backend)
@@ -266,7 +272,16 @@ def run_saturation(
     root.mkdir(parents=True, exist_ok=True)
     total = 2 * len(rungs)  # training, then evaluation
     summaries, reused = train_rungs(
-        root, configs, cfg.threads, cfg.gpus, cfg.retries, backend, address, progress, total
+        root,
+        configs,
+        cfg.threads,
+        cfg.gpus,
+        cfg.retries,
+        backend,
+        address,
+        progress,
+        total,
+        workers=local_workers(cfg.threads, cfg.workers),
     )
     rows = []
     for i, (d, t) in enumerate(rungs):
