@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Callable
 
 from scalinglab.config import override
-from scalinglab.distributed.executor import local_workers
 from scalinglab.errors import UserError
 from scalinglab.runs.store import atomic_write_json, atomic_write_text
 from scalinglab.train.ladder import check_executor, train_rungs
@@ -123,11 +122,7 @@ def check(cfg: DataWallConfig, backend: str) -> None:
         raise UserError("--epochs: positive integers with at least one count above 1 (e.g. 1,2,4,8,16)")
     if cfg.fresh and len(set(cfg.epochs)) < 2:
         raise UserError("--epochs: at least two counts, so that the fresh references pin the fresh-data curve")
-    check_executor(backend, cfg.threads)
-    if cfg.workers < 0:
-        raise UserError(
-            f"--workers {cfg.workers}: rungs trained at once (0 = one per --threads of this machine's CPUs)"
-        )
+    check_executor(backend, cfg.threads, cfg.workers)
     base = _base(cfg)
     if cfg.unique_tokens < base.seq_len + 1:
         raise UserError(
@@ -241,7 +236,7 @@ def run_datawall(
         backend,
         address,
         progress,
-        workers=local_workers(cfg.threads, cfg.workers),
+        workers=cfg.workers,
     )
     rows = [_row(n, kind, d, summaries[n]) for n, (kind, d, _, _) in plan.items()]
     write_rows(root / "datawall.csv", rows)

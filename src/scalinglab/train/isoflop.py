@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from scalinglab.config import check_choices, override
-from scalinglab.distributed.executor import local_workers
 from scalinglab.errors import UserError
 from scalinglab.runs.store import atomic_write_json
 from scalinglab.train.ladder import check_executor, fit_ladder, train_rungs, write_csv
@@ -163,10 +162,6 @@ def _check(cfg: IsoFlopConfig, backend: str) -> None:
         raise UserError(f"--lr-width {cfg.lr_width:g}: a positive number (peak lr = lr_width / width), or 0")
     if cfg.seeds < 1:
         raise UserError(f"--seeds {cfg.seeds}: runs per rung, at least 1")
-    if cfg.workers < 0:
-        raise UserError(
-            f"--workers {cfg.workers}: rungs trained at once (0 = one per --threads of this machine's CPUs)"
-        )
     if cfg.window in (1, 2) or cfg.window < 0:
         raise UserError(f"--window {cfg.window}: at least 3 sizes per budget (a parabola needs 3); 0 = every size")
     if cfg.dial == "width" and any(w % 8 for w in cfg.sizes):
@@ -178,7 +173,7 @@ def _check(cfg: IsoFlopConfig, backend: str) -> None:
             f"--predict {cfg.predict:g}: the held-out budget must exceed the largest fitted one "
             f"({max(cfg.budgets):g}); 0 = four times it, -1 = skip"
         )
-    check_executor(backend, cfg.threads)
+    check_executor(backend, cfg.threads, cfg.workers)
 
 
 def run_isoflop(
@@ -205,9 +200,8 @@ def run_isoflop(
     predict_C = 0.0 if cfg.predict == -1 else (cfg.predict or 4.0 * max(cfg.budgets))
     total = len(jobs) + (len(seeds) if predict_C else 0)
     root.mkdir(parents=True, exist_ok=True)
-    workers = local_workers(cfg.threads, cfg.workers)
     summaries, reused = train_rungs(
-        root, jobs, cfg.threads, cfg.gpus, cfg.retries, backend, address, progress, total, workers=workers
+        root, jobs, cfg.threads, cfg.gpus, cfg.retries, backend, address, progress, total, workers=cfg.workers
     )
     rows = [_row(n, *labels[n], summaries[n]) for n in jobs]  # every seed's run is a point of the fits
     write_csv(root / "ladder.csv", rows)
@@ -241,7 +235,11 @@ def run_isoflop(
     prediction = acc = None
     step = 8 if cfg.dial == "width" else 1
     all_sizes = dial_sizes(cfg, range(step, max(dial) + 4 * step, step)) if predict_C else {}
-    pred = predict_C and iso.predict_heldout(a2, fobj, predict_C, all_sizes, bootstrap=cfg.bootstrap, seed=cfg.seed)
+    pred = (
+        iso.predict_heldout(a2, fobj, predict_C, all_sizes, bootstrap=cfg.bootstrap, seed=cfg.seed)
+        if predict_C
+        else None
+    )
     if pred:
         pred["dial"] = cfg.dial
         # written before the model is trained: the prediction cannot be tuned to the outcome
@@ -259,7 +257,7 @@ def run_isoflop(
             progress,
             total,
             len(jobs),
-            workers=workers,
+            workers=cfg.workers,
         )
         reused += r2
         runs = [held[n] for n in held_jobs]

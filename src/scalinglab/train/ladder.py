@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from scalinglab.config import check_choices, override
-from scalinglab.distributed.executor import BACKENDS, Resources, make_executor
+from scalinglab.distributed.executor import BACKENDS, Resources, local_workers, make_executor
 from scalinglab.errors import UserError
 from scalinglab.runs import Run
 from scalinglab.runs.store import atomic_write_json, atomic_write_text, dumps
@@ -70,12 +70,14 @@ class LadderConfig:
         check_choices(self)
 
 
-def check_executor(backend: str, threads: int) -> None:
+def check_executor(backend: str, threads: int, workers: int = 1) -> None:
     """The settings every sweep hands to `train_rungs`, refused before any work."""
     if backend not in BACKENDS:
         raise UserError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     if threads < 1:
         raise UserError("--threads must be >= 1")
+    if workers < 0:
+        raise UserError(f"--workers {workers}: rungs trained at once (0 = one per --threads of this machine's CPUs)")
 
 
 def rung_name(depth: int, tokens: int) -> str:
@@ -159,7 +161,8 @@ def train_rungs(
 ) -> tuple[dict[str, dict], int]:
     """Train (or reuse) every named rung under `root` with `ladder.train_rung`; returns summaries and how many were reused.
 
-    `workers`: rungs the local backend trains at once, each in its own process (1 = in this process)."""
+    `workers`: rungs the local backend trains at once, each in its own process (1 = in this process;
+    0 = one per `threads` of this machine's CPUs, `executor.local_workers`)."""
     total = len(configs) if total is None else total
     summaries, todo = {}, []
     for name, pc in configs.items():
@@ -182,7 +185,7 @@ def train_rungs(
         todo.sort(
             key=lambda n: -((configs[n].width or configs[n].depth) ** 2) * configs[n].total_steps
         )  # longest first
-        ex = make_executor(backend, address, workers=workers)
+        ex = make_executor(backend, address, workers=local_workers(threads, workers))
         try:
             res = Resources(num_cpus=threads, num_gpus=gpus, max_retries=retries)
             handles = [

@@ -116,11 +116,7 @@ def check(cfg: SaturationConfig, backend: str) -> None:
         raise UserError("--depths x --tokens: at least two rungs (a ladder)")
     if cfg.eval_problems < 1 or cfg.val_tokens < 1:
         raise UserError("--eval-problems and val_tokens must be >= 1")
-    check_executor(backend, cfg.threads)
-    if cfg.workers < 0:
-        raise UserError(
-            f"--workers {cfg.workers}: rungs trained at once (0 = one per --threads of this machine's CPUs)"
-        )
+    check_executor(backend, cfg.threads, cfg.workers)
     task = get_task(cfg.task)
     for d in cfg.difficulties:
         try:
@@ -261,7 +257,6 @@ def run_saturation(
     figures: bool = True,
 ) -> dict:
     """Train the ladder (reusing finished rungs), evaluate every rung at every difficulty, write csv, figure, summary."""
-    from scalinglab.distributed.executor import local_workers
     from scalinglab.train.ladder import train_rungs
 
     check(cfg, backend)
@@ -281,7 +276,7 @@ def run_saturation(
         address,
         progress,
         total,
-        workers=local_workers(cfg.threads, cfg.workers),
+        workers=cfg.workers,
     )
     rows = []
     for i, (d, t) in enumerate(rungs):
