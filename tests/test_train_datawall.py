@@ -61,7 +61,7 @@ def test_table_and_csv_are_the_rungs_numbers(wall):
         assert t["loss_repeated"] == rep["loss"] and t["loss_fresh"] == fresh["loss"]
         assert t["loss_gap"] == pytest.approx(rep["loss"] / fresh["loss"] - 1)
     lines = (out / "datawall.csv").read_text().splitlines()
-    assert lines[0].startswith("kind,depth,N,D,U,epochs,loss") and len(lines) == 7
+    assert lines[0].startswith("kind,depth,N,D,U,epochs,seed,loss") and len(lines) == 7
     assert s["fit"]["law"] == "datawall" and "R_D*" in s["fit"]["params"]
     assert (out / "datawall.png").stat().st_size > 10_000
 
@@ -88,10 +88,80 @@ def test_the_plan_names_every_rung():
         "fresh-d3-t1000",
         "fresh-d3-t4000",
     }
-    kind, depth, e, pc = plan["rep-d3-u1000-e4"]
-    assert (kind, depth, e, pc.tokens, pc.unique_tokens) == ("repeated", 3, 4, 4000, 1000)
-    fresh = plan["fresh-d2-t4000"][3]  # the windows its steps serve, once each: the pool's first D tokens
+    kind, depth, e, seed, pc = plan["rep-d3-u1000-e4"]
+    assert (kind, depth, e, seed, pc.tokens, pc.unique_tokens) == ("repeated", 3, 4, 0, 4000, 1000)
+    fresh = plan["fresh-d2-t4000"][4]  # the windows its steps serve, once each: the pool's first D tokens
     assert fresh.unique_tokens == fresh.total_steps * fresh.batch_size * (fresh.seq_len + 1) >= 4000
+
+
+def test_seeds_replicate_every_rung_on_the_same_tokens():
+    plan = jobs(DataWallConfig(depths=(2,), unique_tokens=1000, epochs=(1, 4), seed=3, seeds=2))
+    assert set(plan) == {
+        "rep-d2-u1000-e1",
+        "rep-d2-u1000-e4",
+        "fresh-d2-t1000",
+        "fresh-d2-t4000",
+        "rep-d2-u1000-e1-s4",
+        "rep-d2-u1000-e4-s4",
+        "fresh-d2-t1000-s4",
+        "fresh-d2-t4000-s4",
+    }
+    a, b = plan["rep-d2-u1000-e4"][4], plan["rep-d2-u1000-e4-s4"][4]
+    assert (a.seed, b.seed) == (3, 4) and a.unique_tokens == b.unique_tokens == 1000 and a.tokens == b.tokens
+    assert plan["fresh-d2-t4000-s4"][4].unique_tokens == plan["fresh-d2-t4000"][4].unique_tokens
+
+
+def test_gap_interval_from_the_seeds_scatter():
+    from scalinglab.train.datawall import gap_interval
+
+    assert gap_interval([3.0], [2.9, 3.1]) is None  # one run: its scatter is unknown
+    lo, hi = gap_interval([3.10, 3.12, 3.08], [3.00, 3.02, 2.98])
+    assert 0 < lo < 3.10 / 3.00 - 1 < hi < 0.07  # 3.3% gap, runs within 0.7%: the interval excludes 0
+    lo, hi = gap_interval([3.2, 3.0, 3.1], [3.0, 3.2, 3.1])
+    assert lo < 0 < hi and hi - lo > 0.1  # no gap, 6% scatter: a wide interval around 0
+
+
+def test_seed_replicates_are_points_of_the_fit_and_the_table_averages_them(tmp_path):
+    cfg = DataWallConfig(depths=(1,), unique_tokens=660, epochs=(1, 2), seeds=2, bootstrap=20, overrides=TINY)
+    s = run_datawall(cfg, str(tmp_path / "W"), figures=False)
+    assert s["trained"] == 8 and s["fit"]["n_points"] == 8
+    runs = {r["run"]: r for r in s["rungs"]}
+    assert runs["rep-d1-u660-e2"]["seed"] == 0 and runs["rep-d1-u660-e2-s1"]["seed"] == 1
+    assert runs["rep-d1-u660-e2"]["loss"] != runs["rep-d1-u660-e2-s1"]["loss"]  # another init and order
+    t = next(t for t in s["comparison"] if round(t["epochs"]) == 2)
+    rep = [runs["rep-d1-u660-e2"]["loss"], runs["rep-d1-u660-e2-s1"]["loss"]]
+    assert t["seeds"] == 2 and t["loss_repeated_runs"] == rep and t["loss_repeated"] == pytest.approx(sum(rep) / 2)
+    lo, hi = t["loss_gap_ci95"]
+    assert lo < t["loss_gap"] < hi
+    assert set(s["shape"]) == {"near_fresh_to_4_epochs", "late_cost", "R_D*_pinned", "verdict"}
+
+
+def test_published_shape_needs_all_three_checks():
+    from types import SimpleNamespace
+
+    from scalinglab.train.datawall import published_shape
+
+    def row(e, lo, hi):
+        return {"epochs": e, "loss_gap_ci95": [lo, hi]}
+
+    pinned = SimpleNamespace(success=True, warnings=[])
+    shape = [row(1, -0.02, 0.02), row(2, -0.01, 0.03), row(4, 0.005, 0.04), row(8, 0.0, 0.05), row(16, 0.02, 0.08)]
+    assert published_shape(shape, pinned) == {
+        "near_fresh_to_4_epochs": True,
+        "late_cost": True,
+        "R_D*_pinned": True,
+        "verdict": "the published shape",
+    }
+    costly_early = [*shape[:2], row(4, 0.03, 0.06), *shape[3:]]  # 4 epochs already cost more than 2%
+    assert published_shape(costly_early, pinned)["near_fresh_to_4_epochs"] is False
+    free = [*shape[:4], row(16, -0.01, 0.05)]  # 16 epochs not shown to cost anything
+    assert published_shape(free, pinned)["late_cost"] is False
+    boxed = SimpleNamespace(success=True, warnings=["the 95% interval of R_D* (10, 1e+04) runs into its search box"])
+    got = published_shape(shape, boxed)
+    assert got["R_D*_pinned"] is False and got["verdict"] == "not shown: R_D*_pinned fails"
+    one_seed = [{"epochs": e, "loss_gap_ci95": None} for e in (1, 2, 4, 16)]
+    got = published_shape(one_seed, pinned)
+    assert got["near_fresh_to_4_epochs"] is None and got["late_cost"] is None and "unmeasured" in got["verdict"]
 
 
 def test_fresh_references_contain_the_repeated_pool():
@@ -115,6 +185,7 @@ def test_fresh_references_contain_the_repeated_pool():
         (["--epochs", "1,x"], "--epochs"),
         (["--unique-tokens", "1e6", "--epochs", "1,16"], "training tokens"),
         (["--unique-tokens", "0.5"], "--unique-tokens"),
+        (["--seeds", "0"], "--seeds 0"),
         (["--set", "tokens=1000"], "sets tokens itself"),
         (["--set", "unique_tokens=1000"], "sets unique_tokens itself"),
     ],

@@ -322,6 +322,12 @@ def sweep_datawall_cmd(
     seed: int = typer.Option(
         0, help="Seed of every rung (init and data order; the U tokens are the same for every seed)."
     ),
+    seeds: int = typer.Option(
+        1,
+        help="Runs of every rung, at seeds SEED, SEED+1, ... (OUT/rep-...-s1/): every run is a point of the fit, the table "
+        "compares the seeds' mean losses and gives each gap a 95% interval from their scatter. One run's loss scatters by "
+        "several percent at these lengths (docs/scaling.md), as much as repetition costs.",
+    ),
     out: Path = typer.Option(..., help="Sweep directory; finished rungs already in it are reused."),
     backend: str = typer.Option("local", help="local (this machine) or ray (one Ray task per rung)."),
     address: Optional[str] = typer.Option(
@@ -364,13 +370,14 @@ def sweep_datawall_cmd(
         epochs=parse_list(epochs, "--epochs"),
         fresh=fresh,
         seed=seed,
+        seeds=seeds,
         threads=threads,
         workers=workers,
         bootstrap=bootstrap,
         **kw,
     )
     with _ladder_dir(out):
-        n = len(set(cfg.depths)) * len(set(cfg.epochs)) * (2 if cfg.fresh else 1)
+        n = len(set(cfg.depths)) * len(set(cfg.epochs)) * (2 if cfg.fresh else 1) * max(1, cfg.seeds)
         with common.progress_bar(f"data wall ({n} rungs, {backend})") as bar:
             summary = run_datawall(cfg, str(out), backend=backend, address=address, progress=bar)
     common.emit(summary, as_json, human=_human_datawall(summary))
@@ -382,13 +389,14 @@ def _human_datawall(s: dict) -> str:
 
     lines = [
         f"{s['trained']} rungs trained, {s['reused']} reused ({s['backend']}), {s['seconds']:.1f}s; U = {s['unique_tokens']:,}",
-        f"{'depth':>5} {'epochs':>6} {'D':>9} {'repeated':>9} {'fresh':>8} {'gap':>7} {'worth':>6} {'95% CI':>13} {'fitted':>6} {'paper':>6}",
+        f"{'depth':>5} {'epochs':>6} {'D':>9} {'repeated':>9} {'fresh':>8} {'gap':>7} {'gap 95% CI':>17} {'worth':>6} {'95% CI':>13} {'fitted':>6} {'paper':>6}",
     ]
     for t in s["comparison"]:
-        ci = t.get("worth_measured_ci95")
+        ci, g = t.get("worth_measured_ci95"), t.get("loss_gap_ci95")
         lines.append(
             f"{t['depth']:>5} {t['epochs']:>6.3g} {t['D']:>9.4g} {t['loss_repeated']:>9.4f} {f(t['loss_fresh'], '.4f'):>8} "
-            f"{f(t['loss_gap'], '+.2%'):>7} {f(t.get('worth_measured'), '.3f'):>6} "
+            f"{f(t['loss_gap'], '+.2%'):>7} {'' if not g else f'[{g[0]:+.1%}, {g[1]:+.1%}]':>17} "
+            f"{f(t.get('worth_measured'), '.3f'):>6} "
             f"{'' if not ci else f'[{ci[0]:.2f}, {ci[1]:.2f}]':>13} {f(t.get('worth_fitted'), '.3f'):>6} {t['worth_published']:>6.3f}"
         )
     r = s.get("R_D*")
@@ -398,6 +406,8 @@ def _human_datawall(s: dict) -> str:
         )
     elif s.get("fit"):
         lines.append(f"fit: {s['fit']['message']}")
+    if s.get("shape"):
+        lines.append(f"shape: {s['shape']['verdict']}")
     lines += [f"warning: {w}" for w in s["warnings"]]
     lines += [f"wrote {p}" for p in [s["datawall_csv"], *s["figures"]]]
     return "\n".join(lines)

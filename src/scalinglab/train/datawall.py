@@ -42,7 +42,7 @@ from scalinglab.train.ladder import check_executor, train_rungs
 from scalinglab.train.pretrain import PretrainConfig
 
 KEYS = ("task", "depth", "tokens", "unique_tokens", "seed")  # set by the sweep itself
-CSV_COLUMNS = ("kind", "depth", "N", "D", "U", "epochs", "loss", "train_loss", "run")
+CSV_COLUMNS = ("kind", "depth", "N", "D", "U", "epochs", "seed", "loss", "train_loss", "run")
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ class DataWallConfig:
     epochs: tuple[int, ...] = (1, 2, 4, 8, 16)  # passes over U; D = epochs·U
     fresh: bool = True  # train the fresh-data references (U = D) that the fit and the comparison need
     seed: int = 0
+    seeds: int = 1  # runs of every rung at seeds seed, seed+1, ... (init and order; the U tokens stay the same)
     threads: int = 1  # torch threads per rung (equal threads -> equal numbers)
     workers: int = 0  # local backend: rungs trained at once, each in its own process (0 = CPUs // threads)
     gpus: float = 0.0
@@ -80,21 +81,31 @@ def _base(cfg: DataWallConfig) -> PretrainConfig:
     return override(PretrainConfig(task=cfg.task, seed=cfg.seed), list(cfg.overrides))
 
 
-def jobs(cfg: DataWallConfig) -> dict[str, tuple[str, int, int, PretrainConfig]]:
-    """name -> (kind, depth, epochs, config) for every rung: repeated at each epoch count, fresh at the same D."""
+def run_seeds(cfg: DataWallConfig) -> list[int]:
+    return [cfg.seed + k for k in range(cfg.seeds)]
+
+
+def jobs(cfg: DataWallConfig) -> dict[str, tuple[str, int, int, int, PretrainConfig]]:
+    """name -> (kind, depth, epochs, seed, config) for every rung: repeated at each epoch count, fresh at the same D.
+
+    A replicate at another seed than --seed is the same rung with `-s{seed}` appended
+    (`rep-d2-u300000-e4-s1`): the same U tokens, another init and data order."""
     base, U = _base(cfg), cfg.unique_tokens
     out = {}
     for d in sorted(set(cfg.depths)):
         for e in sorted(set(cfg.epochs)):
-            out[f"rep-d{d}-u{U}-e{e}"] = (
-                "repeated",
-                d,
-                e,
-                override(base, {"depth": d, "tokens": e * U, "unique_tokens": U}),
-            )
-            if cfg.fresh:
-                fresh = override(base, {"depth": d, "tokens": e * U})
-                out[f"fresh-d{d}-t{e * U}"] = ("fresh", d, e, override(fresh, {"unique_tokens": fresh_pool(fresh)}))
+            for k in run_seeds(cfg):
+                tag = "" if k == cfg.seed else f"-s{k}"
+                pc = override(base, {"depth": d, "tokens": e * U, "seed": k})
+                out[f"rep-d{d}-u{U}-e{e}{tag}"] = ("repeated", d, e, k, override(pc, {"unique_tokens": U}))
+                if cfg.fresh:
+                    out[f"fresh-d{d}-t{e * U}{tag}"] = (
+                        "fresh",
+                        d,
+                        e,
+                        k,
+                        override(pc, {"unique_tokens": fresh_pool(pc)}),
+                    )
     return out
 
 
@@ -116,6 +127,8 @@ def check(cfg: DataWallConfig, backend: str) -> None:
         )
     if not cfg.depths or any(d < 1 for d in cfg.depths):
         raise UserError("--depths: at least one positive depth")
+    if cfg.seeds < 1:
+        raise UserError(f"--seeds {cfg.seeds}: runs per rung, at least 1")
     if cfg.unique_tokens < 1:
         raise UserError(f"--unique-tokens {cfg.unique_tokens}: must be a positive number of tokens")
     if not cfg.epochs or any(e < 1 for e in cfg.epochs) or max(cfg.epochs) < 2:
@@ -143,7 +156,7 @@ def check(cfg: DataWallConfig, backend: str) -> None:
         )
 
 
-def _row(name: str, kind: str, depth: int, s: dict) -> dict:
+def _row(name: str, kind: str, depth: int, seed: int, s: dict) -> dict:
     D, ep = float(s["tokens"]), float(s["epochs"])
     if kind == "fresh" and ep > 1.0 + 1e-9:
         raise UserError(f"{name}: the fresh reference repeated its data ({ep:.2f} epochs over the corpus)")
@@ -157,6 +170,7 @@ def _row(name: str, kind: str, depth: int, s: dict) -> dict:
         "U": U,
         "epochs": ep if kind == "repeated" else 1.0,
         "passes": ep,
+        "seed": seed,
         "loss": s["val_loss"],
         "train_loss": s.get("train_loss"),
         "run": name,
@@ -174,39 +188,101 @@ def write_rows(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def gap_interval(rep: list[float], fresh: list[float]) -> list[float] | None:
+    """95% interval of the relative gap mean(rep)/mean(fresh) − 1 from the seeds' scatter (Welch's t on log loss).
+
+    None with fewer than two runs on either side: one run's scatter is unknown."""
+    import numpy as np
+    from scipy import stats
+
+    if len(rep) < 2 or len(fresh) < 2:
+        return None
+    a, b = np.log(rep), np.log(fresh)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return None
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    mid = math.log(_mean(rep) / _mean(fresh))
+    h = float(stats.t.ppf(0.975, df)) * se
+    return [math.expm1(mid - h), math.expm1(mid + h)]
+
+
 def compare(rows: list[dict], fit) -> list[dict]:
-    """Per size and epoch count: repeated vs fresh loss, the measured fresh-equivalent worth, the fitted and published worth."""
+    """Per size and epoch count: repeated vs fresh loss (means over seeds), the measured worth, the fitted and published worth."""
     from scalinglab.scaling.datawall import PUBLISHED_R_D, effective_data, fresh_equivalent, worth
 
+    def losses(kind: str, depth: int, D: float) -> list[float]:
+        return [x["loss"] for x in rows if x["kind"] == kind and x["depth"] == depth and abs(x["D"] - D) < 1]
+
     out = []
-    for r in sorted((r for r in rows if r["kind"] == "repeated"), key=lambda r: (r["depth"], r["D"])):
-        f = next(
-            (x for x in rows if x["kind"] == "fresh" and x["depth"] == r["depth"] and abs(x["D"] - r["D"]) < 1), None
-        )
-        e = r["epochs"]
+    reps = {(r["depth"], r["D"]): r for r in rows if r["kind"] == "repeated"}
+    for (depth, D), r in sorted(reps.items()):
+        rep, fresh = losses("repeated", depth, D), losses("fresh", depth, D)
+        e, lr = r["epochs"], _mean(rep)
+        lf = _mean(fresh) if fresh else None
         item = {
-            "depth": r["depth"],
+            "depth": depth,
             "N": r["N"],
             "epochs": e,
-            "D": r["D"],
+            "D": D,
             "U": r["U"],
-            "loss_repeated": r["loss"],
-            "loss_fresh": f["loss"] if f else None,
-            "loss_gap": (r["loss"] / f["loss"] - 1.0) if f else None,  # relative excess loss of repeating
+            "seeds": len(rep),
+            "loss_repeated": lr,
+            "loss_fresh": lf,
+            "loss_repeated_runs": rep,
+            "loss_fresh_runs": fresh,
+            "loss_gap": (lr / lf - 1.0) if fresh else None,  # relative excess loss of repeating
+            "loss_gap_ci95": gap_interval(rep, fresh),
             "worth_published": float(effective_data(e, 1.0, PUBLISHED_R_D) / e),
         }
         if fit is not None and fit.success:
-            eq = fresh_equivalent(fit, r["N"], r["loss"])
+            eq = fresh_equivalent(fit, r["N"], lr)
             w = worth(fit, [e])
             item.update(
                 fresh_equivalent_tokens=eq["tokens"],
-                worth_measured=eq["tokens"] / r["D"],
-                worth_measured_ci95=[v / r["D"] for v in eq.get("ci95", [math.nan, math.nan])],
+                worth_measured=eq["tokens"] / D,
+                worth_measured_ci95=[v / D for v in eq.get("ci95", [math.nan, math.nan])],
                 worth_fitted=w["worth"][0],
                 worth_fitted_ci95=w.get("ci95", [[math.nan, math.nan]])[0],
             )
         out.append(item)
     return out
+
+
+NEAR_FRESH = 0.02  # "worth nearly as much as fresh data": a loss gap of at most 2% (worth about 0.9 on these slopes)
+
+
+def published_shape(table: list[dict], fit) -> dict:
+    """Does the ladder show Muennighoff et al.'s shape? Three checks, each True, False or None (not measurable).
+
+    - near_fresh: at every repeated count up to 4 epochs the gap's 95% interval reaches down to
+      +2% or less (repetition is not shown to cost more than that);
+    - late_cost: at the largest epoch count the gap's interval lies above 0 (repetition costs);
+    - R_D*_pinned: the fit's R_D* interval stays inside its search box.
+    The gaps' intervals come from the seeds' scatter, so one seed measures neither gap check."""
+    near, late = None, None
+    ts = sorted((t for t in table if t.get("loss_gap_ci95")), key=lambda t: t["epochs"])
+    if ts:
+        early = [t for t in ts if 1 < t["epochs"] <= 4]
+        near = all(t["loss_gap_ci95"][0] <= NEAR_FRESH for t in early) if early else None
+        last = ts[-1]
+        late = bool(last["loss_gap_ci95"][0] > 0) if last["epochs"] > 4 else None
+    pinned = None
+    if fit is not None and fit.success:
+        pinned = not any(w.startswith("R_D*") or "of R_D*" in w for w in fit.warnings)
+    checks = {"near_fresh_to_4_epochs": near, "late_cost": late, "R_D*_pinned": pinned}
+    missing = [k for k, v in checks.items() if not v]
+    verdict = (
+        "the published shape"
+        if not missing
+        else "not shown: " + ", ".join(f"{k} {'unmeasured' if checks[k] is None else 'fails'}" for k in missing)
+    )
+    return {**checks, "verdict": verdict}
 
 
 def run_datawall(
@@ -229,7 +305,7 @@ def run_datawall(
     root.mkdir(parents=True, exist_ok=True)
     summaries, reused = train_rungs(
         root,
-        {n: j[3] for n, j in plan.items()},
+        {n: j[4] for n, j in plan.items()},
         cfg.threads,
         cfg.gpus,
         cfg.retries,
@@ -238,7 +314,9 @@ def run_datawall(
         progress,
         workers=cfg.workers,
     )
-    rows = [_row(n, kind, d, summaries[n]) for n, (kind, d, _, _) in plan.items()]
+    rows = [
+        _row(n, kind, d, k, summaries[n]) for n, (kind, d, _, k, _) in plan.items()
+    ]  # every seed a point of the fit
     write_rows(root / "datawall.csv", rows)
     fit = None
     if cfg.fresh:
@@ -266,6 +344,7 @@ def run_datawall(
             if fit is not None and fit.success
             else None
         ),
+        "shape": published_shape(table, fit),
         "warnings": list(fit.warnings) if fit is not None else ["no fresh references (--no-fresh): no fit"],
         "trained": len(plan) - reused,
         "reused": reused,
