@@ -72,6 +72,47 @@ def test_a_wall_beyond_the_data_is_flagged_not_hidden():
     assert "ill-determined" in f.message
 
 
+def hetero_ladder(r_star, seed):
+    """The measured data wall's noise: short rungs (early plateau) scatter 6%, long ones under 1%."""
+    N, D, Uu, L = ladder(r_star)
+    sd = np.where(D <= 2 * U, 0.06, np.where(D <= 4 * U, 0.03, 0.008))
+    return N, D, Uu, L * np.exp(np.random.default_rng(seed).normal(0, sd))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make", ["homoscedastic", "heteroscedastic"])
+def test_wild_bootstrap_covers_r_star(make):
+    """20 synthetic ladders each: the 95% interval holds the true R_D* = 15.4 in at least 17 (85%)."""
+    gen = {
+        "homoscedastic": lambda s: ladder(PUBLISHED_R_D, noise=0.01, seed=s),
+        "heteroscedastic": lambda s: hetero_ladder(PUBLISHED_R_D, s),
+    }[make]
+    fits = [fit_datawall(*gen(s), bootstrap=100, seed=s) for s in range(20)]
+    assert sum(f.ci["R_D*"][0] <= PUBLISHED_R_D <= f.ci["R_D*"][1] for f in fits) >= 17
+    assert all(f.info["resample"] == "wild" for f in fits)
+
+
+def test_one_uneven_ladder_wild_pins_what_pooled_residuals_lose():
+    data = hetero_ladder(PUBLISHED_R_D, 1)
+    lo, hi = fit_datawall(*data, bootstrap=100, seed=1).ci["R_D*"]
+    assert lo <= PUBLISHED_R_D <= hi < 100
+    assert fit_datawall(*data, bootstrap=100, seed=1, resample="residual").ci["R_D*"][1] > 0.99e4
+    with pytest.raises(ValueError, match="resample"):
+        fit_datawall(*ladder(5.0), bootstrap=0, resample="case")
+
+
+@pytest.mark.slow
+def test_pooled_residuals_lose_r_star_when_the_noise_is_uneven():
+    """Where short rungs are noisy and long ones quiet, the pooled residual bootstrap puts the short rungs' noise
+    on the rungs that pin R_D* and its interval runs into the box; the wild bootstrap pins it."""
+    boxed = {"wild": 0, "residual": 0}  # intervals whose upper end is the search box's
+    for s in range(20):
+        data = hetero_ladder(PUBLISHED_R_D, s)
+        for how in boxed:
+            boxed[how] += fit_datawall(*data, bootstrap=100, seed=s, resample=how).ci["R_D*"][1] > 0.99e4
+    assert boxed["residual"] >= 14 and boxed["wild"] <= 8, boxed  # measured: 16 and 6 of 20
+
+
 def test_worth_and_fresh_equivalent():
     f = fit_datawall(*ladder(5.0, noise=0.002, seed=4), bootstrap=100)
     w = worth(f, EPOCHS)

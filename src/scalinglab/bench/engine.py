@@ -201,6 +201,52 @@ def _ragged(model, tok, hf, hf_tok, batch: int, best, prompts: int = 256, new_to
     }
 
 
+def _versions(skipped: dict) -> dict:
+    from importlib.metadata import version
+
+    return {
+        name: version(dist)
+        for name, dist in (("ctranslate2", "ctranslate2"), ("llama.cpp", "llama-cpp-python"))
+        if name not in skipped
+    }
+
+
+def ct2_generators(model_dir: Path, tmp: Path, threads: int) -> dict:
+    """CTranslate2 contenders: the same HF directory converted to float32 and to int8 weights.
+
+    CTranslate2's bf16 needs AVX512-BF16 (`get_supported_compute_types` says what this CPU has);
+    int8 is its fast CPU path (int8 weights and activations, float32 elsewhere)."""
+    import ctranslate2
+
+    out = {}
+    have = ctranslate2.get_supported_compute_types("cpu")
+    for name, quant in (
+        ("ctranslate2_fp32", "float32"),
+        ("ctranslate2_int8", "int8"),
+        ("ctranslate2_bf16", "bfloat16"),
+    ):
+        if quant not in have:
+            continue
+        path = tmp / quant
+        ctranslate2.converters.TransformersConverter(str(model_dir)).convert(str(path), quantization=quant, force=True)
+        out[name] = ctranslate2.Generator(str(path), device="cpu", compute_type=quant, intra_threads=threads)
+    return out
+
+
+def ct2_fn(gen, hf_tok, prompts: list[str], n: int, greedy: bool, new_tokens: int):
+    """One CTranslate2 call: each prompt prefilled once, n samples each (temperature 1, full vocabulary), EOS ignored."""
+    toks = [hf_tok.convert_ids_to_tokens(hf_tok(p)["input_ids"]) for p in prompts]
+    kw = {"sampling_topk": 1} if greedy else {"sampling_topk": 0, "sampling_temperature": 1.0, "num_hypotheses": n}
+
+    def run() -> int:
+        res = gen.generate_batch(
+            toks, max_length=new_tokens, min_length=new_tokens, include_prompt_in_result=False, **kw
+        )
+        return sum(len(seq) for r in res for seq in r.sequences_ids)
+
+    return run
+
+
 def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3) -> dict:
     """The contenders of issue 16 on a real model (see the module docstring): tokens/s per (case, contender).
 
@@ -258,17 +304,24 @@ def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3) -> dict:
 
         return run
 
+    notes = {
+        name: f"{pkg} is not installed: skipped ({extra})"
+        for name, pkg, extra in (
+            ("ctranslate2", "ctranslate2", "the `bench` extra installs it: scripts/setup.sh --dev"),
+            ("llama.cpp", "llama_cpp", "llama-cpp-python, built from source: not installed by the project"),
+        )
+        if importlib.util.find_spec(pkg) is None
+    }
+    tmp = tempfile.TemporaryDirectory(prefix="scalinglab-bench-")
+    ct2 = {} if "ctranslate2" in notes else ct2_generators(d, Path(tmp.name), torch.get_num_threads())
     runs = {}
     for case, (ps, n, greedy) in cases.items():
         runs[(case, "scalinglab_fp32")] = ours_fn(engines["scalinglab_fp32"], ps, n, greedy)
         runs[(case, "scalinglab_bf16")] = ours_fn(engines["scalinglab_bf16"], ps, n, greedy)
         runs[(case, "transformers_fp32")] = hf_fn(hf32, ps, n, greedy)
         runs[(case, "transformers_bf16")] = hf_fn(hf16, ps, n, greedy)
-    notes = {
-        name: f"{pkg} is not installed: skipped (the `bench` extra installs it)"
-        for name, pkg in (("ctranslate2", "ctranslate2"), ("llama.cpp", "llama_cpp"))
-        if importlib.util.find_spec(pkg) is None
-    }
+        for name, gen in ct2.items():
+            runs[(case, name)] = ct2_fn(gen, hf_tok, ps, n, greedy, new_tokens)
     for fn in runs.values():  # warm-up: packing, first-call allocations
         fn()
     times: dict = {k: [] for k in runs}
@@ -292,6 +345,8 @@ def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3) -> dict:
 
     flags = cpu_flags()
     b64 = table["batch64"]
+    del ct2, runs
+    tmp.cleanup()
     return {
         "benchmark": "engine",
         "model": str(model),
@@ -307,7 +362,7 @@ def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3) -> dict:
         "rounds": rounds,
         "load_average_per_round": loads,
         "cases": table,
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, **_versions(notes)},
         "skipped": notes,
         "scalinglab_decode_path": engines["scalinglab_fp32"]
         .generate(prompts[:1], SamplingParams(max_new_tokens=1))

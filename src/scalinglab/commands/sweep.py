@@ -335,7 +335,9 @@ def sweep_datawall_cmd(
     ),
     threads: int = typer.Option(1, help="Torch threads per rung (and Ray CPUs per rung)."),
     workers: int = WORKERS_OPT,
-    bootstrap: int = typer.Option(1000, help="Residual-bootstrap resamples for R_D*'s 95% interval."),
+    bootstrap: int = typer.Option(
+        1000, help="Wild-bootstrap resamples for R_D*'s 95% interval (each rung keeps its own residual, random sign)."
+    ),
     set_: Optional[List[str]] = typer.Option(
         None,
         "--set",

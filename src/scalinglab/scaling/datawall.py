@@ -20,11 +20,19 @@ residuals far above its δ), from a small grid of starts. The fresh rungs (U = D
 E_N, B and β; the repeated rungs pin R_D*. R_N* is not fitted (every size here sees the same
 data, so nothing constrains it).
 
-Intervals: a residual bootstrap (each rung's fitted log-loss plus a resampled residual, rescaled
-by sqrt(n / (n − p)), refitted from the full-data optimum). A case bootstrap would leave
-resamples with no repeated rung at all, which say nothing about R_D*. R_D* is searched in
-[0.01, 10^4]; an interval that runs into that box says the data do not pin it (a wall far past
-the largest repetition count, or none at all), and is flagged, not hidden.
+Intervals: a wild bootstrap (each rung's fitted log-loss plus its own residual times a random
+sign, the residual divided by 1 − its leverage as in HC3, refitted from the full-data optimum;
+Wu 1986, Davidson & Flachaire 2008).
+A case bootstrap would leave resamples with no repeated rung at all, which say nothing about
+R_D*. The plain residual bootstrap (`resample="residual"`: residuals drawn from the whole pool)
+assumes one noise level everywhere, and the data wall's is not: one run's loss scatters by up to
+15% between seeds in the 300-step rungs that leave the early plateau and by about 1% in the
+5,000-step rungs that pin R_D* (docs/scaling.md). Pooled, the short rungs' residuals land on the
+long ones and widen R_D*'s interval to its box; the wild bootstrap keeps each residual where it
+was measured (tests/test_scaling_datawall.py checks its coverage on synthetic ladders with and
+without such noise). R_D* is searched in [0.01, 10^4]; an interval that runs into that box, or
+that starts 5x past the largest repetition count, says the data do not pin it (a wall far past
+the data, or none at all), and is flagged, not hidden.
 
 `worth(fit, epochs)` gives D'/D, the fitted value of a repeated token relative to a fresh one,
 and `fresh_equivalent(fit, N, loss)` inverts the fitted fresh-data curve: how many fresh tokens
@@ -82,13 +90,22 @@ def _ename(N: float) -> str:
     return f"E@N={int(N)}"
 
 
-def fit_datawall(N, D, U, loss, *, bootstrap: int = 1000, seed: int = 0) -> DataWallFit:
-    """Fit L = E_N + B/D'^β with D' = U + U·R*·(1 − e^(−R/R*)); 95% residual-bootstrap intervals.
+RESAMPLE = ("wild", "residual")
+# an R_D* interval whose lower end lies this far past the largest R_D measured is a wall beyond the
+# data (at R_D = R_D*/5 a repeated token is still worth 90% of a fresh one), not a measurement of it
+FAR_PAST = 5.0
+
+
+def fit_datawall(N, D, U, loss, *, bootstrap: int = 1000, seed: int = 0, resample: str = "wild") -> DataWallFit:
+    """Fit L = E_N + B/D'^β with D' = U + U·R*·(1 − e^(−R/R*)); 95% wild-bootstrap intervals.
 
     N: the size of each rung (any label; one offset per distinct value), D: tokens trained,
     U: distinct tokens among them (U = D for fresh data), loss: held-out loss. Needs at least
     one fresh-or-1-epoch and one repeated rung per fit, and more rungs than parameters.
+    resample: "wild" (each residual stays on its rung, random sign) or "residual" (drawn from the pool).
     """
+    if resample not in RESAMPLE:
+        raise ValueError(f"resample={resample!r}: one of {', '.join(RESAMPLE)}")
     N, D, U, L = (np.asarray(v, float).ravel() for v in (N, D, U, loss))
     n = len(L)
     sizes = tuple(float(s) for s in np.unique(N)) if n else ()
@@ -149,12 +166,23 @@ def fit_datawall(N, D, U, loss, *, bootstrap: int = 1000, seed: int = 0) -> Data
         fitted = model(theta)
         resid = logL - fitted
         scale = math.sqrt(n / (n - p))
+        if resample == "wild":  # HC3-style: each residual divided by 1 - its leverage, no global rescaling
+            J = best.jac
+            h = np.clip(np.einsum("ij,ji->i", J, np.linalg.pinv(J.T @ J) @ J.T), 0.0, 0.99)
+            resid_boot, scale = resid / (1.0 - h), 1.0
+        else:
+            resid_boot = resid
         samples = None
         if bootstrap > 0:
             rng = np.random.default_rng(seed)
             rows = []
             for _ in range(bootstrap):
-                y = fitted + scale * rng.choice(resid, size=n, replace=True)
+                noise = (
+                    resid_boot * rng.choice((-1.0, 1.0), size=n)
+                    if resample == "wild"
+                    else rng.choice(resid_boot, size=n)
+                )
+                y = fitted + scale * noise
                 try:
                     th = solve(y, theta).x
                     rows.append(_params(th, k))
@@ -178,6 +206,13 @@ def fit_datawall(N, D, U, loss, *, bootstrap: int = 1000, seed: int = 0) -> Data
                 f"the 95% interval of {key} ({clo:.3g}, {chi:.3g}) runs into its search box [{blo:g}, {bhi:g}]: "
                 "the data do not pin it"
             )
+    r_max = float(R.max())
+    if samples is not None and not any(w.startswith("R_D*") or "of R_D*" in w for w in warns):
+        if ci["R_D*"][0] > FAR_PAST * r_max:
+            warns.append(
+                f"R_D*'s 95% interval ({ci['R_D*'][0]:.3g}, {ci['R_D*'][1]:.3g}) starts {FAR_PAST:g}x past the largest "
+                f"repetition count ({r_max:.3g}): repetition costs almost nothing in the data, the wall is beyond them"
+            )
     if samples is not None and np.mean(np.all(np.isfinite(samples), axis=1)) < 0.9:
         warns.append("more than 10% of bootstrap refits failed")
     msg = "converged" if best.success else f"optimizer: {best.message}"
@@ -194,7 +229,7 @@ def fit_datawall(N, D, U, loss, *, bootstrap: int = 1000, seed: int = 0) -> Data
         warnings=warns,
         samples=samples,
         objective=float(best.cost),
-        info={"residual_sd": float(np.sqrt(np.sum(resid**2) / (n - p)))},
+        info={"residual_sd": float(np.sqrt(np.sum(resid**2) / (n - p))), "resample": resample},
         sizes=sizes,
     )
 

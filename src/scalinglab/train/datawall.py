@@ -15,7 +15,7 @@ Design (Muennighoff et al. 2023, "Scaling Data-Constrained Language Models", arX
    refused. (Until 2026-12-02 the fresh rungs drew D tokens from the whole corpus; docs/scaling.md
    compares the two designs);
 3. the fit (`scaling/datawall.py`): L = E_N + B/D'^β with the effective data
-   D' = U + U·R_D*·(1 − exp(−R_D/R_D*)), R_D = epochs − 1; R_D* with a 95% residual-bootstrap
+   D' = U + U·R_D*·(1 − exp(−R_D/R_D*)), R_D = epochs − 1; R_D* with a 95% wild-bootstrap
    interval. Per epoch count the summary sets the repeated loss beside the fresh one, the
    fresh-equivalent tokens of the repeated rung (the fitted fresh curve inverted: what fraction of
    a fresh token a repeated one was worth, measured) and the fitted worth D'/D, next to the value
@@ -58,7 +58,7 @@ class DataWallConfig:
     workers: int = 0  # local backend: rungs trained at once, each in its own process (0 = CPUs // threads)
     gpus: float = 0.0
     retries: int = 3
-    bootstrap: int = 1000  # residual-bootstrap resamples of the R_D* fit
+    bootstrap: int = 1000  # wild-bootstrap resamples of the R_D* fit (each residual on its own rung)
     # every rung's PretrainConfig fields: the narrow dial, a small BPE, a fixed validation set
     overrides: tuple[str, ...] = (
         "aspect=32",
