@@ -24,7 +24,7 @@ TINY = (
     "log_every=1",
     "eval_problems=0",
 )
-CFG = DataWallConfig(depths=(1,), unique_tokens=660, epochs=(1, 2, 4), bootstrap=50, overrides=TINY)
+CFG = DataWallConfig(depths=(1,), unique_tokens=660, epochs=(1, 2, 4), seeds=1, bootstrap=50, overrides=TINY)
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +71,15 @@ def test_rerun_reuses_every_rung_and_changed_settings_are_refused(wall):
     again = run_datawall(CFG, str(out), figures=False)
     assert again["trained"] == 0 and again["reused"] == 6
     assert [r["loss"] for r in again["rungs"]] == [r["loss"] for r in s["rungs"]]
-    changed = DataWallConfig(depths=(1,), unique_tokens=660, epochs=(1, 2, 4), overrides=(*TINY[:-1], "lr=1e-3"))
+    changed = DataWallConfig(
+        depths=(1,), unique_tokens=660, epochs=(1, 2, 4), seeds=1, overrides=(*TINY[:-1], "lr=1e-3")
+    )
     with pytest.raises(UserError, match="different config"):
         run_datawall(changed, str(out), figures=False)
 
 
 def test_the_plan_names_every_rung():
-    plan = jobs(DataWallConfig(depths=(2, 3), unique_tokens=1000, epochs=(1, 4)))
+    plan = jobs(DataWallConfig(depths=(2, 3), unique_tokens=1000, epochs=(1, 4), seeds=1))
     assert set(plan) == {
         "rep-d2-u1000-e1",
         "rep-d2-u1000-e4",
@@ -184,6 +186,7 @@ def test_fresh_references_contain_the_repeated_pool():
         (["--epochs", "1"], "at least one count above 1"),
         (["--epochs", "1,x"], "--epochs"),
         (["--unique-tokens", "1e6", "--epochs", "1,16"], "training tokens"),
+        (["--unique-tokens", "4e5"], "training tokens"),  # the default 16 epochs of 4e5 exceed the corpus
         (["--unique-tokens", "0.5"], "--unique-tokens"),
         (["--seeds", "0"], "--seeds 0"),
         (["--set", "tokens=1000"], "sets tokens itself"),
@@ -210,6 +213,8 @@ def test_cli_json_is_one_object(wall):
         "660",
         "--epochs",
         "1,2,4",
+        "--seeds",
+        "1",
         "--bootstrap",
         "50",
         "--out",

@@ -1,6 +1,6 @@
 """The data wall: a data-constrained ladder on real text, with fresh-data references.
 
-    scalinglab sweep datawall --unique-tokens 5e4 --epochs 1,2,4,8,16 --depths 3 --out runs/wall --json
+    scalinglab sweep datawall --unique-tokens 3e5 --epochs 1,2,4,8,16 --depths 2 --seeds 3 --out runs/wall --json
 
 Design (Muennighoff et al. 2023, "Scaling Data-Constrained Language Models", arXiv:2305.16264):
 1. repeated rungs: each dial size of `--depths` trains on the same U = `--unique-tokens` distinct
@@ -48,20 +48,24 @@ CSV_COLUMNS = ("kind", "depth", "N", "D", "U", "epochs", "seed", "loss", "train_
 @dataclass(frozen=True)
 class DataWallConfig:
     task: str = "pystdlib"  # a text corpus (repetition needs a fixed pool of real text)
-    depths: tuple[int, ...] = (3,)  # dial sizes (width aspect·depth)
-    unique_tokens: int = 50_000  # U: distinct tokens every repeated rung trains on
+    depths: tuple[int, ...] = (2,)  # dial sizes (width aspect·depth: 48, the IsoFLOP ladder's tuned width-48 model)
+    unique_tokens: int = (
+        300_000  # U: distinct tokens every repeated rung trains on (16 epochs: 4.8M of the corpus's 5.4M)
+    )
     epochs: tuple[int, ...] = (1, 2, 4, 8, 16)  # passes over U; D = epochs·U
     fresh: bool = True  # train the fresh-data references (U = D) that the fit and the comparison need
     seed: int = 0
-    seeds: int = 1  # runs of every rung at seeds seed, seed+1, ... (init and order; the U tokens stay the same)
+    seeds: int = 3  # runs of every rung at seeds seed, seed+1, ... (init and order; the U tokens stay the same)
     threads: int = 1  # torch threads per rung (equal threads -> equal numbers)
     workers: int = 0  # local backend: rungs trained at once, each in its own process (0 = CPUs // threads)
     gpus: float = 0.0
     retries: int = 3
     bootstrap: int = 1000  # wild-bootstrap resamples of the R_D* fit (each residual on its own rung)
-    # every rung's PretrainConfig fields: the narrow dial, a small BPE, a fixed validation set
+    # every rung's PretrainConfig fields: the narrow dial at the ladder's lr rule (0.168 / width 48),
+    # a small BPE, a fixed validation set
     overrides: tuple[str, ...] = (
-        "aspect=32",
+        "aspect=24",
+        "lr=0.0035",
         "vocab_size=512",
         "batch_size=8",
         "seq_len=128",
@@ -377,7 +381,8 @@ def plot_datawall(path: Path, rows: list[dict], fit, table: list[dict]) -> str:
         rep = sorted((r for r in rows if r["depth"] == d and r["kind"] == "repeated"), key=lambda r: r["D"])
         fr = sorted((r for r in rows if r["depth"] == d and r["kind"] == "fresh"), key=lambda r: r["D"])
         U = rep[0]["U"]
-        lbl = f" (depth {d})" if len(depths) > 1 else ""
+        runs = max(sum(1 for r in rep if abs(r["D"] - x["D"]) < 1) for x in rep)
+        lbl = (f" (depth {d})" if len(depths) > 1 else "") + (f", {runs} seeds" if runs > 1 else "")
         ax.plot([r["D"] / U for r in rep], [r["loss"] for r in rep], "o", color=c, label=f"repeated U = {U:,.0f}{lbl}")
         if fr:
             ax.plot(
