@@ -49,9 +49,7 @@ CSV_COLUMNS = ("kind", "depth", "N", "D", "U", "epochs", "seed", "loss", "train_
 class DataWallConfig:
     task: str = "pystdlib"  # a text corpus (repetition needs a fixed pool of real text)
     depths: tuple[int, ...] = (2,)  # dial sizes (width aspect·depth: 48, the IsoFLOP ladder's tuned width-48 model)
-    unique_tokens: int = (
-        300_000  # U: distinct tokens every repeated rung trains on (16 epochs: 4.8M of the corpus's 5.4M)
-    )
+    unique_tokens: int = 300_000  # U: distinct tokens of every repeated rung (16 epochs: 4.8M of 5.4M)
     epochs: tuple[int, ...] = (1, 2, 4, 8, 16)  # passes over U; D = epochs·U
     fresh: bool = True  # train the fresh-data references (U = D) that the fit and the comparison need
     seed: int = 0
