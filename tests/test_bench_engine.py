@@ -43,14 +43,15 @@ def test_ctranslate2_contender_generates_exactly_the_asked_tokens(tmp_path, monk
     pytest.importorskip("ctranslate2", reason="ctranslate2 is in the `bench` extra (scripts/setup.sh --dev)")
     from transformers import AutoTokenizer
 
-    from scalinglab.bench.engine import ct2_fn, ct2_generators
+    from scalinglab.bench.engine import ct2_call, ct2_fn, ct2_generator
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     torch.manual_seed(0)
     d = _model_dir(None, 1, tmp_path)
-    gens = ct2_generators(d, tmp_path / "ct2", threads=1)
-    assert "ctranslate2_fp32" in gens
+    gen = ct2_generator(d, tmp_path / "ct2", 1, "ctranslate2_fp32")
     tok = AutoTokenizer.from_pretrained(d)
     ps = ["12+34=", "7*8="]
-    assert ct2_fn(gens["ctranslate2_fp32"], tok, ps, 3, False, 5)() == 2 * 3 * 5
-    assert ct2_fn(gens["ctranslate2_fp32"], tok, ps, 1, True, 5)() == 2 * 5
+    assert ct2_fn(gen, tok, ps, 3, False, 5)() == 2 * 3 * 5
+    assert ct2_fn(gen, tok, ps, 1, True, 5)() == 2 * 5
+    count, seconds = ct2_call(d, tmp_path / "ct2", 1, "ctranslate2_fp32", (ps, 3, False), 4)  # in a child process
+    assert count == 2 * 3 * 4 and seconds > 0

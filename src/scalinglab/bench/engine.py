@@ -23,6 +23,7 @@ sample different tokens from the same distribution, so their token counts differ
 
 from __future__ import annotations
 
+import functools
 import platform
 import tempfile
 import time
@@ -211,26 +212,23 @@ def _versions(skipped: dict) -> dict:
     }
 
 
-def ct2_generators(model_dir: Path, tmp: Path, threads: int) -> dict:
-    """CTranslate2 contenders: the same HF directory converted to float32 and to int8 weights.
+CT2_TYPES = {"ctranslate2_fp32": "float32", "ctranslate2_int8": "int8", "ctranslate2_bf16": "bfloat16"}
 
-    CTranslate2's bf16 needs AVX512-BF16 (`get_supported_compute_types` says what this CPU has);
-    int8 is its fast CPU path (int8 weights and activations, float32 elsewhere)."""
+
+def ct2_generator(model_dir: Path, tmp: Path, threads: int, name: str):
+    """One CTranslate2 contender: the same HF directory converted (once, under tmp) to CT2_TYPES[name] weights.
+
+    None where this CPU lacks the compute type: CTranslate2's bf16 needs AVX512-BF16; int8 (int8
+    weights and activations, float32 elsewhere) is its fast CPU path."""
     import ctranslate2
 
-    out = {}
-    have = ctranslate2.get_supported_compute_types("cpu")
-    for name, quant in (
-        ("ctranslate2_fp32", "float32"),
-        ("ctranslate2_int8", "int8"),
-        ("ctranslate2_bf16", "bfloat16"),
-    ):
-        if quant not in have:
-            continue
-        path = tmp / quant
+    quant = CT2_TYPES[name]
+    if quant not in ctranslate2.get_supported_compute_types("cpu"):
+        return None
+    path = tmp / quant
+    if not (path / "model.bin").exists():
         ctranslate2.converters.TransformersConverter(str(model_dir)).convert(str(path), quantization=quant, force=True)
-        out[name] = ctranslate2.Generator(str(path), device="cpu", compute_type=quant, intra_threads=threads)
-    return out
+    return ctranslate2.Generator(str(path), device="cpu", compute_type=quant, intra_threads=threads)
 
 
 def ct2_fn(gen, hf_tok, prompts: list[str], n: int, greedy: bool, new_tokens: int):
@@ -247,46 +245,36 @@ def ct2_fn(gen, hf_tok, prompts: list[str], n: int, greedy: bool, new_tokens: in
     return run
 
 
-def _ct2_serve(conn, model_dir: str, tmp: str, threads: int, cases: dict, new_tokens: int) -> None:
-    """The CTranslate2 side in its own process: load, then time each requested (case, name) until told to stop."""
+def _ct2_once(conn, model_dir: str, tmp: str, threads: int, name: str, spec: tuple, new_tokens: int) -> None:
+    """Child process: load one contender, run its case once untimed (warm-up), then timed; send (tokens, seconds)."""
     from transformers import AutoTokenizer
 
-    hf_tok = AutoTokenizer.from_pretrained(model_dir)
-    gens = ct2_generators(Path(model_dir), Path(tmp), threads)
-    fns = {(c, name): ct2_fn(g, hf_tok, *spec, new_tokens) for c, spec in cases.items() for name, g in gens.items()}
-    conn.send(sorted(fns))
-    while (key := conn.recv()) is not None:
-        t = time.perf_counter()
-        count = fns[tuple(key)]()
-        conn.send((count, time.perf_counter() - t))
+    gen = ct2_generator(Path(model_dir), Path(tmp), threads, name)
+    if gen is None:
+        conn.send(None)
+        return
+    fn = ct2_fn(gen, AutoTokenizer.from_pretrained(model_dir), *spec, new_tokens)
+    fn()
+    t = time.perf_counter()
+    count = fn()
+    conn.send((count, time.perf_counter() - t))
 
 
-class Ct2Process:
-    """CTranslate2 in a child process, timed there: its own bundled libgomp threads otherwise stay in
-    this process and slow the contenders timed after it (measured: `transformers` 25% slower after a
-    CTranslate2 call in the same process, 2026-12-02)."""
+def ct2_call(model_dir: Path, tmp: Path, threads: int, name: str, spec: tuple, new_tokens: int):
+    """A timed CTranslate2 run in a fresh child process, so nothing of CTranslate2 stays running beside the
+    contenders: its bundled libgomp slowed `transformers` by 25% after a call in the same process, and a
+    second, idle Generator in one process slowed the first 3x (batch 1: 9-11 tok/s against 27-32 alone;
+    2026-12-02). Returns (tokens, seconds), or None where this CPU lacks the compute type."""
+    import multiprocessing as mp
 
-    def __init__(self, model_dir: Path, tmp: Path, threads: int, cases: dict, new_tokens: int):
-        import multiprocessing as mp
-
-        ctx = mp.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(
-            target=_ct2_serve, args=(child, str(model_dir), str(tmp), threads, cases, new_tokens), daemon=True
-        )
-        self.proc.start()
-        self.keys = [tuple(k) for k in self.conn.recv()]
-
-    def fn(self, key):
-        def run() -> tuple[int, float]:
-            self.conn.send(list(key))
-            return self.conn.recv()
-
-        return run
-
-    def close(self) -> None:
-        self.conn.send(None)
-        self.proc.join(timeout=30)
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_ct2_once, args=(child, str(model_dir), str(tmp), threads, name, spec, new_tokens))
+    proc.start()
+    try:
+        return parent.recv()
+    finally:
+        proc.join(timeout=60)
 
 
 def _timed(fn):
@@ -364,18 +352,25 @@ def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3) -> dict:
         if importlib.util.find_spec(pkg) is None
     }
     tmp = tempfile.TemporaryDirectory(prefix="scalinglab-bench-")
-    ct2 = None if "ctranslate2" in notes else Ct2Process(d, Path(tmp.name), torch.get_num_threads(), cases, new_tokens)
+    threads = torch.get_num_threads()
+    ct2 = (
+        []
+        if "ctranslate2" in notes
+        else [n for n in CT2_TYPES if ct2_call(d, Path(tmp.name), threads, n, (prompts[:1], 1, True), 2) is not None]
+    )  # converts each type once (kept under tmp) and keeps those this CPU runs
     runs = {}
     for case, (ps, n, greedy) in cases.items():
         runs[(case, "scalinglab_fp32")] = _timed(ours_fn(engines["scalinglab_fp32"], ps, n, greedy))
         runs[(case, "scalinglab_bf16")] = _timed(ours_fn(engines["scalinglab_bf16"], ps, n, greedy))
         runs[(case, "transformers_fp32")] = _timed(hf_fn(hf32, ps, n, greedy))
         runs[(case, "transformers_bf16")] = _timed(hf_fn(hf16, ps, n, greedy))
-        for key in ct2.keys if ct2 else []:
-            if key[0] == case:
-                runs[key] = ct2.fn(key)
-    for fn in runs.values():  # warm-up: packing, first-call allocations
-        fn()
+        for name in ct2:
+            runs[(case, name)] = functools.partial(
+                ct2_call, d, Path(tmp.name), threads, name, (ps, n, greedy), new_tokens
+            )
+    for k, fn in runs.items():  # warm-up: packing, first-call allocations (CTranslate2 warms up in its child)
+        if not k[1].startswith("ctranslate2"):
+            fn()
     times: dict = {k: [] for k in runs}
     loads = []
     for _ in range(rounds):
@@ -396,8 +391,6 @@ def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3) -> dict:
 
     flags = cpu_flags()
     b64 = table["batch64"]
-    if ct2 is not None:
-        ct2.close()
     tmp.cleanup()
     return {
         "benchmark": "engine",
