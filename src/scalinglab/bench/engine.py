@@ -202,14 +202,17 @@ def _ragged(model, tok, hf, hf_tok, batch: int, best, prompts: int = 256, new_to
     }
 
 
+# optional contenders: (name, module, distribution, how to get it)
+OPTIONAL = (
+    ("ctranslate2", "ctranslate2", "ctranslate2", "the `bench` extra installs it: scripts/setup.sh --dev"),
+    ("llama.cpp", "llama_cpp", "llama-cpp-python", "llama-cpp-python, built from source: not installed by the project"),
+)
+
+
 def _versions(skipped: dict) -> dict:
     from importlib.metadata import version
 
-    return {
-        name: version(dist)
-        for name, dist in (("ctranslate2", "ctranslate2"), ("llama.cpp", "llama-cpp-python"))
-        if name not in skipped
-    }
+    return {name: version(dist) for name, _, dist, _ in OPTIONAL if name not in skipped}
 
 
 CT2_TYPES = {"ctranslate2_fp32": "float32", "ctranslate2_int8": "int8", "ctranslate2_bf16": "bfloat16"}
@@ -344,11 +347,8 @@ def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3) -> dict:
         return run
 
     notes = {
-        name: f"{pkg} is not installed: skipped ({extra})"
-        for name, pkg, extra in (
-            ("ctranslate2", "ctranslate2", "the `bench` extra installs it: scripts/setup.sh --dev"),
-            ("llama.cpp", "llama_cpp", "llama-cpp-python, built from source: not installed by the project"),
-        )
+        name: f"{pkg} is not installed: skipped ({how})"
+        for name, pkg, _, how in OPTIONAL
         if importlib.util.find_spec(pkg) is None
     }
     tmp = tempfile.TemporaryDirectory(prefix="scalinglab-bench-")

@@ -165,13 +165,12 @@ def fit_datawall(N, D, U, loss, *, bootstrap: int = 1000, seed: int = 0, resampl
         theta = best.x
         fitted = model(theta)
         resid = logL - fitted
-        scale = math.sqrt(n / (n - p))
-        if resample == "wild":  # HC3-style: each residual divided by 1 - its leverage, no global rescaling
+        if resample == "wild":  # HC3-style: each residual divided by 1 - its leverage
             J = best.jac
             h = np.clip(np.einsum("ij,ji->i", J, np.linalg.pinv(J.T @ J) @ J.T), 0.0, 0.99)
-            resid_boot, scale = resid / (1.0 - h), 1.0
-        else:
-            resid_boot = resid
+            resid_boot = resid / (1.0 - h)
+        else:  # pooled residuals, rescaled for the p fitted parameters
+            resid_boot = resid * math.sqrt(n / (n - p))
         samples = None
         if bootstrap > 0:
             rng = np.random.default_rng(seed)
@@ -182,7 +181,7 @@ def fit_datawall(N, D, U, loss, *, bootstrap: int = 1000, seed: int = 0, resampl
                     if resample == "wild"
                     else rng.choice(resid_boot, size=n)
                 )
-                y = fitted + scale * noise
+                y = fitted + noise
                 try:
                     th = solve(y, theta).x
                     rows.append(_params(th, k))
@@ -207,7 +206,7 @@ def fit_datawall(N, D, U, loss, *, bootstrap: int = 1000, seed: int = 0, resampl
                 "the data do not pin it"
             )
     r_max = float(R.max())
-    if samples is not None and not any(w.startswith("R_D*") or "of R_D*" in w for w in warns):
+    if samples is not None and not any(map(is_r_star_warning, warns)):
         if ci["R_D*"][0] > FAR_PAST * r_max:
             warns.append(
                 f"R_D*'s 95% interval ({ci['R_D*'][0]:.3g}, {ci['R_D*'][1]:.3g}) starts {FAR_PAST:g}x past the largest "
@@ -232,6 +231,11 @@ def fit_datawall(N, D, U, loss, *, bootstrap: int = 1000, seed: int = 0, resampl
         info={"residual_sd": float(np.sqrt(np.sum(resid**2) / (n - p))), "resample": resample},
         sizes=sizes,
     )
+
+
+def is_r_star_warning(w: str) -> bool:
+    """Whether a fit warning says R_D* is not pinned (at its box's edge, its interval in the box, or far past the data)."""
+    return w.startswith("R_D*") or "of R_D*" in w
 
 
 def _params(th: np.ndarray, k: int) -> list[float]:

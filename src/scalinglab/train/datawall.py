@@ -33,6 +33,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from statistics import fmean
 from typing import Callable
 
 from scalinglab.config import override
@@ -190,10 +191,6 @@ def write_rows(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def _mean(xs: list[float]) -> float:
-    return sum(xs) / len(xs)
-
-
 def gap_interval(rep: list[float], fresh: list[float]) -> list[float] | None:
     """95% interval of the relative gap mean(rep)/mean(fresh) − 1 from the seeds' scatter (Welch's t on log loss).
 
@@ -209,7 +206,7 @@ def gap_interval(rep: list[float], fresh: list[float]) -> list[float] | None:
     if se == 0:
         return None
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    mid = math.log(_mean(rep) / _mean(fresh))
+    mid = math.log(fmean(rep) / fmean(fresh))
     h = float(stats.t.ppf(0.975, df)) * se
     return [math.expm1(mid - h), math.expm1(mid + h)]
 
@@ -225,8 +222,8 @@ def compare(rows: list[dict], fit) -> list[dict]:
     reps = {(r["depth"], r["D"]): r for r in rows if r["kind"] == "repeated"}
     for (depth, D), r in sorted(reps.items()):
         rep, fresh = losses("repeated", depth, D), losses("fresh", depth, D)
-        e, lr = r["epochs"], _mean(rep)
-        lf = _mean(fresh) if fresh else None
+        e, lr = r["epochs"], fmean(rep)
+        lf = fmean(fresh) if fresh else None
         item = {
             "depth": depth,
             "N": r["N"],
@@ -276,7 +273,9 @@ def published_shape(table: list[dict], fit) -> dict:
         late = bool(last["loss_gap_ci95"][0] > 0) if last["epochs"] > 4 else None
     pinned = None
     if fit is not None and fit.success:
-        pinned = not any(w.startswith("R_D*") or "of R_D*" in w for w in fit.warnings)
+        from scalinglab.scaling.datawall import is_r_star_warning
+
+        pinned = not any(map(is_r_star_warning, fit.warnings))
     checks = {"near_fresh_to_4_epochs": near, "late_cost": late, "R_D*_pinned": pinned}
     missing = [k for k, v in checks.items() if not v]
     verdict = (
@@ -379,7 +378,7 @@ def plot_datawall(path: Path, rows: list[dict], fit, table: list[dict]) -> str:
         rep = sorted((r for r in rows if r["depth"] == d and r["kind"] == "repeated"), key=lambda r: r["D"])
         fr = sorted((r for r in rows if r["depth"] == d and r["kind"] == "fresh"), key=lambda r: r["D"])
         U = rep[0]["U"]
-        runs = max(sum(1 for r in rep if abs(r["D"] - x["D"]) < 1) for x in rep)
+        runs = len({r["seed"] for r in rep})
         lbl = (f" (depth {d})" if len(depths) > 1 else "") + (f", {runs} seeds" if runs > 1 else "")
         ax.plot([r["D"] / U for r in rep], [r["loss"] for r in rep], "o", color=c, label=f"repeated U = {U:,.0f}{lbl}")
         if fr:
