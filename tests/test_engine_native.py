@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from scalinglab.engine import Engine, SamplingParams
-from scalinglab.engine.kernels import decode_steps, linear_packed
+from scalinglab.engine.kernels import decode_steps, linear_packed, pack_rows
 from scalinglab.engine.steps import pack_weight
 from scalinglab.model import ModelConfig, Transformer
 from scalinglab.model.tokenizer import CharTokenizer
@@ -66,6 +66,28 @@ def test_linear_packed_matches_linear(M, N, K, dtype):
     assert torch.allclose(got, ref, rtol=1e-5, atol=1e-4 * K**0.5)
     no_bias = op(x, pack_weight(w, dtype), N, None)
     assert torch.allclose(no_bias + b, got, atol=1e-4)
+
+
+@pytest.mark.parametrize("src", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dst", [torch.float32, torch.bfloat16])
+def test_pack_rows_is_pack_weight_of_the_indexed_concatenation(src, dst):
+    """The start-up packer: rows picked from several parts (permuted, a partial last panel) in
+    one pass, bit for bit what `pack_weight` makes of cat(parts)[rows] (bf16: the same rounding)."""
+    torch.manual_seed(3)
+    parts = [torch.randn(37, 24).to(src), torch.randn(5, 24).to(src), torch.randn(20, 24).to(src)]
+    rows = torch.randperm(62)[:45]  # 45 rows: two full panels and one of 13
+    got = pack_rows()(parts, rows, dst)
+    assert torch.equal(got, pack_weight(torch.cat(parts)[rows], dst))
+
+
+def test_native_path_packs_without_a_fused_copy(wide_model):
+    """The native path packs from the model's own weights: the fused matrices (the Python step's)
+    are never built, so the weights are held twice, not three times."""
+    model, tok = wide_model
+    eng = Engine(model, tok, max_batch=4)
+    res = eng.generate(PROMPTS[:2], SamplingParams(greedy=True, max_new_tokens=4))
+    assert res.decode_path == "native"
+    assert getattr(eng, "_fused_layers", None) is None
 
 
 @pytest.mark.parametrize(

@@ -70,6 +70,26 @@ def test_gguf_is_converted_once_and_cached_by_content_hash(cache, fake_gguf, tmp
     assert not [p for p in (cache / "gguf").iterdir() if p.name.startswith(".")]  # no temp dirs left
 
 
+def test_gguf_hash_is_remembered_across_processes_until_the_file_changes(cache, fake_gguf, monkeypatch):
+    """A later process finds the file's hash by (path, inode, size, mtime) instead of reading it again;
+    rewriting the file changes its mtime, so it is hashed afresh."""
+    import scalinglab.model.gguf as g
+
+    first = g.file_sha256(fake_gguf)
+    assert first == hashlib.sha256(fake_gguf.read_bytes()).hexdigest()
+    g._hashes.clear()  # a new process
+    reads = []
+    monkeypatch.setattr(g, "open", lambda p, *a, **k: reads.append(p) or open(p, *a, **k), raising=False)
+    assert g.file_sha256(fake_gguf) == first
+    assert reads == []  # not read: the remembered hash
+    monkeypatch.delattr(g, "open")
+    g._hashes.clear()
+    st = fake_gguf.stat()
+    fake_gguf.write_bytes(fake_gguf.read_bytes() + b"x")
+    __import__("os").utime(fake_gguf, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert g.file_sha256(fake_gguf) == hashlib.sha256(fake_gguf.read_bytes()).hexdigest() != first
+
+
 def test_failed_conversion_leaves_no_folder_and_a_retry_converts(cache, fake_gguf):
     with pytest.raises(RuntimeError, match="killed"):
         gguf_model_dir(fake_gguf, convert=StubConverter(fail_after_writing=True))

@@ -1,4 +1,4 @@
-"""The engine's hand-written CPU code, one C++ extension of four operators:
+"""The engine's hand-written CPU code, one C++ extension of five operators:
 
 - `scalinglab::decode_attention` (csrc/decode_attention.cpp): one query token per sequence
   against its cached keys/values, with or without a shared prompt prefix;
@@ -7,7 +7,8 @@
 - `scalinglab::prefill_rows` (same file): prompts packed without padding through the same
   layer code, their keys/values written to the cache, the logits of each prompt's last token;
 - `scalinglab::linear_packed` (csrc/gemm.cpp): the matrix product the other two use, against
-  weights packed once into 16-column panels (float32, or bf16 widened in registers); threads
+  weights packed once (`scalinglab::pack_rows`, same file) into 16-column panels (float32, or
+  bf16 widened in registers); threads
   from csrc/pool.cpp, which tolerates cores taken by other processes.
 
 Building. `torch.utils.cpp_extension.load` compiles it (g++ and ninja, about 30 s) on first
@@ -163,3 +164,9 @@ def linear_packed():
     """The operator `scalinglab::linear_packed` (csrc/gemm.cpp): x (M, K) float32 · W^T (+ bias) for W
     packed by `engine.steps.pack_weight` (float32 or bfloat16), N the rows of W; or None where it cannot be built."""
     return torch.ops.scalinglab.linear_packed.default if decode_attention() is not None else None
+
+
+def pack_rows():
+    """The operator `scalinglab::pack_rows` (csrc/gemm.cpp): (parts, rows, dtype) -> the matrix whose row i is
+    row rows[i] of cat(parts), in `pack_weight`'s layout, in one parallel pass; or None where it cannot be built."""
+    return torch.ops.scalinglab.pack_rows.default if decode_attention() is not None else None

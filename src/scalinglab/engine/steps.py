@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from scalinglab.engine.compiled import CompiledDecode
-from scalinglab.engine.kernels import decode_attention, decode_steps, prefill_rows
+from scalinglab.engine.kernels import decode_attention, decode_steps, pack_rows, prefill_rows
 from scalinglab.engine.sampling import SamplingParams, sample_tokens
 from scalinglab.errors import UserError
 from scalinglab.model.transformer import Transformer, rope_inv_freq
@@ -125,6 +125,14 @@ class ModelSteps:
     def device(self) -> torch.device:
         return self.model.lm_head.weight.device
 
+    def _weights_version_now(self) -> int:
+        """The sum of the parameters' version counters: it changes when an optimizer step updates them in place."""
+        if getattr(self, "_params", None) is None:
+            self._params = list(
+                self.model.parameters()
+            )  # walking the module tree every step cost half as much as its GEMMs
+        return sum(p._version for p in self._params)
+
     def _fused(self) -> list[tuple]:
         """Per layer: (ln1, Wqkv, bqkv, Wo, ln2, Wgate_up, Wdown), rebuilt when weights change.
 
@@ -134,11 +142,7 @@ class ModelSteps:
         both sides get the same permutation (the cache holds permuted keys, read only here).
         Parameters' version counters tell when an optimizer step changed them in place.
         """
-        if getattr(self, "_params", None) is None:
-            self._params = list(
-                self.model.parameters()
-            )  # walking the module tree every step cost half as much as its GEMMs
-        version = sum(p._version for p in self._params)
+        version = self._weights_version_now()
         if getattr(self, "_fused_version", None) != version:
             D = self.cfg.head_dim
             perm = torch.arange(D, device=self.device).view(2, D // 2).t().reshape(-1)  # [0, D/2, 1, D/2+1, ...]
@@ -372,36 +376,53 @@ class ModelSteps:
         return torch.bfloat16 if self.model.lm_head.weight.dtype == torch.bfloat16 else torch.float32
 
     def _packed(self) -> tuple:
-        """(embed, final norm, packed LM head, flat per-layer list): what the C++ operators take, rebuilt with `_fused`.
+        """(embed, final norm, packed LM head, flat per-layer list): what the C++ operators take, rebuilt when weights change.
 
-        Matrices are packed for csrc/gemm.cpp (`pack_weight`, in `decode_dtype()`); norms and
-        biases are float32, and so is the embedding (a row lookup; its values rounded to bf16 in bf16). 7 tensors per layer (ln1, Wqkv,
-        bqkv or empty, Wo, ln2, Wgate_up, Wdown).
+        Matrices are packed for csrc/gemm.cpp in `decode_dtype()`, straight from the model's own
+        weights by `scalinglab::pack_rows` (the fusions and the q/k permutation of `_fused` become
+        its row index, so no fused copy is made); norms and biases are float32, and so is the
+        embedding (a row lookup; its values rounded to bf16 in bf16). 7 tensors per layer (ln1,
+        Wqkv, bqkv or empty, Wo, ln2, Wgate_up, Wdown).
         """
-        layers = self._fused()
-        wdt = self.decode_dtype()
-        if getattr(self, "_packed_key", None) != (self._fused_version, wdt):
+        wdt, key = self.decode_dtype(), self._weights_version_now()
+        if getattr(self, "_packed_key", None) != (key, wdt):
             self._packed_cache = None  # free the old copy before building the new one
-            m, none = self.model, torch.empty(0, device=self.device)
+            m, dev, none, pack = self.model, self.device, torch.empty(0, device=self.device), pack_rows()
+            qkv_rows = self._qkv_rows()
 
             def f32(t):
                 return t.detach().float().contiguous()
 
+            def packed(*ws):  # the row-concatenation of ws, packed
+                ws = [w.detach() for w in ws]
+                return pack(ws, torch.arange(sum(w.shape[0] for w in ws)), wdt)
+
             flat = []
-            for ln1, wqkv, bqkv, wo, ln2, wgu, wdown in layers:
+            for b in m.model.layers:
+                a, mlp = b.self_attn, b.mlp
+                qkv = [a.q_proj.weight.detach(), a.k_proj.weight.detach(), a.v_proj.weight.detach()]
+                bias = (a.q_proj.bias, a.k_proj.bias, a.v_proj.bias)
                 flat += [
-                    f32(ln1.weight),
-                    pack_weight(wqkv, wdt),
-                    none if bqkv is None else f32(bqkv),
-                    pack_weight(wo, wdt),
-                    f32(ln2.weight),
-                    pack_weight(wgu, wdt),
-                    pack_weight(wdown, wdt),
+                    f32(b.input_layernorm.weight),
+                    pack(qkv, qkv_rows, wdt),
+                    none if bias[0] is None else f32(torch.cat(bias)[qkv_rows.to(dev)]),
+                    packed(a.o_proj.weight),
+                    f32(b.post_attention_layernorm.weight),
+                    packed(mlp.gate_proj.weight, mlp.up_proj.weight),
+                    packed(mlp.down_proj.weight),
                 ]
             embed = f32(m.model.embed_tokens.weight.to(wdt))  # bf16: the embedding rows rounded like every matrix
-            self._packed_cache = (embed, f32(m.model.norm.weight), pack_weight(m.lm_head.weight, wdt), flat)
-            self._packed_key = (self._fused_version, wdt)
+            self._packed_cache = (embed, f32(m.model.norm.weight), packed(m.lm_head.weight), flat)
+            self._packed_key = (key, wdt)
         return self._packed_cache
+
+    def _qkv_rows(self) -> torch.Tensor:
+        """Row index into cat(Wq, Wk, Wv) giving `_fused`'s Wqkv: each q and k head's rows interleaved in pairs, then v."""
+        cfg = self.cfg
+        H, Hkv, D = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        perm = torch.arange(D).view(2, D // 2).t().reshape(-1)  # [0, D/2, 1, D/2+1, ...]
+        heads = (torch.arange(H + Hkv)[:, None] * D + perm).flatten()
+        return torch.cat([heads, torch.arange((H + Hkv) * D, (H + 2 * Hkv) * D)])
 
     def _weights(self) -> tuple[tuple, list[tuple], list[torch.Tensor]]:
         """The fused weights as plain contiguous tensors, rebuilt with `_fused`: what the compiled step and the C++ operators take.

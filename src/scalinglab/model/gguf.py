@@ -6,8 +6,9 @@ folder (`config.json`, fp32 `model.safetensors`, tokenizer files, chat template)
 de-quantises the GGUF (`from_pretrained(dir, gguf_file=name)`, which needs the `gguf`
 package) and writes the folder into a temp directory beside the final one, renamed into
 place when complete, so a killed conversion leaves nothing that looks finished and two
-concurrent conversions cannot mix files. Later calls hash the file (0.1 s for 98 MB) and
-return the folder: they never import `transformers`. The cache root is
+concurrent conversions cannot mix files. Later calls find the file's hash by its path, inode,
+size and modification time (`file_sha256`; hashed again when any of them changes) and return
+the folder: they never import `transformers`. The cache root is
 `$SCALINGLAB_CACHE` or `~/.cache/scalinglab`.
 
 Deviations from a plain `save_pretrained`, both deliberate:
@@ -46,14 +47,33 @@ def is_gguf(path: str | os.PathLike) -> bool:
 
 
 def file_sha256(path: Path) -> str:
+    """The file's SHA-256, remembered by (path, inode, size, mtime) in this process and under the cache root.
+
+    A file rewritten or replaced gets a new mtime or inode, so it is hashed again; an unchanged
+    file is read once per machine, not once per command (0.1 s for SmolLM2's 98 MB at every start).
+    """
     st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
     if key not in _hashes:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 22):
-                h.update(chunk)
-        _hashes[key] = h.hexdigest()
+        memo = cache_root() / "sha256-of" / hashlib.sha256(repr(key).encode()).hexdigest()
+        try:
+            known = memo.read_text().strip()
+        except OSError:
+            known = ""
+        if len(known) != 64 or any(c not in "0123456789abcdef" for c in known):
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 22):
+                    h.update(chunk)
+            known = h.hexdigest()
+            try:  # best effort: a read-only cache only costs the hash next time
+                memo.parent.mkdir(parents=True, exist_ok=True)
+                tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
+                tmp.write_text(known)
+                os.replace(tmp, memo)
+            except OSError:
+                pass
+        _hashes[key] = known
     return _hashes[key]
 
 
