@@ -88,6 +88,8 @@ def test_native_path_packs_without_a_fused_copy(wide_model):
     res = eng.generate(PROMPTS[:2], SamplingParams(greedy=True, max_new_tokens=4))
     assert res.decode_path == "native"
     assert getattr(eng, "_fused_layers", None) is None
+    again = eng.generate(PROMPTS[:2], SamplingParams(greedy=True, max_new_tokens=4))
+    assert 0 <= again.pack_seconds < res.pack_seconds <= res.seconds  # packed once, timed apart from decoding
 
 
 @pytest.mark.parametrize(

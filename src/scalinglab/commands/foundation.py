@@ -138,6 +138,7 @@ def generate_cmd(
         "prompt_tokens": res.prompt_tokens,
         "generated_tokens": res.generated_tokens,
         "seconds": res.seconds,
+        "pack_seconds": res.pack_seconds,
         "tokens_per_s": res.tokens_per_s,
         "flops": res.flops,
         "decode_path": res.decode_path,
