@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from scalinglab.bench.engine import _model_dir, real_model_benchmark
+from scalinglab.bench.engine import SHAPES, _model_dir, real_model_benchmark, shape_model_dir, summary
 
 
 def test_real_model_grid_reports_every_contender(tmp_path, monkeypatch):
@@ -29,6 +29,23 @@ def test_real_model_grid_reports_every_contender(tmp_path, monkeypatch):
             assert 0 < r["min"] <= r["tokens_per_s"] <= r["max"] and math.isfinite(r["vs_transformers_fp32"])
         assert row["transformers_fp32"]["vs_transformers_fp32"] == 1.0
     assert len(res["load_average_per_round"]) == 2 and res["scalinglab_decode_path"] == "native"
+    # the extras: this minute's bounds, scalinglab as fractions of them, start-up and long-context steps
+    b = res["bounds"]
+    assert b["gemm_gflops_fp32"]["median"] > 0 and b["read_gb_s"]["median"] > 0
+    want_b64 = b["gemm_gflops_fp32"]["median"] * 1e9 / b["flops_per_token"]["median"]
+    assert math.isclose(b["batch64_tokens_per_s_fp32"]["median"], want_b64, rel_tol=0.3)
+    frac = res["fraction_of_bound"]["batch64_fp32"]
+    assert math.isclose(
+        frac * b["batch64_tokens_per_s_fp32"]["median"], res["cases"]["batch64"]["scalinglab_fp32"]["tokens_per_s"]
+    )
+    st = res["startup"]
+    assert 0 < st["outside_decode_seconds"]["min"] <= st["wall_seconds"]["max"]
+    assert 0 <= st["pack_seconds"]["median"] <= st["engine_seconds"]["median"]
+    assert st["import_torch_seconds"]["median"] > 0
+    c = res["context"]
+    assert set(c) == {"batch", "step_ms_after_20", "step_ms_after_200", "ratio_200_to_20"}
+    assert all(math.isfinite(c[k]["median"]) for k in c if k != "batch")  # a toy's step is within the noise
+    assert "scalinglab_fp32" in summary(res) and "start-up of generate" in summary(res)
     for name, pkg in (
         ("ctranslate2", "ctranslate2"),
         ("llama.cpp", "llama_cpp"),
@@ -55,3 +72,30 @@ def test_ctranslate2_contender_generates_exactly_the_asked_tokens(tmp_path, monk
     assert ct2_fn(gen, tok, ps, 1, True, 5)() == 2 * 5
     count, seconds = ct2_call(d, tmp_path / "ct2", 1, "ctranslate2_fp32", (ps, 3, False), 4)  # in a child process
     assert count == 2 * 3 * 4 and seconds > 0
+
+
+def test_shape_model_has_the_published_config(tmp_path):
+    """`--shape qwen2.5-0.5b` builds a random model whose config.json is Qwen2.5-0.5B's (here cut to one layer)."""
+    import json
+
+    import pytest
+
+    from scalinglab.errors import UserError
+    from scalinglab.model.hf import config_from_hf
+
+    d = shape_model_dir("qwen2.5-0.5b", tmp_path, layers=1)
+    cfg = config_from_hf(json.loads((d / "config.json").read_text()))
+    want = dict(SHAPES["qwen2.5-0.5b"], num_hidden_layers=1)
+    assert {k: getattr(cfg, k) for k in want} == want and cfg.head_dim == 64
+    with pytest.raises(UserError, match="qwen2.5-0.5b"):
+        shape_model_dir("qwen9", tmp_path)
+
+
+def test_bench_engine_shape_and_model_together_is_one_line_error(capsys):
+    import pytest
+
+    from scalinglab.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "engine", "--shape", "qwen2.5-0.5b", "--model", "smollm2-135m"])
+    assert e.value.code == 2 and "not both" in capsys.readouterr().err

@@ -52,6 +52,9 @@ def run_benchmark(
     repeats: int = 3,
     depth: int = 2,
     ragged: bool = True,
+    shape: str | None = None,
+    layers: int | None = None,
+    extras: bool = True,
 ) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -61,10 +64,15 @@ def run_benchmark(
 
     dev = torch.device(device)
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    if shape is not None:  # a random model in a real shape, then the grid of contenders on it
+        with tempfile.TemporaryDirectory(prefix="scalinglab-shape-") as td:
+            d = shape_model_dir(shape, Path(td), layers)
+            res = real_model_benchmark(d, new_tokens=new_tokens, rounds=repeats, extras=extras)
+        return {**res, "model": shape + (f" cut to {layers} layers" if layers else ""), "model_dir": None}
     if (
         model is not None and dev.type == "cpu"
     ):  # a real model: the issue-16 grid of contenders instead of the toy cases
-        return real_model_benchmark(model, new_tokens=new_tokens, rounds=repeats)
+        return real_model_benchmark(model, new_tokens=new_tokens, rounds=repeats, extras=extras)
     with tempfile.TemporaryDirectory() as td:
         d = _model_dir(model, depth, Path(td))
         prompts = [p.prompt for p in get_task("arithmetic").generate(sequences, seed=12345, difficulty=3)]
@@ -289,13 +297,141 @@ def _timed(fn):
     return run
 
 
-def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3) -> dict:
+SHAPES = {  # random-weight models in real shapes (`bench engine --shape`): the config.json fields that differ
+    # Qwen/Qwen2.5-0.5B-Instruct/config.json: 24 layers, width 896, 14/2 heads, vocabulary 151,936, tied head
+    "qwen2.5-0.5b": dict(
+        arch="qwen2",
+        num_hidden_layers=24,
+        hidden_size=896,
+        intermediate_size=4864,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        attention_bias=True,
+        tie_word_embeddings=True,
+        rope_theta=1000000.0,
+        max_position_embeddings=32768,
+    ),
+}
+
+
+def shape_model_dir(shape: str, tmp: Path, layers: int | None = None) -> Path:
+    """A random model in a real shape of `SHAPES` (optionally cut to `layers`), saved as a Hugging Face
+    folder under tmp that both engines load. Prompts go through a character tokenizer (ids < 128):
+    the speed of a step does not depend on which token ids it reads."""
+    from scalinglab.errors import UserError
+    from scalinglab.model import ModelConfig, Transformer
+    from scalinglab.model.hf import save_model
+    from scalinglab.model.tokenizer import CharTokenizer
+
+    if shape not in SHAPES:
+        raise UserError(f"--shape {shape!r}: not one of {', '.join(SHAPES)}")
+    fields = dict(SHAPES[shape], **({"num_hidden_layers": layers} if layers else {}))
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(**fields, head_dim=fields["hidden_size"] // fields["num_attention_heads"]))
+    return save_model(model, CharTokenizer(), tmp / shape)
+
+
+def machine_bounds(cfg, rows: int = 64, repeats: int = 5) -> dict:
+    """What this CPU allows the model, measured now with this process's threads: the GFLOP/s of
+    `torch.matmul` on the step's own shapes (rows x each weight matrix, counted as often as the
+    model holds it) and the GB/s of reading 1 GiB. The batch-64 bound is the GEMM rate over the FLOPs
+    of a token; the batch-1 bound is the read rate over the bytes of the weights (fp32 and bf16)."""
+    d, H, Hkv, D, inter, V = (
+        cfg.hidden_size,
+        cfg.num_attention_heads,
+        cfg.num_key_value_heads,
+        cfg.head_dim,
+        cfg.intermediate_size,
+        cfg.vocab_size,
+    )
+    L = cfg.num_hidden_layers
+    shapes = [((H + 2 * Hkv) * D, d, L), (d, H * D, L), (2 * inter, d, L), (d, inter, L), (V, d, 1)]
+    seconds, flops = 0.0, 0.0
+    for n, k, count in shapes:
+        x, w = torch.randn(rows, k), torch.randn(k, n)
+        best = min(_timed(lambda: torch.matmul(x, w).shape[0])()[1] for _ in range(repeats))
+        seconds, flops = seconds + best * count, flops + 2.0 * rows * n * k * count
+    big = torch.ones(1 << 28)  # 1 GiB of float32
+    read = min(_timed(lambda: int(big.sum()))()[1] for _ in range(3))
+    gflops, gbs = flops / seconds / 1e9, (1 << 30) / read / 1e9
+    weights = cfg.non_embedding_params + V * d  # what a step streams (the embedding row lookup aside)
+    per_token = cfg.flops_per_token(0)
+    return {
+        "gemm_gflops_fp32": gflops,
+        "read_gb_s": gbs,
+        "flops_per_token": per_token,
+        "weight_bytes_fp32": 4 * weights,
+        "batch64_tokens_per_s_fp32": gflops * 1e9 / per_token,
+        "batch1_tokens_per_s_fp32": gbs * 1e9 / (4 * weights),
+        "batch1_tokens_per_s_bf16": gbs * 1e9 / (2 * weights),
+    }
+
+
+def startup_run(model: str, prompts: list[str], tmp: Path, n: int = 8, new_tokens: int = 8) -> dict:
+    """`scalinglab generate` as a user runs it (a fresh process, len(prompts) x n sequences, EOS
+    ignored): its wall time, and the part outside decoding = wall - (engine seconds - pack seconds),
+    i.e. interpreter, imports, model load, packing the weights, output and exit. Beside it, the floor
+    every torch program pays: `python -c "import torch"`."""
+    import json
+    import subprocess
+    import sys
+
+    f = tmp / "startup-prompts.txt"
+    f.write_text("\n".join(p.replace("\n", "\\n") for p in prompts) + "\n")
+    cmd = [sys.executable, "-m", "scalinglab.cli", "generate", "--model", model, "--prompts", str(f), "--n", str(n)]
+    cmd += ["--max-new-tokens", str(new_tokens), "--ignore-eos", "--chat", "off", "--json"]
+    t = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - t
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch"], check=True)
+    torch_import = time.perf_counter() - t
+    res = json.loads(out.stdout)
+    return {
+        "wall_seconds": wall,
+        "engine_seconds": res["seconds"],
+        "pack_seconds": res["pack_seconds"],
+        "outside_decode_seconds": wall - res["seconds"] + res["pack_seconds"],
+        "import_torch_seconds": torch_import,
+    }
+
+
+def context_prompts(tok, length: int, count: int = 8) -> list[list[int]]:
+    """`count` token-id prompts of exactly `length` tokens (windows of a long arithmetic text)."""
+    from scalinglab.tasks import get_task
+
+    text = " ".join(p.prompt for p in get_task("arithmetic").generate(200, seed=777, difficulty=3))
+    ids = tok.encode(text)
+    assert len(ids) >= length + 7 * count, "context_prompts: the text is too short"
+    return [ids[7 * i : 7 * i + length] for i in range(count)]
+
+
+def step_seconds(engine, prompts: list[list[int]], n: int, short: int = 8, long: int = 40) -> float:
+    """Seconds of one decode step after these prompts: the difference of two generations (`long` and
+    `short` new tokens, EOS ignored, the faster of two runs each) over their difference in steps, so
+    prefill and set-up cancel. On a toy model the difference is within the noise (it can even be negative)."""
+    from scalinglab.engine import SamplingParams
+
+    def run(tokens: int) -> float:
+        params = SamplingParams(n=n, max_new_tokens=tokens, ignore_eos=True, seed=0)
+        return min(engine.generate(prompts, params).seconds for _ in range(2))
+
+    return (run(long) - run(short)) / (long - short)
+
+
+def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3, extras: bool = True) -> dict:
     """The contenders of issue 16 on a real model (see the module docstring): tokens/s per (case, contender).
 
     Every round times each (case, contender) once, in the same order, so load from other
     processes hits all of them alike; the load average is recorded before each round.
     Sampling at temperature 1 with EOS ignored (batch 64 and 8), greedy at batch 1. scalinglab
     prefills each of the 8 prompts once at batch 64; `transformers` prefills all 64 copies.
+
+    extras (on by default), also once per round: the machine's bounds (`machine_bounds`, so each
+    result is also a fraction of what this CPU allowed that minute), the start-up of `scalinglab
+    generate` in a fresh process (`startup_run`), and scalinglab's fp32 decode step at batch 64
+    after prompts of 20 and of 200 tokens (`step_seconds`).
     """
     import importlib.util
     import os
@@ -372,12 +508,17 @@ def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3) -> dict:
         if not k[1].startswith("ctranslate2"):
             fn()
     times: dict = {k: [] for k in runs}
-    loads = []
+    loads, bounds, startups, steps = [], [], [], []
+    long_ctx = {L: context_prompts(tok, L) for L in (20, 200)}
     for _ in range(rounds):
         loads.append(os.getloadavg()[0])
         for k, fn in runs.items():
             count, seconds = fn()
             times[k].append(count / seconds)
+        if extras:
+            bounds.append(machine_bounds(ours.config))
+            startups.append(startup_run(str(model), prompts, Path(tmp.name)))
+            steps.append({L: step_seconds(engines["scalinglab_fp32"], ps, 8) for L, ps in long_ctx.items()})
     table: dict = {}
     for (case, who), tps in times.items():
         table.setdefault(case, {})[who] = {"tokens_per_s": statistics.median(tps), "min": min(tps), "max": max(tps)}
@@ -392,6 +533,7 @@ def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3) -> dict:
     flags = cpu_flags()
     b64 = table["batch64"]
     tmp.cleanup()
+    extra = _extras(table, bounds, startups, steps) if extras else {}
     return {
         "benchmark": "engine",
         "model": str(model),
@@ -420,4 +562,75 @@ def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3) -> dict:
         "compiled_speedup": float("nan"),
         "compile_seconds": float("nan"),
         "note": "real model: the compiled path and the ragged case are not run (toy-model cases; see docs/engine.md)",
+        **extra,
     }
+
+
+def _spread(xs: list[float]) -> dict:
+    import statistics
+
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
+
+
+def _extras(table: dict, bounds: list[dict], startups: list[dict], steps: list[dict]) -> dict:
+    """The per-round extras as medians with their spread; scalinglab's speeds as fractions of the bounds."""
+    b = {k: _spread([r[k] for r in bounds]) for k in bounds[0]}
+    frac = {
+        "batch64_fp32": ("batch64", "scalinglab_fp32", "batch64_tokens_per_s_fp32"),
+        "batch1_greedy_fp32": ("batch1_greedy", "scalinglab_fp32", "batch1_tokens_per_s_fp32"),
+        "batch1_greedy_bf16": ("batch1_greedy", "scalinglab_bf16", "batch1_tokens_per_s_bf16"),
+    }
+    ratio = [r[200] / r[20] for r in steps]
+    return {
+        "bounds": b,
+        "fraction_of_bound": {
+            k: table[case][who]["tokens_per_s"] / b[bound]["median"] for k, (case, who, bound) in frac.items()
+        },
+        "startup": {k: _spread([r[k] for r in startups]) for k in startups[0]},
+        "context": {
+            "batch": "8 prompts x 8 samples, fp32, sampling",
+            "step_ms_after_20": _spread([1e3 * r[20] for r in steps]),
+            "step_ms_after_200": _spread([1e3 * r[200] for r in steps]),
+            "ratio_200_to_20": _spread(ratio),
+        },
+    }
+
+
+def summary(res: dict) -> str:
+    """The human-readable lines of `bench engine` (the JSON has everything)."""
+    if "cases" not in res:  # the toy-model cases
+        out = (
+            f"scalinglab {res['scalinglab_tokens_per_s']:.0f} tok/s ({res['speedup']:.2f}x), --compile "
+            f"{res['compiled_tokens_per_s']:.0f} tok/s ({res['compiled_speedup']:.2f}x, compiled in "
+            f"{res['compile_seconds']:.0f} s), transformers {res['transformers_tokens_per_s']:.0f} tok/s"
+        )
+        if "ragged" in res:
+            r = res["ragged"]
+            out += (
+                f"\nragged (EOS, 256 prompts, 64 at a time): scalinglab {r['scalinglab_tokens_per_s']:.0f} tok/s, "
+                f"transformers {r['transformers_tokens_per_s']:.0f} tok/s ({r['speedup']:.2f}x)"
+            )
+        return out
+    lines = [
+        f"{res['model']}: tokens/s, median (min-max) of {res['rounds']} interleaved rounds, {res['threads']} threads"
+    ]
+    for case, row in res["cases"].items():
+        cells = [f"{who} {r['tokens_per_s']:.0f} ({r['min']:.0f}-{r['max']:.0f})" for who, r in row.items()]
+        lines.append(f"{case}: " + ", ".join(cells))
+    if "bounds" in res:
+        b, f = res["bounds"], res["fraction_of_bound"]
+        lines.append(
+            f"bounds: fp32 GEMM {b['gemm_gflops_fp32']['median']:.0f} GFLOP/s -> batch 64 "
+            f"{b['batch64_tokens_per_s_fp32']['median']:.0f} tok/s (scalinglab at {f['batch64_fp32']:.0%}); read "
+            f"{b['read_gb_s']['median']:.0f} GB/s -> batch 1 {b['batch1_tokens_per_s_fp32']['median']:.0f} fp32 "
+            f"({f['batch1_greedy_fp32']:.0%}), {b['batch1_tokens_per_s_bf16']['median']:.0f} bf16 ({f['batch1_greedy_bf16']:.0%})"
+        )
+        st, c = res["startup"], res["context"]
+        lines.append(
+            f"start-up of generate: {st['outside_decode_seconds']['median']:.2f} s outside decoding "
+            f"(import torch alone {st['import_torch_seconds']['median']:.2f} s); decode step after 200-token "
+            f"prompts {c['ratio_200_to_20']['median']:.2f}x the step after 20"
+        )
+    for name, note in res.get("skipped", {}).items():
+        lines.append(f"skipped {name}: {note}")
+    return "\n".join(lines)

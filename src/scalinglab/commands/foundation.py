@@ -193,6 +193,17 @@ def bench_engine_cmd(
         help="Also the continuous-batching case: 256 prompts, 64 at a time, up to 256 new "
         "tokens, stopping at EOS (useful tokens/s of each side).",
     ),
+    shape: Optional[str] = typer.Option(
+        None,
+        help="Instead of --model: a random-weight model in a real shape, built by the benchmark "
+        "(qwen2.5-0.5b: 24 layers, width 896, vocabulary 151,936; about 2 GB in fp32).",
+    ),
+    layers: Optional[int] = typer.Option(None, help="With --shape: keep only this many layers."),
+    extras: bool = typer.Option(
+        True,
+        help="With --model or --shape, once per round: the CPU's GEMM and memory bounds, the start-up of "
+        "`scalinglab generate`, and the decode step after 20- and 200-token prompts.",
+    ),
     as_json: bool = JSON_OPT,
 ) -> None:
     """scalinglab generate (default and --compile) vs transformers generate on the same exported model, side by side.
@@ -200,21 +211,21 @@ def bench_engine_cmd(
     Sampling at temperature 1, EOS ignored, one prompt per sequence; the best of --repeats
     timed runs after a warm-up counts (the compiled path's compile time is reported apart).
     """
-    from scalinglab.bench.engine import run_benchmark
+    from scalinglab.bench.engine import run_benchmark, summary
 
+    if shape is not None and model is not None:
+        raise UserError("--shape builds its own model: give --model or --shape, not both")
+    if layers is not None and (shape is None or layers < 1):
+        raise UserError(f"--layers {layers}: only with --shape, and at least 1")
     res = run_benchmark(
-        model=model, sequences=sequences, new_tokens=new_tokens, device=device, repeats=repeats, ragged=ragged
+        model=model,
+        sequences=sequences,
+        new_tokens=new_tokens,
+        device=device,
+        repeats=repeats,
+        ragged=ragged,
+        shape=shape,
+        layers=layers,
+        extras=extras,
     )
-    emit(
-        res,
-        as_json,
-        human=f"scalinglab {res['scalinglab_tokens_per_s']:.0f} tok/s ({res['speedup']:.2f}x), "
-        f"--compile {res['compiled_tokens_per_s']:.0f} tok/s ({res['compiled_speedup']:.2f}x, compiled in {res['compile_seconds']:.0f} s), "
-        f"transformers {res['transformers_tokens_per_s']:.0f} tok/s"
-        + (
-            f"\nragged (EOS, 256 prompts, 64 at a time): scalinglab {res['ragged']['scalinglab_tokens_per_s']:.0f} tok/s, "
-            f"transformers {res['ragged']['transformers_tokens_per_s']:.0f} tok/s ({res['ragged']['speedup']:.2f}x)"
-            if "ragged" in res
-            else ""
-        ),
-    )
+    emit(res, as_json, human=summary(res))
