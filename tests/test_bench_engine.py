@@ -46,32 +46,43 @@ def test_real_model_grid_reports_every_contender(tmp_path, monkeypatch):
     assert set(c) == {"batch", "step_ms_after_20", "step_ms_after_200", "ratio_200_to_20"}
     assert all(math.isfinite(c[k]["median"]) for k in c if k != "batch")  # a toy's step is within the noise
     assert "scalinglab_fp32" in summary(res) and "start-up of generate" in summary(res)
-    for name, pkg in (
-        ("ctranslate2", "ctranslate2"),
-        ("llama.cpp", "llama_cpp"),
-    ):  # absent engines: skipped with a note
-        assert (name in res["skipped"]) == (importlib.util.find_spec(pkg) is None)
+    # an absent engine is skipped with a note; llama.cpp also where the model is no GGUF (this folder)
+    assert ("ctranslate2" in res["skipped"]) == (importlib.util.find_spec("ctranslate2") is None)
+    assert "llama.cpp" in res["skipped"]
 
 
 def test_ctranslate2_contender_generates_exactly_the_asked_tokens(tmp_path, monkeypatch):
-    """n samples per prompt, each exactly new_tokens long (EOS ignored); greedy is one sequence per prompt."""
+    """n samples per prompt, each exactly new_tokens long (EOS ignored); greedy is one sequence per prompt;
+    converted once, each call in its own child process."""
     import pytest
 
     pytest.importorskip("ctranslate2", reason="ctranslate2 is in the `bench` extra (scripts/setup.sh --dev)")
-    from transformers import AutoTokenizer
-
-    from scalinglab.bench.engine import ct2_call, ct2_fn, ct2_generator
+    from scalinglab.bench.ct2 import ct2_call, ct2_convert
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     torch.manual_seed(0)
     d = _model_dir(None, 1, tmp_path)
-    gen = ct2_generator(d, tmp_path / "ct2", 1, "ctranslate2_fp32")
-    tok = AutoTokenizer.from_pretrained(d)
+    conv = ct2_convert(d, tmp_path / "ct2", "ctranslate2_fp32")
+    stamp = (conv / "model.bin").stat().st_mtime_ns
+    assert ct2_convert(d, tmp_path / "ct2", "ctranslate2_fp32") == conv  # kept, not converted again
+    assert (conv / "model.bin").stat().st_mtime_ns == stamp
     ps = ["12+34=", "7*8="]
-    assert ct2_fn(gen, tok, ps, 3, False, 5)() == 2 * 3 * 5
-    assert ct2_fn(gen, tok, ps, 1, True, 5)() == 2 * 5
-    count, seconds = ct2_call(d, tmp_path / "ct2", 1, "ctranslate2_fp32", (ps, 3, False), 4)  # in a child process
+    count, seconds = ct2_call(conv, d, 1, "ctranslate2_fp32", (ps, 3, False), 4)
     assert count == 2 * 3 * 4 and seconds > 0
+    assert ct2_call(conv, d, 1, "ctranslate2_fp32", (ps, 1, True), 5)[0] == 2 * 5
+
+
+def test_child_failure_is_an_error_not_a_hang():
+    """A contender that raises, or dies, in its child process: a RuntimeError that says so."""
+    import pytest
+
+    from scalinglab.bench.child import run_in_child
+
+    assert run_in_child(divmod, 7, 2) == (3, 1)
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        run_in_child(divmod, 1, 0, what="divmod")
+    with pytest.raises(RuntimeError, match="died"):
+        run_in_child(__import__("os").abort)
 
 
 def test_shape_model_has_the_published_config(tmp_path):

@@ -223,71 +223,6 @@ def _versions(skipped: dict) -> dict:
     return {name: version(dist) for name, _, dist, _ in OPTIONAL if name not in skipped}
 
 
-CT2_TYPES = {"ctranslate2_fp32": "float32", "ctranslate2_int8": "int8", "ctranslate2_bf16": "bfloat16"}
-
-
-def ct2_generator(model_dir: Path, tmp: Path, threads: int, name: str):
-    """One CTranslate2 contender: the same HF directory converted (once, under tmp) to CT2_TYPES[name] weights.
-
-    None where this CPU lacks the compute type: CTranslate2's bf16 needs AVX512-BF16; int8 (int8
-    weights and activations, float32 elsewhere) is its fast CPU path."""
-    import ctranslate2
-
-    quant = CT2_TYPES[name]
-    if quant not in ctranslate2.get_supported_compute_types("cpu"):
-        return None
-    path = tmp / quant
-    if not (path / "model.bin").exists():
-        ctranslate2.converters.TransformersConverter(str(model_dir)).convert(str(path), quantization=quant, force=True)
-    return ctranslate2.Generator(str(path), device="cpu", compute_type=quant, intra_threads=threads)
-
-
-def ct2_fn(gen, hf_tok, prompts: list[str], n: int, greedy: bool, new_tokens: int):
-    """One CTranslate2 call: each prompt prefilled once, n samples each (temperature 1, full vocabulary), EOS ignored."""
-    toks = [hf_tok.convert_ids_to_tokens(hf_tok(p)["input_ids"]) for p in prompts]
-    kw = {"sampling_topk": 1} if greedy else {"sampling_topk": 0, "sampling_temperature": 1.0, "num_hypotheses": n}
-
-    def run() -> int:
-        res = gen.generate_batch(
-            toks, max_length=new_tokens, min_length=new_tokens, include_prompt_in_result=False, **kw
-        )
-        return sum(len(seq) for r in res for seq in r.sequences_ids)
-
-    return run
-
-
-def _ct2_once(conn, model_dir: str, tmp: str, threads: int, name: str, spec: tuple, new_tokens: int) -> None:
-    """Child process: load one contender, run its case once untimed (warm-up), then timed; send (tokens, seconds)."""
-    from transformers import AutoTokenizer
-
-    gen = ct2_generator(Path(model_dir), Path(tmp), threads, name)
-    if gen is None:
-        conn.send(None)
-        return
-    fn = ct2_fn(gen, AutoTokenizer.from_pretrained(model_dir), *spec, new_tokens)
-    fn()
-    t = time.perf_counter()
-    count = fn()
-    conn.send((count, time.perf_counter() - t))
-
-
-def ct2_call(model_dir: Path, tmp: Path, threads: int, name: str, spec: tuple, new_tokens: int):
-    """A timed CTranslate2 run in a fresh child process, so nothing of CTranslate2 stays running beside the
-    contenders: its bundled libgomp slowed `transformers` by 25% after a call in the same process, and a
-    second, idle Generator in one process slowed the first 3x (batch 1: 9-11 tok/s against 27-32 alone;
-    2026-12-02). Returns (tokens, seconds), or None where this CPU lacks the compute type."""
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_ct2_once, args=(child, str(model_dir), str(tmp), threads, name, spec, new_tokens))
-    proc.start()
-    try:
-        return parent.recv()
-    finally:
-        proc.join(timeout=60)
-
-
 def _timed(fn):
     def run() -> tuple[int, float]:
         t = time.perf_counter()
@@ -489,23 +424,33 @@ def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3, extras: b
     }
     tmp = tempfile.TemporaryDirectory(prefix="scalinglab-bench-")
     threads = torch.get_num_threads()
-    ct2 = (
-        []
-        if "ctranslate2" in notes
-        else [n for n in CT2_TYPES if ct2_call(d, Path(tmp.name), threads, n, (prompts[:1], 1, True), 2) is not None]
-    )  # converts each type once (kept under tmp) and keeps those this CPU runs
+    ct2 = {}  # name -> its converted folder, for the types this CPU runs
+    if "ctranslate2" not in notes:
+        from scalinglab.bench.ct2 import CT2_TYPES, ct2_call, ct2_convert
+
+        ct2 = {k: v for k in CT2_TYPES if (v := ct2_convert(d, Path(tmp.name), k)) is not None}
+    llama = {}  # name -> GGUF file: the packaged quantisation, and F32 and BF16 of the same weights
+    if "llama.cpp" not in notes:
+        from scalinglab.bench.llamacpp import gguf_variants, llama_call
+
+        llama = gguf_variants(model, Path(tmp.name))
+        if not llama:
+            notes["llama.cpp"] = (
+                "needs a GGUF source for its weights and tokenizer: give a packaged name or a .gguf file"
+            )
     runs = {}
     for case, (ps, n, greedy) in cases.items():
         runs[(case, "scalinglab_fp32")] = _timed(ours_fn(engines["scalinglab_fp32"], ps, n, greedy))
         runs[(case, "scalinglab_bf16")] = _timed(ours_fn(engines["scalinglab_bf16"], ps, n, greedy))
         runs[(case, "transformers_fp32")] = _timed(hf_fn(hf32, ps, n, greedy))
         runs[(case, "transformers_bf16")] = _timed(hf_fn(hf16, ps, n, greedy))
-        for name in ct2:
-            runs[(case, name)] = functools.partial(
-                ct2_call, d, Path(tmp.name), threads, name, (ps, n, greedy), new_tokens
-            )
-    for k, fn in runs.items():  # warm-up: packing, first-call allocations (CTranslate2 warms up in its child)
-        if not k[1].startswith("ctranslate2"):
+        for name, converted in ct2.items():
+            runs[(case, name)] = functools.partial(ct2_call, converted, d, threads, name, (ps, n, greedy), new_tokens)
+        for name, gguf in llama.items():
+            runs[(case, name)] = functools.partial(llama_call, gguf, threads, (ps, n, greedy), new_tokens)
+    in_child = set(ct2) | set(llama)  # they warm up in their own child process
+    for k, fn in runs.items():  # warm-up: packing, first-call allocations
+        if k[1] not in in_child:
             fn()
     times: dict = {k: [] for k in runs}
     loads, bounds, startups, steps = [], [], [], []

@@ -4,7 +4,7 @@ What is measured: generated tokens per second of llama.cpp's own batched decodin
 same prompts and the same sampling as the other contenders of `bench.engine.real_model_benchmark`:
 temperature 1 over the full vocabulary (llama.cpp's `dist` sampler alone: no top-k, top-p or
 penalties) or greedy, exactly `new_tokens` new tokens per sequence, EOS ignored. `llama_call` runs in
-a fresh "spawn" child process (like `bench.engine.ct2_call`, so nothing of llama.cpp, its OpenMP
+a fresh "spawn" child process (`bench.child`, like `bench.ct2.ct2_call`, so nothing of llama.cpp, its OpenMP
 threads included, stays beside the other contenders), loads the model, runs the case once untimed
 (warm-up), clears the KV cache, then runs it once timed. Only the generation is timed: prefill,
 decoding and sampling (tokenization, model load and context set-up are not).
@@ -39,8 +39,9 @@ import hashlib
 import os
 import sys
 import time
-import traceback
 from pathlib import Path
+
+from scalinglab.bench.child import run_in_child
 
 # the variants made from any GGUF: name suffix -> llama_ftype (llama.h)
 _MADE = {"f32": 0, "bf16": 32}  # LLAMA_FTYPE_ALL_F32, LLAMA_FTYPE_MOSTLY_BF16
@@ -288,16 +289,6 @@ def _run(gguf: str, threads: int, spec: tuple, new_tokens: int, extra_bufts: boo
         llama_cpp.llama_backend_free()
 
 
-def _llama_once(conn, gguf: str, threads: int, spec: tuple, new_tokens: int, extra_bufts: bool) -> None:
-    """Child process: send ("ok", (tokens, seconds)) or ("error", the traceback)."""
-    try:
-        conn.send(("ok", _run(gguf, threads, spec, new_tokens, extra_bufts)))
-    except BaseException:
-        conn.send(("error", traceback.format_exc()))
-    finally:
-        conn.close()
-
-
 def llama_call(
     gguf: Path, threads: int, spec: tuple, new_tokens: int, *, extra_bufts: bool = False
 ) -> tuple[int, float]:
@@ -313,25 +304,6 @@ def llama_call(
     the Q4_1 SmolLM2 file (SIGSEGV, llama-cpp-python 0.3.36, AVX512/AMX CPU in a VM, AMX permitted
     by the kernel; 2026-12-02). F32 and BF16 weights never use the extra buffer types, so only
     quantized variants are affected (they run on ggml's plain CPU kernels)."""
-    import multiprocessing as mp
-
     prompts, n, greedy = spec
-    ctx = mp.get_context("spawn")
-    reader, writer = ctx.Pipe(duplex=False)
-    proc = ctx.Process(
-        target=_llama_once,
-        args=(writer, str(gguf), threads, (list(prompts), n, greedy), new_tokens, extra_bufts),
-    )
-    proc.start()
-    writer.close()  # the child holds the only writer now: if it dies, recv() ends instead of waiting forever
-    try:
-        status, payload = reader.recv()
-    except EOFError:
-        proc.join(timeout=60)
-        raise RuntimeError(f"the llama.cpp child process died (exit code {proc.exitcode})") from None
-    finally:
-        reader.close()
-    proc.join(timeout=60)
-    if status != "ok":
-        raise RuntimeError(f"llama.cpp run failed in its child process:\n{payload}")
-    return payload
+    args = (str(gguf), threads, (list(prompts), n, greedy), new_tokens, extra_bufts)
+    return run_in_child(_run, *args, what="llama.cpp")
