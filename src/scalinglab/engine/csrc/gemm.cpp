@@ -4,7 +4,8 @@
 // rows of 16 contiguous values, so a panel streams through memory in order and no call
 // re-packs it (ATen's MKL GEMM copies the whole weight into its own panels on every call).
 // One register tile is R <= 6 rows of x by the 16 columns of one panel: 12 AVX2 accumulators,
-// per k two loads of the panel, R broadcasts of x and 2R FMAs. The tile holds the whole K
+// per k two loads of the panel, R broadcasts of x and 2R FMAs. With AVX-512 (-march=native on a
+// CPU that has it) a tile is R <= 12 rows by two adjacent panels: 24 zmm accumulators. The tile holds the whole K
 // (the panel stays in L2 while the rows of x pass over it), so there is no K blocking and
 // every output is written once. Threads take disjoint runs of panels.
 //
@@ -24,16 +25,115 @@
 #include "gemm.h"
 #include "pool.h"
 
-#if defined(__AVX2__) && defined(__FMA__)
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define SL_AVX512 1
+#elif defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define SL_AVX2 1
 #endif
 
 namespace {
 
-constexpr int64_t kNR = 16, kMR = 6;
+#ifdef SL_AVX512
+constexpr int64_t kNR = 16, kMR = 12;  // one zmm register per row of a tile: 12 accumulators
+#else
+constexpr int64_t kNR = 16, kMR = 6;  // two ymm registers per row: 12 accumulators
+#endif
 
-#ifdef SL_AVX2
+#ifdef SL_AVX512
+// AVX-512 (where -march=native has it): one panel row of 16 columns is one register
+inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 load16(const uint16_t* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+}
+
+template <int R, typename BT>
+void tile(const float* __restrict__ x, int64_t ldx, const BT* __restrict__ b, int64_t K, float* __restrict__ c, int64_t ldc,
+          bool load) {
+  __m512 acc[R];
+#pragma GCC unroll 12
+  for (int r = 0; r < R; ++r) acc[r] = load ? _mm512_loadu_ps(c + r * ldc) : _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; ++k) {
+    const __m512 bk = load16(b + k * kNR);
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(x[r * ldx + k]), bk, acc[r]);
+  }
+#pragma GCC unroll 12
+  for (int r = 0; r < R; ++r) _mm512_storeu_ps(c + r * ldc, acc[r]);
+}
+
+// rows 1 and 2 (matrix-vector products): four independent k chains per row, so the FMA latency does
+// not bound them below the memory bandwidth
+template <int R, typename BT>
+void tile_narrow(const float* __restrict__ x, int64_t ldx, const BT* __restrict__ b, int64_t K, float* __restrict__ c,
+                 int64_t ldc, bool load) {
+  __m512 a[R][4];
+  for (int r = 0; r < R; ++r) {
+    a[r][0] = load ? _mm512_loadu_ps(c + r * ldc) : _mm512_setzero_ps();
+    a[r][1] = a[r][2] = a[r][3] = _mm512_setzero_ps();
+  }
+  int64_t k = 0;
+  for (; k + 4 <= K; k += 4)
+    for (int u = 0; u < 4; ++u) {
+      const __m512 bk = load16(b + (k + u) * kNR);
+      for (int r = 0; r < R; ++r) a[r][u] = _mm512_fmadd_ps(_mm512_set1_ps(x[r * ldx + k + u]), bk, a[r][u]);
+    }
+  for (; k < K; ++k) {
+    const __m512 bk = load16(b + k * kNR);
+    for (int r = 0; r < R; ++r) a[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(x[r * ldx + k]), bk, a[r][0]);
+  }
+  for (int r = 0; r < R; ++r)
+    _mm512_storeu_ps(c + r * ldc, _mm512_add_ps(_mm512_add_ps(a[r][0], a[r][1]), _mm512_add_ps(a[r][2], a[r][3])));
+}
+template <typename BT>
+void tile1(const float* __restrict__ x, const BT* __restrict__ b, int64_t K, float* __restrict__ c, bool load) {
+  tile_narrow<1>(x, 0, b, K, c, 0, load);
+}
+
+// two adjacent full panels (32 columns) at once: per k 2 panel loads and R broadcasts feed 2R FMAs,
+// where one panel's tile issues R + 1 loads for R FMAs (the load ports, not the FMAs, bound it)
+template <int R, typename BT>
+void tile2(const float* __restrict__ x, int64_t ldx, const BT* __restrict__ b0, const BT* __restrict__ b1, int64_t K,
+           float* __restrict__ c, int64_t ldc, bool load) {
+  __m512 a0[R], a1[R];
+#pragma GCC unroll 12
+  for (int r = 0; r < R; ++r) {
+    a0[r] = load ? _mm512_loadu_ps(c + r * ldc) : _mm512_setzero_ps();
+    a1[r] = load ? _mm512_loadu_ps(c + r * ldc + kNR) : _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const __m512 bk0 = load16(b0 + k * kNR), bk1 = load16(b1 + k * kNR);
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) {
+      const __m512 xr = _mm512_set1_ps(x[r * ldx + k]);
+      a0[r] = _mm512_fmadd_ps(xr, bk0, a0[r]);
+      a1[r] = _mm512_fmadd_ps(xr, bk1, a1[r]);
+    }
+  }
+#pragma GCC unroll 12
+  for (int r = 0; r < R; ++r) {
+    _mm512_storeu_ps(c + r * ldc, a0[r]);
+    _mm512_storeu_ps(c + r * ldc + kNR, a1[r]);
+  }
+}
+
+template <typename BT>
+void tile2_rows(int R, const float* x, int64_t ldx, const BT* b0, const BT* b1, int64_t K, float* c, int64_t ldc, bool load) {
+  switch (R) {
+    case 12: tile2<12>(x, ldx, b0, b1, K, c, ldc, load); break;
+    case 11: tile2<11>(x, ldx, b0, b1, K, c, ldc, load); break;
+    case 10: tile2<10>(x, ldx, b0, b1, K, c, ldc, load); break;
+    case 9: tile2<9>(x, ldx, b0, b1, K, c, ldc, load); break;
+    case 8: tile2<8>(x, ldx, b0, b1, K, c, ldc, load); break;
+    case 7: tile2<7>(x, ldx, b0, b1, K, c, ldc, load); break;
+    case 6: tile2<6>(x, ldx, b0, b1, K, c, ldc, load); break;
+    case 5: tile2<5>(x, ldx, b0, b1, K, c, ldc, load); break;
+    case 4: tile2<4>(x, ldx, b0, b1, K, c, ldc, load); break;
+    default: tile2<3>(x, ldx, b0, b1, K, c, ldc, load);  // R >= 3: rows 1-2 go to tile_narrow
+  }
+}
+#elif defined(SL_AVX2)
 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 inline __m256 load8(const uint16_t* p) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
@@ -108,11 +208,22 @@ void tile1(const float* x, const BT* b, int64_t K, float* c, bool load) { tile<1
 template <typename BT>
 void tile_rows(int R, const float* x, int64_t ldx, const BT* b, int64_t K, float* c, int64_t ldc, bool load) {
   switch (R) {
+#ifdef SL_AVX512
+    case 12: tile<12>(x, ldx, b, K, c, ldc, load); break;
+    case 11: tile<11>(x, ldx, b, K, c, ldc, load); break;
+    case 10: tile<10>(x, ldx, b, K, c, ldc, load); break;
+    case 9: tile<9>(x, ldx, b, K, c, ldc, load); break;
+    case 8: tile<8>(x, ldx, b, K, c, ldc, load); break;
+    case 7: tile<7>(x, ldx, b, K, c, ldc, load); break;
+    case 2: tile_narrow<2>(x, ldx, b, K, c, ldc, load); break;
+#endif
     case 6: tile<6>(x, ldx, b, K, c, ldc, load); break;
     case 5: tile<5>(x, ldx, b, K, c, ldc, load); break;
     case 4: tile<4>(x, ldx, b, K, c, ldc, load); break;
     case 3: tile<3>(x, ldx, b, K, c, ldc, load); break;
+#ifndef SL_AVX512
     case 2: tile<2>(x, ldx, b, K, c, ldc, load); break;
+#endif
     default: tile1(x, b, K, c, load);
   }
 }
@@ -129,6 +240,26 @@ void gemm_t(const float* x, int64_t M, int64_t ldx, const BT* w, int64_t N, int6
     for (int64_t p = p0; p < p1; ++p) {
       const BT* b = w + p * K * kNR;
       const int64_t n0 = p * kNR, nv = std::min(kNR, N - n0);
+#ifdef SL_AVX512
+      if (M >= 3 && p + 1 < p1 && n0 + 2 * kNR <= N) {  // two full panels; 1-2 rows stay bandwidth-bound tiles
+        for (int64_t m0 = 0; m0 < M; m0 += kMR) {
+          const int R = static_cast<int>(std::min(kMR, M - m0));
+          float* c = out + m0 * ldo + n0;
+          if (bias)
+            for (int r = 0; r < R; ++r)
+              for (int64_t j = 0; j < 2 * kNR; ++j) c[r * ldo + j] = (accumulate ? c[r * ldo + j] : 0.f) + bias[n0 + j];
+          const bool load = accumulate || bias != nullptr;
+          if (R <= 2) {  // the same narrow tiles as unpaired panels: a result never depends on the pairing
+            tile_rows(R, x + m0 * ldx, ldx, b, K, c, ldo, load);
+            tile_rows(R, x + m0 * ldx, ldx, b + K * kNR, K, c + kNR, ldo, load);
+          } else {
+            tile2_rows(R, x + m0 * ldx, ldx, b, b + K * kNR, K, c, ldo, load);
+          }
+        }
+        ++p;
+        continue;
+      }
+#endif
       for (int64_t m0 = 0; m0 < M; m0 += kMR) {
         const int R = static_cast<int>(std::min(kMR, M - m0));
         const bool full = nv == kNR;
