@@ -213,7 +213,12 @@ def _ragged(model, tok, hf, hf_tok, batch: int, best, prompts: int = 256, new_to
 # optional contenders: (name, module, distribution, how to get it)
 OPTIONAL = (
     ("ctranslate2", "ctranslate2", "ctranslate2", "the `bench` extra installs it: scripts/setup.sh --dev"),
-    ("llama.cpp", "llama_cpp", "llama-cpp-python", "llama-cpp-python, built from source: not installed by the project"),
+    (
+        "llama.cpp",
+        "llama_cpp",
+        "llama-cpp-python",
+        "pip install llama-cpp-python==0.3.36 builds it from source (about 20 minutes on 2 cores); not in the extras",
+    ),
 )
 
 
@@ -429,6 +434,8 @@ def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3, extras: b
         from scalinglab.bench.ct2 import CT2_TYPES, ct2_call, ct2_convert
 
         ct2 = {k: v for k in CT2_TYPES if (v := ct2_convert(d, Path(tmp.name), k)) is not None}
+        for k in CT2_TYPES.keys() - ct2.keys():
+            notes[k] = f"CTranslate2 offers no {CT2_TYPES[k]} compute type on this CPU"
     llama = {}  # name -> GGUF file: the packaged quantisation, and F32 and BF16 of the same weights
     if "llama.cpp" not in notes:
         from scalinglab.bench.llamacpp import gguf_variants, llama_call
