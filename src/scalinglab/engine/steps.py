@@ -144,18 +144,13 @@ class ModelSteps:
         """
         version = self._weights_version_now()
         if getattr(self, "_fused_version", None) != version:
-            D = self.cfg.head_dim
-            perm = torch.arange(D, device=self.device).view(2, D // 2).t().reshape(-1)  # [0, D/2, 1, D/2+1, ...]
-
-            def interleave(w: torch.Tensor) -> torch.Tensor:  # rows (heads·D, ...) -> pairs per head
-                return w.unflatten(0, (-1, D))[:, perm].flatten(0, 1)
-
+            rows = self._qkv_rows().to(self.device)
             layers = []
             for b in self.model.model.layers:
                 a = b.self_attn
-                wqkv = torch.cat([interleave(a.q_proj.weight), interleave(a.k_proj.weight), a.v_proj.weight]).detach()
+                wqkv = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])[rows].detach()
                 bqkv = (
-                    torch.cat([interleave(a.q_proj.bias), interleave(a.k_proj.bias), a.v_proj.bias]).detach()
+                    torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias])[rows].detach()
                     if a.q_proj.bias is not None
                     else None
                 )
@@ -417,7 +412,8 @@ class ModelSteps:
         return self._packed_cache
 
     def _qkv_rows(self) -> torch.Tensor:
-        """Row index into cat(Wq, Wk, Wv) giving `_fused`'s Wqkv: each q and k head's rows interleaved in pairs, then v."""
+        """Row index into cat(Wq, Wk, Wv) giving the fused Wqkv: each q and k head's rows from the
+        rotate-half layout to interleaved pairs (see `_fused`), then v unchanged."""
         cfg = self.cfg
         H, Hkv, D = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         perm = torch.arange(D).view(2, D // 2).t().reshape(-1)  # [0, D/2, 1, D/2+1, ...]
