@@ -93,11 +93,19 @@ def test_shape_model_has_the_published_config(tmp_path):
 
     from scalinglab.errors import UserError
     from scalinglab.model.hf import config_from_hf
+    from scalinglab.tokenomics.catalog import MODEL_CONFIGS
 
     d = shape_model_dir("qwen2.5-0.5b", tmp_path, layers=1)
     cfg = config_from_hf(json.loads((d / "config.json").read_text()))
-    want = dict(SHAPES["qwen2.5-0.5b"], num_hidden_layers=1)
-    assert {k: getattr(cfg, k) for k in want} == want and cfg.head_dim == 64
+    want = dict(MODEL_CONFIGS[SHAPES["qwen2.5-0.5b"]], num_hidden_layers=1)
+    assert {k: getattr(cfg, k) for k in want if hasattr(cfg, k)} == {k: want[k] for k in want if hasattr(cfg, k)}
+    assert (cfg.arch, cfg.hidden_size, cfg.vocab_size, cfg.head_dim, cfg.attention_bias) == (
+        "qwen2",
+        896,
+        151936,
+        64,
+        True,
+    )
     with pytest.raises(UserError, match="qwen2.5-0.5b"):
         shape_model_dir("qwen9", tmp_path)
 

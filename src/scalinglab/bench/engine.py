@@ -237,38 +237,31 @@ def _timed(fn):
     return run
 
 
-SHAPES = {  # random-weight models in real shapes (`bench engine --shape`): the config.json fields that differ
-    # Qwen/Qwen2.5-0.5B-Instruct/config.json: 24 layers, width 896, 14/2 heads, vocabulary 151,936, tied head
-    "qwen2.5-0.5b": dict(
-        arch="qwen2",
-        num_hidden_layers=24,
-        hidden_size=896,
-        intermediate_size=4864,
-        num_attention_heads=14,
-        num_key_value_heads=2,
-        vocab_size=151936,
-        attention_bias=True,
-        tie_word_embeddings=True,
-        rope_theta=1000000.0,
-        max_position_embeddings=32768,
-    ),
-}
+# random-weight models in real shapes (`bench engine --shape`): name -> its entry in the tokenomics
+# catalog, the config.json fields checked against the Hugging Face hub (24 layers, width 896, 14/2
+# heads, vocabulary 151,936, tied head, q/k/v biases for Qwen2.5-0.5B)
+SHAPES = {"qwen2.5-0.5b": "Qwen2.5-0.5B"}
 
 
 def shape_model_dir(shape: str, tmp: Path, layers: int | None = None) -> Path:
     """A random model in a real shape of `SHAPES` (optionally cut to `layers`), saved as a Hugging Face
     folder under tmp that both engines load. Prompts go through a character tokenizer (ids < 128):
     the speed of a step does not depend on which token ids it reads."""
+    import dataclasses
+
     from scalinglab.errors import UserError
-    from scalinglab.model import ModelConfig, Transformer
-    from scalinglab.model.hf import save_model
+    from scalinglab.model import Transformer
+    from scalinglab.model.hf import config_from_hf, save_model
     from scalinglab.model.tokenizer import CharTokenizer
+    from scalinglab.tokenomics.catalog import MODEL_CONFIGS
 
     if shape not in SHAPES:
         raise UserError(f"--shape {shape!r}: not one of {', '.join(SHAPES)}")
-    fields = dict(SHAPES[shape], **({"num_hidden_layers": layers} if layers else {}))
+    cfg = config_from_hf(MODEL_CONFIGS[SHAPES[shape]])
+    if layers:
+        cfg = dataclasses.replace(cfg, num_hidden_layers=layers)
     torch.manual_seed(0)
-    model = Transformer(ModelConfig(**fields, head_dim=fields["hidden_size"] // fields["num_attention_heads"]))
+    model = Transformer(cfg)
     return save_model(model, CharTokenizer(), tmp / shape)
 
 
