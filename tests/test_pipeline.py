@@ -60,16 +60,22 @@ def test_every_stage_has_a_captioned_png_figure_on_the_page(smoke):
 
 
 def test_an_ill_determined_law_is_badged_on_the_page(smoke):
-    """Issue 18, point 4: every law keeps the warnings its fit raised (the smoke run's coverage law is
-    ill-determined, as its message says), and the report badges each such law."""
+    """Issue 18, point 4: every law keeps the warnings its fit raised (its message says
+    "ill-determined" exactly then), and the report badges each such law. Which of the smoke run's
+    laws come out ill-determined depends on the CPU's arithmetic (the coverage law did on the
+    2026-12-01 AMD VM, none did on the 2026-12-02 Intel one), so the badge is also checked on the
+    run's own laws with a warning added to each."""
+    from scalinglab.report.html import render_laws
+
     out, _ = smoke
     laws = json.loads((out / "summary.json").read_text())["laws"]
     for name, law in laws.items():
         assert bool(law.get("warnings")) == ("ill-determined" in law["message"]), name
-    assert laws["coverage"]["warnings"]
+    badge = '<span class="badge skipped">ill-determined</span>'
     page = (out / "report.html").read_text()
-    badged = sum(bool(law.get("warnings")) and law["success"] for law in laws.values())
-    assert page.count('<span class="badge skipped">ill-determined</span>') == badged >= 1
+    assert page.count(badge) == sum(bool(law.get("warnings")) and law["success"] for law in laws.values())
+    warned = {name: dict(law, warnings=["ill-determined: a test warning"]) for name, law in laws.items()}
+    assert render_laws(warned).count(badge) == sum(bool(law["success"]) for law in laws.values()) >= 1
 
 
 def test_stated_accuracy_is_reproduced_by_eval(smoke, capsys):

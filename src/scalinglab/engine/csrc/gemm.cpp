@@ -63,32 +63,19 @@ void tile(const float* __restrict__ x, int64_t ldx, const BT* __restrict__ b, in
   for (int r = 0; r < R; ++r) _mm512_storeu_ps(c + r * ldc, acc[r]);
 }
 
-// rows 1 and 2 (matrix-vector products): four independent k chains per row, so the FMA latency does
-// not bound them below the memory bandwidth
-template <int R, typename BT>
-void tile_narrow(const float* __restrict__ x, int64_t ldx, const BT* __restrict__ b, int64_t K, float* __restrict__ c,
-                 int64_t ldc, bool load) {
-  __m512 a[R][4];
-  for (int r = 0; r < R; ++r) {
-    a[r][0] = load ? _mm512_loadu_ps(c + r * ldc) : _mm512_setzero_ps();
-    a[r][1] = a[r][2] = a[r][3] = _mm512_setzero_ps();
-  }
-  int64_t k = 0;
-  for (; k + 4 <= K; k += 4)
-    for (int u = 0; u < 4; ++u) {
-      const __m512 bk = load16(b + (k + u) * kNR);
-      for (int r = 0; r < R; ++r) a[r][u] = _mm512_fmadd_ps(_mm512_set1_ps(x[r * ldx + k + u]), bk, a[r][u]);
-    }
-  for (; k < K; ++k) {
-    const __m512 bk = load16(b + k * kNR);
-    for (int r = 0; r < R; ++r) a[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(x[r * ldx + k]), bk, a[r][0]);
-  }
-  for (int r = 0; r < R; ++r)
-    _mm512_storeu_ps(c + r * ldc, _mm512_add_ps(_mm512_add_ps(a[r][0], a[r][1]), _mm512_add_ps(a[r][2], a[r][3])));
-}
+// one row (a matrix-vector product): two accumulators, over even and over odd k, so the FMA latency
+// does not bound it below the memory bandwidth; the same sums in the same order as the AVX2 tile1,
+// so both kernels give bit-identical results (every other tile sums k in order in both)
 template <typename BT>
 void tile1(const float* __restrict__ x, const BT* __restrict__ b, int64_t K, float* __restrict__ c, bool load) {
-  tile_narrow<1>(x, 0, b, K, c, 0, load);
+  __m512 a0 = load ? _mm512_loadu_ps(c) : _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 2 <= K; k += 2) {
+    a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[k]), load16(b + k * kNR), a0);
+    a1 = _mm512_fmadd_ps(_mm512_set1_ps(x[k + 1]), load16(b + (k + 1) * kNR), a1);
+  }
+  for (; k < K; ++k) a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[k]), load16(b + k * kNR), a0);
+  _mm512_storeu_ps(c, _mm512_add_ps(a0, a1));
 }
 
 // two adjacent full panels (32 columns) at once: per k 2 panel loads and R broadcasts feed 2R FMAs,
@@ -126,11 +113,15 @@ void tile2_rows(int R, const float* x, int64_t ldx, const BT* b0, const BT* b1, 
     case 10: tile2<10>(x, ldx, b0, b1, K, c, ldc, load); break;
     case 9: tile2<9>(x, ldx, b0, b1, K, c, ldc, load); break;
     case 8: tile2<8>(x, ldx, b0, b1, K, c, ldc, load); break;
-    case 7: tile2<7>(x, ldx, b0, b1, K, c, ldc, load); break;
+    case 7:  // as 6 + 1, the AVX2 kernel's split of 7 rows: the last row sums even and odd k apart
+      tile2<6>(x, ldx, b0, b1, K, c, ldc, load);
+      tile1(x + 6 * ldx, b0, K, c + 6 * ldc, load);
+      tile1(x + 6 * ldx, b1, K, c + 6 * ldc + kNR, load);
+      break;
     case 6: tile2<6>(x, ldx, b0, b1, K, c, ldc, load); break;
     case 5: tile2<5>(x, ldx, b0, b1, K, c, ldc, load); break;
     case 4: tile2<4>(x, ldx, b0, b1, K, c, ldc, load); break;
-    default: tile2<3>(x, ldx, b0, b1, K, c, ldc, load);  // R >= 3: rows 1-2 go to tile_narrow
+    default: tile2<3>(x, ldx, b0, b1, K, c, ldc, load);  // R >= 3: rows 1-2 take the unpaired tiles
   }
 }
 #elif defined(SL_AVX2)
@@ -214,16 +205,16 @@ void tile_rows(int R, const float* x, int64_t ldx, const BT* b, int64_t K, float
     case 10: tile<10>(x, ldx, b, K, c, ldc, load); break;
     case 9: tile<9>(x, ldx, b, K, c, ldc, load); break;
     case 8: tile<8>(x, ldx, b, K, c, ldc, load); break;
-    case 7: tile<7>(x, ldx, b, K, c, ldc, load); break;
-    case 2: tile_narrow<2>(x, ldx, b, K, c, ldc, load); break;
+    case 7:  // as 6 + 1, like the AVX2 kernel (see tile1)
+      tile<6>(x, ldx, b, K, c, ldc, load);
+      tile1(x + 6 * ldx, b, K, c + 6 * ldc, load);
+      break;
 #endif
     case 6: tile<6>(x, ldx, b, K, c, ldc, load); break;
     case 5: tile<5>(x, ldx, b, K, c, ldc, load); break;
     case 4: tile<4>(x, ldx, b, K, c, ldc, load); break;
     case 3: tile<3>(x, ldx, b, K, c, ldc, load); break;
-#ifndef SL_AVX512
     case 2: tile<2>(x, ldx, b, K, c, ldc, load); break;
-#endif
     default: tile1(x, b, K, c, load);
   }
 }
@@ -249,7 +240,7 @@ void gemm_t(const float* x, int64_t M, int64_t ldx, const BT* w, int64_t N, int6
             for (int r = 0; r < R; ++r)
               for (int64_t j = 0; j < 2 * kNR; ++j) c[r * ldo + j] = (accumulate ? c[r * ldo + j] : 0.f) + bias[n0 + j];
           const bool load = accumulate || bias != nullptr;
-          if (R <= 2) {  // the same narrow tiles as unpaired panels: a result never depends on the pairing
+          if (R <= 2) {  // the same tiles as unpaired panels: a result never depends on the pairing
             tile_rows(R, x + m0 * ldx, ldx, b, K, c, ldo, load);
             tile_rows(R, x + m0 * ldx, ldx, b + K * kNR, K, c + kNR, ldo, load);
           } else {
