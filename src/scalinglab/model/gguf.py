@@ -66,12 +66,11 @@ def file_sha256(path: Path) -> str:
                 while chunk := f.read(1 << 22):
                     h.update(chunk)
             known = h.hexdigest()
+            from scalinglab.runs.store import atomic_write_text
+
             try:  # best effort: a read-only cache only costs the hash next time
-                memo.parent.mkdir(parents=True, exist_ok=True)
-                tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
-                tmp.write_text(known)
-                os.replace(tmp, memo)
-            except OSError:
+                atomic_write_text(memo, known)
+            except UserError:
                 pass
         _hashes[key] = known
     return _hashes[key]
