@@ -11,9 +11,9 @@
 //
 // bfloat16 weights (the upper 16 bits of a float32) are widened in registers (zero-extend,
 // shift left 16) and multiplied in float32: on a CPU without bf16 dot products this halves
-// the bytes a matrix-vector product streams, at float32 arithmetic. Rows of one tile with
-// R <= 2 carry two accumulator sets (even and odd k), so the FMA latency does not bound the
-// matrix-vector product below the memory bandwidth.
+// the bytes a matrix-vector product streams, at float32 arithmetic. A tile of one
+// row carries two accumulator sets (even and odd k), so the FMA latency does not bound the
+// matrix-vector product below the memory bandwidth; every other tile sums k in order.
 // Without AVX2 (the build is -march=native) the same loops run in scalar code.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -303,18 +303,14 @@ namespace {
 template <typename S, typename D>
 void pack_t(const std::vector<const S*>& row_ptr, int64_t K, D* out) {
   const int64_t P = static_cast<int64_t>(row_ptr.size()) / kNR;
+  const std::vector<S> zeros(K, S(0.f));  // what a missing row (past N) reads
   pool_for(P, std::max<int64_t>(1, P / (8 * at::get_num_threads())), [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       D* panel = out + p * K * kNR;
       const S* src[kNR];
-      const S zero[1] = {S(0.f)};
-      int64_t step[kNR];  // a missing row (past N) reads one zero K times
-      for (int64_t j = 0; j < kNR; ++j) {
-        src[j] = row_ptr[p * kNR + j] ? row_ptr[p * kNR + j] : zero;
-        step[j] = row_ptr[p * kNR + j] ? 1 : 0;
-      }
+      for (int64_t j = 0; j < kNR; ++j) src[j] = row_ptr[p * kNR + j] ? row_ptr[p * kNR + j] : zeros.data();
       for (int64_t k = 0; k < K; ++k)  // one output line at a time, 16 rows read in order
-        for (int64_t j = 0; j < kNR; ++j) panel[k * kNR + j] = D(static_cast<float>(src[j][k * step[j]]));
+        for (int64_t j = 0; j < kNR; ++j) panel[k * kNR + j] = D(static_cast<float>(src[j][k]));
     }
   });
 }
