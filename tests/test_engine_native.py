@@ -1,13 +1,14 @@
 """The native path's fast kernels against their references (issue 16): the packed GEMM
-(csrc/gemm.cpp, float32 and bfloat16 weights), the engine with bf16 weights, and the
-thread pool (csrc/pool.cpp): the same tokens whatever the thread count."""
+(csrc/gemm.cpp, float32 and bfloat16 weights, widened or multiplied by bf16 dot products),
+the engine with bf16 weights, and the thread pool (csrc/pool.cpp): the same tokens whatever
+the thread count."""
 
 import copy
 
 import pytest
 import torch
 
-from scalinglab.engine import Engine, SamplingParams
+from scalinglab.engine import Engine, SamplingParams, kernels
 from scalinglab.engine.kernels import decode_steps, linear_packed, pack_rows
 from scalinglab.engine.steps import pack_weight
 from scalinglab.model import ModelConfig, Transformer
@@ -101,10 +102,11 @@ def test_native_path_packs_without_a_fused_copy(wide_model):
     ids=["sampled-n2", "greedy"],
 )
 def test_bf16_weights_sample_the_rounded_models_tokens(wide_model, params, max_batch, monkeypatch):
-    """bf16 matrices (widened in registers, float32 arithmetic; norms and biases stay float32) give exactly
-    the tokens of the float32 path run on the same matrices rounded to bf16: native loop, and the Python
-    step as reference."""
+    """bf16 matrices widened in registers (float32 arithmetic; norms and biases stay float32; what a CPU
+    without bf16 dot products runs, and any CPU with $SCALINGLAB_BF16_PRODUCTS=0) give exactly the tokens
+    of the float32 path run on the same matrices rounded to bf16: native loop, and the Python step as reference."""
     model, tok = wide_model
+    monkeypatch.setenv("SCALINGLAB_BF16_PRODUCTS", "0")
     bf16 = Engine(model, tok, max_batch=max_batch, weight_dtype=torch.bfloat16).generate(PROMPTS, params)
     rounded = _rounded(model)
     native32 = Engine(rounded, tok, max_batch=max_batch).generate(PROMPTS, params)
@@ -118,10 +120,11 @@ def test_bf16_weights_sample_the_rounded_models_tokens(wide_model, params, max_b
             assert x.logprobs == pytest.approx(z.logprobs, abs=1e-4)
 
 
-def test_a_bf16_model_runs_natively(wide_model):
-    """A model loaded in bf16 takes the native path (float32 activations, bf16 matrices) and samples
+def test_a_bf16_model_runs_natively(wide_model, monkeypatch):
+    """A model loaded in bf16 takes the native path (float32 activations, bf16 matrices, widened) and samples
     what its float32 copy samples."""
     model, tok = wide_model
+    monkeypatch.setenv("SCALINGLAB_BF16_PRODUCTS", "0")
     rounded = _rounded(model, matrices_only=False)  # a bf16 model's norms and biases are bf16 too
     params = SamplingParams(n=3, max_new_tokens=10, temperature=1.0, seed=9)
     b = Engine(copy.deepcopy(rounded).to(torch.bfloat16), tok, max_batch=8).generate(PROMPTS, params)
@@ -147,3 +150,120 @@ def test_thread_count_does_not_change_tokens(wide_model):
     finally:
         torch.set_num_threads(before)
     assert out[0] == out[1]
+
+
+# ---- bf16 dot products (AVX512-BF16, AMX): activations rounded to bf16 ---------------------------
+
+needs_bf16_products = pytest.mark.skipif(
+    kernels.bf16_products() == 0, reason="this CPU or build has no bf16 dot products (AVX512-BF16)"
+)
+
+
+def _rounded_linear_reference(x, w, b):
+    """x and W rounded to bf16, then multiplied in float64: what the bf16 dot products compute up to float32 sums."""
+    xr, wr = x.to(torch.bfloat16).double(), w.to(torch.bfloat16).double()
+    ref = xr @ wr.T + (0 if b is None else b.double())
+    return ref, xr.abs() @ wr.abs().T
+
+
+@needs_bf16_products
+@pytest.mark.parametrize(
+    # rows: the one-row dot-product tile, AMX tiles of fewer than 16 rows, one, and several 32-row blocks with a
+    # partial row tile; columns: partial last panels and odd panel counts (a panel pair without its second panel)
+    "M,N,K",
+    [
+        (1, 16, 32),
+        (1, 1000, 576),
+        (2, 37, 576),
+        (7, 3072, 64),
+        (15, 48, 32),
+        (16, 33, 96),
+        (17, 3072, 576),
+        (40, 1537, 96),
+        (64, 100, 256),
+    ],
+)
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_bf16_products_match_the_rounded_product(M, N, K, with_bias):
+    """The pairs layout's product is x and W rounded to bf16, multiplied exactly and summed in float32: within
+    K float32 roundings of the float64 product of the rounded operands (the recursive-summation bound)."""
+    torch.manual_seed(M * N + K)
+    x, w, b = torch.randn(M, K), torch.randn(N, K), torch.randn(N) if with_bias else None
+    wp = pack_weight(w, torch.bfloat16, pairs=True)
+    assert wp.shape == (-(-N // 16), K // 2, 32)
+    got = linear_packed()(x, wp, N, b).double()
+    ref, mag = _rounded_linear_reference(x, w, b)
+    bound = K * 2.0**-24 * (mag + (0 if b is None else b.double().abs()))
+    assert ((got - ref).abs() <= bound).all()
+    # and rounding x matters: the float64 product of unrounded x is further away than the bound in places
+    assert ((got - x.double() @ w.to(torch.bfloat16).double().T - (0 if b is None else b.double())).abs() > bound).any()
+
+
+def test_pack_rows_packs_pairs_like_pack_weight():
+    """The pairs layout from `pack_rows` (permuted rows, a partial panel) is bit for bit `pack_weight(..., pairs=True)`,
+    whose lines hold the 16 columns' values at k and k+1 side by side."""
+    torch.manual_seed(5)
+    parts = [torch.randn(30, 64), torch.randn(20, 64)]
+    rows = torch.randperm(50)[:37]
+    got = pack_rows()(parts, rows, torch.bfloat16, True)
+    w = torch.cat(parts)[rows]
+    want = pack_weight(w, torch.bfloat16, pairs=True)
+    assert torch.equal(got, want)
+    assert want[1, 3, 2 * 5 + 1] == w[16 + 5, 2 * 3 + 1].to(torch.bfloat16)  # panel 1, pair 3: row 21, k = 7
+    with pytest.raises(RuntimeError, match="multiple of 32"):
+        pack_rows()([torch.randn(16, 48)], torch.arange(16), torch.bfloat16, True)
+
+
+@needs_bf16_products
+def test_bf16_products_do_not_depend_on_the_thread_count():
+    """Each output of the pairs kernels is summed by one thread in a fixed order: 1 and 2 threads give the same bits."""
+    torch.manual_seed(8)
+    x, w = torch.randn(64, 576), torch.randn(1000, 576)
+    wp = pack_weight(w, torch.bfloat16, pairs=True)
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            outs.append([linear_packed()(x[:m], wp, 1000, None) for m in (1, 8, 64)])
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(*outs))
+
+
+@needs_bf16_products
+@pytest.mark.parametrize(
+    "params,max_batch",
+    [
+        (SamplingParams(n=2, max_new_tokens=12, temperature=0.8, seed=2), 4),
+        (SamplingParams(greedy=True, max_new_tokens=12), 8),
+    ],
+    ids=["sampled-n2", "greedy"],
+)
+def test_bf16_products_sample_the_tokens_of_rounded_activations(wide_model, params, max_batch, monkeypatch):
+    """The native path with bf16 dot products against the Python step run on the rounded matrices with every
+    matrix product's input rounded to bf16. Exact parity cannot hold: a float32 difference of summation order
+    that moves one activation across a bf16 rounding boundary changes it by 1/256, and the change spreads
+    through every later rounding (measured here: 0.004 mean |log-prob| difference against 0.006 for rounding
+    the activations or not). So: the same tokens in most completions, log-probs within 0.05 until they part,
+    where a wrong layout or accumulation gives differences of order 1."""
+    model, tok = wide_model
+    eng = Engine(model, tok, max_batch=max_batch, weight_dtype=torch.bfloat16)
+    fast = eng.generate(PROMPTS, params)
+    assert eng.matmul_kind() in ("bf16-avx512", "bf16-amx")
+    assert {t.shape[-1] for t in eng._packed()[3][1::7]} == {32}  # Wqkv (K = 256) in pairs
+    linear = torch.nn.functional.linear
+    monkeypatch.setattr(torch.nn.functional, "linear", lambda x, w, b=None: linear(x.to(torch.bfloat16).float(), w, b))
+    monkeypatch.setattr("scalinglab.engine.steps.decode_steps", lambda: None)
+    ref = Engine(_rounded(model), tok, max_batch=max_batch).generate(PROMPTS, params)
+    assert (fast.decode_path, ref.decode_path) == ("native", "pytorch")
+    pairs = [
+        (x, z)
+        for a, c in zip(fast.generations, ref.generations)
+        for x, z in zip(a.completions, c.completions, strict=True)
+    ]
+    assert sum(x.token_ids == z.token_ids for x, z in pairs) >= 0.75 * len(pairs)
+    for x, z in pairs:
+        same = next((i for i, (u, v) in enumerate(zip(x.token_ids, z.token_ids)) if u != v), len(x.token_ids))
+        assert same > 0  # the first token comes from the prompt alone
+        assert x.logprobs[:same] == pytest.approx(z.logprobs[:same], abs=0.05)

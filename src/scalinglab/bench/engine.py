@@ -499,6 +499,7 @@ def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3, extras: b
         "scalinglab_decode_path": engines["scalinglab_fp32"]
         .generate(prompts[:1], SamplingParams(max_new_tokens=1))
         .decode_path,
+        "scalinglab_bf16_matmul": engines["scalinglab_bf16"].matmul_kind(),
         # the command's one-line summary: batch 64, fp32
         "scalinglab_tokens_per_s": b64["scalinglab_fp32"]["tokens_per_s"],
         "transformers_tokens_per_s": b64["transformers_fp32"]["tokens_per_s"],

@@ -1,4 +1,4 @@
-"""The engine's hand-written CPU code, one C++ extension of five operators:
+"""The engine's hand-written CPU code, one C++ extension of six operators:
 
 - `scalinglab::decode_attention` (csrc/decode_attention.cpp): one query token per sequence
   against its cached keys/values, with or without a shared prompt prefix;
@@ -7,8 +7,10 @@
 - `scalinglab::prefill_rows` (same file): prompts packed without padding through the same
   layer code, their keys/values written to the cache, the logits of each prompt's last token;
 - `scalinglab::linear_packed` (csrc/gemm.cpp): the matrix product the other two use, against
-  weights packed once (`scalinglab::pack_rows`, same file) into 16-column panels (float32, or
-  bf16 widened in registers); threads
+  weights packed once (`scalinglab::pack_rows`, same file) into 16-column panels (float32;
+  bf16 widened in registers; or, on a CPU with bf16 dot products, bf16 pairs multiplied by
+  activations rounded to bf16, with AVX512-BF16 or AMX tiles; `scalinglab::bf16_products`
+  says which this CPU and build have); threads
   from csrc/pool.cpp, which tolerates cores taken by other processes.
 
 Building. `torch.utils.cpp_extension.load` compiles it (g++ and ninja, about 30 s) on first
@@ -167,6 +169,12 @@ def linear_packed():
 
 
 def pack_rows():
-    """The operator `scalinglab::pack_rows` (csrc/gemm.cpp): (parts, rows, dtype) -> the matrix whose row i is
-    row rows[i] of cat(parts), in `pack_weight`'s layout, in one parallel pass; or None where it cannot be built."""
+    """The operator `scalinglab::pack_rows` (csrc/gemm.cpp): (parts, rows, dtype, pairs=False) -> the matrix whose
+    row i is row rows[i] of cat(parts), in `pack_weight`'s layout, in one parallel pass; or None where it cannot be built."""
     return torch.ops.scalinglab.pack_rows.default if decode_attention() is not None else None
+
+
+def bf16_products() -> int:
+    """What multiplies bf16 matrices by bf16 activations in this build on this CPU (csrc/gemm.cpp): 0 nothing
+    (bf16 weights are widened to float32), 1 AVX512-BF16 dot products, 2 those and AMX tiles."""
+    return int(torch.ops.scalinglab.bf16_products()) if decode_attention() is not None else 0

@@ -5,7 +5,7 @@ engine.py). `ModelSteps`, which `Engine` extends, turns the model's weights into
 matrices and runs them: `prefill` (a batch of prompts: in C++, `scalinglab::prefill_rows`,
 beside the native decode loop; else eager PyTorch), and decode steps in one of three ways:
 - `decode_native`: many steps in C++ (`scalinglab::decode_steps`; CPU; float32 activations and
-  K/V, matrices packed by `_packed` in float32 or bf16), the default where it can be built
+  K/V, matrices packed by `_packed` in float32 or bf16, see `matmul_kind`), the default where it can be built
   (`native_ok`);
 - `decode` + `sample_tokens`: one eager PyTorch step (bf16, CUDA, no C++ compiler), with the C++
   decode-attention kernel where it exists, else matmuls;
@@ -17,10 +17,12 @@ All three sample the same tokens from the same generator draws (tests/test_engin
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
 
+from scalinglab.engine import kernels
 from scalinglab.engine.compiled import CompiledDecode
 from scalinglab.engine.kernels import decode_attention, decode_steps, pack_rows, prefill_rows
 from scalinglab.engine.sampling import SamplingParams, sample_tokens
@@ -28,11 +30,15 @@ from scalinglab.errors import UserError
 from scalinglab.model.transformer import Transformer, rope_inv_freq
 
 
-def pack_weight(w: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """W (N, K) -> (ceil(N/16), K, 16) in `dtype`: panels of 16 output columns, zero-padded (csrc/gemm.cpp's layout)."""
+def pack_weight(w: torch.Tensor, dtype: torch.dtype = torch.float32, pairs: bool = False) -> torch.Tensor:
+    """W (N, K) -> (ceil(N/16), K, 16) in `dtype`: panels of 16 output columns, zero-padded (csrc/gemm.cpp's layout).
+    With `pairs` (bf16, K a multiple of 32): (ceil(N/16), K/2, 32), each line the 16 columns' values at k and k+1
+    interleaved, the layout bf16 dot products multiply (csrc/gemm.h)."""
     N, K = w.shape
     P = -(-N // 16)
     w = F.pad(w.detach().to(dtype), (0, 0, 0, P * 16 - N))
+    if pairs:
+        return w.view(P, 16, K // 2, 2).permute(0, 2, 1, 3).reshape(P, K // 2, 32).contiguous()
     return w.view(P, 16, K).transpose(1, 2).contiguous()
 
 
@@ -89,6 +95,14 @@ def cpu_flags() -> set[str]:
 def cpu_bf16_dot_products() -> bool:
     """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX), where bf16 weights pay off."""
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def bf16_products() -> bool:
+    """Whether the native path multiplies bf16 matrices by activations rounded to bf16 (AVX512-BF16 dot
+    products, AMX tiles from 2 rows on: csrc/gemm.cpp), where this CPU and build have them. Otherwise bf16
+    matrices are widened to float32 in registers, which is exact: the float32 path's results on the rounded
+    matrices. $SCALINGLAB_BF16_PRODUCTS=0 asks for the widening where both exist."""
+    return os.environ.get("SCALINGLAB_BF16_PRODUCTS", "1") != "0" and kernels.bf16_products() > 0
 
 
 def pick_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -370,17 +384,28 @@ class ModelSteps:
             return self.weight_dtype
         return torch.bfloat16 if self.model.lm_head.weight.dtype == torch.bfloat16 else torch.float32
 
+    def matmul_kind(self) -> str:
+        """What multiplies the native path's matrices: "fp32", "bf16-widened" (exact, float32 arithmetic),
+        "bf16-avx512" or "bf16-amx" (activations rounded to bf16, see `bf16_products`)."""
+        if self.decode_dtype() != torch.bfloat16:
+            return "fp32"
+        if not bf16_products():
+            return "bf16-widened"
+        return "bf16-amx" if kernels.bf16_products() >= 2 else "bf16-avx512"
+
     def _packed(self) -> tuple:
         """(embed, final norm, packed LM head, flat per-layer list): what the C++ operators take, rebuilt when weights change.
 
-        Matrices are packed for csrc/gemm.cpp in `decode_dtype()`, straight from the model's own
+        Matrices are packed for csrc/gemm.cpp in `decode_dtype()` (bf16: in the pairs layout where
+        `bf16_products`, for every matrix whose K is a multiple of 32), straight from the model's own
         weights by `scalinglab::pack_rows` (the fusions and the q/k permutation of `_fused` become
         its row index, so no fused copy is made); norms and biases are float32, and so is the
         embedding (a row lookup; its values rounded to bf16 in bf16). 7 tensors per layer (ln1,
         Wqkv, bqkv or empty, Wo, ln2, Wgate_up, Wdown).
         """
         wdt, key = self.decode_dtype(), self._weights_version_now()
-        if getattr(self, "_packed_key", None) != (key, wdt):
+        pairs = wdt == torch.bfloat16 and bf16_products()
+        if getattr(self, "_packed_key", None) != (key, wdt, pairs):
             self._packed_cache = None  # free the old copy before building the new one
             m, dev, none, pack = self.model, self.device, torch.empty(0, device=self.device), pack_rows()
             qkv_rows = self._qkv_rows()
@@ -388,9 +413,12 @@ class ModelSteps:
             def f32(t):
                 return t.detach().float().contiguous()
 
+            def pack_m(ws, rows):  # bf16 dot products take matrices whose K is a multiple of 32; others are widened
+                return pack(ws, rows, wdt, pairs and ws[0].shape[1] % 32 == 0)
+
             def packed(*ws):  # the row-concatenation of ws, packed
                 ws = [w.detach() for w in ws]
-                return pack(ws, torch.arange(sum(w.shape[0] for w in ws)), wdt)
+                return pack_m(ws, torch.arange(sum(w.shape[0] for w in ws)))
 
             flat = []
             for b in m.model.layers:
@@ -399,7 +427,7 @@ class ModelSteps:
                 bias = (a.q_proj.bias, a.k_proj.bias, a.v_proj.bias)
                 flat += [
                     f32(b.input_layernorm.weight),
-                    pack(qkv, qkv_rows, wdt),
+                    pack_m(qkv, qkv_rows),
                     none if bias[0] is None else f32(torch.cat(bias)[qkv_rows.to(dev)]),
                     packed(a.o_proj.weight),
                     f32(b.post_attention_layernorm.weight),
@@ -408,7 +436,7 @@ class ModelSteps:
                 ]
             embed = f32(m.model.embed_tokens.weight.to(wdt))  # bf16: the embedding rows rounded like every matrix
             self._packed_cache = (embed, f32(m.model.norm.weight), packed(m.lm_head.weight), flat)
-            self._packed_key = (key, wdt)
+            self._packed_key = (key, wdt, pairs)
         return self._packed_cache
 
     def _qkv_rows(self) -> torch.Tensor:

@@ -135,7 +135,7 @@ struct Model {
   const float* cs;
   int64_t P;
   int64_t QKV() const { return (H + 2 * Hkv) * D; }
-  int64_t F2() const { return 2 * layers[6].size(1); }  // gate and up rows: twice the down projection's input width
+  int64_t F2() const { return 2 * packed_of(layers[6], E).K; }  // gate and up rows: twice the down projection's input width
 };
 
 // Where a layer's keys and values live: row (layer l, cache row c, head h, position t) at

@@ -32,6 +32,14 @@
 #include <immintrin.h>
 #define SL_AVX2 1
 #endif
+#if defined(SL_AVX512) && defined(__AVX512BF16__)
+#define SL_BF16DP 1
+#endif
+#if defined(SL_BF16DP) && defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#define SL_AMX 1
+#endif
 
 namespace {
 
@@ -269,29 +277,274 @@ void gemm_t(const float* x, int64_t M, int64_t ldx, const BT* w, int64_t N, int6
   });
 }
 
+
+// ---- bf16 dot products: the pairs layout (gemm.h), x rounded to bf16 ----------------------------
+//
+// On a CPU with AVX512-BF16, bf16 weights are multiplied by bf16 activations: x is rounded to bf16
+// (to nearest even, as Tensor.to rounds; subnormals flushed) once per call, and each product of two
+// bf16 values is exact in float32, summed in float32 two k at a time (vdpbf16ps: 32 products a
+// register, twice the float32 FMA's). From 16 rows on, with AMX (Sapphire Rapids and later), the
+// tiles multiply 16 rows by 16 columns by 32 k in one instruction. A row's sums depend on which of the
+// two kernels served its call (the row count picks it), never on the thread count.
+#ifdef SL_BF16DP
+// the rows of x as bf16 pairs, rows padded to `rows` with zeros: a (rows, K) bf16, K % 32 == 0
+void round_rows(const float* x, int64_t M, int64_t ldx, int64_t K, int64_t rows, uint16_t* a) {
+  for (int64_t m = 0; m < rows; ++m)
+    for (int64_t k = 0; k < K; k += 32) {
+      __m512i v = _mm512_setzero_si512();
+      if (m < M) v = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + m * ldx + k + 16), _mm512_loadu_ps(x + m * ldx + k));
+      _mm512_storeu_si512(a + m * K + k, v);
+    }
+}
+
+inline __m512bh pair_of(const uint16_t* a) {  // the bf16 pair a[0], a[1] in every 32-bit lane
+  int32_t v;
+  std::memcpy(&v, a, 4);
+  return (__m512bh)_mm512_set1_epi32(v);
+}
+
+// c (R rows x 16·NP) = init + a (R rows of bf16, stride lda) · NP panels in the pairs layout, K2 = K/2
+template <int R, int NP>
+void dp_tile(const uint16_t* __restrict__ a, int64_t lda, const uint16_t* __restrict__ b0, const uint16_t* __restrict__ b1,
+             int64_t K2, float* __restrict__ c, int64_t ldc, bool load) {
+  __m512 acc[NP][R];
+#pragma GCC unroll 12
+  for (int r = 0; r < R; ++r) {
+    acc[0][r] = load ? _mm512_loadu_ps(c + r * ldc) : _mm512_setzero_ps();
+    if (NP == 2) acc[NP - 1][r] = load ? _mm512_loadu_ps(c + r * ldc + kNR) : _mm512_setzero_ps();
+  }
+  for (int64_t k2 = 0; k2 < K2; ++k2) {
+    const __m512bh w0 = (__m512bh)_mm512_loadu_si512(b0 + 32 * k2);
+    const __m512bh w1 = NP == 2 ? (__m512bh)_mm512_loadu_si512(b1 + 32 * k2) : w0;
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) {
+      const __m512bh xr = pair_of(a + r * lda + 2 * k2);
+      acc[0][r] = _mm512_dpbf16_ps(acc[0][r], xr, w0);
+      if (NP == 2) acc[NP - 1][r] = _mm512_dpbf16_ps(acc[NP - 1][r], xr, w1);
+    }
+  }
+#pragma GCC unroll 12
+  for (int r = 0; r < R; ++r) {
+    _mm512_storeu_ps(c + r * ldc, acc[0][r]);
+    if (NP == 2) _mm512_storeu_ps(c + r * ldc + kNR, acc[NP - 1][r]);
+  }
+}
+
+template <int NP>
+void dp_rows(int R, const uint16_t* a, int64_t lda, const uint16_t* b0, const uint16_t* b1, int64_t K2, float* c, int64_t ldc,
+             bool load) {
+  switch (R) {
+    case 12: dp_tile<12, NP>(a, lda, b0, b1, K2, c, ldc, load); break;
+    case 11: dp_tile<11, NP>(a, lda, b0, b1, K2, c, ldc, load); break;
+    case 10: dp_tile<10, NP>(a, lda, b0, b1, K2, c, ldc, load); break;
+    case 9: dp_tile<9, NP>(a, lda, b0, b1, K2, c, ldc, load); break;
+    case 8: dp_tile<8, NP>(a, lda, b0, b1, K2, c, ldc, load); break;
+    case 7: dp_tile<7, NP>(a, lda, b0, b1, K2, c, ldc, load); break;
+    case 6: dp_tile<6, NP>(a, lda, b0, b1, K2, c, ldc, load); break;
+    case 5: dp_tile<5, NP>(a, lda, b0, b1, K2, c, ldc, load); break;
+    case 4: dp_tile<4, NP>(a, lda, b0, b1, K2, c, ldc, load); break;
+    case 3: dp_tile<3, NP>(a, lda, b0, b1, K2, c, ldc, load); break;
+    case 2: dp_tile<2, NP>(a, lda, b0, b1, K2, c, ldc, load); break;
+    default: dp_tile<1, NP>(a, lda, b0, b1, K2, c, ldc, load);
+  }
+}
+#endif
+
+#ifdef SL_AMX
+// From two rows on, AMX beats the AVX-512 dot products (measured 2-3x at 8 rows, even at 1).
+constexpr int64_t kAmxRows = 2;
+
+bool amx_ready() {  // Linux hands AMX's 8 KB of tile state to a process that asks (ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)
+  static const bool ok = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+  return ok;
+}
+
+struct TileConfig {
+  uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// tiles 0-3: C (row tile i, panel j at 2i + j), 16 float32 columns; 4-5: A (row tiles), 32 bf16; 6-7: B (panels), 16 pairs
+void amx_configure(int rows) {
+  TileConfig t;
+  for (int i = 0; i < 6; ++i) t.rows[i] = static_cast<uint8_t>(rows), t.colsb[i] = 64;
+  for (int i = 6; i < 8; ++i) t.rows[i] = 16, t.colsb[i] = 64;
+  _tile_loadconfig(&t);
+}
+
+// a C tile (16 rows by 16 columns of out at stride ldo, rows_valid x cols_valid of them inside out): where
+// it loads from and stores to, out itself where the whole tile lies inside it, else the scratch tile sc
+inline const float* c_src(const float* out, int64_t ldo, int64_t rows_valid, int64_t cols_valid, int tile_rows, float* sc,
+                          int64_t& stride) {
+  stride = ldo * 4;
+  if (rows_valid == tile_rows && cols_valid == kNR) return out;
+  std::memset(sc, 0, sizeof(float) * kNR * 16);
+  for (int64_t r = 0; r < rows_valid; ++r) std::copy_n(out + r * ldo, cols_valid, sc + r * kNR);
+  stride = kNR * 4;
+  return sc;
+}
+inline float* c_dst(float* out, int64_t ldo, int64_t rows_valid, int64_t cols_valid, int tile_rows, float* sc, int64_t& stride) {
+  const bool inside = rows_valid == tile_rows && cols_valid == kNR;
+  stride = inside ? ldo * 4 : kNR * 4;
+  return inside ? out : sc;
+}
+inline void c_back(float* out, int64_t ldo, int64_t rows_valid, int64_t cols_valid, const float* sc, const float* dst) {
+  if (dst == sc)
+    for (int64_t r = 0; r < rows_valid; ++r) std::copy_n(sc + r * kNR, cols_valid, out + r * ldo);
+}
+// the tile intrinsics take the tile register's number as a literal
+#define SL_C_LOAD(T, o, rv, cv)                               \
+  do {                                                        \
+    if (!load) {                                              \
+      _tile_zero(T);                                          \
+    } else {                                                  \
+      int64_t st_;                                            \
+      const float* src_ = c_src(o, ldo, rv, cv, tr, sc, st_);     \
+      _tile_loadd(T, src_, st_);                              \
+    }                                                         \
+  } while (0)
+#define SL_C_STORE(T, o, rv, cv)                  \
+  do {                                            \
+    int64_t st_;                                  \
+    float* dst_ = c_dst(o, ldo, rv, cv, tr, sc, st_); \
+    _tile_stored(T, dst_, st_);                   \
+    c_back(o, ldo, rv, cv, sc, dst_);             \
+  } while (0)
+#endif
+
+#ifdef SL_BF16DP
+// the pairs layout's product (gemm_packed): x rounded to bf16 by the calling thread, then panels in pairs over the pool
+void gemm_pairs(const float* x, int64_t M, int64_t ldx, const uint16_t* w, int64_t N, int64_t K, const float* bias,
+                bool accumulate, float* out, int64_t ldo) {
+  const int64_t P = (N + kNR - 1) / kNR, Q = (P + 1) / 2, K2 = K / 2;
+#ifdef SL_AMX
+  const bool amx = M >= kAmxRows && amx_ready();
+#else
+  const bool amx = false;
+#endif
+  const int64_t rows = amx && M >= 16 ? (M + 15) / 16 * 16 : M;  // below 16 rows the tiles have M rows
+  thread_local std::vector<uint16_t> abuf;
+  if (static_cast<int64_t>(abuf.size()) < rows * K) abuf.resize(rows * K);
+  uint16_t* a = abuf.data();
+  round_rows(x, M, ldx, K, rows, a);
+  if (bias)  // out = (accumulate ? out : 0) + bias, then every kernel accumulates into out
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) out[m * ldo + n] = (accumulate ? out[m * ldo + n] : 0.f) + bias[n];
+  const bool load = accumulate || bias != nullptr;
+  const int64_t chunk = M * N * K < (int64_t{1} << 19) ? Q : std::max<int64_t>(1, Q / (4 * at::get_num_threads()));
+  pool_for(Q, chunk, [&](int64_t q0, int64_t q1) {
+    alignas(64) float sc[kMR * 2 * kNR > kNR * kNR ? kMR * 2 * kNR : kNR * kNR];
+#ifdef SL_AMX
+    if (amx) {
+      const int tr = static_cast<int>(std::min<int64_t>(16, rows));
+      amx_configure(tr);
+      for (int64_t q = q0; q < q1; ++q) {
+        const int64_t p = 2 * q, n0 = p * kNR, n1 = n0 + kNR;
+        const bool two = p + 1 < P;
+        const uint16_t* b0 = w + p * K * kNR;
+        const uint16_t* b1 = b0 + K * kNR;
+        for (int64_t m0 = 0; m0 < rows; m0 += 32) {
+          const bool lower = m0 + 16 < rows;  // a second row tile
+          const int64_t r0 = std::min<int64_t>(16, M - m0), r1 = std::max<int64_t>(0, std::min<int64_t>(16, M - m0 - 16));
+          const int64_t c0 = std::min(kNR, N - n0), c1 = std::max<int64_t>(0, std::min(kNR, N - n1));
+          float* o = out + m0 * ldo;
+          SL_C_LOAD(0, o + n0, r0, c0);
+          if (two) SL_C_LOAD(1, o + n1, r0, c1);
+          if (lower) {
+            SL_C_LOAD(2, o + 16 * ldo + n0, r1, c0);
+            if (two) SL_C_LOAD(3, o + 16 * ldo + n1, r1, c1);
+          }
+          for (int64_t k = 0; k < K; k += 32) {
+            _tile_loadd(6, b0 + k * kNR, 64);
+            _tile_loadd(4, a + m0 * K + k, K * 2);
+            _tile_dpbf16ps(0, 4, 6);
+            if (lower) {
+              _tile_loadd(5, a + (m0 + 16) * K + k, K * 2);
+              _tile_dpbf16ps(2, 5, 6);
+            }
+            if (two) {
+              _tile_loadd(7, b1 + k * kNR, 64);
+              _tile_dpbf16ps(1, 4, 7);
+              if (lower) _tile_dpbf16ps(3, 5, 7);
+            }
+          }
+          SL_C_STORE(0, o + n0, r0, c0);
+          if (two) SL_C_STORE(1, o + n1, r0, c1);
+          if (lower) {
+            SL_C_STORE(2, o + 16 * ldo + n0, r1, c0);
+            if (two) SL_C_STORE(3, o + 16 * ldo + n1, r1, c1);
+          }
+        }
+      }
+      _tile_release();  // a thread that holds no tiles saves no tile state when it is switched out
+      return;
+    }
+#endif
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t p = 2 * q, n0 = p * kNR, nv = std::min(2 * kNR, N - n0);
+      const bool two = p + 1 < P;
+      const uint16_t* b0 = w + p * K * kNR;
+      for (int64_t m0 = 0; m0 < M; m0 += kMR) {
+        const int R = static_cast<int>(std::min(kMR, M - m0));
+        const bool full = nv == (two ? 2 : 1) * kNR;
+        float* c = full ? out + m0 * ldo + n0 : sc;  // the edge: through sc (R <= 12 rows of 32)
+        const int64_t ldc = full ? ldo : 2 * kNR;
+        if (!full && load)
+          for (int r = 0; r < R; ++r)
+            for (int64_t j = 0; j < 2 * kNR; ++j) sc[r * ldc + j] = j < nv ? out[(m0 + r) * ldo + n0 + j] : 0.f;
+        if (two) dp_rows<2>(R, a + m0 * K, K, b0, b0 + K * kNR, K2, c, ldc, load);
+        else dp_rows<1>(R, a + m0 * K, K, b0, b0, K2, c, ldc, load);
+        if (!full)
+          for (int r = 0; r < R; ++r) std::copy_n(sc + r * ldc, nv, out + (m0 + r) * ldo + n0);
+      }
+    }
+  });
+}
+#endif
+
 }  // namespace
 
 void gemm_packed(const float* x, int64_t M, int64_t ldx, const PackedW& w, const float* bias, bool accumulate, float* out,
                  int64_t ldo) {
   if (M <= 0) return;
+#ifdef SL_BF16DP
+  if (w.pairs) return gemm_pairs(x, M, ldx, static_cast<const uint16_t*>(w.data), w.N, w.K, bias, accumulate, out, ldo);
+#endif
+  TORCH_CHECK(!w.pairs, "packed weight in the pairs layout, but this build has no bf16 dot products");
   if (w.bf16)
     gemm_t(x, M, ldx, static_cast<const uint16_t*>(w.data), w.N, w.K, bias, accumulate, out, ldo);
   else
     gemm_t(x, M, ldx, static_cast<const float*>(w.data), w.N, w.K, bias, accumulate, out, ldo);
 }
 
+int bf16_products() {
+#if defined(SL_AMX)
+  return amx_ready() ? 2 : 1;
+#elif defined(SL_BF16DP)
+  return 1;
+#else
+  return 0;
+#endif
+}
+
 PackedW packed_of(const torch::Tensor& wp, int64_t N) {
+  if (wp.dim() == 3 && wp.size(2) == 2 * kNR) {  // the pairs layout (P, K/2, 32)
+    TORCH_CHECK(wp.is_contiguous() && wp.size(0) * kNR >= N && wp.scalar_type() == torch::kBFloat16 && wp.size(1) % 16 == 0,
+                "packed weight, pairs layout: (ceil(N/16), K/2, 32) bfloat16 contiguous, K a multiple of 32");
+    return {wp.data_ptr(), true, true, N, 2 * wp.size(1)};
+  }
   TORCH_CHECK(wp.dim() == 3 && wp.size(2) == kNR && wp.is_contiguous() && wp.size(0) * kNR >= N,
               "packed weight: (ceil(N/16), K, 16) contiguous");
   TORCH_CHECK(wp.scalar_type() == torch::kFloat32 || wp.scalar_type() == torch::kBFloat16, "packed weight: float32 or bfloat16");
-  return {wp.data_ptr(), wp.scalar_type() == torch::kBFloat16, N, wp.size(1)};
+  return {wp.data_ptr(), wp.scalar_type() == torch::kBFloat16, false, N, wp.size(1)};
 }
 
 // x (M, K) float32 · W^T (+ bias) for W packed as (ceil(N/16), K, 16): the operator tests and benchmarks call
 torch::Tensor linear_packed(torch::Tensor x, torch::Tensor wp, int64_t N, std::optional<torch::Tensor> bias) {
-  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat32 && x.stride(1) == 1 && x.size(1) == wp.size(1),
-              "linear_packed: x (M, K) float32, rows contiguous");
   const PackedW w = packed_of(wp, N);
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat32 && x.stride(1) == 1 && x.size(1) == w.K,
+              "linear_packed: x (M, K) float32, rows contiguous");
   auto out = torch::empty({x.size(0), N}, x.options());
   torch::Tensor bc = bias && bias->numel() ? bias->contiguous() : torch::Tensor();
   const float* b = bc.defined() ? bc.data_ptr<float>() : nullptr;
@@ -300,7 +553,7 @@ torch::Tensor linear_packed(torch::Tensor x, torch::Tensor wp, int64_t N, std::o
 }
 
 namespace {
-template <typename S, typename D>
+template <bool Pairs, typename S, typename D>
 void pack_t(const std::vector<const S*>& row_ptr, int64_t K, D* out) {
   const int64_t P = static_cast<int64_t>(row_ptr.size()) / kNR;
   const std::vector<S> zeros(K, S(0.f));  // what a missing row (past N) reads
@@ -309,8 +562,15 @@ void pack_t(const std::vector<const S*>& row_ptr, int64_t K, D* out) {
       D* panel = out + p * K * kNR;
       const S* src[kNR];
       for (int64_t j = 0; j < kNR; ++j) src[j] = row_ptr[p * kNR + j] ? row_ptr[p * kNR + j] : zeros.data();
-      for (int64_t k = 0; k < K; ++k)  // one output line at a time, 16 rows read in order
-        for (int64_t j = 0; j < kNR; ++j) panel[k * kNR + j] = D(static_cast<float>(src[j][k]));
+      if (Pairs)  // one output line (two k) at a time
+        for (int64_t k = 0; k < K; k += 2)
+          for (int64_t j = 0; j < kNR; ++j) {
+            panel[k * kNR + 2 * j] = D(static_cast<float>(src[j][k]));
+            panel[k * kNR + 2 * j + 1] = D(static_cast<float>(src[j][k + 1]));
+          }
+      else
+        for (int64_t k = 0; k < K; ++k)  // one output line at a time, 16 rows read in order
+          for (int64_t j = 0; j < kNR; ++j) panel[k * kNR + j] = D(static_cast<float>(src[j][k]));
     }
   });
 }
@@ -318,12 +578,13 @@ void pack_t(const std::vector<const S*>& row_ptr, int64_t K, D* out) {
 
 // The packed layout of gemm.h for the matrix whose row i is row rows[i] of cat(parts) (each
 // part (n_p, K), float32 or bfloat16, rows contiguous), in `dtype` (float32, or bfloat16 rounded
-// to nearest even, as Tensor.to rounds). One pass, spread over the pool: this replaces
+// to nearest even, as Tensor.to rounds); with `pairs`, bfloat16 in the pairs layout (gemm.h), K a multiple of 32. One pass, spread over the pool: this replaces
 // torch.cat + index + transpose + contiguous, which cost a third of a second for SmolLM2's
 // 540 MB at start-up (two strided copies and a fused copy kept besides).
-torch::Tensor pack_rows(std::vector<torch::Tensor> parts, torch::Tensor rows, c10::ScalarType dtype) {
+torch::Tensor pack_rows(std::vector<torch::Tensor> parts, torch::Tensor rows, c10::ScalarType dtype, bool pairs) {
   TORCH_CHECK(!parts.empty() && rows.dim() == 1 && rows.scalar_type() == torch::kInt64, "pack_rows: parts, rows (N,) int64");
   TORCH_CHECK(dtype == torch::kFloat32 || dtype == torch::kBFloat16, "pack_rows: dtype float32 or bfloat16");
+  TORCH_CHECK(!pairs || (dtype == torch::kBFloat16 && parts[0].size(1) % 32 == 0), "pack_rows: pairs: bfloat16, K a multiple of 32");
   const auto st = parts[0].scalar_type();
   const int64_t K = parts[0].size(1);
   std::vector<const char*> base;
@@ -343,12 +604,14 @@ torch::Tensor pack_rows(std::vector<torch::Tensor> parts, torch::Tensor rows, c1
     const int64_t q = std::upper_bound(start.begin(), start.end(), ri[i]) - start.begin() - 1;
     ptr[i] = base[q] + (ri[i] - start[q]) * parts[q].stride(0) * es;
   }
-  auto out = torch::empty({P, K, kNR}, parts[0].options().dtype(dtype));
+  auto out = pairs ? torch::empty({P, K / 2, 2 * kNR}, parts[0].options().dtype(dtype))
+                   : torch::empty({P, K, kNR}, parts[0].options().dtype(dtype));
   auto run = [&](auto* src_tag, auto* dst) {
     using S = std::remove_pointer_t<decltype(src_tag)>;
     std::vector<const S*> rp(ptr.size());
     for (size_t i = 0; i < ptr.size(); ++i) rp[i] = reinterpret_cast<const S*>(ptr[i]);
-    pack_t(rp, K, dst);
+    if (pairs) pack_t<true>(rp, K, dst);
+    else pack_t<false>(rp, K, dst);
   };
   const bool src16 = st == torch::kBFloat16, dst16 = dtype == torch::kBFloat16;
   if (src16 && dst16) run(static_cast<c10::BFloat16*>(nullptr), out.data_ptr<c10::BFloat16>());
@@ -358,10 +621,14 @@ torch::Tensor pack_rows(std::vector<torch::Tensor> parts, torch::Tensor rows, c1
   return out;
 }
 
+int64_t bf16_products_op() { return bf16_products(); }
+
 TORCH_LIBRARY_FRAGMENT(scalinglab, m) {
   m.def("linear_packed(Tensor x, Tensor wp, int n, Tensor? bias) -> Tensor");
-  m.def("pack_rows(Tensor[] parts, Tensor rows, ScalarType dtype) -> Tensor");
+  m.def("pack_rows(Tensor[] parts, Tensor rows, ScalarType dtype, bool pairs=False) -> Tensor");
+  m.def("bf16_products() -> int", &bf16_products_op);  // no tensor argument: registered for every dispatch key
 }
+
 TORCH_LIBRARY_IMPL(scalinglab, CPU, m) {
   m.impl("linear_packed", &linear_packed);
   m.impl("pack_rows", &pack_rows);
