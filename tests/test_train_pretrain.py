@@ -82,6 +82,24 @@ def test_export_hf_roundtrip(trained, tmp_path, capsys):
     assert code == 0 and "model.safetensors" in json.loads(o.out)["files"]
 
 
+@pytest.mark.parametrize("has_products", [True, False])
+def test_generate_names_bf16_where_the_cpu_multiplies_it(trained, tmp_path, capsys, monkeypatch, has_products):
+    """An fp32 run on a CPU with bf16 dot products ends with a one-line pointer to --dtype bf16; a bf16 run, or a
+    CPU without them, does not."""
+    import scalinglab.engine.steps as steps
+
+    monkeypatch.setattr(steps, "cpu_bf16_dot_products", lambda: has_products)
+    out, _ = trained
+    (tmp_path / "p.txt").write_text("1+1=?\n")
+    hints = []
+    for dtype in ("fp32", "bf16"):
+        code, o = cli("generate", "--model", str(out), "--prompts", str(tmp_path / "p.txt"), "--max-new-tokens", "4",
+                      "--dtype", dtype, "--device", "cpu", capsys=capsys)  # fmt: skip
+        assert code == 0, o.err
+        hints.append("--dtype bf16 is about 2x faster" in o.out)
+    assert hints == [has_products, False]
+
+
 @pytest.mark.parametrize(
     "args,msg",
     [

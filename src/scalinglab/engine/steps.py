@@ -107,10 +107,12 @@ def bf16_products() -> bool:
 
 def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     """The weight dtype a command decodes in: `fp32`, `bf16`, or `auto` = bf16 on CUDA, float32 on
-    a CPU. A CPU stays float32 unless asked: bf16 rounding changes some greedy tokens, and float32 is
-    what `transformers` and the tests compare against. `--dtype bf16` halves the bytes a decode
-    step reads (batch 1 and 8 gain everywhere); large batches gain only where the CPU multiplies
-    bf16 natively (`cpu_bf16_dot_products`)."""
+    every CPU. A CPU stays float32 unless asked, even where bf16 is twice as fast: float32 samples the
+    same tokens for a seed whatever the batch size, thread count and vector level, and is what
+    `transformers` and the tests compare against; bf16 rounding changes greedy tokens at near ties, and
+    with bf16 dot products a lone row's sums differ from a batch's (docs/engine.md). `--dtype bf16`
+    halves the bytes a decode step reads (batch 1 and 8 gain everywhere); large batches gain only where
+    the CPU multiplies bf16 natively (`cpu_bf16_dot_products`: 2.1x on SmolLM2 at batch 64 with AMX)."""
     if name not in DTYPES:
         raise UserError(f"--dtype {name!r}: expected one of {', '.join(DTYPES)}")
     if name == "auto":
