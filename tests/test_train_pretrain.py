@@ -88,7 +88,7 @@ def test_generate_names_bf16_where_the_cpu_multiplies_it(trained, tmp_path, caps
     CPU without them, does not."""
     import scalinglab.engine.steps as steps
 
-    monkeypatch.setattr(steps, "cpu_bf16_dot_products", lambda: has_products)
+    monkeypatch.setattr(steps, "bf16_products", lambda: has_products)
     out, _ = trained
     (tmp_path / "p.txt").write_text("1+1=?\n")
     hints = []

@@ -157,10 +157,11 @@ def generate_cmd(
 
 
 def _bf16_hint(matmul_kind: str, dev) -> str:
-    """A note after an fp32 run on a CPU that multiplies bf16 natively, where --dtype bf16 is about twice as fast."""
-    from scalinglab.engine.steps import cpu_bf16_dot_products
+    """A note after an fp32 run where the native path would multiply bf16 natively (this CPU and build, not
+    turned off by $SCALINGLAB_BF16_PRODUCTS=0), so that --dtype bf16 is about twice as fast."""
+    from scalinglab.engine import steps
 
-    if dev.type != "cpu" or matmul_kind != "fp32" or not cpu_bf16_dot_products():
+    if dev.type != "cpu" or matmul_kind != "fp32" or not steps.bf16_products():
         return ""
     return "\n(this CPU has bf16 dot products: --dtype bf16 is about 2x faster)"
 
