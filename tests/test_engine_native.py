@@ -1,7 +1,7 @@
 """The native path's fast kernels against their references (issue 16): the packed GEMM
 (csrc/gemm.cpp, float32 and bfloat16 weights, widened or multiplied by bf16 dot products),
-the engine with bf16 weights, and the thread pool (csrc/pool.cpp): the same tokens whatever
-the thread count."""
+the engine with bf16 weights, the thread pool (csrc/pool.cpp): the same tokens whatever
+the thread count, and the bulk uniforms (csrc/uniform.cpp): torch.rand's stream bit for bit."""
 
 import copy
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from scalinglab.engine import Engine, SamplingParams, kernels
-from scalinglab.engine.kernels import decode_steps, linear_packed, pack_rows
+from scalinglab.engine.kernels import decode_steps, linear_packed, pack_rows, uniform_fill
 from scalinglab.engine.steps import pack_weight
 from scalinglab.model import ModelConfig, Transformer
 from scalinglab.model.tokenizer import CharTokenizer
@@ -282,3 +282,23 @@ def test_bf16_products_sample_the_tokens_of_rounded_activations(wide_model, para
         same = next((i for i, (u, v) in enumerate(zip(x.token_ids, z.token_ids)) if u != v), len(x.token_ids))
         assert same > 0  # the first token comes from the prompt alone
         assert x.logprobs[:same] == pytest.approx(z.logprobs[:same], abs=0.05)
+
+
+@pytest.mark.parametrize(
+    "before", [0, 1, 623, 624, 1000]
+)  # draws already taken: the block is fresh, partly or fully used
+@pytest.mark.parametrize("n", [0, 1, 623, 624, 625, 1249, 64 * 1000 + 7])
+def test_uniform_fill_draws_torch_rand_stream(before, n):
+    """The decode loop's bulk uniforms are torch.rand's, and leave the generator where torch.rand would."""
+    ours, ref = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    torch.rand(before, generator=ours), torch.rand(before, generator=ref)
+    assert torch.equal(uniform_fill()(torch.empty(n), ours), torch.rand(n, generator=ref))
+    assert torch.equal(ours.get_state(), ref.get_state())
+    assert torch.equal(torch.rand(700, generator=ours), torch.rand(700, generator=ref))
+
+
+def test_uniform_fill_without_a_generator_draws_from_the_default_one():
+    torch.manual_seed(3)
+    ours = uniform_fill()(torch.empty(2, 800), None)
+    torch.manual_seed(3)
+    assert torch.equal(ours, torch.rand(2, 800))

@@ -1,4 +1,4 @@
-"""The engine's hand-written CPU code, one C++ extension of six operators:
+"""The engine's hand-written CPU code, one C++ extension of seven operators:
 
 - `scalinglab::decode_attention` (csrc/decode_attention.cpp): one query token per sequence
   against its cached keys/values, with or without a shared prompt prefix;
@@ -11,7 +11,9 @@
   bf16 widened in registers; or, on a CPU with bf16 dot products, bf16 pairs multiplied by
   activations rounded to bf16, with AVX512-BF16 or AMX tiles; `scalinglab::bf16_products`
   says which this CPU and build have); threads
-  from csrc/pool.cpp, which tolerates cores taken by other processes.
+  from csrc/pool.cpp, which tolerates cores taken by other processes;
+- `scalinglab::uniform_fill` (csrc/uniform.cpp): `torch.rand`'s float32 stream, bit for bit,
+  drawn a block of the Mersenne twister at a time (the decode loop's Gumbel noise).
 
 Building. `torch.utils.cpp_extension.load` compiles it (g++ and ninja, about 30 s) on first
 use; `scripts/setup.sh` does that once, by calling `decode_attention()`. The build is keyed
@@ -172,6 +174,12 @@ def pack_rows():
     """The operator `scalinglab::pack_rows` (csrc/gemm.cpp): (parts, rows, dtype, pairs=False) -> the matrix whose
     row i is row rows[i] of cat(parts), in `pack_weight`'s layout, in one parallel pass; or None where it cannot be built."""
     return torch.ops.scalinglab.pack_rows.default if decode_attention() is not None else None
+
+
+def uniform_fill():
+    """The operator `scalinglab::uniform_fill` (csrc/uniform.cpp): (out, generator) fills float32 `out` with what
+    `torch.rand(out.shape, generator=generator)` draws, advancing the generator alike; or None where it cannot be built."""
+    return torch.ops.scalinglab.uniform_fill.default if decode_attention() is not None else None
 
 
 def bf16_products() -> int:

@@ -33,6 +33,7 @@
 #include "attention.h"
 #include "gemm.h"
 #include "pool.h"
+#include "uniform.h"
 
 PackedW packed_of(const torch::Tensor& wp, int64_t N);  // gemm.cpp
 
@@ -284,7 +285,7 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
     rms_norm(xp, norm_w.data_ptr<float>(), static_cast<float>(eps), R, E, h.data_ptr<float>());
     gemm_packed(h.data_ptr<float>(), R, E, packed_of(lm_head, V), nullptr, false, logits.data_ptr<float>(), V);
     float* u = uniform.data_ptr<float>();
-    if (!greedy) uniform.uniform_(0, 1, gen);  // what torch.rand((S, V), generator=gen) draws: slot s uses row s
+    if (!greedy) fill_uniform(gen, u, S * V);  // what torch.rand((S, V), generator=gen) draws: slot s uses row s
     const float* lg = logits.data_ptr<float>();
     pool_for(R, R * V < (int64_t{1} << 16) ? R : 1, [&](int64_t r0, int64_t r1) {  // rows in parallel (toy sizes: one thread)
       for (int64_t r = r0; r < r1; ++r) {
