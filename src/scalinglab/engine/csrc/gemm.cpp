@@ -18,6 +18,7 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -88,9 +89,12 @@ void tile1(const float* __restrict__ x, const BT* __restrict__ b, int64_t K, flo
 
 // two adjacent full panels (32 columns) at once: per k 2 panel loads and R broadcasts feed 2R FMAs,
 // where one panel's tile issues R + 1 loads for R FMAs (the load ports, not the FMAs, bound it)
+// pf: lines [0, pf_lines) of the panels the next call reads (null: none), fetched into L2 at
+// ceil(pf_lines / K) a k, so the next pair's weights stream in while these tiles compute.
 template <int R, typename BT>
 void tile2(const float* __restrict__ x, int64_t ldx, const BT* __restrict__ b0, const BT* __restrict__ b1, int64_t K,
-           float* __restrict__ c, int64_t ldc, bool load) {
+           float* __restrict__ c, int64_t ldc, bool load, const char* pf, int64_t pf_lines) {
+  const int64_t per_k = pf ? (pf_lines + K - 1) / K : 0;
   __m512 a0[R], a1[R];
 #pragma GCC unroll 12
   for (int r = 0; r < R; ++r) {
@@ -98,6 +102,7 @@ void tile2(const float* __restrict__ x, int64_t ldx, const BT* __restrict__ b0, 
     a1[r] = load ? _mm512_loadu_ps(c + r * ldc + kNR) : _mm512_setzero_ps();
   }
   for (int64_t k = 0; k < K; ++k) {
+    for (int64_t i = k * per_k; i < std::min((k + 1) * per_k, pf_lines); ++i) _mm_prefetch(pf + 64 * i, _MM_HINT_T1);
     const __m512 bk0 = load16(b0 + k * kNR), bk1 = load16(b1 + k * kNR);
 #pragma GCC unroll 12
     for (int r = 0; r < R; ++r) {
@@ -114,22 +119,23 @@ void tile2(const float* __restrict__ x, int64_t ldx, const BT* __restrict__ b0, 
 }
 
 template <typename BT>
-void tile2_rows(int R, const float* x, int64_t ldx, const BT* b0, const BT* b1, int64_t K, float* c, int64_t ldc, bool load) {
+void tile2_rows(int R, const float* x, int64_t ldx, const BT* b0, const BT* b1, int64_t K, float* c, int64_t ldc, bool load,
+                const char* pf, int64_t pf_lines) {
   switch (R) {
-    case 12: tile2<12>(x, ldx, b0, b1, K, c, ldc, load); break;
-    case 11: tile2<11>(x, ldx, b0, b1, K, c, ldc, load); break;
-    case 10: tile2<10>(x, ldx, b0, b1, K, c, ldc, load); break;
-    case 9: tile2<9>(x, ldx, b0, b1, K, c, ldc, load); break;
-    case 8: tile2<8>(x, ldx, b0, b1, K, c, ldc, load); break;
+    case 12: tile2<12>(x, ldx, b0, b1, K, c, ldc, load, pf, pf_lines); break;
+    case 11: tile2<11>(x, ldx, b0, b1, K, c, ldc, load, pf, pf_lines); break;
+    case 10: tile2<10>(x, ldx, b0, b1, K, c, ldc, load, pf, pf_lines); break;
+    case 9: tile2<9>(x, ldx, b0, b1, K, c, ldc, load, pf, pf_lines); break;
+    case 8: tile2<8>(x, ldx, b0, b1, K, c, ldc, load, pf, pf_lines); break;
     case 7:  // as 6 + 1, the AVX2 kernel's split of 7 rows: the last row sums even and odd k apart
-      tile2<6>(x, ldx, b0, b1, K, c, ldc, load);
+      tile2<6>(x, ldx, b0, b1, K, c, ldc, load, pf, pf_lines);
       tile1(x + 6 * ldx, b0, K, c + 6 * ldc, load);
       tile1(x + 6 * ldx, b1, K, c + 6 * ldc + kNR, load);
       break;
-    case 6: tile2<6>(x, ldx, b0, b1, K, c, ldc, load); break;
-    case 5: tile2<5>(x, ldx, b0, b1, K, c, ldc, load); break;
-    case 4: tile2<4>(x, ldx, b0, b1, K, c, ldc, load); break;
-    default: tile2<3>(x, ldx, b0, b1, K, c, ldc, load);  // R >= 3: rows 1-2 take the unpaired tiles
+    case 6: tile2<6>(x, ldx, b0, b1, K, c, ldc, load, pf, pf_lines); break;
+    case 5: tile2<5>(x, ldx, b0, b1, K, c, ldc, load, pf, pf_lines); break;
+    case 4: tile2<4>(x, ldx, b0, b1, K, c, ldc, load, pf, pf_lines); break;
+    default: tile2<3>(x, ldx, b0, b1, K, c, ldc, load, pf, pf_lines);  // R >= 3: rows 1-2 take the unpaired tiles
   }
 }
 #elif defined(SL_AVX2)
@@ -227,13 +233,31 @@ void tile_rows(int R, const float* x, int64_t ldx, const BT* b, int64_t K, float
   }
 }
 
+// Panels per chunk for P panels on T threads: the chunking that leaves the busiest thread the
+// fewest panels, then the one nearest 4 chunks a thread; with AVX-512 an even count, so no pair
+// of panels is split. P / (4T) alone gave SmolLM2's Wo and down projections (36 panels) 9 chunks
+// of 4 on 2 threads: one thread did the fifth alone, 11% of those products' time.
+int64_t panel_chunk(int64_t P, int64_t T) {
+#ifdef SL_AVX512
+  const int64_t step = 2;
+#else
+  const int64_t step = 1;
+#endif
+  int64_t best = P, best_load = P, best_off = P;
+  for (int64_t c = step; c <= std::max(step, P / T); c += step) {
+    const int64_t chunks = (P + c - 1) / c, load = (chunks + T - 1) / T * c, off = std::abs(chunks - 4 * T);
+    if (load < best_load || (load == best_load && off < best_off)) { best = c; best_load = load; best_off = off; }
+  }
+  return best;
+}
+
 template <typename BT>
 void gemm_t(const float* x, int64_t M, int64_t ldx, const BT* w, int64_t N, int64_t K, const float* bias, bool accumulate,
             float* out, int64_t ldo) {
   const int64_t P = (N + kNR - 1) / kNR;
-  // chunks of panels claimed one by one (pool.h): about 4 per thread, so a late thread costs little
-  // (one chunk, in this thread, below about 16 us of work: toy widths)
-  const int64_t chunk = M * N * K < (int64_t{1} << 19) ? P : std::max<int64_t>(1, P / (4 * at::get_num_threads()));
+  // chunks of panels claimed one by one (pool.h), so a late thread costs little (one chunk, in
+  // this thread, below about 16 us of work: toy widths)
+  const int64_t chunk = M * N * K < (int64_t{1} << 19) ? P : panel_chunk(P, at::get_num_threads());
   pool_for(P, chunk, [&](int64_t p0, int64_t p1) {
     float edge[kMR * kNR];
     for (int64_t p = p0; p < p1; ++p) {
@@ -241,6 +265,12 @@ void gemm_t(const float* x, int64_t M, int64_t ldx, const BT* w, int64_t N, int6
       const int64_t n0 = p * kNR, nv = std::min(kNR, N - n0);
 #ifdef SL_AVX512
       if (M >= 3 && p + 1 < p1 && n0 + 2 * kNR <= N) {  // two full panels; 1-2 rows stay bandwidth-bound tiles
+        // the next two panels, fetched a share per row tile (the first tile would otherwise wait on
+        // memory for all of them: cold weights, as in a decode step); past this run's end they are
+        // likely another thread's, and still land in the shared L3
+        const int64_t next = std::min<int64_t>(2, P - p - 2), tiles = (M + kMR - 1) / kMR;
+        const int64_t lines = next * K * kNR * static_cast<int64_t>(sizeof(BT)) / 64, share = (lines + tiles - 1) / tiles;
+        const char* pf = reinterpret_cast<const char*>(b + 2 * K * kNR);
         for (int64_t m0 = 0; m0 < M; m0 += kMR) {
           const int R = static_cast<int>(std::min(kMR, M - m0));
           float* c = out + m0 * ldo + n0;
@@ -252,7 +282,9 @@ void gemm_t(const float* x, int64_t M, int64_t ldx, const BT* w, int64_t N, int6
             tile_rows(R, x + m0 * ldx, ldx, b, K, c, ldo, load);
             tile_rows(R, x + m0 * ldx, ldx, b + K * kNR, K, c + kNR, ldo, load);
           } else {
-            tile2_rows(R, x + m0 * ldx, ldx, b, b + K * kNR, K, c, ldo, load);
+            const int64_t first = m0 / kMR * share;
+            tile2_rows(R, x + m0 * ldx, ldx, b, b + K * kNR, K, c, ldo, load, next > 0 ? pf + 64 * first : nullptr,
+                       std::max<int64_t>(0, std::min(share, lines - first)));
           }
         }
         ++p;
