@@ -233,19 +233,14 @@ void tile_rows(int R, const float* x, int64_t ldx, const BT* b, int64_t K, float
   }
 }
 
-// Panels per chunk for P panels on T threads: the chunking that leaves the busiest thread the
-// fewest panels, then the one nearest 4 chunks a thread; with AVX-512 an even count, so no pair
-// of panels is split. P / (4T) alone gave SmolLM2's Wo and down projections (36 panels) 9 chunks
-// of 4 on 2 threads: one thread did the fifth alone, 11% of those products' time.
-int64_t panel_chunk(int64_t P, int64_t T) {
-#ifdef SL_AVX512
-  const int64_t step = 2;
-#else
-  const int64_t step = 1;
-#endif
-  int64_t best = P, best_load = P, best_off = P;
-  for (int64_t c = step; c <= std::max(step, P / T); c += step) {
-    const int64_t chunks = (P + c - 1) / c, load = (chunks + T - 1) / T * c, off = std::abs(chunks - 4 * T);
+// Items per chunk for n items on T threads, a multiple of `step`: the chunking that leaves the
+// busiest thread the fewest items, then the one nearest 4 chunks a thread. n / (4T) alone gave
+// SmolLM2's Wo and down projections (36 panels, 18 pairs) 9 chunks on 2 threads: one thread did
+// the ninth alone, 11% of those products' time.
+int64_t balanced_chunk(int64_t n, int64_t T, int64_t step) {
+  int64_t best = n, best_load = n, best_off = n;
+  for (int64_t c = step; c <= std::max(step, n / T); c += step) {
+    const int64_t chunks = (n + c - 1) / c, load = (chunks + T - 1) / T * c, off = std::abs(chunks - 4 * T);
     if (load < best_load || (load == best_load && off < best_off)) { best = c; best_load = load; best_off = off; }
   }
   return best;
@@ -257,7 +252,12 @@ void gemm_t(const float* x, int64_t M, int64_t ldx, const BT* w, int64_t N, int6
   const int64_t P = (N + kNR - 1) / kNR;
   // chunks of panels claimed one by one (pool.h), so a late thread costs little (one chunk, in
   // this thread, below about 16 us of work: toy widths)
-  const int64_t chunk = M * N * K < (int64_t{1} << 19) ? P : panel_chunk(P, at::get_num_threads());
+#ifdef SL_AVX512
+  const int64_t step = 2;  // no pair of panels split
+#else
+  const int64_t step = 1;
+#endif
+  const int64_t chunk = M * N * K < (int64_t{1} << 19) ? P : balanced_chunk(P, at::get_num_threads(), step);
   pool_for(P, chunk, [&](int64_t p0, int64_t p1) {
     float edge[kMR * kNR];
     for (int64_t p = p0; p < p1; ++p) {
@@ -464,7 +464,7 @@ void gemm_pairs(const float* x, int64_t M, int64_t ldx, const uint16_t* w, int64
     for (int64_t m = 0; m < M; ++m)
       for (int64_t n = 0; n < N; ++n) out[m * ldo + n] = (accumulate ? out[m * ldo + n] : 0.f) + bias[n];
   const bool load = accumulate || bias != nullptr;
-  const int64_t chunk = M * N * K < (int64_t{1} << 19) ? Q : std::max<int64_t>(1, Q / (4 * at::get_num_threads()));
+  const int64_t chunk = M * N * K < (int64_t{1} << 19) ? Q : balanced_chunk(Q, at::get_num_threads(), 1);
   pool_for(Q, chunk, [&](int64_t q0, int64_t q1) {
     alignas(64) float sc[kMR * 2 * kNR > kNR * kNR ? kMR * 2 * kNR : kNR * kNR];
 #ifdef SL_AMX
