@@ -76,12 +76,26 @@ void rope(float* __restrict__ row, int64_t nh, int64_t D, const float* __restric
   }
 }
 
-// engine.sample_tokens for one row of logits r (V,) and its Gumbel noise g (V,): the sampled id,
+// Gumbel noise of a uniform u: -log(-log(u)), u clamped to [1e-10, 1] as engine.sample_tokens does
+inline float gumbel(float u) { return -std::log(-std::log(std::clamp(u, 1e-10f, 1.f))); }
+
+// The first index of the largest of s[0..n) (torch.argmax's choice among equals), in two
+// vectorised passes rather than one compare-and-branch loop.
+int64_t first_max(const float* __restrict__ s, int64_t n) {
+  float top = s[0];
+  for (int64_t v = 1; v < n; ++v) top = std::max(top, s[v]);
+  int64_t v = 0;
+  while (v + 1 < n && s[v] != top) ++v;  // bounded: NaN logits give some id, never a read past the row
+  return v;
+}
+
+// engine.sample_tokens for one row of logits r (V,) and its uniforms u (V,): the sampled id,
 // and its log-prob under the full tempered distribution in *lp. Greedy: argmax of the logits.
 // Truncation as there: top-k keeps log-probs >= the k-th largest; top-p then keeps the smallest
 // prefix, by descending log-prob, whose mass reaches top_p (cumulative sum in double, as
 // torch.cumsum on a CPU). Dropped tokens are skipped, never set to -inf (this file is built
-// with -ffast-math, which assumes no infinities).
+// with -ffast-math, which assumes no infinities). Without truncation the noise, the scores and
+// their maximum take two passes over the row.
 struct Sampler {
   int64_t V;
   float temp;
@@ -90,50 +104,60 @@ struct Sampler {
   float top_p;    // >= 1: off
 
   // scratch per thread (rows are sampled in parallel), reused across calls
-  int64_t pick(const float* __restrict__ r, const float* __restrict__ g, float* lp) const {
+  int64_t pick(const float* __restrict__ r, const float* __restrict__ u, float* lp) const {
     thread_local std::vector<float> logp, kth;
     thread_local std::vector<int64_t> order;
     thread_local std::vector<char> keep;
     if (static_cast<int64_t>(logp.size()) < V) { logp.resize(V); kth.resize(V); order.resize(V); keep.resize(V); }
+    if (greedy) {
+      const int64_t best = first_max(r, V);
+      float top = r[0] / temp;
+      for (int64_t v = 1; v < V; ++v) top = std::max(top, r[v] / temp);
+      float z = 0.f;
+      for (int64_t v = 0; v < V; ++v) z += std::exp(r[v] / temp - top);
+      *lp = (r[best] / temp - top) - std::log(z);
+      return best;
+    }
     float top = r[0] / temp;
     for (int64_t v = 1; v < V; ++v) top = std::max(top, r[v] / temp);
     float z = 0.f;
     for (int64_t v = 0; v < V; ++v) z += std::exp(r[v] / temp - top);
     const float logz = std::log(z);  // log-prob of v: (r[v] / temp - top) - logz, as log_softmax computes it
-    int64_t best = 0;
-    if (greedy) {
-      for (int64_t v = 1; v < V; ++v) if (r[v] > r[best]) best = v;
-      *lp = (r[best] / temp - top) - logz;
+    float* __restrict__ lg = logp.data();
+    for (int64_t v = 0; v < V; ++v) lg[v] = (r[v] / temp - top) - logz;
+    if (top_k == 0 && top_p >= 1.f) {  // no truncation: Gumbel-max over every token
+      float* __restrict__ score = kth.data();
+      for (int64_t v = 0; v < V; ++v) score[v] = lg[v] + gumbel(u[v]);
+      const int64_t best = first_max(score, V);
+      *lp = lg[best];
       return best;
-    } else {
-      for (int64_t v = 0; v < V; ++v) logp[v] = (r[v] / temp - top) - logz;
-      std::fill(keep.begin(), keep.begin() + V, 1);
-      if (top_k > 0) {
-        std::copy_n(logp.begin(), V, kth.begin());
-        std::nth_element(kth.begin(), kth.begin() + (top_k - 1), kth.begin() + V, std::greater<float>());
-        const float cut = kth[top_k - 1];
-        for (int64_t v = 0; v < V; ++v) keep[v] = logp[v] >= cut;
-      }
-      if (top_p < 1.f) {
-        int64_t m = 0;
-        for (int64_t v = 0; v < V; ++v) if (keep[v]) order[m++] = v;
-        std::sort(order.begin(), order.begin() + m, [&](int64_t a, int64_t b) { return logp[a] > logp[b]; });
-        double acc = 0.0;
-        for (int64_t i = 0; i < m; ++i) {
-          const float e = std::exp(logp[order[i]]);
-          acc += e;
-          if (static_cast<float>(acc) - e > top_p) keep[order[i]] = 0;
-        }
-      }
-      best = -1;
-      float best_score = 0.f;
-      for (int64_t v = 0; v < V; ++v) {  // Gumbel-max over the kept tokens
-        if (!keep[v]) continue;
-        const float score = logp[v] + g[v];
-        if (best < 0 || score > best_score) { best_score = score; best = v; }
+    }
+    std::fill(keep.begin(), keep.begin() + V, 1);
+    if (top_k > 0) {
+      std::copy_n(logp.begin(), V, kth.begin());
+      std::nth_element(kth.begin(), kth.begin() + (top_k - 1), kth.begin() + V, std::greater<float>());
+      const float cut = kth[top_k - 1];
+      for (int64_t v = 0; v < V; ++v) keep[v] = lg[v] >= cut;
+    }
+    if (top_p < 1.f) {
+      int64_t m = 0;
+      for (int64_t v = 0; v < V; ++v) if (keep[v]) order[m++] = v;
+      std::sort(order.begin(), order.begin() + m, [&](int64_t a, int64_t b) { return logp[a] > logp[b]; });
+      double acc = 0.0;
+      for (int64_t i = 0; i < m; ++i) {
+        const float e = std::exp(logp[order[i]]);
+        acc += e;
+        if (static_cast<float>(acc) - e > top_p) keep[order[i]] = 0;
       }
     }
-    *lp = logp[best];
+    int64_t best = -1;
+    float best_score = 0.f;
+    for (int64_t v = 0; v < V; ++v) {  // Gumbel-max over the kept tokens
+      if (!keep[v]) continue;
+      const float score = lg[v] + gumbel(u[v]);
+      if (best < 0 || score > best_score) { best_score = score; best = v; }
+    }
+    *lp = lg[best];
     return best;
   }
 };
@@ -304,10 +328,7 @@ int64_t decode_steps(torch::Tensor embed, std::vector<torch::Tensor> layers, tor
     const float* lg = logits.data_ptr<float>();
     pool_for(R, R * V < (int64_t{1} << 16) ? R : 1, [&](int64_t r0, int64_t r1) {  // rows in parallel (toy sizes: one thread)
       for (int64_t r = r0; r < r1; ++r) {
-        float* us = u + live[r] * V;
-        if (!greedy)
-          for (int64_t v = 0; v < V; ++v) us[v] = -std::log(-std::log(std::clamp(us[v], 1e-10f, 1.f)));  // Gumbel noise
-        picked[live[r]] = sampler.pick(lg + r * V, us, &picked_lp[live[r]]);
+        picked[live[r]] = sampler.pick(lg + r * V, u + live[r] * V, &picked_lp[live[r]]);
       }
     });
     bool group_done = false;
