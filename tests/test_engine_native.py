@@ -53,7 +53,8 @@ def _rounded(model, matrices_only: bool = True):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize(
-    "M,N,K", [(1, 16, 8), (2, 37, 576), (5, 1000, 64), (6, 48, 33), (7, 3072, 576), (13, 100, 256)]
+    "M,N,K",
+    [(1, 16, 8), (2, 37, 576), (5, 1000, 64), (6, 48, 33), (7, 3072, 576), (13, 100, 256), (14, 96, 64), (64, 200, 96)],
 )
 def test_linear_packed_matches_linear(M, N, K, dtype):
     op = linear_packed()
@@ -229,6 +230,23 @@ def test_bf16_products_do_not_depend_on_the_thread_count():
     finally:
         torch.set_num_threads(before)
     assert all(torch.equal(a, b) for a, b in zip(*outs))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_float32_tiles_do_not_depend_on_the_row_count(dtype):
+    """With float32 products a row's outputs are the same bits in a call of 2 to 64 rows, whatever tiles the rows
+    are split into (12 rows and a rest, or equal tiles where two panels go together; a partial last panel), except
+    the one row the AVX2 kernel's 6-row tiles leave alone (M = 6q + 1): like a single row, it sums even and odd k
+    apart, and differs from the same row's outputs in a bigger call in the last bits."""
+    torch.manual_seed(10)
+    x, w = torch.randn(64, 200), torch.randn(1000, 200)
+    wp = pack_weight(w, dtype)
+    full = linear_packed()(x, wp, 1000, None)
+    for m in (2, 3, 4, 6, 7, 8, 11, 12, 13, 14, 19, 23, 24, 25, 37, 52, 63):
+        got = linear_packed()(x[:m], wp, 1000, None)
+        same = m - 1 if m % 6 == 1 else m
+        assert torch.equal(got[:same], full[:same]), m
+        assert torch.allclose(got, full[:m], rtol=0, atol=1e-3), m
 
 
 @pytest.mark.skipif(kernels.bf16_products() < 2, reason="this CPU or build has no AMX tiles")

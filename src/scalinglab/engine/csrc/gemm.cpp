@@ -127,11 +127,7 @@ void tile2_rows(int R, const float* x, int64_t ldx, const BT* b0, const BT* b1, 
     case 10: tile2<10>(x, ldx, b0, b1, K, c, ldc, load, pf, pf_lines); break;
     case 9: tile2<9>(x, ldx, b0, b1, K, c, ldc, load, pf, pf_lines); break;
     case 8: tile2<8>(x, ldx, b0, b1, K, c, ldc, load, pf, pf_lines); break;
-    case 7:  // as 6 + 1, the AVX2 kernel's split of 7 rows: the last row sums even and odd k apart
-      tile2<6>(x, ldx, b0, b1, K, c, ldc, load, pf, pf_lines);
-      tile1(x + 6 * ldx, b0, K, c + 6 * ldc, load);
-      tile1(x + 6 * ldx, b1, K, c + 6 * ldc + kNR, load);
-      break;
+    case 7: tile2<7>(x, ldx, b0, b1, K, c, ldc, load, pf, pf_lines); break;
     case 6: tile2<6>(x, ldx, b0, b1, K, c, ldc, load, pf, pf_lines); break;
     case 5: tile2<5>(x, ldx, b0, b1, K, c, ldc, load, pf, pf_lines); break;
     case 4: tile2<4>(x, ldx, b0, b1, K, c, ldc, load, pf, pf_lines); break;
@@ -258,6 +254,13 @@ void gemm_t(const float* x, int64_t M, int64_t ldx, const BT* w, int64_t N, int6
   const int64_t step = 1;
 #endif
   const int64_t chunk = M * N * K < (int64_t{1} << 19) ? P : balanced_chunk(P, at::get_num_threads(), step);
+#ifdef SL_AVX512
+  // Paired panels take the rows in tiles of equal size (64 rows: 4 x 11 + 2 x 10, not 5 x 12 + 4:
+  // a 4-row tile is bound by its loads), all summed in k order like every tile of 2-12 rows; only
+  // the AVX2 kernel's lone row (M = 6q + 1, its tiles being 6 rows) is summed even and odd k apart
+  // (tile1) and stays alone, so no output depends on the tile sizes (tested).
+  const int64_t Mb = M - (M % 6 == 1 ? 1 : 0), tiles = (Mb + kMR - 1) / kMR;
+#endif
   pool_for(P, chunk, [&](int64_t p0, int64_t p1) {
     float edge[kMR * kNR];
     for (int64_t p = p0; p < p1; ++p) {
@@ -268,11 +271,13 @@ void gemm_t(const float* x, int64_t M, int64_t ldx, const BT* w, int64_t N, int6
         // the next two panels, fetched a share per row tile (the first tile would otherwise wait on
         // memory for all of them: cold weights, as in a decode step); past this run's end they are
         // likely another thread's, and still land in the shared L3
-        const int64_t next = std::min<int64_t>(2, P - p - 2), tiles = (M + kMR - 1) / kMR;
+        const int64_t next = std::min<int64_t>(2, P - p - 2);
         const int64_t lines = next * K * kNR * static_cast<int64_t>(sizeof(BT)) / 64, share = (lines + tiles - 1) / tiles;
         const char* pf = reinterpret_cast<const char*>(b + 2 * K * kNR);
-        for (int64_t m0 = 0; m0 < M; m0 += kMR) {
-          const int R = static_cast<int>(std::min(kMR, M - m0));
+        for (int64_t t = 0; t <= tiles; ++t) {  // the tiles, then the lone row if any
+          const int64_t m0 = t < tiles ? Mb * t / tiles : Mb;
+          const int R = static_cast<int>(t < tiles ? Mb * (t + 1) / tiles - m0 : M - Mb);
+          if (R == 0) continue;
           float* c = out + m0 * ldo + n0;
           if (bias)
             for (int r = 0; r < R; ++r)
@@ -282,7 +287,7 @@ void gemm_t(const float* x, int64_t M, int64_t ldx, const BT* w, int64_t N, int6
             tile_rows(R, x + m0 * ldx, ldx, b, K, c, ldo, load);
             tile_rows(R, x + m0 * ldx, ldx, b + K * kNR, K, c + kNR, ldo, load);
           } else {
-            const int64_t first = m0 / kMR * share;
+            const int64_t first = t * share;
             tile2_rows(R, x + m0 * ldx, ldx, b, b + K * kNR, K, c, ldo, load, next > 0 ? pf + 64 * first : nullptr,
                        std::max<int64_t>(0, std::min(share, lines - first)));
           }
