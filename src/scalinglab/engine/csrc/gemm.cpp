@@ -230,13 +230,15 @@ void tile_rows(int R, const float* x, int64_t ldx, const BT* b, int64_t K, float
 }
 
 // Items per chunk for n items on T threads, a multiple of `step`: the chunking that leaves the
-// busiest thread the fewest items, then the one nearest 4 chunks a thread. n / (4T) alone gave
+// busiest thread the fewest items, then the one nearest `per_thread` chunks a thread (16 for one
+// or two rows, whose calls are short and bound by memory: the last chunk's wait is shorter; bf16
+// batch 1 on SmolLM2 80-81 against 78-79 tok/s with 4, interleaved). n / (4T) alone gave
 // SmolLM2's Wo and down projections (36 panels, 18 pairs) 9 chunks on 2 threads: one thread did
 // the ninth alone, 11% of those products' time.
-int64_t balanced_chunk(int64_t n, int64_t T, int64_t step) {
+int64_t balanced_chunk(int64_t n, int64_t T, int64_t step, int64_t per_thread = 4) {
   int64_t best = n, best_load = n, best_off = n;
   for (int64_t c = step; c <= std::max(step, n / T); c += step) {
-    const int64_t chunks = (n + c - 1) / c, load = (chunks + T - 1) / T * c, off = std::abs(chunks - 4 * T);
+    const int64_t chunks = (n + c - 1) / c, load = (chunks + T - 1) / T * c, off = std::abs(chunks - per_thread * T);
     if (load < best_load || (load == best_load && off < best_off)) { best = c; best_load = load; best_off = off; }
   }
   return best;
@@ -253,7 +255,7 @@ void gemm_t(const float* x, int64_t M, int64_t ldx, const BT* w, int64_t N, int6
 #else
   const int64_t step = 1;
 #endif
-  const int64_t chunk = M * N * K < (int64_t{1} << 19) ? P : balanced_chunk(P, at::get_num_threads(), step);
+  const int64_t chunk = M * N * K < (int64_t{1} << 19) ? P : balanced_chunk(P, at::get_num_threads(), step, M <= 2 ? 16 : 4);
 #ifdef SL_AVX512
   // Paired panels take the rows in tiles of equal size (64 rows: 4 x 11 + 2 x 10, not 5 x 12 + 4:
   // a 4-row tile is bound by its loads), all summed in k order like every tile of 2-12 rows; only
@@ -469,7 +471,7 @@ void gemm_pairs(const float* x, int64_t M, int64_t ldx, const uint16_t* w, int64
     for (int64_t m = 0; m < M; ++m)
       for (int64_t n = 0; n < N; ++n) out[m * ldo + n] = (accumulate ? out[m * ldo + n] : 0.f) + bias[n];
   const bool load = accumulate || bias != nullptr;
-  const int64_t chunk = M * N * K < (int64_t{1} << 19) ? Q : balanced_chunk(Q, at::get_num_threads(), 1);
+  const int64_t chunk = M * N * K < (int64_t{1} << 19) ? Q : balanced_chunk(Q, at::get_num_threads(), 1, M <= 2 ? 16 : 4);
   pool_for(Q, chunk, [&](int64_t q0, int64_t q1) {
     alignas(64) float sc[kMR * 2 * kNR > kNR * kNR ? kMR * 2 * kNR : kNR * kNR];
 #ifdef SL_AMX
