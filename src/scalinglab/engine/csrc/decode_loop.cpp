@@ -109,20 +109,16 @@ struct Sampler {
     thread_local std::vector<int64_t> order;
     thread_local std::vector<char> keep;
     if (static_cast<int64_t>(logp.size()) < V) { logp.resize(V); kth.resize(V); order.resize(V); keep.resize(V); }
-    if (greedy) {
-      const int64_t best = first_max(r, V);
-      float top = r[0] / temp;
-      for (int64_t v = 1; v < V; ++v) top = std::max(top, r[v] / temp);
-      float z = 0.f;
-      for (int64_t v = 0; v < V; ++v) z += std::exp(r[v] / temp - top);
-      *lp = (r[best] / temp - top) - std::log(z);
-      return best;
-    }
     float top = r[0] / temp;
     for (int64_t v = 1; v < V; ++v) top = std::max(top, r[v] / temp);
     float z = 0.f;
     for (int64_t v = 0; v < V; ++v) z += std::exp(r[v] / temp - top);
     const float logz = std::log(z);  // log-prob of v: (r[v] / temp - top) - logz, as log_softmax computes it
+    if (greedy) {
+      const int64_t best = first_max(r, V);
+      *lp = (r[best] / temp - top) - logz;
+      return best;
+    }
     float* __restrict__ lg = logp.data();
     for (int64_t v = 0; v < V; ++v) lg[v] = (r[v] / temp - top) - logz;
     if (top_k == 0 && top_p >= 1.f) {  // no truncation: Gumbel-max over every token

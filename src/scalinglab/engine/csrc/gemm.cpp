@@ -240,7 +240,7 @@ void tile_rows(int R, const float* x, int64_t ldx, const BT* b, int64_t K, float
 // batch 1 on SmolLM2 80-81 against 78-79 tok/s with 4, interleaved). n / (4T) alone gave
 // SmolLM2's Wo and down projections (36 panels, 18 pairs) 9 chunks on 2 threads: one thread did
 // the ninth alone, 11% of those products' time.
-int64_t balanced_chunk(int64_t n, int64_t T, int64_t step, int64_t per_thread = 4) {
+int64_t balanced_chunk(int64_t n, int64_t T, int64_t step, int64_t per_thread) {
   int64_t best = n, best_load = n, best_off = n;
   for (int64_t c = step; c <= std::max(step, n / T); c += step) {
     const int64_t chunks = (n + c - 1) / c, load = (chunks + T - 1) / T * c, off = std::abs(chunks - per_thread * T);
@@ -249,18 +249,23 @@ int64_t balanced_chunk(int64_t n, int64_t T, int64_t step, int64_t per_thread = 
   return best;
 }
 
+// Chunk for a product of M rows by N columns by K over n items (panels or pairs of them), the
+// `step` dividing it: all n in one (this thread) below about 16 us of work (toy widths), else
+// balanced_chunk's, about 16 a thread for one or two rows and 4 for more.
+int64_t product_chunk(int64_t n, int64_t M, int64_t N, int64_t K, int64_t step) {
+  return M * N * K < (int64_t{1} << 19) ? n : balanced_chunk(n, at::get_num_threads(), step, M <= 2 ? 16 : 4);
+}
+
 template <typename BT>
 void gemm_t(const float* x, int64_t M, int64_t ldx, const BT* w, int64_t N, int64_t K, const float* bias, bool accumulate,
             float* out, int64_t ldo) {
   const int64_t P = (N + kNR - 1) / kNR;
-  // chunks of panels claimed one by one (pool.h), so a late thread costs little (one chunk, in
-  // this thread, below about 16 us of work: toy widths)
+  // chunks of panels claimed one by one (pool.h), so a late thread costs little
 #ifdef SL_AVX512
-  const int64_t step = 2;  // no pair of panels split
+  const int64_t chunk = product_chunk(P, M, N, K, 2);  // no pair of panels split
 #else
-  const int64_t step = 1;
+  const int64_t chunk = product_chunk(P, M, N, K, 1);
 #endif
-  const int64_t chunk = M * N * K < (int64_t{1} << 19) ? P : balanced_chunk(P, at::get_num_threads(), step, M <= 2 ? 16 : 4);
 #ifdef SL_AVX512
   // Paired panels take the rows in tiles of equal size (64 rows: 4 x 11 + 2 x 10, not 5 x 12 + 4:
   // a 4-row tile is bound by its loads), all summed in k order like every tile of 2-12 rows; only
@@ -480,7 +485,7 @@ void gemm_pairs(const float* x, int64_t M, int64_t ldx, const uint16_t* w, int64
     for (int64_t m = 0; m < M; ++m)
       for (int64_t n = 0; n < N; ++n) out[m * ldo + n] = (accumulate ? out[m * ldo + n] : 0.f) + bias[n];
   const bool load = accumulate || bias != nullptr;
-  const int64_t chunk = M * N * K < (int64_t{1} << 19) ? Q : balanced_chunk(Q, at::get_num_threads(), 1, M <= 2 ? 16 : 4);
+  const int64_t chunk = product_chunk(Q, M, N, K, 1);
   pool_for(Q, chunk, [&](int64_t q0, int64_t q1) {
     alignas(64) float sc[kMR * 2 * kNR > kNR * kNR ? kMR * 2 * kNR : kNR * kNR];
 #ifdef SL_AMX
