@@ -55,9 +55,10 @@ print(json.dumps({"src": scalinglab.__file__, "tokens_per_s": best}))
 
 def run_one(src: Path, model: str, case: str, dtype: str) -> float:
     env = {**os.environ, "PYTHONPATH": str(src), "TOKENIZERS_PARALLELISM": "false"}
-    out = subprocess.run(
-        [sys.executable, "-c", ONE, model, case, dtype], env=env, capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-c", ONE, model, case, dtype], env=env, capture_output=True, text=True)
+    if out.returncode != 0:  # one line: the child's last line of error
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"bench_engine_before_after: {case} {dtype} from {src} failed: {last}")
     res = json.loads(out.stdout.strip().splitlines()[-1])
     if not res["src"].startswith(str(src)):  # the checkout asked for, not the installed one
         raise SystemExit(f"bench_engine_before_after: {src} was not imported (got {res['src']})")
