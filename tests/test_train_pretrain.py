@@ -85,14 +85,18 @@ def test_export_hf_roundtrip(trained, tmp_path, capsys):
 @pytest.mark.parametrize("has_products", [True, False])
 def test_generate_names_bf16_where_the_cpu_multiplies_it(trained, tmp_path, capsys, monkeypatch, has_products):
     """An fp32 run on a CPU with bf16 dot products ends with a one-line pointer to --dtype bf16; a bf16 run, or a
-    CPU without them, does not."""
+    CPU without them, does not. Only the fp32 run is told what the CPU has: a bf16 run on a CPU told it has them
+    would pack its weights for products that this build cannot run (an AVX2-only CPU)."""
     import scalinglab.engine.steps as steps
 
-    monkeypatch.setattr(steps, "bf16_products", lambda: has_products)
     out, _ = trained
     (tmp_path / "p.txt").write_text("1+1=?\n")
     hints = []
     for dtype in ("fp32", "bf16"):
+        if dtype == "fp32":
+            monkeypatch.setattr(steps, "bf16_products", lambda: has_products)
+        else:
+            monkeypatch.undo()  # the bf16 run on what this CPU really has
         code, o = cli("generate", "--model", str(out), "--prompts", str(tmp_path / "p.txt"), "--max-new-tokens", "4",
                       "--dtype", dtype, "--device", "cpu", capsys=capsys)  # fmt: skip
         assert code == 0, o.err
