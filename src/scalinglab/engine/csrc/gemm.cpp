@@ -55,10 +55,10 @@ constexpr int64_t kNR = 16, kMR = 6;  // two ymm registers per row: 12 accumulat
 // float32 one-row tile gained nothing from the same (39-40 tok/s either way), so it has none.
 constexpr int64_t kAhead = 4096;  // bytes
 // The AVX2 one-row tile over widened bf16 does the same, nearer: on Zen 3 (AVX2 only) a cold
-// 283 MB stream of bf16 panels ran at 27-30 GB/s with it against 22-25 without, and SmolLM2 bf16
+// 283 MB stream of bf16 panels ran at 27-30 GB/s with it against 21-25 without, and SmolLM2 bf16
 // batch 1 at 82-89 tok/s against 75-82 (interleaved, 2026-12-03). Its float32 tile gained nothing
-// again (26-28 GB/s either way, the hardware prefetcher keeps up with two lines a k pair), and
-// 4 KB or more ahead was slower.
+// again (23-28 GB/s with it against 26-29 without: the hardware prefetcher keeps up with two lines
+// a k pair), and 4 KB or more ahead was slower.
 constexpr int64_t kAheadWidened = 1024;  // bytes
 
 #ifdef SL_AVX512
