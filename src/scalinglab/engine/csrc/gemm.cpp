@@ -257,11 +257,16 @@ int64_t balanced_chunk(int64_t n, int64_t T, int64_t step, int64_t per_thread) {
   return best;
 }
 
-// Chunk for a product of M rows by N columns by K over n items (panels or pairs of them), the
-// `step` dividing it: all n in one (this thread) below about 16 us of work (toy widths), else
-// balanced_chunk's, about 16 a thread for one or two rows and 4 for more.
-int64_t product_chunk(int64_t n, int64_t M, int64_t N, int64_t K, int64_t step) {
-  return M * N * K < (int64_t{1} << 19) ? n : balanced_chunk(n, at::get_num_threads(), step, M <= 2 ? 16 : 4);
+// Chunk for a product of M rows by N columns by K over n items (panels or pairs of them) of
+// `elem`-byte weights, the `step` dividing it: all n in one (this thread) below about 16 us of
+// one thread's work, both in multiply-adds (under 2^19) and in weight bytes streamed (under
+// 256 KiB: toy widths), else balanced_chunk's, about 16 a thread for one or two rows and 4 for more.
+// The bytes count on their own for one or two rows, which memory bounds: SmolLM2's Wo (576 x 576,
+// 2^18.3 multiply-adds a row) ran on one thread at batch 1 before, 15 GB/s against the other
+// projections' 22-24 (float32 and bf16 alike, Zen 3, 2026-12-03).
+int64_t product_chunk(int64_t n, int64_t M, int64_t N, int64_t K, int64_t step, int64_t elem) {
+  const bool small = M * N * K < (int64_t{1} << 19) && N * K * elem < (int64_t{1} << 18);
+  return small ? n : balanced_chunk(n, at::get_num_threads(), step, M <= 2 ? 16 : 4);
 }
 
 template <typename BT>
@@ -270,9 +275,9 @@ void gemm_t(const float* x, int64_t M, int64_t ldx, const BT* w, int64_t N, int6
   const int64_t P = (N + kNR - 1) / kNR;
   // chunks of panels claimed one by one (pool.h), so a late thread costs little
 #ifdef SL_AVX512
-  const int64_t chunk = product_chunk(P, M, N, K, 2);  // no pair of panels split
+  const int64_t chunk = product_chunk(P, M, N, K, 2, sizeof(BT));  // no pair of panels split
 #else
-  const int64_t chunk = product_chunk(P, M, N, K, 1);
+  const int64_t chunk = product_chunk(P, M, N, K, 1, sizeof(BT));
 #endif
 #ifdef SL_AVX512
   // Paired panels take the rows in tiles of equal size (64 rows: 4 x 11 + 2 x 10, not 5 x 12 + 4:
@@ -493,7 +498,7 @@ void gemm_pairs(const float* x, int64_t M, int64_t ldx, const uint16_t* w, int64
     for (int64_t m = 0; m < M; ++m)
       for (int64_t n = 0; n < N; ++n) out[m * ldo + n] = (accumulate ? out[m * ldo + n] : 0.f) + bias[n];
   const bool load = accumulate || bias != nullptr;
-  const int64_t chunk = product_chunk(Q, M, N, K, 1);
+  const int64_t chunk = product_chunk(Q, M, N, K, 1, 2);
   pool_for(Q, chunk, [&](int64_t q0, int64_t q1) {
     alignas(64) float sc[kMR * 2 * kNR > kNR * kNR ? kMR * 2 * kNR : kNR * kNR];
 #ifdef SL_AMX
