@@ -264,6 +264,19 @@ def test_amx_rows_do_not_depend_on_the_row_count():
     assert torch.allclose(linear_packed()(x[:1], wp, 1000, None), full[:1], rtol=0, atol=1e-3)
 
 
+@pytest.mark.skipif(kernels.bf16_products() != 1, reason="this CPU or build has no AVX512-BF16, or AMX serves 2+ rows")
+def test_bf16_dot_product_rows_do_not_depend_on_the_row_count():
+    """Without AMX every call goes through vdpbf16ps tiles, each row summed pair of k by pair of k in order, so a
+    row's outputs are the same bits in a call of 1 to 64 rows, whatever the equal tiles the rows are split into
+    and whether the next panels are prefetched (a partial last panel and a pair without its second panel too)."""
+    torch.manual_seed(11)
+    x, w = torch.randn(64, 576), torch.randn(1000, 576)
+    wp = pack_weight(w, torch.bfloat16, pairs=True)
+    full = linear_packed()(x, wp, 1000, None)
+    for m in (1, 2, 3, 5, 11, 12, 13, 23, 25, 37, 63):
+        assert torch.equal(linear_packed()(x[:m], wp, 1000, None), full[:m]), m
+
+
 @needs_bf16_products
 @pytest.mark.parametrize(
     "params,max_batch",

@@ -365,10 +365,13 @@ inline __m512bh pair_of(const uint16_t* a) {  // the bf16 pair a[0], a[1] in eve
   return (__m512bh)_mm512_set1_epi32(v);
 }
 
-// c (R rows x 16·NP) = init + a (R rows of bf16, stride lda) · NP panels in the pairs layout, K2 = K/2
+// c (R rows x 16·NP) = init + a (R rows of bf16, stride lda) · NP panels in the pairs layout, K2 = K/2;
+// pf, pf_lines: lines of the panels the next call reads, fetched into L2 spread over the k pairs (as
+// tile2 does; from two rows on: one row prefetches its own stream kAhead bytes ahead instead)
 template <int R, int NP>
 void dp_tile(const uint16_t* __restrict__ a, int64_t lda, const uint16_t* __restrict__ b0, const uint16_t* __restrict__ b1,
-             int64_t K2, float* __restrict__ c, int64_t ldc, bool load) {
+             int64_t K2, float* __restrict__ c, int64_t ldc, bool load, const char* pf, int64_t pf_lines) {
+  const int64_t per_k = pf ? (pf_lines + K2 - 1) / K2 : 0;
   __m512 acc[NP][R];
 #pragma GCC unroll 12
   for (int r = 0; r < R; ++r) {
@@ -379,6 +382,8 @@ void dp_tile(const uint16_t* __restrict__ a, int64_t lda, const uint16_t* __rest
     if constexpr (R == 1) {  // one row streams the panels: fetched kAhead bytes ahead
       _mm_prefetch(reinterpret_cast<const char*>(b0 + 32 * k2) + kAhead, _MM_HINT_T0);
       if (NP == 2) _mm_prefetch(reinterpret_cast<const char*>(b1 + 32 * k2) + kAhead, _MM_HINT_T0);
+    } else {
+      for (int64_t i = k2 * per_k; i < std::min((k2 + 1) * per_k, pf_lines); ++i) _mm_prefetch(pf + 64 * i, _MM_HINT_T1);
     }
     const __m512bh w0 = (__m512bh)_mm512_loadu_si512(b0 + 32 * k2);
     const __m512bh w1 = NP == 2 ? (__m512bh)_mm512_loadu_si512(b1 + 32 * k2) : w0;
@@ -398,20 +403,20 @@ void dp_tile(const uint16_t* __restrict__ a, int64_t lda, const uint16_t* __rest
 
 template <int NP>
 void dp_rows(int R, const uint16_t* a, int64_t lda, const uint16_t* b0, const uint16_t* b1, int64_t K2, float* c, int64_t ldc,
-             bool load) {
+             bool load, const char* pf, int64_t pf_lines) {
   switch (R) {
-    case 12: dp_tile<12, NP>(a, lda, b0, b1, K2, c, ldc, load); break;
-    case 11: dp_tile<11, NP>(a, lda, b0, b1, K2, c, ldc, load); break;
-    case 10: dp_tile<10, NP>(a, lda, b0, b1, K2, c, ldc, load); break;
-    case 9: dp_tile<9, NP>(a, lda, b0, b1, K2, c, ldc, load); break;
-    case 8: dp_tile<8, NP>(a, lda, b0, b1, K2, c, ldc, load); break;
-    case 7: dp_tile<7, NP>(a, lda, b0, b1, K2, c, ldc, load); break;
-    case 6: dp_tile<6, NP>(a, lda, b0, b1, K2, c, ldc, load); break;
-    case 5: dp_tile<5, NP>(a, lda, b0, b1, K2, c, ldc, load); break;
-    case 4: dp_tile<4, NP>(a, lda, b0, b1, K2, c, ldc, load); break;
-    case 3: dp_tile<3, NP>(a, lda, b0, b1, K2, c, ldc, load); break;
-    case 2: dp_tile<2, NP>(a, lda, b0, b1, K2, c, ldc, load); break;
-    default: dp_tile<1, NP>(a, lda, b0, b1, K2, c, ldc, load);
+    case 12: dp_tile<12, NP>(a, lda, b0, b1, K2, c, ldc, load, pf, pf_lines); break;
+    case 11: dp_tile<11, NP>(a, lda, b0, b1, K2, c, ldc, load, pf, pf_lines); break;
+    case 10: dp_tile<10, NP>(a, lda, b0, b1, K2, c, ldc, load, pf, pf_lines); break;
+    case 9: dp_tile<9, NP>(a, lda, b0, b1, K2, c, ldc, load, pf, pf_lines); break;
+    case 8: dp_tile<8, NP>(a, lda, b0, b1, K2, c, ldc, load, pf, pf_lines); break;
+    case 7: dp_tile<7, NP>(a, lda, b0, b1, K2, c, ldc, load, pf, pf_lines); break;
+    case 6: dp_tile<6, NP>(a, lda, b0, b1, K2, c, ldc, load, pf, pf_lines); break;
+    case 5: dp_tile<5, NP>(a, lda, b0, b1, K2, c, ldc, load, pf, pf_lines); break;
+    case 4: dp_tile<4, NP>(a, lda, b0, b1, K2, c, ldc, load, pf, pf_lines); break;
+    case 3: dp_tile<3, NP>(a, lda, b0, b1, K2, c, ldc, load, pf, pf_lines); break;
+    case 2: dp_tile<2, NP>(a, lda, b0, b1, K2, c, ldc, load, pf, pf_lines); break;
+    default: dp_tile<1, NP>(a, lda, b0, b1, K2, c, ldc, load, pf, pf_lines);
   }
 }
 #endif
@@ -547,20 +552,30 @@ void gemm_pairs(const float* x, int64_t M, int64_t ldx, const uint16_t* w, int64
       return;
     }
 #endif
+    // rows in tiles of equal size, as gemm_t's paired panels (64 rows: 4 x 11 + 2 x 10); every row's
+    // sums are the same whatever its tile, so this changes no result
+    const int64_t tiles = (M + kMR - 1) / kMR;
     for (int64_t q = q0; q < q1; ++q) {
       const int64_t p = 2 * q, n0 = p * kNR, nv = std::min(2 * kNR, N - n0);
       const bool two = p + 1 < P;
       const uint16_t* b0 = w + p * K * kNR;
-      for (int64_t m0 = 0; m0 < M; m0 += kMR) {
-        const int R = static_cast<int>(std::min(kMR, M - m0));
+      // the next pair's lines, a share per row tile (cold weights: the first tile would wait on them)
+      const int64_t next = M >= 2 ? std::min<int64_t>(2, P - p - 2) : 0;
+      const int64_t lines = std::max<int64_t>(0, next) * K * kNR * 2 / 64, share = (lines + tiles - 1) / tiles;
+      const char* pf = reinterpret_cast<const char*>(b0 + 2 * K * kNR);
+      for (int64_t t = 0; t < tiles; ++t) {
+        const int64_t m0 = M * t / tiles;
+        const int R = static_cast<int>(M * (t + 1) / tiles - m0);
+        const int64_t first = t * share, pf_lines = std::max<int64_t>(0, std::min(share, lines - first));
+        const char* pft = pf_lines > 0 ? pf + 64 * first : nullptr;
         const bool full = nv == (two ? 2 : 1) * kNR;
         float* c = full ? out + m0 * ldo + n0 : sc;  // the edge: through sc (R <= 12 rows of 32)
         const int64_t ldc = full ? ldo : 2 * kNR;
         if (!full && load)
           for (int r = 0; r < R; ++r)
             for (int64_t j = 0; j < 2 * kNR; ++j) sc[r * ldc + j] = j < nv ? out[(m0 + r) * ldo + n0 + j] : 0.f;
-        if (two) dp_rows<2>(R, a + m0 * K, K, b0, b0 + K * kNR, K2, c, ldc, load);
-        else dp_rows<1>(R, a + m0 * K, K, b0, b0, K2, c, ldc, load);
+        if (two) dp_rows<2>(R, a + m0 * K, K, b0, b0 + K * kNR, K2, c, ldc, load, pft, pf_lines);
+        else dp_rows<1>(R, a + m0 * K, K, b0, b0, K2, c, ldc, load, pft, pf_lines);
         if (!full)
           for (int r = 0; r < R; ++r) std::copy_n(sc + r * ldc, nv, out + (m0 + r) * ldo + n0);
       }
