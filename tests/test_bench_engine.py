@@ -38,6 +38,13 @@ def test_real_model_grid_reports_every_contender(tmp_path, monkeypatch):
     assert math.isclose(
         frac * b["batch64_tokens_per_s_fp32"]["median"], res["cases"]["batch64"]["scalinglab_fp32"]["tokens_per_s"]
     )
+    # batch 1's streamed bytes over a read taken right after each call: one ratio per round, and it is the
+    # tokens/s times the weights' bytes over a GB/s, so it moves with the speed it reports
+    same = res["fraction_of_read_same_moment"]
+    assert set(same) == {"batch1_greedy_fp32", "batch1_greedy_bf16"}
+    for k, v in same.items():
+        assert 0 < v["min"] <= v["median"] <= v["max"] and math.isfinite(v["max"]), k
+    assert "right after each call" in summary(res)
     st = res["startup"]
     assert 0 < st["outside_decode_seconds"]["min"] <= st["wall_seconds"]["max"]
     assert 0 <= st["pack_seconds"]["median"] <= st["engine_seconds"]["median"]
