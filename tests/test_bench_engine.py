@@ -38,8 +38,8 @@ def test_real_model_grid_reports_every_contender(tmp_path, monkeypatch):
     assert math.isclose(
         frac * b["batch64_tokens_per_s_fp32"]["median"], res["cases"]["batch64"]["scalinglab_fp32"]["tokens_per_s"]
     )
-    # batch 1's streamed bytes over a read taken right after each call: one ratio per round, and it is the
-    # tokens/s times the weights' bytes over a GB/s, so it moves with the speed it reports
+    # batch 1's streamed bytes over a read taken right after each call, for both dtypes: positive, finite
+    # ratios with their spread, and a line of the summary
     same = res["fraction_of_read_same_moment"]
     assert set(same) == {"batch1_greedy_fp32", "batch1_greedy_bf16"}
     for k, v in same.items():

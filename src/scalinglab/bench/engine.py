@@ -373,7 +373,8 @@ def real_model_benchmark(model, new_tokens: int = 64, rounds: int = 3, extras: b
     extras (on by default), also once per round: the machine's bounds (`machine_bounds`, so each
     result is also a fraction of what this CPU allowed that minute), the start-up of `scalinglab
     generate` in a fresh process (`startup_run`), and scalinglab's fp32 decode step at batch 64
-    after prompts of 20 and of 200 tokens (`step_seconds`).
+    after prompts of 20 and of 200 tokens (`step_seconds`); and after each of scalinglab's batch-1
+    calls a 1 GiB read, so its streamed bytes are also a fraction of that moment's bandwidth.
     """
     import importlib.util
     import os

@@ -269,6 +269,21 @@ int64_t product_chunk(int64_t n, int64_t M, int64_t N, int64_t K, int64_t step, 
   return small ? n : balanced_chunk(n, at::get_num_threads(), step, M <= 2 ? 16 : 4);
 }
 
+// The pair of panels after the pair that starts at panel p of P (each panel K x 16 weights of `elem`
+// bytes), fetched into L2 a share per row tile while that pair is multiplied: cold weights, as in a
+// decode step, would otherwise keep the first tile waiting on memory for all of them. Past this
+// thread's run they are likely the other thread's, and still land in the shared L3.
+struct NextPair {
+  const char* base;
+  int64_t lines, share;
+  NextPair(const void* pair, int64_t p, int64_t P, int64_t K, int64_t elem, int64_t tiles)
+      : base(static_cast<const char*>(pair) + 2 * K * kNR * elem),
+        lines(std::max<int64_t>(0, std::min<int64_t>(2, P - p - 2)) * K * kNR * elem / 64),
+        share((lines + tiles - 1) / tiles) {}
+  int64_t count(int64_t t) const { return std::max<int64_t>(0, std::min(share, lines - t * share)); }  // tile t's lines
+  const char* at(int64_t t) const { return count(t) > 0 ? base + 64 * t * share : nullptr; }
+};
+
 template <typename BT>
 void gemm_t(const float* x, int64_t M, int64_t ldx, const BT* w, int64_t N, int64_t K, const float* bias, bool accumulate,
             float* out, int64_t ldo) {
@@ -293,12 +308,7 @@ void gemm_t(const float* x, int64_t M, int64_t ldx, const BT* w, int64_t N, int6
       const int64_t n0 = p * kNR, nv = std::min(kNR, N - n0);
 #ifdef SL_AVX512
       if (M >= 3 && p + 1 < p1 && n0 + 2 * kNR <= N) {  // two full panels; 1-2 rows stay bandwidth-bound tiles
-        // the next two panels, fetched a share per row tile (the first tile would otherwise wait on
-        // memory for all of them: cold weights, as in a decode step); past this run's end they are
-        // likely another thread's, and still land in the shared L3
-        const int64_t next = std::min<int64_t>(2, P - p - 2);
-        const int64_t lines = next * K * kNR * static_cast<int64_t>(sizeof(BT)) / 64, share = (lines + tiles - 1) / tiles;
-        const char* pf = reinterpret_cast<const char*>(b + 2 * K * kNR);
+        const NextPair next(b, p, P, K, sizeof(BT), tiles);
         for (int64_t t = 0; t <= tiles; ++t) {  // the tiles, then the lone row if any
           const int64_t m0 = t < tiles ? Mb * t / tiles : Mb;
           const int R = static_cast<int>(t < tiles ? Mb * (t + 1) / tiles - m0 : M - Mb);
@@ -312,9 +322,7 @@ void gemm_t(const float* x, int64_t M, int64_t ldx, const BT* w, int64_t N, int6
             tile_rows(R, x + m0 * ldx, ldx, b, K, c, ldo, load);
             tile_rows(R, x + m0 * ldx, ldx, b + K * kNR, K, c + kNR, ldo, load);
           } else {
-            const int64_t first = t * share;
-            tile2_rows(R, x + m0 * ldx, ldx, b, b + K * kNR, K, c, ldo, load, next > 0 ? pf + 64 * first : nullptr,
-                       std::max<int64_t>(0, std::min(share, lines - first)));
+            tile2_rows(R, x + m0 * ldx, ldx, b, b + K * kNR, K, c, ldo, load, next.at(t), next.count(t));
           }
         }
         ++p;
@@ -559,23 +567,18 @@ void gemm_pairs(const float* x, int64_t M, int64_t ldx, const uint16_t* w, int64
       const int64_t p = 2 * q, n0 = p * kNR, nv = std::min(2 * kNR, N - n0);
       const bool two = p + 1 < P;
       const uint16_t* b0 = w + p * K * kNR;
-      // the next pair's lines, a share per row tile (cold weights: the first tile would wait on them)
-      const int64_t next = M >= 2 ? std::min<int64_t>(2, P - p - 2) : 0;
-      const int64_t lines = std::max<int64_t>(0, next) * K * kNR * 2 / 64, share = (lines + tiles - 1) / tiles;
-      const char* pf = reinterpret_cast<const char*>(b0 + 2 * K * kNR);
+      const NextPair next(b0, p, P, K, 2, tiles);  // a lone row's tile prefetches its own stream instead
       for (int64_t t = 0; t < tiles; ++t) {
         const int64_t m0 = M * t / tiles;
         const int R = static_cast<int>(M * (t + 1) / tiles - m0);
-        const int64_t first = t * share, pf_lines = std::max<int64_t>(0, std::min(share, lines - first));
-        const char* pft = pf_lines > 0 ? pf + 64 * first : nullptr;
         const bool full = nv == (two ? 2 : 1) * kNR;
         float* c = full ? out + m0 * ldo + n0 : sc;  // the edge: through sc (R <= 12 rows of 32)
         const int64_t ldc = full ? ldo : 2 * kNR;
         if (!full && load)
           for (int r = 0; r < R; ++r)
             for (int64_t j = 0; j < 2 * kNR; ++j) sc[r * ldc + j] = j < nv ? out[(m0 + r) * ldo + n0 + j] : 0.f;
-        if (two) dp_rows<2>(R, a + m0 * K, K, b0, b0 + K * kNR, K2, c, ldc, load, pft, pf_lines);
-        else dp_rows<1>(R, a + m0 * K, K, b0, b0, K2, c, ldc, load, pft, pf_lines);
+        if (two) dp_rows<2>(R, a + m0 * K, K, b0, b0 + K * kNR, K2, c, ldc, load, next.at(t), next.count(t));
+        else dp_rows<1>(R, a + m0 * K, K, b0, b0, K2, c, ldc, load, next.at(t), next.count(t));
         if (!full)
           for (int r = 0; r < R; ++r) std::copy_n(sc + r * ldc, nv, out + (m0 + r) * ldo + n0);
       }
